@@ -1,0 +1,351 @@
+//! Who may log in: the `Authenticator` trait and its implementations.
+//!
+//! An authenticator turns login form data into a [`UserInfo`] or a refusal. The
+//! hub then creates or updates the user, sets the cookies and redirects.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
+use argon2::{Argon2, PasswordVerifier};
+use async_trait::async_trait;
+use hubfleet_store::Store;
+use subtle::ConstantTimeEq;
+
+/// Who logged in, as the authenticator sees them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserInfo {
+    pub name: String,
+    /// `Some(true)` makes the user an admin, `Some(false)` removes it, `None` leaves it.
+    pub admin: Option<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("user store: {0}")]
+    Store(#[from] hubfleet_store::StoreError),
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+    #[error("`{0}` is not a valid user name: use 1-255 characters, no `/`, no spaces or control characters")]
+    InvalidName(String),
+}
+
+/// Login form contents.
+#[derive(Clone, Debug, Default)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+/// Who is allowed in and who is an admin, shared by all authenticators
+/// (`hub.config.Authenticator.admin_users` / `allowed_users`).
+#[derive(Clone, Debug, Default)]
+pub struct AccessPolicy {
+    pub admin_users: BTreeSet<String>,
+    /// Empty means anyone the authenticator accepts.
+    pub allowed_users: BTreeSet<String>,
+}
+
+impl AccessPolicy {
+    pub fn is_admin(&self, name: &str) -> bool {
+        self.admin_users.contains(name)
+    }
+
+    pub fn is_allowed(&self, name: &str) -> bool {
+        self.allowed_users.is_empty() || self.allowed_users.contains(name) || self.is_admin(name)
+    }
+}
+
+/// Lower-case and trim a user name, as JupyterHub's default `normalize_username` does,
+/// and reject names that cannot appear in URLs and paths.
+pub fn normalize_username(raw: &str) -> Result<String, AuthError> {
+    let name = raw.trim().to_lowercase();
+    let valid = !name.is_empty()
+        && name.len() <= 255
+        && !name.contains('/')
+        && !name.starts_with('.')
+        && !name.chars().any(|c| c.is_control() || c.is_whitespace());
+    if valid {
+        Ok(name)
+    } else {
+        Err(AuthError::InvalidName(raw.to_string()))
+    }
+}
+
+#[async_trait]
+pub trait Authenticator: Send + Sync + 'static {
+    /// A short name for logs and the login page (`native`, `dummy`, …).
+    fn kind(&self) -> &'static str;
+
+    /// `Ok(None)` is a refusal (wrong password, not allowed); the page says only
+    /// "Invalid username or password" so that it reveals nothing.
+    async fn authenticate(&self, credentials: &Credentials) -> Result<Option<UserInfo>, AuthError>;
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+/// Hash a password with argon2id (default parameters), off the async runtime.
+pub async fn hash_password(password: &str) -> Result<String, AuthError> {
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| AuthError::Hash(e.to_string()))
+    })
+    .await
+    .map_err(|e| AuthError::Hash(e.to_string()))?
+}
+
+/// Check a password against an argon2 PHC string, off the async runtime.
+pub async fn verify_password(password: &str, phc: &str) -> bool {
+    let password = password.to_string();
+    let phc = phc.to_string();
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&phc)
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Accounts kept in the hub's own database, with argon2id password hashes.
+pub struct NativeAuthenticator {
+    store: Store,
+    policy: AccessPolicy,
+}
+
+impl NativeAuthenticator {
+    pub fn new(store: Store, policy: AccessPolicy) -> Self {
+        Self { store, policy }
+    }
+}
+
+#[async_trait]
+impl Authenticator for NativeAuthenticator {
+    fn kind(&self) -> &'static str {
+        "native"
+    }
+
+    async fn authenticate(&self, credentials: &Credentials) -> Result<Option<UserInfo>, AuthError> {
+        let Ok(name) = normalize_username(&credentials.username) else {
+            return Ok(None);
+        };
+        let hash = match self.store.user_by_name(&name).await? {
+            Some(user) => self.store.password_hash(user.id).await?,
+            None => None,
+        };
+        // Verify against a dummy hash when the user is unknown, so that timing
+        // does not tell which user names exist.
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| dummy_hash().to_string());
+        let ok = verify_password(&credentials.password, &hash).await && known;
+        if !ok || !self.policy.is_allowed(&name) {
+            return Ok(None);
+        }
+        Ok(Some(UserInfo {
+            admin: self.policy.is_admin(&name).then_some(true),
+            name,
+        }))
+    }
+}
+
+/// An argon2id hash of a random string nobody knows, made once.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        let salt = SaltString::generate(&mut OsRng);
+        let secret = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(secret.as_str().as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// Any user name, with any password or one shared password. For development and
+/// short workshops; never for a hub on the internet without `password` set.
+pub struct DummyAuthenticator {
+    password: Option<String>,
+    policy: AccessPolicy,
+}
+
+impl DummyAuthenticator {
+    pub fn new(password: Option<String>, policy: AccessPolicy) -> Self {
+        Self { password, policy }
+    }
+}
+
+#[async_trait]
+impl Authenticator for DummyAuthenticator {
+    fn kind(&self) -> &'static str {
+        "dummy"
+    }
+
+    async fn authenticate(&self, credentials: &Credentials) -> Result<Option<UserInfo>, AuthError> {
+        let Ok(name) = normalize_username(&credentials.username) else {
+            return Ok(None);
+        };
+        if let Some(expected) = &self.password {
+            if !constant_time_eq(&credentials.password, expected) {
+                return Ok(None);
+            }
+        }
+        if !self.policy.is_allowed(&name) {
+            return Ok(None);
+        }
+        Ok(Some(UserInfo {
+            admin: self.policy.is_admin(&name).then_some(true),
+            name,
+        }))
+    }
+}
+
+/// JupyterHub's SharedPasswordAuthenticator: one password for everyone, and a
+/// separate one that admins (listed in `admin_users`) use to get admin rights.
+pub struct SharedPasswordAuthenticator {
+    user_password: Option<String>,
+    admin_password: Option<String>,
+    policy: AccessPolicy,
+}
+
+impl SharedPasswordAuthenticator {
+    pub fn new(
+        user_password: Option<String>,
+        admin_password: Option<String>,
+        policy: AccessPolicy,
+    ) -> Self {
+        Self {
+            user_password,
+            admin_password,
+            policy,
+        }
+    }
+}
+
+#[async_trait]
+impl Authenticator for SharedPasswordAuthenticator {
+    fn kind(&self) -> &'static str {
+        "shared-password"
+    }
+
+    async fn authenticate(&self, credentials: &Credentials) -> Result<Option<UserInfo>, AuthError> {
+        let Ok(name) = normalize_username(&credentials.username) else {
+            return Ok(None);
+        };
+        if let Some(admin_password) = &self.admin_password {
+            if self.policy.is_admin(&name) && constant_time_eq(&credentials.password, admin_password)
+            {
+                return Ok(Some(UserInfo {
+                    name,
+                    admin: Some(true),
+                }));
+            }
+        }
+        match &self.user_password {
+            Some(user_password)
+                if constant_time_eq(&credentials.password, user_password)
+                    && self.policy.is_allowed(&name) =>
+            {
+                // The user password never grants admin rights.
+                Ok(Some(UserInfo {
+                    name,
+                    admin: Some(false),
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+pub type DynAuthenticator = Arc<dyn Authenticator>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds(username: &str, password: &str) -> Credentials {
+        Credentials {
+            username: username.into(),
+            password: password.into(),
+        }
+    }
+
+    fn policy(admins: &[&str], allowed: &[&str]) -> AccessPolicy {
+        AccessPolicy {
+            admin_users: admins.iter().map(|s| s.to_string()).collect(),
+            allowed_users: allowed.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn names_are_normalised_and_checked() {
+        assert_eq!(normalize_username("  Alice ").unwrap(), "alice");
+        for bad in ["", "a/b", "a b", "..", ".hidden", "x\u{7}"] {
+            assert!(normalize_username(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[tokio::test]
+    async fn password_hashes_verify() {
+        let hash = hash_password("correct horse").await.unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &hash).await);
+        assert!(!verify_password("wrong", &hash).await);
+        assert!(!verify_password("x", "not a hash").await);
+        assert!(!verify_password("", dummy_hash()).await);
+    }
+
+    #[tokio::test]
+    async fn dummy_accepts_any_password_unless_one_is_set() {
+        let open = DummyAuthenticator::new(None, policy(&["root"], &[]));
+        let info = open.authenticate(&creds("Bob", "x")).await.unwrap().unwrap();
+        assert_eq!(info, UserInfo { name: "bob".into(), admin: None });
+        let admin = open.authenticate(&creds("root", "")).await.unwrap().unwrap();
+        assert_eq!(admin.admin, Some(true));
+
+        let guarded = DummyAuthenticator::new(Some("s3cret".into()), policy(&[], &["bob"]));
+        assert!(guarded.authenticate(&creds("bob", "nope")).await.unwrap().is_none());
+        assert!(guarded.authenticate(&creds("bob", "s3cret")).await.unwrap().is_some());
+        assert!(guarded.authenticate(&creds("eve", "s3cret")).await.unwrap().is_none(), "not allowed");
+    }
+
+    #[tokio::test]
+    async fn shared_password_separates_admins() {
+        let auth = SharedPasswordAuthenticator::new(
+            Some("workshop".into()),
+            Some("leader".into()),
+            policy(&["ana"], &[]),
+        );
+        let user = auth.authenticate(&creds("zoe", "workshop")).await.unwrap().unwrap();
+        assert_eq!(user.admin, Some(false));
+        let admin = auth.authenticate(&creds("ana", "leader")).await.unwrap().unwrap();
+        assert_eq!(admin.admin, Some(true));
+        assert!(auth.authenticate(&creds("zoe", "leader")).await.unwrap().is_none());
+        assert!(auth.authenticate(&creds("zoe", "")).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn native_checks_stored_hashes() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let alice = store.create_user("alice", false).await.unwrap();
+        let hash = hash_password("pw-alice").await.unwrap();
+        store.set_password_hash(alice.id, Some(&hash)).await.unwrap();
+        store.create_user("nopass", false).await.unwrap();
+
+        let auth = NativeAuthenticator::new(store, policy(&["alice"], &[]));
+        let info = auth.authenticate(&creds("Alice", "pw-alice")).await.unwrap().unwrap();
+        assert_eq!(info, UserInfo { name: "alice".into(), admin: Some(true) });
+        assert!(auth.authenticate(&creds("alice", "wrong")).await.unwrap().is_none());
+        assert!(auth.authenticate(&creds("ghost", "pw-alice")).await.unwrap().is_none());
+        assert!(auth.authenticate(&creds("nopass", "")).await.unwrap().is_none());
+    }
+}

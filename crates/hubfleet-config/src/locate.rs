@@ -1,0 +1,410 @@
+//! Finds the line and column of a key path in YAML source.
+//!
+//! `serde_yaml_ng::Value` keeps no positions, so after the document has been parsed we re-read
+//! the same text with `yaml-rust2`'s event parser, which reports a marker for every node, and
+//! record where each key (and each value) of the document starts. Errors found after parsing
+//! (wrong types, unknown keys, semantic validation) then look their key path up here.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::Marker;
+
+/// One step of a key path: a mapping key or a list index.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// A key path such as `hub.config.Authenticator.admin_users[1]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub(crate) struct KeyPath(pub(crate) Vec<Seg>);
+
+impl KeyPath {
+    pub(crate) fn parse(dotted: &str) -> KeyPath {
+        KeyPath(
+            dotted
+                .split('.')
+                .filter(|s| !s.is_empty())
+                .map(|s| Seg::Key(s.to_owned()))
+                .collect(),
+        )
+    }
+
+    pub(crate) fn child(&self, key: &str) -> KeyPath {
+        let mut segs = self.0.clone();
+        segs.push(Seg::Key(key.to_owned()));
+        KeyPath(segs)
+    }
+
+    pub(crate) fn parent(&self) -> KeyPath {
+        let mut segs = self.0.clone();
+        segs.pop();
+        KeyPath(segs)
+    }
+
+    pub(crate) fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, seg) in self.0.iter().enumerate() {
+            match seg {
+                Seg::Key(k) if i == 0 => f.write_str(k)?,
+                Seg::Key(k) => write!(f, ".{k}")?,
+                Seg::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A 1-based line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pos {
+    pub(crate) line: usize,
+    pub(crate) column: usize,
+}
+
+impl Pos {
+    const START: Pos = Pos { line: 1, column: 1 };
+
+    fn from_marker(m: Marker) -> Pos {
+        // yaml-rust2 markers: line is 1-based, column 0-based.
+        Pos {
+            line: m.line().max(1),
+            column: m.col() + 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    key: Pos,
+    value: Option<Pos>,
+}
+
+/// Positions of every key path of the first document of a YAML text.
+#[derive(Debug, Default)]
+pub(crate) struct KeyIndex {
+    entries: HashMap<KeyPath, Entry>,
+    /// Keys that appear a second time in the same mapping: path and position of the repeat.
+    duplicates: Vec<(KeyPath, Pos)>,
+}
+
+impl KeyIndex {
+    /// Index `yaml`. A text yaml-rust2 cannot parse (which should not happen for a text
+    /// serde_yaml_ng accepted) gives a partial index; lookups then fall back to the nearest
+    /// enclosing key that was indexed.
+    pub(crate) fn build(yaml: &str) -> KeyIndex {
+        let mut builder = Builder::default();
+        let mut parser = Parser::new_from_str(yaml);
+        // Errors are deliberately ignored: whatever was indexed before the error stays usable.
+        let _ = parser.load(&mut builder, false);
+        KeyIndex {
+            entries: builder.entries,
+            duplicates: builder.duplicates,
+        }
+    }
+
+    /// Position of the key itself (`admin_users` in `admin_users: alice`). Falls back to the
+    /// closest enclosing key that is present, then to the start of the file.
+    pub(crate) fn key_pos(&self, path: &KeyPath) -> Pos {
+        self.lookup(path, false)
+    }
+
+    /// Position of the value of the key (`alice` in `admin_users: alice`), for type errors,
+    /// when the value starts on the key's line; else the key's position.
+    pub(crate) fn value_pos(&self, path: &KeyPath) -> Pos {
+        self.lookup(path, true)
+    }
+
+    /// The first key that is repeated within one mapping, with the position of the repeat.
+    pub(crate) fn first_duplicate(&self) -> Option<&(KeyPath, Pos)> {
+        self.duplicates.first()
+    }
+
+    /// Whether the exact path is present in the text.
+    pub(crate) fn contains(&self, path: &KeyPath) -> bool {
+        self.entries.contains_key(path)
+    }
+
+    fn lookup(&self, path: &KeyPath, prefer_value: bool) -> Pos {
+        let mut segs = path.0.as_slice();
+        loop {
+            if segs.is_empty() {
+                return Pos::START;
+            }
+            if let Some(entry) = self.entries.get(&KeyPath(segs.to_vec())) {
+                return match (prefer_value, entry.value) {
+                    (true, Some(v)) if v.line == entry.key.line => v,
+                    _ => entry.key,
+                };
+            }
+            segs = &segs[..segs.len() - 1];
+        }
+    }
+}
+
+enum Frame {
+    /// A mapping; `key` is the key whose value comes next (None while a key is expected, or
+    /// for a non-scalar key which we do not index).
+    Map {
+        key: Option<String>,
+        awaiting_value: bool,
+    },
+    Seq {
+        next: usize,
+    },
+}
+
+#[derive(Default)]
+struct Builder {
+    entries: HashMap<KeyPath, Entry>,
+    duplicates: Vec<(KeyPath, Pos)>,
+    stack: Vec<Frame>,
+    /// The path of the node currently open at each stack depth (parallel to `stack`).
+    paths: Vec<Option<KeyPath>>,
+    /// Depth of nested nodes inside a complex (non-scalar) mapping key, which are not indexed.
+    skip: usize,
+    done: bool,
+}
+
+impl Builder {
+    fn current_path(&self) -> Option<KeyPath> {
+        match self.paths.last() {
+            None => Some(KeyPath::default()),
+            Some(p) => p.clone(),
+        }
+    }
+
+    /// A node starts at `pos`. Returns the path of that node (None if not indexable) and records
+    /// its position. `scalar_text` is Some for a scalar node.
+    fn node_start(&mut self, pos: Pos, scalar_text: Option<&str>) -> Option<KeyPath> {
+        let parent_path = self.current_path();
+        match self.stack.last_mut() {
+            None => Some(KeyPath::default()),
+            Some(Frame::Seq { next }) => {
+                let path = parent_path.map(|p| {
+                    let mut segs = p.0;
+                    segs.push(Seg::Index(*next));
+                    KeyPath(segs)
+                });
+                if let Some(path) = &path {
+                    self.entries.entry(path.clone()).or_insert(Entry {
+                        key: pos,
+                        value: Some(pos),
+                    });
+                }
+                path
+            }
+            Some(Frame::Map {
+                key,
+                awaiting_value,
+            }) => {
+                if *awaiting_value {
+                    let path = match (parent_path, key.as_deref()) {
+                        (Some(p), Some(k)) => Some(p.child(k)),
+                        _ => None,
+                    };
+                    if let Some(path) = &path {
+                        if let Some(entry) = self.entries.get_mut(path) {
+                            if entry.value.is_none() {
+                                entry.value = Some(pos);
+                            }
+                        }
+                    }
+                    path
+                } else {
+                    *key = scalar_text.map(str::to_owned);
+                    if let (Some(p), Some(k)) = (parent_path, scalar_text) {
+                        let path = p.child(k);
+                        if self.entries.contains_key(&path) {
+                            self.duplicates.push((path, pos));
+                        } else {
+                            self.entries.insert(path, Entry { key: pos, value: None });
+                        }
+                    }
+                    // A key node itself has no indexable children.
+                    None
+                }
+            }
+        }
+    }
+
+    /// A node (scalar, alias, or a whole collection) has finished: advance the parent.
+    fn node_end(&mut self) {
+        match self.stack.last_mut() {
+            None => self.done = true,
+            Some(Frame::Seq { next }) => *next += 1,
+            Some(Frame::Map {
+                key,
+                awaiting_value,
+            }) => {
+                if *awaiting_value {
+                    *key = None;
+                }
+                *awaiting_value = !*awaiting_value;
+            }
+        }
+    }
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.done {
+            return;
+        }
+        let pos = Pos::from_marker(mark);
+        if self.skip > 0 {
+            match ev {
+                Event::MappingStart(..) | Event::SequenceStart(..) => self.skip += 1,
+                Event::MappingEnd | Event::SequenceEnd => {
+                    self.skip -= 1;
+                    if self.skip == 0 {
+                        self.node_end();
+                    }
+                }
+                _ => {}
+            }
+            return;
+        }
+        match ev {
+            Event::Scalar(text, ..) => {
+                self.node_start(pos, Some(&text));
+                self.node_end();
+            }
+            Event::Alias(_) => {
+                self.node_start(pos, None);
+                self.node_end();
+            }
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                let is_key = matches!(
+                    self.stack.last(),
+                    Some(Frame::Map {
+                        awaiting_value: false,
+                        ..
+                    })
+                );
+                if is_key {
+                    // Complex key: record nothing for it, skip its subtree.
+                    self.node_start(pos, None);
+                    self.skip = 1;
+                    return;
+                }
+                let path = self.node_start(pos, None);
+                self.paths.push(path);
+                self.stack.push(match ev {
+                    Event::MappingStart(..) => Frame::Map {
+                        key: None,
+                        awaiting_value: false,
+                    },
+                    _ => Frame::Seq { next: 0 },
+                });
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                self.stack.pop();
+                self.paths.pop();
+                self.node_end();
+            }
+            Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart
+            | Event::DocumentEnd
+            | Event::Nothing => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = "\
+# comment
+hub:
+  config:
+    Authenticator:
+      admin_users:
+        - alice
+        - \"bob\"
+  db: {type: postgres, url: \"postgresql://x\"}
+singleuser:
+  startTimeout: 10
+";
+
+    fn p(s: &str) -> KeyPath {
+        KeyPath::parse(s)
+    }
+
+    #[test]
+    fn finds_block_keys() {
+        let idx = KeyIndex::build(DOC);
+        assert_eq!(idx.key_pos(&p("hub")), Pos { line: 2, column: 1 });
+        assert_eq!(
+            idx.key_pos(&p("hub.config.Authenticator.admin_users")),
+            Pos { line: 5, column: 7 }
+        );
+        assert_eq!(
+            idx.value_pos(&p("singleuser.startTimeout")),
+            Pos {
+                line: 10,
+                column: 17
+            }
+        );
+    }
+
+    #[test]
+    fn finds_sequence_items_and_flow_keys() {
+        let idx = KeyIndex::build(DOC);
+        let mut item = p("hub.config.Authenticator.admin_users");
+        item.0.push(Seg::Index(1));
+        assert_eq!(idx.key_pos(&item), Pos { line: 7, column: 11 });
+        assert_eq!(idx.key_pos(&p("hub.db.url")), Pos { line: 8, column: 24 });
+        assert!(idx.contains(&p("hub.db.type")));
+    }
+
+    #[test]
+    fn falls_back_to_nearest_ancestor() {
+        let idx = KeyIndex::build(DOC);
+        assert_eq!(
+            idx.key_pos(&p("singleuser.defaultUrl")),
+            Pos { line: 9, column: 1 }
+        );
+        assert_eq!(idx.key_pos(&p("nothing.here")), Pos::START);
+    }
+
+    #[test]
+    fn records_duplicate_keys() {
+        let idx = KeyIndex::build("a:\n  b: 1\n  c: 2\n  b: 3\n");
+        let (path, pos) = idx.first_duplicate().unwrap();
+        assert_eq!(path.to_string(), "a.b");
+        assert_eq!(*pos, Pos { line: 4, column: 3 });
+    }
+
+    #[test]
+    fn value_position_only_on_the_key_line() {
+        let idx = KeyIndex::build("a: 1\nb:\n  c: 2\nd:\n");
+        assert_eq!(idx.value_pos(&p("a")), Pos { line: 1, column: 4 });
+        assert_eq!(idx.value_pos(&p("b")), Pos { line: 2, column: 1 });
+        assert_eq!(idx.value_pos(&p("d")), Pos { line: 4, column: 1 });
+    }
+
+    #[test]
+    fn complex_keys_are_skipped() {
+        let idx = KeyIndex::build("? [a, b]\n: 1\nc: 2\n");
+        assert_eq!(idx.key_pos(&p("c")), Pos { line: 3, column: 1 });
+    }
+
+    #[test]
+    fn displays_paths() {
+        let mut path = p("a.b");
+        path.0.push(Seg::Index(3));
+        path.0.push(Seg::Key("c".into()));
+        assert_eq!(path.to_string(), "a.b[3].c");
+    }
+}

@@ -1,0 +1,185 @@
+//! Who is asking: the login cookie or an API token, their scopes, cookies and XSRF.
+
+use std::collections::BTreeSet;
+
+use axum::http::{header, HeaderMap, HeaderValue, Method};
+use chrono::Utc;
+use hubfleet_store::{Token, User};
+use subtle::ConstantTimeEq;
+
+use crate::{AppState, HubError};
+
+pub const LOGIN_COOKIE: &str = "jupyterhub-hub-login";
+pub const SESSION_COOKIE: &str = "jupyterhub-session-id";
+pub const XSRF_COOKIE: &str = "_xsrf";
+/// How long a login lasts (JupyterHub's `cookie_max_age_days`).
+pub const LOGIN_DAYS: i64 = 14;
+
+/// An authenticated request.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub user: User,
+    /// Expanded scopes the request holds.
+    pub scopes: BTreeSet<String>,
+    /// The token used, when authenticated by token.
+    pub token: Option<Token>,
+    /// The browser session (`jupyterhub-session-id`), if any.
+    pub session_id: Option<String>,
+}
+
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
+/// `Authorization: token X` or `bearer X` (case-insensitive), as JupyterHub parses it.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(char::is_whitespace)?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer"))
+        .then_some(token)
+        .filter(|t| !t.is_empty() && !t.contains(char::is_whitespace))
+}
+
+/// A `Set-Cookie` value: always HttpOnly and SameSite=Lax, scoped to `path`.
+pub fn set_cookie(name: &str, value: &str, path: &str, max_age: Option<i64>, secure: bool) -> HeaderValue {
+    let mut cookie = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax");
+    if let Some(age) = max_age {
+        cookie.push_str(&format!("; Max-Age={age}"));
+    }
+    if secure {
+        cookie.push_str("; Secure");
+    }
+    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+pub fn clear_cookie(name: &str, path: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{name}=; Path={path}; HttpOnly; SameSite=Lax; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The user behind the login cookie, if it is valid.
+pub async fn from_cookie(state: &AppState, headers: &HeaderMap) -> Result<Option<Identity>, HubError> {
+    let Some(secret) = cookie(headers, LOGIN_COOKIE) else {
+        return Ok(None);
+    };
+    let Some(session) = state.store.session(secret).await? else {
+        return Ok(None);
+    };
+    touch_user(state, &session.user).await;
+    Ok(Some(Identity {
+        scopes: crate::access::user_scopes(&session.user),
+        user: session.user,
+        token: None,
+        session_id: Some(session.session_id),
+    }))
+}
+
+/// The owner of the `Authorization` token, if it is valid.
+pub async fn from_token(state: &AppState, headers: &HeaderMap) -> Result<Option<Identity>, HubError> {
+    let Some(secret) = bearer_token(headers) else {
+        return Ok(None);
+    };
+    let Some(token) = state.store.find_token(secret).await? else {
+        return Ok(None);
+    };
+    let Some(user) = state.store.user_by_id(token.user_id).await? else {
+        return Ok(None);
+    };
+    let now = Utc::now();
+    if token.last_activity.is_none_or(|t| now - t > chrono::Duration::seconds(30)) {
+        let _ = state.store.touch_token(token.id, now).await;
+    }
+    // A server's own token does not count as its user being active (protocol §3.1).
+    if !token.note.starts_with("Server at ") {
+        touch_user(state, &user).await;
+    }
+    Ok(Some(Identity {
+        scopes: crate::access::token_scopes(&token, &user),
+        session_id: token.session_id.clone(),
+        user,
+        token: Some(token),
+    }))
+}
+
+/// Record activity at most every 30 s per user, as JupyterHub's `activity_resolution`.
+async fn touch_user(state: &AppState, user: &User) {
+    let now = Utc::now();
+    if user
+        .last_activity
+        .is_none_or(|t| now - t > chrono::Duration::seconds(30))
+    {
+        let _ = state.store.touch_user(user.id, now).await;
+    }
+}
+
+/// Token first, then cookie. A cookie-authenticated write must carry the XSRF token.
+pub async fn identify(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    query_xsrf: Option<&str>,
+) -> Result<Option<Identity>, HubError> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return from_token(state, headers).await;
+    }
+    let Some(identity) = from_cookie(state, headers).await? else {
+        return Ok(None);
+    };
+    if needs_xsrf(method, headers) && !xsrf_ok(headers, query_xsrf) {
+        return Err(HubError::Forbidden(
+            "XSRF check failed: cookie-authenticated requests must send the _xsrf token".into(),
+        ));
+    }
+    Ok(Some(identity))
+}
+
+/// Cookie-authenticated API requests need the token, except plain navigation
+/// (protocol §3.4): a GET without `Sec-Fetch-Mode`, or one that is `navigate`.
+fn needs_xsrf(method: &Method, headers: &HeaderMap) -> bool {
+    let mode = headers
+        .get("sec-fetch-mode")
+        .and_then(|v| v.to_str().ok());
+    let safe_method = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    !(safe_method && matches!(mode, None | Some("navigate") | Some("websocket")))
+}
+
+/// The `_xsrf` cookie equals the submitted token (query, form field or header).
+pub fn xsrf_ok(headers: &HeaderMap, submitted: Option<&str>) -> bool {
+    let Some(expected) = cookie(headers, XSRF_COOKIE) else {
+        return false;
+    };
+    let submitted = submitted.or_else(|| {
+        headers
+            .get("x-xsrftoken")
+            .or_else(|| headers.get("x-csrftoken"))
+            .and_then(|v| v.to_str().ok())
+    });
+    match submitted {
+        Some(token) if !expected.is_empty() => expected.as_bytes().ct_eq(token.as_bytes()).into(),
+        _ => false,
+    }
+}
+
+/// The XSRF token for a page, and the cookie to set when the browser has none yet.
+pub fn xsrf_token(headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+    match cookie(headers, XSRF_COOKIE) {
+        Some(token) if token.len() >= 32 && token.chars().all(|c| c.is_ascii_hexdigit()) => {
+            (token.to_string(), None)
+        }
+        _ => {
+            let token = hubfleet_store::new_token();
+            let set = set_cookie(XSRF_COOKIE, &token, "/hub/", None, false);
+            (token, Some(set))
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! The hub: a JupyterHub-compatible web application (axum) behind the built-in proxy.
+//!
+//! `Hub::start` connects the store, re-adopts running servers, and serves the
+//! proxy on the public address; the proxy hands `/hub/…` (and anything without
+//! a route) to this crate's router in-process.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use hubfleet_auth::DynAuthenticator;
+use hubfleet_proxy::{RouteTable, HUB_TARGET};
+use hubfleet_spawn::Spawner;
+use hubfleet_store::Store;
+
+mod access;
+mod api;
+mod identity;
+pub mod lifecycle;
+pub mod metrics;
+mod oauth;
+mod pages;
+mod templates;
+pub mod urls;
+
+pub use lifecycle::Lifecycle;
+
+/// The JupyterHub version we speak, sent as `X-JupyterHub-Version` (must be PEP 440:
+/// `jupyterhub-singleuser` parses it at start-up).
+pub const JUPYTERHUB_VERSION: &str = "6.1.1";
+
+/// What the hub needs from its configuration, resolved to absolute values.
+pub struct Settings {
+    /// Public address of the proxy (where people connect).
+    pub listen: SocketAddr,
+    /// Base URL servers use to reach the hub API, e.g. `http://127.0.0.1:8000`.
+    pub internal_base_url: String,
+    pub data_dir: PathBuf,
+    pub cmd: Option<Vec<String>>,
+    pub python_env: Option<PathBuf>,
+    pub default_url: Option<String>,
+    pub extra_env: BTreeMap<String, String>,
+    pub start_timeout: Duration,
+    /// Secure cookies when people reach the hub over https.
+    pub secure_cookies: bool,
+    pub admin_users: Vec<String>,
+    pub metrics: metrics::Metrics,
+}
+
+impl Settings {
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        let host = if listen.ip().is_unspecified() {
+            SocketAddr::new([127, 0, 0, 1].into(), listen.port())
+        } else {
+            listen
+        };
+        Settings {
+            listen,
+            internal_base_url: format!("http://{host}"),
+            data_dir,
+            cmd: None,
+            python_env: None,
+            default_url: None,
+            extra_env: BTreeMap::new(),
+            start_timeout: Duration::from_secs(300),
+            secure_cookies: false,
+            admin_users: Vec::new(),
+            metrics: metrics::Metrics::default(),
+        }
+    }
+
+    /// The single-user command: `singleuser.cmd`, else `jupyterhub-singleuser` from
+    /// the configured Python environment, else from `PATH`.
+    pub fn command(&self) -> Vec<String> {
+        if let Some(cmd) = &self.cmd {
+            return cmd.clone();
+        }
+        match &self.python_env {
+            Some(venv) => vec![venv.join("bin/jupyterhub-singleuser").display().to_string()],
+            None => vec!["jupyterhub-singleuser".to_string()],
+        }
+    }
+
+    pub fn server_env(
+        &self,
+        user: &hubfleet_store::User,
+        server_name: &str,
+        api_token: &str,
+        access_scope: &str,
+    ) -> BTreeMap<String, String> {
+        lifecycle::server_env(self, user, server_name, api_token, access_scope)
+    }
+
+    pub fn home_dir(&self, user: &str) -> PathBuf {
+        self.data_dir.join("homes").join(user)
+    }
+
+    pub fn log_path(&self, user: &str, server: &str) -> PathBuf {
+        let file = if server.is_empty() {
+            format!("{user}.log")
+        } else {
+            format!("{user}--{server}.log")
+        };
+        self.data_dir.join("logs").join(file)
+    }
+}
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub settings: Arc<Settings>,
+    pub authenticator: DynAuthenticator,
+    pub lifecycle: Lifecycle,
+    pub routes: RouteTable,
+    pub templates: Arc<templates::Templates>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error(transparent)]
+    Store(#[from] hubfleet_store::StoreError),
+    #[error(transparent)]
+    Auth(#[from] hubfleet_auth::AuthError),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("cannot listen on {addr}: {source}. Is another hub running there? Change `hubfleet.listen`")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl HubError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            HubError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HubError::NotFound(_) => StatusCode::NOT_FOUND,
+            HubError::Forbidden(_) => StatusCode::FORBIDDEN,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// API errors are JSON `{"status", "message"}` as JupyterHub writes them.
+impl IntoResponse for HubError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        api::json_error(status, &self.to_string())
+    }
+}
+
+/// A running hub: the proxy on the public address, the hub behind it.
+pub struct Hub {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Hub {
+    /// Bind, restore running servers and serve. Returns once the hub answers.
+    pub async fn start(
+        settings: Settings,
+        store: Store,
+        authenticator: DynAuthenticator,
+        spawner: Arc<dyn Spawner>,
+    ) -> Result<Hub, HubError> {
+        for dir in [settings.data_dir.clone(), settings.data_dir.join("logs")] {
+            std::fs::create_dir_all(&dir).map_err(|source| HubError::DataDir { path: dir, source })?;
+        }
+        let settings = Arc::new(settings);
+        let routes = RouteTable::new();
+        routes.add("/", HUB_TARGET, serde_json::Map::from_iter([("hub".into(), true.into()), ("jupyterhub".into(), true.into())]));
+        let lifecycle = Lifecycle::new(store.clone(), spawner, routes.clone(), settings.clone());
+        let state = AppState {
+            store: store.clone(),
+            settings: settings.clone(),
+            authenticator,
+            lifecycle: lifecycle.clone(),
+            routes: routes.clone(),
+            templates: Arc::new(templates::Templates::new()),
+        };
+        ensure_admins(&state).await?;
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| HubError::Listen {
+                addr: settings.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| HubError::Listen {
+            addr: settings.listen,
+            source,
+        })?;
+        let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
+        let app = router(state.clone());
+        let server = tokio::spawn(hubfleet_proxy::serve(
+            listener,
+            routes.clone(),
+            hubfleet_proxy::ProxyOptions { hub: Some(app) },
+            async move {
+                let _ = shutdown_rx.wait_for(|stop| *stop).await;
+            },
+        ));
+        // Servers keep running while the hub is down: find them again now.
+        let (adopted, cleaned) = lifecycle.restore().await?;
+        if adopted + cleaned > 0 {
+            tracing::info!(adopted, cleaned, "checked servers from the previous run");
+        }
+        spawn_background(state.clone());
+        Ok(Hub {
+            addr,
+            state,
+            shutdown,
+            server,
+        })
+    }
+
+    /// Stop serving. Running servers are left running, to be re-adopted.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+    }
+
+    /// Serve until the proxy task ends.
+    pub async fn wait(self) -> std::io::Result<()> {
+        match self.server.await {
+            Ok(result) => result,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+/// Users in `admin_users` exist and are admins.
+async fn ensure_admins(state: &AppState) -> Result<(), HubError> {
+    for name in &state.settings.admin_users {
+        match state.store.user_by_name(name).await? {
+            Some(user) if !user.admin => state.store.set_admin(user.id, true).await?,
+            Some(_) => {}
+            None => {
+                state.store.create_user(name, true).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Periodic work: notice servers that died, import proxy activity, purge expired secrets.
+fn spawn_background(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        let mut rounds: u64 = 0;
+        loop {
+            tick.tick().await;
+            rounds += 1;
+            if let Err(e) = state.lifecycle.poll_all().await {
+                tracing::warn!(error = %e, "polling servers");
+            }
+            if rounds % 6 == 0 {
+                if let Err(e) = state.lifecycle.import_proxy_activity().await {
+                    tracing::warn!(error = %e, "importing proxy activity");
+                }
+            }
+            if rounds % 360 == 0 {
+                if let Err(e) = state.store.purge_expired().await {
+                    tracing::warn!(error = %e, "purging expired tokens");
+                }
+            }
+        }
+    });
+}
+
+fn router(state: AppState) -> axum::Router {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .merge(api::routes())
+        .merge(oauth::routes())
+        .merge(pages::routes())
+        .route("/hub/health", get(|| async { StatusCode::OK }))
+        .route("/hub/api/health", get(|| async { StatusCode::OK }))
+        .route("/hub/metrics", get(api::metrics))
+        .route("/hub/security/csp-report", post(|| async { StatusCode::OK }))
+        .fallback(pages::fallback)
+        .layer(axum::middleware::from_fn(common_headers))
+        .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
+        .with_state(state)
+}
+
+/// Headers every hub response carries (protocol §1, §3.3).
+async fn common_headers(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let is_api = request.uri().path().starts_with("/hub/api");
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        "x-jupyterhub-version",
+        axum::http::HeaderValue::from_static(JUPYTERHUB_VERSION),
+    );
+    let csp = if is_api {
+        "frame-ancestors 'none'; report-uri /hub/security/csp-report; default-src 'none'"
+    } else {
+        "frame-ancestors 'none'; report-uri /hub/security/csp-report"
+    };
+    headers
+        .entry("content-security-policy")
+        .or_insert(axum::http::HeaderValue::from_static(csp));
+    response
+}
+
+/// Resolve `path` against `base` unless it is absolute.
+pub fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}

@@ -1,0 +1,685 @@
+//! A server's life: requested → starting(step) → ready → stopping → stopped.
+//!
+//! The database row is the truth (phase, target, spawner state); the proxy
+//! route and the progress stream are derived from it. Every step that fails
+//! undoes what came before it, so a failed start leaves no process, route,
+//! token or OAuth client behind.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use hubfleet_proxy::RouteTable;
+use hubfleet_spawn::{LaunchSpec, PollStatus, Spawner};
+use hubfleet_store::{NewToken, OAuthClient, Phase, Server, ServerUpdate, Store, User};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::urls;
+use crate::{HubError, Settings};
+
+/// One event of the spawn progress stream (protocol §2.4).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ProgressEvent {
+    pub progress: u8,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub html_message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+impl ProgressEvent {
+    fn step(progress: u8, message: impl Into<String>) -> Self {
+        ProgressEvent {
+            progress,
+            message: message.into(),
+            html_message: None,
+            ready: None,
+            failed: None,
+            url: None,
+        }
+    }
+
+    pub fn is_final(&self) -> bool {
+        self.ready.is_some() || self.failed.is_some()
+    }
+
+    pub fn ready_at(url: &str) -> Self {
+        let escaped = minijinja::HtmlEscape(url).to_string();
+        ProgressEvent {
+            progress: 100,
+            message: format!("Server ready at {url}"),
+            html_message: Some(format!("Server ready at <a href=\"{escaped}\">{escaped}</a>")),
+            ready: Some(true),
+            failed: None,
+            url: Some(url.to_string()),
+        }
+    }
+
+    pub fn failed(reason: &str) -> Self {
+        ProgressEvent {
+            progress: 100,
+            message: format!("Spawn failed: {reason}"),
+            html_message: None,
+            ready: None,
+            failed: Some(true),
+            url: None,
+        }
+    }
+}
+
+type ServerKey = (String, String);
+
+/// What `spawn` found or did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SpawnOutcome {
+    Started,
+    AlreadyPending,
+    AlreadyRunning,
+}
+
+#[derive(Clone)]
+pub struct Lifecycle {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    spawner: Arc<dyn Spawner>,
+    routes: RouteTable,
+    settings: Arc<Settings>,
+    /// Progress of spawns this hub drives, for the SSE stream. Rebuilt as needed:
+    /// a server with no entry here is reported from its database row.
+    progress: Mutex<HashMap<ServerKey, watch::Sender<Vec<ProgressEvent>>>>,
+    /// Identifies this hub process as a lease owner.
+    replica: String,
+}
+
+/// How long a start or stop may hold a server's lease before another replica may take over.
+const LEASE: chrono::Duration = chrono::Duration::minutes(15);
+/// Time a server gets between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+impl Lifecycle {
+    pub fn new(
+        store: Store,
+        spawner: Arc<dyn Spawner>,
+        routes: RouteTable,
+        settings: Arc<Settings>,
+    ) -> Self {
+        Lifecycle {
+            inner: Arc::new(Inner {
+                store,
+                spawner,
+                routes,
+                settings,
+                progress: Mutex::new(HashMap::new()),
+                replica: format!("hub-{}-{}", std::process::id(), hubfleet_store::new_token()),
+            }),
+        }
+    }
+
+    /// Request a start. Returns once the request is recorded; the start goes on in
+    /// the background, and [`Lifecycle::wait_ready`] or the progress stream follow it.
+    pub async fn spawn(&self, user: &User, server_name: &str) -> Result<SpawnOutcome, HubError> {
+        let inner = &self.inner;
+        let server = inner.store.ensure_server(user.id, server_name).await?;
+        match server.phase {
+            Phase::Ready => return Ok(SpawnOutcome::AlreadyRunning),
+            Phase::Starting => return Ok(SpawnOutcome::AlreadyPending),
+            Phase::Stopping => {
+                return Err(HubError::BadRequest(format!(
+                    "{} is stopping; try again in a few seconds",
+                    display_name(&user.name, server_name)
+                )))
+            }
+            Phase::Stopped => {}
+        }
+        if !inner
+            .store
+            .acquire_lease(server.id, &inner.replica, Utc::now() + LEASE)
+            .await?
+        {
+            return Ok(SpawnOutcome::AlreadyPending);
+        }
+        let now = Utc::now();
+        inner
+            .store
+            .update_server(
+                server.id,
+                &ServerUpdate {
+                    phase: Some(Phase::Starting),
+                    phase_detail: Some(Some("requested".into())),
+                    failed_reason: Some(None),
+                    started: Some(Some(now)),
+                    last_activity: Some(Some(now)),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        inner.store.touch_user(user.id, now).await?;
+        inner
+            .store
+            .append_event(&user.name, server_name, "requested", &serde_json::json!({}))
+            .await?;
+        let (tx, _) = watch::channel(vec![ProgressEvent::step(0, "Server requested")]);
+        inner
+            .progress
+            .lock()
+            .expect("progress lock")
+            .insert(key(&user.name, server_name), tx);
+        let this = self.clone();
+        let user = user.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let name = server.name.clone();
+            let span = tracing::info_span!("spawn", user = %user.name, server = %name);
+            let _enter = span.enter();
+            drop(_enter);
+            match this.run_spawn(&user, &server).await {
+                Ok(url) => {
+                    tracing::info!(user = %user.name, server = %name, seconds = started.elapsed().as_secs_f64(), "server ready");
+                    this.emit(&user.name, &name, ProgressEvent::ready_at(&url));
+                }
+                Err(reason) => {
+                    tracing::warn!(user = %user.name, server = %name, %reason, "spawn failed");
+                    this.emit(&user.name, &name, ProgressEvent::failed(&reason));
+                }
+            }
+            let _ = this.inner.store.release_lease(server.id, &this.inner.replica).await;
+        });
+        Ok(SpawnOutcome::Started)
+    }
+
+    fn emit(&self, user: &str, server: &str, event: ProgressEvent) {
+        if let Some(tx) = self.inner.progress.lock().expect("progress lock").get(&key(user, server)) {
+            tx.send_modify(|events| events.push(event));
+        }
+    }
+
+    async fn step(&self, user: &str, server: &Server, progress: u8, detail: &str, message: String) {
+        self.emit(user, &server.name, ProgressEvent::step(progress, message));
+        let _ = self
+            .inner
+            .store
+            .update_server(
+                server.id,
+                &ServerUpdate {
+                    phase_detail: Some(Some(detail.to_string())),
+                    ..Default::default()
+                },
+            )
+            .await;
+    }
+
+    /// Follow a start: the events so far, then each new one. `None` when this hub
+    /// is not driving a start of that server.
+    pub fn progress(&self, user: &str, server: &str) -> Option<watch::Receiver<Vec<ProgressEvent>>> {
+        self.inner
+            .progress
+            .lock()
+            .expect("progress lock")
+            .get(&key(user, server))
+            .map(|tx| tx.subscribe())
+    }
+
+    /// Wait up to `timeout` for a start to finish; true if the server is ready.
+    pub async fn wait_ready(&self, user: &str, server: &str, timeout: Duration) -> bool {
+        let Some(mut rx) = self.progress(user, server) else {
+            return false;
+        };
+        let done = tokio::time::timeout(timeout, async {
+            loop {
+                if let Some(last) = rx.borrow_and_update().last() {
+                    if last.is_final() {
+                        return last.ready == Some(true);
+                    }
+                }
+                if rx.changed().await.is_err() {
+                    return false;
+                }
+            }
+        })
+        .await;
+        done.unwrap_or(false)
+    }
+
+    /// The steps of a start. On failure, undo them and return the reason people see.
+    async fn run_spawn(&self, user: &User, server: &Server) -> Result<String, String> {
+        let inner = &self.inner;
+        let settings = &inner.settings;
+        let prefix = urls::server_prefix(&user.name, &server.name);
+        let client_id = urls::oauth_client_id(&user.name, &server.name);
+        let log_path = settings.log_path(&user.name, &server.name);
+        let started_at = Instant::now();
+
+        let result: Result<String, String> = async {
+            // The server's own API token, which is also its OAuth client secret.
+            let api_token = hubfleet_store::new_token();
+            let server_scopes = vec![
+                format!("access:servers!server={}/{}", user.name, server.name),
+                format!("users:activity!user={}", user.name),
+            ];
+            inner
+                .store
+                .insert_token(
+                    &api_token,
+                    &NewToken {
+                        user_id: user.id,
+                        server_id: Some(server.id),
+                        client_id: "jupyterhub",
+                        session_id: None,
+                        scopes: &server_scopes,
+                        note: &format!("Server at {prefix}"),
+                        expires_at: None,
+                    },
+                )
+                .await
+                .map_err(|e| format!("could not create the server's API token: {e}"))?;
+            let access_scope = format!("access:servers!server={}/{}", user.name, server.name);
+            inner
+                .store
+                .upsert_oauth_client(
+                    &OAuthClient {
+                        identifier: client_id.clone(),
+                        redirect_uri: format!("{prefix}oauth_callback"),
+                        description: format!("Server at {prefix}"),
+                        allowed_scopes: vec![access_scope.clone()],
+                        server_id: Some(server.id),
+                    },
+                    &api_token,
+                )
+                .await
+                .map_err(|e| format!("could not register the server's OAuth client: {e}"))?;
+
+            let spec = LaunchSpec {
+                user: user.name.clone(),
+                server_name: server.name.clone(),
+                cmd: settings.command(),
+                env: settings.server_env(user, &server.name, &api_token, &access_scope),
+                service_prefix: prefix.clone(),
+                home_dir: settings.home_dir(&user.name),
+                log_path: log_path.clone(),
+            };
+            self.step(&user.name, server, 10, "allocating", "Starting the server process".into())
+                .await;
+            let started = inner.spawner.start(&spec).await.map_err(|e| e.to_string())?;
+            inner
+                .store
+                .update_server(
+                    server.id,
+                    &ServerUpdate {
+                        target: Some(Some(started.target.clone())),
+                        spawn_state: Some(Some(started.state.clone())),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| format!("could not save the server's state: {e}"))?;
+            self.step(
+                &user.name,
+                server,
+                40,
+                "waiting for HTTP",
+                format!("Server process started; waiting for it to answer at {}", started.target),
+            )
+            .await;
+
+            let deadline = started_at + settings.start_timeout;
+            wait_up(&*inner.spawner, &started.state, &started.target, &prefix, deadline)
+                .await
+                .map_err(|reason| {
+                    let tail = hubfleet_spawn::tail_log(&log_path, 2000).unwrap_or_default();
+                    if tail.trim().is_empty() {
+                        reason
+                    } else {
+                        format!("{reason}. The server's log ends with:\n{tail}")
+                    }
+                })?;
+
+            self.step(&user.name, server, 90, "adding route", "Server is up; adding its route".into())
+                .await;
+            inner
+                .routes
+                .add(&prefix, &started.target, route_data(&user.name, &server.name));
+            inner
+                .store
+                .update_server(
+                    server.id,
+                    &ServerUpdate {
+                        phase: Some(Phase::Ready),
+                        phase_detail: Some(None),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| format!("could not record the server as ready: {e}"))?;
+            Ok(prefix.clone())
+        }
+        .await;
+
+        match result {
+            Ok(url) => {
+                let seconds = started_at.elapsed().as_secs_f64();
+                settings.metrics.spawn_duration(seconds, true);
+                let _ = inner
+                    .store
+                    .append_event(&user.name, &server.name, "ready", &serde_json::json!({ "seconds": seconds }))
+                    .await;
+                Ok(url)
+            }
+            Err(reason) => {
+                settings.metrics.spawn_duration(started_at.elapsed().as_secs_f64(), false);
+                if let Err(e) = self.tear_down(&user.name, server.id, Some(&reason), "failed").await {
+                    tracing::error!(user = %user.name, error = %e, "cleaning up after a failed spawn");
+                }
+                Err(reason)
+            }
+        }
+    }
+
+    /// Stop a server and remove everything it had. Idempotent.
+    pub async fn stop(&self, user: &User, server_name: &str) -> Result<(), HubError> {
+        let Some(server) = self.inner.store.server(user.id, server_name).await? else {
+            return Ok(());
+        };
+        if server.phase == Phase::Stopped {
+            return Ok(());
+        }
+        self.inner
+            .store
+            .update_server(
+                server.id,
+                &ServerUpdate {
+                    phase: Some(Phase::Stopping),
+                    phase_detail: Some(Some("stopping".into())),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        self.tear_down(&user.name, server.id, None, "stopped").await
+    }
+
+    /// Remove route, process, server token and OAuth client; mark stopped.
+    async fn tear_down(
+        &self,
+        user_name: &str,
+        server_id: i64,
+        failed_reason: Option<&str>,
+        event: &str,
+    ) -> Result<(), HubError> {
+        let inner = &self.inner;
+        let Some(user) = inner.store.user_by_name(user_name).await? else {
+            return Ok(());
+        };
+        let servers = inner.store.servers_of(user.id).await?;
+        let Some(server) = servers.into_iter().find(|s| s.id == server_id) else {
+            return Ok(());
+        };
+        let prefix = urls::server_prefix(user_name, &server.name);
+        inner.routes.remove(&prefix);
+        if let Some(state) = &server.spawn_state {
+            if let Err(e) = inner.spawner.stop(state, STOP_GRACE).await {
+                tracing::warn!(user = user_name, server = %server.name, error = %e, "stopping the server process");
+            }
+        }
+        for token in inner.store.tokens_of(user.id).await? {
+            if token.server_id == Some(server.id) {
+                inner.store.delete_token(token.id).await?;
+            }
+        }
+        inner
+            .store
+            .delete_oauth_client(&urls::oauth_client_id(user_name, &server.name))
+            .await?;
+        let now = Utc::now();
+        inner
+            .store
+            .update_server(
+                server.id,
+                &ServerUpdate {
+                    phase: Some(Phase::Stopped),
+                    phase_detail: Some(None),
+                    target: Some(None),
+                    spawn_state: Some(None),
+                    started: Some(None),
+                    last_activity: Some(Some(now)),
+                    failed_reason: Some(failed_reason.map(str::to_string)),
+                },
+            )
+            .await?;
+        inner.store.touch_user(user.id, now).await?;
+        let detail = match failed_reason {
+            Some(reason) => serde_json::json!({ "reason": reason }),
+            None => serde_json::json!({}),
+        };
+        inner
+            .store
+            .append_event(user_name, &server.name, event, &detail)
+            .await?;
+        if failed_reason.is_none() {
+            inner
+                .progress
+                .lock()
+                .expect("progress lock")
+                .remove(&key(user_name, &server.name));
+        }
+        Ok(())
+    }
+
+    /// After a hub (re)start: re-adopt servers that still run, restore their
+    /// routes, and clean up those that died while the hub was down.
+    pub async fn restore(&self) -> Result<(usize, usize), HubError> {
+        let active = self.inner.store.active_servers().await?;
+        let checks = active.into_iter().map(|(user_name, server)| {
+            let this = self.clone();
+            async move {
+                let alive = this.check_alive(&user_name, &server).await;
+                if alive {
+                    let prefix = urls::server_prefix(&user_name, &server.name);
+                    if let Some(target) = &server.target {
+                        this.inner
+                            .routes
+                            .add(&prefix, target, route_data(&user_name, &server.name));
+                    }
+                    if server.phase != Phase::Ready {
+                        let _ = this
+                            .inner
+                            .store
+                            .update_server(
+                                server.id,
+                                &ServerUpdate {
+                                    phase: Some(Phase::Ready),
+                                    phase_detail: Some(None),
+                                    ..Default::default()
+                                },
+                            )
+                            .await;
+                    }
+                    tracing::info!(user = %user_name, server = %server.name, "re-adopted a running server");
+                    true
+                } else {
+                    tracing::info!(user = %user_name, server = %server.name, "server stopped while the hub was down");
+                    let reason = (server.phase == Phase::Starting)
+                        .then_some("the hub restarted while the server was starting");
+                    if let Err(e) = this.tear_down(&user_name, server.id, reason, "stopped").await {
+                        tracing::error!(user = %user_name, error = %e, "cleaning up a stopped server");
+                    }
+                    false
+                }
+            }
+        });
+        let results = futures_util::future::join_all(checks).await;
+        let adopted = results.iter().filter(|alive| **alive).count();
+        Ok((adopted, results.len() - adopted))
+    }
+
+    async fn check_alive(&self, user_name: &str, server: &Server) -> bool {
+        let (Some(state), Some(target)) = (&server.spawn_state, &server.target) else {
+            return false;
+        };
+        if server.phase == Phase::Stopping {
+            return false;
+        }
+        match self.inner.spawner.poll(state).await {
+            Ok(PollStatus::Running) => {}
+            _ => return false,
+        }
+        let prefix = urls::server_prefix(user_name, &server.name);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        wait_up(&*self.inner.spawner, state, target, &prefix, deadline)
+            .await
+            .is_ok()
+    }
+
+    /// Find ready servers whose process has gone, and clean them up.
+    pub async fn poll_all(&self) -> Result<(), HubError> {
+        for (user_name, server) in self.inner.store.active_servers().await? {
+            if server.phase != Phase::Ready {
+                continue;
+            }
+            let Some(state) = &server.spawn_state else {
+                continue;
+            };
+            if let Ok(PollStatus::Exited(code)) = self.inner.spawner.poll(state).await {
+                tracing::warn!(user = %user_name, server = %server.name, ?code, "server exited on its own");
+                self.tear_down(&user_name, server.id, None, "exited").await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copy the proxy's per-route activity into the servers and users tables.
+    pub async fn import_proxy_activity(&self) -> Result<(), HubError> {
+        let routes = self.inner.routes.all();
+        for (user_name, server) in self.inner.store.active_servers().await? {
+            let prefix = urls::server_prefix(&user_name, &server.name);
+            let Some(route) = routes.get(prefix.trim_end_matches('/')) else {
+                continue;
+            };
+            let at = route.last_activity;
+            if server.last_activity.is_none_or(|seen| seen < at) {
+                self.inner.store.touch_server(server.id, at).await?;
+                self.inner.store.touch_user(server.user_id, at).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn key(user: &str, server: &str) -> ServerKey {
+    (user.to_string(), server.to_string())
+}
+
+fn display_name(user: &str, server: &str) -> String {
+    if server.is_empty() {
+        format!("{user}'s server")
+    } else {
+        format!("{user}'s server `{server}`")
+    }
+}
+
+fn route_data(user: &str, server: &str) -> serde_json::Map<String, serde_json::Value> {
+    let mut data = serde_json::Map::new();
+    data.insert("user".into(), user.into());
+    data.insert("server_name".into(), server.into());
+    data.insert("jupyterhub".into(), true.into());
+    data
+}
+
+/// Probe `GET <target><prefix>api` until any status below 500 (protocol §6.2.3),
+/// failing early if the process exits.
+async fn wait_up(
+    spawner: &dyn Spawner,
+    state: &hubfleet_spawn::SpawnState,
+    target: &str,
+    prefix: &str,
+    deadline: Instant,
+) -> Result<(), String> {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let url = format!("{}{}api", target.trim_end_matches('/'), prefix);
+    let mut wait = Duration::from_millis(50);
+    loop {
+        if let Ok(PollStatus::Exited(code)) = spawner.poll(state).await {
+            return Err(match code {
+                Some(code) => format!("the server process exited with status {code} before it was ready"),
+                None => "the server process exited before it was ready".to_string(),
+            });
+        }
+        if let Ok(response) = client.get(&url).send().await {
+            if response.status().as_u16() < 500 {
+                return Ok(());
+            }
+        }
+        if Instant::now() + wait > deadline {
+            return Err(format!(
+                "the server did not answer at {url} within the start timeout (singleuser.startTimeout)"
+            ));
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// The environment of protocol §5.1.
+pub fn server_env(
+    settings: &Settings,
+    user: &User,
+    server_name: &str,
+    api_token: &str,
+    access_scope: &str,
+) -> BTreeMap<String, String> {
+    let prefix = urls::server_prefix(&user.name, server_name);
+    let api_url = format!("{}/hub/api", settings.internal_base_url);
+    let access_scopes = serde_json::to_string(&[
+        access_scope.to_string(),
+        format!("access:servers!user={}", user.name),
+    ])
+    .unwrap_or_default();
+    let mut env = BTreeMap::new();
+    let mut set = |k: &str, v: String| {
+        env.insert(k.to_string(), v);
+    };
+    set("JUPYTERHUB_API_TOKEN", api_token.to_string());
+    set("JPY_API_TOKEN", api_token.to_string());
+    set("JUPYTERHUB_CLIENT_ID", urls::oauth_client_id(&user.name, server_name));
+    set(
+        "JUPYTERHUB_ACTIVITY_URL",
+        format!("{api_url}/users/{}/activity", urls::escape_path(&user.name)),
+    );
+    set("JUPYTERHUB_API_URL", api_url);
+    set("JUPYTERHUB_BASE_URL", "/".into());
+    set("JUPYTERHUB_SERVICE_PREFIX", prefix.clone());
+    set("JUPYTERHUB_OAUTH_CALLBACK_URL", format!("{prefix}oauth_callback"));
+    set("JUPYTERHUB_OAUTH_ACCESS_SCOPES", access_scopes.clone());
+    set("JUPYTERHUB_OAUTH_SCOPES", access_scopes);
+    set("JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES", "[]".into());
+    set("JUPYTERHUB_USER", user.name.clone());
+    set("JUPYTERHUB_SERVER_NAME", server_name.to_string());
+    set("JUPYTERHUB_HOST", String::new());
+    set("JUPYTERHUB_PUBLIC_URL", String::new());
+    set("JUPYTERHUB_PUBLIC_HUB_URL", String::new());
+    set("JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED", "0".into());
+    if let Some(default_url) = &settings.default_url {
+        set("JUPYTERHUB_DEFAULT_URL", default_url.clone());
+    }
+    if let Some(venv) = &settings.python_env {
+        let path = std::env::var("PATH").unwrap_or_default();
+        set("PATH", format!("{}/bin:{path}", venv.display()));
+        set("VIRTUAL_ENV", venv.display().to_string());
+    }
+    for (k, v) in &settings.extra_env {
+        set(k, v.clone());
+    }
+    env
+}

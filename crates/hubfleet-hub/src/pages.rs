@@ -1,0 +1,422 @@
+//! The pages people use: login, home, spawn, spawn-pending, and the redirects
+//! that bring a browser from a server URL back through login and spawn.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use chrono::Utc;
+use hubfleet_auth::Credentials;
+use hubfleet_store::{Phase, User};
+use minijinja::context;
+use serde::Deserialize;
+
+use crate::identity::{self, Identity};
+use crate::{urls, AppState, HubError};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/hub", get(|| async { Redirect::permanent("/hub/") }))
+        .route("/hub/", get(|| async { Redirect::to("/hub/home") }))
+        .route("/hub/login", get(login_page).post(login_submit))
+        .route("/hub/logout", get(logout))
+        .route("/hub/home", get(home))
+        .route("/hub/spawn", get(spawn_mine))
+        .route("/hub/spawn/{user}", get(spawn_for))
+        .route("/hub/spawn-pending/{user}", get(spawn_pending))
+        .route("/hub/user/{user}", get(user_url_root).post(user_url_root))
+        .route("/hub/user/{user}/", get(user_url_root).post(user_url_root))
+        .route("/hub/user/{user}/{*path}", get(user_url).post(user_url).put(user_url).patch(user_url).delete(user_url))
+        .route("/hub/user-redirect/{*path}", get(user_redirect))
+}
+
+#[derive(Deserialize, Default)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    (status, Html(body)).into_response()
+}
+
+/// 302 to the login page, remembering where to go after.
+pub fn login_redirect(next: &str) -> Response {
+    let next = url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>();
+    Redirect::to(&format!("/hub/login?next={next}")).into_response()
+}
+
+pub fn error_page(state: &AppState, status: StatusCode, title: &str, message: &str, log: Option<String>) -> Response {
+    let body = state.templates.render(
+        "error.html",
+        context! { status => status.as_u16(), title, message, log, retry => log.as_ref().map(|_| "/hub/spawn") },
+    );
+    html(status, body)
+}
+
+/// The logged-in user of a page request, or a redirect to the login page.
+async fn page_user(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Result<Identity, Response>, HubError> {
+    match identity::from_cookie(state, headers).await? {
+        Some(identity) => Ok(Ok(identity)),
+        None => {
+            let next = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/hub/home");
+            Ok(Err(login_redirect(next)))
+        }
+    }
+}
+
+macro_rules! logged_in {
+    ($state:expr, $headers:expr, $uri:expr) => {
+        match page_user(&$state, &$headers, &$uri).await? {
+            Ok(identity) => identity,
+            Err(redirect) => return Ok(redirect),
+        }
+    };
+}
+
+fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response {
+    if let Some(cookie) = cookie {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+fn login_form(state: &AppState, headers: &HeaderMap, status: StatusCode, next: Option<&str>, username: &str, error: Option<&str>) -> Response {
+    let (xsrf, set) = identity::xsrf_token(headers);
+    let hint = match state.authenticator.kind() {
+        "dummy" => Some("Development mode: any password is accepted unless one is configured."),
+        _ => None,
+    };
+    let body = state.templates.render("login.html", context! { xsrf, next, username, error, hint });
+    let mut response = with_cookie(html(status, body), set);
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn login_page(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<NextQuery>) -> Result<Response, HubError> {
+    let next = query.next.as_deref().and_then(urls::safe_next);
+    if identity::from_cookie(&state, &headers).await?.is_some() {
+        return Ok(Redirect::to(next.as_deref().unwrap_or("/hub/home")).into_response());
+    }
+    Ok(login_form(&state, &headers, StatusCode::OK, next.as_deref(), "", None))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(rename = "_xsrf", default)]
+    xsrf: String,
+}
+
+async fn login_submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<NextQuery>,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, HubError> {
+    let next = query.next.as_deref().and_then(urls::safe_next);
+    if !identity::xsrf_ok(&headers, Some(&form.xsrf)) {
+        return Ok(login_form(&state, &headers, StatusCode::FORBIDDEN, next.as_deref(), &form.username,
+            Some("Your login form expired or came from another site. Please try again.")));
+    }
+    let credentials = Credentials { username: form.username.clone(), password: form.password };
+    let Some(info) = state.authenticator.authenticate(&credentials).await? else {
+        tracing::info!(username = %form.username, "failed login");
+        return Ok(login_form(&state, &headers, StatusCode::FORBIDDEN, next.as_deref(), &form.username,
+            Some("Invalid username or password")));
+    };
+    let user = match state.store.user_by_name(&info.name).await? {
+        Some(user) => user,
+        None => state.store.create_user(&info.name, info.admin.unwrap_or(false)).await?,
+    };
+    if let Some(admin) = info.admin {
+        if admin != user.admin {
+            state.store.set_admin(user.id, admin).await?;
+        }
+    }
+    let secret = hubfleet_store::new_token();
+    let session_id = hubfleet_store::new_token();
+    let expires = Utc::now() + chrono::Duration::days(identity::LOGIN_DAYS);
+    state.store.create_session(user.id, &session_id, &secret, expires).await?;
+    state.store.touch_user(user.id, Utc::now()).await?;
+    tracing::info!(user = %user.name, "logged in");
+    let secure = state.settings.secure_cookies;
+    let max_age = identity::LOGIN_DAYS * 86400;
+    let mut response = Redirect::to(next.as_deref().unwrap_or("/hub/home")).into_response();
+    let cookies = response.headers_mut();
+    cookies.append(header::SET_COOKIE, identity::set_cookie(identity::LOGIN_COOKIE, &secret, "/hub/", Some(max_age), secure));
+    cookies.append(header::SET_COOKIE, identity::set_cookie(identity::SESSION_COOKIE, &session_id, "/", None, secure));
+    Ok(response)
+}
+
+async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, HubError> {
+    if let Some(secret) = identity::cookie(&headers, identity::LOGIN_COOKIE) {
+        state.store.end_session(secret).await?;
+    }
+    let mut response = Redirect::to("/hub/login").into_response();
+    let cookies = response.headers_mut();
+    for (name, path) in [
+        (identity::LOGIN_COOKIE, "/hub/"),
+        (identity::SESSION_COOKIE, "/"),
+        (identity::XSRF_COOKIE, "/hub/"),
+        ("jupyterhub-services", "/services"),
+    ] {
+        cookies.append(header::SET_COOKIE, identity::clear_cookie(name, path));
+    }
+    Ok(response)
+}
+
+async fn home(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Result<Response, HubError> {
+    let me = logged_in!(state, headers, uri);
+    let server = state.store.server(me.user.id, "").await?;
+    let (xsrf, set) = identity::xsrf_token(&headers);
+    let phase = server.as_ref().map(|s| s.phase.as_str()).unwrap_or("stopped");
+    let failed = server.as_ref().and_then(|s| s.failed_reason.clone()).map(|r| first_line(&r));
+    let body = state.templates.render(
+        "home.html",
+        context! { user => me.user.name, phase, failed, xsrf, url => urls::server_prefix(&me.user.name, "") },
+    );
+    Ok(with_cookie(html(StatusCode::OK, body), set))
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+/// The user a page acts on: yourself, or anyone for an admin.
+async fn target_user(state: &AppState, me: &Identity, name: &str) -> Result<User, HubError> {
+    if name == me.user.name {
+        return Ok(me.user.clone());
+    }
+    crate::access::check(&me.scopes, &["servers"], &hubfleet_rbac::Target::Server(name, ""))?;
+    state
+        .store
+        .user_by_name(name)
+        .await?
+        .ok_or_else(|| HubError::NotFound(format!("No such user: {name}")))
+}
+
+async fn spawn_mine(State(state): State<AppState>, headers: HeaderMap, uri: Uri, Query(query): Query<NextQuery>) -> Result<Response, HubError> {
+    let me = logged_in!(state, headers, uri);
+    let user = me.user.clone();
+    spawn_page(state, user, query.next).await
+}
+
+async fn spawn_for(State(state): State<AppState>, Path(name): Path<String>, headers: HeaderMap, uri: Uri, Query(query): Query<NextQuery>) -> Result<Response, HubError> {
+    let me = logged_in!(state, headers, uri);
+    let user = match target_user(&state, &me, &name).await {
+        Ok(user) => user,
+        Err(e) => return Ok(error_page(&state, e.status(), "Cannot start this server", &e.to_string(), None)),
+    };
+    spawn_page(state, user, query.next).await
+}
+
+fn pending_url(user: &str, next: Option<&str>) -> String {
+    let mut url = format!("/hub/spawn-pending/{}", urls::escape_path(user));
+    if let Some(next) = next {
+        url.push_str("?next=");
+        url.extend(url::form_urlencoded::byte_serialize(next.as_bytes()));
+    }
+    url
+}
+
+/// Start the server (if needed), wait up to a second, then show progress.
+async fn spawn_page(state: AppState, user: User, next: Option<String>) -> Result<Response, HubError> {
+    let next = next.as_deref().and_then(urls::safe_next);
+    let server_url = urls::server_prefix(&user.name, "");
+    match state.lifecycle.spawn(&user, "").await {
+        Ok(crate::lifecycle::SpawnOutcome::AlreadyRunning) => {
+            return Ok(Redirect::to(next.as_deref().unwrap_or(&server_url)).into_response())
+        }
+        Ok(_) => {}
+        Err(e @ HubError::BadRequest(_)) => return Ok(error_page(&state, StatusCode::BAD_REQUEST, "Cannot start now", &e.to_string(), None)),
+        Err(e) => return Err(e),
+    }
+    if state.lifecycle.wait_ready(&user.name, "", Duration::from_secs(1)).await {
+        return Ok(Redirect::to(next.as_deref().unwrap_or(&server_url)).into_response());
+    }
+    Ok(Redirect::to(&pending_url(&user.name, next.as_deref())).into_response())
+}
+
+async fn spawn_pending(State(state): State<AppState>, Path(name): Path<String>, headers: HeaderMap, uri: Uri, Query(query): Query<NextQuery>) -> Result<Response, HubError> {
+    let me = logged_in!(state, headers, uri);
+    let user = match target_user(&state, &me, &name).await {
+        Ok(user) => user,
+        Err(e) => return Ok(error_page(&state, e.status(), "Not your server", &e.to_string(), None)),
+    };
+    let next = query.next.as_deref().and_then(urls::safe_next);
+    let server_url = urls::server_prefix(&user.name, "");
+    let server = state.store.server(user.id, "").await?;
+    match server.as_ref().map(|s| (s.phase, s.failed_reason.as_deref())) {
+        Some((Phase::Ready, _)) => Ok(Redirect::to(next.as_deref().unwrap_or(&server_url)).into_response()),
+        Some((Phase::Starting, _)) => {
+            let (xsrf, set) = identity::xsrf_token(&headers);
+            let progress_url = format!(
+                "/hub/api/users/{}/server/progress?_xsrf={xsrf}",
+                urls::escape_path(&user.name)
+            );
+            let body = state.templates.render(
+                "spawn_pending.html",
+                context! { user => me.user.name, progress_url, next },
+            );
+            Ok(with_cookie(html(StatusCode::OK, body), set))
+        }
+        Some((Phase::Stopped, Some(reason))) => {
+            let (summary, log) = match reason.split_once("\n") {
+                Some((summary, log)) => (summary.to_string(), Some(log.to_string())),
+                None => (reason.to_string(), None),
+            };
+            let log = log.or_else(|| hubfleet_spawn::tail_log(&state.settings.log_path(&user.name, ""), 4000).ok());
+            Ok(error_page(&state, StatusCode::INTERNAL_SERVER_ERROR, "Spawn failed", &format!("Spawn failed: {summary}"), log))
+        }
+        _ => Ok(not_running(&state, &server_url, &user.name)),
+    }
+}
+
+fn not_running(state: &AppState, path: &str, user: &str) -> Response {
+    let spawn_url = format!(
+        "/hub/spawn/{}?next={}",
+        urls::escape_path(user),
+        url::form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>()
+    );
+    let body = state.templates.render("not_running.html", context! { user, path, spawn_url });
+    html(StatusCode::FAILED_DEPENDENCY, body)
+}
+
+async fn user_url_root(state: State<AppState>, Path(name): Path<String>, method: Method, headers: HeaderMap, uri: Uri, query: RawQuery) -> Result<Response, HubError> {
+    user_url_inner(state, name, String::new(), method, headers, uri, query).await
+}
+
+async fn user_url(state: State<AppState>, Path((name, path)): Path<(String, String)>, method: Method, headers: HeaderMap, uri: Uri, query: RawQuery) -> Result<Response, HubError> {
+    user_url_inner(state, name, path, method, headers, uri, query).await
+}
+
+/// `/hub/user/<name>/…`: reached when the proxy has no route for `/user/<name>/…`
+/// (protocol §1, `UserUrlHandler`).
+async fn user_url_inner(
+    State(state): State<AppState>,
+    name: String,
+    path: String,
+    method: Method,
+    headers: HeaderMap,
+    uri: Uri,
+    RawQuery(query): RawQuery,
+) -> Result<Response, HubError> {
+    let server_path = format!("{}{}", urls::server_prefix(&name, ""), path);
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/json"))
+        || path.split('/').any(|segment| segment == "api");
+    let not_running_json = || {
+        let message = format!(
+            "JupyterHub server no longer running at {server_path}. Restart the server at /hub/spawn/{}",
+            urls::escape_path(&name)
+        );
+        crate::api::json_error(StatusCode::FAILED_DEPENDENCY, &message)
+    };
+    let me = match identity::identify(&state, &Method::GET, &headers, None).await? {
+        Some(me) => me,
+        None if method == Method::GET && !wants_json => {
+            return Ok(login_redirect(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/hub/home")));
+        }
+        None => return Err(HubError::Forbidden(hubfleet_rbac::MISSING_CREDENTIALS_MESSAGE.into())),
+    };
+    if crate::access::check(&me.scopes, &["access:servers"], &hubfleet_rbac::Target::Server(&name, "")).is_err() {
+        return Err(HubError::NotFound(format!("No access to the server at {server_path}")));
+    }
+    let Some(user) = state.store.user_by_name(&name).await? else {
+        return Err(HubError::NotFound(format!("No such user: {name}")));
+    };
+    let server = state.store.server(user.id, "").await?;
+    let phase = server.as_ref().map(|s| s.phase).unwrap_or(Phase::Stopped);
+    let failed = server.as_ref().is_some_and(|s| s.failed_reason.is_some());
+    if phase == Phase::Ready {
+        // The route exists now; send the browser back, guarding against loops.
+        let redirects: u32 = url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
+            .find(|(k, _)| k == "redirects")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        if redirects >= 4 {
+            return Err(HubError::BadRequest("Redirect loop detected.".into()));
+        }
+        let rest: Vec<(String, String)> = url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
+            .filter(|(k, _)| k != "redirects")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let target = {
+            let mut ser = url::form_urlencoded::Serializer::new(String::new());
+            ser.extend_pairs(rest);
+            ser.append_pair("redirects", &(redirects + 1).to_string());
+            format!("{server_path}?{}", ser.finish())
+        };
+        tokio::time::sleep(Duration::from_millis(100 * u64::from(redirects))).await;
+        return Ok(Redirect::to(&target).into_response());
+    }
+    if method != Method::GET || wants_json {
+        return Ok(not_running_json());
+    }
+    let full = match &query {
+        Some(q) => format!("{server_path}?{q}"),
+        None => server_path.clone(),
+    };
+    if phase == Phase::Starting || failed {
+        return Ok(Redirect::to(&pending_url(&name, Some(&full))).with_status(StatusCode::SEE_OTHER));
+    }
+    Ok(not_running(&state, &full, &name))
+}
+
+trait WithStatus {
+    fn with_status(self, status: StatusCode) -> Response;
+}
+
+impl WithStatus for Redirect {
+    fn with_status(self, status: StatusCode) -> Response {
+        let mut response = self.into_response();
+        *response.status_mut() = status;
+        response
+    }
+}
+
+/// `/hub/user-redirect/<path>`: the same path on the logged-in user's server,
+/// starting it first if needed (nbgitpuller links rely on this).
+async fn user_redirect(State(state): State<AppState>, Path(path): Path<String>, headers: HeaderMap, uri: Uri, RawQuery(query): RawQuery) -> Result<Response, HubError> {
+    let me = logged_in!(state, headers, uri);
+    let mut next = format!("{}{}", urls::server_prefix(&me.user.name, ""), urls::escape_full_path(&path));
+    if let Some(query) = query {
+        next.push('?');
+        next.push_str(&query);
+    }
+    let next = url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>();
+    Ok(Redirect::to(&format!("/hub/spawn?next={next}")).into_response())
+}
+
+/// Anything the router does not know. Outside `/hub/` it is a server URL that
+/// has no route (the server is not running): send it to `/hub/…` as JupyterHub does.
+pub async fn fallback(State(state): State<AppState>, uri: Uri) -> Response {
+    let path = uri.path();
+    if path == "/" {
+        return Redirect::to("/hub/").into_response();
+    }
+    if path.starts_with("/hub/api/") {
+        return crate::api::json_error(StatusCode::NOT_FOUND, "Not found");
+    }
+    if !path.starts_with("/hub/") {
+        // `/user/<name>` and `/services/<name>` get their trailing slash first.
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        if segments.len() == 2 && matches!(segments[0], "user" | "services") && !segments[1].is_empty() {
+            return Redirect::permanent(&format!("{path}/")).into_response();
+        }
+        let target = match uri.query() {
+            Some(q) => format!("/hub{path}?{q}"),
+            None => format!("/hub{path}"),
+        };
+        return Redirect::to(&target).into_response();
+    }
+    error_page(&state, StatusCode::NOT_FOUND, "Not Found", &format!("There is no page at {path}."), None)
+}

@@ -1,0 +1,75 @@
+//! One response body type for everything the proxy answers with, without boxing upstream bodies.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+use crate::routes::Entry;
+
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub(crate) enum ProxyBody {
+    /// Streamed from the upstream server; each data frame counts as route activity.
+    Upstream { body: Incoming, entry: Arc<Entry> },
+    /// Produced by the in-process hub router.
+    Hub(axum::body::Body),
+    /// Small proxy-generated responses (errors, 101 switching protocols).
+    Full(Full<Bytes>),
+}
+
+impl ProxyBody {
+    pub(crate) fn empty() -> Self {
+        ProxyBody::Full(Full::new(Bytes::new()))
+    }
+
+    pub(crate) fn text(s: impl Into<Bytes>) -> Self {
+        ProxyBody::Full(Full::new(s.into()))
+    }
+}
+
+// Every variant is Unpin, so plain `Pin::new` projection is enough (no pin-project, no unsafe).
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ProxyBody::Upstream { body, entry } => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if frame.is_data() {
+                        entry.touch_coarse();
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+            ProxyBody::Hub(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            ProxyBody::Full(b) => Pin::new(b).poll_frame(cx).map_err(|e| match e {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Upstream { body, .. } => body.is_end_stream(),
+            ProxyBody::Hub(b) => b.is_end_stream(),
+            ProxyBody::Full(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Upstream { body, .. } => body.size_hint(),
+            ProxyBody::Hub(b) => b.size_hint(),
+            ProxyBody::Full(b) => b.size_hint(),
+        }
+    }
+}

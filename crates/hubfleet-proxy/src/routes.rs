@@ -1,0 +1,450 @@
+//! The route table: CHP-style longest-prefix matching on whole path segments.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use chrono::{DateTime, Utc};
+use http::uri::{Authority, Scheme, Uri};
+use serde_json::{Map, Value};
+
+use crate::{ProxyError, HUB_TARGET};
+
+/// A route's data, as configurable-http-proxy keeps it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Route {
+    /// e.g. "http://127.0.0.1:47123" (scheme://host:port, maybe with a path prefix), or [`HUB_TARGET`].
+    pub target: String,
+    /// Arbitrary extra data, e.g. `{"user":"alice","server_name":"","jupyterhub":true}`.
+    pub data: Map<String, Value>,
+    pub last_activity: DateTime<Utc>,
+}
+
+/// A parsed target, so the hot path never re-parses strings.
+#[derive(Debug)]
+pub(crate) enum Target {
+    /// Dispatch in-process to the hub router.
+    Hub,
+    /// Forward over TCP. `path_prefix` has no trailing slash and is empty when the target has no path.
+    Http {
+        authority: Authority,
+        path_prefix: Box<str>,
+    },
+    /// Kept (so `all()` shows what was registered) but answered with 503.
+    Invalid(ProxyError),
+}
+
+impl Target {
+    pub(crate) fn parse(target: &str) -> Result<Target, ProxyError> {
+        if target == HUB_TARGET {
+            return Ok(Target::Hub);
+        }
+        let invalid = |reason: &'static str| ProxyError::InvalidTarget {
+            target: target.to_owned(),
+            reason,
+        };
+        let uri: Uri = target.parse().map_err(|_| invalid("not a valid URI"))?;
+        if uri.scheme() != Some(&Scheme::HTTP) {
+            return Err(invalid("only http:// targets are supported"));
+        }
+        let authority = uri.authority().cloned().ok_or(invalid("missing host"))?;
+        if uri.query().is_some() {
+            return Err(invalid("targets may not have a query string"));
+        }
+        let path_prefix = uri.path().trim_end_matches('/').into();
+        Ok(Target::Http {
+            authority,
+            path_prefix,
+        })
+    }
+}
+
+/// One route plus its activity clock; shared with in-flight requests via `Arc`.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) prefix: Box<str>,
+    pub(crate) target: String,
+    pub(crate) parsed: Target,
+    data: Map<String, Value>,
+    /// Microseconds since the epoch; atomic so the request path never takes a write lock.
+    last_activity_us: AtomicI64,
+}
+
+/// Proxied traffic only moves the clock when it is at least this stale, so a hot route does not
+/// turn every request/chunk into a contended write of one cache line.
+const COARSE_TOUCH_US: i64 = 1_000;
+
+fn now_us() -> i64 {
+    Utc::now().timestamp_micros()
+}
+
+impl Entry {
+    /// Exact touch (explicit API calls).
+    pub(crate) fn touch(&self) {
+        self.last_activity_us.fetch_max(now_us(), Ordering::Relaxed);
+    }
+
+    /// Cheap touch for the data path: millisecond resolution is plenty for idle culling.
+    pub(crate) fn touch_coarse(&self) {
+        let now = now_us();
+        if now - self.last_activity_us.load(Ordering::Relaxed) >= COARSE_TOUCH_US {
+            self.last_activity_us.fetch_max(now, Ordering::Relaxed);
+        }
+    }
+
+    fn to_route(&self) -> Route {
+        let us = self.last_activity_us.load(Ordering::Relaxed);
+        Route {
+            target: self.target.clone(),
+            data: self.data.clone(),
+            last_activity: DateTime::from_timestamp_micros(us).unwrap_or_else(Utc::now),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    routes: HashMap<Box<str>, Arc<Entry>>,
+    /// Deepest route in segments; lookups start there instead of at the full request path.
+    max_depth: usize,
+}
+
+/// Number of path segments in a normalised prefix ("/" → 0, "/user/alice" → 2).
+fn depth(prefix: &str) -> usize {
+    if prefix == "/" {
+        0
+    } else {
+        prefix.bytes().filter(|&b| b == b'/').count()
+    }
+}
+
+/// Normalise as CHP does: leading "/", and no trailing "/" unless the whole prefix is "/".
+pub(crate) fn normalize(prefix: &str) -> Cow<'_, str> {
+    let mut p: Cow<'_, str> = if prefix.starts_with('/') {
+        Cow::Borrowed(prefix)
+    } else {
+        Cow::Owned(format!("/{prefix}"))
+    };
+    if p.len() > 1 && p.ends_with('/') {
+        match &mut p {
+            Cow::Borrowed(s) => *s = &s[..s.len() - 1],
+            Cow::Owned(s) => {
+                s.pop();
+            }
+        }
+    }
+    p
+}
+
+/// Longest-prefix route table, cheap to clone (Arc inside), safe to share across tasks.
+///
+/// Keys are matched byte-for-byte against the raw (still percent-encoded) request path.
+#[derive(Clone, Default)]
+pub struct RouteTable {
+    inner: Arc<RwLock<Inner>>,
+}
+
+impl std::fmt::Debug for RouteTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.read().routes.iter().map(|(k, v)| (k, &v.target)))
+            .finish()
+    }
+}
+
+impl RouteTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    // A panic while holding the lock cannot leave the map half-updated, so poisoning is ignored.
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Add or replace. `prefix` like "/user/alice/" or "/user/alice" or "/" is normalised as CHP
+    /// does (leading "/", no trailing slash except for "/"). Sets last_activity = now.
+    ///
+    /// An unusable target is still stored (as CHP would) but requests to it get a 503;
+    /// use [`RouteTable::try_add`] to reject it instead.
+    pub fn add(&self, prefix: &str, target: &str, data: Map<String, Value>) {
+        let parsed = Target::parse(target).unwrap_or_else(|e| {
+            tracing::warn!(%prefix, error = %e, "route added with unusable target");
+            Target::Invalid(e)
+        });
+        self.insert(prefix, target, parsed, data);
+    }
+
+    /// Like [`RouteTable::add`], but refuses targets that are neither `http://host:port[/path]`
+    /// nor [`HUB_TARGET`].
+    pub fn try_add(
+        &self,
+        prefix: &str,
+        target: &str,
+        data: Map<String, Value>,
+    ) -> Result<(), ProxyError> {
+        let parsed = Target::parse(target)?;
+        self.insert(prefix, target, parsed, data);
+        Ok(())
+    }
+
+    fn insert(&self, prefix: &str, target: &str, parsed: Target, data: Map<String, Value>) {
+        let key: Box<str> = normalize(prefix).into();
+        let entry = Arc::new(Entry {
+            prefix: key.clone(),
+            target: target.to_owned(),
+            parsed,
+            data,
+            last_activity_us: AtomicI64::new(now_us()),
+        });
+        let d = depth(&key);
+        let mut inner = self.write();
+        inner.routes.insert(key, entry);
+        inner.max_depth = inner.max_depth.max(d);
+    }
+
+    /// Remove a route; returns whether it existed.
+    pub fn remove(&self, prefix: &str) -> bool {
+        let key = normalize(prefix);
+        let mut inner = self.write();
+        if inner.routes.remove(key.as_ref()).is_none() {
+            return false;
+        }
+        if depth(&key) == inner.max_depth {
+            inner.max_depth = inner.routes.keys().map(|k| depth(k)).max().unwrap_or(0);
+        }
+        true
+    }
+
+    /// The route registered at exactly `prefix` (after normalisation).
+    pub fn get(&self, prefix: &str) -> Option<Route> {
+        let key = normalize(prefix);
+        self.read().routes.get(key.as_ref()).map(|e| e.to_route())
+    }
+
+    /// All routes, keyed by normalised prefix.
+    pub fn all(&self) -> BTreeMap<String, Route> {
+        self.read()
+            .routes
+            .iter()
+            .map(|(k, e)| (k.to_string(), e.to_route()))
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.read().routes.is_empty()
+    }
+
+    /// Longest matching prefix for a request path, matched on whole path segments
+    /// ("/user/al" does not match route "/user/alice"; "/user/alice/lab" and "/user/alice" do).
+    /// Returns (normalised prefix, route).
+    pub fn lookup(&self, path: &str) -> Option<(String, Route)> {
+        self.lookup_entry(path)
+            .map(|e| (e.prefix.to_string(), e.to_route()))
+    }
+
+    /// Mark activity on a route now.
+    pub fn touch(&self, prefix: &str) {
+        let key = normalize(prefix);
+        if let Some(e) = self.read().routes.get(key.as_ref()) {
+            e.touch();
+        }
+    }
+
+    /// Hot-path lookup: no allocation, hashes at most `max_depth + 1` candidate prefixes.
+    pub(crate) fn lookup_entry(&self, path: &str) -> Option<Arc<Entry>> {
+        let path = normalize(path);
+        let inner = self.read();
+        if inner.routes.is_empty() {
+            return None;
+        }
+        let mut cand: &str = &path;
+        // Skip candidates deeper than any route: cut just before the (max_depth+1)-th segment.
+        if let Some((i, _)) = cand.match_indices('/').nth(inner.max_depth) {
+            cand = if i == 0 { "/" } else { &cand[..i] };
+        }
+        loop {
+            if let Some(e) = inner.routes.get(cand) {
+                return Some(e.clone());
+            }
+            cand = match cand.rfind('/') {
+                Some(0) if cand.len() > 1 => "/",
+                Some(i) if i > 0 => &cand[..i],
+                _ => return None,
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn data(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn normalisation() {
+        assert_eq!(normalize("/user/alice/"), "/user/alice");
+        assert_eq!(normalize("/user/alice"), "/user/alice");
+        assert_eq!(normalize("user/alice"), "/user/alice");
+        assert_eq!(normalize("user/alice/"), "/user/alice");
+        assert_eq!(normalize("/"), "/");
+        assert_eq!(normalize(""), "/");
+
+        let t = RouteTable::new();
+        t.add("/user/alice/", "http://127.0.0.1:1", Map::new());
+        t.add("bob", "http://127.0.0.1:2", Map::new());
+        t.add("/", HUB_TARGET, Map::new());
+        let keys: Vec<String> = t.all().into_keys().collect();
+        assert_eq!(keys, ["/", "/bob", "/user/alice"]);
+        assert_eq!(t.get("/user/alice").unwrap().target, "http://127.0.0.1:1");
+        assert_eq!(t.get("user/alice/").unwrap().target, "http://127.0.0.1:1");
+        assert_eq!(t.get("/bob/").unwrap().target, "http://127.0.0.1:2");
+        assert!(t.get("/user").is_none());
+    }
+
+    #[test]
+    fn replace_keeps_one_entry_and_new_data() {
+        let t = RouteTable::new();
+        t.add(
+            "/user/alice",
+            "http://127.0.0.1:1",
+            data(json!({"user": "alice"})),
+        );
+        t.add(
+            "/user/alice/",
+            "http://127.0.0.1:2",
+            data(json!({"user": "alice2"})),
+        );
+        assert_eq!(t.len(), 1);
+        let r = t.get("/user/alice").unwrap();
+        assert_eq!(r.target, "http://127.0.0.1:2");
+        assert_eq!(r.data["user"], "alice2");
+    }
+
+    #[test]
+    fn longest_prefix_on_segment_boundaries() {
+        let t = RouteTable::new();
+        t.add("/", HUB_TARGET, Map::new());
+        t.add("/user/alice", "http://a", Map::new());
+        t.add("/user/alice/proxy/8080", "http://b", Map::new());
+        t.add("/user/alicex", "http://c", Map::new());
+
+        let p = |path: &str| t.lookup(path).map(|(k, _)| k);
+        assert_eq!(p("/user/alice").as_deref(), Some("/user/alice"));
+        assert_eq!(p("/user/alice/").as_deref(), Some("/user/alice"));
+        assert_eq!(p("/user/alice/lab").as_deref(), Some("/user/alice"));
+        assert_eq!(
+            p("/user/alice/lab/tree/a/b/c/d/e").as_deref(),
+            Some("/user/alice")
+        );
+        assert_eq!(p("/user/alicex/lab").as_deref(), Some("/user/alicex"));
+        assert_eq!(p("/user/al").as_deref(), Some("/"));
+        assert_eq!(p("/user/alice/proxy/808").as_deref(), Some("/user/alice"));
+        assert_eq!(
+            p("/user/alice/proxy/8080/x").as_deref(),
+            Some("/user/alice/proxy/8080")
+        );
+        assert_eq!(p("/").as_deref(), Some("/"));
+        assert_eq!(p("").as_deref(), Some("/"));
+        assert_eq!(p("/hub/login").as_deref(), Some("/"));
+        assert_eq!(t.lookup("/user/alice/lab").unwrap().1.target, "http://a");
+    }
+
+    #[test]
+    fn no_root_route_means_no_match() {
+        let t = RouteTable::new();
+        assert!(t.lookup("/anything").is_none());
+        t.add("/user/alice", "http://a", Map::new());
+        assert!(t.lookup("/user/al").is_none());
+        assert!(t.lookup("/user").is_none());
+        assert!(t.lookup("/").is_none());
+        assert!(t.lookup("/user/alice/x").is_some());
+    }
+
+    #[test]
+    fn remove_and_depth_recomputation() {
+        let t = RouteTable::new();
+        t.add("/a/b/c", "http://deep", Map::new());
+        t.add("/a", "http://shallow", Map::new());
+        assert_eq!(t.lookup("/a/b/c/d").unwrap().0, "/a/b/c");
+        assert!(t.remove("/a/b/c/"));
+        assert!(!t.remove("/a/b/c"));
+        assert_eq!(t.read().max_depth, 1);
+        assert_eq!(t.lookup("/a/b/c/d").unwrap().0, "/a");
+        // Depth must grow again when a deeper route comes back.
+        t.add("/a/b/c", "http://deep", Map::new());
+        assert_eq!(t.lookup("/a/b/c/d").unwrap().0, "/a/b/c");
+        assert!(t.remove("/a"));
+        assert!(t.lookup("/a/b").is_none());
+        assert!(t.get("/a").is_none());
+    }
+
+    #[test]
+    fn touch_moves_last_activity_forward() {
+        let t = RouteTable::new();
+        t.add("/user/alice", "http://a", Map::new());
+        let before = t.get("/user/alice").unwrap().last_activity;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        t.touch("/user/alice/");
+        let after = t.get("/user/alice").unwrap().last_activity;
+        assert!(after > before, "{after} should be after {before}");
+        // Touching an unknown route is a no-op, not a panic.
+        t.touch("/nope");
+
+        // Coarse touches (data path) also move the clock once stale enough.
+        let e = t.lookup_entry("/user/alice/x").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        e.touch_coarse();
+        assert!(t.get("/user/alice").unwrap().last_activity > after);
+    }
+
+    #[test]
+    fn targets_parse() {
+        match Target::parse("http://127.0.0.1:5000/base/").unwrap() {
+            Target::Http {
+                authority,
+                path_prefix,
+            } => {
+                assert_eq!(authority.as_str(), "127.0.0.1:5000");
+                assert_eq!(&*path_prefix, "/base");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        match Target::parse("http://127.0.0.1:5000").unwrap() {
+            Target::Http { path_prefix, .. } => assert_eq!(&*path_prefix, ""),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(Target::parse(HUB_TARGET), Ok(Target::Hub)));
+        assert!(Target::parse("https://x").is_err());
+        assert!(Target::parse("not a url").is_err());
+
+        let t = RouteTable::new();
+        assert!(t.try_add("/x", "ftp://x", Map::new()).is_err());
+        assert!(t.get("/x").is_none());
+        t.add("/x", "ftp://x", Map::new());
+        assert_eq!(t.get("/x").unwrap().target, "ftp://x");
+    }
+
+    #[test]
+    fn route_serializes_like_chp() {
+        let t = RouteTable::new();
+        t.add("/user/alice", "http://a", data(json!({"user": "alice"})));
+        let v = serde_json::to_value(t.get("/user/alice").unwrap()).unwrap();
+        assert_eq!(v["target"], "http://a");
+        assert_eq!(v["data"]["user"], "alice");
+        assert!(v["last_activity"].as_str().unwrap().ends_with('Z'));
+    }
+}

@@ -1,0 +1,620 @@
+//! [`LocalProcessSpawner`]: runs each single-user server as a local process of
+//! the hub's own user, like JupyterHub's `LocalProcessSpawner` (protocol §5.1, §6).
+//!
+//! * The server gets a fresh environment (`env_clear`): only the variables named
+//!   in [`LocalOptions::env_keep`] are copied from the hub, plus `USER`/`SHELL`,
+//!   `HOME` (= the launch spec's home dir), the spec's own variables and
+//!   `JUPYTERHUB_SERVICE_URL`. Secrets of the hub such as
+//!   `CONFIGPROXY_AUTH_TOKEN` therefore never leak into user servers.
+//! * The server runs in its own process group, so it outlives the hub and is not
+//!   hit by a Ctrl-C sent to the hub's terminal.
+//! * The persisted state is `{"pid", "pgid", "start_time", "port", "ip"}`;
+//!   `start_time` (field 22 of `/proc/<pid>/stat`) guards against pid reuse: a
+//!   pid whose start time differs is another process and is never signalled.
+//! * Processes this spawner started are reaped by a background task, so there
+//!   are no zombies and their exit codes are known. Processes found again after a
+//!   hub restart are watched through `/proc` only.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use nix::errno::Errno;
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::{LaunchSpec, PollStatus, SpawnError, SpawnState, Spawner, Started};
+
+/// How often `stop` looks whether the process is gone.
+const STOP_POLL: Duration = Duration::from_millis(50);
+/// How long `stop` waits for a process to vanish after SIGKILL.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+/// How long `poll` waits for the reaper when it sees an unreaped zombie child.
+const REAP_WAIT: Duration = Duration::from_secs(1);
+/// Exit records of own children are forgotten this long after the exit.
+const EXIT_RECORD_TTL: Duration = Duration::from_secs(3600);
+
+/// Variables never copied from the hub's environment, even if listed in `env_keep`.
+const NEVER_KEEP: &[&str] = &["CONFIGPROXY_AUTH_TOKEN"];
+
+/// Options of the [`LocalProcessSpawner`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalOptions {
+    /// Address servers listen on (default `127.0.0.1`).
+    pub ip: IpAddr,
+    /// Variables copied from the hub's environment into the server's
+    /// (JupyterHub's `LocalProcessSpawner.env_keep`). `CONFIGPROXY_AUTH_TOKEN`
+    /// is never copied.
+    pub env_keep: Vec<String>,
+}
+
+impl Default for LocalOptions {
+    fn default() -> Self {
+        LocalOptions {
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            env_keep: [
+                "PATH",
+                "LANG",
+                "LC_ALL",
+                "LD_LIBRARY_PATH",
+                "PYTHONPATH",
+                "VIRTUAL_ENV",
+                "CONDA_ROOT",
+                "CONDA_DEFAULT_ENV",
+                "JUPYTERHUB_SINGLEUSER_APP",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        }
+    }
+}
+
+/// Exit of an own child: the exit code (negative signal number when killed by a
+/// signal, like Python's `Popen.returncode`; `None` if unknown) and when it was seen.
+type ExitRecord = Option<(Option<i32>, Instant)>;
+
+/// A process this spawner started; its `Child` lives in the reaper task.
+struct OwnChild {
+    start_time: u64,
+    exit: watch::Receiver<ExitRecord>,
+}
+
+/// Starts single-user servers as local processes. See the module docs.
+pub struct LocalProcessSpawner {
+    options: LocalOptions,
+    children: Arc<Mutex<HashMap<i32, OwnChild>>>,
+}
+
+impl LocalProcessSpawner {
+    pub fn new(options: LocalOptions) -> Self {
+        LocalProcessSpawner {
+            options,
+            children: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    pub fn options(&self) -> &LocalOptions {
+        &self.options
+    }
+
+    /// The environment of a server: kept hub variables, `USER`/`SHELL`, the
+    /// spec's variables, `HOME` and `JUPYTERHUB_SERVICE_URL`.
+    fn build_env(&self, spec: &LaunchSpec, service_url: &str) -> Vec<(String, std::ffi::OsString)> {
+        let mut env: Vec<(String, std::ffi::OsString)> = Vec::new();
+        let mut set = |k: &str, v: std::ffi::OsString| {
+            env.retain(|(key, _)| key != k);
+            env.push((k.to_string(), v));
+        };
+        for key in &self.options.env_keep {
+            if NEVER_KEEP.contains(&key.as_str()) {
+                continue;
+            }
+            if let Some(v) = std::env::var_os(key) {
+                set(key, v);
+            }
+        }
+        for key in ["USER", "SHELL"] {
+            if let Some(v) = std::env::var_os(key) {
+                set(key, v);
+            }
+        }
+        for (k, v) in &spec.env {
+            set(k, v.into());
+        }
+        set("HOME", spec.home_dir.clone().into_os_string());
+        set("JUPYTERHUB_SERVICE_URL", service_url.into());
+        env
+    }
+
+    /// Looks up an own child by pid and start time.
+    fn own_child(&self, pid: i32, start_time: u64) -> Option<watch::Receiver<ExitRecord>> {
+        let children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        children
+            .get(&pid)
+            .filter(|c| c.start_time == start_time)
+            .map(|c| c.exit.clone())
+    }
+
+    fn forget_old_exits(&self) {
+        let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        children.retain(|_, c| match *c.exit.borrow() {
+            Some((_, at)) => at.elapsed() < EXIT_RECORD_TTL,
+            None => true,
+        });
+    }
+}
+
+impl Default for LocalProcessSpawner {
+    fn default() -> Self {
+        Self::new(LocalOptions::default())
+    }
+}
+
+/// What the saved state says about a server process.
+#[derive(Clone, Copy, Debug)]
+struct Saved {
+    pid: i32,
+    pgid: i32,
+    start_time: u64,
+}
+
+fn parse_state(state: &SpawnState) -> Result<Saved, SpawnError> {
+    let field = |name: &str| -> Result<u64, SpawnError> {
+        state
+            .get(name)
+            .ok_or_else(|| SpawnError::BadState(format!("missing `{name}`")))?
+            .as_u64()
+            .ok_or_else(|| SpawnError::BadState(format!("`{name}` is not a non-negative integer")))
+    };
+    let pid_of = |name: &str, v: u64| -> Result<i32, SpawnError> {
+        match i32::try_from(v) {
+            Ok(p) if p > 1 => Ok(p),
+            _ => Err(SpawnError::BadState(format!(
+                "`{name}` {v} is not a valid pid"
+            ))),
+        }
+    };
+    let pid = pid_of("pid", field("pid")?)?;
+    let pgid = pid_of("pgid", field("pgid")?)?;
+    let start_time = field("start_time")?;
+    Ok(Saved {
+        pid,
+        pgid,
+        start_time,
+    })
+}
+
+/// State letter and start time (clock ticks since boot) of a process from
+/// `/proc/<pid>/stat`, or `None` if there is no such process.
+fn proc_stat(pid: i32) -> Option<(char, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&text)
+}
+
+/// Parses `/proc/<pid>/stat`: the command (field 2) is in parentheses and may
+/// itself contain spaces and parentheses, so fields are counted after the last `)`.
+fn parse_stat(text: &str) -> Option<(char, u64)> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `fields[0]` is field 3 (state), so field 22 (starttime) is `fields[19]`.
+    let state = fields.first()?.chars().next()?;
+    let start_time = fields.get(19)?.parse().ok()?;
+    Some((state, start_time))
+}
+
+/// Is the process with this pid the one we started, and not yet dead?
+fn proc_alive(pid: i32, start_time: u64) -> bool {
+    matches!(proc_stat(pid), Some((state, st)) if st == start_time && state != 'Z' && state != 'X')
+}
+
+/// Sends `sig` to the process group and to the process itself. Errors (already
+/// gone, group changed) are ignored: the caller checks what is left.
+fn signal_server(saved: &Saved, sig: Signal) {
+    if let Err(e) = killpg(Pid::from_raw(saved.pgid), sig) {
+        if e != Errno::ESRCH {
+            tracing::debug!(pgid = saved.pgid, ?sig, error = %e, "signalling process group failed");
+        }
+    }
+    if let Err(e) = kill(Pid::from_raw(saved.pid), sig) {
+        if e != Errno::ESRCH {
+            tracing::debug!(pid = saved.pid, ?sig, error = %e, "signalling process failed");
+        }
+    }
+}
+
+/// Does the server's process group still have members although its leader is
+/// gone? Only if no *other* process now holds the group's id as its pid (then
+/// the id may have been reused for a new group, which must not be touched).
+fn leftover_group(saved: &Saved) -> bool {
+    if saved.pgid == saved.pid {
+        if let Some((_, st)) = proc_stat(saved.pgid) {
+            if st != saved.start_time {
+                return false;
+            }
+        }
+    } else if proc_stat(saved.pgid).is_some() {
+        return false;
+    }
+    killpg(Pid::from_raw(saved.pgid), None).is_ok()
+}
+
+fn exit_code(status: std::process::ExitStatus) -> Option<i32> {
+    status.code().or_else(|| status.signal().map(|s| -s))
+}
+
+fn url_host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+fn free_port(ip: IpAddr) -> Result<u16, SpawnError> {
+    let listener = TcpListener::bind(SocketAddr::new(ip, 0)).map_err(SpawnError::NoPort)?;
+    let port = listener.local_addr().map_err(SpawnError::NoPort)?.port();
+    Ok(port)
+}
+
+impl LocalProcessSpawner {
+    /// Is the server alive? Own children: not yet reaped (waiting briefly for the
+    /// reaper if the process is already a zombie). Others: via `/proc`.
+    async fn status(&self, saved: &Saved) -> PollStatus {
+        if let Some(mut exit) = self.own_child(saved.pid, saved.start_time) {
+            if let Some((code, _)) = *exit.borrow() {
+                return PollStatus::Exited(code);
+            }
+            if proc_alive(saved.pid, saved.start_time) {
+                return PollStatus::Running;
+            }
+            // A zombie (or already reaped): the reaper is about to record the code.
+            let waited = tokio::time::timeout(REAP_WAIT, exit.wait_for(|e| e.is_some())).await;
+            return match waited {
+                Ok(Ok(record)) => PollStatus::Exited(record.and_then(|(code, _)| code)),
+                _ => PollStatus::Exited(None),
+            };
+        }
+        if proc_alive(saved.pid, saved.start_time) {
+            PollStatus::Running
+        } else {
+            PollStatus::Exited(None)
+        }
+    }
+
+    /// Waits until the server is gone or `limit` has passed; true if gone.
+    async fn wait_gone(&self, saved: &Saved, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let own = self.own_child(saved.pid, saved.start_time);
+        loop {
+            let gone = match &own {
+                // Own children are gone once reaped (so no zombie is left in /proc).
+                Some(exit) => exit.borrow().is_some(),
+                None => !proc_alive(saved.pid, saved.start_time),
+            };
+            if gone {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            tokio::time::sleep(STOP_POLL.min(deadline - now)).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Spawner for LocalProcessSpawner {
+    async fn start(&self, spec: &LaunchSpec) -> Result<Started, SpawnError> {
+        let Some(program) = spec.cmd.first() else {
+            return Err(SpawnError::Other(format!(
+                "no command configured to start the server of {}",
+                spec.user
+            )));
+        };
+        self.forget_old_exits();
+
+        std::fs::create_dir_all(&spec.home_dir).map_err(|source| SpawnError::Io {
+            what: "home directory",
+            path: spec.home_dir.clone(),
+            source,
+        })?;
+        if let Some(parent) = spec.log_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| SpawnError::Io {
+                what: "log directory",
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let log_err = |source| SpawnError::Io {
+            what: "log file",
+            path: spec.log_path.clone(),
+            source,
+        };
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&spec.log_path)
+            .map_err(log_err)?;
+        let log2 = log.try_clone().map_err(log_err)?;
+
+        let ip = self.options.ip;
+        let port = free_port(ip)?;
+        let host = url_host(ip);
+        let target = format!("http://{host}:{port}");
+        let service_url = format!("{target}{}", spec.service_prefix);
+
+        let mut args: Vec<String> = spec.cmd[1..].to_vec();
+        let is_jupyter = Path::new(program)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("jupyter"));
+        if is_jupyter
+            && nix::unistd::geteuid().is_root()
+            && !args.iter().any(|a| a == "--allow-root")
+        {
+            args.push("--allow-root".to_string());
+        }
+
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(&args)
+            .env_clear()
+            .envs(self.build_env(spec, &service_url))
+            .current_dir(&spec.home_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .process_group(0)
+            .kill_on_drop(false);
+        let mut child = cmd.spawn().map_err(|source| SpawnError::Exec {
+            program: program.clone(),
+            user: spec.user.clone(),
+            source,
+        })?;
+        let pid = child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .ok_or_else(|| SpawnError::Other("started process has no pid".into()))?;
+        // The child is not reaped before `wait` is called, so /proc/<pid> exists.
+        let start_time = match proc_stat(pid) {
+            Some((_, st)) => st,
+            None => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                return Err(SpawnError::Other(format!(
+                    "cannot read /proc/{pid}/stat of the started server"
+                )));
+            }
+        };
+
+        let (tx, rx) = watch::channel(None);
+        self.children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                pid,
+                OwnChild {
+                    start_time,
+                    exit: rx,
+                },
+            );
+        let user = spec.user.clone();
+        tokio::spawn(async move {
+            let code = match child.wait().await {
+                Ok(status) => exit_code(status),
+                Err(e) => {
+                    tracing::warn!(pid, error = %e, "waiting for the server process failed");
+                    None
+                }
+            };
+            tracing::info!(pid, %user, ?code, "server process exited");
+            let _ = tx.send(Some((code, Instant::now())));
+        });
+
+        tracing::info!(
+            user = %spec.user,
+            server = %spec.server_name,
+            pid,
+            port,
+            program = %program,
+            log = %spec.log_path.display(),
+            "started server process"
+        );
+        Ok(Started {
+            target,
+            state: json!({
+                "pid": pid,
+                "pgid": pid,
+                "start_time": start_time,
+                "port": port,
+                "ip": ip.to_string(),
+            }),
+        })
+    }
+
+    async fn poll(&self, state: &SpawnState) -> Result<PollStatus, SpawnError> {
+        let saved = parse_state(state)?;
+        Ok(self.status(&saved).await)
+    }
+
+    async fn stop(&self, state: &SpawnState, grace: Duration) -> Result<(), SpawnError> {
+        let saved = parse_state(state)?;
+        if self.status(&saved).await != PollStatus::Running {
+            return Ok(());
+        }
+        signal_server(&saved, Signal::SIGTERM);
+        if !self.wait_gone(&saved, grace).await {
+            tracing::warn!(
+                pid = saved.pid,
+                grace_ms = grace.as_millis() as u64,
+                "server did not stop after SIGTERM; sending SIGKILL"
+            );
+            // Checked again right before signalling: never kill a reused pid.
+            if proc_alive(saved.pid, saved.start_time) {
+                signal_server(&saved, Signal::SIGKILL);
+            }
+            if !self.wait_gone(&saved, KILL_WAIT).await {
+                return Err(SpawnError::Other(format!(
+                    "server process {} is still there {}s after SIGKILL",
+                    saved.pid,
+                    KILL_WAIT.as_secs()
+                )));
+            }
+        } else if leftover_group(&saved) {
+            // The leader is gone but members of its group remain: they belong to
+            // the stopped server (a pgid cannot be reused while its group exists).
+            tracing::debug!(
+                pgid = saved.pgid,
+                "killing leftovers of the server's process group"
+            );
+            let _ = killpg(Pid::from_raw(saved.pgid), Signal::SIGKILL);
+        }
+        tracing::info!(pid = saved.pid, "stopped server process");
+        Ok(())
+    }
+}
+
+/// The end of a log file: at most the last `max_bytes` bytes, starting at a line
+/// boundary (a cut first line is dropped unless it is the only one), decoded as
+/// lossy UTF-8. Used to show why a server failed to start.
+pub fn tail_log(path: &Path, max_bytes: u64) -> std::io::Result<String> {
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let start = len.saturating_sub(max_bytes);
+    // Read one byte more when cutting, to see whether the cut is at a line start.
+    let from = start.saturating_sub(1);
+    file.seek(SeekFrom::Start(from))?;
+    let mut buf = Vec::with_capacity((len - from) as usize);
+    file.take(len - from).read_to_end(&mut buf)?;
+    let mut text: &[u8] = &buf;
+    if start > 0 && !text.is_empty() {
+        let cut_at_line_start = text[0] == b'\n';
+        text = &text[1..];
+        if !cut_at_line_start {
+            if let Some(nl) = text.iter().position(|&b| b == b'\n') {
+                if nl + 1 < text.len() {
+                    text = &text[nl + 1..];
+                }
+            }
+        }
+    }
+    Ok(String::from_utf8_lossy(text).into_owned())
+}
+
+const _: () = {
+    const fn is_spawner<T: Spawner>() {}
+    is_spawner::<LocalProcessSpawner>()
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn stat_parsing_handles_odd_command_names() {
+        let line = "1234 (we ird) (x)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100 0 0";
+        assert_eq!(parse_stat(line), Some(('S', 987654)));
+        assert_eq!(parse_stat("garbage"), None);
+        assert_eq!(parse_stat("1 (x) S 1 2"), None);
+    }
+
+    #[test]
+    fn own_stat_is_readable() {
+        let pid = std::process::id() as i32;
+        let (state, st) = proc_stat(pid).expect("own /proc entry");
+        assert!(state == 'R' || state == 'S', "{state}");
+        assert!(st > 0);
+        assert!(proc_alive(pid, st));
+        assert!(!proc_alive(pid, st + 1));
+    }
+
+    #[test]
+    fn state_validation() {
+        assert!(matches!(
+            parse_state(&json!({})),
+            Err(SpawnError::BadState(_))
+        ));
+        assert!(matches!(
+            parse_state(&json!({"pid": 5, "pgid": 5})),
+            Err(SpawnError::BadState(_))
+        ));
+        assert!(matches!(
+            parse_state(&json!({"pid": 1, "pgid": 1, "start_time": 3})),
+            Err(SpawnError::BadState(_))
+        ));
+        assert!(matches!(
+            parse_state(&json!({"pid": "x", "pgid": 5, "start_time": 3})),
+            Err(SpawnError::BadState(_))
+        ));
+        let s = parse_state(&json!({"pid": 5, "pgid": 6, "start_time": 3})).unwrap();
+        assert_eq!((s.pid, s.pgid, s.start_time), (5, 6, 3));
+    }
+
+    #[test]
+    fn env_is_built_from_keep_list_and_spec() {
+        let spawner = LocalProcessSpawner::new(LocalOptions {
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            env_keep: vec!["PATH".into(), "CONFIGPROXY_AUTH_TOKEN".into()],
+        });
+        let mut env = std::collections::BTreeMap::new();
+        env.insert("PATH".to_string(), "/custom".to_string());
+        env.insert("HOME".to_string(), "/ignored".to_string());
+        let spec = LaunchSpec {
+            user: "alice".into(),
+            server_name: String::new(),
+            cmd: vec!["x".into()],
+            env,
+            service_prefix: "/user/alice/".into(),
+            home_dir: PathBuf::from("/home/alice"),
+            log_path: PathBuf::from("/tmp/x.log"),
+        };
+        let built: HashMap<String, std::ffi::OsString> = spawner
+            .build_env(&spec, "http://h:1/user/alice/")
+            .into_iter()
+            .collect();
+        assert_eq!(built["PATH"], "/custom");
+        assert_eq!(built["HOME"], "/home/alice");
+        assert_eq!(built["JUPYTERHUB_SERVICE_URL"], "http://h:1/user/alice/");
+        assert!(!built.contains_key("CONFIGPROXY_AUTH_TOKEN"));
+    }
+
+    #[test]
+    fn url_host_brackets_ipv6() {
+        assert_eq!(url_host("127.0.0.1".parse().unwrap()), "127.0.0.1");
+        assert_eq!(url_host("::1".parse().unwrap()), "[::1]");
+    }
+
+    #[test]
+    fn tail_log_starts_at_line_boundary() {
+        let dir = std::env::temp_dir().join(format!("hubfleet-tail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("log");
+        std::fs::write(&path, "first line\nsecond line\nthird\n").unwrap();
+        assert_eq!(
+            tail_log(&path, 1000).unwrap(),
+            "first line\nsecond line\nthird\n"
+        );
+        // Cut inside "second line": that partial line is dropped.
+        assert_eq!(tail_log(&path, 15).unwrap(), "third\n");
+        // Cut exactly at a line start: the line is kept.
+        assert_eq!(tail_log(&path, 18).unwrap(), "second line\nthird\n");
+        // A single long line is kept even if cut.
+        std::fs::write(&path, "abcdefghij").unwrap();
+        assert_eq!(tail_log(&path, 4).unwrap(), "ghij");
+        assert_eq!(tail_log(&path, 0).unwrap(), "");
+        std::fs::write(&path, b"ok \xff\n").unwrap();
+        assert_eq!(tail_log(&path, 100).unwrap(), "ok \u{fffd}\n");
+        assert!(tail_log(&dir.join("missing"), 10).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

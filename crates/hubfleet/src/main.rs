@@ -1,0 +1,331 @@
+//! The `hubfleet` command: run a hub (`serve`, `demo`) and manage its users.
+
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use hubfleet_auth::{AccessPolicy, DynAuthenticator};
+use hubfleet_config::{AuthenticatorKind, HubConfig};
+use hubfleet_hub::{Hub, Settings};
+use hubfleet_spawn::{LocalOptions, LocalProcessSpawner};
+use hubfleet_store::Store;
+
+#[derive(Parser)]
+#[command(name = "hubfleet", version, about = "A JupyterHub-compatible hub, proxy and fleet tool")]
+struct Cli {
+    /// Log format: human-readable text, or JSON lines for machines.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a hub from a config file (Zero to JupyterHub values format).
+    Serve {
+        /// The hub's config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run a working hub on this machine, creating what it needs in ./hubfleet-data.
+    Demo {
+        #[arg(long, default_value = "hubfleet-data")]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        listen: SocketAddr,
+        /// A Python environment that has jupyterhub and jupyterlab; made in the data dir if not given.
+        #[arg(long, env = "HUBFLEET_PYTHON_ENV")]
+        python_env: Option<PathBuf>,
+    },
+    /// Manage accounts of the native authenticator.
+    Users {
+        /// The hub's config file (for the database location).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The demo data dir, when there is no config file.
+        #[arg(long, default_value = "hubfleet-data")]
+        data_dir: PathBuf,
+        #[command(subcommand)]
+        action: UsersAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersAction {
+    /// Create a user (or reset their password) and print a new password.
+    Add {
+        name: String,
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from standard input instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Serve { config } => serve(&config).await,
+        Command::Demo {
+            data_dir,
+            listen,
+            python_env,
+        } => demo(&data_dir, listen, python_env).await,
+        Command::Users {
+            config,
+            data_dir,
+            action,
+        } => users(config.as_deref(), &data_dir, action).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: &Path) -> Result<HubConfig> {
+    // The error already names file, line and key; add nothing that hides it.
+    HubConfig::from_path(path).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+async fn open_store(config: &HubConfig) -> Result<Store> {
+    std::fs::create_dir_all(config.data_dir())
+        .with_context(|| format!("creating the data directory {}", config.data_dir().display()))?;
+    Ok(Store::connect(&config.database_url()).await?)
+}
+
+fn authenticator(config: &HubConfig, store: &Store) -> DynAuthenticator {
+    let auth = &config.hub.config;
+    let policy = AccessPolicy {
+        admin_users: auth.authenticator.admin_users.iter().cloned().collect(),
+        allowed_users: auth.authenticator.allowed_users.iter().cloned().collect(),
+    };
+    match auth.jupyterhub.authenticator_class {
+        AuthenticatorKind::Native => Arc::new(hubfleet_auth::NativeAuthenticator::new(store.clone(), policy)),
+        AuthenticatorKind::Dummy => Arc::new(hubfleet_auth::DummyAuthenticator::new(
+            auth.dummy_authenticator.password.clone(),
+            policy,
+        )),
+        AuthenticatorKind::SharedPassword => Arc::new(hubfleet_auth::SharedPasswordAuthenticator::new(
+            auth.shared_password_authenticator.user_password.clone(),
+            auth.shared_password_authenticator.admin_password.clone(),
+            policy,
+        )),
+    }
+}
+
+fn settings(config: &HubConfig) -> Settings {
+    let mut settings = Settings::new(config.hubfleet.listen, config.data_dir());
+    settings.cmd = config.singleuser.cmd.clone();
+    settings.python_env = config.python_env();
+    settings.default_url = config.singleuser.default_url.clone();
+    settings.extra_env = config.singleuser.extra_env.clone();
+    settings.start_timeout = config.singleuser.start_timeout;
+    settings.secure_cookies = config
+        .hubfleet
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("https://"));
+    settings.admin_users = config.hub.config.authenticator.admin_users.clone();
+    settings
+}
+
+async fn start_hub(config: &HubConfig) -> Result<Hub> {
+    let store = open_store(config).await?;
+    let auth = authenticator(config, &store);
+    let spawner = Arc::new(LocalProcessSpawner::new(LocalOptions::default()));
+    let hub = Hub::start(settings(config), store, auth, spawner).await?;
+    Ok(hub)
+}
+
+/// Wait for Ctrl-C or SIGTERM, then stop serving; servers keep running.
+async fn run_until_signal(hub: Hub) -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down; running servers keep running and are re-adopted at the next start");
+    hub.stop().await;
+    Ok(())
+}
+
+async fn serve(config_path: &Path) -> Result<()> {
+    let config = load_config(config_path)?;
+    let hub = start_hub(&config).await?;
+    tracing::info!(url = %format!("http://{}/", hub.addr), "hub is ready");
+    run_until_signal(hub).await
+}
+
+fn has_singleuser(venv: &Path) -> bool {
+    venv.join("bin/jupyterhub-singleuser").exists() && venv.join("bin/jupyter-lab").exists()
+}
+
+/// Create a venv with jupyterhub and jupyterlab, showing pip's progress.
+fn create_python_env(venv: &Path) -> Result<()> {
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    spinner.set_message(format!("Creating a Python environment in {}", venv.display()));
+    let status = std::process::Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(venv)
+        .status()
+        .context("running `python3 -m venv`: is Python 3 installed?")?;
+    if !status.success() {
+        bail!("`python3 -m venv {}` failed; on Debian/Ubuntu install python3-venv", venv.display());
+    }
+    spinner.set_message("Installing jupyterhub and jupyterlab with pip (a few minutes the first time)");
+    let mut child = std::process::Command::new(venv.join("bin/pip"))
+        .args(["install", "--progress-bar", "off", "jupyterhub", "jupyterlab"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("running pip")?;
+    if let Some(out) = child.stdout.take() {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let line = line.trim();
+            if !line.is_empty() {
+                spinner.set_message(line.chars().take(100).collect::<String>());
+            }
+        }
+    }
+    let status = child.wait()?;
+    spinner.finish_and_clear();
+    if !status.success() {
+        bail!("pip could not install jupyterhub and jupyterlab into {}; see its output above", venv.display());
+    }
+    eprintln!("Python environment ready in {}", venv.display());
+    Ok(())
+}
+
+fn new_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::thread_rng();
+    (0..16)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+async fn demo(data_dir: &Path, listen: SocketAddr, python_env: Option<PathBuf>) -> Result<()> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let data_dir = std::path::absolute(data_dir)?;
+    let venv = match python_env {
+        Some(venv) => std::path::absolute(venv)?,
+        None => data_dir.join("python-env"),
+    };
+    if !has_singleuser(&venv) {
+        let target = venv.clone();
+        tokio::task::spawn_blocking(move || create_python_env(&target)).await??;
+    }
+    let mut config = HubConfig::default_for_demo(&data_dir);
+    config.hub.config.native_authenticator.open_signup = false;
+    config.hubfleet.listen = listen;
+    config.hubfleet.local.python_env = Some(venv);
+    config.singleuser.default_url = Some("/lab".into());
+
+    let store = open_store(&config).await?;
+    let admin_password = match store.user_by_name("admin").await? {
+        Some(user) if store.password_hash(user.id).await?.is_some() => None,
+        existing => {
+            let user = match existing {
+                Some(user) => user,
+                None => store.create_user("admin", true).await?,
+            };
+            let password = new_password();
+            let hash = hubfleet_auth::hash_password(&password).await?;
+            store.set_password_hash(user.id, Some(&hash)).await?;
+            Some(password)
+        }
+    };
+    store.close().await;
+    let hub = start_hub(&config).await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "\nhubfleet is running at http://{}/", hub.addr)?;
+    match admin_password {
+        Some(password) => writeln!(out, "Log in as `admin` with password: {password}\n(shown only now; `hubfleet users add admin` makes a new one)")?,
+        None => writeln!(out, "Log in as `admin` with the password printed on the first run\n(`hubfleet users add admin` makes a new one)")?,
+    }
+    writeln!(out, "Add people with `hubfleet users add NAME`. Press Ctrl-C to stop.")?;
+    drop(out);
+    run_until_signal(hub).await
+}
+
+async fn users(config_path: Option<&Path>, data_dir: &Path, action: UsersAction) -> Result<()> {
+    let config = match config_path {
+        Some(path) => load_config(path)?,
+        None => HubConfig::default_for_demo(&std::path::absolute(data_dir)?),
+    };
+    let store = open_store(&config).await?;
+    match action {
+        UsersAction::List => {
+            for user in store.list_users().await? {
+                println!("{}{}", user.name, if user.admin { " (admin)" } else { "" });
+            }
+        }
+        UsersAction::Add {
+            name,
+            admin,
+            password_stdin,
+        } => {
+            let name = hubfleet_auth::normalize_username(&name)?;
+            let user = match store.user_by_name(&name).await? {
+                Some(user) => user,
+                None => store.create_user(&name, admin).await?,
+            };
+            if admin && !user.admin {
+                store.set_admin(user.id, true).await?;
+            }
+            let (password, generated) = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                (line.trim_end_matches(['\n', '\r']).to_string(), false)
+            } else {
+                (new_password(), true)
+            };
+            if password.len() < 8 {
+                bail!("passwords must have at least 8 characters");
+            }
+            let hash = hubfleet_auth::hash_password(&password).await?;
+            store.set_password_hash(user.id, Some(&hash)).await?;
+            if generated {
+                println!("{name}: {password}");
+            } else {
+                println!("{name}: password set");
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
+}
