@@ -87,7 +87,9 @@ mod tests {
 
     #[test]
     fn strips_listed_keys_and_emptied_parents() {
-        let mut doc = yaml("proxy:\n  secretToken: abc\nsingleuser:\n  image:\n    name: x\n  defaultUrl: /lab\n");
+        let mut doc = yaml(
+            "proxy:\n  secretToken: abc\nsingleuser:\n  image:\n    name: x\n  defaultUrl: /lab\n",
+        );
         let found = strip(&mut doc);
         let keys: Vec<_> = found.iter().map(|k| k.key).collect();
         assert_eq!(keys, ["proxy.secretToken", "singleuser.image"]);

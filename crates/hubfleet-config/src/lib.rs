@@ -138,7 +138,12 @@ impl HubConfig {
             None => Some(self.data_dir().join(SQLITE_FILE_NAME)),
             Some(url) => {
                 let (file, _) = split_sqlite_url(url);
-                (file != ":memory:").then(|| self.resolve_path(Path::new(file)))
+                if file == ":memory:" {
+                    return None;
+                }
+                // sqlx percent-decodes the file part of the URL; so do we.
+                let file = percent_encoding::percent_decode_str(file).decode_utf8_lossy();
+                Some(self.resolve_path(Path::new(&*file)))
             }
         }
     }
@@ -179,14 +184,19 @@ impl HubConfig {
                     (false, true) => query.to_owned(),
                     (false, false) => format!("{query}&mode=rwc"),
                 };
-                format!("sqlite://{}?{query}", file.display())
+                // `%`, `?` and `#` in the file name would otherwise be read as URL syntax.
+                const FILE_ENCODE: &percent_encoding::AsciiSet =
+                    &percent_encoding::CONTROLS.add(b'%').add(b'?').add(b'#');
+                let file = file.to_string_lossy();
+                let file = percent_encoding::utf8_percent_encode(&file, FILE_ENCODE);
+                format!("sqlite://{file}?{query}")
             }
         }
     }
 }
 
 /// `sqlite://path?query` / `sqlite:path?query` → (path, query).
-fn split_sqlite_url(url: &str) -> (&str, Option<&str>) {
+pub(crate) fn split_sqlite_url(url: &str) -> (&str, Option<&str>) {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -208,10 +218,7 @@ fn normalize(path: &Path) -> PathBuf {
         match c {
             Component::CurDir => {}
             Component::ParentDir => {
-                if !matches!(
-                    out.components().next_back(),
-                    Some(Component::Normal(_))
-                ) {
+                if !matches!(out.components().next_back(), Some(Component::Normal(_))) {
                     if !out.has_root() {
                         out.push("..");
                     }
@@ -239,6 +246,9 @@ mod tests {
     #[test]
     fn splits_sqlite_urls() {
         assert_eq!(split_sqlite_url("sqlite:///x/y.db"), ("/x/y.db", None));
-        assert_eq!(split_sqlite_url("sqlite:y.db?mode=ro"), ("y.db", Some("mode=ro")));
+        assert_eq!(
+            split_sqlite_url("sqlite:y.db?mode=ro"),
+            ("y.db", Some("mode=ro"))
+        );
     }
 }

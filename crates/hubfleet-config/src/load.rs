@@ -178,11 +178,20 @@ impl Ctx<'_> {
             }
         }
         if msg.contains("expected field identifier") || msg.contains("expected field index") {
-            let name = match path.0.last() {
-                Some(Seg::Key(k)) => k.clone(),
-                _ => String::new(),
+            // A key that is not a string (`1:`, `true:`); serde could not name it in the path.
+            let found = msg
+                .strip_prefix("invalid type: ")
+                .and_then(|m| m.split(", expected").next())
+                .unwrap_or("not a string");
+            let key_path = match backticked(found).first() {
+                Some(k) if self.index.contains(&path.child(k)) => path.child(k),
+                _ => path,
             };
-            return self.unknown_key(&path, &name, &[]);
+            return self.at_path(
+                &key_path,
+                format!("keys must be strings, this one is {found}. Fix the key or remove it ({SEE_DOCS})."),
+                false,
+            );
         }
         self.at_path(&path, humanize(&msg), true)
     }
@@ -241,12 +250,17 @@ fn humanize(msg: &str) -> String {
     if let Some(i) = out.find("expected struct ") {
         out.replace_range(i.., "expected a mapping (indented `key: value` lines)");
     }
-    out.replace("unit value", "null").replace("a sequence", "a list")
+    out.replace("unit value", "null")
+        .replace("a sequence", "a list")
 }
 
 /// Parse, check and validate `yaml`. `file` labels errors; `source` is the config file's path
 /// (absolute) when loaded from a file.
-pub(crate) fn load(yaml: &str, file: &str, source: Option<PathBuf>) -> Result<HubConfig, ConfigError> {
+pub(crate) fn load(
+    yaml: &str,
+    file: &str,
+    source: Option<PathBuf>,
+) -> Result<HubConfig, ConfigError> {
     let ctx = Ctx {
         file,
         text: yaml,

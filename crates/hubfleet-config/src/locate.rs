@@ -86,6 +86,8 @@ impl Pos {
 struct Entry {
     key: Pos,
     value: Option<Pos>,
+    /// The value is an alias (`*name`): its children are not indexed at this path.
+    alias: bool,
 }
 
 /// Positions of every key path of the first document of a YAML text.
@@ -126,6 +128,12 @@ impl KeyIndex {
     /// The first key that is repeated within one mapping, with the position of the repeat.
     pub(crate) fn first_duplicate(&self) -> Option<&(KeyPath, Pos)> {
         self.duplicates.first()
+    }
+
+    /// Whether the value at `path` is an alias (`*name`).
+    #[cfg(test)]
+    fn is_alias(&self, path: &KeyPath) -> bool {
+        self.entries.get(path).is_some_and(|e| e.alias)
     }
 
     /// Whether the exact path is present in the text.
@@ -184,7 +192,12 @@ impl Builder {
 
     /// A node starts at `pos`. Returns the path of that node (None if not indexable) and records
     /// its position. `scalar_text` is Some for a scalar node.
-    fn node_start(&mut self, pos: Pos, scalar_text: Option<&str>) -> Option<KeyPath> {
+    fn node_start(
+        &mut self,
+        pos: Pos,
+        scalar_text: Option<&str>,
+        is_alias: bool,
+    ) -> Option<KeyPath> {
         let parent_path = self.current_path();
         match self.stack.last_mut() {
             None => Some(KeyPath::default()),
@@ -198,6 +211,7 @@ impl Builder {
                     self.entries.entry(path.clone()).or_insert(Entry {
                         key: pos,
                         value: Some(pos),
+                        alias: is_alias,
                     });
                 }
                 path
@@ -215,6 +229,7 @@ impl Builder {
                         if let Some(entry) = self.entries.get_mut(path) {
                             if entry.value.is_none() {
                                 entry.value = Some(pos);
+                                entry.alias = is_alias;
                             }
                         }
                     }
@@ -223,10 +238,17 @@ impl Builder {
                     *key = scalar_text.map(str::to_owned);
                     if let (Some(p), Some(k)) = (parent_path, scalar_text) {
                         let path = p.child(k);
-                        if self.entries.contains_key(&path) {
-                            self.duplicates.push((path, pos));
-                        } else {
-                            self.entries.insert(path, Entry { key: pos, value: None });
+                        match self.entries.entry(path) {
+                            std::collections::hash_map::Entry::Occupied(e) => {
+                                self.duplicates.push((e.key().clone(), pos));
+                            }
+                            std::collections::hash_map::Entry::Vacant(e) => {
+                                e.insert(Entry {
+                                    key: pos,
+                                    value: None,
+                                    alias: false,
+                                });
+                            }
                         }
                     }
                     // A key node itself has no indexable children.
@@ -275,11 +297,11 @@ impl MarkedEventReceiver for Builder {
         }
         match ev {
             Event::Scalar(text, ..) => {
-                self.node_start(pos, Some(&text));
+                self.node_start(pos, Some(&text), false);
                 self.node_end();
             }
             Event::Alias(_) => {
-                self.node_start(pos, None);
+                self.node_start(pos, None, true);
                 self.node_end();
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
@@ -292,11 +314,11 @@ impl MarkedEventReceiver for Builder {
                 );
                 if is_key {
                     // Complex key: record nothing for it, skip its subtree.
-                    self.node_start(pos, None);
+                    self.node_start(pos, None, false);
                     self.skip = 1;
                     return;
                 }
-                let path = self.node_start(pos, None);
+                let path = self.node_start(pos, None, false);
                 self.paths.push(path);
                 self.stack.push(match ev {
                     Event::MappingStart(..) => Frame::Map {
@@ -363,8 +385,20 @@ singleuser:
         let idx = KeyIndex::build(DOC);
         let mut item = p("hub.config.Authenticator.admin_users");
         item.0.push(Seg::Index(1));
-        assert_eq!(idx.key_pos(&item), Pos { line: 7, column: 11 });
-        assert_eq!(idx.key_pos(&p("hub.db.url")), Pos { line: 8, column: 24 });
+        assert_eq!(
+            idx.key_pos(&item),
+            Pos {
+                line: 7,
+                column: 11
+            }
+        );
+        assert_eq!(
+            idx.key_pos(&p("hub.db.url")),
+            Pos {
+                line: 8,
+                column: 24
+            }
+        );
         assert!(idx.contains(&p("hub.db.type")));
     }
 
@@ -406,5 +440,90 @@ singleuser:
         path.0.push(Seg::Index(3));
         path.0.push(Seg::Key("c".into()));
         assert_eq!(path.to_string(), "a.b[3].c");
+    }
+}
+
+#[cfg(test)]
+mod fixture_tests {
+    use super::*;
+    use serde_yaml_ng::Value;
+
+    fn walk(
+        v: &Value,
+        path: &KeyPath,
+        idx: &KeyIndex,
+        lines: &[&str],
+        file: &str,
+        checked: &mut usize,
+    ) {
+        match v {
+            Value::Mapping(m) => {
+                for (k, child) in m {
+                    let Some(k) = k.as_str() else { continue };
+                    let p = path.child(k);
+                    assert!(idx.contains(&p), "{file}: `{p}` not indexed");
+                    let pos = idx.key_pos(&p);
+                    let line = lines[pos.line - 1];
+                    assert!(
+                        line.contains(k),
+                        "{file}:{}: line {line:?} does not hold key `{p}`",
+                        pos.line
+                    );
+                    *checked += 1;
+                    if !idx.is_alias(&p) {
+                        walk(child, &p, idx, lines, file, checked);
+                    }
+                }
+            }
+            Value::Sequence(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    let mut segs = path.0.clone();
+                    segs.push(Seg::Index(i));
+                    let p = KeyPath(segs);
+                    if !idx.is_alias(&p) {
+                        walk(child, &p, idx, lines, file, checked);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Every key of the real-world YAML files in the shared fixtures is found on the right line.
+    #[test]
+    fn indexes_every_key_of_the_reference_values_files() {
+        let root = crate::fixtures::fixture("").unwrap_or_else(|e| panic!("{e}"));
+        let mut files = Vec::new();
+        let mut dirs = vec![root];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                    files.push(path);
+                }
+            }
+        }
+        assert!(files.len() > 10, "too few YAML fixtures: {files:?}");
+        let mut checked = 0;
+        for file in &files {
+            let text = std::fs::read_to_string(file).unwrap();
+            // Helm templates and multi-document files are not plain values files.
+            let Ok(value) = serde_yaml_ng::from_str::<Value>(&text) else {
+                continue;
+            };
+            let idx = KeyIndex::build(&text);
+            let lines: Vec<&str> = text.lines().collect();
+            walk(
+                &value,
+                &KeyPath::default(),
+                &idx,
+                &lines,
+                &file.display().to_string(),
+                &mut checked,
+            );
+        }
+        assert!(checked > 1000, "only {checked} keys checked");
     }
 }

@@ -17,10 +17,8 @@ use serde::Deserialize;
 /// Default `singleuser.startTimeout`, as in z2jh's values.yaml.
 pub const DEFAULT_START_TIMEOUT_SECS: u64 = 300;
 /// Default `hubfleet.listen`.
-pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(
-    std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
-    8000,
-);
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 8000);
 /// Default `hubfleet.data_dir` (relative: resolved against the config file's directory).
 pub const DEFAULT_DATA_DIR: &str = "./hubfleet-data";
 /// The command run when `singleuser.cmd` is not set.
@@ -235,10 +233,13 @@ pub struct Db {
 impl fmt::Debug for Db {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // A database URL may carry a password: show only what precedes the userinfo.
-        let url = self.url.as_deref().map(|u| match (u.find("://"), u.rfind('@')) {
-            (Some(s), Some(at)) if at > s => format!("{}<redacted>{}", &u[..s + 3], &u[at..]),
-            _ => u.to_owned(),
-        });
+        let url = self
+            .url
+            .as_deref()
+            .map(|u| match (u.find("://"), u.rfind('@')) {
+                (Some(s), Some(at)) if at > s => format!("{}<redacted>{}", &u[..s + 3], &u[at..]),
+                _ => u.to_owned(),
+            });
         f.debug_struct("Db")
             .field("kind", &self.kind)
             .field("url", &url)
@@ -355,7 +356,7 @@ pub struct Hubfleet {
     /// `hubfleet.listen`: IP address and port the hub (and its built-in proxy) listen on.
     #[serde(deserialize_with = "socket_addr")]
     pub listen: SocketAddr,
-    /// `hubfleet.data_dir`: where the hub keeps its database, secrets and user homes. Relative
+    /// `hubfleet.data_dir`: where the hub keeps its state (SQLite database, user homes). Relative
     /// paths are resolved by [`HubConfig::data_dir`](crate::HubConfig::data_dir).
     #[serde(deserialize_with = "path_or_default")]
     pub data_dir: PathBuf,
@@ -439,7 +440,8 @@ pub struct LocalSpawnerConfig {
 // Value readers
 // ---------------------------------------------------------------------------------------------
 
-const QUOTE_HINT: &str = "a string (quote values such as `123`, `true` or `null` to make them strings)";
+const QUOTE_HINT: &str =
+    "a string (quote values such as `123`, `true` or `null` to make them strings)";
 
 /// `null` → `T::default()`, anything else → `T`.
 fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -821,9 +823,7 @@ pub(crate) fn check_public_url(s: &str) -> Result<(), String> {
         format!("`{s}` is not a valid URL ({e}); expected something like `https://hub.example.org`")
     })?;
     if url.scheme() != "http" && url.scheme() != "https" {
-        return Err(format!(
-            "`{s}` must start with `http://` or `https://`"
-        ));
+        return Err(format!("`{s}` must start with `http://` or `https://`"));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(format!("`{s}` has no host name"));

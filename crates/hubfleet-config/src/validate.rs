@@ -9,7 +9,10 @@ const AUTH_CLASS: &str = "hub.config.JupyterHub.authenticator_class";
 const SHARED: &str = "hub.config.SharedPasswordAuthenticator";
 
 /// Validate `config` (read from the text behind `ctx`); returns the warnings.
-pub(crate) fn validate(config: &HubConfig, ctx: &Ctx<'_>) -> Result<Vec<ConfigWarning>, ConfigError> {
+pub(crate) fn validate(
+    config: &HubConfig,
+    ctx: &Ctx<'_>,
+) -> Result<Vec<ConfigWarning>, ConfigError> {
     let mut warnings = Vec::new();
     check_db(config, ctx)?;
     check_auth(config, ctx, &mut warnings)?;
@@ -39,6 +42,12 @@ fn check_db(config: &HubConfig, ctx: &Ctx<'_>) -> Result<(), ConfigError> {
         },
         (DbType::SqlitePvc, Some(url)) => {
             if url.starts_with("sqlite:") {
+                if crate::split_sqlite_url(url).0.is_empty() {
+                    return Err(ctx.at_key(
+                        "hub.db.url",
+                        "names no database file; expected e.g. `sqlite:///var/lib/hubfleet/hub.sqlite`",
+                    ));
+                }
                 Ok(())
             } else {
                 Err(ctx.at_key(
@@ -79,7 +88,11 @@ fn check_auth(
     if kind == AuthenticatorKind::SharedPassword {
         let spa = &hc.shared_password_authenticator;
         let Some(user) = spa.user_password.as_deref() else {
-            let at = if ctx.has_key(SHARED) { SHARED } else { AUTH_CLASS };
+            let at = if ctx.has_key(SHARED) {
+                SHARED
+            } else {
+                AUTH_CLASS
+            };
             return Err(ctx.at_key(
                 at,
                 format!("the shared-password authenticator needs `{SHARED}.user_password` (at least 8 characters)"),
@@ -142,7 +155,10 @@ mod tests {
 
     #[test]
     fn schemes() {
-        assert_eq!(base_scheme("postgresql+psycopg2://u@h/db"), Some("postgresql"));
+        assert_eq!(
+            base_scheme("postgresql+psycopg2://u@h/db"),
+            Some("postgresql")
+        );
         assert_eq!(base_scheme("postgres://h/db"), Some("postgres"));
         assert_eq!(base_scheme("nocolon"), None);
     }

@@ -61,7 +61,10 @@ fn unknown_key_names_file_line_full_path_and_suggestion() {
     );
     assert_eq!(e.file, "/etc/hub.yaml");
     assert_eq!((e.line, e.column), (7, 7));
-    assert_eq!(e.key.as_deref(), Some("hub.config.Authenticator.admin_user"));
+    assert_eq!(
+        e.key.as_deref(),
+        Some("hub.config.Authenticator.admin_user")
+    );
     assert_eq!(
         e.display,
         "/etc/hub.yaml:7:7: unknown key `hub.config.Authenticator.admin_user`; did you mean `admin_users`? \
@@ -74,7 +77,10 @@ fn unknown_key_names_file_line_full_path_and_suggestion() {
 fn unknown_key_suggests_camel_case_spelling() {
     let e = invalid("singleuser:\n  default_url: /lab\n");
     assert_eq!(e.line, 2);
-    assert_contains(&e.display, "unknown key `singleuser.default_url`; did you mean `defaultUrl`?");
+    assert_contains(
+        &e.display,
+        "unknown key `singleuser.default_url`; did you mean `defaultUrl`?",
+    );
 }
 
 #[test]
@@ -82,7 +88,10 @@ fn unknown_key_without_close_match_lists_allowed_keys() {
     let e = invalid("hub:\n  baseUrl: /hub/\n");
     assert_eq!((e.line, e.column), (2, 3));
     assert_eq!(e.key.as_deref(), Some("hub.baseUrl"));
-    assert_contains(&e.display, "/etc/hub.yaml:2:3: unknown key `hub.baseUrl`. Allowed keys in `hub`: `config`, `db`.");
+    assert_contains(
+        &e.display,
+        "/etc/hub.yaml:2:3: unknown key `hub.baseUrl`. Allowed keys in `hub`: `config`, `db`.",
+    );
     assert!(!e.display.contains("did you mean"));
 }
 
@@ -90,7 +99,10 @@ fn unknown_key_without_close_match_lists_allowed_keys() {
 fn unknown_top_level_key() {
     let e = invalid("hub: {}\nscheduling:\n  userScheduler:\n    enabled: true\n");
     assert_eq!(e.line, 2);
-    assert_contains(&e.display, "unknown key `scheduling`. Allowed top-level keys: `hub`, `singleuser`, `hubfleet`.");
+    assert_contains(
+        &e.display,
+        "unknown key `scheduling`. Allowed top-level keys: `hub`, `singleuser`, `hubfleet`.",
+    );
 }
 
 #[test]
@@ -110,14 +122,20 @@ fn unknown_traitlets_class_and_trait() {
     let e = invalid("hub:\n  config:\n    JupyterHub:\n      admin_access: true\n");
     assert_eq!(e.line, 4);
     assert_eq!(e.key.as_deref(), Some("hub.config.JupyterHub.admin_access"));
-    assert_contains(&e.display, "Allowed keys in `hub.config.JupyterHub`: `authenticator_class`.");
+    assert_contains(
+        &e.display,
+        "Allowed keys in `hub.config.JupyterHub`: `authenticator_class`.",
+    );
 }
 
 #[test]
 fn unknown_key_in_flow_mapping() {
     let e = invalid("hubfleet: {listen: \"127.0.0.1:8000\", datadir: x}\n");
     assert_eq!((e.line, e.column), (1, 38));
-    assert_contains(&e.display, "unknown key `hubfleet.datadir`; did you mean `data_dir`?");
+    assert_contains(
+        &e.display,
+        "unknown key `hubfleet.datadir`; did you mean `data_dir`?",
+    );
 }
 
 #[test]
@@ -126,6 +144,17 @@ fn unknown_key_in_extra_env_entry() {
     assert_eq!(e.key.as_deref(), Some("singleuser.extraEnv.FOO.vaule"));
     assert_eq!(e.line, 4);
     assert_contains(&e.display, "did you mean `value`?");
+}
+
+#[test]
+fn non_string_key() {
+    let e = invalid("hub:\n  config:\n    Authenticator:\n      1: x\n");
+    assert_eq!((e.line, e.column), (4, 7));
+    assert_eq!(e.key.as_deref(), Some("hub.config.Authenticator.1"));
+    assert_contains(
+        &e.display,
+        "hub.config.Authenticator.1: keys must be strings, this one is integer `1`",
+    );
 }
 
 // ----- wrong types ---------------------------------------------------------------------------
@@ -155,7 +184,10 @@ fn zero_and_negative_start_timeout() {
 fn string_instead_of_list_for_admin_users() {
     let e = invalid("hub:\n  config:\n    Authenticator:\n      admin_users: alice\n");
     assert_eq!((e.line, e.column), (4, 20));
-    assert_eq!(e.key.as_deref(), Some("hub.config.Authenticator.admin_users"));
+    assert_eq!(
+        e.key.as_deref(),
+        Some("hub.config.Authenticator.admin_users")
+    );
     assert_contains(
         &e.display,
         "/etc/hub.yaml:4:20: hub.config.Authenticator.admin_users: invalid type: string \"alice\", expected a list of strings",
@@ -166,15 +198,24 @@ fn string_instead_of_list_for_admin_users() {
 fn number_in_a_list_of_usernames_points_at_the_item() {
     let e = invalid("hub:\n  config:\n    Authenticator:\n      allowed_users:\n        - alice\n        - 1234\n");
     assert_eq!((e.line, e.column), (6, 11));
-    assert_eq!(e.key.as_deref(), Some("hub.config.Authenticator.allowed_users[1]"));
-    assert_contains(&e.display, "invalid type: integer `1234`, expected a string (quote values");
+    assert_eq!(
+        e.key.as_deref(),
+        Some("hub.config.Authenticator.allowed_users[1]")
+    );
+    assert_contains(
+        &e.display,
+        "invalid type: integer `1234`, expected a string (quote values",
+    );
 }
 
 #[test]
 fn scalar_where_a_section_is_expected() {
     let e = invalid("hub:\n  db: postgres\n");
     assert_eq!(e.line, 2);
-    assert_contains(&e.display, "hub.db: invalid type: string \"postgres\", expected a mapping");
+    assert_contains(
+        &e.display,
+        "hub.db: invalid type: string \"postgres\", expected a mapping",
+    );
 }
 
 #[test]
@@ -185,10 +226,16 @@ fn wrong_type_for_bool_and_strings() {
 
     let e = invalid("singleuser:\n  defaultUrl: [a]\n");
     assert_eq!(e.line, 2);
-    assert_contains(&e.display, "singleuser.defaultUrl: invalid type: sequence, expected a string");
+    assert_contains(
+        &e.display,
+        "singleuser.defaultUrl: invalid type: sequence, expected a string",
+    );
 
     let e = invalid("singleuser:\n  cmd: {a: b}\n");
-    assert_contains(&e.display, "singleuser.cmd: invalid type: map, expected a command");
+    assert_contains(
+        &e.display,
+        "singleuser.cmd: invalid type: map, expected a command",
+    );
 }
 
 #[test]
@@ -212,7 +259,10 @@ fn extra_env_value_from_is_refused() {
 ",
     );
     assert_eq!((e.line, e.column), (5, 7));
-    assert_eq!(e.key.as_deref(), Some("singleuser.extraEnv.SECRET_VALUE.valueFrom"));
+    assert_eq!(
+        e.key.as_deref(),
+        Some("singleuser.extraEnv.SECRET_VALUE.valueFrom")
+    );
     assert_contains(&e.display, "hubfleet runs without Kubernetes");
 
     let e = invalid("singleuser:\n  extraEnv:\n    - name: X\n      valueFrom: {fieldRef: {fieldPath: metadata.namespace}}\n");
@@ -224,7 +274,10 @@ fn extra_env_value_from_is_refused() {
 fn extra_env_null_value_and_bad_name() {
     let e = invalid("singleuser:\n  extraEnv:\n    EMPTY:\n");
     assert_eq!(e.line, 3);
-    assert_contains(&e.display, "singleuser.extraEnv.EMPTY: the variable has no value");
+    assert_contains(
+        &e.display,
+        "singleuser.extraEnv.EMPTY: the variable has no value",
+    );
 
     let e = invalid("singleuser:\n  extraEnv:\n    \"A=B\": x\n");
     assert_eq!(e.line, 3);
@@ -250,7 +303,11 @@ fn tab_indentation() {
     let e = invalid("hub:\n\tdb:\n\t\ttype: postgres\n");
     assert_eq!(e.line, 2);
     assert_eq!(e.column, 1);
-    assert!(e.display.starts_with("/etc/hub.yaml:2:1: invalid YAML: "), "{}", e.display);
+    assert!(
+        e.display.starts_with("/etc/hub.yaml:2:1: invalid YAML: "),
+        "{}",
+        e.display
+    );
     assert_contains(&e.display, "tab");
     // The position is not repeated inside the message.
     assert!(!e.display.contains("at line 2 column 1"), "{}", e.display);
@@ -265,7 +322,10 @@ fn unclosed_flow_and_duplicate_keys() {
     let e = invalid("singleuser:\n  defaultUrl: /lab\n  defaultUrl: /tree\n");
     assert_eq!((e.line, e.column), (3, 3), "{}", e.display);
     assert_eq!(e.key.as_deref(), Some("singleuser.defaultUrl"));
-    assert_contains(&e.display, "singleuser.defaultUrl: duplicate key (already set on line 2)");
+    assert_contains(
+        &e.display,
+        "singleuser.defaultUrl: duplicate key (already set on line 2)",
+    );
 }
 
 #[test]
@@ -281,7 +341,10 @@ fn top_level_must_be_a_mapping() {
 fn unsupported_authenticator() {
     let e = invalid("hub:\n  config:\n    JupyterHub:\n      authenticator_class: github\n");
     assert_eq!((e.line, e.column), (4, 28));
-    assert_eq!(e.key.as_deref(), Some("hub.config.JupyterHub.authenticator_class"));
+    assert_eq!(
+        e.key.as_deref(),
+        Some("hub.config.JupyterHub.authenticator_class")
+    );
     assert_eq!(
         e.display,
         "/etc/hub.yaml:4:28: hub.config.JupyterHub.authenticator_class: authenticator_class `github` \
@@ -294,7 +357,10 @@ fn postgres_without_url() {
     let e = invalid("hubfleet:\n  listen: 127.0.0.1:8000\nhub:\n  db:\n    type: postgres\n");
     assert_eq!(e.line, 5);
     assert_eq!(e.key.as_deref(), Some("hub.db.type"));
-    assert_contains(&e.display, "/etc/hub.yaml:5:5: hub.db.type: `postgres` needs `hub.db.url`");
+    assert_contains(
+        &e.display,
+        "/etc/hub.yaml:5:5: hub.db.type: `postgres` needs `hub.db.url`",
+    );
 }
 
 #[test]
@@ -303,15 +369,26 @@ fn db_url_mismatches() {
     assert_eq!(e.line, 4);
     assert_eq!(e.key.as_deref(), Some("hub.db.url"));
     assert_contains(&e.display, "is not a PostgreSQL URL");
-    assert!(!e.display.contains("hunter2"), "password leaked: {}", e.display);
+    assert!(
+        !e.display.contains("hunter2"),
+        "password leaked: {}",
+        e.display
+    );
 
     let e = invalid("hub:\n  db:\n    type: sqlite-memory\n    url: sqlite:///x.db\n");
     assert_eq!(e.line, 4);
-    assert_contains(&e.display, "hub.db.url: is not used with `hub.db.type: sqlite-memory`");
+    assert_contains(
+        &e.display,
+        "hub.db.url: is not used with `hub.db.type: sqlite-memory`",
+    );
 
     let e = invalid("hub:\n  db:\n    url: postgresql://h/db\n");
     assert_eq!(e.line, 3);
     assert_contains(&e.display, "must start with `sqlite:`");
+
+    let e = invalid("hub:\n  db:\n    url: \"sqlite://?mode=memory\"\n");
+    assert_eq!(e.line, 3);
+    assert_contains(&e.display, "hub.db.url: names no database file");
 
     let e = invalid("hub:\n  db:\n    type: mysql\n");
     assert_eq!(e.line, 3);
@@ -323,23 +400,35 @@ fn listen_not_an_address() {
     let e = invalid("hubfleet:\n  data_dir: /srv\n  listen: localhost:8000\n");
     assert_eq!((e.line, e.column), (3, 11));
     assert_eq!(e.key.as_deref(), Some("hubfleet.listen"));
-    assert_contains(&e.display, "hubfleet.listen: `localhost:8000` is not an IP address and port");
+    assert_contains(
+        &e.display,
+        "hubfleet.listen: `localhost:8000` is not an IP address and port",
+    );
 
     let e = invalid("hubfleet:\n  listen: 8000\n");
-    assert_contains(&e.display, "hubfleet.listen: invalid type: integer `8000`, expected an IP address and port");
+    assert_contains(
+        &e.display,
+        "hubfleet.listen: invalid type: integer `8000`, expected an IP address and port",
+    );
 }
 
 #[test]
 fn unsupported_spawner() {
     let e = invalid("hubfleet:\n  spawner: kubernetes\n");
     assert_eq!(e.line, 2);
-    assert_contains(&e.display, "hubfleet.spawner: spawner `kubernetes` is not supported yet; supported: local");
+    assert_contains(
+        &e.display,
+        "hubfleet.spawner: spawner `kubernetes` is not supported yet; supported: local",
+    );
 }
 
 #[test]
 fn bad_public_url() {
     for (url, needle) in [
-        ("ftp://hub.example.org", "must start with `http://` or `https://`"),
+        (
+            "ftp://hub.example.org",
+            "must start with `http://` or `https://`",
+        ),
         ("hub.example.org", "is not a valid URL"),
         ("https://hub.example.org/?x=1", "must not have a `?query`"),
     ] {
@@ -359,22 +448,36 @@ fn empty_paths() {
 
 #[test]
 fn shared_password_rules() {
-    let e = invalid("hub:\n  config:\n    JupyterHub:\n      authenticator_class: shared-password\n");
+    let e =
+        invalid("hub:\n  config:\n    JupyterHub:\n      authenticator_class: shared-password\n");
     assert_eq!(e.line, 4);
-    assert_eq!(e.key.as_deref(), Some("hub.config.JupyterHub.authenticator_class"));
-    assert_contains(&e.display, "needs `hub.config.SharedPasswordAuthenticator.user_password`");
+    assert_eq!(
+        e.key.as_deref(),
+        Some("hub.config.JupyterHub.authenticator_class")
+    );
+    assert_contains(
+        &e.display,
+        "needs `hub.config.SharedPasswordAuthenticator.user_password`",
+    );
 
     let base = "hub:\n  config:\n    JupyterHub:\n      authenticator_class: shared-password\n    SharedPasswordAuthenticator:\n";
     let e = invalid(&format!("{base}      user_password: short\n"));
     assert_eq!(e.line, 6);
-    assert_contains(&e.display, "hub.config.SharedPasswordAuthenticator.user_password: must be at least 8 characters");
+    assert_contains(
+        &e.display,
+        "hub.config.SharedPasswordAuthenticator.user_password: must be at least 8 characters",
+    );
 
-    let e = invalid(&format!("{base}      user_password: long-enough\n      admin_password: too-short\n"));
+    let e = invalid(&format!(
+        "{base}      user_password: long-enough\n      admin_password: too-short\n"
+    ));
     assert_eq!(e.line, 7);
     assert_contains(&e.display, "admin_password: must be at least 32 characters");
 
     let same = "x".repeat(32);
-    let e = invalid(&format!("{base}      user_password: {same}\n      admin_password: {same}\n"));
+    let e = invalid(&format!(
+        "{base}      user_password: {same}\n      admin_password: {same}\n"
+    ));
     assert_eq!(e.line, 7);
     assert_contains(&e.display, "must differ from `user_password`");
 }
@@ -383,7 +486,10 @@ fn shared_password_rules() {
 fn empty_username() {
     let e = invalid("hub:\n  config:\n    Authenticator:\n      admin_users:\n        - alice\n        - \"  \"\n");
     assert_eq!(e.line, 6);
-    assert_eq!(e.key.as_deref(), Some("hub.config.Authenticator.admin_users[1]"));
+    assert_eq!(
+        e.key.as_deref(),
+        Some("hub.config.Authenticator.admin_users[1]")
+    );
     assert_contains(&e.display, "is an empty username");
 }
 
@@ -393,7 +499,10 @@ fn empty_username() {
 fn missing_file() {
     let err = HubConfig::from_path(Path::new("/definitely/not/here.yaml")).unwrap_err();
     assert!(matches!(err, ConfigError::Read { .. }));
-    assert_contains(&err.to_string(), "cannot read config file /definitely/not/here.yaml: ");
+    assert_contains(
+        &err.to_string(),
+        "cannot read config file /definitely/not/here.yaml: ",
+    );
     assert_eq!(err.line(), None);
 }
 
@@ -401,10 +510,17 @@ fn missing_file() {
 fn errors_from_a_file_name_the_file_as_given() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("hub.yaml");
-    std::fs::write(&file, "hub:\n  config:\n    Authenticator:\n      admin_user: [x]\n").unwrap();
+    std::fs::write(
+        &file,
+        "hub:\n  config:\n    Authenticator:\n      admin_user: [x]\n",
+    )
+    .unwrap();
     let err = HubConfig::from_path(&file).unwrap_err();
     assert!(
-        err.to_string().starts_with(&format!("{}:4:7: unknown key `hub.config.Authenticator.admin_user`", file.display())),
+        err.to_string().starts_with(&format!(
+            "{}:4:7: unknown key `hub.config.Authenticator.admin_user`",
+            file.display()
+        )),
         "{err}"
     );
     assert_eq!(err.line(), Some(4));

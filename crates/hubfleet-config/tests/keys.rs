@@ -14,21 +14,36 @@ fn load(yaml: &str) -> HubConfig {
 #[test]
 fn defaults() {
     let c = HubConfig::default();
-    assert_eq!(c.hub.config.jupyterhub.authenticator_class, AuthenticatorKind::Native);
+    assert_eq!(
+        c.hub.config.jupyterhub.authenticator_class,
+        AuthenticatorKind::Native
+    );
     assert!(c.hub.config.authenticator.admin_users.is_empty());
     assert!(c.hub.config.authenticator.allowed_users.is_empty());
     assert_eq!(c.hub.config.dummy_authenticator.password, None);
-    assert_eq!(c.hub.config.shared_password_authenticator.user_password, None);
-    assert_eq!(c.hub.config.shared_password_authenticator.admin_password, None);
+    assert_eq!(
+        c.hub.config.shared_password_authenticator.user_password,
+        None
+    );
+    assert_eq!(
+        c.hub.config.shared_password_authenticator.admin_password,
+        None
+    );
     assert!(!c.hub.config.native_authenticator.open_signup);
     assert_eq!(c.hub.db.kind, DbType::SqlitePvc);
     assert_eq!(c.hub.db.url, None);
     assert_eq!(c.singleuser.cmd, None);
-    assert_eq!(c.singleuser.command(), vec!["jupyterhub-singleuser".to_owned()]);
+    assert_eq!(
+        c.singleuser.command(),
+        vec!["jupyterhub-singleuser".to_owned()]
+    );
     assert_eq!(c.singleuser.default_url, None);
     assert!(c.singleuser.extra_env.is_empty());
     assert_eq!(c.singleuser.start_timeout, Duration::from_secs(300));
-    assert_eq!(c.hubfleet.listen, "127.0.0.1:8000".parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        c.hubfleet.listen,
+        "127.0.0.1:8000".parse::<SocketAddr>().unwrap()
+    );
     assert_eq!(c.hubfleet.data_dir, PathBuf::from("./hubfleet-data"));
     assert_eq!(c.hubfleet.spawner, SpawnerKind::Local);
     assert_eq!(c.hubfleet.local.python_env, None);
@@ -56,9 +71,15 @@ fn empty_file_comments_and_empty_sections_give_defaults() {
 fn authenticator_class_names() {
     for (name, kind) in [
         ("native", AuthenticatorKind::Native),
-        ("nativeauthenticator.NativeAuthenticator", AuthenticatorKind::Native),
+        (
+            "nativeauthenticator.NativeAuthenticator",
+            AuthenticatorKind::Native,
+        ),
         ("dummy", AuthenticatorKind::Dummy),
-        ("jupyterhub.auth.DummyAuthenticator", AuthenticatorKind::Dummy),
+        (
+            "jupyterhub.auth.DummyAuthenticator",
+            AuthenticatorKind::Dummy,
+        ),
         ("shared-password", AuthenticatorKind::SharedPassword),
         (
             "jupyterhub.authenticators.shared.SharedPasswordAuthenticator",
@@ -96,7 +117,10 @@ fn authenticator_settings() {
     let a = &c.hub.config.authenticator;
     assert_eq!(a.admin_users, ["alice"]);
     assert_eq!(a.allowed_users, ["bob", "123"]);
-    assert_eq!(c.hub.config.dummy_authenticator.password.as_deref(), Some("let-me-in"));
+    assert_eq!(
+        c.hub.config.dummy_authenticator.password.as_deref(),
+        Some("let-me-in")
+    );
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
 
@@ -149,7 +173,9 @@ fn db_types_and_urls() {
     assert_eq!(c.database_url(), "sqlite::memory:");
     assert_eq!(c.sqlite_path(), None);
 
-    let c = load("hub:\n  db:\n    type: postgres\n    url: postgresql+psycopg2://hub:secret@db:5432/hub\n");
+    let c = load(
+        "hub:\n  db:\n    type: postgres\n    url: postgresql+psycopg2://hub:secret@db:5432/hub\n",
+    );
     assert_eq!(c.hub.db.kind, DbType::Postgres);
     assert_eq!(c.database_url(), "postgresql://hub:secret@db:5432/hub");
     assert!(!format!("{c:?}").contains("secret"));
@@ -158,7 +184,10 @@ fn db_types_and_urls() {
     assert_eq!(c.database_url(), "postgres://db/hub?sslmode=require");
 
     let c = load("hub:\n  db:\n    type: sqlite-pvc\n    url: sqlite:///var/lib/hub/state.db\n");
-    assert_eq!(c.sqlite_path(), Some(PathBuf::from("/var/lib/hub/state.db")));
+    assert_eq!(
+        c.sqlite_path(),
+        Some(PathBuf::from("/var/lib/hub/state.db"))
+    );
     assert_eq!(c.database_url(), "sqlite:///var/lib/hub/state.db?mode=rwc");
 
     let c = load("hub:\n  db:\n    url: sqlite:///var/lib/hub/state.db?mode=ro\n");
@@ -169,8 +198,14 @@ fn db_types_and_urls() {
 fn sqlite_default_lives_in_data_dir() {
     let c = load("hubfleet:\n  data_dir: /srv/hubfleet\n");
     assert_eq!(c.data_dir(), PathBuf::from("/srv/hubfleet"));
-    assert_eq!(c.sqlite_path(), Some(PathBuf::from("/srv/hubfleet/hubfleet.sqlite")));
-    assert_eq!(c.database_url(), "sqlite:///srv/hubfleet/hubfleet.sqlite?mode=rwc");
+    assert_eq!(
+        c.sqlite_path(),
+        Some(PathBuf::from("/srv/hubfleet/hubfleet.sqlite"))
+    );
+    assert_eq!(
+        c.database_url(),
+        "sqlite:///srv/hubfleet/hubfleet.sqlite?mode=rwc"
+    );
 }
 
 #[test]
@@ -192,7 +227,10 @@ fn singleuser_settings() {
 ",
     );
     let s = &c.singleuser;
-    assert_eq!(s.cmd, Some(vec!["jupyter-labhub".to_owned(), "--debug".to_owned()]));
+    assert_eq!(
+        s.cmd,
+        Some(vec!["jupyter-labhub".to_owned(), "--debug".to_owned()])
+    );
     assert_eq!(s.command(), ["jupyter-labhub", "--debug"]);
     assert_eq!(s.default_url.as_deref(), Some("/lab"));
     assert_eq!(s.start_timeout, Duration::from_secs(120));
@@ -212,16 +250,27 @@ fn singleuser_settings() {
 #[test]
 fn singleuser_cmd_as_string_is_one_argument() {
     let c = load("singleuser:\n  cmd: jupyterhub-singleuser\n");
-    assert_eq!(c.singleuser.cmd, Some(vec!["jupyterhub-singleuser".to_owned()]));
+    assert_eq!(
+        c.singleuser.cmd,
+        Some(vec!["jupyterhub-singleuser".to_owned()])
+    );
     let c = load("singleuser:\n  cmd: /opt/my server\n");
     assert_eq!(c.singleuser.command(), ["/opt/my server"]);
 }
 
 #[test]
 fn extra_env_list_form() {
-    let c = load("singleuser:\n  extraEnv:\n    - name: A\n      value: one\n    - {name: B, value: two}\n");
-    assert_eq!(c.singleuser.extra_env.get("A").map(String::as_str), Some("one"));
-    assert_eq!(c.singleuser.extra_env.get("B").map(String::as_str), Some("two"));
+    let c = load(
+        "singleuser:\n  extraEnv:\n    - name: A\n      value: one\n    - {name: B, value: two}\n",
+    );
+    assert_eq!(
+        c.singleuser.extra_env.get("A").map(String::as_str),
+        Some("one")
+    );
+    assert_eq!(
+        c.singleuser.extra_env.get("B").map(String::as_str),
+        Some("two")
+    );
 }
 
 #[test]
@@ -244,7 +293,10 @@ fn hubfleet_settings() {
     assert_eq!(h.public_url.as_deref(), Some("https://hub.example.org/"));
 
     let c = load("hubfleet:\n  listen: \"[::1]:8080\"\n");
-    assert_eq!(c.hubfleet.listen, "[::1]:8080".parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        c.hubfleet.listen,
+        "[::1]:8080".parse::<SocketAddr>().unwrap()
+    );
 }
 
 #[test]
@@ -262,10 +314,16 @@ fn relative_paths_resolve_against_the_config_file_directory() {
     assert_eq!(c.source.as_deref(), Some(file.as_path()));
     assert_eq!(c.data_dir(), conf_dir.join("state"));
     assert_eq!(c.python_env(), Some(dir.path().join("venv")));
-    assert_eq!(c.sqlite_path(), Some(conf_dir.join("state/hubfleet.sqlite")));
+    assert_eq!(
+        c.sqlite_path(),
+        Some(conf_dir.join("state/hubfleet.sqlite"))
+    );
     assert_eq!(
         c.database_url(),
-        format!("sqlite://{}?mode=rwc", conf_dir.join("state/hubfleet.sqlite").display())
+        format!(
+            "sqlite://{}?mode=rwc",
+            conf_dir.join("state/hubfleet.sqlite").display()
+        )
     );
 
     // The default data dir, too.
@@ -291,13 +349,19 @@ fn relative_paths_from_a_string_resolve_against_the_current_dir() {
 #[test]
 fn demo_config() {
     let c = HubConfig::default_for_demo(Path::new("/tmp/demo"));
-    assert_eq!(c.hub.config.jupyterhub.authenticator_class, AuthenticatorKind::Native);
+    assert_eq!(
+        c.hub.config.jupyterhub.authenticator_class,
+        AuthenticatorKind::Native
+    );
     assert!(c.hub.config.native_authenticator.open_signup);
     assert_eq!(c.hub.db.kind, DbType::SqlitePvc);
     assert_eq!(c.hubfleet.spawner, SpawnerKind::Local);
     assert_eq!(c.hubfleet.listen.to_string(), "127.0.0.1:8000");
     assert_eq!(c.data_dir(), PathBuf::from("/tmp/demo"));
-    assert_eq!(c.database_url(), "sqlite:///tmp/demo/hubfleet.sqlite?mode=rwc");
+    assert_eq!(
+        c.database_url(),
+        "sqlite:///tmp/demo/hubfleet.sqlite?mode=rwc"
+    );
 }
 
 #[test]
@@ -319,7 +383,11 @@ singleuser:
     type: dynamic
 ",
     );
-    let got: Vec<(&str, usize)> = c.warnings.iter().map(|w| (w.key.as_str(), w.line)).collect();
+    let got: Vec<(&str, usize)> = c
+        .warnings
+        .iter()
+        .map(|w| (w.key.as_str(), w.line))
+        .collect();
     assert_eq!(
         got,
         [
@@ -349,7 +417,11 @@ fn every_ignored_key_is_accepted() {
             yaml.push_str(&"  ".repeat(depth));
             yaml.push_str(seg);
             yaml.push(':');
-            yaml.push_str(if depth + 1 == segs.len() { " anything\n" } else { "\n" });
+            yaml.push_str(if depth + 1 == segs.len() {
+                " anything\n"
+            } else {
+                "\n"
+            });
         }
         let c = load(&yaml);
         assert_eq!(c.warnings.len(), 1, "{}", entry.key);
@@ -366,4 +438,39 @@ fn yaml_anchors_and_aliases_work() {
     );
     assert_eq!(c.hub.config.authenticator.admin_users, ["alice", "bob"]);
     assert_eq!(c.hub.config.authenticator.allowed_users, ["alice", "bob"]);
+}
+
+#[test]
+fn ignored_keys_are_logged_with_tracing() {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        load("singleuser:\n  image:\n    name: x\n");
+    });
+    let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(out.contains("WARN"), "{out}");
+    assert!(out.contains("singleuser.image"), "{out}");
+    assert!(
+        out.contains("the local spawner runs processes, not images"),
+        "{out}"
+    );
+    assert!(out.contains("line=2"), "{out}");
 }

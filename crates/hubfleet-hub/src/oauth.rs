@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::identity;
-use crate::{pages, AppState, HubError};
+use crate::pages::{self, found};
+use crate::{AppState, HubError};
 
 /// How long an authorization code lives.
 const CODE_SECONDS: i64 = 300;
@@ -44,7 +45,7 @@ fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
         .extend_pairs(params.iter().filter(|(_, v)| !v.is_empty()))
         .finish();
     let sep = if redirect_uri.contains('?') { '&' } else { '?' };
-    Redirect::to(&format!("{redirect_uri}{sep}{query}")).into_response()
+    found(&format!("{redirect_uri}{sep}{query}")).into_response()
 }
 
 async fn authorize(
@@ -233,7 +234,7 @@ mod tests {
     fn pkce_s256_matches_rfc7636_example() {
         // RFC 7636, appendix B.
         let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGKSJjbHRk";
+        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
         assert!(pkce_ok(verifier, challenge, "S256"));
         assert!(!pkce_ok("other", challenge, "S256"));
         assert!(pkce_ok("plain-v", "plain-v", "plain"));

@@ -20,7 +20,7 @@ use crate::{urls, AppState, HubError};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/hub", get(|| async { Redirect::permanent("/hub/") }))
-        .route("/hub/", get(|| async { Redirect::to("/hub/home") }))
+        .route("/hub/", get(|| async { found("/hub/home") }))
         .route("/hub/login", get(login_page).post(login_submit))
         .route("/hub/logout", get(logout))
         .route("/hub/home", get(home))
@@ -45,7 +45,7 @@ fn html(status: StatusCode, body: String) -> Response {
 /// 302 to the login page, remembering where to go after.
 pub fn login_redirect(next: &str) -> Response {
     let next = url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>();
-    Redirect::to(&format!("/hub/login?next={next}")).into_response()
+    found(&format!("/hub/login?next={next}")).into_response()
 }
 
 pub fn error_page(state: &AppState, status: StatusCode, title: &str, message: &str, log: Option<String>) -> Response {
@@ -98,7 +98,7 @@ fn login_form(state: &AppState, headers: &HeaderMap, status: StatusCode, next: O
 async fn login_page(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<NextQuery>) -> Result<Response, HubError> {
     let next = query.next.as_deref().and_then(urls::safe_next);
     if identity::from_cookie(&state, &headers).await?.is_some() {
-        return Ok(Redirect::to(next.as_deref().unwrap_or("/hub/home")).into_response());
+        return Ok(found(next.as_deref().unwrap_or("/hub/home")).into_response());
     }
     Ok(login_form(&state, &headers, StatusCode::OK, next.as_deref(), "", None))
 }
@@ -147,7 +147,7 @@ async fn login_submit(
     tracing::info!(user = %user.name, "logged in");
     let secure = state.settings.secure_cookies;
     let max_age = identity::LOGIN_DAYS * 86400;
-    let mut response = Redirect::to(next.as_deref().unwrap_or("/hub/home")).into_response();
+    let mut response = found(next.as_deref().unwrap_or("/hub/home")).into_response();
     let cookies = response.headers_mut();
     cookies.append(header::SET_COOKIE, identity::set_cookie(identity::LOGIN_COOKIE, &secret, "/hub/", Some(max_age), secure));
     cookies.append(header::SET_COOKIE, identity::set_cookie(identity::SESSION_COOKIE, &session_id, "/", None, secure));
@@ -158,7 +158,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
     if let Some(secret) = identity::cookie(&headers, identity::LOGIN_COOKIE) {
         state.store.end_session(secret).await?;
     }
-    let mut response = Redirect::to("/hub/login").into_response();
+    let mut response = found("/hub/login").into_response();
     let cookies = response.headers_mut();
     for (name, path) in [
         (identity::LOGIN_COOKIE, "/hub/"),
@@ -231,16 +231,16 @@ async fn spawn_page(state: AppState, user: User, next: Option<String>) -> Result
     let server_url = urls::server_prefix(&user.name, "");
     match state.lifecycle.spawn(&user, "").await {
         Ok(crate::lifecycle::SpawnOutcome::AlreadyRunning) => {
-            return Ok(Redirect::to(next.as_deref().unwrap_or(&server_url)).into_response())
+            return Ok(found(next.as_deref().unwrap_or(&server_url)).into_response())
         }
         Ok(_) => {}
         Err(e @ HubError::BadRequest(_)) => return Ok(error_page(&state, StatusCode::BAD_REQUEST, "Cannot start now", &e.to_string(), None)),
         Err(e) => return Err(e),
     }
     if state.lifecycle.wait_ready(&user.name, "", Duration::from_secs(1)).await {
-        return Ok(Redirect::to(next.as_deref().unwrap_or(&server_url)).into_response());
+        return Ok(found(next.as_deref().unwrap_or(&server_url)).into_response());
     }
-    Ok(Redirect::to(&pending_url(&user.name, next.as_deref())).into_response())
+    Ok(found(&pending_url(&user.name, next.as_deref())).into_response())
 }
 
 async fn spawn_pending(State(state): State<AppState>, Path(name): Path<String>, headers: HeaderMap, uri: Uri, Query(query): Query<NextQuery>) -> Result<Response, HubError> {
@@ -253,7 +253,7 @@ async fn spawn_pending(State(state): State<AppState>, Path(name): Path<String>, 
     let server_url = urls::server_prefix(&user.name, "");
     let server = state.store.server(user.id, "").await?;
     match server.as_ref().map(|s| (s.phase, s.failed_reason.as_deref())) {
-        Some((Phase::Ready, _)) => Ok(Redirect::to(next.as_deref().unwrap_or(&server_url)).into_response()),
+        Some((Phase::Ready, _)) => Ok(found(next.as_deref().unwrap_or(&server_url)).into_response()),
         Some((Phase::Starting, _)) => {
             let (xsrf, set) = identity::xsrf_token(&headers);
             let progress_url = format!(
@@ -356,7 +356,7 @@ async fn user_url_inner(
             format!("{server_path}?{}", ser.finish())
         };
         tokio::time::sleep(Duration::from_millis(100 * u64::from(redirects))).await;
-        return Ok(Redirect::to(&target).into_response());
+        return Ok(found(&target).into_response());
     }
     if method != Method::GET || wants_json {
         return Ok(not_running_json());
@@ -366,20 +366,24 @@ async fn user_url_inner(
         None => server_path.clone(),
     };
     if phase == Phase::Starting || failed {
-        return Ok(Redirect::to(&pending_url(&name, Some(&full))).with_status(StatusCode::SEE_OTHER));
+        return Ok(see_other(&pending_url(&name, Some(&full))));
     }
     Ok(not_running(&state, &full, &name))
 }
 
-trait WithStatus {
-    fn with_status(self, status: StatusCode) -> Response;
+/// 302 Found, as JupyterHub redirects (axum's `Redirect::to` is a 303).
+pub fn found(location: &str) -> Response {
+    redirect(StatusCode::FOUND, location)
 }
 
-impl WithStatus for Redirect {
-    fn with_status(self, status: StatusCode) -> Response {
-        let mut response = self.into_response();
-        *response.status_mut() = status;
-        response
+fn see_other(location: &str) -> Response {
+    redirect(StatusCode::SEE_OTHER, location)
+}
+
+fn redirect(status: StatusCode, location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(value) => (status, [(header::LOCATION, value)]).into_response(),
+        Err(_) => (StatusCode::BAD_REQUEST, "invalid redirect target").into_response(),
     }
 }
 
@@ -393,7 +397,7 @@ async fn user_redirect(State(state): State<AppState>, Path(path): Path<String>, 
         next.push_str(&query);
     }
     let next = url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>();
-    Ok(Redirect::to(&format!("/hub/spawn?next={next}")).into_response())
+    Ok(found(&format!("/hub/spawn?next={next}")).into_response())
 }
 
 /// Anything the router does not know. Outside `/hub/` it is a server URL that
@@ -401,7 +405,7 @@ async fn user_redirect(State(state): State<AppState>, Path(path): Path<String>, 
 pub async fn fallback(State(state): State<AppState>, uri: Uri) -> Response {
     let path = uri.path();
     if path == "/" {
-        return Redirect::to("/hub/").into_response();
+        return found("/hub/").into_response();
     }
     if path.starts_with("/hub/api/") {
         return crate::api::json_error(StatusCode::NOT_FOUND, "Not found");
@@ -416,7 +420,7 @@ pub async fn fallback(State(state): State<AppState>, uri: Uri) -> Response {
             Some(q) => format!("/hub{path}?{q}"),
             None => format!("/hub{path}"),
         };
-        return Redirect::to(&target).into_response();
+        return found(&target).into_response();
     }
     error_page(&state, StatusCode::NOT_FOUND, "Not Found", &format!("There is no page at {path}."), None)
 }

@@ -12,9 +12,37 @@ impl Default for Templates {
     }
 }
 
+/// Autoescape `& < > " '` only: minijinja's default also escapes `/`, which makes
+/// paths in pages and links hard to read and to search for.
+fn html_formatter(
+    out: &mut minijinja::Output<'_>,
+    state: &minijinja::State<'_, '_>,
+    value: &minijinja::Value,
+) -> Result<(), minijinja::Error> {
+    match value.as_str() {
+        Some(text) if !value.is_safe() && state.auto_escape() == minijinja::AutoEscape::Html => {
+            let mut escaped = String::with_capacity(text.len());
+            for c in text.chars() {
+                match c {
+                    '&' => escaped.push_str("&amp;"),
+                    '<' => escaped.push_str("&lt;"),
+                    '>' => escaped.push_str("&gt;"),
+                    '"' => escaped.push_str("&quot;"),
+                    '\'' => escaped.push_str("&#39;"),
+                    c => escaped.push(c),
+                }
+            }
+            std::fmt::Write::write_str(out, &escaped)
+                .map_err(|_| minijinja::Error::from(minijinja::ErrorKind::WriteFailure))
+        }
+        _ => minijinja::escape_formatter(out, state, value),
+    }
+}
+
 impl Templates {
     pub fn new() -> Self {
         let mut env = Environment::new();
+        env.set_formatter(html_formatter);
         for (name, source) in [
             ("base.html", include_str!("../templates/base.html")),
             ("login.html", include_str!("../templates/login.html")),

@@ -1,0 +1,266 @@
+//! Test helpers: start the real `hubfleet` binary on a free port, log people in,
+//! and clean up every process a test started.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::cookie::{CookieStore, Jar};
+use reqwest::Url;
+
+/// The Python environment with jupyterhub and jupyterlab (`scripts/test` makes one).
+pub fn python_env() -> PathBuf {
+    let path = std::env::var_os("HUBFLEET_PYTHON_ENV").map(PathBuf::from).unwrap_or_else(|| {
+        panic!(
+            "HUBFLEET_PYTHON_ENV is not set: point it at a Python venv with jupyterhub and \
+             jupyterlab installed (`scripts/test` creates one in .venv and sets it)"
+        )
+    });
+    assert!(
+        path.join("bin/jupyterhub-singleuser").exists(),
+        "{} has no bin/jupyterhub-singleuser: pip install jupyterhub jupyterlab into it",
+        path.display()
+    );
+    path
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A command line for a stand-in single-user server: a plain Python HTTP server on
+/// the port the hub chose. It answers the readiness probe, nothing more; for tests
+/// of the hub's own behaviour that do not need JupyterLab.
+pub fn fake_singleuser() -> String {
+    "[/bin/sh, -c, 'port=${JUPYTERHUB_SERVICE_URL##*:}; port=${port%%/*}; exec python3 -m http.server --bind 127.0.0.1 $port']".into()
+}
+
+pub struct TestHub {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    child: Option<Child>,
+}
+
+impl TestHub {
+    /// Write a config (the given YAML plus `hubfleet.listen`/`data_dir`) and start the hub.
+    pub fn start(yaml: &str) -> TestHub {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("hub.yaml");
+        let full = format!(
+            "{yaml}\nhubfleet:\n  listen: 127.0.0.1:{port}\n  data_dir: {}\n  local:\n    python_env: {}\n",
+            dir.path().join("data").display(),
+            python_env().display()
+        );
+        std::fs::write(&config, full).unwrap();
+        let mut hub = TestHub { port, dir, config, child: None };
+        hub.launch();
+        hub
+    }
+
+    /// Start (or start again) the hub process with the same config.
+    pub fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("hub.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_hubfleet"))
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info,hubfleet_hub=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.wait_up();
+    }
+
+    fn wait_up(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("hub exited with {status} during start-up; log:\n{}", self.log());
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "hub did not listen within 30 s; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kill the hub process at once (as a crash would); servers keep running.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("hub.log")).unwrap_or_default()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Pids of processes whose working directory is the user's home: their servers.
+    pub fn server_pids(&self, user: &str) -> Vec<i32> {
+        processes_in(&self.data_dir().join("homes").join(user))
+    }
+}
+
+impl Drop for TestHub {
+    fn drop(&mut self) {
+        self.kill();
+        // Servers outlive the hub by design: end the ones this test started.
+        for pid in processes_in(&self.data_dir()) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
+/// Processes whose cwd is at or below `dir`.
+pub fn processes_in(dir: &Path) -> Vec<i32> {
+    let Ok(dir) = dir.canonicalize() else {
+        return Vec::new();
+    };
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) {
+            let zombie = std::fs::read_to_string(entry.path().join("stat"))
+                .map(|s| s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+                .unwrap_or(true);
+            if cwd.starts_with(&dir) && !zombie {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// A browser-like client: a cookie jar, and redirects followed.
+pub struct Browser {
+    pub client: reqwest::Client,
+    pub jar: Arc<Jar>,
+    base: String,
+}
+
+impl Browser {
+    pub fn new(hub: &TestHub) -> Browser {
+        let jar = Arc::new(Jar::default());
+        let client = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        Browser { client, jar, base: hub.url("") }
+    }
+
+    /// A client sharing the jar that does not follow redirects.
+    pub fn no_redirects(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_provider(self.jar.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn cookie(&self, path: &str, name: &str) -> Option<String> {
+        let url = Url::parse(&self.url(path)).unwrap();
+        let header = self.jar.cookies(&url)?;
+        header
+            .to_str()
+            .unwrap()
+            .split("; ")
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    }
+
+    pub fn cookie_header(&self, path: &str) -> String {
+        let url = Url::parse(&self.url(path)).unwrap();
+        self.jar
+            .cookies(&url)
+            .map(|h| h.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Log in through the form; returns the response to the POST (not followed).
+    pub async fn login_response(&self, user: &str, password: &str, next: Option<&str>) -> reqwest::Response {
+        let page = self.client.get(self.url("/hub/login")).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        let xsrf = self.cookie("/hub/", "_xsrf").expect("login page sets _xsrf");
+        let mut url = self.url("/hub/login");
+        if let Some(next) = next {
+            url = format!("{url}?next={}", url_escape(next));
+        }
+        self.no_redirects()
+            .post(url)
+            .form(&[("username", user), ("password", password), ("_xsrf", &xsrf)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn login(&self, user: &str, password: &str) {
+        let response = self.login_response(user, password, None).await;
+        assert_eq!(response.status(), 302, "login as {user} failed: {}", response.text().await.unwrap());
+    }
+
+    /// The hub's XSRF token, for cookie-authenticated API writes.
+    pub fn hub_xsrf(&self) -> String {
+        self.cookie("/hub/", "_xsrf").expect("hub _xsrf cookie")
+    }
+
+    pub async fn api(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
+        self.no_redirects()
+            .request(method, self.url(path))
+            .header("X-XSRFToken", self.hub_xsrf())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn user_model(&self, user: &str) -> serde_json::Value {
+        let response = self.api(reqwest::Method::GET, &format!("/hub/api/users/{user}")).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// Wait until the user's default server is ready (or the start failed).
+    pub async fn wait_ready(&self, user: &str, timeout: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let model = self.user_model(user).await;
+            if !model["server"].is_null() || (model["pending"].is_null() && model["servers"].as_object().is_some_and(|s| s.is_empty())) {
+                return model;
+            }
+            assert!(Instant::now() < deadline, "server of {user} not ready in {timeout:?}: {model}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+pub fn url_escape(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
