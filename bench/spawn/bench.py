@@ -165,6 +165,7 @@ class Hub:
         logf = open(self.log_path, "wb")
         env = dict(os.environ)
         env["HUBFLEET_BENCH_ROOT"] = str(self.root)
+        env["PATH"] = f"{self.venv}/bin:{env.get('PATH', '/usr/bin:/bin')}"  # as if activated
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(
             cmd, cwd=cwd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -275,6 +276,7 @@ class Upstream(Hub):
             "c.Authenticator.admin_users = {'admin'}\n"
             "c.JupyterHub.spawner_class = 'jupyterhub.spawner.SimpleLocalProcessSpawner'\n"
             f"c.SimpleLocalProcessSpawner.home_dir_template = {str(homes) + '/{username}'!r}\n"
+            f"c.Spawner.cmd = [{str(self.venv / 'bin' / 'jupyterhub-singleuser')!r}]\n"
             "c.Spawner.args = ['--allow-root']\n"
             "c.Spawner.default_url = '/lab'\n"
             f"c.JupyterHub.bind_url = 'http://127.0.0.1:{self.port}'\n"
@@ -320,6 +322,8 @@ class Client:
         self.timeout = timeout
         self.s = requests.Session()
         self.s.trust_env = False
+        # page loads look like a browser's navigations
+        self.s.headers.update({"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Site": "same-origin"})
         self.trace: list[str] = []
         self.logged_in = False
 
@@ -344,8 +348,12 @@ class Client:
         return best
 
     def _headers(self) -> dict[str, str]:
+        """Headers of a browser's same-origin fetch() to the API (JupyterHub checks XSRF then)."""
+        h = {"Sec-Fetch-Mode": "cors", "Sec-Fetch-Site": "same-origin"}
         x = self.xsrf()
-        return {"X-XSRFToken": x} if x else {}
+        if x:
+            h["X-XSRFToken"] = x
+        return h
 
     def get(self, path: str, **kw) -> requests.Response:
         r = self.s.get(self.hub.base + path, timeout=kw.pop("timeout", 60), **kw)

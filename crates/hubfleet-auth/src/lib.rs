@@ -242,7 +242,8 @@ impl Authenticator for SharedPasswordAuthenticator {
             return Ok(None);
         };
         if let Some(admin_password) = &self.admin_password {
-            if self.policy.is_admin(&name) && constant_time_eq(&credentials.password, admin_password)
+            if self.policy.is_admin(&name)
+                && constant_time_eq(&credentials.password, admin_password)
             {
                 return Ok(Some(UserInfo {
                     name,
@@ -307,15 +308,44 @@ mod tests {
     #[tokio::test]
     async fn dummy_accepts_any_password_unless_one_is_set() {
         let open = DummyAuthenticator::new(None, policy(&["root"], &[]));
-        let info = open.authenticate(&creds("Bob", "x")).await.unwrap().unwrap();
-        assert_eq!(info, UserInfo { name: "bob".into(), admin: None });
-        let admin = open.authenticate(&creds("root", "")).await.unwrap().unwrap();
+        let info = open
+            .authenticate(&creds("Bob", "x"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            info,
+            UserInfo {
+                name: "bob".into(),
+                admin: None
+            }
+        );
+        let admin = open
+            .authenticate(&creds("root", ""))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(admin.admin, Some(true));
 
         let guarded = DummyAuthenticator::new(Some("s3cret".into()), policy(&[], &["bob"]));
-        assert!(guarded.authenticate(&creds("bob", "nope")).await.unwrap().is_none());
-        assert!(guarded.authenticate(&creds("bob", "s3cret")).await.unwrap().is_some());
-        assert!(guarded.authenticate(&creds("eve", "s3cret")).await.unwrap().is_none(), "not allowed");
+        assert!(guarded
+            .authenticate(&creds("bob", "nope"))
+            .await
+            .unwrap()
+            .is_none());
+        assert!(guarded
+            .authenticate(&creds("bob", "s3cret"))
+            .await
+            .unwrap()
+            .is_some());
+        assert!(
+            guarded
+                .authenticate(&creds("eve", "s3cret"))
+                .await
+                .unwrap()
+                .is_none(),
+            "not allowed"
+        );
     }
 
     #[tokio::test]
@@ -325,12 +355,28 @@ mod tests {
             Some("leader".into()),
             policy(&["ana"], &[]),
         );
-        let user = auth.authenticate(&creds("zoe", "workshop")).await.unwrap().unwrap();
+        let user = auth
+            .authenticate(&creds("zoe", "workshop"))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(user.admin, Some(false));
-        let admin = auth.authenticate(&creds("ana", "leader")).await.unwrap().unwrap();
+        let admin = auth
+            .authenticate(&creds("ana", "leader"))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(admin.admin, Some(true));
-        assert!(auth.authenticate(&creds("zoe", "leader")).await.unwrap().is_none());
-        assert!(auth.authenticate(&creds("zoe", "")).await.unwrap().is_none());
+        assert!(auth
+            .authenticate(&creds("zoe", "leader"))
+            .await
+            .unwrap()
+            .is_none());
+        assert!(auth
+            .authenticate(&creds("zoe", ""))
+            .await
+            .unwrap()
+            .is_none());
     }
 
     #[tokio::test]
@@ -338,14 +384,39 @@ mod tests {
         let store = Store::connect("sqlite::memory:").await.unwrap();
         let alice = store.create_user("alice", false).await.unwrap();
         let hash = hash_password("pw-alice").await.unwrap();
-        store.set_password_hash(alice.id, Some(&hash)).await.unwrap();
+        store
+            .set_password_hash(alice.id, Some(&hash))
+            .await
+            .unwrap();
         store.create_user("nopass", false).await.unwrap();
 
         let auth = NativeAuthenticator::new(store, policy(&["alice"], &[]));
-        let info = auth.authenticate(&creds("Alice", "pw-alice")).await.unwrap().unwrap();
-        assert_eq!(info, UserInfo { name: "alice".into(), admin: Some(true) });
-        assert!(auth.authenticate(&creds("alice", "wrong")).await.unwrap().is_none());
-        assert!(auth.authenticate(&creds("ghost", "pw-alice")).await.unwrap().is_none());
-        assert!(auth.authenticate(&creds("nopass", "")).await.unwrap().is_none());
+        let info = auth
+            .authenticate(&creds("Alice", "pw-alice"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            info,
+            UserInfo {
+                name: "alice".into(),
+                admin: Some(true)
+            }
+        );
+        assert!(auth
+            .authenticate(&creds("alice", "wrong"))
+            .await
+            .unwrap()
+            .is_none());
+        assert!(auth
+            .authenticate(&creds("ghost", "pw-alice"))
+            .await
+            .unwrap()
+            .is_none());
+        assert!(auth
+            .authenticate(&creds("nopass", ""))
+            .await
+            .unwrap()
+            .is_none());
     }
 }

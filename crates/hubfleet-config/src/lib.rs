@@ -86,12 +86,11 @@ impl HubConfig {
         load::load(yaml, source_name, None)
     }
 
-    /// A ready-to-run local demo: native authenticator with open sign-up and `admin` as the
-    /// admin user, SQLite in `data_dir`, the local spawner, listening on `127.0.0.1:8000`.
+    /// A ready-to-run local demo: native authenticator with `admin` as the admin user,
+    /// SQLite in `data_dir`, the local spawner, listening on `127.0.0.1:8000`.
     pub fn default_for_demo(data_dir: &Path) -> HubConfig {
         let mut config = HubConfig::default();
         config.hubfleet.data_dir = data_dir.to_path_buf();
-        config.hub.config.native_authenticator.open_signup = true;
         config.hub.config.authenticator.admin_users = vec!["admin".to_owned()];
         config
     }

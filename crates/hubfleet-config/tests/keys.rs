@@ -149,9 +149,17 @@ fn shared_password_settings() {
 }
 
 #[test]
-fn native_open_signup() {
-    let c = load("hub:\n  config:\n    NativeAuthenticator:\n      open_signup: true\n");
-    assert!(c.hub.config.native_authenticator.open_signup);
+fn native_open_signup_is_refused_until_sign_up_exists() {
+    let e = HubConfig::from_yaml_str(
+        "hub:\n  config:\n    NativeAuthenticator:\n      open_signup: true\n",
+        "hub.yaml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("hub.yaml:4:"), "{e}");
+    assert!(e.contains("hubfleet users add"), "{e}");
+    let c = load("hub:\n  config:\n    NativeAuthenticator:\n      open_signup: false\n");
+    assert!(!c.hub.config.native_authenticator.open_signup);
 }
 
 #[test]
@@ -353,7 +361,7 @@ fn demo_config() {
         c.hub.config.jupyterhub.authenticator_class,
         AuthenticatorKind::Native
     );
-    assert!(c.hub.config.native_authenticator.open_signup);
+    assert!(!c.hub.config.native_authenticator.open_signup);
     assert_eq!(c.hub.db.kind, DbType::SqlitePvc);
     assert_eq!(c.hubfleet.spawner, SpawnerKind::Local);
     assert_eq!(c.hubfleet.listen.to_string(), "127.0.0.1:8000");

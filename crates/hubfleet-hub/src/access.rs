@@ -55,7 +55,11 @@ pub fn identify_scopes(user: &User) -> BTreeSet<String> {
 
 /// Allow if `held` covers any of `required` on `target`; else 403 (scope missing)
 /// or 404 (scope held for other resources), as JupyterHub answers.
-pub fn check(held: &BTreeSet<String>, required: &[&str], target: &Target<'_>) -> Result<(), HubError> {
+pub fn check(
+    held: &BTreeSet<String>,
+    required: &[&str],
+    target: &Target<'_>,
+) -> Result<(), HubError> {
     let access = hubfleet_rbac::needs_any_scope(
         required,
         target,
@@ -64,8 +68,12 @@ pub fn check(held: &BTreeSet<String>, required: &[&str], target: &Target<'_>) ->
     );
     match access.status() {
         None => Ok(()),
-        Some(404) => Err(HubError::NotFound(hubfleet_rbac::NOT_COVERED_MESSAGE.into())),
-        Some(_) => Err(HubError::Forbidden(access.message(required).unwrap_or_default())),
+        Some(404) => Err(HubError::NotFound(
+            hubfleet_rbac::NOT_COVERED_MESSAGE.into(),
+        )),
+        Some(_) => Err(HubError::Forbidden(
+            access.message(required).unwrap_or_default(),
+        )),
     }
 }
 

@@ -56,7 +56,8 @@ pub fn isoformat(t: DateTime<Utc>) -> String {
 }
 
 fn iso(t: Option<DateTime<Utc>>) -> Value {
-    t.map(|t| Value::String(isoformat(t))).unwrap_or(Value::Null)
+    t.map(|t| Value::String(isoformat(t)))
+        .unwrap_or(Value::Null)
 }
 
 #[derive(Deserialize, Default)]
@@ -94,7 +95,10 @@ async fn info(State(_): State<AppState>) -> Response {
 }
 
 async fn not_found(uri: axum::http::Uri) -> Response {
-    json_error(StatusCode::NOT_FOUND, &format!("No such API endpoint: {}", uri.path()))
+    json_error(
+        StatusCode::NOT_FOUND,
+        &format!("No such API endpoint: {}", uri.path()),
+    )
 }
 
 /// The server model of protocol §2.3.2.
@@ -107,7 +111,10 @@ pub fn server_model(user: &User, server: &Server) -> Value {
         Phase::Stopped => (false, Value::Null),
     };
     let progress_url = if server.name.is_empty() {
-        format!("/hub/api/users/{}/server/progress", urls::escape_path(&user.name))
+        format!(
+            "/hub/api/users/{}/server/progress",
+            urls::escape_path(&user.name)
+        )
     } else {
         format!(
             "/hub/api/users/{}/servers/{}/progress",
@@ -133,7 +140,11 @@ pub fn server_model(user: &User, server: &Server) -> Value {
 }
 
 /// The user model of protocol §2.3.1, with only the keys the caller may read.
-async fn user_model(state: &AppState, held: &Identity, user: &User) -> Result<Map<String, Value>, HubError> {
+async fn user_model(
+    state: &AppState,
+    held: &Identity,
+    user: &User,
+) -> Result<Map<String, Value>, HubError> {
     let keys = access::user_model_keys(&held.scopes, &user.name);
     let servers = state.store.servers_of(user.id).await?;
     let default = servers.iter().find(|s| s.name.is_empty());
@@ -146,7 +157,14 @@ async fn user_model(state: &AppState, held: &Identity, user: &User) -> Result<Ma
     put("kind", json!("user"));
     put("name", json!(user.name));
     put("admin", json!(user.admin));
-    put("roles", json!(if user.admin { vec!["admin", "user"] } else { vec!["user"] }));
+    put(
+        "roles",
+        json!(if user.admin {
+            vec!["admin", "user"]
+        } else {
+            vec!["user"]
+        }),
+    );
     put("groups", json!([]));
     put(
         "server",
@@ -171,7 +189,12 @@ async fn user_model(state: &AppState, held: &Identity, user: &User) -> Result<Ma
             .iter()
             .filter(|s| s.phase != Phase::Stopped)
             .filter(|s| {
-                access::check(&held.scopes, &["read:servers"], &Target::Server(&user.name, &s.name)).is_ok()
+                access::check(
+                    &held.scopes,
+                    &["read:servers"],
+                    &Target::Server(&user.name, &s.name),
+                )
+                .is_ok()
             })
             .map(|s| (s.name.clone(), server_model(user, s)))
             .collect();
@@ -193,7 +216,10 @@ async fn whoami(
     let mut model = user_model(&state, &widened, &me.user).await?;
     model.insert(
         "token_id".into(),
-        me.token.as_ref().map(|t| json!(format!("a{}", t.id))).unwrap_or(Value::Null),
+        me.token
+            .as_ref()
+            .map(|t| json!(format!("a{}", t.id)))
+            .unwrap_or(Value::Null),
     );
     model.insert("session_id".into(), json!(me.session_id));
     model.insert("scopes".into(), json!(me.scopes.iter().collect::<Vec<_>>()));
@@ -210,7 +236,15 @@ async fn get_user(
     let me = caller(&state, &method, &headers, &query).await?;
     access::check(
         &me.scopes,
-        &["read:users", "read:users:name", "read:servers", "read:users:activity", "read:users:groups", "read:roles:users", "admin:auth_state"],
+        &[
+            "read:users",
+            "read:users:name",
+            "read:servers",
+            "read:users:activity",
+            "read:users:groups",
+            "read:roles:users",
+            "admin:auth_state",
+        ],
         &Target::User(&name),
     )?;
     let user = user_named(&state, &name).await?;
@@ -231,10 +265,17 @@ struct ServerActivity {
 
 /// Parse an ISO 8601 timestamp; naive ones are UTC (dateutil's reading).
 fn parse_time(text: &str) -> Result<DateTime<Utc>, HubError> {
-    let bad = || HubError::BadRequest(format!("Invalid timestamp: {text:?}; use ISO 8601, e.g. 2026-08-20T10:05:00Z"));
+    let bad = || {
+        HubError::BadRequest(format!(
+            "Invalid timestamp: {text:?}; use ISO 8601, e.g. 2026-08-20T10:05:00Z"
+        ))
+    };
     let time = DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
-        .or_else(|_| NaiveDateTime::parse_from_str(text.trim_end_matches('Z'), "%Y-%m-%dT%H:%M:%S%.f").map(|t| t.and_utc()))
+        .or_else(|_| {
+            NaiveDateTime::parse_from_str(text.trim_end_matches('Z'), "%Y-%m-%dT%H:%M:%S%.f")
+                .map(|t| t.and_utc())
+        })
         .map_err(|_| bad())?;
     if time > Utc::now() + chrono::Duration::minutes(59) {
         return Err(HubError::BadRequest(format!(
@@ -268,7 +309,9 @@ async fn activity(
             .store
             .server(user.id, server_name)
             .await?
-            .ok_or_else(|| HubError::BadRequest(format!("No such server '{server_name}' for user {name}")))?;
+            .ok_or_else(|| {
+                HubError::BadRequest(format!("No such server '{server_name}' for user {name}"))
+            })?;
         updates.push((server.id, parse_time(&activity.last_activity)?));
     }
     let user_time = body.last_activity.as_deref().map(parse_time).transpose()?;
@@ -293,14 +336,24 @@ async fn start_server(
     Query(query): Query<XsrfQuery>,
 ) -> Result<Response, HubError> {
     let me = caller(&state, &method, &headers, &query).await?;
-    access::check(&me.scopes, &["start:servers", "servers"], &Target::Server(&name, ""))?;
+    access::check(
+        &me.scopes,
+        &["start:servers", "servers"],
+        &Target::Server(&name, ""),
+    )?;
     let user = user_named(&state, &name).await?;
     match state.lifecycle.spawn(&user, "").await? {
-        SpawnOutcome::AlreadyRunning => Err(HubError::BadRequest(format!("{name}'s server is already running"))),
+        SpawnOutcome::AlreadyRunning => Err(HubError::BadRequest(format!(
+            "{name}'s server is already running"
+        ))),
         SpawnOutcome::AlreadyPending => Ok(empty(StatusCode::ACCEPTED)),
         SpawnOutcome::Started => {
             // JupyterHub's slow_spawn_timeout: 201 if ready within 10 s, else 202.
-            if state.lifecycle.wait_ready(&name, "", Duration::from_secs(10)).await {
+            if state
+                .lifecycle
+                .wait_ready(&name, "", Duration::from_secs(10))
+                .await
+            {
                 Ok(empty(StatusCode::CREATED))
             } else {
                 Ok(empty(StatusCode::ACCEPTED))
@@ -317,7 +370,11 @@ async fn stop_server(
     Query(query): Query<XsrfQuery>,
 ) -> Result<Response, HubError> {
     let me = caller(&state, &method, &headers, &query).await?;
-    access::check(&me.scopes, &["delete:servers", "servers"], &Target::Server(&name, ""))?;
+    access::check(
+        &me.scopes,
+        &["delete:servers", "servers"],
+        &Target::Server(&name, ""),
+    )?;
     let user = user_named(&state, &name).await?;
     let lifecycle = state.lifecycle.clone();
     let stopping = tokio::spawn(async move { lifecycle.stop(&user, "").await });
@@ -352,15 +409,20 @@ async fn progress(
         .await?
         .ok_or_else(|| HubError::NotFound(format!("{name} has no server")))?;
     let prefix = urls::server_prefix(&name, "");
-    let events: std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>> = match (server.phase, state.lifecycle.progress(&name, "")) {
-        (Phase::Ready, _) => Box::pin(stream::once(async move { Ok(sse_event(&ProgressEvent::ready_at(&prefix))) })),
-        (Phase::Starting, Some(rx)) => Box::pin(follow(rx)),
-        (Phase::Stopped, _) if server.failed_reason.is_some() => {
-            let reason = server.failed_reason.clone().unwrap_or_default();
-            Box::pin(stream::once(async move { Ok(sse_event(&ProgressEvent::failed(&reason))) }))
-        }
-        _ => return Err(HubError::BadRequest(format!("{name} is not starting..."))),
-    };
+    let events: std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>> =
+        match (server.phase, state.lifecycle.progress(&name, "")) {
+            (Phase::Ready, _) => Box::pin(stream::once(async move {
+                Ok(sse_event(&ProgressEvent::ready_at(&prefix)))
+            })),
+            (Phase::Starting, Some(rx)) => Box::pin(follow(rx)),
+            (Phase::Stopped, _) if server.failed_reason.is_some() => {
+                let reason = server.failed_reason.clone().unwrap_or_default();
+                Box::pin(stream::once(async move {
+                    Ok(sse_event(&ProgressEvent::failed(&reason)))
+                }))
+            }
+            _ => return Err(HubError::BadRequest(format!("{name} is not starting..."))),
+        };
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(8)))
         .into_response())
@@ -375,7 +437,8 @@ fn follow(
             return None;
         }
         loop {
-            let fresh: Vec<ProgressEvent> = rx.borrow_and_update().iter().skip(sent).cloned().collect();
+            let fresh: Vec<ProgressEvent> =
+                rx.borrow_and_update().iter().skip(sent).cloned().collect();
             if !fresh.is_empty() {
                 let finished = fresh.iter().any(ProgressEvent::is_final);
                 let n = fresh.len();
@@ -398,10 +461,21 @@ pub async fn metrics(
     let me = caller(&state, &method, &headers, &query).await?;
     access::check(&me.scopes, &["read:metrics"], &Target::None)?;
     let active = state.store.active_servers().await?;
-    state.settings.metrics.running_servers.set(active.len() as i64);
-    state.settings.metrics.total_users.set(state.store.count_users().await?);
+    state
+        .settings
+        .metrics
+        .running_servers
+        .set(active.len() as i64);
+    state
+        .settings
+        .metrics
+        .total_users
+        .set(state.store.count_users().await?);
     Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.settings.metrics.render(),
     )
         .into_response())

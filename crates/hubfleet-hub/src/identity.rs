@@ -49,7 +49,13 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// A `Set-Cookie` value: always HttpOnly and SameSite=Lax, scoped to `path`.
-pub fn set_cookie(name: &str, value: &str, path: &str, max_age: Option<i64>, secure: bool) -> HeaderValue {
+pub fn set_cookie(
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: Option<i64>,
+    secure: bool,
+) -> HeaderValue {
     let mut cookie = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax");
     if let Some(age) = max_age {
         cookie.push_str(&format!("; Max-Age={age}"));
@@ -68,7 +74,10 @@ pub fn clear_cookie(name: &str, path: &str) -> HeaderValue {
 }
 
 /// The user behind the login cookie, if it is valid.
-pub async fn from_cookie(state: &AppState, headers: &HeaderMap) -> Result<Option<Identity>, HubError> {
+pub async fn from_cookie(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Identity>, HubError> {
     let Some(secret) = cookie(headers, LOGIN_COOKIE) else {
         return Ok(None);
     };
@@ -85,7 +94,10 @@ pub async fn from_cookie(state: &AppState, headers: &HeaderMap) -> Result<Option
 }
 
 /// The owner of the `Authorization` token, if it is valid.
-pub async fn from_token(state: &AppState, headers: &HeaderMap) -> Result<Option<Identity>, HubError> {
+pub async fn from_token(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Identity>, HubError> {
     let Some(secret) = bearer_token(headers) else {
         return Ok(None);
     };
@@ -96,7 +108,10 @@ pub async fn from_token(state: &AppState, headers: &HeaderMap) -> Result<Option<
         return Ok(None);
     };
     let now = Utc::now();
-    if token.last_activity.is_none_or(|t| now - t > chrono::Duration::seconds(30)) {
+    if token
+        .last_activity
+        .is_none_or(|t| now - t > chrono::Duration::seconds(30))
+    {
         let _ = state.store.touch_token(token.id, now).await;
     }
     // A server's own token does not count as its user being active (protocol §3.1).
@@ -146,9 +161,7 @@ pub async fn identify(
 /// Cookie-authenticated API requests need the token, except plain navigation
 /// (protocol §3.4): a GET without `Sec-Fetch-Mode`, or one that is `navigate`.
 fn needs_xsrf(method: &Method, headers: &HeaderMap) -> bool {
-    let mode = headers
-        .get("sec-fetch-mode")
-        .and_then(|v| v.to_str().ok());
+    let mode = headers.get("sec-fetch-mode").and_then(|v| v.to_str().ok());
     let safe_method = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     !(safe_method && matches!(mode, None | Some("navigate") | Some("websocket")))
 }

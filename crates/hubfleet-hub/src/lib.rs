@@ -132,7 +132,9 @@ pub enum HubError {
     NotFound(String),
     #[error("{0}")]
     Forbidden(String),
-    #[error("cannot listen on {addr}: {source}. Is another hub running there? Change `hubfleet.listen`")]
+    #[error(
+        "cannot listen on {addr}: {source}. Is another hub running there? Change `hubfleet.listen`"
+    )]
     Listen {
         addr: SocketAddr,
         #[source]
@@ -185,11 +187,19 @@ impl Hub {
         spawner: Arc<dyn Spawner>,
     ) -> Result<Hub, HubError> {
         for dir in [settings.data_dir.clone(), settings.data_dir.join("logs")] {
-            std::fs::create_dir_all(&dir).map_err(|source| HubError::DataDir { path: dir, source })?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|source| HubError::DataDir { path: dir, source })?;
         }
         let settings = Arc::new(settings);
         let routes = RouteTable::new();
-        routes.add("/", HUB_TARGET, serde_json::Map::from_iter([("hub".into(), true.into()), ("jupyterhub".into(), true.into())]));
+        routes.add(
+            "/",
+            HUB_TARGET,
+            serde_json::Map::from_iter([
+                ("hub".into(), true.into()),
+                ("jupyterhub".into(), true.into()),
+            ]),
+        );
         let lifecycle = Lifecycle::new(store.clone(), spawner, routes.clone(), settings.clone());
         let state = AppState {
             store: store.clone(),
@@ -274,12 +284,12 @@ fn spawn_background(state: AppState) {
             if let Err(e) = state.lifecycle.poll_all().await {
                 tracing::warn!(error = %e, "polling servers");
             }
-            if rounds % 6 == 0 {
+            if rounds.is_multiple_of(6) {
                 if let Err(e) = state.lifecycle.import_proxy_activity().await {
                     tracing::warn!(error = %e, "importing proxy activity");
                 }
             }
-            if rounds % 360 == 0 {
+            if rounds.is_multiple_of(360) {
                 if let Err(e) = state.store.purge_expired().await {
                     tracing::warn!(error = %e, "purging expired tokens");
                 }
@@ -297,7 +307,10 @@ fn router(state: AppState) -> axum::Router {
         .route("/hub/health", get(|| async { StatusCode::OK }))
         .route("/hub/api/health", get(|| async { StatusCode::OK }))
         .route("/hub/metrics", get(api::metrics))
-        .route("/hub/security/csp-report", post(|| async { StatusCode::OK }))
+        .route(
+            "/hub/security/csp-report",
+            post(|| async { StatusCode::OK }),
+        )
         .fallback(pages::fallback)
         .layer(axum::middleware::from_fn(common_headers))
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))

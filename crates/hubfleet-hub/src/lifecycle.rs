@@ -55,7 +55,9 @@ impl ProgressEvent {
         ProgressEvent {
             progress: 100,
             message: format!("Server ready at {url}"),
-            html_message: Some(format!("Server ready at <a href=\"{escaped}\">{escaped}</a>")),
+            html_message: Some(format!(
+                "Server ready at <a href=\"{escaped}\">{escaped}</a>"
+            )),
             ready: Some(true),
             failed: None,
             url: Some(url.to_string()),
@@ -192,13 +194,23 @@ impl Lifecycle {
                     this.emit(&user.name, &name, ProgressEvent::failed(&reason));
                 }
             }
-            let _ = this.inner.store.release_lease(server.id, &this.inner.replica).await;
+            let _ = this
+                .inner
+                .store
+                .release_lease(server.id, &this.inner.replica)
+                .await;
         });
         Ok(SpawnOutcome::Started)
     }
 
     fn emit(&self, user: &str, server: &str, event: ProgressEvent) {
-        if let Some(tx) = self.inner.progress.lock().expect("progress lock").get(&key(user, server)) {
+        if let Some(tx) = self
+            .inner
+            .progress
+            .lock()
+            .expect("progress lock")
+            .get(&key(user, server))
+        {
             tx.send_modify(|events| events.push(event));
         }
     }
@@ -220,7 +232,11 @@ impl Lifecycle {
 
     /// Follow a start: the events so far, then each new one. `None` when this hub
     /// is not driving a start of that server.
-    pub fn progress(&self, user: &str, server: &str) -> Option<watch::Receiver<Vec<ProgressEvent>>> {
+    pub fn progress(
+        &self,
+        user: &str,
+        server: &str,
+    ) -> Option<watch::Receiver<Vec<ProgressEvent>>> {
         self.inner
             .progress
             .lock()
@@ -307,9 +323,19 @@ impl Lifecycle {
                 home_dir: settings.home_dir(&user.name),
                 log_path: log_path.clone(),
             };
-            self.step(&user.name, server, 10, "allocating", "Starting the server process".into())
-                .await;
-            let started = inner.spawner.start(&spec).await.map_err(|e| e.to_string())?;
+            self.step(
+                &user.name,
+                server,
+                10,
+                "allocating",
+                "Starting the server process".into(),
+            )
+            .await;
+            let started = inner
+                .spawner
+                .start(&spec)
+                .await
+                .map_err(|e| e.to_string())?;
             inner
                 .store
                 .update_server(
@@ -327,27 +353,44 @@ impl Lifecycle {
                 server,
                 40,
                 "waiting for HTTP",
-                format!("Server process started; waiting for it to answer at {}", started.target),
+                format!(
+                    "Server process started; waiting for it to answer at {}",
+                    started.target
+                ),
             )
             .await;
 
             let deadline = started_at + settings.start_timeout;
-            wait_up(&*inner.spawner, &started.state, &started.target, &prefix, deadline)
-                .await
-                .map_err(|reason| {
-                    let tail = hubfleet_spawn::tail_log(&log_path, 2000).unwrap_or_default();
-                    if tail.trim().is_empty() {
-                        reason
-                    } else {
-                        format!("{reason}. The server's log ends with:\n{tail}")
-                    }
-                })?;
+            wait_up(
+                &*inner.spawner,
+                &started.state,
+                &started.target,
+                &prefix,
+                deadline,
+            )
+            .await
+            .map_err(|reason| {
+                let tail = hubfleet_spawn::tail_log(&log_path, 2000).unwrap_or_default();
+                if tail.trim().is_empty() {
+                    reason
+                } else {
+                    format!("{reason}. The server's log ends with:\n{tail}")
+                }
+            })?;
 
-            self.step(&user.name, server, 90, "adding route", "Server is up; adding its route".into())
-                .await;
-            inner
-                .routes
-                .add(&prefix, &started.target, route_data(&user.name, &server.name));
+            self.step(
+                &user.name,
+                server,
+                90,
+                "adding route",
+                "Server is up; adding its route".into(),
+            )
+            .await;
+            inner.routes.add(
+                &prefix,
+                &started.target,
+                route_data(&user.name, &server.name),
+            );
             inner
                 .store
                 .update_server(
@@ -370,13 +413,23 @@ impl Lifecycle {
                 settings.metrics.spawn_duration(seconds, true);
                 let _ = inner
                     .store
-                    .append_event(&user.name, &server.name, "ready", &serde_json::json!({ "seconds": seconds }))
+                    .append_event(
+                        &user.name,
+                        &server.name,
+                        "ready",
+                        &serde_json::json!({ "seconds": seconds }),
+                    )
                     .await;
                 Ok(url)
             }
             Err(reason) => {
-                settings.metrics.spawn_duration(started_at.elapsed().as_secs_f64(), false);
-                if let Err(e) = self.tear_down(&user.name, server.id, Some(&reason), "failed").await {
+                settings
+                    .metrics
+                    .spawn_duration(started_at.elapsed().as_secs_f64(), false);
+                if let Err(e) = self
+                    .tear_down(&user.name, server.id, Some(&reason), "failed")
+                    .await
+                {
                     tracing::error!(user = %user.name, error = %e, "cleaning up after a failed spawn");
                 }
                 Err(reason)
@@ -549,7 +602,8 @@ impl Lifecycle {
             };
             if let Ok(PollStatus::Exited(code)) = self.inner.spawner.poll(state).await {
                 tracing::warn!(user = %user_name, server = %server.name, ?code, "server exited on its own");
-                self.tear_down(&user_name, server.id, None, "exited").await?;
+                self.tear_down(&user_name, server.id, None, "exited")
+                    .await?;
             }
         }
         Ok(())
@@ -612,7 +666,9 @@ async fn wait_up(
     loop {
         if let Ok(PollStatus::Exited(code)) = spawner.poll(state).await {
             return Err(match code {
-                Some(code) => format!("the server process exited with status {code} before it was ready"),
+                Some(code) => {
+                    format!("the server process exited with status {code} before it was ready")
+                }
                 None => "the server process exited before it was ready".to_string(),
             });
         }
@@ -652,7 +708,10 @@ pub fn server_env(
     };
     set("JUPYTERHUB_API_TOKEN", api_token.to_string());
     set("JPY_API_TOKEN", api_token.to_string());
-    set("JUPYTERHUB_CLIENT_ID", urls::oauth_client_id(&user.name, server_name));
+    set(
+        "JUPYTERHUB_CLIENT_ID",
+        urls::oauth_client_id(&user.name, server_name),
+    );
     set(
         "JUPYTERHUB_ACTIVITY_URL",
         format!("{api_url}/users/{}/activity", urls::escape_path(&user.name)),
@@ -660,7 +719,10 @@ pub fn server_env(
     set("JUPYTERHUB_API_URL", api_url);
     set("JUPYTERHUB_BASE_URL", "/".into());
     set("JUPYTERHUB_SERVICE_PREFIX", prefix.clone());
-    set("JUPYTERHUB_OAUTH_CALLBACK_URL", format!("{prefix}oauth_callback"));
+    set(
+        "JUPYTERHUB_OAUTH_CALLBACK_URL",
+        format!("{prefix}oauth_callback"),
+    );
     set("JUPYTERHUB_OAUTH_ACCESS_SCOPES", access_scopes.clone());
     set("JUPYTERHUB_OAUTH_SCOPES", access_scopes);
     set("JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES", "[]".into());

@@ -27,7 +27,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("jupyterhub");
         let spawn_duration = Family::<SpawnLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(SPAWN_BUCKETS.into_iter())
+            Histogram::new(SPAWN_BUCKETS)
         });
         registry.register(
             "server_spawn_duration_seconds",
@@ -41,11 +41,7 @@ impl Default for Metrics {
             running_servers.clone(),
         );
         let total_users = Gauge::default();
-        registry.register(
-            "total_users",
-            "Total number of users",
-            total_users.clone(),
-        );
+        registry.register("total_users", "Total number of users", total_users.clone());
         // Labelled series exist at zero from the start, as upstream pre-creates them.
         for status in ["success", "failure"] {
             let _ = spawn_duration.get_or_create(&SpawnLabels { status, reason: "" });

@@ -60,7 +60,15 @@ async fn authorize(
     };
     let params = match single_params(&query) {
         Ok(params) => params,
-        Err(message) => return Ok(pages::error_page(&state, StatusCode::BAD_REQUEST, "Invalid authorization request", &message, None)),
+        Err(message) => {
+            return Ok(pages::error_page(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "Invalid authorization request",
+                &message,
+                None,
+            ))
+        }
     };
     let get = |k: &str| params.get(k).map(String::as_str).unwrap_or("");
     let client_id = get("client_id");
@@ -74,7 +82,10 @@ async fn authorize(
         ));
     };
     // Exact string match; never redirect to an unregistered URI.
-    let redirect_uri = params.get("redirect_uri").cloned().unwrap_or_else(|| client.redirect_uri.clone());
+    let redirect_uri = params
+        .get("redirect_uri")
+        .cloned()
+        .unwrap_or_else(|| client.redirect_uri.clone());
     if redirect_uri != client.redirect_uri {
         return Ok(pages::error_page(
             &state,
@@ -86,15 +97,31 @@ async fn authorize(
     }
     let oauth_state = get("state");
     if get("response_type") != "code" {
-        return Ok(redirect_with(&redirect_uri, &[("error", "unsupported_response_type"), ("state", oauth_state)]));
+        return Ok(redirect_with(
+            &redirect_uri,
+            &[
+                ("error", "unsupported_response_type"),
+                ("state", oauth_state),
+            ],
+        ));
     }
     let challenge = params.get("code_challenge").cloned();
-    let method = match (&challenge, params.get("code_challenge_method").map(String::as_str)) {
+    let method = match (
+        &challenge,
+        params.get("code_challenge_method").map(String::as_str),
+    ) {
         (None, _) => None,
         (Some(_), None | Some("plain")) => Some("plain".to_string()),
         (Some(_), Some("S256")) => Some("S256".to_string()),
         (Some(_), Some(_)) => {
-            return Ok(redirect_with(&redirect_uri, &[("error", "invalid_request"), ("error_description", "Transform algorithm not supported."), ("state", oauth_state)]));
+            return Ok(redirect_with(
+                &redirect_uri,
+                &[
+                    ("error", "invalid_request"),
+                    ("error_description", "Transform algorithm not supported."),
+                    ("state", oauth_state),
+                ],
+            ));
         }
     };
     // Only the server's owner (or an admin, who holds access:servers everywhere) gets in.
@@ -108,14 +135,26 @@ async fn authorize(
         None => false,
     };
     let access_scope = client.allowed_scopes.first().cloned().unwrap_or_default();
-    let target = access_scope.strip_prefix("access:servers!server=").unwrap_or("");
+    let target = access_scope
+        .strip_prefix("access:servers!server=")
+        .unwrap_or("");
     let (owner, server) = target.split_once('/').unwrap_or((target, ""));
-    if !owns && crate::access::check(&me.scopes, &["access:servers"], &hubfleet_rbac::Target::Server(owner, server)).is_err() {
+    if !owns
+        && crate::access::check(
+            &me.scopes,
+            &["access:servers"],
+            &hubfleet_rbac::Target::Server(owner, server),
+        )
+        .is_err()
+    {
         return Ok(pages::error_page(
             &state,
             StatusCode::FORBIDDEN,
             "Access denied",
-            &format!("You do not have permission to access {}", client.description),
+            &format!(
+                "You do not have permission to access {}",
+                client.description
+            ),
             None,
         ));
     }
@@ -140,13 +179,19 @@ async fn authorize(
             },
         )
         .await?;
-    Ok(redirect_with(&redirect_uri, &[("code", &code), ("state", oauth_state)]))
+    Ok(redirect_with(
+        &redirect_uri,
+        &[("code", &code), ("state", oauth_state)],
+    ))
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     (
         status,
-        [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")],
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::PRAGMA, "no-cache"),
+        ],
         Json(json!({ "error": error, "error_description": description })),
     )
         .into_response()
@@ -154,7 +199,8 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
 
 fn pkce_ok(verifier: &str, challenge: &str, method: &str) -> bool {
     let computed = match method {
-        "S256" => base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())),
+        "S256" => base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(Sha256::digest(verifier.as_bytes())),
         _ => verifier.to_string(),
     };
     computed.as_bytes().ct_eq(challenge.as_bytes()).into()
@@ -166,34 +212,77 @@ async fn token(
     body: axum::body::Bytes,
 ) -> Result<Response, HubError> {
     if query.is_some_and(|q| !q.is_empty()) {
-        return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "URL query parameters are not allowed"));
+        return Ok(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "URL query parameters are not allowed",
+        ));
     }
     let params = match single_params(&String::from_utf8_lossy(&body)) {
         Ok(params) => params,
-        Err(message) => return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &message)),
+        Err(message) => {
+            return Ok(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &message,
+            ))
+        }
     };
     let get = |k: &str| params.get(k).map(String::as_str).unwrap_or("");
     if get("grant_type") != "authorization_code" {
-        return Ok(oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "only authorization_code is supported"));
+        return Ok(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "only authorization_code is supported",
+        ));
     }
     let client_id = get("client_id");
-    if client_id.is_empty() || !state.store.verify_client_secret(client_id, get("client_secret")).await? {
-        return Ok(oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed"));
+    if client_id.is_empty()
+        || !state
+            .store
+            .verify_client_secret(client_id, get("client_secret"))
+            .await?
+    {
+        return Ok(oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed",
+        ));
     }
     let Some(code) = state.store.take_oauth_code(get("code"), client_id).await? else {
-        return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "the code is unknown, used or expired"));
+        return Ok(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "the code is unknown, used or expired",
+        ));
     };
     if let Some(redirect_uri) = params.get("redirect_uri") {
         if *redirect_uri != code.redirect_uri {
-            return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "Mismatching redirect URI."));
+            return Ok(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "Mismatching redirect URI.",
+            ));
         }
     }
     if let Some(challenge) = &code.code_challenge {
         let method = code.code_challenge_method.as_deref().unwrap_or("plain");
         match params.get("code_verifier") {
             Some(verifier) if pkce_ok(verifier, challenge, method) => {}
-            Some(_) => return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "code_verifier does not match the code_challenge")),
-            None => return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "Code verifier required.")),
+            Some(_) => {
+                return Ok(oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "code_verifier does not match the code_challenge",
+                ))
+            }
+            None => {
+                return Ok(oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "Code verifier required.",
+                ))
+            }
         }
     }
     let access_token = hubfleet_store::new_token();
@@ -215,7 +304,10 @@ async fn token(
         )
         .await?;
     Ok((
-        [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")],
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::PRAGMA, "no-cache"),
+        ],
         Json(json!({
             "access_token": access_token,
             "expires_in": TOKEN_SECONDS,

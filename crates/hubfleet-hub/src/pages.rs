@@ -29,7 +29,14 @@ pub fn routes() -> Router<AppState> {
         .route("/hub/spawn-pending/{user}", get(spawn_pending))
         .route("/hub/user/{user}", get(user_url_root).post(user_url_root))
         .route("/hub/user/{user}/", get(user_url_root).post(user_url_root))
-        .route("/hub/user/{user}/{*path}", get(user_url).post(user_url).put(user_url).patch(user_url).delete(user_url))
+        .route(
+            "/hub/user/{user}/{*path}",
+            get(user_url)
+                .post(user_url)
+                .put(user_url)
+                .patch(user_url)
+                .delete(user_url),
+        )
         .route("/hub/user-redirect/{*path}", get(user_redirect))
 }
 
@@ -48,7 +55,13 @@ pub fn login_redirect(next: &str) -> Response {
     found(&format!("/hub/login?next={next}")).into_response()
 }
 
-pub fn error_page(state: &AppState, status: StatusCode, title: &str, message: &str, log: Option<String>) -> Response {
+pub fn error_page(
+    state: &AppState,
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    log: Option<String>,
+) -> Response {
     let body = state.templates.render(
         "error.html",
         context! { status => status.as_u16(), title, message, log, retry => log.as_ref().map(|_| "/hub/spawn") },
@@ -57,11 +70,18 @@ pub fn error_page(state: &AppState, status: StatusCode, title: &str, message: &s
 }
 
 /// The logged-in user of a page request, or a redirect to the login page.
-async fn page_user(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<Result<Identity, Response>, HubError> {
+async fn page_user(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Result<Identity, Response>, HubError> {
     match identity::from_cookie(state, headers).await? {
         Some(identity) => Ok(Ok(identity)),
         None => {
-            let next = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/hub/home");
+            let next = uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/hub/home");
             Ok(Err(login_redirect(next)))
         }
     }
@@ -83,24 +103,46 @@ fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response 
     response
 }
 
-fn login_form(state: &AppState, headers: &HeaderMap, status: StatusCode, next: Option<&str>, username: &str, error: Option<&str>) -> Response {
+fn login_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    next: Option<&str>,
+    username: &str,
+    error: Option<&str>,
+) -> Response {
     let (xsrf, set) = identity::xsrf_token(headers);
     let hint = match state.authenticator.kind() {
         "dummy" => Some("Development mode: any password is accepted unless one is configured."),
         _ => None,
     };
-    let body = state.templates.render("login.html", context! { xsrf, next, username, error, hint });
+    let body = state
+        .templates
+        .render("login.html", context! { xsrf, next, username, error, hint });
     let mut response = with_cookie(html(status, body), set);
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
-async fn login_page(State(state): State<AppState>, headers: HeaderMap, Query(query): Query<NextQuery>) -> Result<Response, HubError> {
+async fn login_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<NextQuery>,
+) -> Result<Response, HubError> {
     let next = query.next.as_deref().and_then(urls::safe_next);
     if identity::from_cookie(&state, &headers).await?.is_some() {
         return Ok(found(next.as_deref().unwrap_or("/hub/home")).into_response());
     }
-    Ok(login_form(&state, &headers, StatusCode::OK, next.as_deref(), "", None))
+    Ok(login_form(
+        &state,
+        &headers,
+        StatusCode::OK,
+        next.as_deref(),
+        "",
+        None,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -121,18 +163,38 @@ async fn login_submit(
 ) -> Result<Response, HubError> {
     let next = query.next.as_deref().and_then(urls::safe_next);
     if !identity::xsrf_ok(&headers, Some(&form.xsrf)) {
-        return Ok(login_form(&state, &headers, StatusCode::FORBIDDEN, next.as_deref(), &form.username,
-            Some("Your login form expired or came from another site. Please try again.")));
+        return Ok(login_form(
+            &state,
+            &headers,
+            StatusCode::FORBIDDEN,
+            next.as_deref(),
+            &form.username,
+            Some("Your login form expired or came from another site. Please try again."),
+        ));
     }
-    let credentials = Credentials { username: form.username.clone(), password: form.password };
+    let credentials = Credentials {
+        username: form.username.clone(),
+        password: form.password,
+    };
     let Some(info) = state.authenticator.authenticate(&credentials).await? else {
         tracing::info!(username = %form.username, "failed login");
-        return Ok(login_form(&state, &headers, StatusCode::FORBIDDEN, next.as_deref(), &form.username,
-            Some("Invalid username or password")));
+        return Ok(login_form(
+            &state,
+            &headers,
+            StatusCode::FORBIDDEN,
+            next.as_deref(),
+            &form.username,
+            Some("Invalid username or password"),
+        ));
     };
     let user = match state.store.user_by_name(&info.name).await? {
         Some(user) => user,
-        None => state.store.create_user(&info.name, info.admin.unwrap_or(false)).await?,
+        None => {
+            state
+                .store
+                .create_user(&info.name, info.admin.unwrap_or(false))
+                .await?
+        }
     };
     if let Some(admin) = info.admin {
         if admin != user.admin {
@@ -142,15 +204,30 @@ async fn login_submit(
     let secret = hubfleet_store::new_token();
     let session_id = hubfleet_store::new_token();
     let expires = Utc::now() + chrono::Duration::days(identity::LOGIN_DAYS);
-    state.store.create_session(user.id, &session_id, &secret, expires).await?;
+    state
+        .store
+        .create_session(user.id, &session_id, &secret, expires)
+        .await?;
     state.store.touch_user(user.id, Utc::now()).await?;
     tracing::info!(user = %user.name, "logged in");
     let secure = state.settings.secure_cookies;
     let max_age = identity::LOGIN_DAYS * 86400;
     let mut response = found(next.as_deref().unwrap_or("/hub/home")).into_response();
     let cookies = response.headers_mut();
-    cookies.append(header::SET_COOKIE, identity::set_cookie(identity::LOGIN_COOKIE, &secret, "/hub/", Some(max_age), secure));
-    cookies.append(header::SET_COOKIE, identity::set_cookie(identity::SESSION_COOKIE, &session_id, "/", None, secure));
+    cookies.append(
+        header::SET_COOKIE,
+        identity::set_cookie(
+            identity::LOGIN_COOKIE,
+            &secret,
+            "/hub/",
+            Some(max_age),
+            secure,
+        ),
+    );
+    cookies.append(
+        header::SET_COOKIE,
+        identity::set_cookie(identity::SESSION_COOKIE, &session_id, "/", None, secure),
+    );
     Ok(response)
 }
 
@@ -171,12 +248,22 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
     Ok(response)
 }
 
-async fn home(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Result<Response, HubError> {
+async fn home(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, HubError> {
     let me = logged_in!(state, headers, uri);
     let server = state.store.server(me.user.id, "").await?;
     let (xsrf, set) = identity::xsrf_token(&headers);
-    let phase = server.as_ref().map(|s| s.phase.as_str()).unwrap_or("stopped");
-    let failed = server.as_ref().and_then(|s| s.failed_reason.clone()).map(|r| first_line(&r));
+    let phase = server
+        .as_ref()
+        .map(|s| s.phase.as_str())
+        .unwrap_or("stopped");
+    let failed = server
+        .as_ref()
+        .and_then(|s| s.failed_reason.clone())
+        .map(|r| first_line(&r));
     let body = state.templates.render(
         "home.html",
         context! { user => me.user.name, phase, failed, xsrf, url => urls::server_prefix(&me.user.name, "") },
@@ -193,7 +280,11 @@ async fn target_user(state: &AppState, me: &Identity, name: &str) -> Result<User
     if name == me.user.name {
         return Ok(me.user.clone());
     }
-    crate::access::check(&me.scopes, &["servers"], &hubfleet_rbac::Target::Server(name, ""))?;
+    crate::access::check(
+        &me.scopes,
+        &["servers"],
+        &hubfleet_rbac::Target::Server(name, ""),
+    )?;
     state
         .store
         .user_by_name(name)
@@ -201,17 +292,36 @@ async fn target_user(state: &AppState, me: &Identity, name: &str) -> Result<User
         .ok_or_else(|| HubError::NotFound(format!("No such user: {name}")))
 }
 
-async fn spawn_mine(State(state): State<AppState>, headers: HeaderMap, uri: Uri, Query(query): Query<NextQuery>) -> Result<Response, HubError> {
+async fn spawn_mine(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(query): Query<NextQuery>,
+) -> Result<Response, HubError> {
     let me = logged_in!(state, headers, uri);
     let user = me.user.clone();
     spawn_page(state, user, query.next).await
 }
 
-async fn spawn_for(State(state): State<AppState>, Path(name): Path<String>, headers: HeaderMap, uri: Uri, Query(query): Query<NextQuery>) -> Result<Response, HubError> {
+async fn spawn_for(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(query): Query<NextQuery>,
+) -> Result<Response, HubError> {
     let me = logged_in!(state, headers, uri);
     let user = match target_user(&state, &me, &name).await {
         Ok(user) => user,
-        Err(e) => return Ok(error_page(&state, e.status(), "Cannot start this server", &e.to_string(), None)),
+        Err(e) => {
+            return Ok(error_page(
+                &state,
+                e.status(),
+                "Cannot start this server",
+                &e.to_string(),
+                None,
+            ))
+        }
     };
     spawn_page(state, user, query.next).await
 }
@@ -226,7 +336,11 @@ fn pending_url(user: &str, next: Option<&str>) -> String {
 }
 
 /// Start the server (if needed), wait up to a second, then show progress.
-async fn spawn_page(state: AppState, user: User, next: Option<String>) -> Result<Response, HubError> {
+async fn spawn_page(
+    state: AppState,
+    user: User,
+    next: Option<String>,
+) -> Result<Response, HubError> {
     let next = next.as_deref().and_then(urls::safe_next);
     let server_url = urls::server_prefix(&user.name, "");
     match state.lifecycle.spawn(&user, "").await {
@@ -234,26 +348,57 @@ async fn spawn_page(state: AppState, user: User, next: Option<String>) -> Result
             return Ok(found(next.as_deref().unwrap_or(&server_url)).into_response())
         }
         Ok(_) => {}
-        Err(e @ HubError::BadRequest(_)) => return Ok(error_page(&state, StatusCode::BAD_REQUEST, "Cannot start now", &e.to_string(), None)),
+        Err(e @ HubError::BadRequest(_)) => {
+            return Ok(error_page(
+                &state,
+                StatusCode::BAD_REQUEST,
+                "Cannot start now",
+                &e.to_string(),
+                None,
+            ))
+        }
         Err(e) => return Err(e),
     }
-    if state.lifecycle.wait_ready(&user.name, "", Duration::from_secs(1)).await {
+    if state
+        .lifecycle
+        .wait_ready(&user.name, "", Duration::from_secs(1))
+        .await
+    {
         return Ok(found(next.as_deref().unwrap_or(&server_url)).into_response());
     }
     Ok(found(&pending_url(&user.name, next.as_deref())).into_response())
 }
 
-async fn spawn_pending(State(state): State<AppState>, Path(name): Path<String>, headers: HeaderMap, uri: Uri, Query(query): Query<NextQuery>) -> Result<Response, HubError> {
+async fn spawn_pending(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(query): Query<NextQuery>,
+) -> Result<Response, HubError> {
     let me = logged_in!(state, headers, uri);
     let user = match target_user(&state, &me, &name).await {
         Ok(user) => user,
-        Err(e) => return Ok(error_page(&state, e.status(), "Not your server", &e.to_string(), None)),
+        Err(e) => {
+            return Ok(error_page(
+                &state,
+                e.status(),
+                "Not your server",
+                &e.to_string(),
+                None,
+            ))
+        }
     };
     let next = query.next.as_deref().and_then(urls::safe_next);
     let server_url = urls::server_prefix(&user.name, "");
     let server = state.store.server(user.id, "").await?;
-    match server.as_ref().map(|s| (s.phase, s.failed_reason.as_deref())) {
-        Some((Phase::Ready, _)) => Ok(found(next.as_deref().unwrap_or(&server_url)).into_response()),
+    match server
+        .as_ref()
+        .map(|s| (s.phase, s.failed_reason.as_deref()))
+    {
+        Some((Phase::Ready, _)) => {
+            Ok(found(next.as_deref().unwrap_or(&server_url)).into_response())
+        }
         Some((Phase::Starting, _)) => {
             let (xsrf, set) = identity::xsrf_token(&headers);
             let progress_url = format!(
@@ -271,8 +416,16 @@ async fn spawn_pending(State(state): State<AppState>, Path(name): Path<String>, 
                 Some((summary, log)) => (summary.to_string(), Some(log.to_string())),
                 None => (reason.to_string(), None),
             };
-            let log = log.or_else(|| hubfleet_spawn::tail_log(&state.settings.log_path(&user.name, ""), 4000).ok());
-            Ok(error_page(&state, StatusCode::INTERNAL_SERVER_ERROR, "Spawn failed", &format!("Spawn failed: {summary}"), log))
+            let log = log.or_else(|| {
+                hubfleet_spawn::tail_log(&state.settings.log_path(&user.name, ""), 4000).ok()
+            });
+            Ok(error_page(
+                &state,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Spawn failed",
+                &format!("Spawn failed: {summary}"),
+                log,
+            ))
         }
         _ => Ok(not_running(&state, &server_url, &user.name)),
     }
@@ -284,15 +437,31 @@ fn not_running(state: &AppState, path: &str, user: &str) -> Response {
         urls::escape_path(user),
         url::form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>()
     );
-    let body = state.templates.render("not_running.html", context! { user, path, spawn_url });
+    let body = state
+        .templates
+        .render("not_running.html", context! { user, path, spawn_url });
     html(StatusCode::FAILED_DEPENDENCY, body)
 }
 
-async fn user_url_root(state: State<AppState>, Path(name): Path<String>, method: Method, headers: HeaderMap, uri: Uri, query: RawQuery) -> Result<Response, HubError> {
+async fn user_url_root(
+    state: State<AppState>,
+    Path(name): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    uri: Uri,
+    query: RawQuery,
+) -> Result<Response, HubError> {
     user_url_inner(state, name, String::new(), method, headers, uri, query).await
 }
 
-async fn user_url(state: State<AppState>, Path((name, path)): Path<(String, String)>, method: Method, headers: HeaderMap, uri: Uri, query: RawQuery) -> Result<Response, HubError> {
+async fn user_url(
+    state: State<AppState>,
+    Path((name, path)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+    uri: Uri,
+    query: RawQuery,
+) -> Result<Response, HubError> {
     user_url_inner(state, name, path, method, headers, uri, query).await
 }
 
@@ -323,12 +492,28 @@ async fn user_url_inner(
     let me = match identity::identify(&state, &Method::GET, &headers, None).await? {
         Some(me) => me,
         None if method == Method::GET && !wants_json => {
-            return Ok(login_redirect(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/hub/home")));
+            return Ok(login_redirect(
+                uri.path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/hub/home"),
+            ));
         }
-        None => return Err(HubError::Forbidden(hubfleet_rbac::MISSING_CREDENTIALS_MESSAGE.into())),
+        None => {
+            return Err(HubError::Forbidden(
+                hubfleet_rbac::MISSING_CREDENTIALS_MESSAGE.into(),
+            ))
+        }
     };
-    if crate::access::check(&me.scopes, &["access:servers"], &hubfleet_rbac::Target::Server(&name, "")).is_err() {
-        return Err(HubError::NotFound(format!("No access to the server at {server_path}")));
+    if crate::access::check(
+        &me.scopes,
+        &["access:servers"],
+        &hubfleet_rbac::Target::Server(&name, ""),
+    )
+    .is_err()
+    {
+        return Err(HubError::NotFound(format!(
+            "No access to the server at {server_path}"
+        )));
     }
     let Some(user) = state.store.user_by_name(&name).await? else {
         return Err(HubError::NotFound(format!("No such user: {name}")));
@@ -345,10 +530,11 @@ async fn user_url_inner(
         if redirects >= 4 {
             return Err(HubError::BadRequest("Redirect loop detected.".into()));
         }
-        let rest: Vec<(String, String)> = url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
-            .filter(|(k, _)| k != "redirects")
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
+        let rest: Vec<(String, String)> =
+            url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
+                .filter(|(k, _)| k != "redirects")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
         let target = {
             let mut ser = url::form_urlencoded::Serializer::new(String::new());
             ser.extend_pairs(rest);
@@ -389,9 +575,19 @@ fn redirect(status: StatusCode, location: &str) -> Response {
 
 /// `/hub/user-redirect/<path>`: the same path on the logged-in user's server,
 /// starting it first if needed (nbgitpuller links rely on this).
-async fn user_redirect(State(state): State<AppState>, Path(path): Path<String>, headers: HeaderMap, uri: Uri, RawQuery(query): RawQuery) -> Result<Response, HubError> {
+async fn user_redirect(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    RawQuery(query): RawQuery,
+) -> Result<Response, HubError> {
     let me = logged_in!(state, headers, uri);
-    let mut next = format!("{}{}", urls::server_prefix(&me.user.name, ""), urls::escape_full_path(&path));
+    let mut next = format!(
+        "{}{}",
+        urls::server_prefix(&me.user.name, ""),
+        urls::escape_full_path(&path)
+    );
     if let Some(query) = query {
         next.push('?');
         next.push_str(&query);
@@ -413,7 +609,10 @@ pub async fn fallback(State(state): State<AppState>, uri: Uri) -> Response {
     if !path.starts_with("/hub/") {
         // `/user/<name>` and `/services/<name>` get their trailing slash first.
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        if segments.len() == 2 && matches!(segments[0], "user" | "services") && !segments[1].is_empty() {
+        if segments.len() == 2
+            && matches!(segments[0], "user" | "services")
+            && !segments[1].is_empty()
+        {
             return Redirect::permanent(&format!("{path}/")).into_response();
         }
         let target = match uri.query() {
@@ -422,5 +621,11 @@ pub async fn fallback(State(state): State<AppState>, uri: Uri) -> Response {
         };
         return found(&target).into_response();
     }
-    error_page(&state, StatusCode::NOT_FOUND, "Not Found", &format!("There is no page at {path}."), None)
+    error_page(
+        &state,
+        StatusCode::NOT_FOUND,
+        "Not Found",
+        &format!("There is no page at {path}."),
+        None,
+    )
 }

@@ -47,9 +47,15 @@ impl Templates {
             ("base.html", include_str!("../templates/base.html")),
             ("login.html", include_str!("../templates/login.html")),
             ("home.html", include_str!("../templates/home.html")),
-            ("spawn_pending.html", include_str!("../templates/spawn_pending.html")),
+            (
+                "spawn_pending.html",
+                include_str!("../templates/spawn_pending.html"),
+            ),
             ("error.html", include_str!("../templates/error.html")),
-            ("not_running.html", include_str!("../templates/not_running.html")),
+            (
+                "not_running.html",
+                include_str!("../templates/not_running.html"),
+            ),
         ] {
             env.add_template(name, source)
                 .unwrap_or_else(|e| panic!("built-in template {name} is invalid: {e}"));
@@ -79,8 +85,16 @@ mod tests {
             "error.html",
             minijinja::context! { status => 500, title => "x", message => "<script>", log => "a<b" },
         );
-        assert!(html.contains("&lt;script&gt;") && html.contains("a&lt;b"), "{html}");
-        for name in ["login.html", "home.html", "spawn_pending.html", "not_running.html"] {
+        assert!(
+            html.contains("&lt;script&gt;") && html.contains("a&lt;b"),
+            "{html}"
+        );
+        for name in [
+            "login.html",
+            "home.html",
+            "spawn_pending.html",
+            "not_running.html",
+        ] {
             let html = templates.render(name, minijinja::context! { user => "alice", xsrf => "t" });
             assert!(!html.contains("Internal error"), "{name}: {html}");
         }

@@ -35,7 +35,11 @@ pub fn oauth_client_id(user: &str, server: &str) -> String {
     if server.is_empty() {
         format!("jupyterhub-user-{}", escape_path(user))
     } else {
-        format!("jupyterhub-user-{}-{}", escape_path(user), escape_path(server))
+        format!(
+            "jupyterhub-user-{}-{}",
+            escape_path(user),
+            escape_path(server)
+        )
     }
 }
 

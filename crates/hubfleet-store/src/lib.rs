@@ -298,17 +298,32 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         };
-        let mut options = AnyPoolOptions::new();
+        // Retry briefly (a database that is still starting), then say what is wrong.
+        let mut options = AnyPoolOptions::new().acquire_timeout(std::time::Duration::from_secs(10));
         if backend == Backend::Sqlite {
             // SQLite takes one writer at a time; a small pool avoids busy waits.
             options = options.max_connections(4).after_connect(|conn, _| {
                 Box::pin(async move {
-                    sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA foreign_keys = ON")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA busy_timeout = 10000")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
                     Ok(())
                 })
             });
+            if url.contains(":memory:") {
+                // Each connection to `:memory:` is a database of its own: keep exactly one.
+                options = options
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None);
+            }
         } else {
             options = options.max_connections(16);
         }
@@ -321,7 +336,9 @@ impl Store {
             })?;
         if backend == Backend::Sqlite && !url.contains(":memory:") {
             // WAL lets readers proceed while a write is in flight; it persists in the file.
-            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
         }
         match backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
@@ -365,10 +382,12 @@ impl Store {
     }
 
     pub async fn user_by_name(&self, name: &str) -> Result<Option<User>> {
-        let row = sqlx::query(&format!("SELECT {USER_COLS} FROM users u WHERE u.name = $1"))
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLS} FROM users u WHERE u.name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 
@@ -978,7 +997,12 @@ mod tests {
 
     #[test]
     fn phases_round_trip() {
-        for phase in [Phase::Stopped, Phase::Starting, Phase::Ready, Phase::Stopping] {
+        for phase in [
+            Phase::Stopped,
+            Phase::Starting,
+            Phase::Ready,
+            Phase::Stopping,
+        ] {
             assert_eq!(phase.as_str().parse::<Phase>().unwrap(), phase);
         }
         assert!("running".parse::<Phase>().is_err());

@@ -10,7 +10,10 @@ use hubfleet_store::{
 
 async fn sqlite_store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("hub.sqlite").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("hub.sqlite").display()
+    );
     (Store::connect(&url).await.unwrap(), dir)
 }
 
@@ -50,7 +53,10 @@ async fn users(store: &Store) {
     assert!(alice.admin);
     assert!(alice.last_activity.is_none());
     let err = store.create_user("alice", false).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { what: "user", .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::Conflict { what: "user", .. }),
+        "{err}"
+    );
     assert_eq!(store.user_by_name("alice").await.unwrap().unwrap(), alice);
     assert_eq!(store.user_by_id(alice.id).await.unwrap().unwrap(), alice);
     assert!(store.user_by_name("nobody").await.unwrap().is_none());
@@ -60,17 +66,42 @@ async fn users(store: &Store) {
 
     let later = Utc::now() + Duration::seconds(5);
     store.touch_user(alice.id, later).await.unwrap();
-    store.touch_user(alice.id, later - Duration::hours(1)).await.unwrap();
-    let seen = store.user_by_id(alice.id).await.unwrap().unwrap().last_activity.unwrap();
-    assert_eq!(seen.timestamp_micros(), later.timestamp_micros(), "activity never moves back");
+    store
+        .touch_user(alice.id, later - Duration::hours(1))
+        .await
+        .unwrap();
+    let seen = store
+        .user_by_id(alice.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .last_activity
+        .unwrap();
+    assert_eq!(
+        seen.timestamp_micros(),
+        later.timestamp_micros(),
+        "activity never moves back"
+    );
 
     assert_eq!(store.password_hash(alice.id).await.unwrap(), None);
-    store.set_password_hash(alice.id, Some("$argon2id$x")).await.unwrap();
-    assert_eq!(store.password_hash(alice.id).await.unwrap().as_deref(), Some("$argon2id$x"));
+    store
+        .set_password_hash(alice.id, Some("$argon2id$x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.password_hash(alice.id).await.unwrap().as_deref(),
+        Some("$argon2id$x")
+    );
 
     let bob = store.create_user("bob", false).await.unwrap();
     assert_eq!(store.count_users().await.unwrap(), 2);
-    let names: Vec<_> = store.list_users().await.unwrap().into_iter().map(|u| u.name).collect();
+    let names: Vec<_> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
     assert_eq!(names, ["alice", "bob"]);
     assert!(store.delete_user(bob.id).await.unwrap());
     assert!(!store.delete_user(bob.id).await.unwrap());
@@ -90,10 +121,18 @@ async fn sessions(store: &Store) {
 
     let expired = new_token();
     store
-        .create_session(alice.id, "sess-2", &expired, Utc::now() - Duration::seconds(1))
+        .create_session(
+            alice.id,
+            "sess-2",
+            &expired,
+            Utc::now() - Duration::seconds(1),
+        )
         .await
         .unwrap();
-    assert!(store.session(&expired).await.unwrap().is_none(), "expired sessions are invisible");
+    assert!(
+        store.session(&expired).await.unwrap().is_none(),
+        "expired sessions are invisible"
+    );
 
     // Logging out removes the session and the OAuth tokens issued under it.
     let oauth_token = new_token();
@@ -122,7 +161,10 @@ async fn servers(store: &Store) {
     assert!(store.server(alice.id, "").await.unwrap().is_none());
     let server = store.ensure_server(alice.id, "").await.unwrap();
     assert_eq!(server.phase, Phase::Stopped);
-    assert_eq!(store.ensure_server(alice.id, "").await.unwrap().id, server.id);
+    assert_eq!(
+        store.ensure_server(alice.id, "").await.unwrap().id,
+        server.id
+    );
 
     let started = Utc::now();
     store
@@ -143,7 +185,10 @@ async fn servers(store: &Store) {
     assert_eq!(server.phase, Phase::Ready);
     assert_eq!(server.target.as_deref(), Some("http://127.0.0.1:4000"));
     assert_eq!(server.spawn_state, Some(serde_json::json!({"pid": 42})));
-    assert_eq!(server.started.unwrap().timestamp_micros(), started.timestamp_micros());
+    assert_eq!(
+        server.started.unwrap().timestamp_micros(),
+        started.timestamp_micros()
+    );
     assert_eq!(server.user_options, serde_json::json!({}));
 
     let active = store.active_servers().await.unwrap();
@@ -152,11 +197,23 @@ async fn servers(store: &Store) {
 
     // Leases: one owner at a time until the lease runs out.
     let soon = Utc::now() + Duration::seconds(30);
-    assert!(store.acquire_lease(server.id, "replica-a", soon).await.unwrap());
-    assert!(!store.acquire_lease(server.id, "replica-b", soon).await.unwrap());
-    assert!(store.acquire_lease(server.id, "replica-a", soon).await.unwrap());
+    assert!(store
+        .acquire_lease(server.id, "replica-a", soon)
+        .await
+        .unwrap());
+    assert!(!store
+        .acquire_lease(server.id, "replica-b", soon)
+        .await
+        .unwrap());
+    assert!(store
+        .acquire_lease(server.id, "replica-a", soon)
+        .await
+        .unwrap());
     store.release_lease(server.id, "replica-a").await.unwrap();
-    assert!(store.acquire_lease(server.id, "replica-b", soon).await.unwrap());
+    assert!(store
+        .acquire_lease(server.id, "replica-b", soon)
+        .await
+        .unwrap());
     store.release_lease(server.id, "replica-b").await.unwrap();
 
     store
@@ -173,7 +230,10 @@ async fn servers(store: &Store) {
         .await
         .unwrap();
     let server = store.server(alice.id, "").await.unwrap().unwrap();
-    assert_eq!((server.phase, server.target, server.spawn_state), (Phase::Stopped, None, None));
+    assert_eq!(
+        (server.phase, server.target, server.spawn_state),
+        (Phase::Stopped, None, None)
+    );
     assert!(store.active_servers().await.unwrap().is_empty());
 }
 
@@ -198,7 +258,10 @@ async fn tokens(store: &Store) {
         .await
         .unwrap();
     assert_eq!(token.scopes, scopes);
-    assert_eq!(store.find_token(&secret).await.unwrap().unwrap().id, token.id);
+    assert_eq!(
+        store.find_token(&secret).await.unwrap().unwrap().id,
+        token.id
+    );
     // Same prefix, different secret: no match.
     let mut wrong = secret.clone();
     wrong.replace_range(31..32, if secret.ends_with('0') { "1" } else { "0" });
@@ -239,9 +302,22 @@ async fn oauth(store: &Store) {
         server_id: Some(server.id),
     };
     store.upsert_oauth_client(&client, &secret).await.unwrap();
-    assert_eq!(store.oauth_client(&client.identifier).await.unwrap().unwrap(), client);
-    assert!(store.verify_client_secret(&client.identifier, &secret).await.unwrap());
-    assert!(!store.verify_client_secret(&client.identifier, "wrong").await.unwrap());
+    assert_eq!(
+        store
+            .oauth_client(&client.identifier)
+            .await
+            .unwrap()
+            .unwrap(),
+        client
+    );
+    assert!(store
+        .verify_client_secret(&client.identifier, &secret)
+        .await
+        .unwrap());
+    assert!(!store
+        .verify_client_secret(&client.identifier, "wrong")
+        .await
+        .unwrap());
     assert!(!store.verify_client_secret("nobody", &secret).await.unwrap());
 
     let code = new_token();
@@ -256,11 +332,26 @@ async fn oauth(store: &Store) {
         expires_at: Utc::now() + Duration::minutes(5),
     };
     store.insert_oauth_code(&code, &details).await.unwrap();
-    assert!(store.take_oauth_code(&code, "other-client").await.unwrap().is_none());
-    let taken = store.take_oauth_code(&code, &client.identifier).await.unwrap().unwrap();
+    assert!(store
+        .take_oauth_code(&code, "other-client")
+        .await
+        .unwrap()
+        .is_none());
+    let taken = store
+        .take_oauth_code(&code, &client.identifier)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(taken.scopes, details.scopes);
     assert_eq!(taken.code_challenge.as_deref(), Some("abc"));
-    assert!(store.take_oauth_code(&code, &client.identifier).await.unwrap().is_none(), "codes work once");
+    assert!(
+        store
+            .take_oauth_code(&code, &client.identifier)
+            .await
+            .unwrap()
+            .is_none(),
+        "codes work once"
+    );
 
     // Deleting the client revokes what it issued.
     let issued = new_token();
@@ -279,18 +370,33 @@ async fn oauth(store: &Store) {
         )
         .await
         .unwrap();
-    store.insert_oauth_code(&new_token(), &details).await.unwrap();
+    store
+        .insert_oauth_code(&new_token(), &details)
+        .await
+        .unwrap();
     store.delete_oauth_client(&client.identifier).await.unwrap();
-    assert!(store.oauth_client(&client.identifier).await.unwrap().is_none());
+    assert!(store
+        .oauth_client(&client.identifier)
+        .await
+        .unwrap()
+        .is_none());
     assert!(store.find_token(&issued).await.unwrap().is_none());
 }
 
 async fn ledger(store: &Store) {
     store
-        .append_event("alice", "", "requested", &serde_json::json!({"profile": "default"}))
+        .append_event(
+            "alice",
+            "",
+            "requested",
+            &serde_json::json!({"profile": "default"}),
+        )
         .await
         .unwrap();
-    store.append_event("alice", "", "ready", &serde_json::json!({})).await.unwrap();
+    store
+        .append_event("alice", "", "ready", &serde_json::json!({}))
+        .await
+        .unwrap();
     let events = store.events("alice").await.unwrap();
     let kinds: Vec<_> = events.iter().map(|e| e.event.as_str()).collect();
     assert_eq!(kinds, ["requested", "ready"]);
@@ -303,7 +409,10 @@ async fn store_suite_on_sqlite() {
     suite(store.clone()).await;
     store.close().await;
     // Reopening the same file keeps the data and re-runs no migration.
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("hub.sqlite").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("hub.sqlite").display()
+    );
     let again = Store::connect(&url).await.unwrap();
     assert!(again.user_by_name("alice").await.unwrap().is_some());
 }
@@ -318,7 +427,12 @@ async fn store_suite_on_postgres() {
 async fn bad_urls_are_explained() {
     let err = Store::connect("mysql://x").await.unwrap_err();
     assert!(err.to_string().contains("sqlite://"), "{err}");
-    let err = Store::connect("postgresql://hub:pw@127.0.0.1:1/hub").await.unwrap_err();
+    let err = Store::connect("postgresql://hub:pw@127.0.0.1:1/hub")
+        .await
+        .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("cannot connect") && !text.contains(":pw@"), "{text}");
+    assert!(
+        text.contains("cannot connect") && !text.contains(":pw@"),
+        "{text}"
+    );
 }

@@ -16,7 +16,11 @@ use hubfleet_spawn::{LocalOptions, LocalProcessSpawner};
 use hubfleet_store::Store;
 
 #[derive(Parser)]
-#[command(name = "hubfleet", version, about = "A JupyterHub-compatible hub, proxy and fleet tool")]
+#[command(
+    name = "hubfleet",
+    version,
+    about = "A JupyterHub-compatible hub, proxy and fleet tool"
+)]
 struct Cli {
     /// Log format: human-readable text, or JSON lines for machines.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -80,7 +84,9 @@ enum UsersAction {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -119,8 +125,12 @@ fn load_config(path: &Path) -> Result<HubConfig> {
 }
 
 async fn open_store(config: &HubConfig) -> Result<Store> {
-    std::fs::create_dir_all(config.data_dir())
-        .with_context(|| format!("creating the data directory {}", config.data_dir().display()))?;
+    std::fs::create_dir_all(config.data_dir()).with_context(|| {
+        format!(
+            "creating the data directory {}",
+            config.data_dir().display()
+        )
+    })?;
     Ok(Store::connect(&config.database_url()).await?)
 }
 
@@ -131,16 +141,21 @@ fn authenticator(config: &HubConfig, store: &Store) -> DynAuthenticator {
         allowed_users: auth.authenticator.allowed_users.iter().cloned().collect(),
     };
     match auth.jupyterhub.authenticator_class {
-        AuthenticatorKind::Native => Arc::new(hubfleet_auth::NativeAuthenticator::new(store.clone(), policy)),
+        AuthenticatorKind::Native => Arc::new(hubfleet_auth::NativeAuthenticator::new(
+            store.clone(),
+            policy,
+        )),
         AuthenticatorKind::Dummy => Arc::new(hubfleet_auth::DummyAuthenticator::new(
             auth.dummy_authenticator.password.clone(),
             policy,
         )),
-        AuthenticatorKind::SharedPassword => Arc::new(hubfleet_auth::SharedPasswordAuthenticator::new(
-            auth.shared_password_authenticator.user_password.clone(),
-            auth.shared_password_authenticator.admin_password.clone(),
-            policy,
-        )),
+        AuthenticatorKind::SharedPassword => {
+            Arc::new(hubfleet_auth::SharedPasswordAuthenticator::new(
+                auth.shared_password_authenticator.user_password.clone(),
+                auth.shared_password_authenticator.admin_password.clone(),
+                policy,
+            ))
+        }
     }
 }
 
@@ -175,7 +190,9 @@ async fn run_until_signal(hub: Hub) -> Result<()> {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    tracing::info!("shutting down; running servers keep running and are re-adopted at the next start");
+    tracing::info!(
+        "shutting down; running servers keep running and are re-adopted at the next start"
+    );
     hub.stop().await;
     Ok(())
 }
@@ -195,18 +212,32 @@ fn has_singleuser(venv: &Path) -> bool {
 fn create_python_env(venv: &Path) -> Result<()> {
     let spinner = indicatif::ProgressBar::new_spinner();
     spinner.enable_steady_tick(Duration::from_millis(120));
-    spinner.set_message(format!("Creating a Python environment in {}", venv.display()));
+    spinner.set_message(format!(
+        "Creating a Python environment in {}",
+        venv.display()
+    ));
     let status = std::process::Command::new("python3")
         .args(["-m", "venv"])
         .arg(venv)
         .status()
         .context("running `python3 -m venv`: is Python 3 installed?")?;
     if !status.success() {
-        bail!("`python3 -m venv {}` failed; on Debian/Ubuntu install python3-venv", venv.display());
+        bail!(
+            "`python3 -m venv {}` failed; on Debian/Ubuntu install python3-venv",
+            venv.display()
+        );
     }
-    spinner.set_message("Installing jupyterhub and jupyterlab with pip (a few minutes the first time)");
+    spinner.set_message(
+        "Installing jupyterhub and jupyterlab with pip (a few minutes the first time)",
+    );
     let mut child = std::process::Command::new(venv.join("bin/pip"))
-        .args(["install", "--progress-bar", "off", "jupyterhub", "jupyterlab"])
+        .args([
+            "install",
+            "--progress-bar",
+            "off",
+            "jupyterhub",
+            "jupyterlab",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -222,7 +253,10 @@ fn create_python_env(venv: &Path) -> Result<()> {
     let status = child.wait()?;
     spinner.finish_and_clear();
     if !status.success() {
-        bail!("pip could not install jupyterhub and jupyterlab into {}; see its output above", venv.display());
+        bail!(
+            "pip could not install jupyterhub and jupyterlab into {}; see its output above",
+            venv.display()
+        );
     }
     eprintln!("Python environment ready in {}", venv.display());
     Ok(())
@@ -250,7 +284,6 @@ async fn demo(data_dir: &Path, listen: SocketAddr, python_env: Option<PathBuf>) 
         tokio::task::spawn_blocking(move || create_python_env(&target)).await??;
     }
     let mut config = HubConfig::default_for_demo(&data_dir);
-    config.hub.config.native_authenticator.open_signup = false;
     config.hubfleet.listen = listen;
     config.hubfleet.local.python_env = Some(venv);
     config.singleuser.default_url = Some("/lab".into());
@@ -277,7 +310,10 @@ async fn demo(data_dir: &Path, listen: SocketAddr, python_env: Option<PathBuf>) 
         Some(password) => writeln!(out, "Log in as `admin` with password: {password}\n(shown only now; `hubfleet users add admin` makes a new one)")?,
         None => writeln!(out, "Log in as `admin` with the password printed on the first run\n(`hubfleet users add admin` makes a new one)")?,
     }
-    writeln!(out, "Add people with `hubfleet users add NAME`. Press Ctrl-C to stop.")?;
+    writeln!(
+        out,
+        "Add people with `hubfleet users add NAME`. Press Ctrl-C to stop."
+    )?;
     drop(out);
     run_until_signal(hub).await
 }

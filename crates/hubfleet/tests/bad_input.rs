@@ -22,7 +22,10 @@ fn run_serve(config: &str) -> (bool, String) {
         .arg(&path)
         .output()
         .unwrap();
-    (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -30,8 +33,14 @@ fn malformed_config_is_reported_with_file_and_line() {
     let (ok, stderr) = run_serve("hub:\n  config:\n    Authenticator:\n      admin_user: [x]\n");
     assert!(!ok);
     assert!(stderr.contains("broken.yaml:4"), "{stderr}");
-    assert!(stderr.contains("hub.config.Authenticator.admin_user"), "{stderr}");
-    assert!(stderr.contains("admin_users"), "suggests the right key: {stderr}");
+    assert!(
+        stderr.contains("hub.config.Authenticator.admin_user"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("admin_users"),
+        "suggests the right key: {stderr}"
+    );
 
     let (ok, stderr) = run_serve("hub:\n  db:\n    type: sqlite-pvc\n   url: x\n");
     assert!(!ok);
@@ -39,12 +48,16 @@ fn malformed_config_is_reported_with_file_and_line() {
 
     let (ok, stderr) = run_serve("singleuser:\n  startTimeout: soon\n");
     assert!(!ok);
-    assert!(stderr.contains("broken.yaml:2") && stderr.contains("startTimeout"), "{stderr}");
+    assert!(
+        stderr.contains("broken.yaml:2") && stderr.contains("startTimeout"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_is_refused_with_native_accounts() {
-    let hub = TestHub::start("hub:\n  config:\n    JupyterHub:\n      authenticator_class: native\n");
+    let hub =
+        TestHub::start("hub:\n  config:\n    JupyterHub:\n      authenticator_class: native\n");
     let mut add = Command::new(env!("CARGO_BIN_EXE_hubfleet"))
         .args(["users", "--config"])
         .arg(&hub.config)
@@ -54,30 +67,67 @@ async fn wrong_password_is_refused_with_native_accounts() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    add.stdin.take().unwrap().write_all(b"correct-horse\n").unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct-horse\n")
+        .unwrap();
     assert!(add.wait().unwrap().success());
 
     let browser = Browser::new(&hub);
     let refused = browser.login_response("dora", "wrong-horse", None).await;
     assert_eq!(refused.status(), 403);
-    assert!(refused.headers().get_all("set-cookie").iter().all(|c| !c.to_str().unwrap().starts_with("jupyterhub-hub-login")));
-    assert!(refused.text().await.unwrap().contains("Invalid username or password"));
-    let refused = browser.login_response("nobody", "correct-horse", None).await;
+    assert!(refused
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .all(|c| !c.to_str().unwrap().starts_with("jupyterhub-hub-login")));
+    assert!(refused
+        .text()
+        .await
+        .unwrap()
+        .contains("Invalid username or password"));
+    let refused = browser
+        .login_response("nobody", "correct-horse", None)
+        .await;
     assert_eq!(refused.status(), 403);
 
     let accepted = browser.login_response("Dora", "correct-horse", None).await;
     assert_eq!(accepted.status(), 302);
-    let cookies: Vec<String> = accepted.headers().get_all("set-cookie").iter().map(|c| c.to_str().unwrap().to_string()).collect();
-    let login = cookies.iter().find(|c| c.starts_with("jupyterhub-hub-login=")).expect("login cookie");
-    assert!(login.contains("HttpOnly") && login.contains("SameSite=Lax") && login.contains("Path=/hub/"), "{login}");
-    let session = cookies.iter().find(|c| c.starts_with("jupyterhub-session-id=")).expect("session cookie");
-    assert!(session.contains("HttpOnly") && session.contains("Path=/;"), "{session}");
+    let cookies: Vec<String> = accepted
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().to_string())
+        .collect();
+    let login = cookies
+        .iter()
+        .find(|c| c.starts_with("jupyterhub-hub-login="))
+        .expect("login cookie");
+    assert!(
+        login.contains("HttpOnly")
+            && login.contains("SameSite=Lax")
+            && login.contains("Path=/hub/"),
+        "{login}"
+    );
+    let session = cookies
+        .iter()
+        .find(|c| c.starts_with("jupyterhub-session-id="))
+        .expect("session cookie");
+    assert!(
+        session.contains("HttpOnly") && session.contains("Path=/;"),
+        "{session}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_form_without_xsrf_is_refused() {
-    let hub = TestHub::start("hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n");
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let hub =
+        TestHub::start("hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let response = client
         .post(hub.url("/hub/login"))
         .form(&[("username", "eve"), ("password", "x")])
@@ -89,14 +139,21 @@ async fn login_form_without_xsrf_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn next_pointing_elsewhere_is_ignored() {
-    let hub = TestHub::start("hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n");
+    let hub =
+        TestHub::start("hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n");
     let browser = Browser::new(&hub);
-    for evil in ["https://evil.example/", "//evil.example/x", "/\\evil.example"] {
+    for evil in [
+        "https://evil.example/",
+        "//evil.example/x",
+        "/\\evil.example",
+    ] {
         let response = browser.login_response("erin", "x", Some(evil)).await;
         assert_eq!(response.status(), 302);
         assert_eq!(response.headers()["location"], "/hub/home", "next={evil}");
     }
-    let response = browser.login_response("erin", "x", Some("/hub/spawn?x=1")).await;
+    let response = browser
+        .login_response("erin", "x", Some("/hub/spawn?x=1"))
+        .await;
     assert_eq!(response.headers()["location"], "/hub/spawn?x=1");
     // Already logged in: the login page honours only same-site next too.
     let response = browser
@@ -110,12 +167,28 @@ async fn next_pointing_elsewhere_is_ignored() {
 
 /// Nothing of a failed start remains: no process, route, OAuth client or pending state.
 async fn assert_no_half_state(hub: &TestHub, browser: &Browser, user: &str) {
-    assert!(hub.server_pids(user).is_empty(), "processes left: {:?}", hub.server_pids(user));
+    assert!(
+        hub.server_pids(user).is_empty(),
+        "processes left: {:?}",
+        hub.server_pids(user)
+    );
     let model = browser.user_model(user).await;
-    assert!(model["server"].is_null() && model["pending"].is_null(), "{model}");
+    assert!(
+        model["server"].is_null() && model["pending"].is_null(),
+        "{model}"
+    );
     assert_eq!(model["servers"], serde_json::json!({}), "{model}");
-    let route = browser.no_redirects().get(browser.url(&format!("/user/{user}/x"))).send().await.unwrap();
-    assert_eq!(route.headers()["location"], format!("/hub/user/{user}/x"), "no route is left");
+    let route = browser
+        .no_redirects()
+        .get(browser.url(&format!("/user/{user}/x")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        route.headers()["location"],
+        format!("/hub/user/{user}/x"),
+        "no route is left"
+    );
     let authorize = browser
         .no_redirects()
         .get(browser.url(&format!(
@@ -128,10 +201,20 @@ async fn assert_no_half_state(hub: &TestHub, browser: &Browser, user: &str) {
 }
 
 async fn failed_spawn_page(browser: &Browser, user: &str) -> String {
-    let started = browser.no_redirects().get(browser.url("/hub/spawn")).send().await.unwrap();
+    let started = browser
+        .no_redirects()
+        .get(browser.url("/hub/spawn"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(started.status(), 302);
     browser.wait_ready(user, Duration::from_secs(30)).await;
-    let page = browser.client.get(browser.url(&format!("/hub/spawn-pending/{user}"))).send().await.unwrap();
+    let page = browser
+        .client
+        .get(browser.url(&format!("/hub/spawn-pending/{user}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 500);
     page.text().await.unwrap()
 }
@@ -143,27 +226,55 @@ async fn spawn_of_a_missing_program_fails_cleanly() {
     browser.login("fay", "x").await;
     let page = failed_spawn_page(&browser, "fay").await;
     assert!(page.contains("Spawn failed"), "{page}");
-    assert!(page.contains("/nonexistent/jupyterhub-singleuser"), "names the program: {page}");
+    assert!(
+        page.contains("/nonexistent/jupyterhub-singleuser"),
+        "names the program: {page}"
+    );
     assert_no_half_state(&hub, &browser, "fay").await;
     // The progress stream reports the failure too.
-    let progress = browser.client
-        .get(browser.url(&format!("/hub/api/users/fay/server/progress?_xsrf={}", browser.hub_xsrf())))
-        .send().await.unwrap().text().await.unwrap();
+    let progress = browser
+        .client
+        .get(browser.url(&format!(
+            "/hub/api/users/fay/server/progress?_xsrf={}",
+            browser.hub_xsrf()
+        )))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(progress.contains("\"failed\":true"), "{progress}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawn_that_exits_at_once_shows_the_log_tail() {
-    let hub = TestHub::start(&dummy_hub_with_cmd("[/bin/sh, -c, 'echo boom-marker-42 >&2; exit 3']"));
+    let hub = TestHub::start(&dummy_hub_with_cmd(
+        "[/bin/sh, -c, 'echo boom-marker-42 >&2; exit 3']",
+    ));
     let browser = Browser::new(&hub);
     browser.login("gil", "x").await;
     let page = failed_spawn_page(&browser, "gil").await;
     assert!(page.contains("exited with status 3"), "{page}");
-    assert!(page.contains("boom-marker-42"), "shows the log tail: {page}");
+    assert!(
+        page.contains("boom-marker-42"),
+        "shows the log tail: {page}"
+    );
     assert_no_half_state(&hub, &browser, "gil").await;
     // The home page says what happened and offers a new start.
-    let home = browser.client.get(browser.url("/hub/home")).send().await.unwrap().text().await.unwrap();
-    assert!(home.contains("The last start failed") && home.contains("Start my server"), "{home}");
+    let home = browser
+        .client
+        .get(browser.url("/hub/home"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        home.contains("The last start failed") && home.contains("Start my server"),
+        "{home}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,7 +282,12 @@ async fn oauth_requests_with_unregistered_redirects_are_rejected() {
     let hub = TestHub::start(&dummy_hub_with_cmd(&fake_singleuser()));
     let browser = Browser::new(&hub);
     browser.login("hal", "x").await;
-    browser.client.get(browser.url("/hub/spawn")).send().await.unwrap();
+    browser
+        .client
+        .get(browser.url("/hub/spawn"))
+        .send()
+        .await
+        .unwrap();
     let model = browser.wait_ready("hal", Duration::from_secs(30)).await;
     assert_eq!(model["server"], "/user/hal/", "log:\n{}", hub.log());
 
@@ -181,7 +297,11 @@ async fn oauth_requests_with_unregistered_redirects_are_rejected() {
             common::url_escape(redirect)
         )))
     };
-    for evil in ["https://evil.example/cb", "/user/hal/oauth_callback/../../evil", "/user/hal/oauth_callback?x=1"] {
+    for evil in [
+        "https://evil.example/cb",
+        "/user/hal/oauth_callback/../../evil",
+        "/user/hal/oauth_callback?x=1",
+    ] {
         let response = authorize(evil).send().await.unwrap();
         assert_eq!(response.status(), 400, "redirect_uri={evil}");
         assert!(response.headers().get("location").is_none());
@@ -189,17 +309,26 @@ async fn oauth_requests_with_unregistered_redirects_are_rejected() {
     let response = authorize("/user/hal/oauth_callback").send().await.unwrap();
     assert_eq!(response.status(), 302);
     let location = response.headers()["location"].to_str().unwrap();
-    assert!(location.starts_with("/user/hal/oauth_callback?code=") && location.ends_with("&state=s1"), "{location}");
+    assert!(
+        location.starts_with("/user/hal/oauth_callback?code=") && location.ends_with("&state=s1"),
+        "{location}"
+    );
 
     // Unknown clients and logged-out browsers get nothing either.
     let response = browser.no_redirects().get(browser.url(
         "/hub/api/oauth2/authorize?client_id=jupyterhub-user-nobody&redirect_uri=/user/nobody/oauth_callback&response_type=code",
     )).send().await.unwrap();
     assert_eq!(response.status(), 400);
-    let stranger = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let stranger = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let response = stranger.get(hub.url("/hub/api/oauth2/authorize?client_id=jupyterhub-user-hal&redirect_uri=/user/hal/oauth_callback&response_type=code")).send().await.unwrap();
     assert_eq!(response.status(), 302);
-    assert!(response.headers()["location"].to_str().unwrap().starts_with("/hub/login?next="));
+    assert!(response.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/hub/login?next="));
 
     // Another user cannot get a code for hal's server.
     let other = Browser::new(&hub);

@@ -24,9 +24,17 @@ async fn open_lab(browser: &Browser, user: &str) {
     assert_eq!(lab.status(), 200, "JupyterLab page: {}", lab.url());
     assert_eq!(lab.url().path(), format!("/user/{user}/lab"));
     let body = lab.text().await.unwrap();
-    assert!(body.contains("jupyter-config-data"), "not a JupyterLab page: {body:.300}");
     assert!(
-        browser.cookie(&format!("/user/{user}/"), &format!("jupyterhub-user-{user}")).is_some(),
+        body.contains("jupyter-config-data"),
+        "not a JupyterLab page: {body:.300}"
+    );
+    assert!(
+        browser
+            .cookie(
+                &format!("/user/{user}/"),
+                &format!("jupyterhub-user-{user}")
+            )
+            .is_some(),
         "the single-user server set its OAuth cookie"
     );
 }
@@ -51,11 +59,17 @@ async fn execute(browser: &Browser, hub: &TestHub, user: &str, code: &str) -> St
         .unwrap();
     let kernel_id = kernel["id"].as_str().unwrap();
 
-    let ws_url = format!("ws://127.0.0.1:{}/user/{user}/api/kernels/{kernel_id}/channels", hub.port);
+    let ws_url = format!(
+        "ws://127.0.0.1:{}/user/{user}/api/kernels/{kernel_id}/channels",
+        hub.port
+    );
     let mut request = ws_url.into_client_request().unwrap();
     request.headers_mut().insert(
         "cookie",
-        browser.cookie_header(&format!("/user/{user}/api/kernels")).parse().unwrap(),
+        browser
+            .cookie_header(&format!("/user/{user}/api/kernels"))
+            .parse()
+            .unwrap(),
     );
     let (mut socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
     assert_eq!(response.status(), 101);
@@ -72,13 +86,21 @@ async fn execute(browser: &Browser, hub: &TestHub, user: &str, code: &str) -> St
             "user_expressions": {}, "allow_stdin": false, "stop_on_error": true,
         },
     });
-    socket.send(Message::text(execute_request.to_string())).await.unwrap();
+    socket
+        .send(Message::text(execute_request.to_string()))
+        .await
+        .unwrap();
     let result = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(message) = socket.next().await {
-            let Ok(Message::Text(text)) = message else { continue };
+            let Ok(Message::Text(text)) = message else {
+                continue;
+            };
             let reply: serde_json::Value = serde_json::from_str(&text).unwrap();
             if reply["parent_header"]["msg_id"] == msg_id && reply["msg_type"] == "execute_result" {
-                return reply["content"]["data"]["text/plain"].as_str().unwrap().to_string();
+                return reply["content"]["data"]["text/plain"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
             }
         }
         panic!("kernel WebSocket closed before an execute_result");
@@ -96,10 +118,18 @@ async fn log_in_start_jupyterlab_run_a_kernel_and_stop() {
     browser.login("alice", "any").await;
 
     // Press Start: the hub starts the server and shows progress.
-    let start = browser.no_redirects().get(browser.url("/hub/spawn")).send().await.unwrap();
+    let start = browser
+        .no_redirects()
+        .get(browser.url("/hub/spawn"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(start.status(), 302);
     let pending = start.headers()["location"].to_str().unwrap().to_string();
-    assert!(pending == "/hub/spawn-pending/alice" || pending == "/user/alice/", "{pending}");
+    assert!(
+        pending == "/hub/spawn-pending/alice" || pending == "/user/alice/",
+        "{pending}"
+    );
     let model = browser.wait_ready("alice", Duration::from_secs(120)).await;
     assert_eq!(model["server"], "/user/alice/", "log:\n{}", hub.log());
     let pids = hub.server_pids("alice");
@@ -107,27 +137,57 @@ async fn log_in_start_jupyterlab_run_a_kernel_and_stop() {
 
     open_lab(&browser, "alice").await;
 
-    let status = browser.client.get(browser.url("/user/alice/api/status")).send().await.unwrap();
+    let status = browser
+        .client
+        .get(browser.url("/user/alice/api/status"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(status.status(), 200);
     let status: serde_json::Value = status.json().await.unwrap();
-    assert!(status.get("started").is_some(), "jupyter-server status: {status}");
+    assert!(
+        status.get("started").is_some(),
+        "jupyter-server status: {status}"
+    );
 
     assert_eq!(execute(&browser, &hub, "alice", "1+1").await, "2");
 
     // Stop: process and route are gone, and the URL falls through to the hub.
-    let stop = browser.api(reqwest::Method::DELETE, "/hub/api/users/alice/server").await;
+    let stop = browser
+        .api(reqwest::Method::DELETE, "/hub/api/users/alice/server")
+        .await;
     assert_eq!(stop.status(), 204, "{}", stop.text().await.unwrap());
     for pid in &pids {
-        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "pid {pid} still runs");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "pid {pid} still runs"
+        );
     }
-    assert!(hub.server_pids("alice").is_empty(), "server processes left: {:?}", hub.server_pids("alice"));
-    let gone = browser.no_redirects().get(browser.url("/user/alice/api/status")).send().await.unwrap();
+    assert!(
+        hub.server_pids("alice").is_empty(),
+        "server processes left: {:?}",
+        hub.server_pids("alice")
+    );
+    let gone = browser
+        .no_redirects()
+        .get(browser.url("/user/alice/api/status"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(gone.status(), 302);
     assert_eq!(gone.headers()["location"], "/hub/user/alice/api/status");
-    let gone = browser.client.get(browser.url("/user/alice/api/status")).send().await.unwrap();
+    let gone = browser
+        .client
+        .get(browser.url("/user/alice/api/status"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(gone.status(), 424);
     let model = browser.user_model("alice").await;
-    assert!(model["server"].is_null() && model["servers"] == serde_json::json!({}), "{model}");
+    assert!(
+        model["server"].is_null() && model["servers"] == serde_json::json!({}),
+        "{model}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,7 +195,12 @@ async fn hub_restart_leaves_servers_running_and_restores_routes() {
     let mut hub = TestHub::start(DUMMY_HUB);
     let browser = Browser::new(&hub);
     browser.login("carol", "any").await;
-    browser.client.get(browser.url("/hub/spawn")).send().await.unwrap();
+    browser
+        .client
+        .get(browser.url("/hub/spawn"))
+        .send()
+        .await
+        .unwrap();
     let model = browser.wait_ready("carol", Duration::from_secs(120)).await;
     assert_eq!(model["server"], "/user/carol/", "log:\n{}", hub.log());
     open_lab(&browser, "carol").await;
@@ -144,19 +209,47 @@ async fn hub_restart_leaves_servers_running_and_restores_routes() {
 
     // The hub dies without any chance to clean up.
     hub.kill();
-    assert_eq!(hub.server_pids("carol"), pids, "the server is untouched by the hub's death");
+    assert_eq!(
+        hub.server_pids("carol"),
+        pids,
+        "the server is untouched by the hub's death"
+    );
     assert!(
         reqwest::get(browser.url("/user/carol/api")).await.is_err(),
         "nothing answers while the hub (and its proxy) is down"
     );
 
     hub.launch();
-    let api = browser.client.get(browser.url("/user/carol/api")).send().await.unwrap();
-    assert_eq!(api.status(), 200, "the route is back after restart; log:\n{}", hub.log());
-    assert!(api.json::<serde_json::Value>().await.unwrap().get("version").is_some());
+    let api = browser
+        .client
+        .get(browser.url("/user/carol/api"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        api.status(),
+        200,
+        "the route is back after restart; log:\n{}",
+        hub.log()
+    );
+    assert!(api
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()
+        .get("version")
+        .is_some());
     // The browser's OAuth cookie and session still work: the tokens are in the database.
-    let status = browser.client.get(browser.url("/user/carol/api/status")).send().await.unwrap();
+    let status = browser
+        .client
+        .get(browser.url("/user/carol/api/status"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(status.status(), 200);
     assert_eq!(hub.server_pids("carol"), pids, "the same process serves");
-    assert!(hub.log().contains("re-adopted a running server"), "{}", hub.log());
+    assert!(
+        hub.log().contains("re-adopted a running server"),
+        "{}",
+        hub.log()
+    );
 }

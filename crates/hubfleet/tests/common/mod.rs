@@ -13,12 +13,14 @@ use reqwest::Url;
 
 /// The Python environment with jupyterhub and jupyterlab (`scripts/test` makes one).
 pub fn python_env() -> PathBuf {
-    let path = std::env::var_os("HUBFLEET_PYTHON_ENV").map(PathBuf::from).unwrap_or_else(|| {
-        panic!(
-            "HUBFLEET_PYTHON_ENV is not set: point it at a Python venv with jupyterhub and \
+    let path = std::env::var_os("HUBFLEET_PYTHON_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            panic!(
+                "HUBFLEET_PYTHON_ENV is not set: point it at a Python venv with jupyterhub and \
              jupyterlab installed (`scripts/test` creates one in .venv and sets it)"
-        )
-    });
+            )
+        });
     assert!(
         path.join("bin/jupyterhub-singleuser").exists(),
         "{} has no bin/jupyterhub-singleuser: pip install jupyterhub jupyterlab into it",
@@ -28,7 +30,11 @@ pub fn python_env() -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A command line for a stand-in single-user server: a plain Python HTTP server on
@@ -57,7 +63,12 @@ impl TestHub {
             python_env().display()
         );
         std::fs::write(&config, full).unwrap();
-        let mut hub = TestHub { port, dir, config, child: None };
+        let mut hub = TestHub {
+            port,
+            dir,
+            config,
+            child: None,
+        };
         hub.launch();
         hub
     }
@@ -86,12 +97,19 @@ impl TestHub {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("hub exited with {status} during start-up; log:\n{}", self.log());
+                panic!(
+                    "hub exited with {status} during start-up; log:\n{}",
+                    self.log()
+                );
             }
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return;
             }
-            assert!(Instant::now() < deadline, "hub did not listen within 30 s; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "hub did not listen within 30 s; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -144,7 +162,13 @@ pub fn processes_in(dir: &Path) -> Vec<i32> {
         };
         if let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) {
             let zombie = std::fs::read_to_string(entry.path().join("stat"))
-                .map(|s| s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+                .map(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .unwrap_or("")
+                        .trim_start()
+                        .starts_with('Z')
+                })
                 .unwrap_or(true);
             if cwd.starts_with(&dir) && !zombie {
                 pids.push(pid);
@@ -169,7 +193,11 @@ impl Browser {
             .timeout(Duration::from_secs(60))
             .build()
             .unwrap();
-        Browser { client, jar, base: hub.url("") }
+        Browser {
+            client,
+            jar,
+            base: hub.url(""),
+        }
     }
 
     /// A client sharing the jar that does not follow redirects.
@@ -206,10 +234,22 @@ impl Browser {
     }
 
     /// Log in through the form; returns the response to the POST (not followed).
-    pub async fn login_response(&self, user: &str, password: &str, next: Option<&str>) -> reqwest::Response {
-        let page = self.client.get(self.url("/hub/login")).send().await.unwrap();
+    pub async fn login_response(
+        &self,
+        user: &str,
+        password: &str,
+        next: Option<&str>,
+    ) -> reqwest::Response {
+        let page = self
+            .client
+            .get(self.url("/hub/login"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(page.status(), 200);
-        let xsrf = self.cookie("/hub/", "_xsrf").expect("login page sets _xsrf");
+        let xsrf = self
+            .cookie("/hub/", "_xsrf")
+            .expect("login page sets _xsrf");
         let mut url = self.url("/hub/login");
         if let Some(next) = next {
             url = format!("{url}?next={}", url_escape(next));
@@ -224,7 +264,12 @@ impl Browser {
 
     pub async fn login(&self, user: &str, password: &str) {
         let response = self.login_response(user, password, None).await;
-        assert_eq!(response.status(), 302, "login as {user} failed: {}", response.text().await.unwrap());
+        assert_eq!(
+            response.status(),
+            302,
+            "login as {user} failed: {}",
+            response.text().await.unwrap()
+        );
     }
 
     /// The hub's XSRF token, for cookie-authenticated API writes.
@@ -242,7 +287,9 @@ impl Browser {
     }
 
     pub async fn user_model(&self, user: &str) -> serde_json::Value {
-        let response = self.api(reqwest::Method::GET, &format!("/hub/api/users/{user}")).await;
+        let response = self
+            .api(reqwest::Method::GET, &format!("/hub/api/users/{user}"))
+            .await;
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
     }
@@ -252,10 +299,16 @@ impl Browser {
         let deadline = Instant::now() + timeout;
         loop {
             let model = self.user_model(user).await;
-            if !model["server"].is_null() || (model["pending"].is_null() && model["servers"].as_object().is_some_and(|s| s.is_empty())) {
+            if !model["server"].is_null()
+                || (model["pending"].is_null()
+                    && model["servers"].as_object().is_some_and(|s| s.is_empty()))
+            {
                 return model;
             }
-            assert!(Instant::now() < deadline, "server of {user} not ready in {timeout:?}: {model}");
+            assert!(
+                Instant::now() < deadline,
+                "server of {user} not ready in {timeout:?}: {model}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
