@@ -452,15 +452,35 @@ def _cwd(pid: int) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def ensure_binary(path: Path | None, build: bool) -> Path:
-    binary = path or REPO / "target" / "release" / "hubfleet"
-    if binary.exists():
-        return binary
-    if not build or path is not None:
-        raise BenchError(f"{binary} not found")
-    log("building hubfleet: cargo build --release -p hubfleet (may wait on the cargo lock)")
-    subprocess.run(["cargo", "build", "--release", "-p", "hubfleet"], cwd=REPO, check=True)
-    return binary
+def ensure_binary(path: Path | None, build: bool) -> tuple[Path, str]:
+    """The hubfleet binary and a note on where it came from.
+
+    Without --hubfleet, `cargo build --release -p hubfleet` runs first (a no-op when up
+    to date), so the binary is that of the work tree now. If that build fails (others may
+    be mid-edit) an existing binary is used and the note says so.
+    """
+    if path is not None:
+        if not path.exists():
+            raise BenchError(f"{path} not found")
+        return path, f"given binary {path}"
+    binary = REPO / "target" / "release" / "hubfleet"
+    git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True).stdout.strip() or "?"
+    if subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "crates",
+                       "Cargo.toml", "Cargo.lock"], capture_output=True, text=True).stdout.strip():
+        git += " with uncommitted changes in crates/"
+    if build:
+        log("building hubfleet: cargo build --release -p hubfleet (may wait on the cargo lock)")
+        r = subprocess.run(["cargo", "build", "--release", "-p", "hubfleet"], cwd=REPO)
+        if r.returncode == 0:
+            return binary, f"release build of commit {git}"
+        if not binary.exists():
+            raise BenchError("cargo build --release -p hubfleet failed and there is no binary")
+        log("WARNING: cargo build failed; using the existing target/release/hubfleet")
+    elif not binary.exists():
+        raise BenchError(f"{binary} not found (and --no-build)")
+    mtime = _dt.datetime.fromtimestamp(binary.stat().st_mtime, _dt.timezone.utc)
+    return binary, f"existing release binary built {mtime:%Y-%m-%d %H:%M} UTC, not rebuilt (HEAD {git})"
 
 
 def ensure_chp() -> Path:
@@ -515,7 +535,6 @@ def versions(venv: Path, binary: Path) -> dict[str, str]:
         out["chp"] = "?"
     out["node"] = run(["node", "--version"]).lstrip("v")
     out["hubfleet"] = run([str(binary), "--version"]).replace("hubfleet", "").strip()
-    out["git"] = run(["git", "-C", str(REPO), "describe", "--always", "--dirty"])
     return out
 
 
@@ -599,7 +618,9 @@ def main() -> int:
     ap.add_argument("--venv", type=Path, default=os.environ.get("HUBFLEET_PYTHON_ENV") or None,
                     help="venv with jupyterhub + jupyterlab (default: $HUBFLEET_PYTHON_ENV)")
     ap.add_argument("--hubfleet", type=Path, default=None,
-                    help="hubfleet binary (default: target/release/hubfleet, built if missing)")
+                    help="hubfleet binary (default: target/release/hubfleet, built first with cargo)")
+    ap.add_argument("--no-build", action="store_true",
+                    help="do not run cargo build; use target/release/hubfleet as it is")
     ap.add_argument("--ours-port", type=int, default=18200)
     ap.add_argument("--upstream-port", type=int, default=18100)
     ap.add_argument("--upstream-hub-port", type=int, default=18181)
@@ -623,11 +644,13 @@ def main() -> int:
     if busy:
         raise BenchError(f"port(s) {busy} on 127.0.0.1 in use; choose others with --*-port")
 
-    binary = ensure_binary(args.hubfleet, build=True).resolve()
+    binary, provenance = ensure_binary(args.hubfleet, build=not args.no_build)
+    binary = binary.resolve()
     chp = ensure_chp()
     cmd_line = os.environ.get("HUBFLEET_BENCH_CMD") or " ".join(
         ["python", os.path.relpath(__file__, REPO)] + sys.argv[1:])
 
+    load_start = open("/proc/loadavg").read().split()[0]
     tmp = Path(tempfile.mkdtemp(prefix="hubfleet-bench-spawn-"))
     log(f"temp dir {tmp}")
     hubs: list[Hub] = [
@@ -706,6 +729,7 @@ def main() -> int:
         print("\n\n".join(errors), file=sys.stderr)
         return 1
 
+    load_end = open("/proc/loadavg").read().split()[0]
     v = versions(venv, binary)
     m = machine()
     table = render(res, v, args.rounds)
@@ -725,10 +749,11 @@ def main() -> int:
         + table
         + "\n"
         f"Command (from the repository root): `{cmd_line}`\n\n"
-        f"Run: {when}; hubfleet {v['hubfleet']} (commit {v['git']}, release build); "
+        f"Run: {when}; hubfleet {v['hubfleet']} ({provenance}); "
         f"JupyterHub {v['jupyterhub']}, configurable-http-proxy {v['chp']} on node {v['node']}, "
         f"JupyterLab {v['jupyterlab']}, Python {v['python']}.\n\n"
-        f"Machine: nproc {m['nproc']}, CPU `{m['cpu']}`, memory {m['mem']}, Linux {m['kernel']}.\n"
+        f"Machine: nproc {m['nproc']}, CPU `{m['cpu']}`, memory {m['mem']}, Linux {m['kernel']}; 1-minute load average {load_start} at the start, {load_end} at the end "
+        "(other work on the machine shows there).\n"
     )
     print(SECTION + "\n\n" + body)
     if errors:

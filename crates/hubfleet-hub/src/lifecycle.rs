@@ -662,7 +662,9 @@ async fn wait_up(
         .build()
         .map_err(|e| e.to_string())?;
     let url = format!("{}{}api", target.trim_end_matches('/'), prefix);
-    let mut wait = Duration::from_millis(50);
+    // A local probe is cheap: poll often, so a ready server is noticed within 100 ms
+    // (upstream backs off to 5 s, which adds seconds to many spawns).
+    let mut wait = Duration::from_millis(20);
     loop {
         if let Ok(PollStatus::Exited(code)) = spawner.poll(state).await {
             return Err(match code {
@@ -683,7 +685,7 @@ async fn wait_up(
             ));
         }
         tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_millis(500));
+        wait = (wait * 2).min(Duration::from_millis(100));
     }
 }
 

@@ -304,17 +304,18 @@ async fn demo(data_dir: &Path, listen: SocketAddr, python_env: Option<PathBuf>) 
     };
     store.close().await;
     let hub = start_hub(&config).await?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "\nhubfleet is running at http://{}/", hub.addr)?;
-    match admin_password {
-        Some(password) => writeln!(out, "Log in as `admin` with password: {password}\n(shown only now; `hubfleet users add admin` makes a new one)")?,
-        None => writeln!(out, "Log in as `admin` with the password printed on the first run\n(`hubfleet users add admin` makes a new one)")?,
-    }
-    writeln!(
-        out,
-        "Add people with `hubfleet users add NAME`. Press Ctrl-C to stop."
-    )?;
-    drop(out);
+    let login = match admin_password {
+        Some(password) => format!(
+            "Log in as `admin` with password: {password}\n(shown only now; `hubfleet users add admin` makes a new one)"
+        ),
+        None => "Log in as `admin` with the password printed on the first run\n(`hubfleet users add admin` makes a new one)".to_string(),
+    };
+    // The hub keeps running even if nobody reads its standard output any more.
+    let _ = writeln!(
+        std::io::stdout(),
+        "\nhubfleet is running at http://{}/\n{login}\nAdd people with `hubfleet users add NAME`. Press Ctrl-C to stop.",
+        hub.addr
+    );
     run_until_signal(hub).await
 }
 

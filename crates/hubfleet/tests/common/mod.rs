@@ -185,8 +185,23 @@ pub struct Browser {
     base: String,
 }
 
+/// Where a hub answers.
+pub struct BaseUrl(pub String);
+
+impl From<&TestHub> for BaseUrl {
+    fn from(hub: &TestHub) -> Self {
+        BaseUrl(hub.url(""))
+    }
+}
+
+impl From<&BaseUrl> for BaseUrl {
+    fn from(base: &BaseUrl) -> Self {
+        BaseUrl(base.0.clone())
+    }
+}
+
 impl Browser {
-    pub fn new(hub: &TestHub) -> Browser {
+    pub fn new(hub: impl Into<BaseUrl>) -> Browser {
         let jar = Arc::new(Jar::default());
         let client = reqwest::Client::builder()
             .cookie_provider(jar.clone())
@@ -196,7 +211,7 @@ impl Browser {
         Browser {
             client,
             jar,
-            base: hub.url(""),
+            base: hub.into().0,
         }
     }
 
