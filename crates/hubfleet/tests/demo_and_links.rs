@@ -11,7 +11,12 @@ use common::{fake_singleuser, free_port, processes_in, python_env, Browser, Test
 /// Run `hubfleet demo` until it prints its login line; returns (child, stdout lines).
 fn start_demo(data_dir: &std::path::Path, port: u16) -> (std::process::Child, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hubfleet"))
-        .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "demo",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(data_dir)
         .env("HUBFLEET_PYTHON_ENV", python_env())
         .stdout(Stdio::piped())
@@ -22,7 +27,10 @@ fn start_demo(data_dir: &std::path::Path, port: u16) -> (std::process::Child, Ve
     let mut reader = BufReader::new(child.stdout.take().unwrap());
     loop {
         let mut line = String::new();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "demo exited early: {lines:?}");
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "demo exited early: {lines:?}"
+        );
         let done = line.starts_with("Log in as");
         lines.push(line.trim_end().to_string());
         if done {
@@ -33,7 +41,9 @@ fn start_demo(data_dir: &std::path::Path, port: u16) -> (std::process::Child, Ve
 }
 
 fn stop(mut child: std::process::Child) {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let status = child.wait().unwrap();
     assert!(status.success(), "demo exits cleanly on SIGTERM: {status}");
 }
@@ -44,16 +54,27 @@ async fn demo_prints_admin_password_once_and_reuses_everything() {
     let data = dir.path().join("hubfleet-data");
     let port = free_port();
     let (child, lines) = start_demo(&data, port);
-    assert!(lines.iter().any(|l| l.contains(&format!("http://127.0.0.1:{port}/"))), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("http://127.0.0.1:{port}/"))),
+        "{lines:?}"
+    );
     let password = lines
         .iter()
         .find_map(|l| l.strip_prefix("Log in as `admin` with password: "))
         .unwrap_or_else(|| panic!("no password line in {lines:?}"))
         .to_string();
 
-    let hub = FakeHub { port };
-    let browser = Browser::new(&hub.as_test_hub_url());
-    assert_eq!(browser.login_response("admin", "wrong-password", None).await.status(), 403);
+    let base = || common::BaseUrl(format!("http://127.0.0.1:{port}"));
+    let browser = Browser::new(base());
+    assert_eq!(
+        browser
+            .login_response("admin", "wrong-password", None)
+            .await
+            .status(),
+        403
+    );
     browser.login("admin", &password).await;
     let model = browser.user_model("admin").await;
     assert_eq!(model["admin"], true);
@@ -62,22 +83,14 @@ async fn demo_prints_admin_password_once_and_reuses_everything() {
 
     // Second run: same data, no new password, the old one still works.
     let (child, lines) = start_demo(&data, port);
-    assert!(!lines.iter().any(|l| l.contains("with password:")), "{lines:?}");
-    let browser = Browser::new(&hub.as_test_hub_url());
+    assert!(
+        !lines.iter().any(|l| l.contains("with password:")),
+        "{lines:?}"
+    );
+    let browser = Browser::new(base());
     browser.login("admin", &password).await;
     stop(child);
     assert!(processes_in(&data).is_empty());
-}
-
-/// Only the port matters to `Browser`.
-struct FakeHub {
-    port: u16,
-}
-
-impl FakeHub {
-    fn as_test_hub_url(&self) -> common::BaseUrl {
-        common::BaseUrl(format!("http://127.0.0.1:{}", self.port))
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,16 +102,28 @@ async fn user_redirect_links_go_through_login_and_spawn() {
     let browser = Browser::new(&hub);
     // Logged out: the link leads to the login page, remembering where it was going.
     let link = "/hub/user-redirect/git-pull?repo=https%3A%2F%2Fexample.org%2Fr.git&urlpath=lab";
-    let first = browser.no_redirects().get(browser.url(link)).send().await.unwrap();
+    let first = browser
+        .no_redirects()
+        .get(browser.url(link))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(first.status(), 302);
     let login = first.headers()["location"].to_str().unwrap().to_string();
-    assert_eq!(login, format!("/hub/login?next={}", common::url_escape(link)));
+    assert_eq!(
+        login,
+        format!("/hub/login?next={}", common::url_escape(link))
+    );
 
     // Log in with that next; then the browser follows the redirects to the server.
     let response = browser.login_response("jo", "x", Some(link)).await;
     assert_eq!(response.headers()["location"], link);
     let landed = browser.client.get(browser.url(link)).send().await.unwrap();
-    assert_eq!(landed.url().path(), "/user/jo/git-pull", "ends on the user's server");
+    assert_eq!(
+        landed.url().path(),
+        "/user/jo/git-pull",
+        "ends on the user's server"
+    );
     assert_eq!(
         landed.url().query(),
         Some("repo=https%3A%2F%2Fexample.org%2Fr.git&urlpath=lab")

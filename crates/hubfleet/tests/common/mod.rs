@@ -194,12 +194,6 @@ impl From<&TestHub> for BaseUrl {
     }
 }
 
-impl From<&BaseUrl> for BaseUrl {
-    fn from(base: &BaseUrl) -> Self {
-        BaseUrl(base.0.clone())
-    }
-}
-
 impl Browser {
     pub fn new(hub: impl Into<BaseUrl>) -> Browser {
         let jar = Arc::new(Jar::default());
