@@ -15,6 +15,8 @@ use hubfleet_hub::{Hub, Settings};
 use hubfleet_spawn::{LocalOptions, LocalProcessSpawner};
 use hubfleet_store::Store;
 
+mod proxy_cmd;
+
 #[derive(Parser)]
 #[command(
     name = "hubfleet",
@@ -53,6 +55,8 @@ enum Command {
         #[arg(long, env = "HUBFLEET_PYTHON_ENV")]
         python_env: Option<PathBuf>,
     },
+    /// Run the proxy alone, as a drop-in for configurable-http-proxy.
+    Proxy(proxy_cmd::ProxyArgs),
     /// Manage accounts of the native authenticator.
     Users {
         /// The hub's config file (for the database location).
@@ -104,6 +108,7 @@ async fn main() -> std::process::ExitCode {
             listen,
             python_env,
         } => demo(&data_dir, listen, python_env).await,
+        Command::Proxy(args) => proxy_cmd::run(args).await,
         Command::Users {
             config,
             data_dir,
