@@ -45,10 +45,12 @@ mod validate;
 pub use error::{ConfigError, ConfigWarning};
 pub use ignored::{IgnoredKey, IGNORED_KEYS};
 pub use model::{
-    AuthenticatorConfig, AuthenticatorKind, Db, DbType, DummyAuthenticatorConfig, Hub,
-    HubTraitletConfig, Hubfleet, JupyterHubConfig, LocalSpawnerConfig, NativeAuthenticatorConfig,
-    SharedPasswordAuthenticatorConfig, Singleuser, SpawnerKind, DEFAULT_DATA_DIR, DEFAULT_LISTEN,
-    DEFAULT_SINGLEUSER_CMD, DEFAULT_START_TIMEOUT_SECS, SQLITE_FILE_NAME,
+    AuthenticatorConfig, AuthenticatorKind, Cull, CullerKind, Db, DbType, DummyAuthenticatorConfig,
+    Hub, HubTraitletConfig, Hubfleet, JupyterHubConfig, LocalSpawnerConfig,
+    NativeAuthenticatorConfig, RoleConfig, ServiceConfig, SharedPasswordAuthenticatorConfig,
+    Singleuser, SpawnerKind, DEFAULT_CULL_CONCURRENCY, DEFAULT_CULL_EVERY_SECS,
+    DEFAULT_CULL_TIMEOUT_SECS, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_SINGLEUSER_CMD,
+    DEFAULT_START_TIMEOUT_SECS, SQLITE_FILE_NAME,
 };
 
 /// The whole hub configuration.
@@ -58,6 +60,8 @@ pub struct HubConfig {
     pub hub: Hub,
     /// `singleuser:`.
     pub singleuser: Singleuser,
+    /// `cull:` (z2jh's idle-culler settings).
+    pub cull: Cull,
     /// `hubfleet:` (our own section).
     pub hubfleet: Hubfleet,
     /// The config file this was loaded from (absolute), or `None` when it came from a string
@@ -111,6 +115,26 @@ impl HubConfig {
         } else {
             normalize(&self.base_dir().join(path))
         }
+    }
+
+    /// Whether users may have named servers: `hub.allowNamedServers`, else
+    /// `hub.config.JupyterHub.allow_named_servers`, else false. (Loading refuses a file where
+    /// both are set and differ.)
+    pub fn allow_named_servers(&self) -> bool {
+        self.hub
+            .allow_named_servers
+            .or(self.hub.config.jupyterhub.allow_named_servers)
+            .unwrap_or(false)
+    }
+
+    /// The most named servers a user may have, 0 meaning no limit:
+    /// `hub.namedServerLimitPerUser`, else `hub.config.JupyterHub.named_server_limit_per_user`,
+    /// else 0. (Loading refuses a file where both are set and differ.)
+    pub fn named_server_limit_per_user(&self) -> u32 {
+        self.hub
+            .named_server_limit_per_user
+            .or(self.hub.config.jupyterhub.named_server_limit_per_user)
+            .unwrap_or(0)
     }
 
     /// The effective, absolute data directory (`hubfleet.data_dir`, default `./hubfleet-data`).

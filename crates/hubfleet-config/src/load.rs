@@ -8,7 +8,7 @@ use serde_yaml_ng::Value;
 use crate::error::{ConfigError, ConfigWarning};
 use crate::ignored::{self, IGNORED_KEYS};
 use crate::locate::{KeyIndex, KeyPath, Seg};
-use crate::model::{Hub, Hubfleet, Singleuser};
+use crate::model::{Cull, Hub, Hubfleet, Singleuser};
 use crate::suggest::nearest;
 use crate::{validate, HubConfig};
 
@@ -22,6 +22,8 @@ struct RawConfig {
     hub: Hub,
     #[serde(deserialize_with = "null_default")]
     singleuser: Singleuser,
+    #[serde(deserialize_with = "null_default")]
+    cull: Cull,
     #[serde(deserialize_with = "null_default")]
     hubfleet: Hubfleet,
 }
@@ -59,6 +61,37 @@ impl Ctx<'_> {
         let mut path = KeyPath::parse(path);
         path.0.push(Seg::Index(index));
         self.at_path(&path, message, false)
+    }
+
+    /// Like [`Ctx::at_key`] for a path built segment by segment (keys that contain `.`).
+    pub(crate) fn at_key_path(
+        &self,
+        path: &KeyPath,
+        message: impl std::fmt::Display,
+    ) -> ConfigError {
+        self.at_path(path, message, false)
+    }
+
+    /// The 1-based line of the key at `path` (or of its nearest enclosing key).
+    pub(crate) fn line_of(&self, path: &KeyPath) -> usize {
+        self.index.key_pos(path).line
+    }
+
+    /// Whether the file spells out `path`, built segment by segment.
+    pub(crate) fn has_key_path(&self, path: &KeyPath) -> bool {
+        self.index.contains(path)
+    }
+
+    /// A warning about the key at `path`, built segment by segment.
+    pub(crate) fn warning_at(&self, path: &KeyPath, message: impl Into<String>) -> ConfigWarning {
+        let pos = self.index.key_pos(path);
+        ConfigWarning {
+            file: self.file.to_owned(),
+            line: pos.line,
+            column: pos.column,
+            key: path.to_string(),
+            message: message.into(),
+        }
     }
 
     /// Like [`Ctx::at_key`] for a path that may contain list indices.
@@ -274,13 +307,11 @@ pub(crate) fn load(
     doc.apply_merge().map_err(|e| ctx.syntax_error(&e))?;
     match &doc {
         Value::Null | Value::Mapping(_) => {}
-        _ => {
-            return Err(ctx.at_path(
-                &KeyPath::default(),
-                "the file must be a mapping of sections (`hub:`, `singleuser:`, `hubfleet:`)",
-                false,
-            ))
-        }
+        _ => return Err(ctx.at_path(
+            &KeyPath::default(),
+            "the file must be a mapping of sections (`hub:`, `singleuser:`, `cull:`, `hubfleet:`)",
+            false,
+        )),
     }
 
     let mut warnings: Vec<ConfigWarning> = ignored::strip(&mut doc)
@@ -293,6 +324,7 @@ pub(crate) fn load(
     let mut config = HubConfig {
         hub: raw.hub,
         singleuser: raw.singleuser,
+        cull: raw.cull,
         hubfleet: raw.hubfleet,
         source,
         warnings: Vec::new(),

@@ -25,6 +25,12 @@ pub const DEFAULT_DATA_DIR: &str = "./hubfleet-data";
 pub const DEFAULT_SINGLEUSER_CMD: &str = "jupyterhub-singleuser";
 /// Name of the SQLite file inside the data dir for `hub.db.type: sqlite-pvc`.
 pub const SQLITE_FILE_NAME: &str = "hubfleet.sqlite";
+/// Default `cull.timeout` in seconds, as in z2jh's values.yaml.
+pub const DEFAULT_CULL_TIMEOUT_SECS: u64 = 3600;
+/// Default `cull.every` in seconds, as in z2jh's values.yaml.
+pub const DEFAULT_CULL_EVERY_SECS: u64 = 600;
+/// Default `cull.concurrency`, as in z2jh's values.yaml.
+pub const DEFAULT_CULL_CONCURRENCY: u32 = 10;
 
 // ---------------------------------------------------------------------------------------------
 // hub
@@ -32,7 +38,7 @@ pub const SQLITE_FILE_NAME: &str = "hubfleet.sqlite";
 
 /// `hub:` — the hub itself.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
 pub struct Hub {
     /// `hub.config`: traitlets-style configuration, by class name.
     #[serde(deserialize_with = "null_default")]
@@ -40,6 +46,205 @@ pub struct Hub {
     /// `hub.db`: where the hub keeps its state.
     #[serde(deserialize_with = "null_default")]
     pub db: Db,
+    /// `hub.services`: JupyterHub services by name (the key is the service name).
+    #[serde(deserialize_with = "named_map")]
+    pub services: BTreeMap<String, ServiceConfig>,
+    /// `hub.loadRoles`: JupyterHub roles by name (the key is the role name). Scopes are not
+    /// checked here.
+    #[serde(deserialize_with = "named_map")]
+    pub load_roles: BTreeMap<String, RoleConfig>,
+    /// `hub.allowNamedServers` (z2jh spelling of `c.JupyterHub.allow_named_servers`); `None`
+    /// when unset or `null`. Use [`HubConfig::allow_named_servers`](crate::HubConfig::allow_named_servers)
+    /// for the effective value.
+    #[serde(deserialize_with = "opt_bool")]
+    pub allow_named_servers: Option<bool>,
+    /// `hub.namedServerLimitPerUser` (z2jh spelling of
+    /// `c.JupyterHub.named_server_limit_per_user`); `None` when unset or `null`, `Some(0)` means
+    /// unlimited. Use [`HubConfig::named_server_limit_per_user`](crate::HubConfig::named_server_limit_per_user)
+    /// for the effective value.
+    #[serde(deserialize_with = "opt_u32")]
+    pub named_server_limit_per_user: Option<u32>,
+}
+
+/// One entry of `hub.services` (upstream's `c.JupyterHub.services` item).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "RawService")]
+pub struct ServiceConfig {
+    /// `admin`: the service gets the `admin` role.
+    pub admin: bool,
+    /// `url`: where the service listens (`http://` or `https://`); the proxy routes
+    /// `/services/<name>/` there. Unset: the service is not proxied.
+    pub url: Option<String>,
+    /// `api_token` (z2jh also accepts `apiToken`): the service's API token, at least 8
+    /// characters. Unset: the hub generates one.
+    pub api_token: Option<String>,
+    /// `command`: makes this a hub-managed service, started with this command. A string is one
+    /// program name (not split on spaces), as upstream.
+    pub command: Option<Vec<String>>,
+    /// `environment`: extra environment variables for a managed service.
+    pub environment: BTreeMap<String, String>,
+    /// `display`: list the service on the hub's home page (when it has a `url`). Default true.
+    pub display: bool,
+    /// `info`: free-form data returned by the REST API for this service.
+    pub info: serde_json::Map<String, serde_json::Value>,
+    /// `oauth_no_confirm`: skip the OAuth confirmation page for this service.
+    pub oauth_no_confirm: bool,
+    /// `oauth_client_allowed_scopes`: scopes the service's OAuth tokens may hold.
+    pub oauth_client_allowed_scopes: Vec<String>,
+    /// `oauth_redirect_uri`: the service's OAuth callback (an http(s) URL or an absolute path).
+    /// Unset: `<url>/oauth_callback` upstream.
+    pub oauth_redirect_uri: Option<String>,
+    /// `oauth_client_id`: the OAuth client id; must start with `service-`. Unset:
+    /// `service-<name>`.
+    pub oauth_client_id: Option<String>,
+    /// `name`: optional, as in z2jh; when given it must equal the key.
+    pub name: Option<String>,
+    /// `cwd`: working directory of a managed service (kept as written; not resolved).
+    pub cwd: Option<PathBuf>,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            admin: false,
+            url: None,
+            api_token: None,
+            command: None,
+            environment: BTreeMap::new(),
+            display: true,
+            info: serde_json::Map::new(),
+            oauth_no_confirm: false,
+            oauth_client_allowed_scopes: Vec::new(),
+            oauth_redirect_uri: None,
+            oauth_client_id: None,
+            name: None,
+            cwd: None,
+        }
+    }
+}
+
+impl fmt::Debug for ServiceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceConfig")
+            .field("admin", &self.admin)
+            .field("url", &self.url)
+            .field("api_token", &redact(&self.api_token))
+            .field("command", &self.command)
+            .field("environment", &self.environment)
+            .field("display", &self.display)
+            .field("info", &self.info)
+            .field("oauth_no_confirm", &self.oauth_no_confirm)
+            .field(
+                "oauth_client_allowed_scopes",
+                &self.oauth_client_allowed_scopes,
+            )
+            .field("oauth_redirect_uri", &self.oauth_redirect_uri)
+            .field("oauth_client_id", &self.oauth_client_id)
+            .field("name", &self.name)
+            .field("cwd", &self.cwd)
+            .finish()
+    }
+}
+
+/// `hub.services.<name>` as written: both spellings of the token.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawService {
+    #[serde(deserialize_with = "bool_or_default")]
+    admin: bool,
+    #[serde(deserialize_with = "public_url")]
+    url: Option<String>,
+    #[serde(deserialize_with = "opt_string")]
+    api_token: Option<String>,
+    #[serde(rename = "apiToken", deserialize_with = "opt_string")]
+    api_token_z2jh: Option<String>,
+    #[serde(deserialize_with = "service_command")]
+    command: Option<Vec<String>>,
+    #[serde(deserialize_with = "env_map")]
+    environment: BTreeMap<String, String>,
+    #[serde(deserialize_with = "bool_or_true")]
+    display: bool,
+    #[serde(deserialize_with = "null_default")]
+    info: serde_json::Map<String, serde_json::Value>,
+    #[serde(deserialize_with = "bool_or_default")]
+    oauth_no_confirm: bool,
+    #[serde(deserialize_with = "string_list")]
+    oauth_client_allowed_scopes: Vec<String>,
+    #[serde(deserialize_with = "redirect_uri")]
+    oauth_redirect_uri: Option<String>,
+    #[serde(deserialize_with = "opt_string")]
+    oauth_client_id: Option<String>,
+    #[serde(deserialize_with = "opt_string")]
+    name: Option<String>,
+    #[serde(deserialize_with = "opt_path")]
+    cwd: Option<PathBuf>,
+}
+
+impl Default for RawService {
+    fn default() -> Self {
+        let d = ServiceConfig::default();
+        RawService {
+            admin: d.admin,
+            url: d.url,
+            api_token: None,
+            api_token_z2jh: None,
+            command: d.command,
+            environment: d.environment,
+            display: d.display,
+            info: d.info,
+            oauth_no_confirm: d.oauth_no_confirm,
+            oauth_client_allowed_scopes: d.oauth_client_allowed_scopes,
+            oauth_redirect_uri: d.oauth_redirect_uri,
+            oauth_client_id: d.oauth_client_id,
+            name: d.name,
+            cwd: d.cwd,
+        }
+    }
+}
+
+impl From<RawService> for ServiceConfig {
+    fn from(r: RawService) -> Self {
+        // Giving both spellings is refused by validation, which sees the text.
+        ServiceConfig {
+            admin: r.admin,
+            url: r.url,
+            api_token: r.api_token.or(r.api_token_z2jh),
+            command: r.command,
+            environment: r.environment,
+            display: r.display,
+            info: r.info,
+            oauth_no_confirm: r.oauth_no_confirm,
+            oauth_client_allowed_scopes: r.oauth_client_allowed_scopes,
+            oauth_redirect_uri: r.oauth_redirect_uri,
+            oauth_client_id: r.oauth_client_id,
+            name: r.name,
+            cwd: r.cwd,
+        }
+    }
+}
+
+/// One entry of `hub.loadRoles` (upstream's `c.JupyterHub.load_roles` item).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoleConfig {
+    /// `name`: optional, as in z2jh; when given it must equal the key.
+    #[serde(deserialize_with = "opt_string")]
+    pub name: Option<String>,
+    /// `description`.
+    #[serde(deserialize_with = "opt_string")]
+    pub description: Option<String>,
+    /// `scopes`: the scopes the role grants (checked by the hub, not here).
+    #[serde(deserialize_with = "string_list")]
+    pub scopes: Vec<String>,
+    /// `users`: users the role is assigned to.
+    #[serde(deserialize_with = "string_list")]
+    pub users: Vec<String>,
+    /// `groups`: groups the role is assigned to.
+    #[serde(deserialize_with = "string_list")]
+    pub groups: Vec<String>,
+    /// `services`: services the role is assigned to.
+    #[serde(deserialize_with = "string_list")]
+    pub services: Vec<String>,
 }
 
 /// `hub.config:` — z2jh passes this to JupyterHub as traitlets config, keyed by class name.
@@ -73,6 +278,14 @@ pub struct HubTraitletConfig {
 pub struct JupyterHubConfig {
     /// `hub.config.JupyterHub.authenticator_class`.
     pub authenticator_class: AuthenticatorKind,
+    /// `hub.config.JupyterHub.allow_named_servers` (upstream spelling of
+    /// `hub.allowNamedServers`); `None` when unset or `null`.
+    #[serde(deserialize_with = "opt_bool")]
+    pub allow_named_servers: Option<bool>,
+    /// `hub.config.JupyterHub.named_server_limit_per_user` (upstream spelling of
+    /// `hub.namedServerLimitPerUser`); `None` when unset or `null`, `Some(0)` means unlimited.
+    #[serde(deserialize_with = "opt_u32")]
+    pub named_server_limit_per_user: Option<u32>,
 }
 
 /// Which authenticator the hub uses (`hub.config.JupyterHub.authenticator_class`).
@@ -346,6 +559,60 @@ impl Singleuser {
 }
 
 // ---------------------------------------------------------------------------------------------
+// cull
+// ---------------------------------------------------------------------------------------------
+
+/// `cull:` — stopping idle servers (z2jh runs `jupyterhub-idle-culler` for this; hubfleet
+/// runs it too, or its built-in culler: see [`CullerKind`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct Cull {
+    /// `cull.enabled`: cull idle servers at all. Default true.
+    #[serde(deserialize_with = "bool_or_true")]
+    pub enabled: bool,
+    /// `cull.users` (`--cull-users`): also delete users whose servers were culled. Default false.
+    #[serde(deserialize_with = "bool_or_default")]
+    pub users: bool,
+    /// `cull.adminUsers` (`--cull-admin-users`): cull admins' servers too. Default true.
+    #[serde(deserialize_with = "bool_or_true")]
+    pub admin_users: bool,
+    /// `cull.removeNamedServers` (`--remove-named-servers`): delete culled named servers
+    /// instead of only stopping them. Default false.
+    #[serde(deserialize_with = "bool_or_default")]
+    pub remove_named_servers: bool,
+    /// `cull.timeout` (`--timeout`): seconds of inactivity before a server is culled; at least
+    /// 1. Default 3600.
+    #[serde(deserialize_with = "cull_timeout")]
+    pub timeout: u64,
+    /// `cull.every` (`--cull-every`): seconds between two checks; at least 1. Default 600.
+    #[serde(deserialize_with = "cull_every")]
+    pub every: u64,
+    /// `cull.concurrency` (`--concurrency`): API requests the culler makes at once; at least
+    /// 1. Default 10.
+    #[serde(deserialize_with = "cull_concurrency")]
+    pub concurrency: u32,
+    /// `cull.maxAge` (`--max-age`): seconds after which a server is culled even if active;
+    /// 0 (the default) means no limit.
+    #[serde(deserialize_with = "cull_max_age")]
+    pub max_age: u64,
+}
+
+impl Default for Cull {
+    fn default() -> Self {
+        Cull {
+            enabled: true,
+            users: false,
+            admin_users: true,
+            remove_named_servers: false,
+            timeout: DEFAULT_CULL_TIMEOUT_SECS,
+            every: DEFAULT_CULL_EVERY_SECS,
+            concurrency: DEFAULT_CULL_CONCURRENCY,
+            max_age: 0,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // hubfleet
 // ---------------------------------------------------------------------------------------------
 
@@ -369,6 +636,8 @@ pub struct Hubfleet {
     /// (e.g. behind a reverse proxy). An `http` or `https` URL.
     #[serde(deserialize_with = "public_url")]
     pub public_url: Option<String>,
+    /// `hubfleet.culler`: which program culls idle servers when `cull.enabled` is true.
+    pub culler: CullerKind,
 }
 
 impl Default for Hubfleet {
@@ -379,7 +648,67 @@ impl Default for Hubfleet {
             spawner: SpawnerKind::Local,
             local: LocalSpawnerConfig::default(),
             public_url: None,
+            culler: CullerKind::Auto,
         }
+    }
+}
+
+/// `hubfleet.culler`: which culler implements `cull:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CullerKind {
+    /// `auto`: `idle-culler` when `jupyterhub-idle-culler` is installed in the Python
+    /// environment, else `builtin`.
+    #[default]
+    Auto,
+    /// `idle-culler`: run the real `jupyterhub-idle-culler` as a hub-managed service (as z2jh
+    /// does).
+    IdleCuller,
+    /// `builtin`: hubfleet's own culler, inside the hub process.
+    Builtin,
+}
+
+impl CullerKind {
+    /// Every kind, in documentation order.
+    pub const ALL: [CullerKind; 3] = [
+        CullerKind::Auto,
+        CullerKind::IdleCuller,
+        CullerKind::Builtin,
+    ];
+
+    /// The config-file spelling (`auto`, `idle-culler`, `builtin`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CullerKind::Auto => "auto",
+            CullerKind::IdleCuller => "idle-culler",
+            CullerKind::Builtin => "builtin",
+        }
+    }
+}
+
+impl fmt::Display for CullerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CullerKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CullerKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s.trim())
+            .ok_or_else(|| {
+                format!("culler `{s}` is not supported; supported: auto, idle-culler, builtin")
+            })
+    }
+}
+
+impl<'de> Deserialize<'de> for CullerKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NamedChoice::<CullerKind>::new(
+            "one of `auto`, `idle-culler`, `builtin`",
+        ))
     }
 }
 
@@ -570,6 +899,240 @@ fn bool_or_default<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     d.deserialize_any(V)
 }
 
+/// A boolean; `null` → true.
+fn bool_or_true<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = bool;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("`true` or `false`")
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
+            Ok(v)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+            Ok(true)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// An optional boolean: `null` → None.
+fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<bool>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("`true` or `false`")
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// A non-negative whole number up to `max`; `null` → None.
+struct UintVisitor {
+    expecting: &'static str,
+    max: u64,
+}
+
+impl Visitor<'_> for UintVisitor {
+    type Value = Option<u64>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        if v > self.max {
+            return Err(E::invalid_value(Unexpected::Unsigned(v), &self));
+        }
+        Ok(Some(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        match u64::try_from(v) {
+            Ok(v) => self.visit_u64(v),
+            Err(_) => Err(E::invalid_value(Unexpected::Signed(v), &self)),
+        }
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// `hub.namedServerLimitPerUser` / `named_server_limit_per_user`.
+fn opt_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let v = d.deserialize_any(UintVisitor {
+        expecting: "a whole number (0 or more; 0 means no limit) or `null`",
+        max: u64::from(u32::MAX),
+    })?;
+    // The visitor refuses anything above u32::MAX.
+    Ok(v.map(|v| u32::try_from(v).unwrap_or(u32::MAX)))
+}
+
+fn seconds_or<'de, D: Deserializer<'de>>(d: D, default: u64) -> Result<u64, D::Error> {
+    Ok(d.deserialize_any(UintVisitor {
+        expecting: "a whole number of seconds, such as `3600`",
+        max: u64::MAX,
+    })?
+    .unwrap_or(default))
+}
+
+fn cull_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    seconds_or(d, DEFAULT_CULL_TIMEOUT_SECS)
+}
+
+fn cull_every<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    seconds_or(d, DEFAULT_CULL_EVERY_SECS)
+}
+
+fn cull_max_age<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    seconds_or(d, 0)
+}
+
+fn cull_concurrency<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = d.deserialize_any(UintVisitor {
+        expecting: "a whole number, such as `10`",
+        max: u64::from(u32::MAX),
+    })?;
+    Ok(v.map_or(DEFAULT_CULL_CONCURRENCY, |v| {
+        u32::try_from(v).unwrap_or(u32::MAX)
+    }))
+}
+
+/// A mapping from names (strings) to entries; `null` → empty, and a `null` entry is the
+/// entry's default (`my-service:` with nothing below it).
+fn named_map<'de, D, T>(d: D) -> Result<BTreeMap<String, T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    struct V<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de> + Default> Visitor<'de> for V<T> {
+        type Value = BTreeMap<String, T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a mapping of names to settings, such as `{my-name: {...}}`")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = map.next_key_seed(TextSeed)? {
+                let value: Option<T> = map.next_value()?;
+                out.insert(key, value.unwrap_or_default());
+            }
+            Ok(out)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(BTreeMap::new())
+        }
+    }
+    d.deserialize_any(V(std::marker::PhantomData))
+}
+
+/// A scalar environment value, written as YAML shows it; `null` is refused.
+struct EnvScalar;
+
+impl Visitor<'_> for EnvScalar {
+    type Value = String;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a literal value (string, number or boolean)")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        Ok(v.to_owned())
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
+        Ok(v.to_string())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<String, E> {
+        Err(E::custom(
+            "the variable has no value; write `\"\"` for an empty value",
+        ))
+    }
+}
+
+struct EnvScalarSeed;
+
+impl<'de> DeserializeSeed<'de> for EnvScalarSeed {
+    type Value = String;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+        d.deserialize_any(EnvScalar)
+    }
+}
+
+/// `hub.services.<name>.environment`: a mapping NAME → scalar value; `null` → empty.
+fn env_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = BTreeMap<String, String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a mapping of variable names to values, such as `{MY_VAR: value}`")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = map.next_key_seed(EnvName)? {
+                let value = map.next_value_seed(EnvScalarSeed)?;
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(BTreeMap::new())
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// `oauth_redirect_uri`: an absolute http(s) URL or an absolute path; `null` → None.
+fn redirect_uri<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct V;
+    impl Visitor<'_> for V {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an http(s) URL such as `https://service.example.org/oauth_callback`, or a path such as `/services/my-service/oauth_callback`")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            if v.starts_with('/') && !v.starts_with("//") {
+                if v.contains('#') {
+                    return Err(E::custom(format!("`{v}` must not have a `#fragment`")));
+                }
+                return Ok(Some(v.to_owned()));
+            }
+            let url = url::Url::parse(v).map_err(|e| {
+                E::custom(format!(
+                    "`{v}` is neither a URL ({e}) nor a path starting with `/`; expected something like `https://service.example.org/oauth_callback`"
+                ))
+            })?;
+            if url.scheme() != "http" && url.scheme() != "https" {
+                return Err(E::custom(format!(
+                    "`{v}` must start with `http://` or `https://`"
+                )));
+            }
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err(E::custom(format!("`{v}` has no host name")));
+            }
+            if url.fragment().is_some() {
+                return Err(E::custom(format!("`{v}` must not have a `#fragment`")));
+            }
+            Ok(Some(v.to_owned()))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
 /// Whole seconds, at least 1; `null` → the default.
 fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     struct V;
@@ -597,42 +1160,62 @@ fn seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     d.deserialize_any(V)
 }
 
-/// `singleuser.cmd`: a string (one argument) or a non-empty list of strings; `null` → None.
-fn command<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = Option<Vec<String>>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a command: a string such as `jupyterhub-singleuser`, or a list of strings such as `[jupyterhub-singleuser, --debug]`")
+/// A command: a string (one argument) or a non-empty list of strings; `null` → None.
+struct CommandVisitor {
+    expecting: &'static str,
+    /// What removing the key does, for the "empty" messages.
+    if_removed: &'static str,
+}
+
+impl<'de> Visitor<'de> for CommandVisitor {
+    type Value = Option<Vec<String>>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        if v.trim().is_empty() {
+            return Err(E::custom(format!(
+                "the command is empty; {}",
+                self.if_removed
+            )));
         }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            if v.trim().is_empty() {
-                return Err(E::custom(
-                    "the command is empty; remove `cmd` to run `jupyterhub-singleuser`",
-                ));
-            }
-            Ok(Some(vec![v.to_owned()]))
+        Ok(Some(vec![v.to_owned()]))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(s) = seq.next_element_seed(TextSeed)? {
+            out.push(s);
         }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::new();
-            while let Some(s) = seq.next_element_seed(TextSeed)? {
-                out.push(s);
-            }
-            match out.first() {
-                None => Err(de::Error::custom(
-                    "the command list is empty; remove `cmd` to run `jupyterhub-singleuser`",
-                )),
-                Some(first) if first.trim().is_empty() => Err(de::Error::custom(
-                    "the first element of the command (the program to run) is empty",
-                )),
-                Some(_) => Ok(Some(out)),
-            }
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
+        match out.first() {
+            None => Err(de::Error::custom(format!(
+                "the command list is empty; {}",
+                self.if_removed
+            ))),
+            Some(first) if first.trim().is_empty() => Err(de::Error::custom(
+                "the first element of the command (the program to run) is empty",
+            )),
+            Some(_) => Ok(Some(out)),
         }
     }
-    d.deserialize_any(V)
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// `singleuser.cmd`.
+fn command<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    d.deserialize_any(CommandVisitor {
+        expecting: "a command: a string such as `jupyterhub-singleuser`, or a list of strings such as `[jupyterhub-singleuser, --debug]`",
+        if_removed: "remove `cmd` to run `jupyterhub-singleuser`",
+    })
+}
+
+/// `hub.services.<name>.command`.
+fn service_command<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    d.deserialize_any(CommandVisitor {
+        expecting: "a command: a string such as `my-service`, or a list of strings such as `[python3, -m, my_service]`",
+        if_removed: "remove `command` for a service the hub does not start",
+    })
 }
 
 /// An environment variable name: non-empty, no `=` and no NUL.

@@ -1,8 +1,11 @@
 //! Checks that involve more than one key, run after the document has been deserialized.
 
+use std::fmt::Display;
+
 use crate::error::{ConfigError, ConfigWarning};
 use crate::load::Ctx;
-use crate::model::{AuthenticatorKind, DbType};
+use crate::locate::KeyPath;
+use crate::model::{AuthenticatorKind, CullerKind, DbType};
 use crate::HubConfig;
 
 const AUTH_CLASS: &str = "hub.config.JupyterHub.authenticator_class";
@@ -16,7 +19,241 @@ pub(crate) fn validate(
     let mut warnings = Vec::new();
     check_db(config, ctx)?;
     check_auth(config, ctx, &mut warnings)?;
+    check_services(config, ctx, &mut warnings)?;
+    check_roles(config, ctx)?;
+    check_named_servers(config, ctx, &mut warnings)?;
+    check_cull(config, ctx, &mut warnings)?;
     Ok(warnings)
+}
+
+/// `prefix` (dotted, no user-chosen names) followed by `keys` taken literally.
+fn path(prefix: &str, keys: &[&str]) -> KeyPath {
+    keys.iter()
+        .fold(KeyPath::parse(prefix), |path, key| path.child(key))
+}
+
+/// Service names: letters, digits, `-`, `_` and `.`.
+pub(crate) fn valid_service_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Role names, as JupyterHub checks them: `^[a-z][a-z0-9\-_~\.]{1,253}[a-z0-9]$`.
+pub(crate) fn valid_role_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let n = bytes.len();
+    (3..=255).contains(&n)
+        && bytes[0].is_ascii_lowercase()
+        && bytes[1..n - 1].iter().all(|&b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'~' | b'.')
+        })
+        && (bytes[n - 1].is_ascii_lowercase() || bytes[n - 1].is_ascii_digit())
+}
+
+/// The explicit `name` of an entry keyed by name must repeat the key.
+fn check_name_matches(
+    ctx: &Ctx<'_>,
+    section: &str,
+    key: &str,
+    name: Option<&str>,
+) -> Result<(), ConfigError> {
+    match name {
+        Some(name) if name != key => Err(ctx.at_key_path(
+            &path(section, &[key, "name"]),
+            format!(
+                "is `{name}` but the entry is keyed `{key}`; the key is the name: remove `name` or rename the key to `{name}`"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_names_in_list(
+    ctx: &Ctx<'_>,
+    section: &str,
+    key: &str,
+    field: &str,
+    list: &[String],
+    what: &str,
+) -> Result<(), ConfigError> {
+    match list.iter().position(|s| s.trim().is_empty()) {
+        Some(i) => {
+            let mut p = path(section, &[key, field]);
+            p.0.push(crate::locate::Seg::Index(i));
+            Err(ctx.at_key_path(&p, format!("is an empty {what}")))
+        }
+        None => Ok(()),
+    }
+}
+
+const SERVICES: &str = "hub.services";
+
+fn check_services(
+    config: &HubConfig,
+    ctx: &Ctx<'_>,
+    warnings: &mut Vec<ConfigWarning>,
+) -> Result<(), ConfigError> {
+    for (key, service) in &config.hub.services {
+        let at = |field: &[&str], msg: &dyn Display| {
+            let mut keys = vec![key.as_str()];
+            keys.extend_from_slice(field);
+            ctx.at_key_path(&path(SERVICES, &keys), msg)
+        };
+        if !valid_service_name(key) {
+            return Err(at(
+                &[],
+                &format!(
+                    "`{key}` is not a valid service name; use letters, digits, `-`, `_` and `.`"
+                ),
+            ));
+        }
+        check_name_matches(ctx, SERVICES, key, service.name.as_deref())?;
+        let snake = path(SERVICES, &[key, "api_token"]);
+        let camel = path(SERVICES, &[key, "apiToken"]);
+        if ctx.has_key_path(&snake) && ctx.has_key_path(&camel) {
+            return Err(at(
+                &["apiToken"],
+                &format!(
+                    "is set and so is `api_token` (line {}); they are two spellings of the same setting: keep only one",
+                    ctx.line_of(&snake)
+                ),
+            ));
+        }
+        if let Some(token) = service.api_token.as_deref() {
+            let field = if ctx.has_key_path(&camel) {
+                "apiToken"
+            } else {
+                "api_token"
+            };
+            // Never echo the token.
+            if token.chars().count() < 8 {
+                return Err(at(&[field], &"must be at least 8 characters long"));
+            }
+        }
+        if let Some(id) = service.oauth_client_id.as_deref() {
+            if !id.starts_with("service-") || id.len() == "service-".len() {
+                return Err(at(
+                    &["oauth_client_id"],
+                    &format!("`{id}` must start with `service-` (e.g. `service-{key}`)"),
+                ));
+            }
+        }
+        for (field, set) in [
+            ("cwd", service.cwd.is_some()),
+            ("environment", !service.environment.is_empty()),
+        ] {
+            if set && service.command.is_none() {
+                warnings.push(ctx.warning_at(
+                    &path(SERVICES, &[key, field]),
+                    "has no effect: only a service the hub starts (one with a `command`) uses it",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+const ROLES: &str = "hub.loadRoles";
+
+fn check_roles(config: &HubConfig, ctx: &Ctx<'_>) -> Result<(), ConfigError> {
+    for (key, role) in &config.hub.load_roles {
+        if !valid_role_name(key) {
+            return Err(ctx.at_key_path(
+                &path(ROLES, &[key]),
+                format!(
+                    "`{key}` is not a valid role name: it must be 3 to 255 characters, start with a lowercase letter, end with a lowercase letter or digit, and contain only lowercase letters, digits, `-`, `_`, `~` and `.`"
+                ),
+            ));
+        }
+        check_name_matches(ctx, ROLES, key, role.name.as_deref())?;
+        for (field, list, what) in [
+            ("users", &role.users, "username"),
+            ("groups", &role.groups, "group name"),
+            ("services", &role.services, "service name"),
+        ] {
+            check_names_in_list(ctx, ROLES, key, field, list, what)?;
+        }
+    }
+    Ok(())
+}
+
+const ALLOW_Z2JH: &str = "hub.allowNamedServers";
+const ALLOW_UPSTREAM: &str = "hub.config.JupyterHub.allow_named_servers";
+const LIMIT_Z2JH: &str = "hub.namedServerLimitPerUser";
+const LIMIT_UPSTREAM: &str = "hub.config.JupyterHub.named_server_limit_per_user";
+
+fn check_named_servers(
+    config: &HubConfig,
+    ctx: &Ctx<'_>,
+    warnings: &mut Vec<ConfigWarning>,
+) -> Result<(), ConfigError> {
+    let hub = &config.hub;
+    let jh = &hub.config.jupyterhub;
+    fn conflict<T: PartialEq + Display>(
+        ctx: &Ctx<'_>,
+        z2jh: (&str, Option<T>),
+        upstream: (&str, Option<T>),
+    ) -> Result<(), ConfigError> {
+        match (z2jh.1, upstream.1) {
+            (Some(a), Some(b)) if a != b => {
+                let line = ctx.line_of(&KeyPath::parse(upstream.0));
+                Err(ctx.at_key(
+                    z2jh.0,
+                    format!(
+                        "is `{a}` but `{}` (line {line}) is `{b}`; they are two spellings of the same setting: keep only one",
+                        upstream.0
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+    conflict(
+        ctx,
+        (ALLOW_Z2JH, hub.allow_named_servers),
+        (ALLOW_UPSTREAM, jh.allow_named_servers),
+    )?;
+    conflict(
+        ctx,
+        (LIMIT_Z2JH, hub.named_server_limit_per_user),
+        (LIMIT_UPSTREAM, jh.named_server_limit_per_user),
+    )?;
+    if config.named_server_limit_per_user() > 0 && !config.allow_named_servers() {
+        let key = if hub.named_server_limit_per_user.is_some() {
+            LIMIT_Z2JH
+        } else {
+            LIMIT_UPSTREAM
+        };
+        warnings.push(ctx.warning(
+            key,
+            format!("has no effect: named servers are not allowed (set `{ALLOW_Z2JH}: true`)"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_cull(
+    config: &HubConfig,
+    ctx: &Ctx<'_>,
+    warnings: &mut Vec<ConfigWarning>,
+) -> Result<(), ConfigError> {
+    let cull = &config.cull;
+    for (key, value) in [
+        ("cull.timeout", cull.timeout),
+        ("cull.every", cull.every),
+        ("cull.concurrency", u64::from(cull.concurrency)),
+    ] {
+        if value == 0 {
+            return Err(ctx.at_key(key, "must be at least 1"));
+        }
+    }
+    if !cull.enabled && config.hubfleet.culler != CullerKind::Auto && ctx.has_key("hubfleet.culler")
+    {
+        warnings.push(ctx.warning("hubfleet.culler", "has no effect: `cull.enabled` is false"));
+    }
+    Ok(())
 }
 
 /// The scheme of a URL without SQLAlchemy's `+driver` suffix (`postgresql+psycopg2` → `postgresql`).
@@ -168,5 +405,43 @@ mod tests {
         );
         assert_eq!(base_scheme("postgres://h/db"), Some("postgres"));
         assert_eq!(base_scheme("nocolon"), None);
+    }
+
+    #[test]
+    fn role_names() {
+        for ok in [
+            "user",
+            "abc",
+            "a.b",
+            "a~b-c_d.e1",
+            &format!("a{}", "b".repeat(254)),
+        ] {
+            assert!(valid_role_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a",
+            "ab",
+            "Abc",
+            "1bc",
+            "ab-",
+            "ab.",
+            "a b",
+            "a/bc",
+            "aéb",
+            &format!("a{}", "b".repeat(255)),
+        ] {
+            assert!(!valid_role_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn service_names() {
+        for ok in ["a", "A.b-c_9", "jupyterhub-idle-culler"] {
+            assert!(valid_service_name(ok), "{ok}");
+        }
+        for bad in ["", "a b", "a/b", "é", "a:b"] {
+            assert!(!valid_service_name(bad), "{bad}");
+        }
     }
 }

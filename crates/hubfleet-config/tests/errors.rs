@@ -90,7 +90,7 @@ fn unknown_key_without_close_match_lists_allowed_keys() {
     assert_eq!(e.key.as_deref(), Some("hub.baseUrl"));
     assert_contains(
         &e.display,
-        "/etc/hub.yaml:2:3: unknown key `hub.baseUrl`. Allowed keys in `hub`: `config`, `db`.",
+        "/etc/hub.yaml:2:3: unknown key `hub.baseUrl`. Allowed keys in `hub`: `config`, `db`, `services`, `loadRoles`, `allowNamedServers`, `namedServerLimitPerUser`.",
     );
     assert!(!e.display.contains("did you mean"));
 }
@@ -101,7 +101,7 @@ fn unknown_top_level_key() {
     assert_eq!(e.line, 2);
     assert_contains(
         &e.display,
-        "unknown key `scheduling`. Allowed top-level keys: `hub`, `singleuser`, `hubfleet`.",
+        "unknown key `scheduling`. Allowed top-level keys: `hub`, `singleuser`, `cull`, `hubfleet`.",
     );
 }
 
@@ -124,7 +124,7 @@ fn unknown_traitlets_class_and_trait() {
     assert_eq!(e.key.as_deref(), Some("hub.config.JupyterHub.admin_access"));
     assert_contains(
         &e.display,
-        "Allowed keys in `hub.config.JupyterHub`: `authenticator_class`.",
+        "Allowed keys in `hub.config.JupyterHub`: `authenticator_class`, `allow_named_servers`, `named_server_limit_per_user`.",
     );
 }
 

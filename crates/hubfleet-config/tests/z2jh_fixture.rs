@@ -84,3 +84,127 @@ fn docs_list_every_ignored_key() {
         );
     }
 }
+
+#[test]
+fn cull_and_named_server_defaults_match_z2jh() {
+    let values = z2jh_values();
+    let ours = HubConfig::default();
+    let cull = get(&values, "cull");
+    let int = |k: &str| get(cull, k).as_u64().expect("an integer");
+    let flag = |k: &str| get(cull, k).as_bool().expect("a boolean");
+    assert_eq!(ours.cull.enabled, flag("enabled"));
+    assert_eq!(ours.cull.users, flag("users"));
+    assert_eq!(ours.cull.admin_users, flag("adminUsers"));
+    assert_eq!(ours.cull.remove_named_servers, flag("removeNamedServers"));
+    assert_eq!(ours.cull.timeout, int("timeout"));
+    assert_eq!(ours.cull.every, int("every"));
+    assert_eq!(u64::from(ours.cull.concurrency), int("concurrency"));
+    assert_eq!(ours.cull.max_age, int("maxAge"));
+    // Every key of z2jh's `cull:` is supported.
+    let keys: Vec<&str> = cull
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "enabled",
+            "users",
+            "adminUsers",
+            "removeNamedServers",
+            "timeout",
+            "every",
+            "concurrency",
+            "maxAge"
+        ]
+    );
+
+    assert_eq!(
+        Some(ours.allow_named_servers()),
+        get(&values, "hub.allowNamedServers").as_bool()
+    );
+    assert!(get(&values, "hub.namedServerLimitPerUser").is_null());
+    assert_eq!(ours.hub.named_server_limit_per_user, None);
+    assert_eq!(ours.named_server_limit_per_user(), 0);
+    assert_eq!(
+        get(&values, "hub.services"),
+        &Value::Mapping(Default::default())
+    );
+    assert_eq!(
+        get(&values, "hub.loadRoles"),
+        &Value::Mapping(Default::default())
+    );
+}
+
+/// The `hub.services`, `hub.loadRoles`, named-server and `cull` settings of z2jh's values.yaml
+/// and of every real 2i2c values file load as they are.
+#[test]
+fn real_services_roles_and_cull_settings_load() {
+    let root = fixtures::fixture("").unwrap_or_else(|e| panic!("{e}"));
+    let mut files = Vec::new();
+    let mut dirs = vec![root];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                // Jinja templates, not values files.
+                if path.file_name().is_some_and(|n| n != "templates") {
+                    dirs.push(path);
+                }
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let (mut services, mut roles, mut culls) = (0, 0, 0);
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let Ok(doc) = serde_yaml_ng::from_str::<Value>(&text) else {
+            continue;
+        };
+        // The z2jh chart's values are at the top, under `jupyterhub:` (2i2c's basehub chart),
+        // or under `basehub.jupyterhub:` (2i2c's daskhub files).
+        let roots = [
+            Some(&doc),
+            doc.get("jupyterhub"),
+            doc.get("basehub").and_then(|b| b.get("jupyterhub")),
+        ];
+        for root in roots.into_iter().flatten() {
+            let mut hub = serde_yaml_ng::Mapping::new();
+            if let Some(h) = root.get("hub") {
+                for key in [
+                    "services",
+                    "loadRoles",
+                    "allowNamedServers",
+                    "namedServerLimitPerUser",
+                ] {
+                    if let Some(v) = h.get(key) {
+                        hub.insert(key.into(), v.clone());
+                    }
+                }
+            }
+            let mut out = serde_yaml_ng::Mapping::new();
+            if !hub.is_empty() {
+                out.insert("hub".into(), Value::Mapping(hub));
+            }
+            if let Some(c) = root.get("cull") {
+                out.insert("cull".into(), c.clone());
+            }
+            if out.is_empty() {
+                continue;
+            }
+            let yaml = serde_yaml_ng::to_string(&out).unwrap();
+            let config = HubConfig::from_yaml_str(&yaml, &file.display().to_string())
+                .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+            services += config.hub.services.len();
+            roles += config.hub.load_roles.len();
+            culls += usize::from(out.contains_key("cull"));
+        }
+    }
+    assert!(services >= 5, "only {services} services loaded");
+    assert!(roles >= 10, "only {roles} roles loaded");
+    assert!(culls >= 2, "only {culls} cull sections loaded");
+}
