@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use chrono::Utc;
-use hubfleet_store::{Token, User};
+use hubfleet_store::{Service, Token, User};
 use subtle::ConstantTimeEq;
 
 use crate::{AppState, HubError};
@@ -15,16 +15,40 @@ pub const XSRF_COOKIE: &str = "_xsrf";
 /// How long a login lasts (JupyterHub's `cookie_max_age_days`).
 pub const LOGIN_DAYS: i64 = 14;
 
+/// Who holds a credential.
+#[derive(Clone, Debug)]
+pub enum Owner {
+    User(User),
+    Service(Service),
+}
+
 /// An authenticated request.
 #[derive(Clone, Debug)]
 pub struct Identity {
-    pub user: User,
+    pub owner: Owner,
     /// Expanded scopes the request holds.
     pub scopes: BTreeSet<String>,
     /// The token used, when authenticated by token.
     pub token: Option<Token>,
     /// The browser session (`jupyterhub-session-id`), if any.
     pub session_id: Option<String>,
+}
+
+impl Identity {
+    /// The user behind the request, if it is a user (not a service).
+    pub fn user(&self) -> Option<&User> {
+        match &self.owner {
+            Owner::User(user) => Some(user),
+            Owner::Service(_) => None,
+        }
+    }
+}
+
+/// A logged-in browser: always a user.
+#[derive(Clone, Debug)]
+pub struct PageUser {
+    pub user: User,
+    pub identity: Identity,
 }
 
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -86,10 +110,23 @@ pub async fn from_cookie(
     };
     touch_user(state, &session.user).await;
     Ok(Some(Identity {
-        scopes: crate::access::user_scopes(&session.user),
-        user: session.user,
+        scopes: crate::access::user_scopes(state, &session.user).await?,
+        owner: Owner::User(session.user),
         token: None,
         session_id: Some(session.session_id),
+    }))
+}
+
+/// The logged-in user of a page.
+pub async fn page_user(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<PageUser>, HubError> {
+    Ok(from_cookie(state, headers).await?.and_then(|identity| {
+        identity
+            .user()
+            .cloned()
+            .map(|user| PageUser { user, identity })
     }))
 }
 
@@ -104,8 +141,16 @@ pub async fn from_token(
     let Some(token) = state.store.find_token(secret).await? else {
         return Ok(None);
     };
-    let Some(user) = state.store.user_by_id(token.user_id).await? else {
-        return Ok(None);
+    let owner = match (token.user_id, token.service_id) {
+        (Some(user_id), _) => match state.store.user_by_id(user_id).await? {
+            Some(user) => Owner::User(user),
+            None => return Ok(None),
+        },
+        (None, Some(service_id)) => match state.store.service_by_id(service_id).await? {
+            Some(service) => Owner::Service(service),
+            None => return Ok(None),
+        },
+        (None, None) => return Ok(None),
     };
     let now = Utc::now();
     if token
@@ -115,13 +160,15 @@ pub async fn from_token(
         let _ = state.store.touch_token(token.id, now).await;
     }
     // A server's own token does not count as its user being active (protocol §3.1).
-    if !token.note.starts_with("Server at ") {
-        touch_user(state, &user).await;
+    if let Owner::User(user) = &owner {
+        if !token.note.starts_with("Server at ") {
+            touch_user(state, user).await;
+        }
     }
     Ok(Some(Identity {
-        scopes: crate::access::token_scopes(&token, &user),
+        scopes: crate::access::token_scopes(state, &token, &owner).await?,
         session_id: token.session_id.clone(),
-        user,
+        owner,
         token: Some(token),
     }))
 }

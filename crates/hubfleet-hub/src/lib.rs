@@ -19,11 +19,13 @@ use hubfleet_store::Store;
 
 mod access;
 mod api;
+pub mod culler;
 mod identity;
 pub mod lifecycle;
 pub mod metrics;
 mod oauth;
 mod pages;
+pub mod services;
 mod templates;
 pub mod urls;
 
@@ -48,7 +50,26 @@ pub struct Settings {
     /// Secure cookies when people reach the hub over https.
     pub secure_cookies: bool,
     pub admin_users: Vec<String>,
+    pub allow_named_servers: bool,
+    /// 0 means no limit.
+    pub named_server_limit_per_user: i64,
+    /// `hub.services`, started (or registered) at start-up.
+    pub services: Vec<services::ServiceDefinition>,
+    /// `hub.loadRoles`.
+    pub roles: Vec<RoleDefinition>,
+    pub culler: Option<culler::CullSettings>,
     pub metrics: metrics::Metrics,
+}
+
+/// A role from the config file (`hub.loadRoles`).
+#[derive(Clone, Debug, Default)]
+pub struct RoleDefinition {
+    pub name: String,
+    pub description: String,
+    pub scopes: Vec<String>,
+    pub users: Vec<String>,
+    pub groups: Vec<String>,
+    pub services: Vec<String>,
 }
 
 impl Settings {
@@ -69,6 +90,11 @@ impl Settings {
             start_timeout: Duration::from_secs(300),
             secure_cookies: false,
             admin_users: Vec::new(),
+            allow_named_servers: false,
+            named_server_limit_per_user: 0,
+            services: Vec::new(),
+            roles: Vec::new(),
+            culler: None,
             metrics: metrics::Metrics::default(),
         }
     }
@@ -118,6 +144,9 @@ pub struct AppState {
     pub lifecycle: Lifecycle,
     pub routes: RouteTable,
     pub templates: Arc<templates::Templates>,
+    pub services: services::Services,
+    /// Notified when the hub should exit (`POST /hub/api/shutdown`).
+    pub shutdown: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +161,14 @@ pub enum HubError {
     NotFound(String),
     #[error("{0}")]
     Forbidden(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    SpawnFailed(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("invalid configuration: {0}")]
+    Config(String),
     #[error(
         "cannot listen on {addr}: {source}. Is another hub running there? Change `hubfleet.listen`"
     )]
@@ -154,6 +191,9 @@ impl HubError {
             HubError::BadRequest(_) => StatusCode::BAD_REQUEST,
             HubError::NotFound(_) => StatusCode::NOT_FOUND,
             HubError::Forbidden(_) => StatusCode::FORBIDDEN,
+            HubError::Conflict(_) => StatusCode::CONFLICT,
+            HubError::SpawnFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            HubError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -208,8 +248,20 @@ impl Hub {
             lifecycle: lifecycle.clone(),
             routes: routes.clone(),
             templates: Arc::new(templates::Templates::new()),
+            services: services::Services::default(),
+            shutdown: Arc::new(tokio::sync::Notify::new()),
         };
         ensure_admins(&state).await?;
+        // Servers keep running while the hub is down: find them again before serving.
+        let (adopted, cleaned) = lifecycle.restore().await?;
+        if adopted + cleaned > 0 {
+            tracing::info!(adopted, cleaned, "checked servers from the previous run");
+        }
+        start_services(&state).await?;
+        load_roles(&state).await?;
+        if let Some(cull) = state.settings.culler.clone() {
+            culler::start(&state, cull).await?;
+        }
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .map_err(|source| HubError::Listen {
@@ -230,11 +282,6 @@ impl Hub {
                 let _ = shutdown_rx.wait_for(|stop| *stop).await;
             },
         ));
-        // Servers keep running while the hub is down: find them again now.
-        let (adopted, cleaned) = lifecycle.restore().await?;
-        if adopted + cleaned > 0 {
-            tracing::info!(adopted, cleaned, "checked servers from the previous run");
-        }
         spawn_background(state.clone());
         Ok(Hub {
             addr,
@@ -250,12 +297,10 @@ impl Hub {
         let _ = self.server.await;
     }
 
-    /// Serve until the proxy task ends.
-    pub async fn wait(self) -> std::io::Result<()> {
-        match self.server.await {
-            Ok(result) => result,
-            Err(e) => Err(std::io::Error::other(e)),
-        }
+    /// Resolves when the API asked the hub to shut down.
+    pub fn shutdown_requested(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let notify = self.state.shutdown.clone();
+        async move { notify.notified().await }
     }
 }
 
@@ -270,6 +315,59 @@ async fn ensure_admins(state: &AppState) -> Result<(), HubError> {
             }
         }
     }
+    Ok(())
+}
+
+/// Register configured services (and forget those removed from the config).
+async fn start_services(state: &AppState) -> Result<(), HubError> {
+    let configured: Vec<&str> = state
+        .settings
+        .services
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    for stale in state.store.list_services().await? {
+        if stale.from_config && !configured.contains(&stale.name.as_str()) {
+            state.services.remove(state, &stale).await?;
+        }
+    }
+    for definition in &state.settings.services {
+        state.services.add(state, definition.clone()).await?;
+    }
+    Ok(())
+}
+
+/// Store `hub.loadRoles`, checking their scopes; roles removed from the config go.
+async fn load_roles(state: &AppState) -> Result<(), HubError> {
+    let mut names = Vec::new();
+    for role in &state.settings.roles {
+        if role.name == "admin" {
+            return Err(HubError::Config(
+                "the `admin` role cannot be redefined in hub.loadRoles".into(),
+            ));
+        }
+        hubfleet_rbac::validate_role_name(&role.name)
+            .map_err(|e| HubError::Config(format!("hub.loadRoles.{}: {e}", role.name)))?;
+        hubfleet_rbac::check_scopes_exist(&role.scopes, &hubfleet_rbac::CustomScopes::default())
+            .map_err(|e| HubError::Config(format!("hub.loadRoles.{}.scopes: {e}", role.name)))?;
+        state
+            .store
+            .put_role(
+                &hubfleet_store::StoredRole {
+                    name: role.name.clone(),
+                    description: role.description.clone(),
+                    scopes: role.scopes.clone(),
+                },
+                &hubfleet_store::RoleMembers {
+                    users: role.users.clone(),
+                    groups: role.groups.clone(),
+                    services: role.services.clone(),
+                },
+            )
+            .await?;
+        names.push(role.name.clone());
+    }
+    state.store.delete_roles_except(&names).await?;
     Ok(())
 }
 
@@ -299,6 +397,7 @@ fn spawn_background(state: AppState) {
 }
 
 fn router(state: AppState) -> axum::Router {
+    use axum::extract::State;
     use axum::routing::{get, post};
     axum::Router::new()
         .merge(api::routes())
@@ -306,13 +405,21 @@ fn router(state: AppState) -> axum::Router {
         .merge(pages::routes())
         .route("/hub/health", get(|| async { StatusCode::OK }))
         .route("/hub/api/health", get(|| async { StatusCode::OK }))
-        .route("/hub/metrics", get(api::metrics))
+        .route("/hub/metrics", get(api::hub::metrics))
         .route(
             "/hub/security/csp-report",
-            post(|| async { StatusCode::OK }),
+            post(|State(state): State<AppState>| async move {
+                state.settings.metrics.csp_report();
+                StatusCode::OK
+            }),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track_requests,
+        ))
         .fallback(pages::fallback)
         .layer(axum::middleware::from_fn(common_headers))
+        .layer(axum::middleware::from_fn(api_errors_as_json))
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
         .with_state(state)
 }
@@ -335,6 +442,47 @@ async fn common_headers(request: axum::extract::Request, next: axum::middleware:
         .entry("content-security-policy")
         .or_insert(axum::http::HeaderValue::from_static(csp));
     response
+}
+
+/// Errors the framework produces itself (413 body too large, 405, 415, 422 from
+/// extractors) become JupyterHub's JSON `{"status", "message"}` on API paths;
+/// API preflight requests get their 200.
+async fn api_errors_as_json(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let is_api = request.uri().path().starts_with("/hub/api");
+    if is_api && request.method() == axum::http::Method::OPTIONS {
+        return (
+            StatusCode::OK,
+            [(
+                axum::http::header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "accept, content-type, authorization",
+            )],
+        )
+            .into_response();
+    }
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/event-stream"));
+    if !is_api || !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body);
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "Request body too large (the limit is 1 MiB)".to_string(),
+        StatusCode::METHOD_NOT_ALLOWED => "Method not allowed".to_string(),
+        _ if text.trim().is_empty() => status.canonical_reason().unwrap_or("Error").to_string(),
+        _ => text.trim().to_string(),
+    };
+    api::json_error(status, &message)
 }
 
 /// Resolve `path` against `base` unless it is absolute.

@@ -6,6 +6,7 @@
 //! token or OAuth client behind.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -86,6 +87,23 @@ pub enum SpawnOutcome {
     AlreadyRunning,
 }
 
+/// How a start ended, as far as a waiter saw.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StartResult {
+    Ready,
+    Failed(String),
+    /// Still starting when the wait ended.
+    Pending,
+}
+
+/// Serialises the operations on one server inside this hub: a start holds the
+/// lock for its whole run; a stop cancels the start and then takes the lock.
+#[derive(Default)]
+struct ServerOp {
+    lock: tokio::sync::Mutex<()>,
+    cancel: AtomicBool,
+}
+
 #[derive(Clone)]
 pub struct Lifecycle {
     inner: Arc<Inner>,
@@ -96,14 +114,15 @@ struct Inner {
     spawner: Arc<dyn Spawner>,
     routes: RouteTable,
     settings: Arc<Settings>,
-    /// Progress of spawns this hub drives, for the SSE stream. Rebuilt as needed:
-    /// a server with no entry here is reported from its database row.
+    /// Progress of starts this hub drives, for the SSE stream. A server with no
+    /// entry here is reported from its database row.
     progress: Mutex<HashMap<ServerKey, watch::Sender<Vec<ProgressEvent>>>>,
+    ops: Mutex<HashMap<ServerKey, Arc<ServerOp>>>,
     /// Identifies this hub process as a lease owner.
     replica: String,
 }
 
-/// How long a start or stop may hold a server's lease before another replica may take over.
+/// How long a start may hold a server's lease before another replica may take over.
 const LEASE: chrono::Duration = chrono::Duration::minutes(15);
 /// Time a server gets between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -122,9 +141,20 @@ impl Lifecycle {
                 routes,
                 settings,
                 progress: Mutex::new(HashMap::new()),
+                ops: Mutex::new(HashMap::new()),
                 replica: format!("hub-{}-{}", std::process::id(), hubfleet_store::new_token()),
             }),
         }
+    }
+
+    fn op(&self, user: &str, server: &str) -> Arc<ServerOp> {
+        self.inner
+            .ops
+            .lock()
+            .expect("ops lock")
+            .entry(key(user, server))
+            .or_default()
+            .clone()
     }
 
     /// Request a start. Returns once the request is recorded; the start goes on in
@@ -132,59 +162,51 @@ impl Lifecycle {
     pub async fn spawn(&self, user: &User, server_name: &str) -> Result<SpawnOutcome, HubError> {
         let inner = &self.inner;
         let server = inner.store.ensure_server(user.id, server_name).await?;
-        match server.phase {
-            Phase::Ready => return Ok(SpawnOutcome::AlreadyRunning),
-            Phase::Starting => return Ok(SpawnOutcome::AlreadyPending),
-            Phase::Stopping => {
-                return Err(HubError::BadRequest(format!(
+        let began = inner
+            .store
+            .begin_start(server.id, &inner.replica, Utc::now() + LEASE)
+            .await?;
+        if !began {
+            let current = inner.store.server(user.id, server_name).await?;
+            return match current.map(|s| s.phase) {
+                Some(Phase::Ready) => Ok(SpawnOutcome::AlreadyRunning),
+                Some(Phase::Stopping) => Err(HubError::BadRequest(format!(
                     "{} is stopping; try again in a few seconds",
                     display_name(&user.name, server_name)
-                )))
-            }
-            Phase::Stopped => {}
+                ))),
+                // Starting here or on another replica (which holds the lease).
+                _ => Ok(SpawnOutcome::AlreadyPending),
+            };
         }
-        if !inner
-            .store
-            .acquire_lease(server.id, &inner.replica, Utc::now() + LEASE)
-            .await?
-        {
-            return Ok(SpawnOutcome::AlreadyPending);
-        }
-        let now = Utc::now();
-        inner
-            .store
-            .update_server(
-                server.id,
-                &ServerUpdate {
-                    phase: Some(Phase::Starting),
-                    phase_detail: Some(Some("requested".into())),
-                    failed_reason: Some(None),
-                    started: Some(Some(now)),
-                    last_activity: Some(Some(now)),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        inner.store.touch_user(user.id, now).await?;
-        inner
-            .store
-            .append_event(&user.name, server_name, "requested", &serde_json::json!({}))
-            .await?;
+        let op = self.op(&user.name, server_name);
+        op.cancel.store(false, Ordering::SeqCst);
         let (tx, _) = watch::channel(vec![ProgressEvent::step(0, "Server requested")]);
         inner
             .progress
             .lock()
             .expect("progress lock")
             .insert(key(&user.name, server_name), tx);
+        // Bookkeeping is best-effort: the start must go on once it is recorded.
+        let _ = inner.store.touch_user(user.id, Utc::now()).await;
+        let _ = inner
+            .store
+            .append_event(&user.name, server_name, "requested", &serde_json::json!({}))
+            .await;
         let this = self.clone();
         let user = user.clone();
         tokio::spawn(async move {
-            let started = Instant::now();
+            let _guard = op.lock.lock().await;
             let name = server.name.clone();
-            let span = tracing::info_span!("spawn", user = %user.name, server = %name);
-            let _enter = span.enter();
-            drop(_enter);
-            match this.run_spawn(&user, &server).await {
+            // A stop may have come (and finished) before this task got the lock.
+            let current = this.inner.store.server(user.id, &name).await.ok().flatten();
+            if op.cancel.load(Ordering::SeqCst)
+                || current.as_ref().map(|s| s.phase) != Some(Phase::Starting)
+            {
+                this.emit(&user.name, &name, ProgressEvent::failed("Spawn cancelled"));
+                return;
+            }
+            let started = Instant::now();
+            match this.run_spawn(&user, &server, &op).await {
                 Ok(url) => {
                     tracing::info!(user = %user.name, server = %name, seconds = started.elapsed().as_secs_f64(), "server ready");
                     this.emit(&user.name, &name, ProgressEvent::ready_at(&url));
@@ -245,35 +267,44 @@ impl Lifecycle {
             .map(|tx| tx.subscribe())
     }
 
-    /// Wait up to `timeout` for a start to finish; true if the server is ready.
-    pub async fn wait_ready(&self, user: &str, server: &str, timeout: Duration) -> bool {
+    /// Wait up to `timeout` for a start to finish.
+    pub async fn wait_ready(&self, user: &str, server: &str, timeout: Duration) -> StartResult {
         let Some(mut rx) = self.progress(user, server) else {
-            return false;
+            return StartResult::Pending;
         };
         let done = tokio::time::timeout(timeout, async {
             loop {
                 if let Some(last) = rx.borrow_and_update().last() {
-                    if last.is_final() {
-                        return last.ready == Some(true);
+                    if last.ready == Some(true) {
+                        return StartResult::Ready;
+                    }
+                    if last.failed == Some(true) {
+                        return StartResult::Failed(last.message.clone());
                     }
                 }
                 if rx.changed().await.is_err() {
-                    return false;
+                    return StartResult::Pending;
                 }
             }
         })
         .await;
-        done.unwrap_or(false)
+        done.unwrap_or(StartResult::Pending)
     }
 
     /// The steps of a start. On failure, undo them and return the reason people see.
-    async fn run_spawn(&self, user: &User, server: &Server) -> Result<String, String> {
+    async fn run_spawn(
+        &self,
+        user: &User,
+        server: &Server,
+        op: &ServerOp,
+    ) -> Result<String, String> {
         let inner = &self.inner;
         let settings = &inner.settings;
         let prefix = urls::server_prefix(&user.name, &server.name);
         let client_id = urls::oauth_client_id(&user.name, &server.name);
         let log_path = settings.log_path(&user.name, &server.name);
         let started_at = Instant::now();
+        let cancelled = || op.cancel.load(Ordering::SeqCst);
 
         let result: Result<String, String> = async {
             // The server's own API token, which is also its OAuth client secret.
@@ -287,7 +318,8 @@ impl Lifecycle {
                 .insert_token(
                     &api_token,
                     &NewToken {
-                        user_id: user.id,
+                        user_id: Some(user.id),
+                        service_id: None,
                         server_id: Some(server.id),
                         client_id: "jupyterhub",
                         session_id: None,
@@ -313,6 +345,9 @@ impl Lifecycle {
                 )
                 .await
                 .map_err(|e| format!("could not register the server's OAuth client: {e}"))?;
+            if cancelled() {
+                return Err("Spawn cancelled".to_string());
+            }
 
             let spec = LaunchSpec {
                 user: user.name.clone(),
@@ -367,11 +402,12 @@ impl Lifecycle {
                 &started.target,
                 &prefix,
                 deadline,
+                &op.cancel,
             )
             .await
             .map_err(|reason| {
                 let tail = hubfleet_spawn::tail_log(&log_path, 2000).unwrap_or_default();
-                if tail.trim().is_empty() {
+                if tail.trim().is_empty() || cancelled() {
                     reason
                 } else {
                     format!("{reason}. The server's log ends with:\n{tail}")
@@ -386,11 +422,15 @@ impl Lifecycle {
                 "Server is up; adding its route".into(),
             )
             .await;
+            let route_started = Instant::now();
             inner.routes.add(
                 &prefix,
                 &started.target,
                 route_data(&user.name, &server.name),
             );
+            settings
+                .metrics
+                .proxy_add(route_started.elapsed().as_secs_f64());
             inner
                 .store
                 .update_server(
@@ -410,7 +450,7 @@ impl Lifecycle {
         match result {
             Ok(url) => {
                 let seconds = started_at.elapsed().as_secs_f64();
-                settings.metrics.spawn_duration(seconds, true);
+                settings.metrics.spawn_duration(seconds, true, "");
                 let _ = inner
                     .store
                     .append_event(
@@ -422,10 +462,21 @@ impl Lifecycle {
                     .await;
                 Ok(url)
             }
+            Err(_) if cancelled() => {
+                // The stop that cancelled this start cleans up once we let go of the lock.
+                Err("Spawn cancelled".to_string())
+            }
             Err(reason) => {
+                let why = if reason.contains("exited") {
+                    "exited"
+                } else if reason.contains("timeout") || reason.contains("did not answer") {
+                    "timeout"
+                } else {
+                    "error"
+                };
                 settings
                     .metrics
-                    .spawn_duration(started_at.elapsed().as_secs_f64(), false);
+                    .spawn_duration(started_at.elapsed().as_secs_f64(), false, why);
                 if let Err(e) = self
                     .tear_down(&user.name, server.id, Some(&reason), "failed")
                     .await
@@ -437,7 +488,8 @@ impl Lifecycle {
         }
     }
 
-    /// Stop a server and remove everything it had. Idempotent.
+    /// Stop a server (cancelling its start if it is starting) and remove everything
+    /// it had. Idempotent.
     pub async fn stop(&self, user: &User, server_name: &str) -> Result<(), HubError> {
         let Some(server) = self.inner.store.server(user.id, server_name).await? else {
             return Ok(());
@@ -445,6 +497,8 @@ impl Lifecycle {
         if server.phase == Phase::Stopped {
             return Ok(());
         }
+        let op = self.op(&user.name, server_name);
+        op.cancel.store(true, Ordering::SeqCst);
         self.inner
             .store
             .update_server(
@@ -456,10 +510,30 @@ impl Lifecycle {
                 },
             )
             .await?;
-        self.tear_down(&user.name, server.id, None, "stopped").await
+        let started = Instant::now();
+        let _guard = op.lock.lock().await;
+        let result = self.tear_down(&user.name, server.id, None, "stopped").await;
+        op.cancel.store(false, Ordering::SeqCst);
+        self.inner
+            .settings
+            .metrics
+            .stop_duration(started.elapsed().as_secs_f64(), result.is_ok());
+        result
     }
 
-    /// Remove route, process, server token and OAuth client; mark stopped.
+    /// Stop every server (for `POST /shutdown` with `servers: true`).
+    pub async fn stop_all(&self) -> Result<(), HubError> {
+        for (user_name, server) in self.inner.store.active_servers().await? {
+            if let Some(user) = self.inner.store.user_by_name(&user_name).await? {
+                self.stop(&user, &server.name).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove route, process, server token and OAuth client; mark stopped. Every
+    /// step is attempted even if an earlier one failed, and the row always ends
+    /// `stopped` if the database allows it.
     async fn tear_down(
         &self,
         user_name: &str,
@@ -476,46 +550,71 @@ impl Lifecycle {
             return Ok(());
         };
         let prefix = urls::server_prefix(user_name, &server.name);
-        inner.routes.remove(&prefix);
+        let route_started = Instant::now();
+        if inner.routes.remove(&prefix) {
+            inner
+                .settings
+                .metrics
+                .proxy_delete(route_started.elapsed().as_secs_f64());
+        }
         if let Some(state) = &server.spawn_state {
             if let Err(e) = inner.spawner.stop(state, STOP_GRACE).await {
                 tracing::warn!(user = user_name, server = %server.name, error = %e, "stopping the server process");
             }
         }
-        for token in inner.store.tokens_of(user.id).await? {
-            if token.server_id == Some(server.id) {
-                inner.store.delete_token(token.id).await?;
+        let mut first_error: Option<HubError> = None;
+        let mut note = |result: Result<(), hubfleet_store::StoreError>| {
+            if let Err(e) = result {
+                tracing::error!(user = user_name, error = %e, "cleaning up a server");
+                first_error.get_or_insert(e.into());
             }
+        };
+        match inner.store.tokens_of(user.id).await {
+            Ok(tokens) => {
+                for token in tokens
+                    .into_iter()
+                    .filter(|t| t.server_id == Some(server.id))
+                {
+                    note(inner.store.delete_token(token.id).await.map(|_| ()));
+                }
+            }
+            Err(e) => note(Err(e)),
         }
-        inner
-            .store
-            .delete_oauth_client(&urls::oauth_client_id(user_name, &server.name))
-            .await?;
+        note(
+            inner
+                .store
+                .delete_oauth_client(&urls::oauth_client_id(user_name, &server.name))
+                .await,
+        );
         let now = Utc::now();
-        inner
-            .store
-            .update_server(
-                server.id,
-                &ServerUpdate {
-                    phase: Some(Phase::Stopped),
-                    phase_detail: Some(None),
-                    target: Some(None),
-                    spawn_state: Some(None),
-                    started: Some(None),
-                    last_activity: Some(Some(now)),
-                    failed_reason: Some(failed_reason.map(str::to_string)),
-                },
-            )
-            .await?;
-        inner.store.touch_user(user.id, now).await?;
+        note(
+            inner
+                .store
+                .update_server(
+                    server.id,
+                    &ServerUpdate {
+                        phase: Some(Phase::Stopped),
+                        phase_detail: Some(None),
+                        target: Some(None),
+                        spawn_state: Some(None),
+                        started: Some(None),
+                        last_activity: Some(Some(now)),
+                        failed_reason: Some(failed_reason.map(str::to_string)),
+                        ..Default::default()
+                    },
+                )
+                .await,
+        );
+        note(inner.store.release_lease(server.id, &inner.replica).await);
+        let _ = inner.store.touch_user(user.id, now).await;
         let detail = match failed_reason {
             Some(reason) => serde_json::json!({ "reason": reason }),
             None => serde_json::json!({}),
         };
-        inner
+        let _ = inner
             .store
             .append_event(user_name, &server.name, event, &detail)
-            .await?;
+            .await;
         if failed_reason.is_none() {
             inner
                 .progress
@@ -523,89 +622,137 @@ impl Lifecycle {
                 .expect("progress lock")
                 .remove(&key(user_name, &server.name));
         }
-        Ok(())
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
-    /// After a hub (re)start: re-adopt servers that still run, restore their
-    /// routes, and clean up those that died while the hub was down.
+    /// After a hub (re)start, before serving: re-adopt servers whose process still
+    /// runs and restore their routes; clean up those that died while the hub was
+    /// down and starts that the restart interrupted.
     pub async fn restore(&self) -> Result<(usize, usize), HubError> {
+        let started = Instant::now();
         let active = self.inner.store.active_servers().await?;
         let checks = active.into_iter().map(|(user_name, server)| {
             let this = self.clone();
             async move {
-                let alive = this.check_alive(&user_name, &server).await;
-                if alive {
+                let alive = server.phase == Phase::Ready && this.process_running(&server).await;
+                if let (true, Some(target)) = (alive, &server.target) {
                     let prefix = urls::server_prefix(&user_name, &server.name);
-                    if let Some(target) = &server.target {
-                        this.inner
-                            .routes
-                            .add(&prefix, target, route_data(&user_name, &server.name));
-                    }
-                    if server.phase != Phase::Ready {
-                        let _ = this
-                            .inner
-                            .store
-                            .update_server(
-                                server.id,
-                                &ServerUpdate {
-                                    phase: Some(Phase::Ready),
-                                    phase_detail: Some(None),
-                                    ..Default::default()
-                                },
-                            )
-                            .await;
-                    }
+                    this.inner.routes.add(&prefix, target, route_data(&user_name, &server.name));
+                    let _ = this.inner.store.release_lease(server.id, "").await;
                     tracing::info!(user = %user_name, server = %server.name, "re-adopted a running server");
                     true
                 } else {
-                    tracing::info!(user = %user_name, server = %server.name, "server stopped while the hub was down");
                     let reason = (server.phase == Phase::Starting)
-                        .then_some("the hub restarted while the server was starting");
+                        .then_some("the hub restarted while the server was starting; start it again");
+                    tracing::info!(user = %user_name, server = %server.name, phase = server.phase.as_str(), "server stopped while the hub was down");
                     if let Err(e) = this.tear_down(&user_name, server.id, reason, "stopped").await {
                         tracing::error!(user = %user_name, error = %e, "cleaning up a stopped server");
                     }
+                    // The previous hub process held the lease: it is gone.
+                    let _ = this.inner.store.force_release_lease(server.id).await;
                     false
                 }
             }
         });
         let results = futures_util::future::join_all(checks).await;
         let adopted = results.iter().filter(|alive| **alive).count();
+        self.inner
+            .settings
+            .metrics
+            .init_spawners(started.elapsed().as_secs_f64());
         Ok((adopted, results.len() - adopted))
     }
 
-    async fn check_alive(&self, user_name: &str, server: &Server) -> bool {
-        let (Some(state), Some(target)) = (&server.spawn_state, &server.target) else {
+    async fn process_running(&self, server: &Server) -> bool {
+        let Some(state) = &server.spawn_state else {
             return false;
         };
-        if server.phase == Phase::Stopping {
-            return false;
-        }
-        match self.inner.spawner.poll(state).await {
-            Ok(PollStatus::Running) => {}
-            _ => return false,
-        }
-        let prefix = urls::server_prefix(user_name, &server.name);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        wait_up(&*self.inner.spawner, state, target, &prefix, deadline)
-            .await
-            .is_ok()
+        let started = Instant::now();
+        let running = matches!(
+            self.inner.spawner.poll(state).await,
+            Ok(PollStatus::Running)
+        );
+        self.inner
+            .settings
+            .metrics
+            .poll_duration(started.elapsed().as_secs_f64(), running);
+        running
     }
 
-    /// Find ready servers whose process has gone, and clean them up.
+    /// Find ready servers whose process has gone, and clean them up. Servers busy
+    /// with a start or stop in this hub are left to that operation.
     pub async fn poll_all(&self) -> Result<(), HubError> {
         for (user_name, server) in self.inner.store.active_servers().await? {
             if server.phase != Phase::Ready {
                 continue;
             }
-            let Some(state) = &server.spawn_state else {
+            let op = self.op(&user_name, &server.name);
+            let Ok(_guard) = op.lock.try_lock() else {
                 continue;
             };
-            if let Ok(PollStatus::Exited(code)) = self.inner.spawner.poll(state).await {
-                tracing::warn!(user = %user_name, server = %server.name, ?code, "server exited on its own");
-                self.tear_down(&user_name, server.id, None, "exited")
+            // Re-read under the lock: the snapshot may be stale.
+            let Some(user) = self.inner.store.user_by_name(&user_name).await? else {
+                continue;
+            };
+            let Some(current) = self.inner.store.server(user.id, &server.name).await? else {
+                continue;
+            };
+            if current.phase != Phase::Ready || current.spawn_state != server.spawn_state {
+                continue;
+            }
+            if !self.process_running(&current).await {
+                tracing::warn!(user = %user_name, server = %server.name, "server exited on its own");
+                self.tear_down(&user_name, current.id, None, "exited")
                     .await?;
             }
         }
+        Ok(())
+    }
+
+    /// Make the proxy's routes match the database: add missing routes of ready
+    /// servers, fix wrong targets, drop routes of servers that are not ready.
+    pub async fn check_routes(&self) -> Result<(), HubError> {
+        let started = Instant::now();
+        let mut expected = std::collections::BTreeSet::new();
+        for (user_name, server) in self.inner.store.active_servers().await? {
+            if server.phase != Phase::Ready {
+                // Pending starts add their route themselves.
+                expected.insert(
+                    urls::server_prefix(&user_name, &server.name)
+                        .trim_end_matches('/')
+                        .to_string(),
+                );
+                continue;
+            }
+            let Some(target) = &server.target else {
+                continue;
+            };
+            let prefix = urls::server_prefix(&user_name, &server.name);
+            expected.insert(prefix.trim_end_matches('/').to_string());
+            if self
+                .inner
+                .routes
+                .get(&prefix)
+                .is_none_or(|r| &r.target != target)
+            {
+                self.inner
+                    .routes
+                    .add(&prefix, target, route_data(&user_name, &server.name));
+            }
+        }
+        for (path, route) in self.inner.routes.all() {
+            if route.data.contains_key("user") && !expected.contains(&path) {
+                tracing::info!(route = %path, "removing a route with no ready server");
+                self.inner.routes.remove(&path);
+            }
+        }
+        self.inner
+            .settings
+            .metrics
+            .check_routes(started.elapsed().as_secs_f64());
         Ok(())
     }
 
@@ -655,6 +802,7 @@ async fn wait_up(
     target: &str,
     prefix: &str,
     deadline: Instant,
+    cancel: &AtomicBool,
 ) -> Result<(), String> {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -666,6 +814,9 @@ async fn wait_up(
     // (upstream backs off to 5 s, which adds seconds to many spawns).
     let mut wait = Duration::from_millis(20);
     loop {
+        if cancel.load(Ordering::SeqCst) {
+            return Err("Spawn cancelled".to_string());
+        }
         if let Ok(PollStatus::Exited(code)) = spawner.poll(state).await {
             return Err(match code {
                 Some(code) => {

@@ -54,7 +54,7 @@ async fn authorize(
     RawQuery(query): RawQuery,
 ) -> Result<Response, HubError> {
     let query = query.unwrap_or_default();
-    let Some(me) = identity::from_cookie(&state, &headers).await? else {
+    let Some(me) = identity::page_user(&state, &headers).await? else {
         let next = format!("/hub/api/oauth2/authorize?{query}");
         return Ok(pages::login_redirect(&next));
     };
@@ -124,7 +124,8 @@ async fn authorize(
             ));
         }
     };
-    // Only the server's owner (or an admin, who holds access:servers everywhere) gets in.
+    // Only the server's owner, or someone holding access:servers (services:
+    // access:services) on it, gets in.
     let owns = match client.server_id {
         Some(server_id) => state
             .store
@@ -135,18 +136,33 @@ async fn authorize(
         None => false,
     };
     let access_scope = client.allowed_scopes.first().cloned().unwrap_or_default();
-    let target = access_scope
-        .strip_prefix("access:servers!server=")
-        .unwrap_or("");
-    let (owner, server) = target.split_once('/').unwrap_or((target, ""));
-    if !owns
-        && crate::access::check(
-            &me.scopes,
-            &["access:servers"],
-            &hubfleet_rbac::Target::Server(owner, server),
+    let allowed = if owns {
+        true
+    } else if let Some(service) = access_scope.strip_prefix("access:services!service=") {
+        crate::access::check(
+            &state,
+            &me.identity.scopes,
+            &["access:services"],
+            &hubfleet_rbac::Target::Service(service),
         )
-        .is_err()
-    {
+        .await
+        .is_ok()
+    } else {
+        let target = access_scope
+            .strip_prefix("access:servers!server=")
+            .unwrap_or("");
+        let (owner, server) = target.split_once('/').unwrap_or((target, ""));
+        !target.is_empty()
+            && crate::access::check(
+                &state,
+                &me.identity.scopes,
+                &["access:servers"],
+                &hubfleet_rbac::Target::Server(owner, server),
+            )
+            .await
+            .is_ok()
+    };
+    if !allowed {
         return Ok(pages::error_page(
             &state,
             StatusCode::FORBIDDEN,
@@ -170,7 +186,7 @@ async fn authorize(
             &OAuthCode {
                 client_id: client.identifier.clone(),
                 user_id: me.user.id,
-                session_id: me.session_id.clone(),
+                session_id: me.identity.session_id.clone(),
                 scopes,
                 redirect_uri: redirect_uri.clone(),
                 code_challenge: challenge,
@@ -293,7 +309,8 @@ async fn token(
         .insert_token(
             &access_token,
             &NewToken {
-                user_id: code.user_id,
+                user_id: Some(code.user_id),
+                service_id: None,
                 server_id: None,
                 client_id,
                 session_id: code.session_id.as_deref(),

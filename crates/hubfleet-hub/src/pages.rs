@@ -14,7 +14,7 @@ use hubfleet_store::{Phase, User};
 use minijinja::context;
 use serde::Deserialize;
 
-use crate::identity::{self, Identity};
+use crate::identity::{self, PageUser};
 use crate::{urls, AppState, HubError};
 
 pub fn routes() -> Router<AppState> {
@@ -74,8 +74,8 @@ async fn page_user(
     state: &AppState,
     headers: &HeaderMap,
     uri: &Uri,
-) -> Result<Result<Identity, Response>, HubError> {
-    match identity::from_cookie(state, headers).await? {
+) -> Result<Result<PageUser, Response>, HubError> {
+    match identity::page_user(state, headers).await? {
         Some(identity) => Ok(Ok(identity)),
         None => {
             let next = uri
@@ -189,12 +189,20 @@ async fn login_submit(
     };
     let user = match state.store.user_by_name(&info.name).await? {
         Some(user) => user,
-        None => {
-            state
+        None => match state
+            .store
+            .create_user(&info.name, info.admin.unwrap_or(false))
+            .await
+        {
+            Ok(user) => user,
+            // Two first logins at once: the other one created the user.
+            Err(hubfleet_store::StoreError::Conflict { .. }) => state
                 .store
-                .create_user(&info.name, info.admin.unwrap_or(false))
+                .user_by_name(&info.name)
                 .await?
-        }
+                .ok_or_else(|| HubError::NotFound(info.name.clone()))?,
+            Err(e) => return Err(e.into()),
+        },
     };
     if let Some(admin) = info.admin {
         if admin != user.admin {
@@ -276,15 +284,17 @@ fn first_line(text: &str) -> String {
 }
 
 /// The user a page acts on: yourself, or anyone for an admin.
-async fn target_user(state: &AppState, me: &Identity, name: &str) -> Result<User, HubError> {
+async fn target_user(state: &AppState, me: &PageUser, name: &str) -> Result<User, HubError> {
     if name == me.user.name {
         return Ok(me.user.clone());
     }
     crate::access::check(
-        &me.scopes,
+        state,
+        &me.identity.scopes,
         &["servers"],
         &hubfleet_rbac::Target::Server(name, ""),
-    )?;
+    )
+    .await?;
     state
         .store
         .user_by_name(name)
@@ -363,6 +373,7 @@ async fn spawn_page(
         .lifecycle
         .wait_ready(&user.name, "", Duration::from_secs(1))
         .await
+        == crate::lifecycle::StartResult::Ready
     {
         return Ok(found(next.as_deref().unwrap_or(&server_url)).into_response());
     }
@@ -476,7 +487,15 @@ async fn user_url_inner(
     uri: Uri,
     RawQuery(query): RawQuery,
 ) -> Result<Response, HubError> {
-    let server_path = format!("{}{}", urls::server_prefix(&name, ""), path);
+    // Rebuild from the raw (still percent-encoded) path: `%23`, `%3F` or `%2F` in a
+    // file name must survive the round trip.
+    let raw_rest = uri
+        .path()
+        .strip_prefix("/hub/user/")
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(_, rest)| rest)
+        .unwrap_or("");
+    let server_path = format!("{}{}", urls::server_prefix(&name, ""), raw_rest);
     let wants_json = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -505,10 +524,12 @@ async fn user_url_inner(
         }
     };
     if crate::access::check(
+        &state,
         &me.scopes,
         &["access:servers"],
         &hubfleet_rbac::Target::Server(&name, ""),
     )
+    .await
     .is_err()
     {
         return Err(HubError::NotFound(format!(
@@ -528,7 +549,7 @@ async fn user_url_inner(
             .and_then(|(_, v)| v.parse().ok())
             .unwrap_or(0);
         if redirects >= 4 {
-            return Err(HubError::BadRequest("Redirect loop detected.".into()));
+            return Err(HubError::SpawnFailed("Redirect loop detected.".into()));
         }
         let rest: Vec<(String, String)> =
             url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())

@@ -53,6 +53,10 @@ impl Templates {
             ),
             ("error.html", include_str!("../templates/error.html")),
             (
+                "accept_share.html",
+                include_str!("../templates/accept_share.html"),
+            ),
+            (
                 "not_running.html",
                 include_str!("../templates/not_running.html"),
             ),

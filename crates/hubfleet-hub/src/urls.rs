@@ -59,6 +59,11 @@ pub fn safe_next(next: &str) -> Option<String> {
         return None;
     }
     let mut path = joined.path().to_string();
+    // Dot segments can turn `/.//evil.example` into `//evil.example` once
+    // normalised: a network-path reference, i.e. another site.
+    if path.starts_with("//") {
+        return None;
+    }
     if let Some(query) = joined.query() {
         path.push('?');
         path.push_str(query);
@@ -95,6 +100,9 @@ mod tests {
             "evil.example",
             "javascript:alert(1)",
             "/\t/evil.example",
+            "/.//evil.example",
+            "/a/..//evil.example",
+            "/%2e//evil.example",
             "",
         ] {
             assert_eq!(safe_next(evil), None, "{evil:?} accepted");

@@ -13,9 +13,17 @@ use chrono::{DateTime, TimeZone, Utc};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+pub mod groups;
+pub mod roles;
 pub mod secret;
+pub mod shares;
+pub mod users;
 
+pub use groups::{Group, GroupError};
+pub use roles::{RoleMembers, StoredRole};
 pub use secret::new_token;
+pub use shares::{Grantee, Share, ShareCode, ShareCodeQuery, ShareQuery, ShareWith, SharedServer};
+pub use users::{ServerState, UserQuery, UserSort};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -63,6 +71,20 @@ pub struct User {
     pub last_activity: Option<DateTime<Utc>>,
 }
 
+#[derive(Clone, Debug, PartialEq)]
+pub struct Service {
+    pub id: i64,
+    pub name: String,
+    pub admin: bool,
+    /// Where the service listens (`http://127.0.0.1:10101`), or `""` when it has no URL.
+    pub url: String,
+    pub display: bool,
+    pub info: serde_json::Value,
+    pub oauth_client_id: Option<String>,
+    /// Defined in the config file: not deletable through the API.
+    pub from_config: bool,
+}
+
 /// Where a server is in its life. Stored as text; see the hub's lifecycle module
 /// for the transitions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +129,7 @@ pub struct Server {
     pub id: i64,
     pub user_id: i64,
     pub name: String,
+    pub display_name: String,
     pub phase: Phase,
     /// Human words for the current step ("waiting for HTTP"), shown while starting.
     pub phase_detail: Option<String>,
@@ -125,6 +148,7 @@ pub struct Server {
 #[derive(Clone, Debug, Default)]
 pub struct ServerUpdate {
     pub phase: Option<Phase>,
+    pub user_options: Option<serde_json::Value>,
     pub phase_detail: Option<Option<String>>,
     pub target: Option<Option<String>>,
     pub spawn_state: Option<Option<serde_json::Value>>,
@@ -136,7 +160,9 @@ pub struct ServerUpdate {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Token {
     pub id: i64,
-    pub user_id: i64,
+    /// The owner: a user or a service.
+    pub user_id: Option<i64>,
+    pub service_id: Option<i64>,
     pub server_id: Option<i64>,
     pub client_id: String,
     pub session_id: Option<String>,
@@ -149,7 +175,8 @@ pub struct Token {
 
 #[derive(Clone, Debug)]
 pub struct NewToken<'a> {
-    pub user_id: i64,
+    pub user_id: Option<i64>,
+    pub service_id: Option<i64>,
     pub server_id: Option<i64>,
     /// `jupyterhub` for ordinary API tokens, else the OAuth client's identifier.
     pub client_id: &'a str,
@@ -208,7 +235,7 @@ fn opt_time(row: &AnyRow, col: &str) -> Result<Option<DateTime<Utc>>> {
     Ok(row.try_get::<Option<i64>, _>(col)?.map(from_micros))
 }
 
-fn json_col(row: &AnyRow, col: &str, what: &'static str) -> Result<serde_json::Value> {
+pub(crate) fn json_col(row: &AnyRow, col: &str, what: &'static str) -> Result<serde_json::Value> {
     let text: String = row.try_get(col)?;
     serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
         what,
@@ -216,20 +243,20 @@ fn json_col(row: &AnyRow, col: &str, what: &'static str) -> Result<serde_json::V
     })
 }
 
-fn string_list(row: &AnyRow, col: &str, what: &'static str) -> Result<Vec<String>> {
+pub(crate) fn string_list(row: &AnyRow, col: &str, what: &'static str) -> Result<Vec<String>> {
     serde_json::from_value(json_col(row, col, what)?).map_err(|e| StoreError::Corrupt {
         what,
         detail: e.to_string(),
     })
 }
 
-fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {
+pub(crate) fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
-const USER_COLS: &str = "u.id, u.name, u.admin, u.created, u.last_activity";
+pub(crate) const USER_COLS: &str = "u.id, u.name, u.admin, u.created, u.last_activity";
 
-fn user_from_row(row: &AnyRow) -> Result<User> {
+pub(crate) fn user_from_row(row: &AnyRow) -> Result<User> {
     Ok(User {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -239,15 +266,32 @@ fn user_from_row(row: &AnyRow) -> Result<User> {
     })
 }
 
-const SERVER_COLS: &str = "id, user_id, name, phase, phase_detail, target, spawn_state, \
+const SERVICE_COLS: &str = "id, name, admin, url, display, info, oauth_client_id, from_config";
+
+fn service_from_row(row: &AnyRow) -> Result<Service> {
+    Ok(Service {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        admin: row.try_get::<i64, _>("admin")? != 0,
+        url: row.try_get("url")?,
+        display: row.try_get::<i64, _>("display")? != 0,
+        info: json_col(row, "info", "service info")?,
+        oauth_client_id: row.try_get("oauth_client_id")?,
+        from_config: row.try_get::<i64, _>("from_config")? != 0,
+    })
+}
+
+pub(crate) const SERVER_COLS: &str =
+    "id, user_id, name, display_name, phase, phase_detail, target, spawn_state, \
     user_options, started, last_activity, failed_reason";
 
-fn server_from_row(row: &AnyRow) -> Result<Server> {
+pub(crate) fn server_from_row(row: &AnyRow) -> Result<Server> {
     let spawn_state: Option<String> = row.try_get("spawn_state")?;
     Ok(Server {
         id: row.try_get("id")?,
         user_id: row.try_get("user_id")?,
         name: row.try_get("name")?,
+        display_name: row.try_get("display_name")?,
         phase: row.try_get::<String, _>("phase")?.parse()?,
         phase_detail: row.try_get("phase_detail")?,
         target: row.try_get("target")?,
@@ -265,13 +309,14 @@ fn server_from_row(row: &AnyRow) -> Result<Server> {
     })
 }
 
-const TOKEN_COLS: &str = "id, user_id, server_id, client_id, session_id, scopes, note, \
-    created, expires_at, last_activity";
+const TOKEN_COLS: &str = "id, user_id, service_id, server_id, client_id, session_id, scopes, \
+    note, created, expires_at, last_activity";
 
 fn token_from_row(row: &AnyRow) -> Result<Token> {
     Ok(Token {
         id: row.try_get("id")?,
         user_id: row.try_get("user_id")?,
+        service_id: row.try_get("service_id")?,
         server_id: row.try_get("server_id")?,
         client_id: row.try_get("client_id")?,
         session_id: row.try_get("session_id")?,
@@ -283,7 +328,7 @@ fn token_from_row(row: &AnyRow) -> Result<Token> {
     })
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
@@ -391,6 +436,88 @@ impl Store {
         row.as_ref().map(user_from_row).transpose()
     }
 
+    // ---- services ----
+
+    /// Create or update a service by name.
+    pub async fn upsert_service(&self, service: &Service) -> Result<Service> {
+        let existing = self.service_by_name(&service.name).await?;
+        match existing {
+            Some(old) => {
+                sqlx::query(
+                    "UPDATE services SET admin = $1, url = $2, display = $3, info = $4, \
+                     oauth_client_id = $5, from_config = $6 WHERE id = $7",
+                )
+                .bind(service.admin as i64)
+                .bind(&service.url)
+                .bind(service.display as i64)
+                .bind(json_text(&service.info))
+                .bind(&service.oauth_client_id)
+                .bind(service.from_config as i64)
+                .bind(old.id)
+                .execute(&self.pool)
+                .await?;
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO services (name, admin, url, display, info, oauth_client_id, \
+                     from_config) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&service.name)
+                .bind(service.admin as i64)
+                .bind(&service.url)
+                .bind(service.display as i64)
+                .bind(json_text(&service.info))
+                .bind(&service.oauth_client_id)
+                .bind(service.from_config as i64)
+                .execute(&self.pool)
+                .await?;
+            }
+        }
+        self.service_by_name(&service.name)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt {
+                what: "service",
+                detail: format!("service `{}` vanished after it was written", service.name),
+            })
+    }
+
+    pub async fn service_by_name(&self, name: &str) -> Result<Option<Service>> {
+        let row = sqlx::query(&format!(
+            "SELECT {SERVICE_COLS} FROM services WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(service_from_row).transpose()
+    }
+
+    pub async fn service_by_id(&self, id: i64) -> Result<Option<Service>> {
+        let row = sqlx::query(&format!(
+            "SELECT {SERVICE_COLS} FROM services WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(service_from_row).transpose()
+    }
+
+    pub async fn list_services(&self) -> Result<Vec<Service>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SERVICE_COLS} FROM services ORDER BY name"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(service_from_row).collect()
+    }
+
+    pub async fn delete_service(&self, id: i64) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM services WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     pub async fn user_by_id(&self, id: i64) -> Result<Option<User>> {
         let row = sqlx::query(&format!("SELECT {USER_COLS} FROM users u WHERE u.id = $1"))
             .bind(id)
@@ -404,6 +531,17 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(user_from_row).collect()
+    }
+
+    /// Users active since `since` (the `jupyterhub_active_users` gauge).
+    pub async fn count_active_users(&self, since: DateTime<Utc>) -> Result<i64> {
+        Ok(
+            sqlx::query("SELECT COUNT(*) AS n FROM users WHERE last_activity >= $1")
+                .bind(to_micros(since))
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("n")?,
+        )
     }
 
     pub async fn count_users(&self) -> Result<i64> {
@@ -587,7 +725,7 @@ impl Store {
     /// Every server not in phase `stopped`, with its owner's name.
     pub async fn active_servers(&self) -> Result<Vec<(String, Server)>> {
         let rows = sqlx::query(
-            "SELECT s.id, s.user_id, s.name, s.phase, s.phase_detail, s.target, s.spawn_state, \
+            "SELECT s.id, s.user_id, s.name, s.display_name, s.phase, s.phase_detail, s.target, s.spawn_state, \
              s.user_options, s.started, s.last_activity, s.failed_reason, u.name AS user_name \
              FROM servers s JOIN users u ON u.id = s.user_id WHERE s.phase <> $1 ORDER BY s.id",
         )
@@ -612,6 +750,9 @@ impl Store {
         }
         if update.phase_detail.is_some() {
             next("phase_detail");
+        }
+        if update.user_options.is_some() {
+            next("user_options");
         }
         if update.target.is_some() {
             next("target");
@@ -638,6 +779,9 @@ impl Store {
         }
         if let Some(detail) = &update.phase_detail {
             query = query.bind(detail.clone());
+        }
+        if let Some(options) = &update.user_options {
+            query = query.bind(json_text(options));
         }
         if let Some(target) = &update.target {
             query = query.bind(target.clone());
@@ -671,6 +815,31 @@ impl Store {
         Ok(())
     }
 
+    /// Move a stopped server to `starting`, taking its lease, in one statement: of two
+    /// concurrent starts (in one hub or two replicas) exactly one gets `true`.
+    pub async fn begin_start(
+        &self,
+        server_id: i64,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let now = Utc::now();
+        let done = sqlx::query(
+            "UPDATE servers SET phase = $1, phase_detail = 'requested', failed_reason = NULL, \
+             started = $2, last_activity = $2, lease_owner = $3, lease_until = $4 \
+             WHERE id = $5 AND phase = $6 AND (lease_owner IS NULL OR lease_until < $2)",
+        )
+        .bind(Phase::Starting.as_str())
+        .bind(to_micros(now))
+        .bind(owner)
+        .bind(to_micros(until))
+        .bind(server_id)
+        .bind(Phase::Stopped.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Take (or renew) the right to drive this server's start or stop until `until`.
     /// Returns false when another hub replica holds a live lease.
     pub async fn acquire_lease(
@@ -692,6 +861,15 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Drop any lease on the server (its holder is known to be gone).
+    pub async fn force_release_lease(&self, server_id: i64) -> Result<()> {
+        sqlx::query("UPDATE servers SET lease_owner = NULL, lease_until = NULL WHERE id = $1")
+            .bind(server_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn release_lease(&self, server_id: i64, owner: &str) -> Result<()> {
         sqlx::query(
             "UPDATE servers SET lease_owner = NULL, lease_until = NULL \
@@ -709,11 +887,12 @@ impl Store {
     /// Store a token; only a salted hash of `secret` is kept.
     pub async fn insert_token(&self, secret: &str, new: &NewToken<'_>) -> Result<Token> {
         let row = sqlx::query(&format!(
-            "INSERT INTO api_tokens (user_id, server_id, client_id, session_id, prefix, hashed, \
-             scopes, note, created, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-             RETURNING {TOKEN_COLS}"
+            "INSERT INTO api_tokens (user_id, service_id, server_id, client_id, session_id, prefix, \
+             hashed, scopes, note, created, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {TOKEN_COLS}"
         ))
         .bind(new.user_id)
+        .bind(new.service_id)
         .bind(new.server_id)
         .bind(new.client_id)
         .bind(new.session_id)
@@ -764,6 +943,49 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    pub async fn tokens_of_service(&self, service_id: i64) -> Result<Vec<Token>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLS} FROM api_tokens WHERE service_id = $1 ORDER BY id"
+        ))
+        .bind(service_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    pub async fn token_by_id(&self, token_id: i64) -> Result<Option<Token>> {
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLS} FROM api_tokens WHERE id = $1"
+        ))
+        .bind(token_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    /// Delete every token of a user issued by one OAuth client (revoking an OAuth token
+    /// revokes them all, as upstream).
+    pub async fn delete_client_tokens_of(&self, user_id: i64, client_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM api_tokens WHERE user_id = $1 AND client_id = $2")
+            .bind(user_id)
+            .bind(client_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Descriptions of OAuth clients by identifier (the token model's `oauth_client`).
+    pub async fn oauth_client_descriptions(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, String>> {
+        let rows = sqlx::query("SELECT identifier, description FROM oauth_clients")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("identifier")?, r.try_get("description")?)))
+            .collect()
     }
 
     pub async fn delete_token(&self, token_id: i64) -> Result<bool> {
@@ -872,26 +1094,21 @@ impl Store {
         Ok(())
     }
 
-    /// Remove and return an unexpired code of `client_id`: a code works once.
+    /// Remove and return an unexpired code of `client_id`: a code works once, even
+    /// when two exchanges race (one `DELETE … RETURNING`).
     pub async fn take_oauth_code(&self, code: &str, client_id: &str) -> Result<Option<OAuthCode>> {
-        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
-            "SELECT client_id, user_id, session_id, scopes, redirect_uri, code_challenge, \
-             code_challenge_method, expires_at FROM oauth_codes \
-             WHERE code_hash = $1 AND client_id = $2",
+            "DELETE FROM oauth_codes WHERE code_hash = $1 AND client_id = $2 \
+             RETURNING client_id, user_id, session_id, scopes, redirect_uri, code_challenge, \
+             code_challenge_method, expires_at",
         )
         .bind(secret::lookup_hash(code))
         .bind(client_id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else {
             return Ok(None);
         };
-        sqlx::query("DELETE FROM oauth_codes WHERE code_hash = $1")
-            .bind(secret::lookup_hash(code))
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
         let code = OAuthCode {
             client_id: row.try_get("client_id")?,
             user_id: row.try_get("user_id")?,

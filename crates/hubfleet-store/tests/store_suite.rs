@@ -140,7 +140,8 @@ async fn sessions(store: &Store) {
         .insert_token(
             &oauth_token,
             &NewToken {
-                user_id: alice.id,
+                user_id: Some(alice.id),
+                service_id: None,
                 server_id: None,
                 client_id: "jupyterhub-user-alice",
                 session_id: Some("sess-1"),
@@ -246,7 +247,8 @@ async fn tokens(store: &Store) {
         .insert_token(
             &secret,
             &NewToken {
-                user_id: alice.id,
+                user_id: Some(alice.id),
+                service_id: None,
                 server_id: Some(server.id),
                 client_id: "jupyterhub",
                 session_id: None,
@@ -272,7 +274,8 @@ async fn tokens(store: &Store) {
         .insert_token(
             &expired,
             &NewToken {
-                user_id: alice.id,
+                user_id: Some(alice.id),
+                service_id: None,
                 server_id: None,
                 client_id: "jupyterhub",
                 session_id: None,
@@ -359,7 +362,8 @@ async fn oauth(store: &Store) {
         .insert_token(
             &issued,
             &NewToken {
-                user_id: alice.id,
+                user_id: Some(alice.id),
+                service_id: None,
                 server_id: None,
                 client_id: &client.identifier,
                 session_id: Some("sess"),
@@ -435,4 +439,421 @@ async fn bad_urls_are_explained() {
         text.contains("cannot connect") && !text.contains(":pw@"),
         "{text}"
     );
+}
+
+// ---- groups and sharing (own users, own store) ----
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+async fn groups(store: &Store) {
+    use hubfleet_store::GroupError;
+    for name in ["ann", "ben", "cat"] {
+        store.create_user(name, false).await.unwrap();
+    }
+    let created = store
+        .create_groups(&names(&["g1", "g2"]), &names(&["ben", "ann"]))
+        .await
+        .unwrap();
+    assert_eq!(created.len(), 2);
+    assert_eq!(created[0].name, "g1");
+    assert_eq!(created[0].users, ["ann", "ben"]);
+    assert!(created[1].properties.is_empty());
+
+    // All or nothing: a conflict on the second name leaves the first uncreated.
+    let err = store
+        .create_groups(&names(&["g3", "g1"]), &[])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, GroupError::Store(StoreError::Conflict { what: "group", ref name }) if name == "g1"),
+        "{err}"
+    );
+    assert!(store.group("g3").await.unwrap().is_none());
+    // A name repeated in one request is a conflict too.
+    let err = store
+        .create_groups(&names(&["g5", "g5"]), &[])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, GroupError::Store(StoreError::Conflict { .. })),
+        "{err}"
+    );
+    assert!(store.group("g5").await.unwrap().is_none());
+    // An unknown member: nothing created, the name said.
+    let err = store
+        .create_group("g4", &names(&["ann", "nobody"]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, GroupError::NoSuchUser(ref n) if n == "nobody"),
+        "{err}"
+    );
+    assert!(store.group("g4").await.unwrap().is_none());
+
+    let g1 = store.group("g1").await.unwrap().unwrap();
+    assert_eq!(g1.users, ["ann", "ben"]);
+
+    // Pagination, in creation order, and the `!group=` restriction.
+    let (page, total) = store.list_groups(0, 50, None).await.unwrap();
+    assert_eq!(total, 2);
+    assert_eq!(
+        page.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(),
+        ["g1", "g2"]
+    );
+    assert_eq!(page[1].users, ["ann", "ben"]);
+    let (page, total) = store.list_groups(1, 1, None).await.unwrap();
+    assert_eq!((page.len(), page[0].name.as_str(), total), (1, "g2", 2));
+    let (page, total) = store.list_groups(5, 10, None).await.unwrap();
+    assert_eq!((page.len(), total), (0, 2));
+    let only = names(&["g2", "zz"]);
+    let (page, total) = store.list_groups(0, 10, Some(&only)).await.unwrap();
+    assert_eq!((page.len(), page[0].name.as_str(), total), (1, "g2", 1));
+    let (page, total) = store.list_groups(0, 10, Some(&[])).await.unwrap();
+    assert_eq!((page.len(), total), (0, 0));
+
+    // Members: adding is idempotent, unknown users change nothing.
+    let g1 = store
+        .add_group_members("g1", &names(&["cat", "ann"]))
+        .await
+        .unwrap();
+    assert_eq!(g1.users, ["ann", "ben", "cat"]);
+    let err = store
+        .add_group_members("g1", &names(&["nobody"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GroupError::NoSuchUser(_)), "{err}");
+    let err = store
+        .add_group_members("nope", &names(&["ann"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GroupError::NoSuchGroup(_)), "{err}");
+    let err = store
+        .remove_group_members("g1", &names(&["ben", "nobody"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GroupError::NoSuchUser(_)), "{err}");
+    assert_eq!(
+        store.group("g1").await.unwrap().unwrap().users,
+        ["ann", "ben", "cat"]
+    );
+    let g1 = store
+        .remove_group_members("g1", &names(&["ben", "ben"]))
+        .await
+        .unwrap();
+    assert_eq!(g1.users, ["ann", "cat"]);
+    let cat = store.user_by_name("cat").await.unwrap().unwrap();
+    assert_eq!(store.groups_of_user(cat.id).await.unwrap(), ["g1"]);
+
+    // Properties: any JSON object, replaced whole.
+    let props = serde_json::json!({"course": "intro", "seats": 30, "tags": ["a"]});
+    let props = props.as_object().unwrap().clone();
+    let g1 = store
+        .set_group_properties("g1", &props)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(g1.properties, props);
+    assert_eq!(store.group("g1").await.unwrap().unwrap().properties, props);
+    assert!(store
+        .set_group_properties("nope", &props)
+        .await
+        .unwrap()
+        .is_none());
+
+    assert!(store.delete_group("g2").await.unwrap());
+    assert!(!store.delete_group("g2").await.unwrap());
+    assert!(store.group("g2").await.unwrap().is_none());
+}
+
+async fn shares(store: &Store) {
+    use hubfleet_store::{Grantee, ShareCodeQuery, ShareQuery, ShareWith};
+    let ann = store.user_by_name("ann").await.unwrap().unwrap();
+    let ben = store.user_by_name("ben").await.unwrap().unwrap();
+    let cat = store.user_by_name("cat").await.unwrap().unwrap();
+    let g1 = store.group("g1").await.unwrap().unwrap(); // ann, cat
+    let default = store.ensure_server(ann.id, "").await.unwrap();
+    let gpu = store.ensure_server(ann.id, "gpu").await.unwrap();
+
+    let share = store
+        .grant_share(
+            default.id,
+            ShareWith::User(ben.id),
+            &names(&["access:servers!server=ann/"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(share.scopes, ["access:servers!server=ann/"]);
+    assert_eq!(share.with, Grantee::User("ben".into()));
+    assert_eq!(
+        (share.server.owner.as_str(), share.server.name.as_str()),
+        ("ann", "")
+    );
+    // Granting more extends the same share.
+    let more = store
+        .grant_share(
+            default.id,
+            ShareWith::User(ben.id),
+            &names(&["read:servers", "access:servers"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(more.id, share.id);
+    assert_eq!(
+        more.scopes,
+        ["access:servers!server=ann/", "read:servers!server=ann/"]
+    );
+    let group_share = store
+        .grant_share(gpu.id, ShareWith::Group(g1.id), &names(&["access:servers"]))
+        .await
+        .unwrap();
+    assert_eq!(group_share.with, Grantee::Group("g1".into()));
+    assert_eq!(group_share.scopes, ["access:servers!server=ann/gpu"]);
+
+    // Scopes reach members of the group, and only them.
+    assert_eq!(
+        store.share_scopes_for_user(cat.id).await.unwrap(),
+        ["access:servers!server=ann/gpu"]
+    );
+    assert_eq!(
+        store.share_scopes_for_user(ben.id).await.unwrap(),
+        ["access:servers!server=ann/", "read:servers!server=ann/"]
+    );
+
+    let (list, total) = store
+        .list_shares(ShareQuery::Owner(ann.id), 0, 50)
+        .await
+        .unwrap();
+    assert_eq!((list.len(), total), (2, 2));
+    assert_eq!(list[0].id, share.id);
+    let (list, total) = store
+        .list_shares(ShareQuery::Owner(ann.id), 1, 1)
+        .await
+        .unwrap();
+    assert_eq!((list.len(), list[0].id, total), (1, group_share.id, 2));
+    let (list, total) = store
+        .list_shares(ShareQuery::Server(gpu.id), 0, 50)
+        .await
+        .unwrap();
+    assert_eq!((list.len(), total), (1, 1));
+    let (list, _) = store
+        .list_shares(ShareQuery::SharedWithUser(cat.id), 0, 50)
+        .await
+        .unwrap();
+    assert_eq!(
+        list.iter().map(|s| s.id).collect::<Vec<_>>(),
+        [group_share.id]
+    );
+    let (list, _) = store
+        .list_shares(ShareQuery::SharedWithGroup(g1.id), 0, 50)
+        .await
+        .unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        store.share(gpu.id, ShareWith::Group(g1.id)).await.unwrap(),
+        Some(group_share.clone())
+    );
+    assert!(store
+        .share(gpu.id, ShareWith::User(ben.id))
+        .await
+        .unwrap()
+        .is_none());
+
+    // Revoking part keeps the rest; revoking the rest removes the share.
+    let left = store
+        .revoke_share(
+            default.id,
+            ShareWith::User(ben.id),
+            Some(&names(&["read:servers!server=ann/"])),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(left.scopes, ["access:servers!server=ann/"]);
+    let unchanged = store
+        .revoke_share(
+            default.id,
+            ShareWith::User(ben.id),
+            Some(&names(&["admin:servers"])),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(unchanged.scopes, left.scopes);
+    assert!(store
+        .revoke_share(
+            default.id,
+            ShareWith::User(ben.id),
+            Some(&names(&["access:servers"]))
+        )
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .share(default.id, ShareWith::User(ben.id))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .share_scopes_for_user(ben.id)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .revoke_share(default.id, ShareWith::User(ben.id), None)
+        .await
+        .unwrap()
+        .is_none());
+
+    // Deleting a group takes its shares with it.
+    store.create_group("tmp", &names(&["ben"])).await.unwrap();
+    let tmp = store.group("tmp").await.unwrap().unwrap();
+    store
+        .grant_share(
+            default.id,
+            ShareWith::Group(tmp.id),
+            &names(&["access:servers"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.share_scopes_for_user(ben.id).await.unwrap().len(), 1);
+    store.delete_group("tmp").await.unwrap();
+    assert!(store
+        .share_scopes_for_user(ben.id)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.delete_server_shares(gpu.id).await.unwrap(), 1);
+    assert!(store
+        .share_scopes_for_user(cat.id)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Share codes: only a hash is stored; they expire; exchanges are counted.
+    let expires = Utc::now() + Duration::hours(1);
+    let (record, code) = store
+        .create_share_code(default.id, &names(&["access:servers"]), expires)
+        .await
+        .unwrap();
+    assert!(code.len() >= 43, "{code}");
+    assert_eq!(record.scopes, ["access:servers!server=ann/"]);
+    assert_eq!(record.exchange_count, 0);
+    assert!(record.last_exchanged_at.is_none());
+    assert_eq!(
+        record.expires_at.timestamp_micros(),
+        expires.timestamp_micros()
+    );
+    assert_eq!(
+        store.share_code(&code).await.unwrap().unwrap().id,
+        record.id
+    );
+    assert!(store.share_code("wrong").await.unwrap().is_none());
+    assert!(store
+        .share_code(&hubfleet_store::secret::lookup_hash(&code))
+        .await
+        .unwrap()
+        .is_none());
+    let (expired, expired_code) = store
+        .create_share_code(
+            gpu.id,
+            &names(&["access:servers"]),
+            Utc::now() - Duration::seconds(1),
+        )
+        .await
+        .unwrap();
+    assert!(store.share_code(&expired_code).await.unwrap().is_none());
+    let (list, total) = store
+        .list_share_codes(ShareCodeQuery::Owner(ann.id), 0, 50)
+        .await
+        .unwrap();
+    assert_eq!((list.len(), total), (1, 1), "expired codes are not listed");
+    assert!(store
+        .exchange_share_code(&expired_code, ben.id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(
+        !store
+            .delete_share_code_by_id(gpu.id, expired.id)
+            .await
+            .unwrap(),
+        "exchanging an expired code deletes it"
+    );
+
+    let share = store
+        .exchange_share_code(&code, ben.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(share.with, Grantee::User("ben".into()));
+    assert_eq!(share.scopes, ["access:servers!server=ann/"]);
+    store
+        .exchange_share_code(&code, cat.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let record = store.share_code(&code).await.unwrap().unwrap();
+    assert_eq!(record.exchange_count, 2);
+    assert!(record.last_exchanged_at.is_some());
+    assert_eq!(
+        store.share_scopes_for_user(ben.id).await.unwrap(),
+        ["access:servers!server=ann/"]
+    );
+    assert!(store
+        .exchange_share_code("wrong", ben.id)
+        .await
+        .unwrap()
+        .is_none());
+
+    assert!(
+        !store.delete_share_code(gpu.id, &code).await.unwrap(),
+        "wrong server"
+    );
+    assert!(store.delete_share_code(default.id, &code).await.unwrap());
+    assert!(store.share_code(&code).await.unwrap().is_none());
+    let (second, _) = store
+        .create_share_code(default.id, &names(&["access:servers"]), expires)
+        .await
+        .unwrap();
+    store
+        .create_share_code(gpu.id, &names(&["access:servers"]), expires)
+        .await
+        .unwrap();
+    let (list, _) = store
+        .list_share_codes(ShareCodeQuery::Server(gpu.id), 0, 50)
+        .await
+        .unwrap();
+    assert_eq!(list.len(), 1);
+    assert!(store
+        .delete_share_code_by_id(default.id, second.id)
+        .await
+        .unwrap());
+    assert_eq!(store.delete_server_share_codes(gpu.id).await.unwrap(), 1);
+
+    // Deleting the grantee removes their shares.
+    store.delete_user(ben.id).await.unwrap();
+    let (list, _) = store
+        .list_shares(ShareQuery::Owner(ann.id), 0, 50)
+        .await
+        .unwrap();
+    assert!(
+        list.iter().all(|s| s.with != Grantee::User("ben".into())),
+        "{list:?}"
+    );
+}
+
+#[tokio::test]
+async fn groups_and_shares_on_sqlite() {
+    let (store, _dir) = sqlite_store().await;
+    groups(&store).await;
+    shares(&store).await;
+}
+
+#[tokio::test]
+async fn groups_and_shares_on_postgres() {
+    let store = postgres_store().await;
+    groups(&store).await;
+    shares(&store).await;
 }

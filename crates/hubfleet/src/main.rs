@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use hubfleet_auth::{AccessPolicy, DynAuthenticator};
-use hubfleet_config::{AuthenticatorKind, HubConfig};
+use hubfleet_config::{AuthenticatorKind, CullerKind, HubConfig};
 use hubfleet_hub::{Hub, Settings};
 use hubfleet_spawn::{LocalOptions, LocalProcessSpawner};
 use hubfleet_store::Store;
@@ -177,6 +177,69 @@ fn settings(config: &HubConfig) -> Settings {
         .as_deref()
         .is_some_and(|u| u.starts_with("https://"));
     settings.admin_users = config.hub.config.authenticator.admin_users.clone();
+    settings.allow_named_servers = config.allow_named_servers();
+    settings.named_server_limit_per_user = i64::from(config.named_server_limit_per_user());
+    settings.services = config
+        .hub
+        .services
+        .iter()
+        .map(
+            |(name, service)| hubfleet_hub::services::ServiceDefinition {
+                name: name.clone(),
+                admin: service.admin,
+                url: service.url.clone().unwrap_or_default(),
+                api_token: service.api_token.clone(),
+                info: serde_json::Value::Object(service.info.clone()),
+                display: service.display,
+                command: service.command.clone().unwrap_or_default(),
+                environment: service.environment.clone(),
+                from_config: true,
+            },
+        )
+        .collect();
+    settings.roles = config
+        .hub
+        .load_roles
+        .iter()
+        .map(|(name, role)| hubfleet_hub::RoleDefinition {
+            name: name.clone(),
+            description: role.description.clone().unwrap_or_default(),
+            scopes: role.scopes.clone(),
+            users: role.users.clone(),
+            groups: role.groups.clone(),
+            services: role.services.clone(),
+        })
+        .collect();
+    if config.cull.enabled {
+        let python = config.python_env().map(|venv| venv.join("bin/python"));
+        let has_idle_culler = python.as_ref().is_some_and(|python| {
+            std::process::Command::new(python)
+                .args(["-c", "import jupyterhub_idle_culler"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        let idle_culler_python = match config.hubfleet.culler {
+            CullerKind::Builtin => None,
+            CullerKind::IdleCuller | CullerKind::Auto if has_idle_culler => python,
+            CullerKind::IdleCuller => {
+                tracing::warn!("hubfleet.culler is idle-culler but jupyterhub-idle-culler is not installed in hubfleet.local.python_env: using the built-in culler");
+                None
+            }
+            CullerKind::Auto => None,
+        };
+        settings.culler = Some(hubfleet_hub::culler::CullSettings {
+            timeout: config.cull.timeout,
+            every: config.cull.every,
+            max_age: config.cull.max_age,
+            users: config.cull.users,
+            admin_users: config.cull.admin_users,
+            remove_named_servers: config.cull.remove_named_servers,
+            concurrency: config.cull.concurrency,
+            idle_culler_python,
+        });
+    }
     settings
 }
 
@@ -191,9 +254,11 @@ async fn start_hub(config: &HubConfig) -> Result<Hub> {
 /// Wait for Ctrl-C or SIGTERM, then stop serving; servers keep running.
 async fn run_until_signal(hub: Hub) -> Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let api_shutdown = hub.shutdown_requested();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+        _ = api_shutdown => {}
     }
     tracing::info!(
         "shutting down; running servers keep running and are re-adopted at the next start"

@@ -6,8 +6,51 @@ CREATE TABLE users (
     admin BIGINT NOT NULL DEFAULT 0,
     created BIGINT NOT NULL,
     last_activity BIGINT,
-    password_hash TEXT
+    password_hash TEXT,
+    -- Authenticator state (JSON), encrypted by the hub when a key is configured.
+    auth_state TEXT
 );
+
+CREATE TABLE groups (
+    id BIGSERIAL PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    properties TEXT NOT NULL DEFAULT '{}'
+);
+
+CREATE TABLE user_groups (
+    user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    group_id BIGINT NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+    PRIMARY KEY (user_id, group_id)
+);
+CREATE INDEX user_groups_group ON user_groups(group_id);
+
+CREATE TABLE services (
+    id BIGSERIAL PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    admin BIGINT NOT NULL DEFAULT 0,
+    url TEXT NOT NULL DEFAULT '',
+    display BIGINT NOT NULL DEFAULT 1,
+    info TEXT NOT NULL DEFAULT '{}',
+    oauth_client_id TEXT,
+    -- 1 when defined in the config file (and so not deletable through the API).
+    from_config BIGINT NOT NULL DEFAULT 0
+);
+
+CREATE TABLE roles (
+    id BIGSERIAL PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL DEFAULT '',
+    scopes TEXT NOT NULL DEFAULT '[]'
+);
+
+-- Who holds a role: a user, a group or a service (exactly one per row).
+CREATE TABLE role_members (
+    role_id BIGINT NOT NULL REFERENCES roles(id) ON DELETE CASCADE,
+    user_id BIGINT REFERENCES users(id) ON DELETE CASCADE,
+    group_id BIGINT REFERENCES groups(id) ON DELETE CASCADE,
+    service_id BIGINT REFERENCES services(id) ON DELETE CASCADE
+);
+CREATE INDEX role_members_role ON role_members(role_id);
 
 CREATE TABLE sessions (
     id BIGSERIAL PRIMARY KEY,
@@ -23,6 +66,7 @@ CREATE TABLE servers (
     id BIGSERIAL PRIMARY KEY,
     user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     name TEXT NOT NULL,
+    display_name TEXT NOT NULL DEFAULT '',
     phase TEXT NOT NULL,
     phase_detail TEXT,
     target TEXT,
@@ -38,7 +82,9 @@ CREATE TABLE servers (
 
 CREATE TABLE api_tokens (
     id BIGSERIAL PRIMARY KEY,
-    user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    -- Exactly one owner: a user or a service.
+    user_id BIGINT REFERENCES users(id) ON DELETE CASCADE,
+    service_id BIGINT REFERENCES services(id) ON DELETE CASCADE,
     server_id BIGINT REFERENCES servers(id) ON DELETE CASCADE,
     client_id TEXT NOT NULL,
     session_id TEXT,

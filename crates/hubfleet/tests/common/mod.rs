@@ -326,3 +326,98 @@ impl Browser {
 pub fn url_escape(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+/// Status and JSON body (or `null`) of a response.
+pub async fn status_json(response: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+impl Browser {
+    /// A cookie-authenticated API call with XSRF, and an optional JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self
+            .no_redirects()
+            .request(method, self.url(path))
+            .header("X-XSRFToken", self.hub_xsrf());
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        status_json(request.send().await.unwrap()).await
+    }
+}
+
+/// An API client authenticated by a token.
+pub struct TokenClient {
+    pub client: reqwest::Client,
+    pub base: String,
+    pub token: String,
+}
+
+impl TokenClient {
+    pub fn new(hub: &TestHub, token: &str) -> TokenClient {
+        TokenClient {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: hub.url(""),
+            token: token.to_string(),
+        }
+    }
+
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .header("Authorization", format!("token {}", self.token))
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        status_json(request.send().await.unwrap()).await
+    }
+}
+
+/// A hub with dummy login and `admin` as admin; extra YAML is appended.
+pub fn admin_hub(extra: &str) -> TestHub {
+    TestHub::start(&format!(
+        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [admin]\n{extra}"
+    ))
+}
+
+/// Log `admin` in and mint an API token with the given scopes (all of admin's if `None`).
+pub async fn admin_token(hub: &TestHub, scopes: Option<&[&str]>) -> (Browser, String) {
+    let browser = Browser::new(hub);
+    browser.login("admin", "x").await;
+    let body = match scopes {
+        Some(scopes) => serde_json::json!({ "scopes": scopes, "note": "test" }),
+        None => serde_json::json!({ "note": "test" }),
+    };
+    let (status, token) = browser
+        .call(
+            reqwest::Method::POST,
+            "/hub/api/users/admin/tokens",
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, 201, "{token}");
+    let secret = token["token"].as_str().unwrap().to_string();
+    (browser, secret)
+}

@@ -1,0 +1,382 @@
+//! JupyterHub services: external ones (a URL) and managed ones (a command the hub
+//! runs, restarts when it dies, and stops on shutdown), their API tokens, OAuth
+//! clients and proxy routes at `/services/<name>/`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hubfleet_store::{NewToken, OAuthClient, Service};
+use serde_json::Value;
+
+use crate::{AppState, HubError};
+
+/// A service as configured (`hub.services`) or added through the API.
+#[derive(Clone, Debug, Default)]
+pub struct ServiceDefinition {
+    pub name: String,
+    pub admin: bool,
+    pub url: String,
+    pub api_token: Option<String>,
+    pub info: Value,
+    pub display: bool,
+    /// Empty for external services.
+    pub command: Vec<String>,
+    pub environment: BTreeMap<String, String>,
+    pub from_config: bool,
+}
+
+#[derive(Default)]
+struct Running {
+    command: Vec<String>,
+    pid: Option<u32>,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
+}
+
+/// The managed services of this hub process.
+#[derive(Clone, Default)]
+pub struct Services {
+    running: Arc<Mutex<HashMap<String, Running>>>,
+}
+
+fn route_data(name: &str) -> serde_json::Map<String, Value> {
+    let mut data = serde_json::Map::new();
+    data.insert("service".into(), name.into());
+    data.insert("jupyterhub".into(), true.into());
+    data
+}
+
+/// `scheme://host:port` of a URL, for the proxy target.
+fn origin(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    let host = parsed.host_str()?;
+    let port = parsed.port_or_known_default()?;
+    Some(format!("{}://{host}:{port}", parsed.scheme()))
+}
+
+impl Services {
+    /// `(command, pid)` of a managed service, for the service model.
+    pub fn process_info(&self, name: &str) -> (Vec<String>, Option<u32>) {
+        let running = self.running.lock().expect("services lock");
+        running
+            .get(name)
+            .map(|r| (r.command.clone(), r.pid))
+            .unwrap_or_default()
+    }
+
+    /// Register a service: database row, API token, OAuth client, route; start it if managed.
+    pub async fn add(
+        &self,
+        state: &AppState,
+        definition: ServiceDefinition,
+    ) -> Result<Service, HubError> {
+        let client_id = format!("service-{}", definition.name);
+        let has_url = !definition.url.is_empty();
+        let service = state
+            .store
+            .upsert_service(&Service {
+                id: 0,
+                name: definition.name.clone(),
+                admin: definition.admin,
+                url: definition.url.clone(),
+                display: definition.display,
+                info: definition.info.clone(),
+                oauth_client_id: has_url.then(|| client_id.clone()),
+                from_config: definition.from_config,
+            })
+            .await?;
+        // A configured token is kept as given; a managed service without one gets a new
+        // token at every start (below).
+        let token = match &definition.api_token {
+            Some(token) => {
+                let known = state.store.find_token(token).await?;
+                if !known
+                    .as_ref()
+                    .is_some_and(|t| t.service_id == Some(service.id))
+                {
+                    state
+                        .store
+                        .insert_token(
+                            token,
+                            &NewToken {
+                                user_id: None,
+                                service_id: Some(service.id),
+                                server_id: None,
+                                client_id: "jupyterhub",
+                                session_id: None,
+                                scopes: &["inherit".to_string()],
+                                note: "Service API token from the config file",
+                                expires_at: None,
+                            },
+                        )
+                        .await?;
+                }
+                Some(token.clone())
+            }
+            None if !definition.command.is_empty() => {
+                let token = hubfleet_store::new_token();
+                state
+                    .store
+                    .insert_token(
+                        &token,
+                        &NewToken {
+                            user_id: None,
+                            service_id: Some(service.id),
+                            server_id: None,
+                            client_id: "jupyterhub",
+                            session_id: None,
+                            scopes: &["inherit".to_string()],
+                            note: "Managed service token",
+                            expires_at: None,
+                        },
+                    )
+                    .await?;
+                Some(token)
+            }
+            None => None,
+        };
+        if has_url {
+            if let Some(secret) = &token {
+                state
+                    .store
+                    .upsert_oauth_client(
+                        &OAuthClient {
+                            identifier: client_id,
+                            redirect_uri: format!("/services/{}/oauth_callback", definition.name),
+                            description: format!("JupyterHub service {}", definition.name),
+                            allowed_scopes: vec![format!(
+                                "access:services!service={}",
+                                definition.name
+                            )],
+                            server_id: None,
+                        },
+                        secret,
+                    )
+                    .await?;
+            }
+            if let Some(target) = origin(&definition.url) {
+                state.routes.add(
+                    &format!("/services/{}/", definition.name),
+                    &target,
+                    route_data(&definition.name),
+                );
+            }
+        }
+        if !definition.command.is_empty() {
+            let token = token.unwrap_or_default();
+            self.supervise(state, &definition, token);
+        }
+        Ok(service)
+    }
+
+    pub async fn remove(&self, state: &AppState, service: &Service) -> Result<(), HubError> {
+        self.stop(&service.name);
+        state.routes.remove(&format!("/services/{}/", service.name));
+        if let Some(client) = &service.oauth_client_id {
+            state.store.delete_oauth_client(client).await?;
+        }
+        state.store.delete_service(service.id).await?;
+        Ok(())
+    }
+
+    /// Re-add the routes of services with a URL.
+    pub async fn check_routes(&self, state: &AppState) -> Result<(), HubError> {
+        for service in state.store.list_services().await? {
+            if let Some(target) = origin(&service.url) {
+                let prefix = format!("/services/{}/", service.name);
+                if state.routes.get(&prefix).is_none_or(|r| r.target != target) {
+                    state
+                        .routes
+                        .add(&prefix, &target, route_data(&service.name));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn stop(&self, name: &str) {
+        let mut running = self.running.lock().expect("services lock");
+        if let Some(entry) = running.remove(name) {
+            if let Some(stop) = entry.stop {
+                let _ = stop.send(true);
+            }
+        }
+    }
+
+    pub async fn stop_all(&self) {
+        let names: Vec<String> = self
+            .running
+            .lock()
+            .expect("services lock")
+            .keys()
+            .cloned()
+            .collect();
+        for name in names {
+            self.stop(&name);
+        }
+        // Give the supervisors a moment to deliver SIGTERM.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    /// Run the command, restarting it (with back-off) when it exits, until stopped.
+    fn supervise(&self, state: &AppState, definition: &ServiceDefinition, token: String) {
+        self.stop(&definition.name);
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        self.running.lock().expect("services lock").insert(
+            definition.name.clone(),
+            Running {
+                command: definition.command.clone(),
+                pid: None,
+                stop: Some(stop_tx),
+            },
+        );
+        let env = service_env(state, definition, &token);
+        let log_path = state
+            .settings
+            .data_dir
+            .join("logs")
+            .join(format!("service-{}.log", definition.name));
+        let definition = definition.clone();
+        let running = self.running.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_secs(1);
+            loop {
+                let child = spawn_service(&definition, &env, &log_path);
+                let mut child = match child {
+                    Ok(child) => child,
+                    Err(e) => {
+                        tracing::error!(service = %definition.name, error = %e, "cannot start service");
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = stop_rx.changed() => return,
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(60));
+                        continue;
+                    }
+                };
+                let pid = child.id();
+                if let Some(entry) = running
+                    .lock()
+                    .expect("services lock")
+                    .get_mut(&definition.name)
+                {
+                    entry.pid = pid;
+                }
+                tracing::info!(service = %definition.name, ?pid, "service started");
+                let started = std::time::Instant::now();
+                tokio::select! {
+                    status = child.wait() => {
+                        tracing::warn!(service = %definition.name, ?status, "service exited; restarting");
+                        if started.elapsed() > Duration::from_secs(60) {
+                            backoff = Duration::from_secs(1);
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = stop_rx.changed() => return,
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(60));
+                    }
+                    _ = stop_rx.changed() => {
+                        if let Some(pid) = pid {
+                            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+                        }
+                        if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+                            let _ = child.kill().await;
+                        }
+                        tracing::info!(service = %definition.name, "service stopped");
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn spawn_service(
+    definition: &ServiceDefinition,
+    env: &BTreeMap<String, String>,
+    log_path: &PathBuf,
+) -> std::io::Result<tokio::process::Child> {
+    if let Some(dir) = log_path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)?;
+    let mut command = tokio::process::Command::new(&definition.command[0]);
+    command
+        .args(&definition.command[1..])
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true);
+    command.spawn()
+}
+
+/// The environment of a managed service (protocol §5.1, "Managed services").
+fn service_env(
+    state: &AppState,
+    definition: &ServiceDefinition,
+    token: &str,
+) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    for key in [
+        "PATH",
+        "LANG",
+        "LC_ALL",
+        "HOME",
+        "USER",
+        "SHELL",
+        "PYTHONPATH",
+        "VIRTUAL_ENV",
+        "LD_LIBRARY_PATH",
+    ] {
+        if let Ok(value) = std::env::var(key) {
+            env.insert(key.to_string(), value);
+        }
+    }
+    if let Some(venv) = &state.settings.python_env {
+        let path = env.get("PATH").cloned().unwrap_or_default();
+        env.insert("PATH".into(), format!("{}/bin:{path}", venv.display()));
+        env.insert("VIRTUAL_ENV".into(), venv.display().to_string());
+    }
+    let api_url = format!("{}/hub/api", state.settings.internal_base_url);
+    let name = &definition.name;
+    let mut set = |k: &str, v: String| {
+        env.insert(k.to_string(), v);
+    };
+    set("JUPYTERHUB_API_TOKEN", token.to_string());
+    set("JPY_API_TOKEN", token.to_string());
+    set("JUPYTERHUB_API_URL", api_url);
+    set("JUPYTERHUB_BASE_URL", "/".into());
+    set("JUPYTERHUB_SERVICE_NAME", name.clone());
+    set("JUPYTERHUB_CLIENT_ID", format!("service-{name}"));
+    set("JUPYTERHUB_HOST", String::new());
+    set("JUPYTERHUB_USER", String::new());
+    set(
+        "JUPYTERHUB_OAUTH_ACCESS_SCOPES",
+        serde_json::to_string(&[
+            "access:services".to_string(),
+            format!("access:services!service={name}"),
+        ])
+        .unwrap_or_default(),
+    );
+    set("JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES", "[]".into());
+    if !definition.url.is_empty() {
+        set("JUPYTERHUB_SERVICE_URL", definition.url.clone());
+        set("JUPYTERHUB_SERVICE_PREFIX", format!("/services/{name}/"));
+        set(
+            "JUPYTERHUB_OAUTH_CALLBACK_URL",
+            format!("/services/{name}/oauth_callback"),
+        );
+    }
+    for (k, v) in &definition.environment {
+        set(k, v.clone());
+    }
+    env
+}

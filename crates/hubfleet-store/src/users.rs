@@ -1,0 +1,300 @@
+//! User listing, renaming and per-user data beyond the basics in lib.rs.
+
+use std::collections::BTreeMap;
+
+use sqlx::Row;
+
+use crate::{
+    server_from_row, to_micros, user_from_row, Phase, Result, Server, Store, StoreError, User,
+    SERVER_COLS, USER_COLS,
+};
+
+/// `GET /users?state=` (protocol §2.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerState {
+    /// At least one server ready or pending.
+    Active,
+    /// At least one server ready.
+    Ready,
+    /// No server ready or pending.
+    Inactive,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserSort {
+    Id,
+    Name,
+    LastActivity,
+}
+
+#[derive(Clone, Debug)]
+pub struct UserQuery {
+    pub state: Option<ServerState>,
+    /// Case-insensitive substring of the name.
+    pub name_filter: Option<String>,
+    pub sort: UserSort,
+    pub descending: bool,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+impl Default for UserQuery {
+    fn default() -> Self {
+        UserQuery {
+            state: None,
+            name_filter: None,
+            sort: UserSort::Id,
+            descending: false,
+            offset: 0,
+            limit: 200,
+        }
+    }
+}
+
+impl Store {
+    /// A page of users and the total that match.
+    pub async fn query_users(&self, query: &UserQuery) -> Result<(Vec<User>, i64)> {
+        let mut conditions = Vec::new();
+        let active = format!(
+            "'{}', '{}', '{}'",
+            Phase::Ready.as_str(),
+            Phase::Starting.as_str(),
+            Phase::Stopping.as_str()
+        );
+        match query.state {
+            Some(ServerState::Active) => conditions.push(format!(
+                "EXISTS (SELECT 1 FROM servers s WHERE s.user_id = u.id AND s.phase IN ({active}))"
+            )),
+            Some(ServerState::Ready) => conditions.push(format!(
+                "EXISTS (SELECT 1 FROM servers s WHERE s.user_id = u.id AND s.phase = '{}')",
+                Phase::Ready.as_str()
+            )),
+            Some(ServerState::Inactive) => conditions.push(format!(
+                "NOT EXISTS (SELECT 1 FROM servers s WHERE s.user_id = u.id AND s.phase IN ({active}))"
+            )),
+            None => {}
+        }
+        if query.name_filter.is_some() {
+            conditions.push("LOWER(u.name) LIKE $1".to_string());
+        }
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let pattern = query.name_filter.as_ref().map(|f| {
+            let escaped = f
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+        let filter = if pattern.is_some() {
+            filter.replace("LIKE $1", "LIKE $1 ESCAPE '\\'")
+        } else {
+            filter
+        };
+        let order_col = match query.sort {
+            UserSort::Id => "u.id",
+            UserSort::Name => "u.name",
+            UserSort::LastActivity => "u.last_activity",
+        };
+        // NULLs last ascending, first descending (as JupyterHub sorts).
+        let order = match (query.sort, query.descending) {
+            (UserSort::LastActivity, false) => {
+                format!("CASE WHEN {order_col} IS NULL THEN 1 ELSE 0 END, {order_col} ASC, u.id")
+            }
+            (UserSort::LastActivity, true) => {
+                format!("CASE WHEN {order_col} IS NULL THEN 0 ELSE 1 END, {order_col} DESC, u.id")
+            }
+            (_, false) => format!("{order_col} ASC"),
+            (_, true) => format!("{order_col} DESC"),
+        };
+        let n = if pattern.is_some() { 2 } else { 1 };
+        let sql = format!(
+            "SELECT {USER_COLS} FROM users u {filter} ORDER BY {order} LIMIT ${n} OFFSET ${}",
+            n + 1
+        );
+        let count_sql = format!("SELECT COUNT(*) AS n FROM users u {filter}");
+        let mut rows = sqlx::query(&sql);
+        let mut count = sqlx::query(&count_sql);
+        if let Some(pattern) = &pattern {
+            rows = rows.bind(pattern.clone());
+            count = count.bind(pattern.clone());
+        }
+        let rows = rows
+            .bind(query.limit)
+            .bind(query.offset)
+            .fetch_all(&self.pool)
+            .await?;
+        let total: i64 = count.fetch_one(&self.pool).await?.try_get("n")?;
+        Ok((
+            rows.iter().map(user_from_row).collect::<Result<_>>()?,
+            total,
+        ))
+    }
+
+    /// Servers of many users at once (listing pages), keyed by user id.
+    pub async fn servers_of_users(&self, user_ids: &[i64]) -> Result<BTreeMap<i64, Vec<Server>>> {
+        let mut map: BTreeMap<i64, Vec<Server>> = BTreeMap::new();
+        if user_ids.is_empty() {
+            return Ok(map);
+        }
+        // Ids are integers from our own rows: safe to inline.
+        let ids = user_ids
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let rows = sqlx::query(&format!(
+            "SELECT {SERVER_COLS} FROM servers WHERE user_id IN ({ids}) ORDER BY name"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            let server = server_from_row(row)?;
+            map.entry(server.user_id).or_default().push(server);
+        }
+        Ok(map)
+    }
+
+    /// Rename a user; their servers, tokens and groups follow (they are keyed by id).
+    pub async fn rename_user(&self, user_id: i64, new_name: &str) -> Result<()> {
+        sqlx::query("UPDATE users SET name = $1 WHERE id = $2")
+            .bind(new_name)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                if crate::is_unique_violation(&e) {
+                    StoreError::Conflict {
+                        what: "user",
+                        name: new_name.to_string(),
+                    }
+                } else {
+                    e.into()
+                }
+            })?;
+        Ok(())
+    }
+
+    pub async fn set_auth_state(
+        &self,
+        user_id: i64,
+        state: Option<&serde_json::Value>,
+    ) -> Result<()> {
+        sqlx::query("UPDATE users SET auth_state = $1 WHERE id = $2")
+            .bind(state.map(crate::json_text))
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn auth_state(&self, user_id: i64) -> Result<Option<serde_json::Value>> {
+        let row = sqlx::query("SELECT auth_state FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let text: Option<String> = match row {
+            Some(row) => row.try_get("auth_state")?,
+            None => None,
+        };
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|e| StoreError::Corrupt {
+                what: "auth state",
+                detail: e.to_string(),
+            })
+        })
+        .transpose()
+    }
+
+    /// Remove a (stopped) server's row: named servers deleted with `remove`.
+    pub async fn delete_server(&self, server_id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM servers WHERE id = $1")
+            .bind(server_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Rename a stopped server and/or set its display name and options.
+    pub async fn edit_server(
+        &self,
+        server_id: i64,
+        name: Option<&str>,
+        display_name: Option<&str>,
+        user_options: Option<&serde_json::Value>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(name) = name {
+            sqlx::query("UPDATE servers SET name = $1 WHERE id = $2")
+                .bind(name)
+                .bind(server_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    if crate::is_unique_violation(&e) {
+                        StoreError::Conflict {
+                            what: "server",
+                            name: name.to_string(),
+                        }
+                    } else {
+                        e.into()
+                    }
+                })?;
+        }
+        if let Some(display_name) = display_name {
+            sqlx::query("UPDATE servers SET display_name = $1 WHERE id = $2")
+                .bind(display_name)
+                .bind(server_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(options) = user_options {
+            sqlx::query("UPDATE servers SET user_options = $1 WHERE id = $2")
+                .bind(crate::json_text(options))
+                .bind(server_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Count a user's servers (the default one included) for `named_server_limit_per_user`.
+    pub async fn count_named_servers(&self, user_id: i64) -> Result<i64> {
+        Ok(
+            sqlx::query("SELECT COUNT(*) AS n FROM servers WHERE user_id = $1 AND name <> ''")
+                .bind(user_id)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("n")?,
+        )
+    }
+
+    /// Users created in bulk; names that exist are skipped. Returns those created.
+    pub async fn create_users(&self, names: &[String], admin: bool) -> Result<Vec<User>> {
+        let mut created = Vec::new();
+        let mut tx = self.pool.begin().await?;
+        let now = to_micros(chrono::Utc::now());
+        for name in names {
+            let row = sqlx::query(
+                "INSERT INTO users (name, admin, created) SELECT $1, $2, $3 \
+                 WHERE NOT EXISTS (SELECT 1 FROM users WHERE name = $1) \
+                 RETURNING id, name, admin, created, last_activity",
+            )
+            .bind(name)
+            .bind(admin as i64)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = row {
+                created.push(user_from_row(&row)?);
+            }
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+}
