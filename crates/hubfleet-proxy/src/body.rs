@@ -17,6 +17,8 @@ pub(crate) enum ProxyBody {
     Upstream { body: Incoming, entry: Arc<Entry> },
     /// Produced by the in-process hub router.
     Hub(axum::body::Body),
+    /// Relayed without activity accounting (error pages from `--error-target`).
+    Plain(Incoming),
     /// Small proxy-generated responses (errors, 101 switching protocols).
     Full(Full<Bytes>),
 }
@@ -53,6 +55,7 @@ impl Body for ProxyBody {
                 Poll::Pending => Poll::Pending,
             },
             ProxyBody::Hub(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            ProxyBody::Plain(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
             ProxyBody::Full(b) => Pin::new(b).poll_frame(cx).map_err(|e| match e {}),
         }
     }
@@ -61,6 +64,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Upstream { body, .. } => body.is_end_stream(),
             ProxyBody::Hub(b) => b.is_end_stream(),
+            ProxyBody::Plain(b) => b.is_end_stream(),
             ProxyBody::Full(b) => b.is_end_stream(),
         }
     }
@@ -69,6 +73,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Upstream { body, .. } => body.size_hint(),
             ProxyBody::Hub(b) => b.size_hint(),
+            ProxyBody::Plain(b) => b.size_hint(),
             ProxyBody::Full(b) => b.size_hint(),
         }
     }

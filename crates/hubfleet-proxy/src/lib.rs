@@ -1,21 +1,33 @@
-//! hubfleet-proxy: an in-process HTTP + WebSocket reverse proxy, the library counterpart of
-//! configurable-http-proxy (CHP).
+//! hubfleet-proxy: an HTTP + WebSocket reverse proxy, a drop-in for configurable-http-proxy
+//! (CHP), usable in process (the hub's own front door) or alone (`hubfleet proxy`).
 //!
-//! A [`RouteTable`] maps path prefixes to targets; [`serve`] accepts HTTP/1.1 connections and
-//! forwards each request to the target of its longest matching prefix, keeping the full original
-//! path (CHP's `includePrefix=true`). Routes whose target is [`HUB_TARGET`] (and, when a hub is
-//! configured, requests matching no route) are answered in-process by the hub's axum `Router`.
+//! A [`RouteTable`] maps path prefixes to targets (a trie on path segments); [`serve`] /
+//! [`serve_with`] accept HTTP/1.1 (optionally TLS) connections and forward each request to the
+//! target of its longest matching prefix, keeping the full original path (CHP's
+//! `includePrefix=true`). Routes whose target is [`HUB_TARGET`] (and, when a hub is configured,
+//! requests matching no route) are answered in-process by the hub's axum `Router`.
+//! [`serve_api`] is CHP's REST API on its own listener; [`serve_metrics`] exposes [`Metrics`].
 //!
-//! Activity: a route's `last_activity` moves on every proxied request (any status), on every
-//! response body chunk streamed from the upstream, and on every chunk flowing through an upgraded
-//! (WebSocket) connection in either direction. Data-path updates have millisecond resolution.
+//! Activity: a route's `last_activity` moves when an upstream answers with a status below 300,
+//! on every response body chunk streamed from the upstream, and on every chunk flowing through
+//! an upgraded (WebSocket) connection in either direction. Data-path updates have millisecond
+//! resolution.
 
+mod api;
 mod body;
+mod metrics;
+mod path;
 mod routes;
 mod server;
+mod tls;
 
+pub use api::{api_router, serve_api, ApiOptions};
+pub use metrics::{open_fds, resident_bytes, serve_metrics, Metrics};
 pub use routes::{Route, RouteTable};
-pub use server::serve;
+pub use server::{serve, serve_with, ServeConfig};
+pub use tls::Tls;
+
+pub use http::{HeaderName, HeaderValue};
 
 /// The target of the route that the hub itself serves (normally the "/" route).
 pub const HUB_TARGET: &str = "hub:";
@@ -43,6 +55,36 @@ pub enum ProxyError {
     /// Connecting to or talking with the upstream server failed.
     #[error("upstream request failed: {0}")]
     Upstream(#[from] hyper_util::client::legacy::Error),
+    /// A TLS certificate or key file could not be used.
+    #[error("TLS file {}: {reason}", path.display())]
+    Tls {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    /// A `--custom-header` that is not `name: value`.
+    #[error("custom header {0:?}: expected \"name: value\" with a valid name and value")]
+    CustomHeader(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// Parse CHP's `--custom-header` form, `name: value`.
+pub fn parse_custom_header(raw: &str) -> Result<(HeaderName, HeaderValue), ProxyError> {
+    let bad = || ProxyError::CustomHeader(raw.to_owned());
+    let (name, value) = raw.split_once(':').ok_or_else(bad)?;
+    let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| bad())?;
+    let value = HeaderValue::from_str(value.trim()).map_err(|_| bad())?;
+    Ok((name, value))
+}
+
+/// Raise this process's soft limit on open files to its hard limit, so that many idle
+/// WebSockets (two descriptors each) do not run into the usual default of 1024. Returns the
+/// limit now in force.
+pub fn raise_fd_limit() -> Result<u64, ProxyError> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(std::io::Error::from)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(std::io::Error::from)?;
+    }
+    Ok(hard)
 }

@@ -103,19 +103,96 @@ impl Entry {
     }
 }
 
+/// One node of the segment trie: `children` by path segment, and the route ending here, if any.
 #[derive(Default)]
-struct Inner {
-    routes: HashMap<Box<str>, Arc<Entry>>,
-    /// Deepest route in segments; lookups start there instead of at the full request path.
-    max_depth: usize,
+struct Node {
+    children: HashMap<Box<str>, Node>,
+    entry: Option<Arc<Entry>>,
 }
 
-/// Number of path segments in a normalised prefix ("/" → 0, "/user/alice" → 2).
-fn depth(prefix: &str) -> usize {
-    if prefix == "/" {
-        0
-    } else {
-        prefix.bytes().filter(|&b| b == b'/').count()
+#[derive(Default)]
+struct Inner {
+    root: Node,
+    len: usize,
+}
+
+/// The segments of a normalised prefix or a request path, as CHP's `stringToPath` splits them:
+/// leading and trailing slashes dropped, so "/" has none and "/user/alice/" has two.
+fn segments(path: &str) -> impl Iterator<Item = &str> {
+    let trimmed = path.trim_matches('/');
+    trimmed.split('/').filter(move |_| !trimmed.is_empty())
+}
+
+impl Inner {
+    fn insert(&mut self, key: &str, entry: Arc<Entry>) {
+        let mut node = &mut self.root;
+        for seg in segments(key) {
+            node = node.children.entry(seg.into()).or_default();
+        }
+        if node.entry.replace(entry).is_none() {
+            self.len += 1;
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&Arc<Entry>> {
+        let mut node = &self.root;
+        for seg in segments(key) {
+            node = node.children.get(seg)?;
+        }
+        node.entry.as_ref()
+    }
+
+    /// Remove the route at `key`, pruning nodes left with neither route nor children, so a
+    /// table under constant churn does not grow.
+    fn remove(&mut self, key: &str) -> bool {
+        fn go<'a>(node: &mut Node, mut segs: impl Iterator<Item = &'a str>) -> bool {
+            match segs.next() {
+                None => node.entry.take().is_some(),
+                Some(seg) => {
+                    let Some(child) = node.children.get_mut(seg) else {
+                        return false;
+                    };
+                    let removed = go(child, segs);
+                    if removed && child.entry.is_none() && child.children.is_empty() {
+                        node.children.remove(seg);
+                    }
+                    removed
+                }
+            }
+        }
+        let removed = go(&mut self.root, segments(key));
+        if removed {
+            self.len -= 1;
+        }
+        removed
+    }
+
+    /// Longest prefix of `path`, on whole segments.
+    fn longest(&self, path: &str) -> Option<&Arc<Entry>> {
+        let mut node = &self.root;
+        let mut best = node.entry.as_ref();
+        for seg in segments(path) {
+            match node.children.get(seg) {
+                Some(child) => {
+                    node = child;
+                    if node.entry.is_some() {
+                        best = node.entry.as_ref();
+                    }
+                }
+                None => break,
+            }
+        }
+        best
+    }
+
+    fn for_each(&self, mut f: impl FnMut(&Arc<Entry>)) {
+        let mut stack = vec![&self.root];
+        while let Some(node) = stack.pop() {
+            if let Some(e) = &node.entry {
+                f(e);
+            }
+            stack.extend(node.children.values());
+        }
     }
 }
 
@@ -137,9 +214,11 @@ pub(crate) fn normalize(prefix: &str) -> Cow<'_, str> {
     p
 }
 
-/// Longest-prefix route table, cheap to clone (Arc inside), safe to share across tasks.
+/// Longest-prefix route table (a trie on path segments, like CHP's `URLTrie`), cheap to clone
+/// (Arc inside), safe to share across tasks.
 ///
-/// Keys are matched byte-for-byte against the raw (still percent-encoded) request path.
+/// Keys are compared segment by segment with the request path as [`serve`](crate::serve) sees
+/// it: percent-decoded, and with the host as first segment in host-routing mode.
 #[derive(Clone, Default)]
 pub struct RouteTable {
     inner: Arc<RwLock<Inner>>,
@@ -147,9 +226,11 @@ pub struct RouteTable {
 
 impl std::fmt::Debug for RouteTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map()
-            .entries(self.read().routes.iter().map(|(k, v)| (k, &v.target)))
-            .finish()
+        let mut m = f.debug_map();
+        self.read().for_each(|e| {
+            m.entry(&e.prefix, &e.target);
+        });
+        m.finish()
     }
 }
 
@@ -158,7 +239,7 @@ impl RouteTable {
         Self::default()
     }
 
-    // A panic while holding the lock cannot leave the map half-updated, so poisoning is ignored.
+    // A panic while holding the lock cannot leave the trie half-updated, so poisoning is ignored.
     fn read(&self) -> RwLockReadGuard<'_, Inner> {
         self.inner.read().unwrap_or_else(PoisonError::into_inner)
     }
@@ -202,46 +283,36 @@ impl RouteTable {
             data,
             last_activity_us: AtomicI64::new(now_us()),
         });
-        let d = depth(&key);
-        let mut inner = self.write();
-        inner.routes.insert(key, entry);
-        inner.max_depth = inner.max_depth.max(d);
+        self.write().insert(&key, entry);
     }
 
     /// Remove a route; returns whether it existed.
     pub fn remove(&self, prefix: &str) -> bool {
         let key = normalize(prefix);
-        let mut inner = self.write();
-        if inner.routes.remove(key.as_ref()).is_none() {
-            return false;
-        }
-        if depth(&key) == inner.max_depth {
-            inner.max_depth = inner.routes.keys().map(|k| depth(k)).max().unwrap_or(0);
-        }
-        true
+        self.write().remove(&key)
     }
 
     /// The route registered at exactly `prefix` (after normalisation).
     pub fn get(&self, prefix: &str) -> Option<Route> {
         let key = normalize(prefix);
-        self.read().routes.get(key.as_ref()).map(|e| e.to_route())
+        self.read().get(&key).map(|e| e.to_route())
     }
 
     /// All routes, keyed by normalised prefix.
     pub fn all(&self) -> BTreeMap<String, Route> {
-        self.read()
-            .routes
-            .iter()
-            .map(|(k, e)| (k.to_string(), e.to_route()))
-            .collect()
+        let mut out = BTreeMap::new();
+        self.read().for_each(|e| {
+            out.insert(e.prefix.to_string(), e.to_route());
+        });
+        out
     }
 
     pub fn len(&self) -> usize {
-        self.read().routes.len()
+        self.read().len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.read().routes.is_empty()
+        self.len() == 0
     }
 
     /// Longest matching prefix for a request path, matched on whole path segments
@@ -255,33 +326,14 @@ impl RouteTable {
     /// Mark activity on a route now.
     pub fn touch(&self, prefix: &str) {
         let key = normalize(prefix);
-        if let Some(e) = self.read().routes.get(key.as_ref()) {
+        if let Some(e) = self.read().get(&key) {
             e.touch();
         }
     }
 
-    /// Hot-path lookup: no allocation, hashes at most `max_depth + 1` candidate prefixes.
+    /// Hot-path lookup: no allocation, one hash probe per path segment.
     pub(crate) fn lookup_entry(&self, path: &str) -> Option<Arc<Entry>> {
-        let path = normalize(path);
-        let inner = self.read();
-        if inner.routes.is_empty() {
-            return None;
-        }
-        let mut cand: &str = &path;
-        // Skip candidates deeper than any route: cut just before the (max_depth+1)-th segment.
-        if let Some((i, _)) = cand.match_indices('/').nth(inner.max_depth) {
-            cand = if i == 0 { "/" } else { &cand[..i] };
-        }
-        loop {
-            if let Some(e) = inner.routes.get(cand) {
-                return Some(e.clone());
-            }
-            cand = match cand.rfind('/') {
-                Some(0) if cand.len() > 1 => "/",
-                Some(i) if i > 0 => &cand[..i],
-                _ => return None,
-            };
-        }
+        self.read().longest(path).cloned()
     }
 }
 
@@ -382,7 +434,7 @@ mod tests {
         assert_eq!(t.lookup("/a/b/c/d").unwrap().0, "/a/b/c");
         assert!(t.remove("/a/b/c/"));
         assert!(!t.remove("/a/b/c"));
-        assert_eq!(t.read().max_depth, 1);
+        assert_eq!(t.len(), 1);
         assert_eq!(t.lookup("/a/b/c/d").unwrap().0, "/a");
         // Depth must grow again when a deeper route comes back.
         t.add("/a/b/c", "http://deep", Map::new());

@@ -1,33 +1,46 @@
-//! The accept loop, request dispatch, HTTP forwarding and upgrade tunnelling.
+//! The accept loop, request dispatch, HTTP forwarding, error pages and upgrade tunnelling.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Request, Response, StatusCode, Version};
+use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tower::ServiceExt;
 
 use crate::body::ProxyBody;
+use crate::metrics::Metrics;
+use crate::path::routing_key;
 use crate::routes::{Entry, Target};
+use crate::tls::Tls;
 use crate::{ProxyError, ProxyOptions, RouteTable};
 
 /// How long in-flight requests may keep running after `shutdown` fires.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// A TLS handshake must finish within this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Fetching an error page from `--error-target` must finish within this.
+const ERROR_PAGE_TIMEOUT: Duration = Duration::from_secs(5);
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -37,13 +50,75 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 type UpstreamClient = Client<HttpConnector, Incoming>;
+type ErrorPageClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// Everything about how [`serve_with`] behaves beyond the route table. `Default` gives the
+/// values `hubfleet proxy` uses when no flag says otherwise.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// CHP's `--host-routing`: route on `/<host><path>` so `/alice.hub.example` is a route.
+    pub host_routing: bool,
+    /// CHP's `--error-target`: errors (404 no route, 503 upstream down, 504 upstream silent)
+    /// are answered with the body of `GET {error_target}/{code}?url={original url}`.
+    pub error_target: Option<String>,
+    /// Add `X-Forwarded-For/-Proto/-Host/-Port` (CHP's default; `--no-x-forward` turns it off).
+    pub x_forward: bool,
+    /// Extra request headers for every upstream (CHP's `--custom-header`).
+    pub custom_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Connecting to an upstream must succeed within this, else 503.
+    pub connect_timeout: Duration,
+    /// An upstream must send its response head within this after the request, else 504
+    /// (CHP's `--proxy-timeout`).
+    pub upstream_timeout: Option<Duration>,
+    /// A client must send a request's complete head within this, and an idle keep-alive
+    /// connection is closed after it (CHP's `--timeout` / `--keep-alive-timeout`).
+    pub client_timeout: Duration,
+    /// A WebSocket (or other upgraded) tunnel with no bytes either way for this long is closed.
+    pub websocket_idle_timeout: Option<Duration>,
+    /// Largest request head accepted (431 above it).
+    pub max_header_size: usize,
+    /// Idle pooled connections kept per upstream.
+    pub pool_max_idle_per_host: usize,
+    /// Idle pooled upstream connections are closed after this.
+    pub pool_idle_timeout: Duration,
+    /// Client connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Terminate TLS on the public port.
+    pub tls: Option<Tls>,
+    /// Where the proxy counts what it does.
+    pub metrics: Metrics,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            host_routing: false,
+            error_target: None,
+            x_forward: true,
+            custom_headers: Vec::new(),
+            connect_timeout: Duration::from_secs(10),
+            upstream_timeout: Some(Duration::from_secs(300)),
+            client_timeout: Duration::from_secs(60),
+            websocket_idle_timeout: Some(Duration::from_secs(3600)),
+            max_header_size: 64 * 1024,
+            pool_max_idle_per_host: 256,
+            pool_idle_timeout: Duration::from_secs(30),
+            max_connections: 100_000,
+            tls: None,
+            metrics: Metrics::new(),
+        }
+    }
+}
 
 struct Shared {
     table: RouteTable,
     hub: Option<axum::Router>,
     client: UpstreamClient,
+    error_client: ErrorPageClient,
+    config: ServeConfig,
     /// The proxy's own port, pre-rendered for X-Forwarded-Port.
     port_value: HeaderValue,
+    proto_value: HeaderValue,
 }
 
 /// Per-connection facts, computed once per TCP connection rather than per request.
@@ -53,18 +128,30 @@ struct Peer {
     ip_value: HeaderValue,
 }
 
-fn upstream_client() -> UpstreamClient {
+fn connector(config: &ServeConfig) -> HttpConnector {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    // A black-holed upstream should turn into a 503, not a hung request.
-    connector.set_connect_timeout(Some(Duration::from_secs(10)));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_timer(TokioTimer::new())
-        .build(connector)
+    connector.set_connect_timeout(Some(config.connect_timeout));
+    connector
 }
 
-/// Serve the proxy on `listener` until `shutdown` resolves.
+fn upstream_client(config: &ServeConfig) -> UpstreamClient {
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(config.pool_idle_timeout)
+        .pool_max_idle_per_host(config.pool_max_idle_per_host)
+        .pool_timer(TokioTimer::new())
+        .build(connector(config))
+}
+
+fn error_page_client(config: &ServeConfig) -> ErrorPageClient {
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(config.pool_idle_timeout)
+        .pool_max_idle_per_host(4)
+        .pool_timer(TokioTimer::new())
+        .build(connector(config))
+}
+
+/// Serve the proxy on `listener` until `shutdown` resolves, with default settings.
 ///
 /// After `shutdown` the listener is closed, idle keep-alive connections are closed, and in-flight
 /// requests get a few seconds to finish. Already-upgraded (WebSocket) tunnels are left running.
@@ -74,21 +161,57 @@ pub async fn serve(
     options: ProxyOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    serve_with(listener, table, options, ServeConfig::default(), shutdown).await
+}
+
+/// [`serve`], with every setting given.
+pub async fn serve_with(
+    listener: TcpListener,
+    table: RouteTable,
+    options: ProxyOptions,
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
     let local_port = listener.local_addr()?.port();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.client_timeout)
+        .max_header_size(config.max_header_size)
+        .max_buf_size(config.max_header_size.max(8192) + 8192);
+    let limit = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let shared = Arc::new(Shared {
         table,
         hub: options.hub,
-        client: upstream_client(),
+        client: upstream_client(&config),
+        error_client: error_page_client(&config),
+        proto_value: HeaderValue::from_static(if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }),
+        config,
         port_value: HeaderValue::from(local_port),
     });
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.keep_alive(true).timer(TokioTimer::new());
 
     // Connections hold a receiver; `closed()` on the sender tells us when all have finished.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
     let mut shutdown = pin!(shutdown);
-    tracing::info!(port = local_port, "proxy listening");
+    tracing::info!(
+        port = local_port,
+        tls = shared.config.tls.is_some(),
+        "proxy listening"
+    );
     loop {
+        let permit = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            permit = limit.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
         let (stream, addr) = tokio::select! {
             biased;
             () = &mut shutdown => break,
@@ -110,26 +233,23 @@ pub async fn serve(
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
         };
         let st = shared.clone();
-        let svc = hyper::service::service_fn(move |req| {
-            let st = st.clone();
-            let peer = peer.clone();
-            async move { Ok::<_, Infallible>(handle(&st, &peer, req).await) }
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .with_upgrades();
-        let mut stop = stop_rx.clone();
+        let builder = builder.clone();
+        let stop = stop_rx.clone();
+        let guard = st.config.metrics.connection_opened();
         tokio::spawn(async move {
-            let mut conn = pin!(conn);
-            let res = tokio::select! {
-                res = conn.as_mut() => res,
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
+            let _permit = permit;
+            let _guard = guard;
+            match st.config.tls.as_ref().map(Tls::acceptor) {
+                None => serve_connection(st, builder, stream, peer, stop).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => serve_connection(st, builder, tls, peer, stop).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %addr, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(peer = %addr, "TLS handshake timed out"),
+                    }
                 }
-            };
-            if let Err(e) = res {
-                tracing::debug!(peer = %addr, error = %e, "client connection ended with error");
             }
         });
     }
@@ -146,19 +266,90 @@ pub async fn serve(
     Ok(())
 }
 
-async fn handle(st: &Shared, peer: &Peer, mut req: Request<Incoming>) -> Response<ProxyBody> {
-    let Some(entry) = st.table.lookup_entry(req.uri().path()) else {
+async fn serve_connection<I>(
+    st: Arc<Shared>,
+    builder: hyper::server::conn::http1::Builder,
+    io: I,
+    peer: Peer,
+    mut stop: tokio::sync::watch::Receiver<()>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let addr = peer.addr;
+    let svc = hyper::service::service_fn(move |req| {
+        let st = st.clone();
+        let peer = peer.clone();
+        async move { Ok::<_, Infallible>(handle(&st, &peer, req).await) }
+    });
+    let conn = builder
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
+    let mut conn = pin!(conn);
+    let res = tokio::select! {
+        res = conn.as_mut() => res,
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = res {
+        tracing::debug!(peer = %addr, error = %e, "client connection ended with error");
+    }
+}
+
+async fn handle(st: &Shared, peer: &Peer, req: Request<Incoming>) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let upgrade = is_upgrade(req.headers());
+    if upgrade {
+        st.config.metrics.websocket_request();
+    }
+    let resp = dispatch(st, peer, req, upgrade).await;
+    st.config
+        .metrics
+        .response(resp.status().as_u16(), started.elapsed().as_secs_f64());
+    resp
+}
+
+async fn dispatch(
+    st: &Shared,
+    peer: &Peer,
+    mut req: Request<Incoming>,
+    upgrade: bool,
+) -> Response<ProxyBody> {
+    if req.uri().path() == "/_chp_healthz" {
+        let mut resp = Response::new(ProxyBody::text(r#"{"status":"OK"}"#));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return resp;
+    }
+    let key = match routing_key(
+        req.uri().path(),
+        st.config.host_routing.then_some(req.headers()),
+    ) {
+        Ok(k) => k,
+        Err(bad) => {
+            tracing::warn!(path = %req.uri().path(), reason = bad.reason(), "bad request path");
+            return simple(
+                StatusCode::BAD_REQUEST,
+                format!("Bad Request: {}\n", bad.reason()),
+            );
+        }
+    };
+    let Some(entry) = st.table.lookup_entry(&key) else {
+        drop(key);
         return match &st.hub {
             Some(hub) => to_hub(hub, st, peer, req).await,
-            None => simple(StatusCode::NOT_FOUND, "Not Found\n".to_owned()),
+            None => error_page(st, StatusCode::NOT_FOUND, req.uri(), upgrade).await,
         };
     };
+    drop(key);
     match &entry.parsed {
         Target::Http {
             authority,
             path_prefix,
         } => {
-            entry.touch_coarse();
             let uri = match upstream_uri(authority, path_prefix, req.uri()) {
                 Ok(uri) => uri,
                 Err(e) => {
@@ -166,8 +357,8 @@ async fn handle(st: &Shared, peer: &Peer, mut req: Request<Incoming>) -> Respons
                     return simple(StatusCode::BAD_REQUEST, "Bad Request\n".to_owned());
                 }
             };
-            *req.uri_mut() = uri;
-            forward(st, peer, req, entry).await
+            let orig = std::mem::replace(req.uri_mut(), uri);
+            forward(st, peer, req, entry, orig, upgrade).await
         }
         Target::Hub => match &st.hub {
             Some(hub) => {
@@ -176,12 +367,12 @@ async fn handle(st: &Shared, peer: &Peer, mut req: Request<Incoming>) -> Respons
             }
             None => {
                 tracing::warn!(prefix = %entry.prefix, "route targets the hub but no hub is configured");
-                unavailable(&entry.prefix)
+                error_page(st, StatusCode::SERVICE_UNAVAILABLE, req.uri(), upgrade).await
             }
         },
         Target::Invalid(e) => {
             tracing::warn!(prefix = %entry.prefix, error = %e, "request for route with unusable target");
-            unavailable(&entry.prefix)
+            error_page(st, StatusCode::SERVICE_UNAVAILABLE, req.uri(), upgrade).await
         }
     }
 }
@@ -194,7 +385,7 @@ async fn to_hub(
     peer: &Peer,
     mut req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    add_forwarded_headers(req.headers_mut(), peer, &st.port_value);
+    add_forwarded_headers(req.headers_mut(), peer, &st.port_value, &st.proto_value);
     req.extensions_mut().insert(ConnectInfo(peer.addr));
     let req = req.map(axum::body::Body::new);
     match hub.clone().oneshot(req).await {
@@ -226,24 +417,46 @@ async fn forward(
     peer: &Peer,
     mut req: Request<Incoming>,
     entry: Arc<Entry>,
+    orig: Uri,
+    upgrade: bool,
 ) -> Response<ProxyBody> {
-    let upgrade = is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let headers = req.headers_mut();
     strip_hop_by_hop(headers, upgrade);
-    add_forwarded_headers(headers, peer, &st.port_value);
+    if st.config.x_forward {
+        add_forwarded_headers(headers, peer, &st.port_value, &st.proto_value);
+    }
+    for (name, value) in &st.config.custom_headers {
+        headers.insert(name.clone(), value.clone());
+    }
     // Upstream always speaks HTTP/1.1 so pooled connections stay keep-alive.
     *req.version_mut() = Version::HTTP_11;
 
-    let mut resp = match st.client.request(req).await {
+    let sent = st.client.request(req);
+    let result = match st.config.upstream_timeout {
+        Some(limit) => match tokio::time::timeout(limit, sent).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!(prefix = %entry.prefix, target = %entry.target, "upstream did not answer in time");
+                st.config.metrics.upstream_error("timeout");
+                return error_page(st, StatusCode::GATEWAY_TIMEOUT, &orig, upgrade).await;
+            }
+        },
+        None => sent.await,
+    };
+    let mut resp = match result {
         Ok(resp) => resp,
         Err(e) => {
             let e = ProxyError::from(e);
             tracing::warn!(prefix = %entry.prefix, target = %entry.target, error = %error_chain(&e),
                 "upstream not reachable");
-            return unavailable(&entry.prefix);
+            st.config.metrics.upstream_error("connect");
+            return error_page(st, StatusCode::SERVICE_UNAVAILABLE, &orig, upgrade).await;
         }
     };
+    if resp.status().as_u16() < 300 {
+        entry.touch_coarse();
+    }
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
@@ -251,7 +464,13 @@ async fn forward(
             return simple(StatusCode::BAD_GATEWAY, "Bad Gateway\n".to_owned());
         };
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
-        tokio::spawn(tunnel(client_upgrade, upstream_upgrade, entry));
+        tokio::spawn(tunnel(
+            client_upgrade,
+            upstream_upgrade,
+            entry,
+            st.config.websocket_idle_timeout,
+            st.config.metrics.clone(),
+        ));
         // The 101 keeps Upgrade/Connection and e.g. Sec-WebSocket-Accept exactly as sent.
         let (parts, _) = resp.into_parts();
         return Response::from_parts(parts, ProxyBody::empty());
@@ -261,8 +480,66 @@ async fn forward(
     resp.map(|body| ProxyBody::Upstream { body, entry })
 }
 
-/// Splice an upgraded client connection to the upgraded upstream connection.
-async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, entry: Arc<Entry>) {
+/// An error answered as CHP does: with `--error-target`, the body of
+/// `GET {error_target}/{code}?url={original url}` (its content type and encoding kept) under the
+/// original status; otherwise (or when that fails) the status's reason phrase. Upgrade requests
+/// get the bare status.
+async fn error_page(
+    st: &Shared,
+    code: StatusCode,
+    orig: &Uri,
+    upgrade: bool,
+) -> Response<ProxyBody> {
+    let reason = code.canonical_reason().unwrap_or("Error");
+    if upgrade {
+        let mut resp = Response::new(ProxyBody::empty());
+        *resp.status_mut() = code;
+        return resp;
+    }
+    if let Some(base) = &st.config.error_target {
+        let original = orig.path_and_query().map_or("/", PathAndQuery::as_str);
+        let sep = if base.ends_with('/') { "" } else { "/" };
+        let url = format!(
+            "{base}{sep}{}?url={}",
+            code.as_u16(),
+            utf8_percent_encode(original, NON_ALPHANUMERIC)
+        );
+        match url.parse::<Uri>() {
+            Ok(uri) => {
+                let fetch = st.error_client.get(uri);
+                match tokio::time::timeout(ERROR_PAGE_TIMEOUT, fetch).await {
+                    Ok(Ok(page)) => {
+                        let (parts, body) = page.into_parts();
+                        let mut resp = Response::new(ProxyBody::Plain(body));
+                        *resp.status_mut() = code;
+                        for name in [header::CONTENT_TYPE, header::CONTENT_ENCODING] {
+                            if let Some(v) = parts.headers.get(&name) {
+                                resp.headers_mut().insert(name, v.clone());
+                            }
+                        }
+                        return resp;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!(%url, error = %error_chain(&e), "failed to get custom error page")
+                    }
+                    Err(_) => tracing::error!(%url, "custom error page timed out"),
+                }
+            }
+            Err(e) => tracing::error!(%url, error = %e, "bad error target URL"),
+        }
+    }
+    simple(code, reason.to_owned())
+}
+
+/// Splice an upgraded client connection to the upgraded upstream connection, until either side
+/// closes or nothing moves for `idle`.
+async fn tunnel(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    entry: Arc<Entry>,
+    idle: Option<Duration>,
+    metrics: Metrics,
+) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(pair) => pair,
         Err(e) => {
@@ -270,25 +547,59 @@ async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, entry: Arc<Entry>) {
             return;
         }
     };
+    let _open = metrics.websocket_opened();
     entry.touch_coarse();
     let prefix = entry.prefix.clone();
+    let start = Instant::now();
+    let last_io = Arc::new(AtomicU64::new(0));
     let mut client = Activity {
         io: TokioIo::new(client),
         entry,
+        start,
+        last_io: last_io.clone(),
     };
     let mut upstream = TokioIo::new(upstream);
-    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        Ok((up, down)) => {
-            tracing::debug!(%prefix, bytes_up = up, bytes_down = down, "upgraded connection closed")
+    let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+    let watchdog = async {
+        let Some(idle) = idle else {
+            return std::future::pending().await;
+        };
+        loop {
+            let last = start + Duration::from_millis(last_io.load(Ordering::Relaxed));
+            let deadline = last + idle;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
         }
-        Err(e) => tracing::debug!(%prefix, error = %e, "upgraded connection ended with error"),
+    };
+    tokio::select! {
+        res = copy => match res {
+            Ok((up, down)) => {
+                tracing::debug!(%prefix, bytes_up = up, bytes_down = down, "upgraded connection closed")
+            }
+            Err(e) => tracing::debug!(%prefix, error = %e, "upgraded connection ended with error"),
+        },
+        () = watchdog => tracing::debug!(%prefix, "upgraded connection closed after idle timeout"),
     }
 }
 
-/// Client side of a tunnel; every chunk in either direction counts as route activity.
+/// Client side of a tunnel; every chunk in either direction counts as route activity and
+/// resets the idle clock.
 struct Activity {
     io: TokioIo<Upgraded>,
     entry: Arc<Entry>,
+    start: Instant,
+    /// Milliseconds after `start` of the last byte moved.
+    last_io: Arc<AtomicU64>,
+}
+
+impl Activity {
+    fn moved(&self) {
+        self.entry.touch_coarse();
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_io.store(ms, Ordering::Relaxed);
+    }
 }
 
 impl AsyncRead for Activity {
@@ -301,7 +612,7 @@ impl AsyncRead for Activity {
         let before = buf.filled().len();
         let res = Pin::new(&mut this.io).poll_read(cx, buf);
         if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.entry.touch_coarse();
+            this.moved();
         }
         res
     }
@@ -316,7 +627,7 @@ impl AsyncWrite for Activity {
         let this = self.get_mut();
         let res = Pin::new(&mut this.io).poll_write(cx, buf);
         if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            this.entry.touch_coarse();
+            this.moved();
         }
         res
     }
@@ -329,7 +640,7 @@ impl AsyncWrite for Activity {
         let this = self.get_mut();
         let res = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
         if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            this.entry.touch_coarse();
+            this.moved();
         }
         res
     }
@@ -364,7 +675,6 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
 /// For upgrades, `Upgrade` survives and `Connection` is reduced to exactly "upgrade".
 fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if let Some(conn) = headers.get(header::CONNECTION) {
-        // Common case ("keep-alive", "close", "upgrade") needs no allocation.
         let named: Vec<HeaderName> = conn
             .to_str()
             .unwrap_or("")
@@ -398,13 +708,14 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 
 /// As CHP (node-http-proxy `xfwd`): append to X-Forwarded-For/-Proto/-Port, keep an existing
 /// X-Forwarded-Host or else use Host.
-fn add_forwarded_headers(headers: &mut HeaderMap, peer: &Peer, port_value: &HeaderValue) {
+fn add_forwarded_headers(
+    headers: &mut HeaderMap,
+    peer: &Peer,
+    port_value: &HeaderValue,
+    proto_value: &HeaderValue,
+) {
     append_list(headers, &X_FORWARDED_FOR, &peer.ip_value);
-    append_list(
-        headers,
-        &X_FORWARDED_PROTO,
-        &HeaderValue::from_static("http"),
-    );
+    append_list(headers, &X_FORWARDED_PROTO, proto_value);
     append_list(headers, &X_FORWARDED_PORT, port_value);
     if !headers.contains_key(&X_FORWARDED_HOST) {
         if let Some(host) = headers.get(header::HOST).cloned() {
@@ -443,14 +754,6 @@ fn simple(status: StatusCode, body: String) -> Response<ProxyBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     resp
-}
-
-/// CHP answers 503 when the target cannot be reached.
-fn unavailable(prefix: &str) -> Response<ProxyBody> {
-    simple(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("Service Unavailable: the server at {prefix} is not reachable\n"),
-    )
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -515,7 +818,7 @@ mod tests {
         let port = HeaderValue::from(8000u16);
         let mut h = HeaderMap::new();
         h.insert(header::HOST, "hub.example:8000".parse().unwrap());
-        add_forwarded_headers(&mut h, &peer(), &port);
+        add_forwarded_headers(&mut h, &peer(), &port, &HeaderValue::from_static("http"));
         assert_eq!(h["x-forwarded-for"], "10.0.0.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-port"], "8000");
@@ -526,7 +829,7 @@ mod tests {
         h.append("x-forwarded-for", "1.1.1.1".parse().unwrap());
         h.append("x-forwarded-for", "2.2.2.2".parse().unwrap());
         h.insert("x-forwarded-host", "outer.example".parse().unwrap());
-        add_forwarded_headers(&mut h, &peer(), &port);
+        add_forwarded_headers(&mut h, &peer(), &port, &HeaderValue::from_static("http"));
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, 2.2.2.2, 10.0.0.7");
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(h["x-forwarded-host"], "outer.example");
