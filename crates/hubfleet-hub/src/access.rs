@@ -47,11 +47,12 @@ pub async fn user_scopes(state: &AppState, user: &User) -> Result<BTreeSet<Strin
             raw.extend(role.scopes);
         }
     }
+    let shared = state.store.share_scopes_for_user(user.id).await?;
     let owner = RbacOwner::User {
         name: user.name.clone(),
         groups,
     };
-    Ok(hubfleet_rbac::owner_scopes(&raw, &[] as &[String], &owner))
+    Ok(hubfleet_rbac::owner_scopes(&raw, &shared, &owner))
 }
 
 /// The expanded scopes of a service: its roles, and `admin` if it is an admin service.

@@ -374,12 +374,17 @@ pub async fn track_requests(
         .get::<axum::extract::MatchedPath>()
         .map(|p| handler_name(p.as_str()))
         .unwrap_or("jupyterhub.handlers.pages.Template404");
+    let path = request.uri().path().to_string();
     let response = next.run(request).await;
-    state.settings.metrics.request(
-        &method,
-        handler,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
+    let status = response.status().as_u16();
+    let seconds = started.elapsed().as_secs_f64();
+    state.settings.metrics.request(&method, handler, status, seconds);
+    // An access log as JupyterHub writes one (no query: it may carry an XSRF token).
+    let ms = seconds * 1000.0;
+    if path.starts_with("/hub/api") || status >= 400 {
+        tracing::info!(target: "hubfleet::access", status, "{method} {path} {ms:.1}ms");
+    } else {
+        tracing::debug!(target: "hubfleet::access", status, "{method} {path} {ms:.1}ms");
+    }
     response
 }

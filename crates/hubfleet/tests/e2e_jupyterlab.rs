@@ -253,3 +253,33 @@ async fn hub_restart_leaves_servers_running_and_restores_routes() {
         hub.log()
     );
 }
+
+/// `jupyterhub-singleuser` 5.x (no PKCE, older extension) against the same hub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jupyterhub_singleuser_5x_works_too() {
+    let venv = std::env::var_os("HUBFLEET_PYTHON_ENV_JH5")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            panic!(
+                "HUBFLEET_PYTHON_ENV_JH5 is not set: point it at a venv with `jupyterhub>=5,<6` and \
+                 jupyterlab (`scripts/test` creates .venv-jh5 and sets it)"
+            )
+        });
+    let version = std::process::Command::new(venv.join("bin/python"))
+        .args(["-c", "import jupyterhub; print(jupyterhub.__version__)"])
+        .output()
+        .expect("the 5.x venv has python");
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    assert!(version.starts_with("5."), "{} has jupyterhub {version}, not 5.x", venv.display());
+
+    let hub = TestHub::start_with(DUMMY_HUB, "", &venv);
+    let browser = Browser::new(&hub);
+    browser.login("dana", "any").await;
+    browser.client.get(browser.url("/hub/spawn")).send().await.unwrap();
+    let model = browser.wait_ready("dana", Duration::from_secs(120)).await;
+    assert_eq!(model["server"], "/user/dana/", "log:\n{}", hub.log());
+    open_lab(&browser, "dana").await;
+    assert_eq!(execute(&browser, &hub, "dana", "6*7").await, "42");
+    let log = std::fs::read_to_string(hub.data_dir().join("logs/dana.log")).unwrap();
+    assert!(log.contains(&version) || log.contains("jupyterhub"), "{log}");
+}

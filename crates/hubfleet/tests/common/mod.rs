@@ -54,13 +54,19 @@ pub struct TestHub {
 impl TestHub {
     /// Write a config (the given YAML plus `hubfleet.listen`/`data_dir`) and start the hub.
     pub fn start(yaml: &str) -> TestHub {
+        TestHub::start_with(yaml, "", &python_env())
+    }
+
+    /// Like [`TestHub::start`], with more `hubfleet:` keys (indented two spaces, one
+    /// per line) and a given Python environment.
+    pub fn start_with(yaml: &str, hubfleet_extra: &str, python_env: &Path) -> TestHub {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("hub.yaml");
         let full = format!(
-            "{yaml}\nhubfleet:\n  listen: 127.0.0.1:{port}\n  data_dir: {}\n  local:\n    python_env: {}\n",
+            "{yaml}\nhubfleet:\n  listen: 127.0.0.1:{port}\n  data_dir: {}\n  local:\n    python_env: {}\n{hubfleet_extra}",
             dir.path().join("data").display(),
-            python_env().display()
+            python_env.display()
         );
         std::fs::write(&config, full).unwrap();
         let mut hub = TestHub {
