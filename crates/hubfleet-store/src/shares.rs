@@ -346,10 +346,26 @@ impl Store {
     /// The scopes shared with a user, directly or through their groups, with filters
     /// (`access:servers!server=bob/`): to be added to the user's own scopes.
     pub async fn share_scopes_for_user(&self, user_id: i64) -> Result<Vec<String>> {
-        let (shares, _) = self
-            .list_shares(ShareQuery::SharedWithUser(user_id), 0, i64::MAX)
-            .await?;
-        let mut scopes: Vec<String> = shares.into_iter().flat_map(|s| s.scopes).collect();
+        // One query: this runs on every authenticated request.
+        let rows = sqlx::query(
+            "SELECT sh.scopes, s.name AS server_name, o.name AS owner_name \
+             FROM shares sh JOIN servers s ON s.id = sh.server_id \
+             JOIN users o ON o.id = sh.owner_id \
+             WHERE sh.user_id = $1 OR sh.group_id IN \
+             (SELECT group_id FROM user_groups WHERE user_id = $1)",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut scopes = Vec::new();
+        for row in &rows {
+            let owner: String = row.try_get("owner_name")?;
+            let server: String = row.try_get("server_name")?;
+            let filter = server_filter(&owner, &server);
+            for base in string_list(row, "scopes", "share scopes")? {
+                scopes.push(format!("{base}{filter}"));
+            }
+        }
         scopes.sort();
         scopes.dedup();
         Ok(scopes)
