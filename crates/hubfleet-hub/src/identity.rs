@@ -231,14 +231,14 @@ pub fn xsrf_ok(headers: &HeaderMap, submitted: Option<&str>) -> bool {
 }
 
 /// The XSRF token for a page, and the cookie to set when the browser has none yet.
-pub fn xsrf_token(headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+pub fn xsrf_token(headers: &HeaderMap, secure: bool) -> (String, Option<HeaderValue>) {
     match cookie(headers, XSRF_COOKIE) {
         Some(token) if token.len() >= 32 && token.chars().all(|c| c.is_ascii_hexdigit()) => {
             (token.to_string(), None)
         }
         _ => {
             let token = hubfleet_store::new_token();
-            let set = set_cookie(XSRF_COOKIE, &token, "/hub/", None, false);
+            let set = set_cookie(XSRF_COOKIE, &token, "/hub/", None, secure);
             (token, Some(set))
         }
     }

@@ -391,6 +391,9 @@ fn spawn_background(state: AppState) {
                 if let Err(e) = state.store.purge_expired().await {
                     tracing::warn!(error = %e, "purging expired tokens");
                 }
+                if let Err(e) = state.store.purge_expired_share_codes().await {
+                    tracing::warn!(error = %e, "purging expired share codes");
+                }
             }
         }
     });

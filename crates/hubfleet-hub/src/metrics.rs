@@ -378,7 +378,10 @@ pub async fn track_requests(
     let response = next.run(request).await;
     let status = response.status().as_u16();
     let seconds = started.elapsed().as_secs_f64();
-    state.settings.metrics.request(&method, handler, status, seconds);
+    state
+        .settings
+        .metrics
+        .request(&method, handler, status, seconds);
     // An access log as JupyterHub writes one (no query: it may carry an XSRF token).
     let ms = seconds * 1000.0;
     if path.starts_with("/hub/api") || status >= 400 {

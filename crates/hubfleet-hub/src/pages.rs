@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Form, Router};
 use chrono::Utc;
@@ -19,7 +19,10 @@ use crate::{urls, AppState, HubError};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/hub", get(|| async { Redirect::permanent("/hub/") }))
+        .route(
+            "/hub",
+            get(|| async { redirect(StatusCode::MOVED_PERMANENTLY, "/hub/") }),
+        )
         .route("/hub/", get(|| async { found("/hub/home") }))
         .route("/hub/login", get(login_page).post(login_submit))
         .route("/hub/logout", get(logout))
@@ -111,7 +114,7 @@ fn login_form(
     username: &str,
     error: Option<&str>,
 ) -> Response {
-    let (xsrf, set) = identity::xsrf_token(headers);
+    let (xsrf, set) = identity::xsrf_token(headers, state.settings.secure_cookies);
     let hint = match state.authenticator.kind() {
         "dummy" => Some("Development mode: any password is accepted unless one is configured."),
         _ => None,
@@ -263,7 +266,7 @@ async fn home(
 ) -> Result<Response, HubError> {
     let me = logged_in!(state, headers, uri);
     let server = state.store.server(me.user.id, "").await?;
-    let (xsrf, set) = identity::xsrf_token(&headers);
+    let (xsrf, set) = identity::xsrf_token(&headers, state.settings.secure_cookies);
     let phase = server
         .as_ref()
         .map(|s| s.phase.as_str())
@@ -411,7 +414,7 @@ async fn spawn_pending(
             Ok(found(next.as_deref().unwrap_or(&server_url)).into_response())
         }
         Some((Phase::Starting, _)) => {
-            let (xsrf, set) = identity::xsrf_token(&headers);
+            let (xsrf, set) = identity::xsrf_token(&headers, state.settings.secure_cookies);
             let progress_url = format!(
                 "/hub/api/users/{}/server/progress?_xsrf={xsrf}",
                 urls::escape_path(&user.name)
@@ -438,6 +441,13 @@ async fn spawn_pending(
                 log,
             ))
         }
+        Some((Phase::Stopping, _)) => Ok(error_page(
+            &state,
+            StatusCode::ACCEPTED,
+            "Stopping",
+            "Your server is stopping. Reload this page in a few seconds to start it again.",
+            None,
+        )),
         _ => Ok(not_running(&state, &server_url, &user.name)),
     }
 }
@@ -634,7 +644,7 @@ pub async fn fallback(State(state): State<AppState>, uri: Uri) -> Response {
             && matches!(segments[0], "user" | "services")
             && !segments[1].is_empty()
         {
-            return Redirect::permanent(&format!("{path}/")).into_response();
+            return redirect(StatusCode::MOVED_PERMANENTLY, &format!("{path}/"));
         }
         let target = match uri.query() {
             Some(q) => format!("/hub{path}?{q}"),

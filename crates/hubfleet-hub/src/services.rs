@@ -92,9 +92,9 @@ impl Services {
         let token = match &definition.api_token {
             Some(token) => {
                 let known = state.store.find_token(token).await?;
-                if !known
+                if known
                     .as_ref()
-                    .is_some_and(|t| t.service_id == Some(service.id))
+                    .is_none_or(|t| t.service_id != Some(service.id))
                 {
                     state
                         .store

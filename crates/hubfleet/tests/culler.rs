@@ -22,9 +22,19 @@ fn culling_hub(culler: &str) -> TestHub {
 async fn culled(hub: &TestHub, user: &str) -> Duration {
     let browser = Browser::new(hub);
     browser.login(user, "x").await;
-    browser.client.get(browser.url("/hub/spawn")).send().await.unwrap();
+    browser
+        .client
+        .get(browser.url("/hub/spawn"))
+        .send()
+        .await
+        .unwrap();
     let model = browser.wait_ready(user, Duration::from_secs(30)).await;
-    assert_eq!(model["server"], format!("/user/{user}/"), "log:\n{}", hub.log());
+    assert_eq!(
+        model["server"],
+        format!("/user/{user}/"),
+        "log:\n{}",
+        hub.log()
+    );
     let ready = Instant::now();
     loop {
         let model = browser.user_model(user).await;
@@ -35,11 +45,15 @@ async fn culled(hub: &TestHub, user: &str) -> Duration {
             ready.elapsed() < Duration::from_secs(60),
             "not culled within 60 s; hub log:\n{}\nculler log:\n{}",
             hub.log(),
-            std::fs::read_to_string(hub.data_dir().join("logs/service-idle-culler.log")).unwrap_or_default()
+            std::fs::read_to_string(hub.data_dir().join("logs/service-idle-culler.log"))
+                .unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    assert!(hub.server_pids(user).is_empty(), "the server process is gone");
+    assert!(
+        hub.server_pids(user).is_empty(),
+        "the server process is gone"
+    );
     ready.elapsed()
 }
 
@@ -47,32 +61,51 @@ async fn culled(hub: &TestHub, user: &str) -> Duration {
 async fn jupyterhub_idle_culler_culls_idle_servers() {
     let hub = culling_hub("idle-culler");
     let after = culled(&hub, "sleepy").await;
-    assert!(after >= Duration::from_secs(2), "culled only after the timeout: {after:?}");
+    assert!(
+        after >= Duration::from_secs(2),
+        "culled only after the timeout: {after:?}"
+    );
     // The culler's own calls were answered 2xx: it lists ready users and stops the server.
     let log = hub.log();
-    let api_lines: Vec<&str> = log.lines().filter(|l| l.contains("/hub/api/users")).collect();
+    let api_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("/hub/api/users"))
+        .collect();
     assert!(
-        api_lines.iter().any(|l| l.contains("GET /hub/api/users") && l.contains("status=200")),
+        api_lines
+            .iter()
+            .any(|l| l.contains("GET /hub/api/users") && l.contains("status=200")),
         "no listing by the culler in the hub log:\n{log}"
     );
     assert!(
-        api_lines.iter().any(|l| l.contains("DELETE /hub/api/users/sleepy/server") && l.contains("status=204")),
+        api_lines
+            .iter()
+            .any(|l| l.contains("DELETE /hub/api/users/sleepy/server") && l.contains("status=204")),
         "no stop by the culler in the hub log:\n{log}"
     );
     assert!(
-        !api_lines.iter().any(|l| l.contains("status=4") || l.contains("status=5")),
+        !api_lines
+            .iter()
+            .any(|l| l.contains("status=4") || l.contains("status=5")),
         "the culler got errors:\n{}",
         api_lines.join("\n")
     );
-    let culler_log = std::fs::read_to_string(hub.data_dir().join("logs/service-idle-culler.log")).unwrap();
-    assert!(culler_log.contains("sleepy"), "the culler names the server it culled:\n{culler_log}");
+    let culler_log =
+        std::fs::read_to_string(hub.data_dir().join("logs/service-idle-culler.log")).unwrap();
+    assert!(
+        culler_log.contains("sleepy"),
+        "the culler names the server it culled:\n{culler_log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn builtin_culler_culls_idle_servers() {
     let hub = culling_hub("builtin");
     let after = culled(&hub, "drowsy").await;
-    assert!(after >= Duration::from_secs(2), "culled only after the timeout: {after:?}");
+    assert!(
+        after >= Duration::from_secs(2),
+        "culled only after the timeout: {after:?}"
+    );
     assert!(hub.log().contains("culling idle server"), "{}", hub.log());
     assert!(!hub.data_dir().join("logs/service-idle-culler.log").exists());
 }
@@ -82,14 +115,29 @@ async fn active_servers_are_not_culled() {
     let hub = culling_hub("builtin");
     let browser = Browser::new(&hub);
     browser.login("busy", "x").await;
-    browser.client.get(browser.url("/hub/spawn")).send().await.unwrap();
+    browser
+        .client
+        .get(browser.url("/hub/spawn"))
+        .send()
+        .await
+        .unwrap();
     browser.wait_ready("busy", Duration::from_secs(30)).await;
     // Traffic through the proxy counts as activity.
     let until = Instant::now() + Duration::from_secs(8);
     while Instant::now() < until {
-        browser.client.get(browser.url("/user/busy/")).send().await.unwrap();
+        browser
+            .client
+            .get(browser.url("/user/busy/"))
+            .send()
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let model = browser.user_model("busy").await;
-    assert_eq!(model["server"], "/user/busy/", "an active server survives: {}", hub.log());
+    assert_eq!(
+        model["server"],
+        "/user/busy/",
+        "an active server survives: {}",
+        hub.log()
+    );
 }

@@ -95,14 +95,8 @@ pub async fn service_model(
     put("roles", json!(roles));
     put("url", json!(service.url));
     put("prefix", json!(prefix));
-    put(
-        "command",
-        if command.is_empty() {
-            json!("")
-        } else {
-            json!(command)
-        },
-    );
+    // Upstream's `Service.command` is a list, `[]` when the hub does not start it.
+    put("command", json!(command));
     put("pid", json!(pid.unwrap_or(0)));
     put("info", service.info.clone());
     put("display", json!(service.display));

@@ -1161,7 +1161,7 @@ async fn accept_page(
     let ready = ReadyCache::default()
         .ready(&state, &share_code.server)
         .await?;
-    let (xsrf, set_cookie) = identity::xsrf_token(&headers);
+    let (xsrf, set_cookie) = identity::xsrf_token(&headers, state.settings.secure_cookies);
     let next = query.next.as_deref().and_then(urls::safe_next);
     let body = state.templates.render(
         "accept_share.html",
