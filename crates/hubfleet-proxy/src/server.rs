@@ -331,10 +331,14 @@ async fn dispatch(
         Ok(k) => k,
         Err(bad) => {
             tracing::warn!(path = %req.uri().path(), reason = bad.reason(), "bad request path");
-            return simple(
+            // A client sending this is not a browser; do not keep its connection.
+            let mut resp = simple(
                 StatusCode::BAD_REQUEST,
                 format!("Bad Request: {}\n", bad.reason()),
             );
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return resp;
         }
     };
     let Some(entry) = st.table.lookup_entry(&key) else {
