@@ -25,7 +25,7 @@ const TOKEN_SECONDS: i64 = identity::LOGIN_DAYS * 86400;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/hub/api/oauth2/authorize", get(authorize))
+        .route("/hub/api/oauth2/authorize", get(authorize).post(authorize))
         .route("/hub/api/oauth2/token", post(token))
 }
 
@@ -48,11 +48,33 @@ fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
     found(&format!("{redirect_uri}{sep}{query}")).into_response()
 }
 
+/// The confirmation form's fields (POST).
+#[derive(serde::Deserialize, Default)]
+struct ConfirmForm {
+    #[serde(rename = "_xsrf", default)]
+    xsrf: String,
+}
+
 async fn authorize(
     State(state): State<AppState>,
+    method: axum::http::Method,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
+    body: axum::body::Bytes,
 ) -> Result<Response, HubError> {
+    let confirmed = method == axum::http::Method::POST;
+    if confirmed {
+        let form: ConfirmForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+        if !identity::xsrf_ok(&headers, Some(&form.xsrf)) {
+            return Ok(pages::error_page(
+                &state,
+                StatusCode::FORBIDDEN,
+                "Authorization expired",
+                "The authorization form expired or came from another site. Go back and try again.",
+                None,
+            ));
+        }
+    }
     let query = query.unwrap_or_default();
     let Some(me) = identity::page_user(&state, &headers).await? else {
         let next = format!("/hub/api/oauth2/authorize?{query}");
@@ -178,6 +200,19 @@ async fn authorize(
     scopes.extend(hubfleet_rbac::identify_scopes_raw());
     scopes.sort();
     scopes.dedup();
+    // Someone else's server or a service: ask first (protocol §4.2 step 7).
+    if !owns && !confirmed {
+        let (xsrf, set) = identity::xsrf_token(&headers, state.settings.secure_cookies);
+        let body = state.templates.render(
+            "oauth_confirm.html",
+            minijinja::context! { user => me.user.name, description => client.description, scopes => client.allowed_scopes, xsrf },
+        );
+        let mut response = (StatusCode::OK, axum::response::Html(body)).into_response();
+        if let Some(cookie) = set {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        return Ok(response);
+    }
     let code = hubfleet_store::new_token();
     state
         .store

@@ -60,6 +60,10 @@ impl Templates {
                 "not_running.html",
                 include_str!("../templates/not_running.html"),
             ),
+            (
+                "oauth_confirm.html",
+                include_str!("../templates/oauth_confirm.html"),
+            ),
         ] {
             env.add_template(name, source)
                 .unwrap_or_else(|e| panic!("built-in template {name} is invalid: {e}"));
@@ -94,6 +98,7 @@ mod tests {
             "{html}"
         );
         for name in [
+            "oauth_confirm.html",
             "login.html",
             "home.html",
             "spawn_pending.html",

@@ -338,3 +338,56 @@ async fn oauth_requests_with_unregistered_redirects_are_rejected() {
     )).send().await.unwrap();
     assert_eq!(response.status(), 403);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_confirm_before_their_browser_authorizes_another_users_server() {
+    let hub = TestHub::start(&format!(
+        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [root]\nsingleuser:\n  cmd: {}\n",
+        fake_singleuser()
+    ));
+    let owner = Browser::new(&hub);
+    owner.login("kit", "x").await;
+    owner
+        .client
+        .get(owner.url("/hub/spawn"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        owner.wait_ready("kit", Duration::from_secs(30)).await["server"],
+        "/user/kit/"
+    );
+
+    let admin = Browser::new(&hub);
+    admin.login("root", "x").await;
+    let url = admin.url("/hub/api/oauth2/authorize?client_id=jupyterhub-user-kit&redirect_uri=/user/kit/oauth_callback&response_type=code&state=s9");
+    let page = admin.no_redirects().get(&url).send().await.unwrap();
+    assert_eq!(page.status(), 200, "a confirmation page, not a code");
+    assert!(page.text().await.unwrap().contains("Authorize"));
+    // A forged confirmation (no XSRF token) gets nothing.
+    let forged = admin
+        .no_redirects()
+        .post(&url)
+        .form(&[("_xsrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert!(forged.headers().get("location").is_none());
+    let confirmed = admin
+        .no_redirects()
+        .post(&url)
+        .form(&[("_xsrf", admin.hub_xsrf())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status(), 302);
+    let location = confirmed.headers()["location"].to_str().unwrap();
+    assert!(
+        location.starts_with("/user/kit/oauth_callback?code=") && location.ends_with("&state=s9"),
+        "{location}"
+    );
+    // The owner is never asked.
+    let own = owner.no_redirects().get(&url).send().await.unwrap();
+    assert_eq!(own.status(), 302);
+}
