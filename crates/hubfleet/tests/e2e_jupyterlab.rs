@@ -270,16 +270,28 @@ async fn jupyterhub_singleuser_5x_works_too() {
         .output()
         .expect("the 5.x venv has python");
     let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
-    assert!(version.starts_with("5."), "{} has jupyterhub {version}, not 5.x", venv.display());
+    assert!(
+        version.starts_with("5."),
+        "{} has jupyterhub {version}, not 5.x",
+        venv.display()
+    );
 
     let hub = TestHub::start_with(DUMMY_HUB, "", &venv);
     let browser = Browser::new(&hub);
     browser.login("dana", "any").await;
-    browser.client.get(browser.url("/hub/spawn")).send().await.unwrap();
+    browser
+        .client
+        .get(browser.url("/hub/spawn"))
+        .send()
+        .await
+        .unwrap();
     let model = browser.wait_ready("dana", Duration::from_secs(120)).await;
     assert_eq!(model["server"], "/user/dana/", "log:\n{}", hub.log());
     open_lab(&browser, "dana").await;
     assert_eq!(execute(&browser, &hub, "dana", "6*7").await, "42");
     let log = std::fs::read_to_string(hub.data_dir().join("logs/dana.log")).unwrap();
-    assert!(log.contains(&version) || log.contains("jupyterhub"), "{log}");
+    assert!(
+        log.contains(&version) || log.contains("jupyterhub"),
+        "{log}"
+    );
 }
