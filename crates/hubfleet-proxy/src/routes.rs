@@ -445,6 +445,48 @@ mod tests {
     }
 
     #[test]
+    fn removal_prunes_the_trie() {
+        let t = RouteTable::new();
+        for i in 0..1000 {
+            t.add(&format!("/user/u{i}/proxy/8888"), "http://a", Map::new());
+        }
+        t.add("/user/keep", "http://k", Map::new());
+        assert_eq!(t.len(), 1001);
+        for i in 0..1000 {
+            assert!(t.remove(&format!("/user/u{i}/proxy/8888/")));
+        }
+        assert_eq!(t.len(), 1);
+        // Only "user" → "keep" is left: no empty branches from the removed routes.
+        let inner = t.read();
+        assert_eq!(inner.root.children.len(), 1);
+        assert_eq!(inner.root.children["user"].children.len(), 1);
+    }
+
+    #[test]
+    fn many_routes_and_host_keys() {
+        let t = RouteTable::new();
+        for i in 0..10_000 {
+            t.add(
+                &format!("/user/u{i}"),
+                &format!("http://127.0.0.1:{}", 1000 + i % 50000),
+                Map::new(),
+            );
+        }
+        t.add("/alice.hub.example/user/alice", "http://h", Map::new());
+        assert_eq!(t.lookup("/user/u9999/lab/tree").unwrap().0, "/user/u9999");
+        assert!(t.lookup("/user/u10000/lab").is_none());
+        assert_eq!(
+            t.lookup("/alice.hub.example/user/alice/lab").unwrap().0,
+            "/alice.hub.example/user/alice"
+        );
+        assert!(t.lookup("/bob.hub.example/user/alice/lab").is_none());
+        assert_eq!(t.all().len(), 10_001);
+        // Empty segments: CHP splits "//" into an empty segment, which matches nothing.
+        assert!(t.lookup("/user//u1").is_none());
+        assert_eq!(t.lookup("//user/u1/x").unwrap().0, "/user/u1");
+    }
+
+    #[test]
     fn touch_moves_last_activity_forward() {
         let t = RouteTable::new();
         t.add("/user/alice", "http://a", Map::new());
