@@ -257,6 +257,10 @@ impl Hub {
         if adopted + cleaned > 0 {
             tracing::info!(adopted, cleaned, "checked servers from the previous run");
         }
+        let stale = store.delete_stale_oauth_clients().await?;
+        if stale > 0 {
+            tracing::info!(stale, "removed OAuth clients of servers that are not running");
+        }
         start_services(&state).await?;
         load_roles(&state).await?;
         if let Some(cull) = state.settings.culler.clone() {

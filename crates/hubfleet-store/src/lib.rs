@@ -1074,6 +1074,28 @@ impl Store {
         Ok(())
     }
 
+    /// Remove OAuth clients of servers that are not running (left by a crash between
+    /// registering a client and cleaning up), with their tokens. Service clients stay.
+    pub async fn delete_stale_oauth_clients(&self) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let stale = "SELECT identifier FROM oauth_clients WHERE identifier NOT LIKE 'service-%' \
+             AND (server_id IS NULL OR server_id IN (SELECT id FROM servers WHERE phase = $1))";
+        sqlx::query(&format!(
+            "DELETE FROM api_tokens WHERE client_id IN ({stale})"
+        ))
+        .bind(Phase::Stopped.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query(&format!(
+            "DELETE FROM oauth_clients WHERE identifier IN ({stale})"
+        ))
+        .bind(Phase::Stopped.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
     pub async fn insert_oauth_code(&self, code: &str, details: &OAuthCode) -> Result<()> {
         sqlx::query(
             "INSERT INTO oauth_codes (code_hash, client_id, user_id, session_id, scopes, \

@@ -385,6 +385,45 @@ async fn oauth(store: &Store) {
         .unwrap()
         .is_none());
     assert!(store.find_token(&issued).await.unwrap().is_none());
+
+    // After a crash: clients of servers that are not running are swept at start-up;
+    // a running server's client and service clients stay.
+    store.upsert_oauth_client(&client, &secret).await.unwrap();
+    let service_client = OAuthClient {
+        identifier: "service-announce".into(),
+        redirect_uri: "/services/announce/oauth_callback".into(),
+        description: "JupyterHub service announce".into(),
+        allowed_scopes: vec![],
+        server_id: None,
+    };
+    store
+        .upsert_oauth_client(&service_client, &secret)
+        .await
+        .unwrap();
+    assert_eq!(store.delete_stale_oauth_clients().await.unwrap(), 1);
+    assert!(store
+        .oauth_client(&client.identifier)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .oauth_client("service-announce")
+        .await
+        .unwrap()
+        .is_some());
+    let ready = ServerUpdate {
+        phase: Some(Phase::Ready),
+        ..Default::default()
+    };
+    store.update_server(server.id, &ready).await.unwrap();
+    store.upsert_oauth_client(&client, &secret).await.unwrap();
+    assert_eq!(store.delete_stale_oauth_clients().await.unwrap(), 0);
+    let stopped = ServerUpdate {
+        phase: Some(Phase::Stopped),
+        ..Default::default()
+    };
+    store.update_server(server.id, &stopped).await.unwrap();
+    store.delete_oauth_client(&client.identifier).await.unwrap();
 }
 
 async fn ledger(store: &Store) {
