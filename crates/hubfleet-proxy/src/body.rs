@@ -8,13 +8,19 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use crate::pool::Lease;
 use crate::routes::Entry;
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pub(crate) enum ProxyBody {
     /// Streamed from the upstream server; each data frame counts as route activity.
-    Upstream { body: Incoming, entry: Arc<Entry> },
+    Upstream {
+        body: Incoming,
+        entry: Arc<Entry>,
+        /// The pooled connection, returned when the body has ended cleanly.
+        lease: Option<Lease>,
+    },
     /// Produced by the in-process hub router.
     Hub(axum::body::Body),
     /// Relayed without activity accounting (error pages from `--error-target`).
@@ -43,15 +49,24 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            ProxyBody::Upstream { body, entry } => match Pin::new(body).poll_frame(cx) {
+            ProxyBody::Upstream { body, entry, lease } => match Pin::new(body).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if frame.is_data() {
                         entry.touch_coarse();
                     }
                     Poll::Ready(Some(Ok(frame)))
                 }
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Ready(Some(Err(e))) => {
+                    // The connection is in an unknown state: never reuse it.
+                    lease.take();
+                    Poll::Ready(Some(Err(e.into())))
+                }
+                Poll::Ready(None) => {
+                    if let Some(l) = lease.take() {
+                        l.release();
+                    }
+                    Poll::Ready(None)
+                }
                 Poll::Pending => Poll::Pending,
             },
             ProxyBody::Hub(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
@@ -75,6 +90,20 @@ impl Body for ProxyBody {
             ProxyBody::Hub(b) => b.size_hint(),
             ProxyBody::Plain(b) => b.size_hint(),
             ProxyBody::Full(b) => b.size_hint(),
+        }
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        // A body that was complete without being polled to its end (empty bodies: 204, 304,
+        // HEAD) still leaves a reusable connection. Anything cut short closes it.
+        if let ProxyBody::Upstream { body, lease, .. } = self {
+            if body.is_end_stream() {
+                if let Some(l) = lease.take() {
+                    l.release();
+                }
+            }
         }
     }
 }

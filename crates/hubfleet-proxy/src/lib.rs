@@ -17,6 +17,7 @@ mod api;
 mod body;
 mod metrics;
 mod path;
+mod pool;
 mod routes;
 mod server;
 mod tls;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::extract::ConnectInfo;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::{Authority, PathAndQuery, Scheme, Uri};
+use http::uri::{Authority, PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::Empty;
 use hyper::body::Incoming;
@@ -24,13 +24,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
 use crate::body::ProxyBody;
 use crate::metrics::Metrics;
 use crate::path::routing_key;
+use crate::pool::Pool;
 use crate::routes::{Entry, Target};
 use crate::tls::Tls;
 use crate::{ProxyError, ProxyOptions, RouteTable};
@@ -49,7 +50,6 @@ static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port"
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-type UpstreamClient = Client<HttpConnector, Incoming>;
 type ErrorPageClient = Client<HttpConnector, Empty<Bytes>>;
 
 /// Everything about how [`serve_with`] behaves beyond the route table. `Default` gives the
@@ -87,6 +87,10 @@ pub struct ServeConfig {
     pub tls: Option<Tls>,
     /// Where the proxy counts what it does.
     pub metrics: Metrics,
+    /// 0: serve on the caller's runtime. N > 0: N threads, each with its own single-threaded
+    /// runtime and upstream pool (thread per core, as nginx's workers); accepted connections
+    /// are handed to them round robin, so a request never crosses threads.
+    pub threads: usize,
 }
 
 impl Default for ServeConfig {
@@ -106,6 +110,7 @@ impl Default for ServeConfig {
             max_connections: 100_000,
             tls: None,
             metrics: Metrics::new(),
+            threads: 0,
         }
     }
 }
@@ -113,7 +118,7 @@ impl Default for ServeConfig {
 struct Shared {
     table: RouteTable,
     hub: Option<axum::Router>,
-    client: UpstreamClient,
+    pool: Arc<Pool>,
     error_client: ErrorPageClient,
     config: ServeConfig,
     /// The proxy's own port, pre-rendered for X-Forwarded-Port.
@@ -133,14 +138,6 @@ fn connector(config: &ServeConfig) -> HttpConnector {
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(config.connect_timeout));
     connector
-}
-
-fn upstream_client(config: &ServeConfig) -> UpstreamClient {
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(config.pool_idle_timeout)
-        .pool_max_idle_per_host(config.pool_max_idle_per_host)
-        .pool_timer(TokioTimer::new())
-        .build(connector(config))
 }
 
 fn error_page_client(config: &ServeConfig) -> ErrorPageClient {
@@ -173,36 +170,52 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let local_port = listener.local_addr()?.port();
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .keep_alive(true)
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.client_timeout)
-        .max_header_size(config.max_header_size)
-        .max_buf_size(config.max_header_size.max(8192) + 8192);
     let limit = Arc::new(Semaphore::new(config.max_connections.max(1)));
-    let shared = Arc::new(Shared {
-        table,
-        hub: options.hub,
-        client: upstream_client(&config),
-        error_client: error_page_client(&config),
-        proto_value: HeaderValue::from_static(if config.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        }),
-        config,
-        port_value: HeaderValue::from(local_port),
-    });
-
     // Connections hold a receiver; `closed()` on the sender tells us when all have finished.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+    let (exit_tx, exit_rx) = tokio::sync::watch::channel(false);
+    let local = (config.threads == 0).then(|| Worker::new(&table, &options, &config, local_port));
+    // Thread per core: each worker has its own runtime and upstream pool; this task only
+    // accepts and hands each connection, round robin, to a worker, so keep-alive connections
+    // spread evenly and no request ever crosses threads.
+    let mut threads = Vec::new();
+    let mut senders = Vec::new();
+    for i in 0..config.threads {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Job>();
+        senders.push(tx);
+        let (table, options, config) = (table.clone(), options.clone(), config.clone());
+        let mut exit = exit_rx.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("proxy-{i}"))
+            .spawn(move || -> io::Result<()> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async move {
+                    let worker = Worker::new(&table, &options, &config, local_port);
+                    while let Some(job) = rx.recv().await {
+                        match tokio::net::TcpStream::from_std(job.stream) {
+                            Ok(stream) => worker.spawn(stream, job.addr, job.permit, job.stop),
+                            Err(e) => tracing::warn!(error = %e, "cannot adopt connection"),
+                        }
+                    }
+                    // Keep serving open connections until the acceptor says exit.
+                    let _ = exit.wait_for(|e| *e).await;
+                    worker.stop();
+                });
+                Ok(())
+            })?;
+        threads.push(thread);
+    }
+
     let mut shutdown = pin!(shutdown);
     tracing::info!(
         port = local_port,
-        tls = shared.config.tls.is_some(),
+        tls = config.tls.is_some(),
+        threads = config.threads,
         "proxy listening"
     );
+    let mut next = 0usize;
     loop {
         let permit = tokio::select! {
             biased;
@@ -225,6 +238,134 @@ pub async fn serve_with(
                 }
             },
         };
+        if let Some(worker) = &local {
+            worker.spawn(stream, addr, permit, stop_rx.clone());
+            continue;
+        }
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hand over connection");
+                continue;
+            }
+        };
+        next = (next + 1) % senders.len();
+        let job = Job {
+            stream,
+            addr,
+            permit,
+            stop: stop_rx.clone(),
+        };
+        if senders[next].send(job).is_err() {
+            tracing::error!(worker = next, "proxy worker is gone");
+        }
+    }
+    drop(listener);
+    drop(senders);
+    drop(stop_rx);
+    stop_tx.send_replace(());
+    if tokio::time::timeout(SHUTDOWN_GRACE, stop_tx.closed())
+        .await
+        .is_err()
+    {
+        tracing::debug!("proxy shutdown grace period elapsed with connections still open");
+    }
+    if let Some(worker) = &local {
+        worker.stop();
+    }
+    let _ = exit_tx.send(true);
+    if !threads.is_empty() {
+        let joined = tokio::task::spawn_blocking(move || {
+            threads
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| Err(io::Error::other("proxy worker panicked")))
+                })
+                .collect::<io::Result<Vec<()>>>()
+        })
+        .await
+        .map_err(io::Error::other)?;
+        joined?;
+    }
+    tracing::info!(port = local_port, "proxy stopped");
+    Ok(())
+}
+
+/// An accepted connection on its way to a worker thread.
+struct Job {
+    stream: std::net::TcpStream,
+    addr: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    stop: tokio::sync::watch::Receiver<()>,
+}
+
+/// Serves connections on the runtime it was made on, with its own upstream pool.
+struct Worker {
+    shared: Arc<Shared>,
+    builder: hyper::server::conn::http1::Builder,
+    reaper: tokio::task::JoinHandle<()>,
+}
+
+impl Worker {
+    fn new(
+        table: &RouteTable,
+        options: &ProxyOptions,
+        config: &ServeConfig,
+        local_port: u16,
+    ) -> Worker {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .keep_alive(true)
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.client_timeout)
+            .max_header_size(config.max_header_size)
+            .max_buf_size(config.max_header_size.max(8192) + 8192);
+        let shared = Arc::new(Shared {
+            table: table.clone(),
+            hub: options.hub.clone(),
+            pool: Arc::new(Pool::new(
+                config.pool_max_idle_per_host,
+                config.pool_idle_timeout,
+                config.connect_timeout,
+            )),
+            error_client: error_page_client(config),
+            proto_value: HeaderValue::from_static(if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            }),
+            config: config.clone(),
+            port_value: HeaderValue::from(local_port),
+        });
+        let reaper = {
+            let pool = shared.pool.clone();
+            let every = (config.pool_idle_timeout / 2).max(Duration::from_millis(100));
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    pool.reap();
+                }
+            })
+        };
+        Worker {
+            shared,
+            builder,
+            reaper,
+        }
+    }
+
+    fn stop(&self) {
+        self.reaper.abort();
+    }
+
+    fn spawn(
+        &self,
+        stream: tokio::net::TcpStream,
+        addr: SocketAddr,
+        permit: OwnedSemaphorePermit,
+        stop: tokio::sync::watch::Receiver<()>,
+    ) {
         // Small proxied writes (websocket frames, SSE events) must not wait for Nagle.
         let _ = stream.set_nodelay(true);
         let peer = Peer {
@@ -232,9 +373,8 @@ pub async fn serve_with(
             ip_value: HeaderValue::from_str(&addr.ip().to_canonical().to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
         };
-        let st = shared.clone();
-        let builder = builder.clone();
-        let stop = stop_rx.clone();
+        let st = self.shared.clone();
+        let builder = self.builder.clone();
         let guard = st.config.metrics.connection_opened();
         tokio::spawn(async move {
             let _permit = permit;
@@ -253,17 +393,6 @@ pub async fn serve_with(
             }
         });
     }
-    drop(listener);
-    drop(stop_rx);
-    stop_tx.send_replace(());
-    if tokio::time::timeout(SHUTDOWN_GRACE, stop_tx.closed())
-        .await
-        .is_err()
-    {
-        tracing::debug!("proxy shutdown grace period elapsed with connections still open");
-    }
-    tracing::info!(port = local_port, "proxy stopped");
-    Ok(())
 }
 
 async fn serve_connection<I>(
@@ -354,7 +483,7 @@ async fn dispatch(
             authority,
             path_prefix,
         } => {
-            let uri = match upstream_uri(authority, path_prefix, req.uri()) {
+            let uri = match upstream_uri(path_prefix, req.uri()) {
                 Ok(uri) => uri,
                 Err(e) => {
                     tracing::warn!(prefix = %entry.prefix, error = %e, "cannot build upstream URI");
@@ -362,7 +491,13 @@ async fn dispatch(
                 }
             };
             let orig = std::mem::replace(req.uri_mut(), uri);
-            forward(st, peer, req, entry, orig, upgrade).await
+            if !req.headers().contains_key(header::HOST) {
+                if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                    req.headers_mut().insert(header::HOST, host);
+                }
+            }
+            let authority = authority.clone();
+            forward(st, peer, req, entry, &authority, orig, upgrade).await
         }
         Target::Hub => match &st.hub {
             Some(hub) => {
@@ -398,8 +533,9 @@ async fn to_hub(
     }
 }
 
-/// Full original path and query, behind the target's own path prefix (if any).
-fn upstream_uri(authority: &Authority, path_prefix: &str, orig: &Uri) -> Result<Uri, ProxyError> {
+/// The origin-form request target upstream: the full original path and query, behind the
+/// target's own path prefix (if any).
+fn upstream_uri(path_prefix: &str, orig: &Uri) -> Result<Uri, ProxyError> {
     let orig_pq = orig.path_and_query();
     let path_and_query = if path_prefix.is_empty() {
         orig_pq
@@ -409,11 +545,7 @@ fn upstream_uri(authority: &Authority, path_prefix: &str, orig: &Uri) -> Result<
         let pq = orig_pq.map_or("/", PathAndQuery::as_str);
         PathAndQuery::try_from(format!("{path_prefix}{pq}")).map_err(http::Error::from)?
     };
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(authority.clone());
-    parts.path_and_query = Some(path_and_query);
-    Ok(Uri::from_parts(parts).map_err(http::Error::from)?)
+    Ok(Uri::from(path_and_query))
 }
 
 async fn forward(
@@ -421,6 +553,7 @@ async fn forward(
     peer: &Peer,
     mut req: Request<Incoming>,
     entry: Arc<Entry>,
+    authority: &Authority,
     orig: Uri,
     upgrade: bool,
 ) -> Response<ProxyBody> {
@@ -436,7 +569,7 @@ async fn forward(
     // Upstream always speaks HTTP/1.1 so pooled connections stay keep-alive.
     *req.version_mut() = Version::HTTP_11;
 
-    let sent = st.client.request(req);
+    let sent = st.pool.send(authority, req);
     let result = match st.config.upstream_timeout {
         Some(limit) => match tokio::time::timeout(limit, sent).await {
             Ok(r) => r,
@@ -448,10 +581,9 @@ async fn forward(
         },
         None => sent.await,
     };
-    let mut resp = match result {
-        Ok(resp) => resp,
+    let (mut resp, lease) = match result {
+        Ok(pair) => pair,
         Err(e) => {
-            let e = ProxyError::from(e);
             tracing::warn!(prefix = %entry.prefix, target = %entry.target, error = %error_chain(&e),
                 "upstream not reachable");
             st.config.metrics.upstream_error("connect");
@@ -481,7 +613,11 @@ async fn forward(
     }
 
     strip_hop_by_hop(resp.headers_mut(), false);
-    resp.map(|body| ProxyBody::Upstream { body, entry })
+    resp.map(|body| ProxyBody::Upstream {
+        body,
+        entry,
+        lease: Some(lease),
+    })
 }
 
 /// An error answered as CHP does: with `--error-target`, the body of
@@ -841,15 +977,14 @@ mod tests {
 
     #[test]
     fn upstream_uri_keeps_full_path_and_query() {
-        let auth: Authority = "127.0.0.1:5000".parse().unwrap();
         let orig: Uri = "/user/alice/api/status?x=1".parse().unwrap();
         assert_eq!(
-            upstream_uri(&auth, "", &orig).unwrap(),
-            "http://127.0.0.1:5000/user/alice/api/status?x=1"
+            upstream_uri("", &orig).unwrap(),
+            "/user/alice/api/status?x=1"
         );
         assert_eq!(
-            upstream_uri(&auth, "/base", &orig).unwrap(),
-            "http://127.0.0.1:5000/base/user/alice/api/status?x=1"
+            upstream_uri("/base", &orig).unwrap(),
+            "/base/user/alice/api/status?x=1"
         );
     }
 }

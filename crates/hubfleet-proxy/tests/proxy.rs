@@ -572,3 +572,61 @@ async fn websocket_to_dead_target_is_503() {
     }
     proxy.shutdown().await;
 }
+
+/// An upstream that counts the TCP connections it accepts and answers "ok" to everything.
+async fn counting_upstream() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, Infallible>(hyper::Response::new(http_body_util::Full::new(
+                        Bytes::from_static(b"ok"),
+                    )))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (format!("http://{addr}"), accepted)
+}
+
+#[tokio::test]
+async fn upstream_connections_are_pooled_and_reused() {
+    use std::sync::atomic::Ordering;
+    let (up, accepted) = counting_upstream().await;
+    let table = RouteTable::new();
+    table.add("/user/alice", &up, Map::new());
+    let proxy = start_proxy(table, None).await;
+    let c = client();
+    for _ in 0..50 {
+        let resp = c.get(proxy.url("/user/alice/x")).send().await.unwrap();
+        assert_eq!(resp.text().await.unwrap(), "ok");
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "sequential requests must reuse one upstream connection"
+    );
+    // Concurrent requests open more, but they come back to the pool and get reused.
+    let burst = || {
+        futures_util::future::join_all((0..8).map(|_| {
+            let c = c.clone();
+            let url = proxy.url("/user/alice/y");
+            async move { c.get(url).send().await.unwrap().text().await.unwrap() }
+        }))
+    };
+    burst().await;
+    let after_first = accepted.load(Ordering::SeqCst);
+    assert!(after_first <= 9, "{after_first}");
+    burst().await;
+    assert_eq!(accepted.load(Ordering::SeqCst), after_first);
+    proxy.shutdown().await;
+}

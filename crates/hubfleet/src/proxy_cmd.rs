@@ -86,6 +86,9 @@ pub struct ProxyFlags {
     /// Close a WebSocket with no traffic either way for this many seconds (0: never).
     #[arg(long, default_value_t = 3600)]
     pub websocket_idle_timeout: u64,
+    /// Worker threads, each with its own event loop and upstream pool (0: one per CPU).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
     /// Client connections served at once; more wait in the listen backlog.
     #[arg(long, default_value_t = 100_000)]
     pub max_connections: usize,
@@ -189,6 +192,10 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
         max_connections: args.max_connections,
         tls: tls.clone(),
         metrics: metrics.clone(),
+        threads: match args.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        },
         ..defaults
     };
 

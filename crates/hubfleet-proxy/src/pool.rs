@@ -1,0 +1,171 @@
+//! Upstream HTTP/1.1 connections, pooled per target and bounded.
+//!
+//! A connection is taken for one request and comes back to the pool only when its response
+//! ended cleanly (so a long stream never blocks another request behind it); anything else
+//! (errors, upgrades, responses abandoned half way) closes it. At most `max_idle` idle
+//! connections are kept per target, and idle ones are closed after `idle_timeout` by a reaper.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use http::uri::Authority;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+type Sender = SendRequest<Incoming>;
+
+/// Why an upstream request failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UpstreamError {
+    #[error("connect to {authority}: {source}")]
+    Connect {
+        authority: Authority,
+        source: io::Error,
+    },
+    #[error("connect to {0}: timed out")]
+    ConnectTimeout(Authority),
+    #[error("HTTP exchange failed: {0}")]
+    Http(#[from] hyper::Error),
+}
+
+pub(crate) struct Pool {
+    idle: Mutex<HashMap<Authority, Vec<(Sender, Instant)>>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+/// A connection lent for one request; returned by [`Lease::release`].
+pub(crate) struct Lease {
+    pool: Arc<Pool>,
+    authority: Authority,
+    sender: Sender,
+}
+
+impl Lease {
+    /// The response ended cleanly: the connection may serve another request.
+    pub(crate) fn release(self) {
+        self.pool.put(self.authority, self.sender);
+    }
+}
+
+impl Pool {
+    pub(crate) fn new(max_idle: usize, idle_timeout: Duration, connect_timeout: Duration) -> Self {
+        Pool {
+            idle: Mutex::new(HashMap::new()),
+            max_idle,
+            idle_timeout,
+            connect_timeout,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Authority, Vec<(Sender, Instant)>>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn take(&self, authority: &Authority) -> Option<Sender> {
+        let mut idle = self.lock();
+        let list = idle.get_mut(authority)?;
+        let now = Instant::now();
+        while let Some((sender, since)) = list.pop() {
+            if !sender.is_closed() && now.duration_since(since) < self.idle_timeout {
+                return Some(sender);
+            }
+        }
+        idle.remove(authority);
+        None
+    }
+
+    fn put(&self, authority: Authority, sender: Sender) {
+        if sender.is_closed() || self.max_idle == 0 {
+            return;
+        }
+        let mut idle = self.lock();
+        let list = idle.entry(authority).or_default();
+        if list.len() < self.max_idle {
+            list.push((sender, Instant::now()));
+        }
+    }
+
+    /// Close idle connections that are past their time or already closed by the upstream.
+    pub(crate) fn reap(&self) {
+        let now = Instant::now();
+        self.lock().retain(|_, list| {
+            list.retain(|(s, since)| {
+                !s.is_closed() && now.duration_since(*since) < self.idle_timeout
+            });
+            !list.is_empty()
+        });
+    }
+
+    /// Idle connections held now (all targets).
+    #[cfg(test)]
+    pub(crate) fn idle_count(&self) -> usize {
+        self.lock().values().map(Vec::len).sum()
+    }
+
+    async fn connect(&self, authority: &Authority) -> Result<Sender, UpstreamError> {
+        let port = authority.port_u16().unwrap_or(80);
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
+            .await
+            .map_err(|_| UpstreamError::ConnectTimeout(authority.clone()))?
+            .map_err(|source| UpstreamError::Connect {
+                authority: authority.clone(),
+                source,
+            })?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream connection ended with error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Send `req` (origin-form URI) to `authority`, on a pooled connection when one is idle.
+    pub(crate) async fn send(
+        self: &Arc<Self>,
+        authority: &Authority,
+        mut req: Request<Incoming>,
+    ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
+        // A pooled connection may have been closed by the upstream in the meantime; hyper then
+        // hands the unsent request back and we try the next one (or a new connection).
+        while let Some(mut sender) = self.take(authority) {
+            if sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok((resp, self.lease(authority, sender))),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => req = unsent,
+                    None => return Err(e.into_error().into()),
+                },
+            }
+        }
+        let mut sender = self.connect(authority).await?;
+        sender.ready().await?;
+        let resp = sender.send_request(req).await?;
+        Ok((resp, self.lease(authority, sender)))
+    }
+
+    fn lease(self: &Arc<Self>, authority: &Authority, sender: Sender) -> Lease {
+        Lease {
+            pool: self.clone(),
+            authority: authority.clone(),
+            sender,
+        }
+    }
+}
