@@ -104,12 +104,6 @@ impl Pool {
         });
     }
 
-    /// Idle connections held now (all targets).
-    #[cfg(test)]
-    pub(crate) fn idle_count(&self) -> usize {
-        self.lock().values().map(Vec::len).sum()
-    }
-
     async fn connect(&self, authority: &Authority) -> Result<Sender, UpstreamError> {
         let port = authority.port_u16().unwrap_or(80);
         let host = authority
