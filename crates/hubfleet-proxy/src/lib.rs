@@ -15,6 +15,7 @@
 
 mod api;
 mod body;
+mod copy;
 mod metrics;
 mod path;
 mod pool;

@@ -699,7 +699,7 @@ async fn tunnel(
         last_io: last_io.clone(),
     };
     let mut upstream = TokioIo::new(upstream);
-    let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+    let copy = crate::copy::copy_bidirectional(&mut client, &mut upstream);
     let watchdog = async {
         let Some(idle) = idle else {
             return std::future::pending().await;
