@@ -295,3 +295,68 @@ async fn garbage_and_bad_request_lines() {
     }
     still_serves(&p).await;
 }
+
+#[tokio::test]
+async fn idle_websockets_are_closed_busy_ones_are_not() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let p = ProxyProc::start(&["--websocket-idle-timeout", "1"]);
+    // A WebSocket echo upstream.
+    let ws = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ws_addr = ws.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = ws.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut sock) = tokio_tungstenite::accept_async(s).await else {
+                    return;
+                };
+                while let Some(Ok(m)) = sock.next().await {
+                    if m.is_text() && sock.send(m).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    p.add_route("/user/ws", json!({"target": format!("http://{ws_addr}")}))
+        .await;
+    let url = format!("ws://127.0.0.1:{}/user/ws/echo", p.port);
+    let (mut busy, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let (mut idle, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    // Busy: a message every 300 ms for 3 s, each echoed.
+    for i in 0..10 {
+        busy.send(Message::text(format!("m{i}"))).await.unwrap();
+        let echo = tokio::time::timeout(Duration::from_secs(5), busy.next())
+            .await
+            .expect("echo")
+            .unwrap()
+            .unwrap();
+        assert_eq!(echo.into_text().unwrap().as_str(), format!("m{i}"));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Idle: the proxy has closed it by now (1 s without a byte).
+    let next = tokio::time::timeout(Duration::from_secs(10), idle.next())
+        .await
+        .expect("the idle tunnel must be closed by the proxy");
+    assert!(
+        !matches!(next, Some(Ok(Message::Text(_)))),
+        "unexpected {next:?}"
+    );
+    still_serves_ws(&mut busy).await;
+}
+
+async fn still_serves_ws(
+    sock: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    sock.send(Message::text("last")).await.unwrap();
+    let echo = tokio::time::timeout(Duration::from_secs(5), sock.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echo.into_text().unwrap().as_str(), "last");
+}
