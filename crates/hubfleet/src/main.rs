@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use hubfleet_auth::{AccessPolicy, DynAuthenticator};
-use hubfleet_config::{AuthenticatorKind, CullerKind, HubConfig};
+use hubfleet_auth::DynAuthenticator;
+use hubfleet_config::{CullerKind, HubConfig};
 use hubfleet_hub::{Hub, Settings};
 use hubfleet_spawn::{LocalOptions, LocalProcessSpawner};
 use hubfleet_store::Store;
 
+mod env_cmd;
 mod proxy_cmd;
 
 #[derive(Parser)]
@@ -57,6 +58,17 @@ enum Command {
     },
     /// Run the proxy alone, as a drop-in for configurable-http-proxy.
     Proxy(proxy_cmd::ProxyArgs),
+    /// Build local environments that profiles can use (`hubfleet.local.environments`).
+    Env {
+        /// The hub's config file (for the data directory).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The demo data dir, when there is no config file.
+        #[arg(long, default_value = "hubfleet-data")]
+        data_dir: PathBuf,
+        #[command(subcommand)]
+        action: env_cmd::EnvAction,
+    },
     /// Manage accounts of the native authenticator.
     Users {
         /// The hub's config file (for the database location).
@@ -85,9 +97,9 @@ enum UsersAction {
     List,
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     // Colours only on a terminal: log files and journald get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -102,7 +114,17 @@ fn init_logging(format: LogFormat) {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let default_filter = match &cli.command {
+        Command::Proxy(args) => match proxy_cmd::log_filter(&args.flags.log_level) {
+            Ok(filter) => filter,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return std::process::ExitCode::from(2);
+            }
+        },
+        _ => "info,sqlx=warn,hyper=warn",
+    };
+    init_logging(cli.log_format, default_filter);
     let result = match cli.command {
         Command::Serve { config } => serve(&config).await,
         Command::Demo {
@@ -111,6 +133,15 @@ async fn main() -> std::process::ExitCode {
             python_env,
         } => demo(&data_dir, listen, python_env).await,
         Command::Proxy(args) => proxy_cmd::run(args).await,
+        Command::Env {
+            config,
+            data_dir,
+            action,
+        } => config
+            .as_deref()
+            .map(load_config)
+            .transpose()
+            .and_then(|c| env_cmd::run(c.as_ref(), &data_dir, action)),
         Command::Users {
             config,
             data_dir,
@@ -141,29 +172,14 @@ async fn open_store(config: &HubConfig) -> Result<Store> {
     Ok(Store::connect(&config.database_url()).await?)
 }
 
-fn authenticator(config: &HubConfig, store: &Store) -> DynAuthenticator {
-    let auth = &config.hub.config;
-    let policy = AccessPolicy {
-        admin_users: auth.authenticator.admin_users.iter().cloned().collect(),
-        allowed_users: auth.authenticator.allowed_users.iter().cloned().collect(),
-    };
-    match auth.jupyterhub.authenticator_class {
-        AuthenticatorKind::Native => Arc::new(hubfleet_auth::NativeAuthenticator::new(
-            store.clone(),
-            policy,
-        )),
-        AuthenticatorKind::Dummy => Arc::new(hubfleet_auth::DummyAuthenticator::new(
-            auth.dummy_authenticator.password.clone(),
-            policy,
-        )),
-        AuthenticatorKind::SharedPassword => {
-            Arc::new(hubfleet_auth::SharedPasswordAuthenticator::new(
-                auth.shared_password_authenticator.user_password.clone(),
-                auth.shared_password_authenticator.admin_password.clone(),
-                policy,
-            ))
-        }
+fn authenticator(config: &HubConfig, store: &Store) -> Result<DynAuthenticator> {
+    let auth = hubfleet_auth::from_config(config, store)?;
+    if config.auth_settings().enable_auth_state {
+        tracing::warn!(
+            "enable_auth_state: the provider's tokens are kept in the hub's database; protect it"
+        );
     }
+    Ok(auth)
 }
 
 fn settings(config: &HubConfig) -> Settings {
@@ -173,12 +189,19 @@ fn settings(config: &HubConfig) -> Settings {
     settings.default_url = config.singleuser.default_url.clone();
     settings.extra_env = config.singleuser.extra_env.clone();
     settings.start_timeout = config.singleuser.start_timeout;
+    settings.spawn_options = env_cmd::spawn_options(config);
     settings.secure_cookies = config
         .hubfleet
         .public_url
         .as_deref()
         .is_some_and(|u| u.starts_with("https://"));
-    settings.admin_users = config.hub.config.authenticator.admin_users.clone();
+    // Logins normalise names to lower case, as JupyterHub does.
+    settings.admin_users = config
+        .auth_settings()
+        .admin_users
+        .iter()
+        .map(|n| n.trim().to_lowercase())
+        .collect();
     settings.allow_named_servers = config.allow_named_servers();
     settings.named_server_limit_per_user = i64::from(config.named_server_limit_per_user());
     settings.services = config
@@ -247,7 +270,7 @@ fn settings(config: &HubConfig) -> Settings {
 
 async fn start_hub(config: &HubConfig) -> Result<Hub> {
     let store = open_store(config).await?;
-    let auth = authenticator(config, &store);
+    let auth = authenticator(config, &store)?;
     let spawner = Arc::new(LocalProcessSpawner::new(LocalOptions::default()));
     let hub = Hub::start(settings(config), store, auth, spawner).await?;
     Ok(hub)

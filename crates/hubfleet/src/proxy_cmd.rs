@@ -124,32 +124,19 @@ fn custom_headers(raw: &[String]) -> Result<Vec<(HeaderName, HeaderValue)>> {
         .collect()
 }
 
-/// `--log-level` for a process whose logging is already set up: when it asks for something
-/// other than the default and RUST_LOG is unset, run this same command again (same pid, via
-/// exec) with RUST_LOG set to it.
-fn apply_log_level(level: &str) -> Result<()> {
-    let filter = match level.to_ascii_lowercase().as_str() {
-        "info" => return Ok(()),
+/// The log filter for CHP's `--log-level` (RUST_LOG, when set, wins).
+pub fn log_filter(level: &str) -> Result<&'static str> {
+    Ok(match level.to_ascii_lowercase().as_str() {
+        "info" => "info",
         "debug" | "trace" => "debug,hyper=info,hyper_util=info",
         "warn" | "warning" => "warn",
         "error" | "critical" => "error",
         other => bail!("--log-level {other:?}: expected debug, info, warn or error"),
-    };
-    if std::env::var_os("RUST_LOG").is_some() {
-        return Ok(());
-    }
-    use std::os::unix::process::CommandExt;
-    let exe = std::env::current_exe().context("cannot find this program to apply --log-level")?;
-    let err = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env("RUST_LOG", filter)
-        .exec();
-    Err(err).context("cannot re-run with the requested --log-level")
+    })
 }
 
 pub async fn run(args: ProxyArgs) -> Result<()> {
     let args = *args.flags;
-    apply_log_level(&args.log_level)?;
     match hubfleet_proxy::raise_fd_limit() {
         Ok(n) => tracing::debug!(limit = n, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
