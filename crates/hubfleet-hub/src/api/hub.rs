@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -13,7 +13,7 @@ use hubfleet_store::Service;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{parse_body, Caller, Page, PageQuery};
+use super::{parse_body, Args, Caller, Page, PageQuery};
 use crate::access;
 use crate::{AppState, HubError, JUPYTERHUB_VERSION};
 
@@ -283,7 +283,7 @@ async fn delete_service(
 async fn get_proxy(
     State(state): State<AppState>,
     Caller(me): Caller,
-    Query(query): Query<PageQuery>,
+    Args(query): Args<PageQuery>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, HubError> {

@@ -103,6 +103,34 @@ pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<Option<T>, HubErro
         .map_err(|e| HubError::BadRequest(format!("Invalid JSON in body of request: {e}")))
 }
 
+/// Query arguments read as tornado's `get_argument` reads them: when a name is
+/// repeated, the last value counts (axum's `Query` would refuse the request).
+pub struct Args<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Args<T> {
+    type Rejection = HubError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        let mut last: Vec<(String, String)> = Vec::new();
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            match last.iter_mut().find(|(key, _)| *key == k) {
+                Some(pair) => pair.1 = v.into_owned(),
+                None => last.push((k.into_owned(), v.into_owned())),
+            }
+        }
+        let deduped = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&last)
+            .finish();
+        let uri: Uri = format!("/?{deduped}")
+            .parse()
+            .map_err(|_| HubError::BadRequest("Invalid query string".into()))?;
+        axum::extract::Query::<T>::try_from_uri(&uri)
+            .map(|q| Args(q.0))
+            .map_err(|e| HubError::BadRequest(format!("Invalid query string: {}", e.body_text())))
+    }
+}
+
 /// `offset`/`limit` pagination (protocol §2.1).
 #[derive(Clone, Copy, Debug)]
 pub struct Page {
@@ -142,7 +170,10 @@ impl Page {
                 })
                 .transpose()
         };
-        let offset = number("offset", &query.offset)?.unwrap_or(0).max(0);
+        // As upstream: `abs(int(x))`, then the limit clamped to [1, max].
+        let offset = number("offset", &query.offset)?
+            .unwrap_or(0)
+            .saturating_abs();
         let default = if paginated {
             PAGE_DEFAULT_LIMIT
         } else {
@@ -150,6 +181,7 @@ impl Page {
         };
         let limit = number("limit", &query.limit)?
             .unwrap_or(default)
+            .saturating_abs()
             .clamp(1, PAGE_MAX_LIMIT);
         Ok(Page {
             offset,

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -18,7 +18,7 @@ use hubfleet_store::{Phase, Server, ServerState, User, UserQuery, UserSort};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{empty, iso, isoformat, parse_body, query_flag, Caller, Page, PageQuery};
+use super::{empty, iso, isoformat, parse_body, query_flag, Args, Caller, Page, PageQuery};
 use crate::access::{self, Membership};
 use crate::identity::{Identity, Owner};
 use crate::lifecycle::{ProgressEvent, SpawnOutcome, StartResult};
@@ -265,7 +265,7 @@ struct ListQuery {
 async fn list_users(
     State(state): State<AppState>,
     Caller(me): Caller,
-    Query(query): Query<ListQuery>,
+    Args(query): Args<ListQuery>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, HubError> {
@@ -448,7 +448,7 @@ async fn get_user(
     State(state): State<AppState>,
     Caller(me): Caller,
     Path(name): Path<String>,
-    Query(query): Query<UserQueryParams>,
+    Args(query): Args<UserQueryParams>,
 ) -> Result<Response, HubError> {
     access::check(
         &state,
