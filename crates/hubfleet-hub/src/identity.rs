@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use axum::http::{header, HeaderMap, HeaderValue, Method};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use hubfleet_store::{Service, Token, User};
 use subtle::ConstantTimeEq;
 
@@ -105,16 +105,27 @@ pub async fn from_cookie(
     let Some(secret) = cookie(headers, LOGIN_COOKIE) else {
         return Ok(None);
     };
+    cached(state, "session", secret, load_from_cookie(state, secret)).await
+}
+
+async fn load_from_cookie(
+    state: &AppState,
+    secret: &str,
+) -> Result<Option<(Identity, Option<DateTime<Utc>>)>, HubError> {
     let Some(session) = state.store.session(secret).await? else {
         return Ok(None);
     };
     touch_user(state, &session.user).await;
-    Ok(Some(Identity {
-        scopes: crate::access::user_scopes(state, &session.user).await?,
-        owner: Owner::User(session.user),
-        token: None,
-        session_id: Some(session.session_id),
-    }))
+    let expires = Some(session.expires_at);
+    Ok(Some((
+        Identity {
+            scopes: crate::access::user_scopes(state, &session.user).await?,
+            owner: Owner::User(session.user),
+            token: None,
+            session_id: Some(session.session_id),
+        },
+        expires,
+    )))
 }
 
 /// The logged-in user of a page.
@@ -138,6 +149,13 @@ pub async fn from_token(
     let Some(secret) = bearer_token(headers) else {
         return Ok(None);
     };
+    cached(state, "token", secret, load_from_token(state, secret)).await
+}
+
+async fn load_from_token(
+    state: &AppState,
+    secret: &str,
+) -> Result<Option<(Identity, Option<DateTime<Utc>>)>, HubError> {
     let Some(token) = state.store.find_token(secret).await? else {
         return Ok(None);
     };
@@ -165,12 +183,81 @@ pub async fn from_token(
             touch_user(state, user).await;
         }
     }
-    Ok(Some(Identity {
-        scopes: crate::access::token_scopes(state, &token, &owner).await?,
-        session_id: token.session_id.clone(),
-        owner,
-        token: Some(token),
-    }))
+    let expires = token.expires_at;
+    Ok(Some((
+        Identity {
+            scopes: crate::access::token_scopes(state, &token, &owner).await?,
+            session_id: token.session_id.clone(),
+            owner,
+            token: Some(token),
+        },
+        expires,
+    )))
+}
+
+/// How long an authentication result may be reused. Any change to users, tokens,
+/// roles, groups, shares or services ends it at once (the store's generation).
+const CACHE_SECONDS: u64 = 10;
+const CACHE_ENTRIES: usize = 10_000;
+
+struct CacheEntry {
+    generation: u64,
+    loaded: std::time::Instant,
+    expires: Option<DateTime<Utc>>,
+    identity: Identity,
+}
+
+/// Recent authentication results, keyed by a hash of the credential (never the
+/// credential itself), so that a busy API client costs no database round trip.
+fn auth_cache() -> &'static std::sync::Mutex<std::collections::HashMap<[u8; 32], CacheEntry>> {
+    static CACHE: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<[u8; 32], CacheEntry>>,
+    > = std::sync::OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+async fn cached(
+    state: &AppState,
+    kind: &str,
+    secret: &str,
+    load: impl std::future::Future<Output = Result<Option<(Identity, Option<DateTime<Utc>>)>, HubError>>,
+) -> Result<Option<Identity>, HubError> {
+    use sha2::Digest;
+    let key: [u8; 32] = sha2::Sha256::new()
+        .chain_update(kind.as_bytes())
+        .chain_update([0u8])
+        .chain_update(secret.as_bytes())
+        .finalize()
+        .into();
+    let generation = state.store.generation();
+    {
+        let cache = auth_cache().lock().expect("auth cache lock");
+        if let Some(entry) = cache.get(&key) {
+            let fresh = entry.generation == generation
+                && entry.loaded.elapsed().as_secs() < CACHE_SECONDS
+                && entry.expires.is_none_or(|e| e > Utc::now());
+            if fresh {
+                return Ok(Some(entry.identity.clone()));
+            }
+        }
+    }
+    let Some((identity, expires)) = load.await? else {
+        return Ok(None);
+    };
+    let mut cache = auth_cache().lock().expect("auth cache lock");
+    if cache.len() >= CACHE_ENTRIES {
+        cache.clear();
+    }
+    cache.insert(
+        key,
+        CacheEntry {
+            generation,
+            loaded: std::time::Instant::now(),
+            expires,
+            identity: identity.clone(),
+        },
+    );
+    Ok(Some(identity))
 }
 
 /// Record activity at most every 30 s per user, as JupyterHub's `activity_resolution`.

@@ -23,7 +23,7 @@ pub use groups::{Group, GroupError};
 pub use roles::{RoleMembers, StoredRole};
 pub use secret::new_token;
 pub use shares::{Grantee, Share, ShareCode, ShareCodeQuery, ShareQuery, ShareWith, SharedServer};
-pub use users::{ServerState, UserQuery, UserSort};
+pub use users::{ServerState, UserDetails, UserQuery, UserSort};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -60,6 +60,10 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Bumped by every write that can change who may do what (users, tokens,
+    /// sessions, roles, groups, shares, services, OAuth clients, servers), so that
+    /// caches of authentication results can tell they are stale.
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -389,7 +393,21 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            generation: Default::default(),
+        })
+    }
+
+    /// See [`Store::generation`]'s field doc: changes whenever access may have changed.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn bump(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn backend(&self) -> Backend {
@@ -403,6 +421,7 @@ impl Store {
     // ---- users ----
 
     pub async fn create_user(&self, name: &str, admin: bool) -> Result<User> {
+        self.bump();
         let now = Utc::now();
         let row = sqlx::query(
             "INSERT INTO users (name, admin, created) VALUES ($1, $2, $3) \
@@ -440,6 +459,7 @@ impl Store {
 
     /// Create or update a service by name.
     pub async fn upsert_service(&self, service: &Service) -> Result<Service> {
+        self.bump();
         let existing = self.service_by_name(&service.name).await?;
         match existing {
             Some(old) => {
@@ -511,6 +531,7 @@ impl Store {
     }
 
     pub async fn delete_service(&self, id: i64) -> Result<bool> {
+        self.bump();
         let done = sqlx::query("DELETE FROM services WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
@@ -552,6 +573,7 @@ impl Store {
     }
 
     pub async fn set_admin(&self, user_id: i64, admin: bool) -> Result<()> {
+        self.bump();
         sqlx::query("UPDATE users SET admin = $1 WHERE id = $2")
             .bind(admin as i64)
             .bind(user_id)
@@ -561,6 +583,7 @@ impl Store {
     }
 
     pub async fn delete_user(&self, user_id: i64) -> Result<bool> {
+        self.bump();
         let done = sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(user_id)
             .execute(&self.pool)
@@ -649,6 +672,7 @@ impl Store {
 
     /// Log out: the session and every token issued under its session id.
     pub async fn end_session(&self, secret: &str) -> Result<()> {
+        self.bump();
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query("SELECT user_id, session_id FROM sessions WHERE token_hash = $1")
             .bind(secret::lookup_hash(secret))
@@ -739,6 +763,7 @@ impl Store {
 
     /// Write the given fields of a server; the others stay as they are.
     pub async fn update_server(&self, server_id: i64, update: &ServerUpdate) -> Result<()> {
+        self.bump();
         let mut sets = Vec::new();
         let mut n = 1;
         let mut next = |col: &str| {
@@ -886,6 +911,7 @@ impl Store {
 
     /// Store a token; only a salted hash of `secret` is kept.
     pub async fn insert_token(&self, secret: &str, new: &NewToken<'_>) -> Result<Token> {
+        self.bump();
         let row = sqlx::query(&format!(
             "INSERT INTO api_tokens (user_id, service_id, server_id, client_id, session_id, prefix, \
              hashed, scopes, note, created, expires_at) \
@@ -968,6 +994,7 @@ impl Store {
     /// Delete every token of a user issued by one OAuth client (revoking an OAuth token
     /// revokes them all, as upstream).
     pub async fn delete_client_tokens_of(&self, user_id: i64, client_id: &str) -> Result<()> {
+        self.bump();
         sqlx::query("DELETE FROM api_tokens WHERE user_id = $1 AND client_id = $2")
             .bind(user_id)
             .bind(client_id)
@@ -989,6 +1016,7 @@ impl Store {
     }
 
     pub async fn delete_token(&self, token_id: i64) -> Result<bool> {
+        self.bump();
         let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1")
             .bind(token_id)
             .execute(&self.pool)
@@ -1002,6 +1030,7 @@ impl Store {
     /// registration stay valid only if the secret is unchanged; callers replace
     /// clients at each spawn, when the old server's tokens must die anyway.
     pub async fn upsert_oauth_client(&self, client: &OAuthClient, secret: &str) -> Result<()> {
+        self.bump();
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM api_tokens WHERE client_id = $1")
             .bind(&client.identifier)
@@ -1061,6 +1090,7 @@ impl Store {
 
     /// Remove a client with its codes and every token it issued.
     pub async fn delete_oauth_client(&self, identifier: &str) -> Result<()> {
+        self.bump();
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM api_tokens WHERE client_id = $1")
             .bind(identifier)
@@ -1077,6 +1107,7 @@ impl Store {
     /// Remove OAuth clients of servers that are not running (left by a crash between
     /// registering a client and cleaning up), with their tokens. Service clients stay.
     pub async fn delete_stale_oauth_clients(&self) -> Result<u64> {
+        self.bump();
         let mut tx = self.pool.begin().await?;
         let stale = "SELECT identifier FROM oauth_clients WHERE identifier NOT LIKE 'service-%' \
              AND (server_id IS NULL OR server_id IN (SELECT id FROM servers WHERE phase = $1))";
@@ -1190,6 +1221,7 @@ impl Store {
 
     /// Remove expired tokens, codes and sessions.
     pub async fn purge_expired(&self) -> Result<u64> {
+        self.bump();
         let now = to_micros(Utc::now());
         let mut removed = 0;
         for sql in [

@@ -161,6 +161,7 @@ impl Store {
 
     /// Rename a user; their servers, tokens and groups follow (they are keyed by id).
     pub async fn rename_user(&self, user_id: i64, new_name: &str) -> Result<()> {
+        self.bump();
         sqlx::query("UPDATE users SET name = $1 WHERE id = $2")
             .bind(new_name)
             .bind(user_id)
@@ -212,6 +213,7 @@ impl Store {
 
     /// Remove a (stopped) server's row: named servers deleted with `remove`.
     pub async fn delete_server(&self, server_id: i64) -> Result<()> {
+        self.bump();
         sqlx::query("DELETE FROM servers WHERE id = $1")
             .bind(server_id)
             .execute(&self.pool)
@@ -227,6 +229,7 @@ impl Store {
         display_name: Option<&str>,
         user_options: Option<&serde_json::Value>,
     ) -> Result<()> {
+        self.bump();
         let mut tx = self.pool.begin().await?;
         if let Some(name) = name {
             sqlx::query("UPDATE servers SET name = $1 WHERE id = $2")
@@ -276,6 +279,7 @@ impl Store {
 
     /// Users created in bulk; names that exist are skipped. Returns those created.
     pub async fn create_users(&self, names: &[String], admin: bool) -> Result<Vec<User>> {
+        self.bump();
         let mut created = Vec::new();
         let mut tx = self.pool.begin().await?;
         let now = to_micros(chrono::Utc::now());
@@ -296,5 +300,51 @@ impl Store {
         }
         tx.commit().await?;
         Ok(created)
+    }
+}
+
+/// A user's group names, directly given role names and auth state, for the user model.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UserDetails {
+    pub groups: Vec<String>,
+    pub roles: Vec<String>,
+    pub auth_state: Option<serde_json::Value>,
+}
+
+impl Store {
+    /// [`UserDetails`] in one round trip (the user model is read on hot paths).
+    pub async fn user_details(&self, user_id: i64) -> Result<UserDetails> {
+        let rows = sqlx::query(
+            "SELECT 'g' AS kind, g.name AS value FROM groups g \
+             JOIN user_groups ug ON ug.group_id = g.id WHERE ug.user_id = $1 \
+             UNION ALL SELECT 'r' AS kind, r.name AS value FROM roles r \
+             JOIN role_members m ON m.role_id = r.id WHERE m.user_id = $1 \
+             UNION ALL SELECT 'a' AS kind, auth_state AS value FROM users \
+             WHERE id = $1 AND auth_state IS NOT NULL",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut details = UserDetails::default();
+        for row in rows {
+            let kind: String = row.try_get("kind")?;
+            let value: String = row.try_get("value")?;
+            match kind.as_str() {
+                "g" => details.groups.push(value),
+                "r" => details.roles.push(value),
+                _ => {
+                    details.auth_state =
+                        Some(
+                            serde_json::from_str(&value).map_err(|e| StoreError::Corrupt {
+                                what: "auth state",
+                                detail: e.to_string(),
+                            })?,
+                        )
+                }
+            }
+        }
+        details.groups.sort();
+        details.roles.sort();
+        Ok(details)
     }
 }

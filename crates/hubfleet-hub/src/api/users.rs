@@ -126,34 +126,25 @@ pub async fn load_parts(
     with_auth_state: bool,
 ) -> Result<UserParts, HubError> {
     let servers = state.store.servers_of(user.id).await?;
-    let groups = state.store.groups_of_user(user.id).await?;
-    let roles = role_names(state, &user).await?;
-    let auth_state = if with_auth_state {
-        state.store.auth_state(user.id).await?
-    } else {
-        None
-    };
-    Ok(UserParts {
-        user,
-        servers,
-        groups,
-        roles,
-        auth_state,
-    })
-}
-
-async fn role_names(state: &AppState, user: &User) -> Result<Vec<String>, HubError> {
+    let details = state.store.user_details(user.id).await?;
     let mut roles = vec!["user".to_string()];
     if user.admin {
         roles.push("admin".to_string());
     }
-    for role in state.store.direct_roles_of_user(user.id).await? {
-        if !roles.contains(&role) {
-            roles.push(role);
-        }
-    }
+    roles.extend(details.roles);
     roles.sort();
-    Ok(roles)
+    roles.dedup();
+    Ok(UserParts {
+        user,
+        servers,
+        groups: details.groups,
+        roles,
+        auth_state: if with_auth_state {
+            details.auth_state
+        } else {
+            None
+        },
+    })
 }
 
 /// The user model of protocol §2.3.1, with only the keys `held` may read.
