@@ -31,10 +31,6 @@ pub const IGNORED_KEYS: &[IgnoredKey] = &[
         reason: "hubfleet upgrades its own database schema at startup",
     },
     IgnoredKey {
-        key: "singleuser.image",
-        reason: "the local spawner runs processes, not images",
-    },
-    IgnoredKey {
         key: "singleuser.storage",
         reason: "homes live under hubfleet.data_dir",
     },
@@ -88,11 +84,11 @@ mod tests {
     #[test]
     fn strips_listed_keys_and_emptied_parents() {
         let mut doc = yaml(
-            "proxy:\n  secretToken: abc\nsingleuser:\n  image:\n    name: x\n  defaultUrl: /lab\n",
+            "proxy:\n  secretToken: abc\nsingleuser:\n  storage:\n    type: x\n  defaultUrl: /lab\n",
         );
         let found = strip(&mut doc);
         let keys: Vec<_> = found.iter().map(|k| k.key).collect();
-        assert_eq!(keys, ["proxy.secretToken", "singleuser.image"]);
+        assert_eq!(keys, ["proxy.secretToken", "singleuser.storage"]);
         assert_eq!(doc, yaml("singleuser:\n  defaultUrl: /lab\n"));
     }
 

@@ -39,6 +39,7 @@ mod ignored;
 mod load;
 mod locate;
 mod model;
+pub mod profiles;
 mod suggest;
 mod validate;
 

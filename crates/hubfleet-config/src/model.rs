@@ -536,6 +536,17 @@ pub struct Singleuser {
     /// `singleuser.startTimeout`: how long a server may take to start, in whole seconds.
     #[serde(deserialize_with = "seconds")]
     pub start_timeout: Duration,
+    /// `singleuser.image`: the default image, mapped to a local environment (see `profiles`).
+    pub image: crate::profiles::ImageConfig,
+    /// `singleuser.memory`: `limit` / `guarantee` in bytes.
+    #[serde(deserialize_with = "null_default")]
+    pub memory: crate::profiles::MemoryConfig,
+    /// `singleuser.cpu`: `limit` / `guarantee` in millicores.
+    #[serde(deserialize_with = "null_default")]
+    pub cpu: crate::profiles::CpuConfig,
+    /// `singleuser.profileList`: KubeSpawner's profiles.
+    #[serde(deserialize_with = "crate::profiles::profile_list")]
+    pub profile_list: Vec<crate::profiles::Profile>,
 }
 
 impl Default for Singleuser {
@@ -545,6 +556,10 @@ impl Default for Singleuser {
             default_url: None,
             extra_env: BTreeMap::new(),
             start_timeout: Duration::from_secs(DEFAULT_START_TIMEOUT_SECS),
+            image: Default::default(),
+            memory: Default::default(),
+            cpu: Default::default(),
+            profile_list: Vec::new(),
         }
     }
 }
@@ -763,6 +778,18 @@ pub struct LocalSpawnerConfig {
     /// command is looked up on `PATH`.
     #[serde(deserialize_with = "opt_path")]
     pub python_env: Option<PathBuf>,
+    /// `hubfleet.local.environments`: image (or name) → local environment (see `profiles`).
+    #[serde(deserialize_with = "crate::profiles::environments")]
+    pub environments: Vec<(String, crate::profiles::EnvironmentConfig)>,
+    /// `hubfleet.local.system_users`: run each user's server as Unix account `jupyter-<name>`.
+    #[serde(deserialize_with = "bool_or_default")]
+    pub system_users: bool,
+    /// `hubfleet.local.homes_dir`: where homes live (default `<data_dir>/homes`).
+    #[serde(deserialize_with = "opt_path")]
+    pub homes_dir: Option<PathBuf>,
+    /// `hubfleet.local.shared_dir`: the hub's shared folder (default `<data_dir>/shared`).
+    #[serde(deserialize_with = "opt_path")]
+    pub shared_dir: Option<PathBuf>,
 }
 
 // ---------------------------------------------------------------------------------------------

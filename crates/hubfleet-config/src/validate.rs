@@ -23,6 +23,7 @@ pub(crate) fn validate(
     check_roles(config, ctx)?;
     check_named_servers(config, ctx, &mut warnings)?;
     check_cull(config, ctx, &mut warnings)?;
+    crate::profiles::check(config, ctx, &mut warnings)?;
     Ok(warnings)
 }
 

@@ -402,11 +402,20 @@ singleuser:
             ("proxy.secretToken", 2),
             ("hub.db.pvc", 7),
             ("hub.db.upgrade", 6),
-            ("singleuser.image", 10),
             ("singleuser.storage", 13),
+            // Not ignored any more: an image names a local environment; with none configured,
+            // a warning says servers use the Python environment.
+            ("singleuser.image", 10),
         ]
     );
-    for w in &c.warnings {
+    assert!(
+        c.warnings[4].message.contains(
+            "image `quay.io/jupyter/base-notebook:latest` is not mapped to a local environment"
+        ),
+        "{}",
+        c.warnings[4]
+    );
+    for w in &c.warnings[..4] {
         assert!(w.message.starts_with("ignored on purpose: "), "{w}");
         assert_eq!(w.file, "test.yaml");
     }
@@ -477,7 +486,7 @@ fn ignored_keys_are_logged_with_tracing() {
     assert!(out.contains("WARN"), "{out}");
     assert!(out.contains("singleuser.image"), "{out}");
     assert!(
-        out.contains("the local spawner runs processes, not images"),
+        out.contains("is not mapped to a local environment"),
         "{out}"
     );
     assert!(out.contains("line=2"), "{out}");

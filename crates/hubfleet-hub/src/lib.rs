@@ -25,7 +25,9 @@ pub mod lifecycle;
 pub mod metrics;
 mod oauth;
 mod pages;
+pub mod profiles;
 pub mod services;
+mod spawn_page;
 mod templates;
 pub mod urls;
 
@@ -59,6 +61,8 @@ pub struct Settings {
     pub roles: Vec<RoleDefinition>,
     pub culler: Option<culler::CullSettings>,
     pub metrics: metrics::Metrics,
+    /// Profiles, limits, environments, isolation and storage of user servers.
+    pub spawn_options: profiles::SpawnOptions,
 }
 
 /// A role from the config file (`hub.loadRoles`).
@@ -96,6 +100,7 @@ impl Settings {
             roles: Vec::new(),
             culler: None,
             metrics: metrics::Metrics::default(),
+            spawn_options: profiles::SpawnOptions::default(),
         }
     }
 
@@ -122,7 +127,7 @@ impl Settings {
     }
 
     pub fn home_dir(&self, user: &str) -> PathBuf {
-        self.data_dir.join("homes").join(user)
+        profiles::homes_dir(&self.spawn_options, &self.data_dir).join(user)
     }
 
     pub fn log_path(&self, user: &str, server: &str) -> PathBuf {
@@ -410,6 +415,7 @@ fn router(state: AppState) -> axum::Router {
         .merge(api::routes())
         .merge(oauth::routes())
         .merge(pages::routes())
+        .merge(spawn_page::routes())
         .route("/hub/health", get(|| async { StatusCode::OK }))
         .route("/hub/api/health", get(|| async { StatusCode::OK }))
         .route("/hub/metrics", get(api::hub::metrics))

@@ -162,6 +162,12 @@ impl Lifecycle {
     pub async fn spawn(&self, user: &User, server_name: &str) -> Result<SpawnOutcome, HubError> {
         let inner = &self.inner;
         let server = inner.store.ensure_server(user.id, server_name).await?;
+        if server.phase == Phase::Stopped {
+            // Refuse bad profile choices before anything is recorded or started.
+            self.resolve_options(user, &server)
+                .await?
+                .map_err(HubError::BadRequest)?;
+        }
         let began = inner
             .store
             .begin_start(server.id, &inner.replica, Utc::now() + LEASE)
@@ -250,6 +256,21 @@ impl Lifecycle {
                 },
             )
             .await;
+    }
+
+    /// The user's profile choices for `server`, checked against their groups (`Err` inside:
+    /// the message for the user).
+    async fn resolve_options(
+        &self,
+        user: &User,
+        server: &Server,
+    ) -> Result<Result<crate::profiles::Resolved, String>, HubError> {
+        let groups = self.inner.store.groups_of_user(user.id).await?;
+        Ok(crate::profiles::resolve(
+            &self.inner.settings.spawn_options,
+            &groups,
+            &server.user_options,
+        ))
     }
 
     /// Follow a start: the events so far, then each new one. `None` when this hub
@@ -349,14 +370,39 @@ impl Lifecycle {
                 return Err("Spawn cancelled".to_string());
             }
 
+            let resolved = self
+                .resolve_options(user, server)
+                .await
+                .map_err(|e| e.to_string())??;
+            let options = &settings.spawn_options;
+            let mut cmd = settings.command();
+            let mut env = settings.server_env(user, &server.name, &api_token, &access_scope);
+            crate::profiles::apply(
+                options,
+                &resolved,
+                settings.cmd.as_ref(),
+                &mut cmd,
+                &mut env,
+            );
+            let home_dir = settings.home_dir(&user.name);
+            crate::profiles::prepare_shared(options, &settings.data_dir)
+                .map_err(|e| format!("could not prepare the shared folder: {e}"))?;
             let spec = LaunchSpec {
                 user: user.name.clone(),
                 server_name: server.name.clone(),
-                cmd: settings.command(),
-                env: settings.server_env(user, &server.name, &api_token, &access_scope),
+                cmd,
+                env,
                 service_prefix: prefix.clone(),
-                home_dir: settings.home_dir(&user.name),
+                mounts: crate::profiles::storage(
+                    options,
+                    &settings.data_dir,
+                    &home_dir,
+                    user.admin,
+                ),
+                home_dir,
                 log_path: log_path.clone(),
+                limits: resolved.limits,
+                system_user: crate::profiles::system_user(options, &user.name, user.admin),
             };
             self.step(
                 &user.name,
@@ -366,11 +412,15 @@ impl Lifecycle {
                 "Starting the server process".into(),
             )
             .await;
-            let started = inner
+            let mut started = inner
                 .spawner
                 .start(&spec)
                 .await
                 .map_err(|e| e.to_string())?;
+            if let Some(state) = started.state.as_object_mut() {
+                // For admins: the server model's `state` shows what the server got.
+                state.insert("profile".into(), resolved.summary());
+            }
             inner
                 .store
                 .update_server(
@@ -704,8 +754,12 @@ impl Lifecycle {
                 continue;
             }
             if !self.process_running(&current).await {
-                tracing::warn!(user = %user_name, server = %server.name, "server exited on its own");
-                self.tear_down(&user_name, current.id, None, "exited")
+                let reason = match &current.spawn_state {
+                    Some(state) => self.inner.spawner.exit_reason(state).await,
+                    None => None,
+                };
+                tracing::warn!(user = %user_name, server = %server.name, reason = reason.as_deref().unwrap_or("exited"), "server exited on its own");
+                self.tear_down(&user_name, current.id, reason.as_deref(), "exited")
                     .await?;
             }
         }
@@ -818,6 +872,11 @@ async fn wait_up(
             return Err("Spawn cancelled".to_string());
         }
         if let Ok(PollStatus::Exited(code)) = spawner.poll(state).await {
+            if let Some(reason) = spawner.exit_reason(state).await {
+                return Err(format!(
+                    "the server process was {reason} before it was ready"
+                ));
+            }
             return Err(match code {
                 Some(code) => {
                     format!("the server process exited with status {code} before it was ready")

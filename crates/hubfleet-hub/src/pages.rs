@@ -287,7 +287,11 @@ fn first_line(text: &str) -> String {
 }
 
 /// The user a page acts on: yourself, or anyone for an admin.
-async fn target_user(state: &AppState, me: &PageUser, name: &str) -> Result<User, HubError> {
+pub(crate) async fn target_user(
+    state: &AppState,
+    me: &PageUser,
+    name: &str,
+) -> Result<User, HubError> {
     if name == me.user.name {
         return Ok(me.user.clone());
     }
@@ -313,6 +317,10 @@ async fn spawn_mine(
 ) -> Result<Response, HubError> {
     let me = logged_in!(state, headers, uri);
     let user = me.user.clone();
+    let form = crate::spawn_page::options_form(&state, &headers, &me, &user, query.next.as_deref());
+    if let Some(page) = form.await? {
+        return Ok(page);
+    }
     spawn_page(state, user, query.next).await
 }
 
@@ -336,6 +344,10 @@ async fn spawn_for(
             ))
         }
     };
+    let form = crate::spawn_page::options_form(&state, &headers, &me, &user, query.next.as_deref());
+    if let Some(page) = form.await? {
+        return Ok(page);
+    }
     spawn_page(state, user, query.next).await
 }
 
@@ -349,7 +361,7 @@ fn pending_url(user: &str, next: Option<&str>) -> String {
 }
 
 /// Start the server (if needed), wait up to a second, then show progress.
-async fn spawn_page(
+pub(crate) async fn spawn_page(
     state: AppState,
     user: User,
     next: Option<String>,

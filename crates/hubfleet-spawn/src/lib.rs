@@ -11,9 +11,65 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub mod cgroup;
 mod local;
+pub mod mounts;
+pub mod system_user;
 
 pub use local::{tail_log, LocalOptions, LocalProcessSpawner};
+
+/// Resource limits of a server (KubeSpawner's `mem_limit`, `mem_guarantee`, `cpu_limit`,
+/// `cpu_guarantee`). Memory in bytes, CPU in millicores.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub mem_limit: Option<u64>,
+    pub mem_guarantee: Option<u64>,
+    pub cpu_limit: Option<u64>,
+    pub cpu_guarantee: Option<u64>,
+}
+
+impl Limits {
+    pub fn is_empty(&self) -> bool {
+        *self == Limits::default()
+    }
+}
+
+/// A folder shown at `target` (absolute, usually inside the home): a bind mount of `source`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub read_only: bool,
+}
+
+/// Run the server as a Unix account of its own (created if missing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SystemUser {
+    /// The account, e.g. `jupyter-alice` (see [`system_user::account_name`]).
+    pub account: String,
+    /// Run with this group as the primary group instead of the account's own (admins get the
+    /// group that may write to the shared folder).
+    pub group: Option<String>,
+}
+
+/// Memory as people write it: `1G`, `512M`, `1.5G`, else bytes.
+pub fn format_bytes(bytes: u64) -> String {
+    for (unit, factor) in [
+        ("T", 1u64 << 40),
+        ("G", 1 << 30),
+        ("M", 1 << 20),
+        ("K", 1 << 10),
+    ] {
+        if bytes >= factor {
+            if bytes.is_multiple_of(factor) {
+                return format!("{}{unit}", bytes / factor);
+            }
+            let s = format!("{:.2}", bytes as f64 / factor as f64);
+            return format!("{}{unit}", s.trim_end_matches('0').trim_end_matches('.'));
+        }
+    }
+    bytes.to_string()
+}
 
 /// Everything needed to launch one server. Built by the hub from config (protocol §5).
 #[derive(Clone, Debug)]
@@ -33,6 +89,12 @@ pub struct LaunchSpec {
     pub home_dir: PathBuf,
     /// Where stdout and stderr of the server go (appended).
     pub log_path: PathBuf,
+    /// Memory and CPU limits (cgroups), if any.
+    pub limits: Limits,
+    /// Run as this Unix account instead of the hub's own user.
+    pub system_user: Option<SystemUser>,
+    /// Folders shown in the home (shared folders).
+    pub mounts: Vec<Mount>,
 }
 
 /// What a spawner persists about a started server, so a restarted hub can find it.
@@ -92,4 +154,11 @@ pub trait Spawner: Send + Sync + 'static {
     /// Stop the server: a polite signal first, a forced one after `grace`.
     /// Stopping a server that is already gone is not an error.
     async fn stop(&self, state: &SpawnState, grace: Duration) -> Result<(), SpawnError>;
+
+    /// Why a server that is no longer running ended, when the spawner knows better than an
+    /// exit code (e.g. `killed: memory limit 1G reached`). The reason is also written to the
+    /// server's log. `None` when there is nothing to say.
+    async fn exit_reason(&self, _state: &SpawnState) -> Option<String> {
+        None
+    }
 }

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -32,7 +32,11 @@ use nix::unistd::Pid;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::{LaunchSpec, PollStatus, SpawnError, SpawnState, Spawner, Started};
+use crate::cgroup::Cgroup;
+use crate::{
+    format_bytes, mounts, system_user, LaunchSpec, PollStatus, SpawnError, SpawnState, Spawner,
+    Started,
+};
 
 /// How often `stop` looks whether the process is gone.
 const STOP_POLL: Duration = Duration::from_millis(50);
@@ -328,6 +332,17 @@ impl Spawner for LocalProcessSpawner {
             path: spec.home_dir.clone(),
             source,
         })?;
+        let account = match &spec.system_user {
+            Some(system_user) => {
+                let mut account =
+                    system_user::ensure_account(&system_user.account, &spec.home_dir)?;
+                if let Some(group) = &system_user.group {
+                    account.gid = system_user::ensure_group(group)?;
+                }
+                Some(account)
+            }
+            None => None,
+        };
         if let Some(parent) = spec.log_path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| SpawnError::Io {
                 what: "log directory",
@@ -346,6 +361,11 @@ impl Spawner for LocalProcessSpawner {
             .open(&spec.log_path)
             .map_err(log_err)?;
         let log2 = log.try_clone().map_err(log_err)?;
+        let mut warn_log = log.try_clone().map_err(log_err)?;
+        let mut warn = |message: &str| {
+            tracing::warn!(user = %spec.user, server = %spec.server_name, "{message}");
+            let _ = writeln!(warn_log, "[hubfleet] warning: {message}");
+        };
 
         let ip = self.options.ip;
         let port = free_port(ip)?;
@@ -353,33 +373,67 @@ impl Spawner for LocalProcessSpawner {
         let target = format!("http://{host}:{port}");
         let service_url = format!("{target}{}", spec.service_prefix);
 
+        let (mounted, mount_warnings) = mounts::apply(&spec.mounts);
+        for w in &mount_warnings {
+            warn(w);
+        }
+        let group_name = format!("{}--{}--{port}", spec.user, spec.server_name);
+        let group = match Cgroup::create(&group_name, &spec.limits) {
+            Ok(group) => group,
+            Err(e) => {
+                warn(&e);
+                None
+            }
+        };
+
         let mut args: Vec<String> = spec.cmd[1..].to_vec();
         let is_jupyter = Path::new(program)
             .file_name()
             .and_then(|n| n.to_str())
             .is_some_and(|n| n.starts_with("jupyter"));
+        // jupyter-server refuses root without --allow-root; a system user is not root.
         if is_jupyter
+            && account.is_none()
             && nix::unistd::geteuid().is_root()
             && !args.iter().any(|a| a == "--allow-root")
         {
             args.push("--allow-root".to_string());
         }
 
+        let mut env = self.build_env(spec, &service_url);
+        if let Some(system_user) = &spec.system_user {
+            env.retain(|(k, _)| k != "USER" && k != "SHELL");
+            env.push(("USER".into(), system_user.account.clone().into()));
+            env.push(("SHELL".into(), "/bin/bash".into()));
+        }
         let mut cmd = tokio::process::Command::new(program);
+        if let Some(account) = account {
+            // std drops the supplementary groups when it changes the uid.
+            cmd.uid(account.uid.as_raw()).gid(account.gid.as_raw());
+        }
         cmd.args(&args)
             .env_clear()
-            .envs(self.build_env(spec, &service_url))
+            .envs(env)
             .current_dir(&spec.home_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
             .process_group(0)
             .kill_on_drop(false);
-        let mut child = cmd.spawn().map_err(|source| SpawnError::Exec {
-            program: program.clone(),
-            user: spec.user.clone(),
-            source,
-        })?;
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(source) => {
+                mounts::remove(&mounted);
+                if let Some(group) = &group {
+                    group.remove();
+                }
+                return Err(SpawnError::Exec {
+                    program: program.clone(),
+                    user: spec.user.clone(),
+                    source,
+                });
+            }
+        };
         let pid = child
             .id()
             .and_then(|p| i32::try_from(p).ok())
@@ -394,6 +448,18 @@ impl Spawner for LocalProcessSpawner {
                     "cannot read /proc/{pid}/stat of the started server"
                 )));
             }
+        };
+
+        let group = match group {
+            Some(group) => match group.add(pid) {
+                Ok(()) => Some(group),
+                Err(e) => {
+                    warn(&format!("limits are not enforced: {e}"));
+                    group.remove();
+                    None
+                }
+            },
+            None => None,
         };
 
         let (tx, rx) = watch::channel(None);
@@ -437,6 +503,10 @@ impl Spawner for LocalProcessSpawner {
                 "start_time": start_time,
                 "port": port,
                 "ip": ip.to_string(),
+                "log": spec.log_path,
+                "cgroup": group,
+                "mounts": mounted,
+                "limits": spec.limits,
             }),
         })
     }
@@ -449,6 +519,7 @@ impl Spawner for LocalProcessSpawner {
     async fn stop(&self, state: &SpawnState, grace: Duration) -> Result<(), SpawnError> {
         let saved = parse_state(state)?;
         if self.status(&saved).await != PollStatus::Running {
+            clean_up(state).await;
             return Ok(());
         }
         signal_server(&saved, Signal::SIGTERM);
@@ -478,9 +549,53 @@ impl Spawner for LocalProcessSpawner {
             );
             let _ = killpg(Pid::from_raw(saved.pgid), Signal::SIGKILL);
         }
+        clean_up(state).await;
         tracing::info!(pid = saved.pid, "stopped server process");
         Ok(())
     }
+
+    async fn exit_reason(&self, state: &SpawnState) -> Option<String> {
+        let group = saved_cgroup(state)?;
+        if group.oom_kills() == 0 {
+            return None;
+        }
+        let reason = match group.mem_limit {
+            Some(limit) => format!("killed: memory limit {} reached", format_bytes(limit)),
+            None => "killed: out of memory".to_string(),
+        };
+        if let Some(log) = state.get("log").and_then(|l| l.as_str()) {
+            if let Ok(mut file) = OpenOptions::new().append(true).open(log) {
+                let _ = writeln!(file, "[hubfleet] {reason}");
+            }
+        }
+        Some(reason)
+    }
+}
+
+fn saved_cgroup(state: &SpawnState) -> Option<Cgroup> {
+    serde_json::from_value(state.get("cgroup")?.clone()).ok()
+}
+
+/// After the server is gone: end what is left in its cgroup and remove it; undo its mounts.
+async fn clean_up(state: &SpawnState) {
+    if let Some(group) = saved_cgroup(state) {
+        for _ in 0..50 {
+            let pids = group.pids();
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        group.remove();
+    }
+    let mounted: Vec<std::path::PathBuf> = state
+        .get("mounts")
+        .and_then(|m| serde_json::from_value(m.clone()).ok())
+        .unwrap_or_default();
+    mounts::remove(&mounted);
 }
 
 /// The end of a log file: at most the last `max_bytes` bytes, starting at a line
@@ -577,6 +692,9 @@ mod tests {
             service_prefix: "/user/alice/".into(),
             home_dir: PathBuf::from("/home/alice"),
             log_path: PathBuf::from("/tmp/x.log"),
+            limits: Default::default(),
+            system_user: None,
+            mounts: Vec::new(),
         };
         let built: HashMap<String, std::ffi::OsString> = spawner
             .build_env(&spec, "http://h:1/user/alice/")

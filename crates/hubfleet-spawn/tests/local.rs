@@ -41,6 +41,9 @@ impl TestDir {
             service_prefix: "/user/alice/".into(),
             home_dir: self.0.join("home/alice"),
             log_path: self.0.join("logs/alice.log"),
+            limits: Default::default(),
+            system_user: None,
+            mounts: Vec::new(),
         }
     }
 }

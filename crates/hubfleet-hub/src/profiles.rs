@@ -1,0 +1,582 @@
+//! What a start gets: the profile and options a user chose (KubeSpawner's `profile_list`
+//! semantics), checked against what their groups allow, turned into the launch spec's command,
+//! environment, limits, isolation and shared folders.
+//!
+//! `user_options` are KubeSpawner's: `{"profile": <slug>, <option>: <choice>,
+//! "<option>--unlisted-choice": <free text>}`. A missing profile means the default one (the
+//! first with `default: true`, else the first the user may use); a missing option means its
+//! default choice. Anything that does not fit is refused with a message, before anything is
+//! started.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use hubfleet_config::profiles::{Choice, Overrides, Profile, ProfileOption};
+use hubfleet_spawn::{Limits, Mount, SystemUser};
+use serde_json::{json, Value};
+
+/// The user-option key of an option's free-text value.
+pub fn unlisted_key(option: &str) -> String {
+    format!("{option}--unlisted-choice")
+}
+
+/// The choice value fancy-profiles sends when the free text is used.
+pub const UNLISTED_CHOICE: &str = "unlisted_choice";
+
+/// A local environment (`hubfleet.local.environments.<name>`), paths resolved.
+#[derive(Clone, Debug, Default)]
+pub struct Environment {
+    pub path: Option<PathBuf>,
+    pub cmd: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+}
+
+/// Everything about profiles, limits, environments, isolation and storage, from the config.
+#[derive(Clone, Debug, Default)]
+pub struct SpawnOptions {
+    pub profiles: Vec<Profile>,
+    /// `singleuser.image`.
+    pub image: Option<String>,
+    /// `singleuser.memory` / `singleuser.cpu`.
+    pub limits: Limits,
+    pub environments: Vec<(String, Environment)>,
+    /// `hubfleet.local.system_users`.
+    pub system_users: bool,
+    /// `hubfleet.local.homes_dir` (absolute), else `<data_dir>/homes`.
+    pub homes_dir: Option<PathBuf>,
+    /// `hubfleet.local.shared_dir` (absolute), else `<data_dir>/shared`.
+    pub shared_dir: Option<PathBuf>,
+}
+
+/// The group whose members may write to the shared folder (admins, with system users).
+pub const SHARED_WRITERS_GROUP: &str = "jupyterhub-admins";
+
+/// The outcome of a user's choices: what the launch spec gets.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Resolved {
+    /// The chosen profile's slug and display name.
+    pub profile: Option<(String, String)>,
+    /// Option name → chosen choice key, or the free text for an unlisted choice.
+    pub choices: BTreeMap<String, String>,
+    pub image: Option<String>,
+    pub limits: Limits,
+    pub default_url: Option<String>,
+    /// Variables from the overrides and the environment.
+    pub env: BTreeMap<String, String>,
+    /// The local environment the image maps to.
+    pub environment: Option<String>,
+    /// Kubernetes-only overrides in effect (reported, not used locally).
+    pub kubernetes: BTreeMap<String, Value>,
+}
+
+impl Resolved {
+    /// What the server model's `state` shows admins.
+    pub fn summary(&self) -> Value {
+        json!({
+            "profile": self.profile.as_ref().map(|(slug, _)| slug),
+            "profile_display_name": self.profile.as_ref().map(|(_, name)| name),
+            "options": self.choices,
+            "image": self.image,
+            "environment": self.environment,
+            "limits": {
+                "mem_limit": self.limits.mem_limit,
+                "mem_guarantee": self.limits.mem_guarantee,
+                "cpu_limit": self.limits.cpu_limit.map(cpu_float),
+                "cpu_guarantee": self.limits.cpu_guarantee.map(cpu_float),
+            },
+        })
+    }
+}
+
+fn cpu_float(milli: u64) -> f64 {
+    milli as f64 / 1000.0
+}
+
+/// CPUs as Python writes a float (`2.0`, `0.5`), as upstream's `CPU_LIMIT`.
+pub fn python_float(milli: u64) -> String {
+    let s = hubfleet_config::profiles::format_cpu(milli);
+    if s.contains('.') {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
+
+/// May a member of `groups` use `profile`?
+pub fn allowed(profile: &Profile, groups: &[String]) -> bool {
+    match &profile.allowed_groups {
+        None => true,
+        Some(allowed) => allowed.iter().any(|g| groups.contains(g)),
+    }
+}
+
+/// The profiles a member of `groups` may use, in config order.
+pub fn visible<'a>(options: &'a SpawnOptions, groups: &[String]) -> Vec<&'a Profile> {
+    options
+        .profiles
+        .iter()
+        .filter(|p| allowed(p, groups))
+        .collect()
+}
+
+/// The default profile among `profiles`: the first with `default: true`, else the first.
+pub fn default_profile<'a>(profiles: &[&'a Profile]) -> Option<&'a Profile> {
+    profiles
+        .iter()
+        .find(|p| p.default)
+        .or_else(|| profiles.first())
+        .copied()
+}
+
+/// May a member of `groups` pick `choice`?
+pub fn choice_allowed(choice: &Choice, groups: &[String]) -> bool {
+    match &choice.allowed_groups {
+        None => true,
+        Some(allowed) => allowed.iter().any(|g| groups.contains(g)),
+    }
+}
+
+/// The default choice of an option among those `groups` may pick: `default: true`, else the
+/// first.
+pub fn default_choice<'a>(option: &'a ProfileOption, groups: &[String]) -> Option<&'a str> {
+    let mine: Vec<&(String, Choice)> = option
+        .choices
+        .iter()
+        .filter(|(_, c)| choice_allowed(c, groups))
+        .collect();
+    mine.iter()
+        .find(|(_, c)| c.default)
+        .or(mine.first())
+        .map(|(k, _)| k.as_str())
+}
+
+fn option_label(name: &str, option: &ProfileOption) -> String {
+    if option.display_name.is_empty() {
+        name.to_string()
+    } else {
+        option.display_name.clone()
+    }
+}
+
+/// Check `user_options` for a member of `groups` and work out what the server gets.
+pub fn resolve(
+    options: &SpawnOptions,
+    groups: &[String],
+    user_options: &Value,
+) -> Result<Resolved, String> {
+    let empty = serde_json::Map::new();
+    let given = match user_options {
+        Value::Object(map) => map,
+        Value::Null => &empty,
+        _ => return Err("user_options must be a JSON object".into()),
+    };
+    let text = |key: &str| -> Result<Option<&str>, String> {
+        match given.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(other) => Err(format!("user option `{key}` must be a string, not {other}")),
+        }
+    };
+    let mut overrides = Overrides {
+        image: options.image.clone(),
+        mem_limit: Some(options.limits.mem_limit),
+        mem_guarantee: Some(options.limits.mem_guarantee),
+        cpu_limit: Some(options.limits.cpu_limit),
+        cpu_guarantee: Some(options.limits.cpu_guarantee),
+        ..Default::default()
+    };
+    let mut resolved = Resolved::default();
+    if !options.profiles.is_empty() {
+        let mine = visible(options, groups);
+        let names = || {
+            mine.iter()
+                .map(|p| format!("`{}`", p.slug))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let profile = match text("profile")? {
+            Some(slug) => match mine.iter().find(|p| p.slug == slug) {
+                Some(p) => *p,
+                None if options.profiles.iter().any(|p| p.slug == slug) => {
+                    return Err(format!(
+                        "profile `{slug}` is not available to you (it is limited to some groups); available: {}",
+                        names()
+                    ))
+                }
+                None => {
+                    return Err(format!(
+                        "there is no profile `{slug}`; available: {}",
+                        names()
+                    ))
+                }
+            },
+            None => default_profile(&mine).ok_or_else(|| {
+                "no profile is available to you: every profile is limited to groups you are not in; ask an admin".to_string()
+            })?,
+        };
+        resolved.profile = Some((profile.slug.clone(), profile.display_name.clone()));
+        overrides.apply(&profile.overrides);
+        for (name, option) in &profile.options {
+            let label = option_label(name, option);
+            let unlisted = option.unlisted_choice.as_ref().filter(|u| u.enabled);
+            let free = text(&unlisted_key(name))?;
+            let chosen = text(name)?;
+            match (free, unlisted) {
+                (Some(value), Some(u)) if chosen.is_none() || chosen == Some(UNLISTED_CHOICE) => {
+                    if let Some(re) = &u.validation_regex {
+                        // As KubeSpawner: re.match, anchored at the start.
+                        let ok = regex::Regex::new(&format!("^(?:{re})"))
+                            .map(|r| r.is_match(value))
+                            .unwrap_or(false);
+                        if !ok {
+                            let why = u.validation_message.clone().unwrap_or_else(|| {
+                                format!("it must match the regular expression {re}")
+                            });
+                            return Err(format!("`{value}` is not valid for {label}: {why}"));
+                        }
+                    }
+                    overrides.apply(&u.kubespawner_override.with_value(value));
+                    resolved.choices.insert(name.clone(), value.to_string());
+                }
+                (Some(_), None) => {
+                    return Err(format!(
+                        "{label} takes no free-text value (`{}`): pick one of its choices",
+                        unlisted_key(name)
+                    ))
+                }
+                _ => {
+                    let key = match chosen {
+                        Some(UNLISTED_CHOICE) if unlisted.is_some() => {
+                            return Err(format!("enter a value for {label}"))
+                        }
+                        Some(key) => key,
+                        None => default_choice(option, groups)
+                            .ok_or_else(|| format!("enter a value for {label}"))?,
+                    };
+                    let found = option.choices.iter().find(|(k, _)| k == key);
+                    if found.is_some_and(|(_, c)| !choice_allowed(c, groups)) {
+                        return Err(format!(
+                            "`{key}` of {label} is not available to you (it is limited to some groups)"
+                        ));
+                    }
+                    let Some((_, choice)) = found else {
+                        return Err(format!(
+                            "`{key}` is not a choice of {label}; choices: {}",
+                            option
+                                .choices
+                                .iter()
+                                .map(|(k, _)| format!("`{k}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    };
+                    overrides.apply(&choice.kubespawner_override);
+                    resolved.choices.insert(name.clone(), key.to_string());
+                }
+            }
+        }
+    }
+    resolved.limits = Limits {
+        mem_limit: overrides.mem_limit.flatten(),
+        mem_guarantee: overrides.mem_guarantee.flatten(),
+        cpu_limit: overrides.cpu_limit.flatten(),
+        cpu_guarantee: overrides.cpu_guarantee.flatten(),
+    };
+    resolved.default_url = overrides.default_url.clone().flatten();
+    resolved.kubernetes = overrides.kubernetes.clone();
+    resolved.image = overrides.image.clone();
+    if let Some(image) = &resolved.image {
+        if !options.environments.is_empty() {
+            let Some((name, environment)) = options.environments.iter().find(|(n, _)| n == image)
+            else {
+                return Err(format!(
+                    "no local environment is named `{image}`; available: {}",
+                    options
+                        .environments
+                        .iter()
+                        .map(|(n, _)| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            };
+            resolved.environment = Some(name.clone());
+            resolved.env.extend(environment.env.clone());
+        }
+        resolved.env.insert("JUPYTER_IMAGE".into(), image.clone());
+        resolved
+            .env
+            .insert("JUPYTER_IMAGE_SPEC".into(), image.clone());
+    }
+    resolved.env.extend(overrides.environment.clone());
+    let l = resolved.limits;
+    for (key, value) in [
+        ("MEM_LIMIT", l.mem_limit.map(|v| v.to_string())),
+        ("MEM_GUARANTEE", l.mem_guarantee.map(|v| v.to_string())),
+        ("CPU_LIMIT", l.cpu_limit.map(python_float)),
+        ("CPU_GUARANTEE", l.cpu_guarantee.map(python_float)),
+    ] {
+        if let Some(value) = value {
+            resolved.env.insert(key.into(), value);
+        }
+    }
+    Ok(resolved)
+}
+
+/// The local environment a resolved start uses, if its image maps to one.
+pub fn environment<'a>(options: &'a SpawnOptions, resolved: &Resolved) -> Option<&'a Environment> {
+    let name = resolved.environment.as_deref()?;
+    options
+        .environments
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, e)| e)
+}
+
+/// Where homes live.
+pub fn homes_dir(options: &SpawnOptions, data_dir: &Path) -> PathBuf {
+    options
+        .homes_dir
+        .clone()
+        .unwrap_or_else(|| data_dir.join("homes"))
+}
+
+/// Where the shared folder lives.
+pub fn shared_dir(options: &SpawnOptions, data_dir: &Path) -> PathBuf {
+    options
+        .shared_dir
+        .clone()
+        .unwrap_or_else(|| data_dir.join("shared"))
+}
+
+/// 2i2c's folders in a home: `shared` (read-only) for everyone, `shared-readwrite` for admins.
+pub fn storage(options: &SpawnOptions, data_dir: &Path, home: &Path, admin: bool) -> Vec<Mount> {
+    let shared = shared_dir(options, data_dir);
+    let mut mounts = vec![Mount {
+        source: shared.clone(),
+        target: home.join("shared"),
+        read_only: true,
+    }];
+    if admin {
+        mounts.push(Mount {
+            source: shared,
+            target: home.join("shared-readwrite"),
+            read_only: false,
+        });
+    }
+    mounts
+}
+
+/// The Unix account a user's server runs as, when `system_users` is on.
+pub fn system_user(options: &SpawnOptions, user: &str, admin: bool) -> Option<SystemUser> {
+    options.system_users.then(|| SystemUser {
+        account: hubfleet_spawn::system_user::account_name(user),
+        group: admin.then(|| SHARED_WRITERS_GROUP.to_string()),
+    })
+}
+
+/// With system users: the shared folder is owned by root and [`SHARED_WRITERS_GROUP`], mode
+/// 2775 (admins' servers run with that group), so users only read it.
+pub fn prepare_shared(options: &SpawnOptions, data_dir: &Path) -> Result<(), String> {
+    let shared = shared_dir(options, data_dir);
+    std::fs::create_dir_all(&shared).map_err(|e| format!("{}: {e}", shared.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    if options.system_users {
+        let gid = hubfleet_spawn::system_user::ensure_group(SHARED_WRITERS_GROUP)
+            .map_err(|e| e.to_string())?;
+        std::os::unix::fs::chown(&shared, Some(0), Some(gid.as_raw()))
+            .map_err(|e| format!("{}: {e}", shared.display()))?;
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o2775))
+            .map_err(|e| format!("{}: {e}", shared.display()))?;
+    }
+    Ok(())
+}
+
+/// Put a resolved start into the launch command and environment: the environment's command or
+/// Python prefix, its variables and the overrides' (never replacing the protocol's
+/// `JUPYTERHUB_*` variables), and the profile's `default_url`.
+pub fn apply(
+    options: &SpawnOptions,
+    resolved: &Resolved,
+    configured_cmd: Option<&Vec<String>>,
+    cmd: &mut Vec<String>,
+    env: &mut BTreeMap<String, String>,
+) {
+    let protocol = |k: &str| k.starts_with("JUPYTERHUB_") || k == "JPY_API_TOKEN";
+    if let Some(environment) = environment(options, resolved) {
+        if let Some(c) = &environment.cmd {
+            *cmd = c.clone();
+        } else if let Some(prefix) = &environment.path {
+            *cmd = match configured_cmd {
+                Some(c) => c.clone(),
+                None => vec![prefix
+                    .join("bin/jupyterhub-singleuser")
+                    .display()
+                    .to_string()],
+            };
+            let path = std::env::var("PATH").unwrap_or_default();
+            env.insert("PATH".into(), format!("{}/bin:{path}", prefix.display()));
+            if prefix.join("conda-meta").is_dir() {
+                env.remove("VIRTUAL_ENV");
+                env.insert("CONDA_PREFIX".into(), prefix.display().to_string());
+            } else {
+                env.insert("VIRTUAL_ENV".into(), prefix.display().to_string());
+            }
+        }
+    }
+    for (k, v) in &resolved.env {
+        if !protocol(k) {
+            env.insert(k.clone(), v.clone());
+        }
+    }
+    if let Some(url) = &resolved.default_url {
+        env.insert("JUPYTERHUB_DEFAULT_URL".into(), url.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> SpawnOptions {
+        let yaml = r#"
+singleuser:
+  memory: {limit: 2G}
+  profileList:
+    - display_name: Small
+      slug: small
+      kubespawner_override: {mem_limit: 1G, cpu_limit: 1}
+    - display_name: GPU
+      slug: gpu
+      default: true
+      allowed_groups: [gpu-users]
+      kubespawner_override: {mem_limit: 4G}
+    - display_name: Bring your own
+      slug: byo
+      profile_options:
+        image:
+          display_name: Image
+          unlisted_choice:
+            enabled: true
+            display_name: Custom image
+            validation_regex: '^py-[0-9.]+$'
+            validation_message: Must look like py-3.12
+            kubespawner_override: {image: '{value}', environment: {CUSTOM: '{value}'}}
+          choices:
+            one: {display_name: One, kubespawner_override: {image: py-1}}
+            two: {display_name: Two, default: true, kubespawner_override: {image: py-2}}
+            gpu-env: {display_name: GPU env, allowed_groups: [gpu-users], kubespawner_override: {image: py-1}}
+hubfleet:
+  local:
+    environments:
+      py-1: {cmd: [x]}
+      py-2: {cmd: [y], env: {FROM_ENV: "2"}}
+      py-3.12: {cmd: [z]}
+"#;
+        let c = hubfleet_config::HubConfig::from_yaml_str(yaml, "t.yaml").unwrap();
+        SpawnOptions {
+            profiles: c.singleuser.profile_list.clone(),
+            limits: Limits {
+                mem_limit: c.singleuser.memory.limit,
+                ..Default::default()
+            },
+            environments: c
+                .hubfleet
+                .local
+                .environments
+                .iter()
+                .map(|(n, e)| {
+                    (
+                        n.clone(),
+                        Environment {
+                            path: None,
+                            cmd: e.cmd.clone(),
+                            env: e.env.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_depend_on_groups() {
+        let o = options();
+        let none: Vec<String> = vec![];
+        let r = resolve(&o, &none, &json!({})).unwrap();
+        assert_eq!(r.profile.unwrap().0, "small");
+        assert_eq!(r.limits.mem_limit, Some(1 << 30));
+        assert_eq!(r.limits.cpu_limit, Some(1000));
+        assert_eq!(r.env["CPU_LIMIT"], "1.0");
+        assert_eq!(r.env["MEM_LIMIT"], (1u64 << 30).to_string());
+        let gpu = vec!["gpu-users".to_string()];
+        let r = resolve(&o, &gpu, &json!({})).unwrap();
+        assert_eq!(r.profile.unwrap().0, "gpu");
+        assert_eq!(visible(&o, &none).len(), 2);
+        assert_eq!(visible(&o, &gpu).len(), 3);
+    }
+
+    #[test]
+    fn choices_and_unlisted() {
+        let o = options();
+        let g: Vec<String> = vec![];
+        let r = resolve(&o, &g, &json!({"profile": "byo"})).unwrap();
+        assert_eq!(r.image.as_deref(), Some("py-2"));
+        assert_eq!(r.env["FROM_ENV"], "2");
+        assert_eq!(r.limits.mem_limit, Some(2 << 30));
+        let r = resolve(&o, &g, &json!({"profile": "byo", "image": "one"})).unwrap();
+        assert_eq!(r.environment.as_deref(), Some("py-1"));
+        let r = resolve(
+            &o,
+            &g,
+            &json!({"profile": "byo", "image--unlisted-choice": "py-3.12"}),
+        )
+        .unwrap();
+        assert_eq!(r.image.as_deref(), Some("py-3.12"));
+        assert_eq!(r.env["CUSTOM"], "py-3.12");
+        assert_eq!(r.env["JUPYTER_IMAGE"], "py-3.12");
+    }
+
+    #[test]
+    fn bad_choices_are_refused() {
+        let o = options();
+        let g: Vec<String> = vec![];
+        let e = resolve(&o, &g, &json!({"profile": "gpu"})).unwrap_err();
+        assert!(e.contains("not available to you"), "{e}");
+        let e = resolve(&o, &g, &json!({"profile": "nope"})).unwrap_err();
+        assert!(e.contains("there is no profile `nope`"), "{e}");
+        let e = resolve(&o, &g, &json!({"profile": "byo", "image": "three"})).unwrap_err();
+        assert!(e.contains("`three` is not a choice of Image"), "{e}");
+        let e = resolve(
+            &o,
+            &g,
+            &json!({"profile": "byo", "image--unlisted-choice": "evil:latest"}),
+        )
+        .unwrap_err();
+        assert!(e.contains("Must look like py-3.12"), "{e}");
+        let e = resolve(
+            &o,
+            &g,
+            &json!({"profile": "byo", "image--unlisted-choice": "py-9"}),
+        )
+        .unwrap_err();
+        assert!(e.contains("no local environment is named `py-9`"), "{e}");
+        let e = resolve(&o, &g, &json!({"profile": "byo", "image": "gpu-env"})).unwrap_err();
+        assert!(
+            e.contains("`gpu-env` of Image is not available to you"),
+            "{e}"
+        );
+        let gpu = vec!["gpu-users".to_string()];
+        assert!(resolve(&o, &gpu, &json!({"profile": "byo", "image": "gpu-env"})).is_ok());
+        let e = resolve(&o, &g, &json!({"profile": 3})).unwrap_err();
+        assert!(e.contains("must be a string"), "{e}");
+        let e = resolve(
+            &o,
+            &g,
+            &json!({"profile": "small", "image--unlisted-choice": "x"}),
+        );
+        // `small` has no option `image`: the extra key is ignored, as KubeSpawner does.
+        assert!(e.is_ok());
+    }
+}

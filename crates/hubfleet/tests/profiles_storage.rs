@@ -1,0 +1,214 @@
+//! Storage and isolation, against the real binary, with a stand-in server that reports what
+//! it can do from inside:
+//! - a file in a home survives stop, start and a hub restart;
+//! - `~/shared` is read-only (bind mount) and `~/shared-readwrite` is writable for admins;
+//! - with `hubfleet.local.system_users`, each server runs as `jupyter-<name>`, cannot read
+//!   another user's home (mode 0700) and gets no variable of the hub beyond the protocol's.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::time::Duration;
+
+use common::{Browser, TestHub};
+use reqwest::Method;
+
+const STAND_IN: &str = r#"
+import os, pathlib, http.server, subprocess
+home = pathlib.Path(os.environ["HOME"])
+report = home / "report.txt"
+lines = []
+persist = home / "persist.txt"
+if not persist.exists():
+    persist.write_text("written at the first start\n")
+try:
+    (home / "shared" / ("from-" + os.environ["JUPYTERHUB_USER"])).write_text("x")
+    lines.append("shared=rw")
+except OSError as e:
+    lines.append("shared=%s" % e.strerror)
+if (home / "shared-readwrite").exists():
+    try:
+        (home / "shared-readwrite" / "notice.txt").write_text("hello from an admin\n")
+        lines.append("shared-readwrite=rw")
+    except OSError as e:
+        lines.append("shared-readwrite=%s" % e.strerror)
+other = os.environ.get("OTHER_USER")
+if other and other != os.environ["JUPYTERHUB_USER"]:
+    try:
+        os.listdir(home.parent / other)
+        lines.append("other=readable")
+    except OSError as e:
+        lines.append("other=%s" % e.strerror)
+(home / "secret.txt").write_text("mine\n")
+lines.append("whoami=" + subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip())
+report.write_text("\n".join(lines) + "\n")
+(home / "env.txt").write_text("\n".join(sorted(os.environ)) + "\n")
+url = os.environ["JUPYTERHUB_SERVICE_URL"]
+port = int(url.rsplit(":", 1)[1].split("/")[0])
+http.server.HTTPServer(("127.0.0.1", port), http.server.SimpleHTTPRequestHandler).serve_forever()
+"#;
+
+fn report(hub: &TestHub, user: &str) -> String {
+    std::fs::read_to_string(hub.data_dir().join("homes").join(user).join("report.txt"))
+        .unwrap_or_default()
+}
+
+async fn start(b: &Browser, user: &str) {
+    let (status, body) = b
+        .call(Method::POST, &format!("/hub/api/users/{user}/server"), None)
+        .await;
+    assert!(status == 201 || status == 202, "{status} {body}");
+    let model = b.wait_ready(user, Duration::from_secs(30)).await;
+    assert_eq!(model["server"], format!("/user/{user}/"), "{model}");
+}
+
+async fn stop(b: &Browser, user: &str) {
+    let (status, body) = b
+        .call(
+            Method::DELETE,
+            &format!("/hub/api/users/{user}/server"),
+            None,
+        )
+        .await;
+    assert!(status == 204 || status == 202, "{status} {body}");
+}
+
+fn hub_with(extra_singleuser: &str, hubfleet_extra: &str, script_dir: &std::path::Path) -> TestHub {
+    let script = script_dir.join("stand_in.py");
+    std::fs::write(&script, STAND_IN).unwrap();
+    std::fs::set_permissions(script_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let yaml = format!(
+        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [st-admin, iso-admin]\nsingleuser:\n  cmd: [python3, {}]\n{extra_singleuser}",
+        script.display()
+    );
+    TestHub::start_with(&yaml, hubfleet_extra, &common::python_env())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn homes_persist_and_shared_is_read_only() {
+    let scripts = tempfile::tempdir().unwrap();
+    let mut hub = hub_with("", "", scripts.path());
+    let admin = Browser::new(&hub);
+    admin.login("st-admin", "x").await;
+    let alice = Browser::new(&hub);
+    alice.login("st-alice", "x").await;
+
+    start(&admin, "st-admin").await;
+    start(&alice, "st-alice").await;
+    let alice_report = report(&hub, "st-alice");
+    assert!(
+        alice_report.contains("shared=Read-only file system"),
+        "{alice_report}"
+    );
+    assert!(!alice_report.contains("shared-readwrite"), "{alice_report}");
+    let admin_report = report(&hub, "st-admin");
+    assert!(
+        admin_report.contains("shared-readwrite=rw"),
+        "{admin_report}"
+    );
+    assert!(
+        admin_report.contains("shared=Read-only file system"),
+        "{admin_report}"
+    );
+    // What the admin wrote is what users read.
+    let seen = hub.data_dir().join("homes/st-alice/shared/notice.txt");
+    assert_eq!(
+        std::fs::read_to_string(&seen).unwrap(),
+        "hello from an admin\n"
+    );
+    assert!(hub.data_dir().join("shared/notice.txt").exists());
+
+    // The home survives a stop and a start, and a hub restart.
+    let persist = hub.data_dir().join("homes/st-alice/persist.txt");
+    let first = std::fs::metadata(&persist).unwrap().mtime_nsec();
+    std::fs::write(hub.data_dir().join("homes/st-alice/mine.txt"), "notebook\n").unwrap();
+    stop(&alice, "st-alice").await;
+    assert!(
+        !hub.data_dir()
+            .join("homes/st-alice/shared/notice.txt")
+            .exists(),
+        "the shared folder is unmounted when the server stops"
+    );
+    start(&alice, "st-alice").await;
+    hub.kill();
+    hub.launch();
+    let model = alice.user_model("st-alice").await;
+    assert_eq!(model["server"], "/user/st-alice/", "re-adopted: {model}");
+    stop(&alice, "st-alice").await;
+    start(&alice, "st-alice").await;
+    assert_eq!(std::fs::metadata(&persist).unwrap().mtime_nsec(), first);
+    assert_eq!(
+        std::fs::read_to_string(hub.data_dir().join("homes/st-alice/mine.txt")).unwrap(),
+        "notebook\n"
+    );
+    stop(&alice, "st-alice").await;
+    stop(&admin, "st-admin").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn system_users_are_isolated() {
+    let scripts = tempfile::tempdir().unwrap();
+    let hub = hub_with(
+        "  extraEnv:\n    OTHER_USER: iso-bob\n",
+        "    system_users: true\n",
+        scripts.path(),
+    );
+    // The homes must be reachable by the accounts (a temporary directory is mode 0700).
+    std::fs::set_permissions(hub.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bob = Browser::new(&hub);
+    bob.login("iso-bob", "x").await;
+    start(&bob, "iso-bob").await;
+    let bob_home = hub.data_dir().join("homes/iso-bob");
+    let meta = std::fs::metadata(&bob_home).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    assert_eq!(user_name(meta.uid()), "jupyter-iso-bob");
+    assert!(bob_home.join("secret.txt").exists());
+    assert!(report(&hub, "iso-bob").contains("whoami=jupyter-iso-bob"));
+
+    // alice's server tries to read bob's home, as the stand-in does at start.
+    let alice = Browser::new(&hub);
+    alice.login("iso-alice", "x").await;
+    start(&alice, "iso-alice").await;
+    let r = report(&hub, "iso-alice");
+    assert!(r.contains("whoami=jupyter-iso-alice"), "{r}");
+    assert!(r.contains("other=Permission denied"), "{r}");
+    // Only the protocol's variables and a few basics: nothing else of the hub's.
+    let env = std::fs::read_to_string(hub.data_dir().join("homes/iso-alice/env.txt")).unwrap();
+    for name in env.lines() {
+        let allowed = name.starts_with("JUPYTERHUB_")
+            || matches!(
+                name,
+                "JPY_API_TOKEN"
+                    | "PATH"
+                    | "HOME"
+                    | "USER"
+                    | "SHELL"
+                    | "LANG"
+                    | "LC_ALL"
+                    | "LC_CTYPE"
+                    | "VIRTUAL_ENV"
+                    | "OTHER_USER"
+                    // Upstream's `env_keep` (no secrets).
+                    | "LD_LIBRARY_PATH"
+                    | "PYTHONPATH"
+                    | "CONDA_ROOT"
+                    | "CONDA_DEFAULT_ENV"
+                    | "JUPYTERHUB_SINGLEUSER_APP"
+            );
+        assert!(
+            allowed,
+            "unexpected variable {name} in a user's server: {env}"
+        );
+    }
+    stop(&alice, "iso-alice").await;
+    stop(&bob, "iso-bob").await;
+}
+
+fn user_name(uid: u32) -> String {
+    let out = std::process::Command::new("id")
+        .args(["-un", &uid.to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
