@@ -373,10 +373,6 @@ impl Spawner for LocalProcessSpawner {
         let target = format!("http://{host}:{port}");
         let service_url = format!("{target}{}", spec.service_prefix);
 
-        let (mounted, mount_warnings) = mounts::apply(&spec.mounts);
-        for w in &mount_warnings {
-            warn(w);
-        }
         let group_name = format!("{}--{}--{port}", spec.user, spec.server_name);
         let group = match Cgroup::create(&group_name, &spec.limits) {
             Ok(group) => group,
@@ -406,13 +402,35 @@ impl Spawner for LocalProcessSpawner {
             env.push(("USER".into(), system_user.account.clone().into()));
             env.push(("SHELL".into(), "/bin/bash".into()));
         }
-        let mut cmd = tokio::process::Command::new(program);
-        if let Some(account) = account {
-            // std drops the supplementary groups when it changes the uid.
-            cmd.uid(account.uid.as_raw()).gid(account.gid.as_raw());
-        }
-        cmd.args(&args)
-            .env_clear()
+        let ids = account.map(|a| (a.uid.as_raw(), a.gid.as_raw()));
+        let wrapped = mounts::in_namespace(&spec.mounts, ids, program, &args);
+        let mounted = if wrapped.is_some() {
+            Vec::new()
+        } else {
+            let (mounted, mount_warnings) = mounts::apply(&spec.mounts);
+            for w in &mount_warnings {
+                warn(w);
+            }
+            mounted
+        };
+        let mut cmd = match &wrapped {
+            // Mounts in the server's own namespace; the account is switched to last.
+            Some((unshare, wrapped_args)) => {
+                let mut cmd = tokio::process::Command::new(unshare);
+                cmd.args(wrapped_args);
+                cmd
+            }
+            None => {
+                let mut cmd = tokio::process::Command::new(program);
+                if let Some(account) = account {
+                    // std drops the supplementary groups when it changes the uid.
+                    cmd.uid(account.uid.as_raw()).gid(account.gid.as_raw());
+                }
+                cmd.args(&args);
+                cmd
+            }
+        };
+        cmd.env_clear()
             .envs(env)
             .current_dir(&spec.home_dir)
             .stdin(Stdio::null())

@@ -1,13 +1,92 @@
 //! Folders shown inside a user's home (2i2c's `shared`, `shared-readwrite`): bind mounts,
-//! read-only where asked (which holds even for a server running as root). Where mounting is
-//! not possible (no privilege), a symbolic link is made instead, with a warning: it is only as
-//! read-only as the folder's permissions.
+//! read-only where asked (which holds even for a server running as root).
+//!
+//! When the hub runs as root, the mounts are made in a mount namespace of the server's own
+//! ([`in_namespace`]: the server is started through `unshare --mount`, which mounts and then
+//! `exec`s it, keeping its pid): they vanish with the server, however it ends, and the host's
+//! mount table never sees them. Otherwise ([`apply`]) they are made on the host and removed at
+//! stop, or, without the privilege to mount, replaced by symbolic links, with a warning (only as
+//! read-only as the folder's permissions).
 
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use crate::Mount;
+
+/// The shell run inside the new namespace: `<source> <target> <ro|rw>`… `--` `<command>`.
+const NAMESPACE_SCRIPT: &str = r#"set -e
+while [ "$1" != "--" ]; do
+  mount --bind "$1" "$2"
+  if [ "$3" = ro ]; then mount -o remount,bind,ro "$2"; fi
+  shift 3
+done
+shift
+exec "$@""#;
+
+fn find_program(name: &str) -> Option<PathBuf> {
+    ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+        .iter()
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| p.is_file())
+}
+
+/// The command that starts `program args` in a mount namespace of its own with `mounts`
+/// made, switching to `account` (uid, gid) last; `None` when that is not possible here (not
+/// root, or no `unshare`/`mount`/`setpriv`), or there is nothing to mount.
+pub fn in_namespace(
+    mounts: &[Mount],
+    account: Option<(u32, u32)>,
+    program: &str,
+    args: &[String],
+) -> Option<(String, Vec<String>)> {
+    if mounts.is_empty() || !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let unshare = find_program("unshare")?;
+    find_program("mount")?;
+    let setpriv = match account {
+        Some(_) => Some(find_program("setpriv")?),
+        None => None,
+    };
+    let mut out: Vec<String> = vec![
+        "--mount".into(),
+        "--propagation".into(),
+        "private".into(),
+        "--".into(),
+        "/bin/sh".into(),
+        "-c".into(),
+        NAMESPACE_SCRIPT.into(),
+        "hubfleet-mounts".into(),
+    ];
+    for m in mounts {
+        if std::fs::create_dir_all(&m.source).is_err() {
+            return None;
+        }
+        if std::fs::symlink_metadata(&m.target).is_ok_and(|meta| meta.file_type().is_symlink()) {
+            let _ = std::fs::remove_file(&m.target);
+        }
+        if std::fs::create_dir_all(&m.target).is_err() {
+            return None;
+        }
+        out.push(m.source.to_str()?.to_owned());
+        out.push(m.target.to_str()?.to_owned());
+        out.push(if m.read_only { "ro" } else { "rw" }.into());
+    }
+    out.push("--".into());
+    if let (Some(setpriv), Some((uid, gid))) = (setpriv, account) {
+        out.push(setpriv.to_str()?.to_owned());
+        out.extend([
+            format!("--reuid={uid}"),
+            format!("--regid={gid}"),
+            "--clear-groups".into(),
+            "--".into(),
+        ]);
+    }
+    out.push(program.to_owned());
+    out.extend(args.iter().cloned());
+    Some((unshare.to_str()?.to_owned(), out))
+}
 
 /// Whether `path` is a mount point, from `/proc/self/mountinfo` (field 5; spaces are `\040`).
 pub fn is_mount_point(path: &Path) -> bool {
