@@ -204,16 +204,14 @@ async fn hub_restart_leaves_servers_running_and_restores_routes() {
     let model = browser.wait_ready("carol", Duration::from_secs(120)).await;
     assert_eq!(model["server"], "/user/carol/", "log:\n{}", hub.log());
     open_lab(&browser, "carol").await;
-    let pids = hub.server_pids("carol");
-    assert!(!pids.is_empty());
+    // The server's main process: the lowest pid in carol's home (JupyterLab may
+    // run short-lived helpers there too, so compare that one process only).
+    let server_pid = *hub.server_pids("carol").iter().min().expect("a server process");
+    let alive = |pid: i32| std::path::Path::new(&format!("/proc/{pid}")).exists();
 
     // The hub dies without any chance to clean up.
     hub.kill();
-    assert_eq!(
-        hub.server_pids("carol"),
-        pids,
-        "the server is untouched by the hub's death"
-    );
+    assert!(alive(server_pid), "the server is untouched by the hub's death");
     assert!(
         reqwest::get(browser.url("/user/carol/api")).await.is_err(),
         "nothing answers while the hub (and its proxy) is down"
@@ -246,7 +244,8 @@ async fn hub_restart_leaves_servers_running_and_restores_routes() {
         .await
         .unwrap();
     assert_eq!(status.status(), 200);
-    assert_eq!(hub.server_pids("carol"), pids, "the same process serves");
+    assert!(alive(server_pid), "the same process serves");
+    assert!(hub.server_pids("carol").contains(&server_pid));
     assert!(
         hub.log().contains("re-adopted a running server"),
         "{}",
