@@ -3,7 +3,6 @@
 //! An authenticator turns login form data into a [`UserInfo`] or a refusal. The
 //! hub then creates or updates the user, sets the cookies and redirects.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
@@ -12,12 +11,36 @@ use async_trait::async_trait;
 use hubfleet_store::Store;
 use subtle::ConstantTimeEq;
 
+mod build;
+mod limiter;
+pub mod oauth;
+mod policy;
+
+pub use build::from_config;
+pub use limiter::LoginLimiter;
+pub use oauth::{OAuthAuthenticator, PendingLogin, RedirectLogin};
+pub use policy::{AccessPolicy, Decision};
+
 /// Who logged in, as the authenticator sees them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct UserInfo {
     pub name: String,
     /// `Some(true)` makes the user an admin, `Some(false)` removes it, `None` leaves it.
     pub admin: Option<bool>,
+    /// With `manage_groups`: exactly the groups the user is in (`None`: leave them).
+    pub groups: Option<Vec<String>>,
+    /// What the provider said (tokens, user details), kept with `enable_auth_state`.
+    pub auth_state: Option<serde_json::Value>,
+}
+
+impl UserInfo {
+    pub fn named(name: impl Into<String>, admin: Option<bool>) -> Self {
+        UserInfo {
+            name: name.into(),
+            admin,
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +51,17 @@ pub enum AuthError {
     Hash(String),
     #[error("`{0}` is not a valid user name: use 1-255 characters, no `/`, no spaces or control characters")]
     InvalidName(String),
+    /// The identity provider could not be reached or answered with an error.
+    #[error("login failed: {0}")]
+    Provider(String),
+    /// What came back from the provider was refused (bad code, bad ID token, …).
+    #[error("login failed: {0}")]
+    Rejected(String),
+    /// The person may not use this hub.
+    #[error("{0}")]
+    Refused(String),
+    #[error("authenticator configuration: {0}")]
+    Config(String),
 }
 
 /// Login form contents.
@@ -37,23 +71,19 @@ pub struct Credentials {
     pub password: String,
 }
 
-/// Who is allowed in and who is an admin, shared by all authenticators
-/// (`hub.config.Authenticator.admin_users` / `allowed_users`).
+/// How the login page behaves, common to all authenticators.
 #[derive(Clone, Debug, Default)]
-pub struct AccessPolicy {
-    pub admin_users: BTreeSet<String>,
-    /// Empty means anyone the authenticator accepts.
-    pub allowed_users: BTreeSet<String>,
-}
-
-impl AccessPolicy {
-    pub fn is_admin(&self, name: &str) -> bool {
-        self.admin_users.contains(name)
-    }
-
-    pub fn is_allowed(&self, name: &str) -> bool {
-        self.allowed_users.is_empty() || self.allowed_users.contains(name) || self.is_admin(name)
-    }
+pub struct LoginOptions {
+    /// Go straight to the login URL instead of showing the login page.
+    pub auto_login: bool,
+    /// A message shown on the login page.
+    pub announcement: Option<String>,
+    /// An image shown on the login page.
+    pub logo_url: Option<String>,
+    /// Groups from the authenticator replace the user's groups at each login.
+    pub manage_groups: bool,
+    /// Keep `auth_state` in the database.
+    pub enable_auth_state: bool,
 }
 
 /// Lower-case and trim a user name, as JupyterHub's default `normalize_username` does,
@@ -80,6 +110,87 @@ pub trait Authenticator: Send + Sync + 'static {
     /// `Ok(None)` is a refusal (wrong password, not allowed); the page says only
     /// "Invalid username or password" so that it reveals nothing.
     async fn authenticate(&self, credentials: &Credentials) -> Result<Option<UserInfo>, AuthError>;
+
+    /// For logins through another site (OAuth): the redirect flow. `None`: a login form.
+    fn redirect_login(&self) -> Option<&dyn RedirectLogin> {
+        None
+    }
+
+    /// Whether each visitor gets a new temporary user (tmpauthenticator).
+    fn temporary_users(&self) -> bool {
+        false
+    }
+
+    /// Login page settings.
+    fn options(&self) -> &LoginOptions {
+        static DEFAULT: std::sync::OnceLock<LoginOptions> = std::sync::OnceLock::new();
+        DEFAULT.get_or_init(LoginOptions::default)
+    }
+
+    /// Failed-login counting for password logins.
+    fn limiter(&self) -> Option<&LoginLimiter> {
+        None
+    }
+}
+
+/// An authenticator with the hub-wide options around it.
+pub struct Configured<A> {
+    pub inner: A,
+    pub options: LoginOptions,
+    pub limiter: Option<LoginLimiter>,
+}
+
+#[async_trait]
+impl<A: Authenticator> Authenticator for Configured<A> {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    async fn authenticate(&self, credentials: &Credentials) -> Result<Option<UserInfo>, AuthError> {
+        self.inner.authenticate(credentials).await
+    }
+    fn redirect_login(&self) -> Option<&dyn RedirectLogin> {
+        self.inner.redirect_login()
+    }
+    fn temporary_users(&self) -> bool {
+        self.inner.temporary_users()
+    }
+    fn options(&self) -> &LoginOptions {
+        &self.options
+    }
+    fn limiter(&self) -> Option<&LoginLimiter> {
+        self.limiter.as_ref()
+    }
+}
+
+#[async_trait]
+impl Authenticator for OAuthAuthenticator {
+    fn kind(&self) -> &'static str {
+        OAuthAuthenticator::kind(self)
+    }
+    /// There is no password form: people log in at the provider.
+    async fn authenticate(&self, _: &Credentials) -> Result<Option<UserInfo>, AuthError> {
+        Ok(None)
+    }
+    fn redirect_login(&self) -> Option<&dyn RedirectLogin> {
+        Some(self)
+    }
+}
+
+/// tmpauthenticator: every visitor of `/hub/tmplogin` gets a new user with a random name.
+/// There is no login form.
+pub struct TmpAuthenticator;
+
+#[async_trait]
+impl Authenticator for TmpAuthenticator {
+    fn kind(&self) -> &'static str {
+        "tmp"
+    }
+    async fn authenticate(&self, _: &Credentials) -> Result<Option<UserInfo>, AuthError> {
+        Ok(None)
+    }
+    fn temporary_users(&self) -> bool {
+        true
+    }
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {
@@ -148,13 +259,15 @@ impl Authenticator for NativeAuthenticator {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| dummy_hash().to_string());
         let ok = verify_password(&credentials.password, &hash).await && known;
-        if !ok || !self.policy.is_allowed(&name) {
+        let allowed = self.policy.is_allowed(&name)
+            || (known && self.policy.allow_existing_users && !self.policy.is_blocked(&name));
+        if !ok || !allowed {
             return Ok(None);
         }
-        Ok(Some(UserInfo {
-            admin: self.policy.is_admin(&name).then_some(true),
-            name,
-        }))
+        Ok(Some(UserInfo::named(
+            name.clone(),
+            self.policy.is_admin(&name).then_some(true),
+        )))
     }
 }
 
@@ -202,10 +315,10 @@ impl Authenticator for DummyAuthenticator {
         if !self.policy.is_allowed(&name) {
             return Ok(None);
         }
-        Ok(Some(UserInfo {
-            admin: self.policy.is_admin(&name).then_some(true),
-            name,
-        }))
+        Ok(Some(UserInfo::named(
+            name.clone(),
+            self.policy.is_admin(&name).then_some(true),
+        )))
     }
 }
 
@@ -245,10 +358,7 @@ impl Authenticator for SharedPasswordAuthenticator {
             if self.policy.is_admin(&name)
                 && constant_time_eq(&credentials.password, admin_password)
             {
-                return Ok(Some(UserInfo {
-                    name,
-                    admin: Some(true),
-                }));
+                return Ok(Some(UserInfo::named(name, Some(true))));
             }
         }
         match &self.user_password {
@@ -257,10 +367,7 @@ impl Authenticator for SharedPasswordAuthenticator {
                     && self.policy.is_allowed(&name) =>
             {
                 // The user password never grants admin rights.
-                Ok(Some(UserInfo {
-                    name,
-                    admin: Some(false),
-                }))
+                Ok(Some(UserInfo::named(name, Some(false))))
             }
             _ => Ok(None),
         }
@@ -281,10 +388,7 @@ mod tests {
     }
 
     fn policy(admins: &[&str], allowed: &[&str]) -> AccessPolicy {
-        AccessPolicy {
-            admin_users: admins.iter().map(|s| s.to_string()).collect(),
-            allowed_users: allowed.iter().map(|s| s.to_string()).collect(),
-        }
+        AccessPolicy::simple(admins, allowed)
     }
 
     #[test]
@@ -313,13 +417,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(
-            info,
-            UserInfo {
-                name: "bob".into(),
-                admin: None
-            }
-        );
+        assert_eq!(info, UserInfo::named("bob", None));
         let admin = open
             .authenticate(&creds("root", ""))
             .await
@@ -396,13 +494,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(
-            info,
-            UserInfo {
-                name: "alice".into(),
-                admin: Some(true)
-            }
-        );
+        assert_eq!(info, UserInfo::named("alice", Some(true)));
         assert!(auth
             .authenticate(&creds("alice", "wrong"))
             .await

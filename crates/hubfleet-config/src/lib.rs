@@ -33,6 +33,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
+pub mod auth;
 mod error;
 pub mod fixtures;
 mod ignored;
@@ -43,6 +44,7 @@ pub mod profiles;
 mod suggest;
 mod validate;
 
+pub use auth::{AuthSettings, OAuthProvider, OAuthSettings, Secret};
 pub use error::{ConfigError, ConfigWarning};
 pub use ignored::{IgnoredKey, IGNORED_KEYS};
 pub use model::{

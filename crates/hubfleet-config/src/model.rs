@@ -270,6 +270,18 @@ pub struct HubTraitletConfig {
     /// `hub.config.NativeAuthenticator`.
     #[serde(rename = "NativeAuthenticator", deserialize_with = "null_default")]
     pub native_authenticator: NativeAuthenticatorConfig,
+    /// `hub.config.GenericOAuthenticator`.
+    #[serde(rename = "GenericOAuthenticator", deserialize_with = "null_default")]
+    pub generic_oauthenticator: crate::auth::GenericOAuthenticatorConfig,
+    /// `hub.config.GitHubOAuthenticator`.
+    #[serde(rename = "GitHubOAuthenticator", deserialize_with = "null_default")]
+    pub github_oauthenticator: crate::auth::GitHubOAuthenticatorConfig,
+    /// `hub.config.CILogonOAuthenticator`.
+    #[serde(rename = "CILogonOAuthenticator", deserialize_with = "null_default")]
+    pub cilogon_oauthenticator: crate::auth::CILogonOAuthenticatorConfig,
+    /// `hub.config.TmpAuthenticator`.
+    #[serde(rename = "TmpAuthenticator", deserialize_with = "null_default")]
+    pub tmp_authenticator: crate::auth::TmpAuthenticatorConfig,
 }
 
 /// `hub.config.JupyterHub:`.
@@ -300,15 +312,37 @@ pub enum AuthenticatorKind {
     Dummy,
     /// `shared-password` / `jupyterhub.authenticators.shared.SharedPasswordAuthenticator`.
     SharedPassword,
+    /// `generic-oauth` / `oauthenticator.generic.GenericOAuthenticator`: OAuth 2.0 / OIDC.
+    GenericOAuth,
+    /// `github` / `oauthenticator.github.GitHubOAuthenticator`.
+    GitHub,
+    /// `cilogon` / `oauthenticator.cilogon.CILogonOAuthenticator`.
+    CILogon,
+    /// `tmp` / `tmpauthenticator.TmpAuthenticator`: a new temporary user per visitor.
+    Tmp,
 }
 
 impl AuthenticatorKind {
     /// Every supported kind, in documentation order.
-    pub const ALL: [AuthenticatorKind; 3] = [
+    pub const ALL: [AuthenticatorKind; 7] = [
         AuthenticatorKind::Native,
         AuthenticatorKind::Dummy,
         AuthenticatorKind::SharedPassword,
+        AuthenticatorKind::GitHub,
+        AuthenticatorKind::GenericOAuth,
+        AuthenticatorKind::CILogon,
+        AuthenticatorKind::Tmp,
     ];
+
+    /// Whether users log in by a redirect to an OAuth provider (oauthenticator's classes).
+    pub fn is_oauth(self) -> bool {
+        matches!(
+            self,
+            AuthenticatorKind::GenericOAuth
+                | AuthenticatorKind::GitHub
+                | AuthenticatorKind::CILogon
+        )
+    }
 
     /// The short name used in the config file (`native`, `dummy`, `shared-password`).
     pub fn as_str(self) -> &'static str {
@@ -316,6 +350,10 @@ impl AuthenticatorKind {
             AuthenticatorKind::Native => "native",
             AuthenticatorKind::Dummy => "dummy",
             AuthenticatorKind::SharedPassword => "shared-password",
+            AuthenticatorKind::GenericOAuth => "generic-oauth",
+            AuthenticatorKind::GitHub => "github",
+            AuthenticatorKind::CILogon => "cilogon",
+            AuthenticatorKind::Tmp => "tmp",
         }
     }
 
@@ -332,6 +370,23 @@ impl AuthenticatorKind {
                 "shared-password",
                 "jupyterhub.authenticators.shared.SharedPasswordAuthenticator",
             ],
+            AuthenticatorKind::GenericOAuth => &[
+                "generic-oauth",
+                "generic",
+                "oauthenticator.generic.GenericOAuthenticator",
+                "oauthenticator.GenericOAuthenticator",
+            ],
+            AuthenticatorKind::GitHub => &[
+                "github",
+                "oauthenticator.github.GitHubOAuthenticator",
+                "oauthenticator.GitHubOAuthenticator",
+            ],
+            AuthenticatorKind::CILogon => &[
+                "cilogon",
+                "oauthenticator.cilogon.CILogonOAuthenticator",
+                "oauthenticator.CILogonOAuthenticator",
+            ],
+            AuthenticatorKind::Tmp => &["tmp", "tmpauthenticator.TmpAuthenticator"],
         }
     }
 }
@@ -352,7 +407,7 @@ impl FromStr for AuthenticatorKind {
             .find(|k| k.accepted_names().contains(&s))
             .ok_or_else(|| {
                 format!(
-                    "authenticator_class `{s}` is not supported yet; supported: native, dummy, shared-password"
+                    "authenticator_class `{s}` is not supported yet; supported: native, dummy, shared-password, github, generic-oauth, cilogon, tmp"
                 )
             })
     }
@@ -361,7 +416,7 @@ impl FromStr for AuthenticatorKind {
 impl<'de> Deserialize<'de> for AuthenticatorKind {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(NamedChoice::<AuthenticatorKind>::new(
-            "one of `native`, `dummy`, `shared-password`",
+            "one of `native`, `dummy`, `shared-password`, `github`, `generic-oauth`, `cilogon`, `tmp`",
         ))
     }
 }
@@ -376,6 +431,24 @@ pub struct AuthenticatorConfig {
     /// `allowed_users`: if non-empty, only these users (and the admins) may log in.
     #[serde(deserialize_with = "string_list")]
     pub allowed_users: Vec<String>,
+    /// `blocked_users`: these users may never log in.
+    #[serde(deserialize_with = "string_list")]
+    pub blocked_users: Vec<String>,
+    /// `allow_all`: every user the authenticator accepts may log in (see docs for defaults).
+    #[serde(deserialize_with = "opt_bool")]
+    pub allow_all: Option<bool>,
+    /// `allow_existing_users`: users already in the hub's database may log in.
+    #[serde(deserialize_with = "opt_bool")]
+    pub allow_existing_users: Option<bool>,
+    /// `manage_groups`: the authenticator decides the user's groups at each login.
+    #[serde(deserialize_with = "opt_bool")]
+    pub manage_groups: Option<bool>,
+    /// `auto_login`: skip the login page and go straight to the provider.
+    #[serde(deserialize_with = "opt_bool")]
+    pub auto_login: Option<bool>,
+    /// `enable_auth_state`: keep the provider's tokens and user data (encrypted).
+    #[serde(deserialize_with = "opt_bool")]
+    pub enable_auth_state: Option<bool>,
 }
 
 /// `hub.config.DummyAuthenticator:`.
@@ -653,6 +726,9 @@ pub struct Hubfleet {
     pub public_url: Option<String>,
     /// `hubfleet.culler`: which program culls idle servers when `cull.enabled` is true.
     pub culler: CullerKind,
+    /// `hubfleet.auth`: login settings of our own (OIDC issuer, login page, rate limits).
+    #[serde(deserialize_with = "null_default")]
+    pub auth: crate::auth::HubfleetAuth,
 }
 
 impl Default for Hubfleet {
@@ -664,6 +740,7 @@ impl Default for Hubfleet {
             local: LocalSpawnerConfig::default(),
             public_url: None,
             culler: CullerKind::Auto,
+            auth: Default::default(),
         }
     }
 }

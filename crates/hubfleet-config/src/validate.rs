@@ -366,6 +366,8 @@ fn check_auth(
         }
     }
 
+    crate::auth::validate(config, ctx, warnings)?;
+
     let unused = |class: &str, set: bool, warnings: &mut Vec<ConfigWarning>| {
         if set {
             warnings.push(ctx.warning(

@@ -68,7 +68,8 @@ fn unknown_key_names_file_line_full_path_and_suggestion() {
     assert_eq!(
         e.display,
         "/etc/hub.yaml:7:7: unknown key `hub.config.Authenticator.admin_user`; did you mean `admin_users`? \
-         Allowed keys in `hub.config.Authenticator`: `admin_users`, `allowed_users`. \
+         Allowed keys in `hub.config.Authenticator`: `admin_users`, `allowed_users`, `blocked_users`, `allow_all`, \
+         `allow_existing_users`, `manage_groups`, `auto_login`, `enable_auth_state`. \
          Fix the key or remove it (see docs/configuration.md)."
     );
 }
@@ -115,9 +116,9 @@ fn unknown_key_next_to_an_ignored_one_mentions_it() {
 
 #[test]
 fn unknown_traitlets_class_and_trait() {
-    let e = invalid("hub:\n  config:\n    GitHubOAuthenticator:\n      client_id: x\n");
+    let e = invalid("hub:\n  config:\n    GoogleOAuthenticator:\n      client_id: x\n");
     assert_eq!(e.line, 3);
-    assert_eq!(e.key.as_deref(), Some("hub.config.GitHubOAuthenticator"));
+    assert_eq!(e.key.as_deref(), Some("hub.config.GoogleOAuthenticator"));
 
     let e = invalid("hub:\n  config:\n    JupyterHub:\n      admin_access: true\n");
     assert_eq!(e.line, 4);
@@ -339,7 +340,7 @@ fn top_level_must_be_a_mapping() {
 
 #[test]
 fn unsupported_authenticator() {
-    let e = invalid("hub:\n  config:\n    JupyterHub:\n      authenticator_class: github\n");
+    let e = invalid("hub:\n  config:\n    JupyterHub:\n      authenticator_class: google\n");
     assert_eq!((e.line, e.column), (4, 28));
     assert_eq!(
         e.key.as_deref(),
@@ -347,8 +348,8 @@ fn unsupported_authenticator() {
     );
     assert_eq!(
         e.display,
-        "/etc/hub.yaml:4:28: hub.config.JupyterHub.authenticator_class: authenticator_class `github` \
-         is not supported yet; supported: native, dummy, shared-password"
+        "/etc/hub.yaml:4:28: hub.config.JupyterHub.authenticator_class: authenticator_class `google` \
+         is not supported yet; supported: native, dummy, shared-password, github, generic-oauth, cilogon, tmp"
     );
 }
 

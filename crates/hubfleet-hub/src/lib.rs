@@ -21,6 +21,7 @@ mod access;
 mod api;
 pub mod culler;
 mod identity;
+mod login;
 pub mod lifecycle;
 pub mod metrics;
 mod oauth;
@@ -415,6 +416,7 @@ fn router(state: AppState) -> axum::Router {
         .merge(api::routes())
         .merge(oauth::routes())
         .merge(pages::routes())
+        .merge(login::routes())
         .merge(spawn_page::routes())
         .route("/hub/health", get(|| async { StatusCode::OK }))
         .route("/hub/api/health", get(|| async { StatusCode::OK }))

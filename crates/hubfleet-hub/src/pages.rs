@@ -8,7 +8,6 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Form, Router};
-use chrono::Utc;
 use hubfleet_auth::Credentials;
 use hubfleet_store::{Phase, User};
 use minijinja::context;
@@ -119,9 +118,11 @@ fn login_form(
         "dummy" => Some("Development mode: any password is accepted unless one is configured."),
         _ => None,
     };
-    let body = state
-        .templates
-        .render("login.html", context! { xsrf, next, username, error, hint });
+    let extra = crate::login::login_page_context(state, next);
+    let body = state.templates.render(
+        "login.html",
+        context! { xsrf, next, username, error, hint, ..extra },
+    );
     let mut response = with_cookie(html(status, body), set);
     response
         .headers_mut()
@@ -137,6 +138,9 @@ async fn login_page(
     let next = query.next.as_deref().and_then(urls::safe_next);
     if identity::from_cookie(&state, &headers).await?.is_some() {
         return Ok(found(next.as_deref().unwrap_or("/hub/home")).into_response());
+    }
+    if let Some(redirect) = crate::login::auto_login_redirect(&state, next.as_deref()) {
+        return Ok(redirect);
     }
     Ok(login_form(
         &state,
@@ -160,6 +164,7 @@ struct LoginForm {
 
 async fn login_submit(
     State(state): State<AppState>,
+    connect: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     Query(query): Query<NextQuery>,
     Form(form): Form<LoginForm>,
@@ -175,12 +180,35 @@ async fn login_submit(
             Some("Your login form expired or came from another site. Please try again."),
         ));
     }
+    let ip = crate::login::client_ip(connect.as_ref().map(|c| &c.0));
+    if let Some(wait) = state
+        .authenticator
+        .limiter()
+        .and_then(|l| l.check(&form.username, ip).err())
+    {
+        tracing::warn!(username = %form.username, ?ip, "login refused: too many failures");
+        let message = format!(
+            "Too many failed logins. Try again in {} seconds.",
+            wait.as_secs().max(1)
+        );
+        return Ok(login_form(
+            &state,
+            &headers,
+            StatusCode::TOO_MANY_REQUESTS,
+            next.as_deref(),
+            &form.username,
+            Some(&message),
+        ));
+    }
     let credentials = Credentials {
         username: form.username.clone(),
         password: form.password,
     };
     let Some(info) = state.authenticator.authenticate(&credentials).await? else {
         tracing::info!(username = %form.username, "failed login");
+        if let Some(limiter) = state.authenticator.limiter() {
+            tokio::time::sleep(limiter.failed(&form.username, ip)).await;
+        }
         return Ok(login_form(
             &state,
             &headers,
@@ -190,63 +218,23 @@ async fn login_submit(
             Some("Invalid username or password"),
         ));
     };
-    let user = match state.store.user_by_name(&info.name).await? {
-        Some(user) => user,
-        None => match state
-            .store
-            .create_user(&info.name, info.admin.unwrap_or(false))
-            .await
-        {
-            Ok(user) => user,
-            // Two first logins at once: the other one created the user.
-            Err(hubfleet_store::StoreError::Conflict { .. }) => state
-                .store
-                .user_by_name(&info.name)
-                .await?
-                .ok_or_else(|| HubError::NotFound(info.name.clone()))?,
-            Err(e) => return Err(e.into()),
-        },
-    };
-    if let Some(admin) = info.admin {
-        if admin != user.admin {
-            state.store.set_admin(user.id, admin).await?;
-        }
+    if let Some(limiter) = state.authenticator.limiter() {
+        limiter.succeeded(&form.username);
     }
-    let secret = hubfleet_store::new_token();
-    let session_id = hubfleet_store::new_token();
-    let expires = Utc::now() + chrono::Duration::days(identity::LOGIN_DAYS);
-    state
-        .store
-        .create_session(user.id, &session_id, &secret, expires)
-        .await?;
-    state.store.touch_user(user.id, Utc::now()).await?;
-    tracing::info!(user = %user.name, "logged in");
-    let secure = state.settings.secure_cookies;
-    let max_age = identity::LOGIN_DAYS * 86400;
-    let mut response = found(next.as_deref().unwrap_or("/hub/home")).into_response();
-    let cookies = response.headers_mut();
-    cookies.append(
-        header::SET_COOKIE,
-        identity::set_cookie(
-            identity::LOGIN_COOKIE,
-            &secret,
-            "/hub/",
-            Some(max_age),
-            secure,
-        ),
-    );
-    cookies.append(
-        header::SET_COOKIE,
-        identity::set_cookie(identity::SESSION_COOKIE, &session_id, "/", None, secure),
-    );
-    Ok(response)
+    crate::login::complete_login(&state, info, next.as_deref()).await
 }
 
 async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, HubError> {
     if let Some(secret) = identity::cookie(&headers, identity::LOGIN_COOKIE) {
         state.store.end_session(secret).await?;
     }
-    let mut response = found("/hub/login").into_response();
+    let after = state
+        .authenticator
+        .redirect_login()
+        .and_then(|r| r.logout_redirect_url())
+        .unwrap_or("/hub/login")
+        .to_owned();
+    let mut response = found(&after).into_response();
     let cookies = response.headers_mut();
     for (name, path) in [
         (identity::LOGIN_COOKIE, "/hub/"),

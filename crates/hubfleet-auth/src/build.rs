@@ -1,0 +1,90 @@
+//! The authenticator a config file asks for.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hubfleet_config::{AuthenticatorKind, HubConfig};
+use hubfleet_store::Store;
+
+use crate::{
+    AccessPolicy, AuthError, Configured, DummyAuthenticator, DynAuthenticator, LoginLimiter,
+    LoginOptions, NativeAuthenticator, OAuthAuthenticator, SharedPasswordAuthenticator,
+    TmpAuthenticator,
+};
+
+/// Build the authenticator of `config` (`hub.config.JupyterHub.authenticator_class` and the
+/// settings of that class, `hub.config.Authenticator` and `hubfleet.auth`).
+pub fn from_config(config: &HubConfig, store: &Store) -> Result<DynAuthenticator, AuthError> {
+    let settings = config.auth_settings();
+    let policy = AccessPolicy::from_settings(&settings);
+    let options = LoginOptions {
+        auto_login: settings.auto_login,
+        announcement: settings.login_announcement.clone(),
+        logo_url: settings.login_logo_url.clone(),
+        manage_groups: settings.manage_groups,
+        enable_auth_state: settings.enable_auth_state,
+    };
+    let limiter = || {
+        Some(LoginLimiter::new(
+            settings.max_failed_logins,
+            settings.max_failed_logins_per_ip,
+            Duration::from_secs(u64::from(settings.lockout_seconds)),
+        ))
+    };
+    let hc = &config.hub.config;
+    fn wrap<A: crate::Authenticator>(
+        inner: A,
+        options: LoginOptions,
+        limiter: Option<LoginLimiter>,
+    ) -> DynAuthenticator {
+        Arc::new(Configured {
+            inner,
+            options,
+            limiter,
+        })
+    }
+    Ok(match settings.kind {
+        AuthenticatorKind::Native => wrap(
+            NativeAuthenticator::new(store.clone(), policy),
+            options,
+            limiter(),
+        ),
+        AuthenticatorKind::Dummy => wrap(
+            DummyAuthenticator::new(hc.dummy_authenticator.password.clone(), policy),
+            options,
+            limiter(),
+        ),
+        AuthenticatorKind::SharedPassword => wrap(
+            SharedPasswordAuthenticator::new(
+                hc.shared_password_authenticator.user_password.clone(),
+                hc.shared_password_authenticator.admin_password.clone(),
+                policy,
+            ),
+            options,
+            limiter(),
+        ),
+        AuthenticatorKind::Tmp => wrap(TmpAuthenticator, options, None),
+        kind @ (AuthenticatorKind::GenericOAuth
+        | AuthenticatorKind::GitHub
+        | AuthenticatorKind::CILogon) => {
+            let oauth = settings
+                .oauth
+                .clone()
+                .ok_or_else(|| AuthError::Config(format!("`{kind}` has no OAuth settings")))?;
+            let kind_name = match kind {
+                AuthenticatorKind::GitHub => "github",
+                AuthenticatorKind::CILogon => "cilogon",
+                _ => "generic-oauth",
+            };
+            let service = settings
+                .login_service
+                .clone()
+                .unwrap_or_else(|| "OAuth 2.0".into());
+            wrap(
+                OAuthAuthenticator::new(kind_name, service, oauth, policy, store.clone())?,
+                options,
+                None,
+            )
+        }
+    })
+}

@@ -1,0 +1,394 @@
+//! `generic-oauth` against a real OpenID Provider: npm `oidc-provider` (OpenID Certified),
+//! started by each test on 127.0.0.1 from `tests/fixtures/oidc` (`scripts/test` runs
+//! `npm ci` there). The browser side runs through every redirect with a cookie jar.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, url_escape, Browser, TestHub};
+use reqwest::StatusCode;
+
+/// The provider process; killed on drop.
+struct Provider {
+    port: u16,
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Provider {
+    fn start(port: u16, redirect_uris: &[String]) -> Provider {
+        let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oidc");
+        assert!(
+            fixture.join("node_modules/oidc-provider").is_dir(),
+            "{}/node_modules is missing: run `npm ci` there (scripts/test does)",
+            fixture.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("provider.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new("node")
+            .arg(fixture.join("provider.mjs"))
+            .current_dir(&fixture)
+            .env("PORT", port.to_string())
+            .env("REDIRECT_URIS", redirect_uris.join(","))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("node is needed for the OpenID Provider fixture");
+        let mut provider = Provider {
+            port,
+            child,
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = provider.child.try_wait().unwrap() {
+                panic!("oidc-provider exited with {status}:\n{}", provider.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "oidc-provider did not start:\n{}",
+                provider.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        provider
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn hub_yaml(extra_class_keys: &str) -> String {
+    format!(
+        "hub:
+  config:
+    JupyterHub:
+      authenticator_class: generic-oauth
+    Authenticator:
+      manage_groups: true
+      enable_auth_state: true
+    GenericOAuthenticator:
+      client_id: hubfleet
+      client_secret: hubfleet-test-secret
+      username_claim: [preferred_username, sub]
+      scope: [openid, email, profile, groups]
+      allowed_groups: [students]
+      admin_groups: [staff]
+      login_service: Example IdP
+{extra_class_keys}"
+    )
+}
+
+fn start_hub(provider_port: u16, extra_class_keys: &str) -> TestHub {
+    TestHub::start_with(
+        &hub_yaml(extra_class_keys),
+        &format!("  auth:\n    oidc_issuer: http://127.0.0.1:{provider_port}\n    login_announcement: Use your Example account\n"),
+        &common::python_env(),
+    )
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("location")
+        .unwrap_or_else(|| panic!("no Location in {}", response.status()))
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// From the hub's `/hub/oauth_login` through the provider's login form, up to (not
+/// including) the hub's callback. Returns the callback URL.
+async fn to_callback(browser: &Browser, hub: &TestHub, user: &str, next: Option<&str>) -> String {
+    let client = browser.no_redirects();
+    let mut url = match next {
+        Some(next) => hub.url(&format!("/hub/oauth_login?next={}", url_escape(next))),
+        None => hub.url("/hub/oauth_login"),
+    };
+    let callback = hub.url("/hub/oauth_callback");
+    for _ in 0..20 {
+        if url.starts_with(&callback) {
+            return url;
+        }
+        let response = client.get(&url).send().await.unwrap();
+        if response.status().is_redirection() {
+            let next = location(&response);
+            url = reqwest::Url::parse(&url)
+                .unwrap()
+                .join(&next)
+                .unwrap()
+                .to_string();
+            continue;
+        }
+        assert_eq!(
+            response.status(),
+            200,
+            "{url}: {}",
+            response.text().await.unwrap()
+        );
+        assert!(url.contains("/interaction/"), "unexpected page {url}");
+        let response = client
+            .post(format!("{url}/login"))
+            .form(&[("login", user), ("password", "anything")])
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_redirection(), "{}", response.status());
+        url = reqwest::Url::parse(&url)
+            .unwrap()
+            .join(&location(&response))
+            .unwrap()
+            .to_string();
+    }
+    panic!("too many redirects, at {url}");
+}
+
+async fn login(
+    browser: &Browser,
+    hub: &TestHub,
+    user: &str,
+    next: Option<&str>,
+) -> reqwest::Response {
+    let callback = to_callback(browser, hub, user, next).await;
+    browser.no_redirects().get(callback).send().await.unwrap()
+}
+
+/// The user's REST API model, as the logged-in browser sees it.
+async fn model_of(browser: &Browser, hub: &TestHub, user: &str) -> serde_json::Value {
+    // The home page sets the XSRF cookie the API needs.
+    let home = browser
+        .client
+        .get(hub.url("/hub/home"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(home.status(), 200);
+    browser.user_model(user).await
+}
+
+#[tokio::test]
+async fn allowed_groups_admin_groups_and_next() {
+    let provider_port = free_port();
+    let hub = start_hub(provider_port, "");
+    let _provider = Provider::start(provider_port, &[hub.url("/hub/oauth_callback")]);
+
+    // The login page shows the button and the announcement, not a password form.
+    let page = reqwest::get(hub.url("/hub/login"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Sign in with Example IdP"), "{page}");
+    assert!(page.contains("Use your Example account"), "{page}");
+    assert!(!page.contains("type=\"password\""), "{page}");
+
+    // alice: in `staff` (admin group) and `students` (allowed group).
+    let alice = Browser::new(&hub);
+    let done = login(&alice, &hub, "alice", Some("/hub/home?from=oidc")).await;
+    assert_eq!(done.status(), 302, "{}", hub.log());
+    assert_eq!(location(&done), "/hub/home?from=oidc");
+    let cookies: Vec<String> = done
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    let login_cookie = cookies
+        .iter()
+        .find(|c| c.starts_with("jupyterhub-hub-login="))
+        .expect("login cookie");
+    assert!(
+        login_cookie.contains("HttpOnly")
+            && login_cookie.contains("SameSite=Lax")
+            && login_cookie.contains("Path=/hub/"),
+        "{login_cookie}"
+    );
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("oauthenticator-state=;")),
+        "state cookie cleared: {cookies:?}"
+    );
+    let model = model_of(&alice, &hub, "alice").await;
+    assert_eq!(model["admin"], true, "{model}");
+    assert_eq!(
+        model["groups"],
+        serde_json::json!(["staff", "students"]),
+        "{model}"
+    );
+
+    // bob: a student, not an admin.
+    let bob = Browser::new(&hub);
+    let done = login(&bob, &hub, "bob", Some("https://evil.example/steal")).await;
+    assert_eq!(done.status(), 302);
+    assert_eq!(
+        location(&done),
+        "/hub/home",
+        "off-site next must be dropped"
+    );
+    let model = model_of(&bob, &hub, "bob").await;
+    assert_eq!(model["admin"], false, "{model}");
+    assert_eq!(model["groups"], serde_json::json!(["students"]), "{model}");
+
+    // carol: in no allowed group.
+    let carol = Browser::new(&hub);
+    let refused = login(&carol, &hub, "carol", None).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let text = refused.text().await.unwrap();
+    assert!(text.contains("not in an allowed group"), "{text}");
+    assert!(carol.cookie("/hub/", "jupyterhub-hub-login").is_none());
+}
+
+#[tokio::test]
+async fn state_must_match_and_codes_cannot_be_replayed() {
+    let provider_port = free_port();
+    let hub = start_hub(provider_port, "");
+    let _provider = Provider::start(provider_port, &[hub.url("/hub/oauth_callback")]);
+
+    // A forged state.
+    let browser = Browser::new(&hub);
+    let callback = to_callback(&browser, &hub, "bob", None).await;
+    let mut forged = reqwest::Url::parse(&callback).unwrap();
+    let pairs: Vec<(String, String)> = forged
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "state" {
+                "forged".into()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    forged.query_pairs_mut().clear().extend_pairs(pairs);
+    let response = browser
+        .no_redirects()
+        .get(forged.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("OAuth state mismatch"));
+
+    // The callback in another browser (login CSRF): no state cookie there.
+    let other = Browser::new(&hub);
+    let response = other.no_redirects().get(&callback).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("OAuth state missing"));
+
+    // A real login, then the same code again with the same state cookie.
+    let browser = Browser::new(&hub);
+    let callback = to_callback(&browser, &hub, "bob", None).await;
+    let state_cookie = browser
+        .cookie("/hub/", "oauthenticator-state")
+        .expect("state cookie");
+    let ok = browser.no_redirects().get(&callback).send().await.unwrap();
+    assert_eq!(ok.status(), 302, "{}", hub.log());
+    let replayer = Browser::new(&hub);
+    replayer.jar.add_cookie_str(
+        &format!("oauthenticator-state={state_cookie}; Path=/hub/"),
+        &reqwest::Url::parse(&hub.url("/hub/")).unwrap(),
+    );
+    let replay = replayer.no_redirects().get(&callback).send().await.unwrap();
+    assert_eq!(replay.status(), StatusCode::FORBIDDEN);
+    let text = replay.text().await.unwrap();
+    assert!(text.contains("refused the login code"), "{text}");
+    assert!(replayer.cookie("/hub/", "jupyterhub-hub-login").is_none());
+}
+
+#[tokio::test]
+async fn tampered_id_tokens_are_refused() {
+    // The token endpoint is replaced by the fixture's tampering proxy, which forwards to the
+    // real one and alters the ID token: the hub must verify it.
+    let provider_port = free_port();
+    let modes = ["badsig", "nosig", "aud", "expired"];
+    let hubs: Vec<TestHub> = modes
+        .iter()
+        .map(|mode| {
+            start_hub(
+                provider_port,
+                &format!("      token_url: http://127.0.0.1:{provider_port}/tamper/{mode}/token\n"),
+            )
+        })
+        .collect();
+    let uris: Vec<String> = hubs.iter().map(|h| h.url("/hub/oauth_callback")).collect();
+    let provider = Provider::start(provider_port, &uris);
+    for (mode, hub) in modes.iter().zip(&hubs) {
+        let browser = Browser::new(hub);
+        let response = login(&browser, hub, "alice", None).await;
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "{mode}: {text}\n{}",
+            provider.log()
+        );
+        assert!(text.contains("ID token was refused"), "{mode}: {text}");
+        assert!(
+            browser.cookie("/hub/", "jupyterhub-hub-login").is_none(),
+            "{mode}"
+        );
+    }
+    let _ = provider.url("/");
+}
+
+#[tokio::test]
+async fn auto_login_goes_straight_to_the_provider() {
+    let provider_port = free_port();
+    let hub = TestHub::start_with(
+        &hub_yaml("      auto_login: true\n"),
+        &format!("  auth:\n    oidc_issuer: http://127.0.0.1:{provider_port}\n"),
+        &common::python_env(),
+    );
+    let browser = Browser::new(&hub);
+    let response = browser
+        .no_redirects()
+        .get(hub.url("/hub/login?next=%2Fhub%2Fspawn"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302);
+    assert_eq!(location(&response), "/hub/oauth_login?next=%2Fhub%2Fspawn");
+    // The provider is down: a clear 502 page, not a 500.
+    let response = browser
+        .no_redirects()
+        .get(hub.url("/hub/oauth_login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("OpenID configuration"));
+}
