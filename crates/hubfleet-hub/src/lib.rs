@@ -21,8 +21,8 @@ mod access;
 mod api;
 pub mod culler;
 mod identity;
-mod login;
 pub mod lifecycle;
+mod login;
 pub mod metrics;
 mod oauth;
 mod pages;
@@ -265,7 +265,10 @@ impl Hub {
         }
         let stale = store.delete_stale_oauth_clients().await?;
         if stale > 0 {
-            tracing::info!(stale, "removed OAuth clients of servers that are not running");
+            tracing::info!(
+                stale,
+                "removed OAuth clients of servers that are not running"
+            );
         }
         start_services(&state).await?;
         load_roles(&state).await?;

@@ -265,7 +265,10 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
     let huge = format!("{{\"usernames\": [\"{}\"]}}", "a".repeat(2 * 1024 * 1024));
     // The hub answers 413 without reading the body and closes the connection: use a
     // connection of its own so the next request does not land on the closed one.
-    let one_shot = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let one_shot = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let response = one_shot
         .post(hub.url("/hub/api/users"))
         .header("Authorization", format!("token {token}"))

@@ -62,7 +62,10 @@ async fn authorize(State(gh): State<Shared>, Query(q): Query<HashMap<String, Str
     Redirect::to(&format!("{}?code={code}&state={state}", g.redirect_uri)).into_response()
 }
 
-async fn access_token(State(gh): State<Shared>, Form(f): Form<HashMap<String, String>>) -> Response {
+async fn access_token(
+    State(gh): State<Shared>,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
     let mut g = gh.lock().unwrap();
     let ok_client = f.get("client_id").map(String::as_str) == Some(CLIENT_ID)
         && f.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET);
@@ -74,13 +77,20 @@ async fn access_token(State(gh): State<Shared>, Form(f): Form<HashMap<String, St
     };
     let token = format!("gho_{}", uuid::Uuid::new_v4().simple());
     g.tokens.insert(token.clone(), user);
-    Json(json!({"access_token": token, "token_type": "bearer", "scope": "read:org"})).into_response()
+    Json(json!({"access_token": token, "token_type": "bearer", "scope": "read:org"}))
+        .into_response()
 }
 
 async fn user(State(gh): State<Shared>, headers: HeaderMap) -> Response {
     match user_of(&gh, &headers) {
-        Some(login) => Json(json!({"login": login, "id": 1, "name": login, "email": null})).into_response(),
-        None => (StatusCode::UNAUTHORIZED, Json(json!({"message": "Bad credentials"}))).into_response(),
+        Some(login) => {
+            Json(json!({"login": login, "id": 1, "name": login, "email": null})).into_response()
+        }
+        None => (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"message": "Bad credentials"})),
+        )
+            .into_response(),
     }
 }
 
@@ -113,7 +123,11 @@ async fn user_orgs(State(gh): State<Shared>, headers: HeaderMap) -> Response {
     Json(orgs).into_response()
 }
 
-async fn org_member(State(gh): State<Shared>, headers: HeaderMap, Path((org, member)): Path<(String, String)>) -> StatusCode {
+async fn org_member(
+    State(gh): State<Shared>,
+    headers: HeaderMap,
+    Path((org, member)): Path<(String, String)>,
+) -> StatusCode {
     if user_of(&gh, &headers).is_none() {
         return StatusCode::UNAUTHORIZED;
     }
@@ -148,7 +162,10 @@ async fn start_stand_in(gh: Shared) -> u16 {
         .route("/user/teams", get(user_teams))
         .route("/user/orgs", get(user_orgs))
         .route("/orgs/{org}/members/{user}", get(org_member))
-        .route("/orgs/{org}/teams/{team}/memberships/{user}", get(team_membership))
+        .route(
+            "/orgs/{org}/teams/{team}/memberships/{user}",
+            get(team_membership),
+        )
         .with_state(gh);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -161,15 +178,28 @@ fn location(r: &reqwest::Response) -> String {
 }
 
 /// Log in as `login` through the stand-in; returns the hub's answer to the callback.
-async fn github_login(gh: &Shared, hub: &TestHub, browser: &Browser, login: &str) -> reqwest::Response {
+async fn github_login(
+    gh: &Shared,
+    hub: &TestHub,
+    browser: &Browser,
+    login: &str,
+) -> reqwest::Response {
     gh.lock().unwrap().current_user = Some(login.to_string());
     let client = browser.no_redirects();
-    let to_github = client.get(hub.url("/hub/oauth_login")).send().await.unwrap();
+    let to_github = client
+        .get(hub.url("/hub/oauth_login"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(to_github.status(), 302, "{}", hub.log());
     let authorize = location(&to_github);
     assert!(authorize.contains("scope=read%3Aorg"), "{authorize}");
     let back = client.get(&authorize).send().await.unwrap();
-    assert!(back.status().is_redirection(), "{}", back.text().await.unwrap());
+    assert!(
+        back.status().is_redirection(),
+        "{}",
+        back.text().await.unwrap()
+    );
     client.get(location(&back)).send().await.unwrap()
 }
 
@@ -236,7 +266,10 @@ async fn organizations_teams_and_groups() {
         let refused = github_login(&gh, &hub, &b, login).await;
         assert_eq!(refused.status(), 403, "{login}");
         let text = refused.text().await.unwrap();
-        assert!(text.contains("not allowed to use this hub"), "{login}: {text}");
+        assert!(
+            text.contains("not allowed to use this hub"),
+            "{login}: {text}"
+        );
     }
 
     // Admin through a team (admin_groups), user names lower-cased.
@@ -260,7 +293,10 @@ async fn organizations_teams_and_groups() {
     assert_eq!(again.user_model("octo").await["groups"], json!([]));
 
     // Blocked users never get in, even as organization members.
-    gh.lock().unwrap().orgs.insert("blocked-user".into(), vec!["org-a".into()]);
+    gh.lock()
+        .unwrap()
+        .orgs
+        .insert("blocked-user".into(), vec!["org-a".into()]);
     let blocked = Browser::new(&hub);
     let refused = github_login(&gh, &hub, &blocked, "blocked-user").await;
     assert_eq!(refused.status(), 403);
@@ -270,7 +306,13 @@ async fn organizations_teams_and_groups() {
     gh.lock().unwrap().current_user = Some("octo".into());
     let b = Browser::new(&hub);
     let client = b.no_redirects();
-    let authorize = location(&client.get(hub.url("/hub/oauth_login")).send().await.unwrap());
+    let authorize = location(
+        &client
+            .get(hub.url("/hub/oauth_login"))
+            .send()
+            .await
+            .unwrap(),
+    );
     let callback = location(&client.get(&authorize).send().await.unwrap());
     let state_cookie = b.cookie("/hub/", "oauthenticator-state").unwrap();
     assert_eq!(client.get(&callback).send().await.unwrap().status(), 302);

@@ -23,7 +23,9 @@ fn dummy_hub(auth_extra: &str) -> TestHub {
 
 #[tokio::test]
 async fn failed_logins_lock_out_the_user_and_the_address() {
-    let hub = dummy_hub("    max_failed_logins: 3\n    max_failed_logins_per_ip: 6\n    lockout_seconds: 30\n");
+    let hub = dummy_hub(
+        "    max_failed_logins: 3\n    max_failed_logins_per_ip: 6\n    lockout_seconds: 30\n",
+    );
     let browser = Browser::new(&hub);
     let page = browser
         .client
@@ -51,7 +53,10 @@ async fn failed_logins_lock_out_the_user_and_the_address() {
     browser.login("bob", "right-one").await;
     // …until the address itself has failed too often.
     for user in ["c1", "c2", "c3"] {
-        assert_eq!(browser.login_response(user, "wrong", None).await.status(), 403);
+        assert_eq!(
+            browser.login_response(user, "wrong", None).await.status(),
+            403
+        );
     }
     let r = browser.login_response("dora", "right-one", None).await;
     assert_eq!(r.status(), 429, "per-address limit");
@@ -68,9 +73,7 @@ async fn blocked_users_cannot_log_in() {
 
 #[tokio::test]
 async fn temporary_users_skip_the_login_page() {
-    let hub = TestHub::start(
-        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: tmp\n",
-    );
+    let hub = TestHub::start("hub:\n  config:\n    JupyterHub:\n      authenticator_class: tmp\n");
     let mut names = Vec::new();
     for _ in 0..2 {
         let browser = Browser::new(&hub);
@@ -90,10 +93,17 @@ async fn temporary_users_skip_the_login_page() {
             .unwrap();
         assert_eq!(r.status(), 302);
         assert_eq!(r.headers()["location"], "/hub/home");
-        let home = browser.client.get(hub.url("/hub/home")).send().await.unwrap();
+        let home = browser
+            .client
+            .get(hub.url("/hub/home"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(home.status(), 200);
         assert!(home.url().path() == "/hub/home");
-        let (status, me) = browser.call(reqwest::Method::GET, "/hub/api/user", None).await;
+        let (status, me) = browser
+            .call(reqwest::Method::GET, "/hub/api/user", None)
+            .await;
         assert_eq!(status, 200, "{me}");
         names.push(me["name"].as_str().unwrap().to_string());
     }

@@ -206,12 +206,19 @@ async fn hub_restart_leaves_servers_running_and_restores_routes() {
     open_lab(&browser, "carol").await;
     // The server's main process: the lowest pid in carol's home (JupyterLab may
     // run short-lived helpers there too, so compare that one process only).
-    let server_pid = *hub.server_pids("carol").iter().min().expect("a server process");
+    let server_pid = *hub
+        .server_pids("carol")
+        .iter()
+        .min()
+        .expect("a server process");
     let alive = |pid: i32| std::path::Path::new(&format!("/proc/{pid}")).exists();
 
     // The hub dies without any chance to clean up.
     hub.kill();
-    assert!(alive(server_pid), "the server is untouched by the hub's death");
+    assert!(
+        alive(server_pid),
+        "the server is untouched by the hub's death"
+    );
     assert!(
         reqwest::get(browser.url("/user/carol/api")).await.is_err(),
         "nothing answers while the hub (and its proxy) is down"
