@@ -889,16 +889,18 @@ async fn stop(
     }
 }
 
-async fn server_of(
+/// Check `required` on the server, then load its owner and row (404 when either is missing).
+async fn checked_server(
     state: &AppState,
     me: &Identity,
+    required: &[&str],
     name: &str,
     server_name: &str,
-) -> Result<Response, HubError> {
+) -> Result<(User, Server), HubError> {
     access::check(
         state,
         &me.scopes,
-        &["read:servers"],
+        required,
         &Target::Server(name, server_name),
     )
     .await?;
@@ -908,6 +910,16 @@ async fn server_of(
         .server(user.id, server_name)
         .await?
         .ok_or_else(|| HubError::NotFound(format!("{name} has no server named {server_name:?}")))?;
+    Ok((user, server))
+}
+
+async fn server_of(
+    state: &AppState,
+    me: &Identity,
+    name: &str,
+    server_name: &str,
+) -> Result<Response, HubError> {
+    let (user, server) = checked_server(state, me, &["read:servers"], name, server_name).await?;
     let with_state = access::check(
         state,
         &me.scopes,
@@ -1042,19 +1054,14 @@ async fn edit_named(
     Path((name, server_name)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, HubError> {
-    access::check(
+    let (user, server) = checked_server(
         &state,
-        &me.scopes,
+        &me,
         &["start:servers", "servers"],
-        &Target::Server(&name, &server_name),
+        &name,
+        &server_name,
     )
     .await?;
-    let user = user_named(&state, &name).await?;
-    let server = state
-        .store
-        .server(user.id, &server_name)
-        .await?
-        .ok_or_else(|| HubError::NotFound(format!("{name} has no server named {server_name:?}")))?;
     let request: EditServer =
         parse_body(&body)?.ok_or_else(|| HubError::BadRequest("nothing to change".into()))?;
     if request.name.is_none() && request.display_name.is_none() && request.user_options.is_none() {
@@ -1115,19 +1122,7 @@ async fn progress(
     name: &str,
     server_name: &str,
 ) -> Result<Response, HubError> {
-    access::check(
-        state,
-        &me.scopes,
-        &["read:servers"],
-        &Target::Server(name, server_name),
-    )
-    .await?;
-    let user = user_named(state, name).await?;
-    let server = state
-        .store
-        .server(user.id, server_name)
-        .await?
-        .ok_or_else(|| HubError::NotFound(format!("{name} has no server named {server_name:?}")))?;
+    let (_, server) = checked_server(state, me, &["read:servers"], name, server_name).await?;
     let prefix = urls::server_prefix(name, server_name);
     type Events = std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>>;
     let events: Events = match (server.phase, state.lifecycle.progress(name, server_name)) {
