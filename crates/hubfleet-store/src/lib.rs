@@ -971,16 +971,6 @@ impl Store {
         Ok(())
     }
 
-    pub async fn tokens_of_service(&self, service_id: i64) -> Result<Vec<Token>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {TOKEN_COLS} FROM api_tokens WHERE service_id = $1 ORDER BY id"
-        ))
-        .bind(service_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(token_from_row).collect()
-    }
-
     pub async fn token_by_id(&self, token_id: i64) -> Result<Option<Token>> {
         let row = sqlx::query(&format!(
             "SELECT {TOKEN_COLS} FROM api_tokens WHERE id = $1"
@@ -1001,18 +991,6 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
-    }
-
-    /// Descriptions of OAuth clients by identifier (the token model's `oauth_client`).
-    pub async fn oauth_client_descriptions(
-        &self,
-    ) -> Result<std::collections::BTreeMap<String, String>> {
-        let rows = sqlx::query("SELECT identifier, description FROM oauth_clients")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("identifier")?, r.try_get("description")?)))
-            .collect()
     }
 
     pub async fn delete_token(&self, token_id: i64) -> Result<bool> {

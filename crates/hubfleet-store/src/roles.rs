@@ -140,11 +140,6 @@ impl Store {
         rows.iter().map(role_from_row).collect()
     }
 
-    /// Roles given to the user directly (the user model's `roles`).
-    pub async fn direct_roles_of_user(&self, user_id: i64) -> Result<Vec<String>> {
-        self.role_names("user_id", user_id).await
-    }
-
     pub async fn roles_of_group(&self, group_id: i64) -> Result<Vec<String>> {
         self.role_names("group_id", group_id).await
     }

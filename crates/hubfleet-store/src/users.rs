@@ -193,24 +193,6 @@ impl Store {
         Ok(())
     }
 
-    pub async fn auth_state(&self, user_id: i64) -> Result<Option<serde_json::Value>> {
-        let row = sqlx::query("SELECT auth_state FROM users WHERE id = $1")
-            .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        let text: Option<String> = match row {
-            Some(row) => row.try_get("auth_state")?,
-            None => None,
-        };
-        text.map(|t| {
-            serde_json::from_str(&t).map_err(|e| StoreError::Corrupt {
-                what: "auth state",
-                detail: e.to_string(),
-            })
-        })
-        .transpose()
-    }
-
     /// Remove a (stopped) server's row: named servers deleted with `remove`.
     pub async fn delete_server(&self, server_id: i64) -> Result<()> {
         self.bump();
