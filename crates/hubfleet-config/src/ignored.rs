@@ -31,6 +31,14 @@ pub const IGNORED_KEYS: &[IgnoredKey] = &[
         reason: "hubfleet upgrades its own database schema at startup",
     },
     IgnoredKey {
+        key: "custom.homepage.gitRepoUrl",
+        reason: "templates are not fetched from git; put them in a directory listed in hub.templatePaths",
+    },
+    IgnoredKey {
+        key: "custom.homepage.gitRepoBranch",
+        reason: "templates are not fetched from git; put them in a directory listed in hub.templatePaths",
+    },
+    IgnoredKey {
         key: "singleuser.storage",
         reason: "homes live under hubfleet.data_dir",
     },

@@ -40,6 +40,7 @@ mod ignored;
 mod load;
 mod locate;
 mod model;
+pub mod pages;
 pub mod profiles;
 mod suggest;
 mod validate;
@@ -67,6 +68,8 @@ pub struct HubConfig {
     pub cull: Cull,
     /// `hubfleet:` (our own section).
     pub hubfleet: Hubfleet,
+    /// `custom:` (z2jh's free-form section; 2i2c's `custom.homepage` is read).
+    pub custom: pages::Custom,
     /// The config file this was loaded from (absolute), or `None` when it came from a string
     /// or a constructor. Relative paths are resolved against its directory.
     pub source: Option<PathBuf>,

@@ -26,6 +26,8 @@ struct RawConfig {
     cull: Cull,
     #[serde(deserialize_with = "null_default")]
     hubfleet: Hubfleet,
+    #[serde(deserialize_with = "null_default")]
+    custom: crate::pages::Custom,
 }
 
 fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -326,6 +328,7 @@ pub(crate) fn load(
         singleuser: raw.singleuser,
         cull: raw.cull,
         hubfleet: raw.hubfleet,
+        custom: raw.custom,
         source,
         warnings: Vec::new(),
     };

@@ -64,6 +64,14 @@ pub struct Hub {
     /// for the effective value.
     #[serde(deserialize_with = "opt_u32")]
     pub named_server_limit_per_user: Option<u32>,
+    /// `hub.templatePaths`: directories whose templates replace the built-in ones (first
+    /// match wins), as upstream's `c.JupyterHub.template_paths`.
+    #[serde(deserialize_with = "null_default")]
+    pub template_paths: Vec<PathBuf>,
+    /// `hub.templateVars`: variables for every page (`announcement`, `announcement_login`, …),
+    /// as upstream's `c.JupyterHub.template_vars`.
+    #[serde(deserialize_with = "crate::pages::template_vars")]
+    pub template_vars: BTreeMap<String, serde_json::Value>,
 }
 
 /// One entry of `hub.services` (upstream's `c.JupyterHub.services` item).

@@ -18,6 +18,7 @@ use hubfleet_spawn::Spawner;
 use hubfleet_store::Store;
 
 mod access;
+mod admin;
 mod api;
 pub mod culler;
 mod identity;
@@ -29,10 +30,12 @@ mod pages;
 pub mod profiles;
 pub mod services;
 mod spawn_page;
+mod static_files;
 mod templates;
 pub mod urls;
 
 pub use lifecycle::Lifecycle;
+pub use templates::PageSettings;
 
 /// The JupyterHub version we speak, sent as `X-JupyterHub-Version` (must be PEP 440:
 /// `jupyterhub-singleuser` parses it at start-up).
@@ -64,6 +67,8 @@ pub struct Settings {
     pub metrics: metrics::Metrics,
     /// Profiles, limits, environments, isolation and storage of user servers.
     pub spawn_options: profiles::SpawnOptions,
+    /// Template overrides and variables (branding, announcements).
+    pub pages: PageSettings,
 }
 
 /// A role from the config file (`hub.loadRoles`).
@@ -102,6 +107,7 @@ impl Settings {
             culler: None,
             metrics: metrics::Metrics::default(),
             spawn_options: profiles::SpawnOptions::default(),
+            pages: PageSettings::default(),
         }
     }
 
@@ -253,7 +259,7 @@ impl Hub {
             authenticator,
             lifecycle: lifecycle.clone(),
             routes: routes.clone(),
-            templates: Arc::new(templates::Templates::new()),
+            templates: Arc::new(templates::Templates::load(&settings.pages)?),
             services: services::Services::default(),
             shutdown: Arc::new(tokio::sync::Notify::new()),
         };
@@ -415,12 +421,23 @@ fn spawn_background(state: AppState) {
 fn router(state: AppState) -> axum::Router {
     use axum::extract::State;
     use axum::routing::{get, post};
+    let login_logo = state.authenticator.options().logo_url.clone();
+    let image_origins = state
+        .settings
+        .pages
+        .image_origins(login_logo.as_deref().as_slice());
+    let page_csp = axum::http::HeaderValue::from_str(&static_files::page_csp(&image_origins))
+        .unwrap_or(axum::http::HeaderValue::from_static(
+            "default-src 'self'; frame-ancestors 'none'",
+        ));
     axum::Router::new()
         .merge(api::routes())
         .merge(oauth::routes())
         .merge(pages::routes())
         .merge(login::routes())
         .merge(spawn_page::routes())
+        .merge(admin::routes())
+        .merge(static_files::routes())
         .route("/hub/health", get(|| async { StatusCode::OK }))
         .route("/hub/api/health", get(|| async { StatusCode::OK }))
         .route("/hub/metrics", get(api::hub::metrics))
@@ -436,14 +453,20 @@ fn router(state: AppState) -> axum::Router {
             metrics::track_requests,
         ))
         .fallback(pages::fallback)
-        .layer(axum::middleware::from_fn(common_headers))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            common_headers(page_csp.clone(), request, next)
+        }))
         .layer(axum::middleware::from_fn(api_errors_as_json))
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
         .with_state(state)
 }
 
 /// Headers every hub response carries (protocol §1, §3.3).
-async fn common_headers(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+async fn common_headers(
+    page_csp: axum::http::HeaderValue,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let is_api = request.uri().path().starts_with("/hub/api");
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
@@ -452,13 +475,13 @@ async fn common_headers(request: axum::extract::Request, next: axum::middleware:
         axum::http::HeaderValue::from_static(JUPYTERHUB_VERSION),
     );
     let csp = if is_api {
-        "frame-ancestors 'none'; report-uri /hub/security/csp-report; default-src 'none'"
+        axum::http::HeaderValue::from_static(
+            "frame-ancestors 'none'; report-uri /hub/security/csp-report; default-src 'none'",
+        )
     } else {
-        "frame-ancestors 'none'; report-uri /hub/security/csp-report"
+        page_csp
     };
-    headers
-        .entry("content-security-policy")
-        .or_insert(axum::http::HeaderValue::from_static(csp));
+    headers.entry("content-security-policy").or_insert(csp);
     response
 }
 

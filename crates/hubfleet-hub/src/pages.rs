@@ -26,6 +26,7 @@ pub fn routes() -> Router<AppState> {
         .route("/hub/login", get(login_page).post(login_submit))
         .route("/hub/logout", get(logout))
         .route("/hub/home", get(home))
+        .route("/hub/token", get(token_page))
         .route("/hub/spawn", get(spawn_mine))
         .route("/hub/spawn/{user}", get(spawn_for))
         .route("/hub/spawn-pending/{user}", get(spawn_pending))
@@ -98,6 +99,19 @@ macro_rules! logged_in {
     };
 }
 
+/// A page with its XSRF cookie (when new), never cached: pages show live state.
+pub(crate) fn page_response(
+    status: StatusCode,
+    body: String,
+    cookie: Option<HeaderValue>,
+) -> Response {
+    let mut response = with_cookie(html(status, body), cookie);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response {
     if let Some(cookie) = cookie {
         response.headers_mut().append(header::SET_COOKIE, cookie);
@@ -119,6 +133,23 @@ fn login_form(
         _ => None,
     };
     let extra = crate::login::login_page_context(state, next);
+    // Only the keys that have a value: a `none` would hide the global of the same name
+    // (`hub.templateVars`' `announcement`, 2i2c's logo). `hubfleet.auth.login_announcement`
+    // is shown as the login page's announcement.
+    let mut values: Vec<(&str, minijinja::Value)> = Vec::new();
+    for (key, as_key) in [
+        ("login_service", "login_service"),
+        ("login_url", "login_url"),
+        ("logo_url", "logo_url"),
+        ("announcement", "announcement_login"),
+    ] {
+        if let Ok(value) = extra.get_attr(key) {
+            if !value.is_undefined() && !value.is_none() {
+                values.push((as_key, value));
+            }
+        }
+    }
+    let extra = minijinja::Value::from_iter(values);
     let body = state.templates.render(
         "login.html",
         context! { xsrf, next, username, error, hint, ..extra },
@@ -141,6 +172,13 @@ async fn login_page(
     }
     if let Some(redirect) = crate::login::auto_login_redirect(&state, next.as_deref()) {
         return Ok(redirect);
+    }
+    // 2i2c's `redirect_to`: the community's own page stands in for the login page (it links
+    // to the login itself); a login on the way to somewhere (`next`) still shows the form.
+    if let Some(page) = state.settings.pages.homepage.redirect_to.as_deref() {
+        if next.is_none() {
+            return Ok(found(page));
+        }
     }
     Ok(login_form(
         &state,
@@ -253,21 +291,58 @@ async fn home(
     uri: Uri,
 ) -> Result<Response, HubError> {
     let me = logged_in!(state, headers, uri);
-    let server = state.store.server(me.user.id, "").await?;
+    let mut stored = state
+        .store
+        .servers_of_users(&[me.user.id])
+        .await?
+        .remove(&me.user.id)
+        .unwrap_or_default();
+    stored.sort_by(|a, b| a.name.cmp(&b.name));
+    let named_servers = state.settings.allow_named_servers;
+    let mut servers = Vec::new();
+    if !stored.iter().any(|s| s.name.is_empty()) {
+        servers.push(context! { name => "", phase => "stopped", label => "stopped" });
+    }
+    for server in &stored {
+        if !server.name.is_empty() && !named_servers {
+            continue;
+        }
+        let phase = server.phase.as_str();
+        servers.push(context! {
+            name => server.name,
+            phase,
+            label => match phase { "ready" => "running", other => other },
+            failed => server.failed_reason.as_deref().map(first_line),
+            last_activity => server.last_activity.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
+            url => urls::server_prefix(&me.user.name, &server.name),
+        });
+    }
+    let named_count = stored.iter().filter(|s| !s.name.is_empty()).count();
     let (xsrf, set) = identity::xsrf_token(&headers, state.settings.secure_cookies);
-    let phase = server
-        .as_ref()
-        .map(|s| s.phase.as_str())
-        .unwrap_or("stopped");
-    let failed = server
-        .as_ref()
-        .and_then(|s| s.failed_reason.clone())
-        .map(|r| first_line(&r));
     let body = state.templates.render(
         "home.html",
-        context! { user => me.user.name, phase, failed, xsrf, url => urls::server_prefix(&me.user.name, "") },
+        context! {
+            servers, named_servers, named_count,
+            named_limit => state.settings.named_server_limit_per_user,
+            xsrf, ..crate::templates::nav(&me)
+        },
     );
-    Ok(with_cookie(html(StatusCode::OK, body), set))
+    Ok(page_response(StatusCode::OK, body, set))
+}
+
+/// `/hub/token`: the user's API tokens (the list and changes go through the REST API).
+async fn token_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, HubError> {
+    let me = logged_in!(state, headers, uri);
+    let (xsrf, set) = identity::xsrf_token(&headers, state.settings.secure_cookies);
+    let body = state.templates.render(
+        "token.html",
+        context! { xsrf, ..crate::templates::nav(&me) },
+    );
+    Ok(page_response(StatusCode::OK, body, set))
 }
 
 fn first_line(text: &str) -> String {
@@ -356,6 +431,15 @@ pub(crate) async fn spawn_page(
 ) -> Result<Response, HubError> {
     let next = next.as_deref().and_then(urls::safe_next);
     let server_url = urls::server_prefix(&user.name, "");
+    if let Err(e) = crate::auth_refresh::before_spawn(&state, &user).await {
+        return Ok(error_page(
+            &state,
+            e.status(),
+            "Cannot start now",
+            &e.to_string(),
+            None,
+        ));
+    }
     match state.lifecycle.spawn(&user, "").await {
         Ok(crate::lifecycle::SpawnOutcome::AlreadyRunning) => {
             return Ok(found(next.as_deref().unwrap_or(&server_url)).into_response())
@@ -421,9 +505,9 @@ async fn spawn_pending(
             );
             let body = state.templates.render(
                 "spawn_pending.html",
-                context! { user => me.user.name, progress_url, next },
+                context! { progress_url, next, xsrf, ..crate::templates::nav(&me) },
             );
-            Ok(with_cookie(html(StatusCode::OK, body), set))
+            Ok(page_response(StatusCode::OK, body, set))
         }
         Some((Phase::Stopped, Some(reason))) => {
             let (summary, log) = match reason.split_once("\n") {

@@ -5,8 +5,6 @@
 //! `profile-option-<slug>--<option>`, `…--unlisted-choice`), so are the `user_options` made
 //! from them.
 
-use std::sync::OnceLock;
-
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
@@ -14,7 +12,7 @@ use axum::routing::post;
 use axum::{Form, Router};
 use hubfleet_config::profiles::{format_bytes, format_cpu, Overrides, Profile};
 use hubfleet_store::{Phase, User};
-use minijinja::{context, Environment};
+use minijinja::context;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -26,24 +24,6 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/hub/spawn", post(submit_mine))
         .route("/hub/spawn/{user}", post(submit_for))
-}
-
-fn templates() -> &'static Environment<'static> {
-    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = Environment::new();
-        for (name, source) in [
-            ("base.html", include_str!("../templates/base.html")),
-            (
-                "spawn_options.html",
-                include_str!("../templates/spawn_options.html"),
-            ),
-        ] {
-            env.add_template(name, source)
-                .unwrap_or_else(|e| panic!("built-in template {name} is invalid: {e}"));
-        }
-        env
-    })
 }
 
 #[derive(Deserialize, Default)]
@@ -199,7 +179,7 @@ fn action(target: &str, me: &str, next: Option<&str>) -> String {
 fn render(
     state: &AppState,
     headers: &HeaderMap,
-    me: &str,
+    me: &PageUser,
     target: &User,
     (profiles, groups): (&[&Profile], &[String]),
     chosen: &Map<String, Value>,
@@ -208,22 +188,17 @@ fn render(
     status: StatusCode,
 ) -> Response {
     let (xsrf, set) = identity::xsrf_token(headers, state.settings.secure_cookies);
-    let body = templates()
-        .get_template("spawn_options.html")
-        .and_then(|t| {
-            t.render(context! {
-                user => me,
-                target => target.name,
-                profiles => cards(profiles, groups, chosen),
-                xsrf,
-                error,
-                action => action(&target.name, me, next),
-            })
-        })
-        .unwrap_or_else(|e| {
-            tracing::error!(error = %e, "rendering the server options page");
-            "<!doctype html><p>Internal error rendering the server options page.</p>".into()
-        });
+    let body = state.templates.render(
+        "spawn_options.html",
+        context! {
+            target => target.name,
+            profiles => cards(profiles, groups, chosen),
+            xsrf,
+            error,
+            action => action(&target.name, &me.user.name, next),
+            ..crate::templates::nav(me)
+        },
+    );
     let mut response = (status, Html(body)).into_response();
     if let Some(cookie) = set {
         response
@@ -259,7 +234,7 @@ pub(crate) async fn options_form(
     Ok(Some(render(
         state,
         headers,
-        &me.user.name,
+        me,
         target,
         (&visible, &groups),
         &chosen,
@@ -362,7 +337,7 @@ async fn submit(
         return Ok(render(
             &state,
             &headers,
-            &me.user.name,
+            &me,
             &user,
             (&visible, &groups),
             &chosen,

@@ -190,6 +190,16 @@ fn settings(config: &HubConfig) -> Settings {
     settings.extra_env = config.singleuser.extra_env.clone();
     settings.start_timeout = config.singleuser.start_timeout;
     settings.spawn_options = env_cmd::spawn_options(config);
+    settings.pages = hubfleet_hub::PageSettings {
+        template_paths: config
+            .hub
+            .template_paths
+            .iter()
+            .map(|p| config.resolve_path(p))
+            .collect(),
+        template_vars: config.hub.template_vars.clone(),
+        homepage: config.custom.homepage.template_vars.clone(),
+    };
     settings.secure_cookies = config
         .hubfleet
         .public_url

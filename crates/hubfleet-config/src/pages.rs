@@ -1,0 +1,121 @@
+//! What the pages show: 2i2c's `custom.homepage.templateVars` (branding on the login page),
+//! z2jh's `hub.templateVars` (announcements, any variable for custom templates) and
+//! `hub.templatePaths` (directories of template overrides, as upstream's `template_paths`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+/// The template variables that must be strings: the announcements, shown as HTML.
+pub const ANNOUNCEMENT_KEYS: &[&str] = &[
+    "announcement",
+    "announcement_login",
+    "announcement_home",
+    "announcement_spawn",
+    "announcement_token",
+];
+
+/// `custom:` — z2jh's free-form section. hubfleet reads `custom.homepage` (2i2c's basehub).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Custom {
+    /// `custom.homepage`.
+    #[serde(deserialize_with = "null_default")]
+    pub homepage: Homepage,
+}
+
+/// `custom.homepage`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct Homepage {
+    /// `custom.homepage.templateVars`: the community's branding.
+    #[serde(deserialize_with = "null_default")]
+    pub template_vars: HomepageVars,
+}
+
+/// `custom.homepage.templateVars`, as 2i2c's basehub schema defines it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HomepageVars {
+    /// `false` on hubs without a home page (unauthenticated binderhubs); kept for 2i2c files.
+    pub enabled: Option<bool>,
+    /// The login page sends browsers here instead (a community's own page).
+    pub redirect_to: Option<String>,
+    /// HTML shown under "Where can I learn more?".
+    pub learn_more: Option<String>,
+    /// Kept for 2i2c files; `singleuser.defaultUrl` chooses the interface here.
+    pub default_url: Option<String>,
+    /// Kept for 2i2c files; there is no interface selector.
+    pub interface_selector: Option<bool>,
+    /// HTML announcements shown on the login page.
+    #[serde(deserialize_with = "null_default")]
+    pub announcements: Vec<String>,
+    pub org: Option<Org>,
+    pub designed_by: Option<Credit>,
+    pub operated_by: Option<Credit>,
+    pub funded_by: Option<Credit>,
+}
+
+/// `templateVars.org`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Org {
+    pub name: String,
+    pub logo_url: Option<String>,
+    pub url: Option<String>,
+}
+
+/// `templateVars.designed_by` / `operated_by` / `funded_by`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Credit {
+    pub name: String,
+    pub url: Option<String>,
+    /// HTML used instead of the name and link.
+    pub custom_html: Option<String>,
+}
+
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// `hub.templateVars`: any variables; the announcement keys must be strings.
+pub(crate) fn template_vars<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, serde_json::Value>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = BTreeMap<String, serde_json::Value>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a mapping of template variables (`announcement: \"...\"`)")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(BTreeMap::new())
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(BTreeMap::new())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let value: serde_json::Value = map.next_value()?;
+                if ANNOUNCEMENT_KEYS.contains(&key.as_str())
+                    && !(value.is_string() || value.is_null())
+                {
+                    return Err(de::Error::custom(format!(
+                        "`{key}` must be a string (HTML shown on the page), not {value}"
+                    )));
+                }
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(V)
+}

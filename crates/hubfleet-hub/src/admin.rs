@@ -1,0 +1,135 @@
+//! The admin page (`/hub/admin`, scope `admin-ui`) and the server log viewer. The page is a
+//! shell: `static/admin.js` lists and changes everything through the REST API with the
+//! admin's own scopes, so a filtered admin sees only what those scopes cover.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use minijinja::context;
+
+use crate::identity::{self, PageUser};
+use crate::pages::{error_page, login_redirect};
+use crate::templates::nav;
+use crate::{AppState, HubError};
+
+/// How much of a server's log the viewer shows (bytes).
+const LOG_TAIL_BYTES: u64 = 64 * 1024;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/hub/admin", get(admin_page))
+        .route("/hub/admin/log/{user}", get(log_default))
+        .route("/hub/admin/log/{user}/{server}", get(log_named))
+}
+
+/// The signed-in person if they hold `admin-ui`; otherwise the page to show instead.
+async fn admin_user(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Result<PageUser, Response>, HubError> {
+    let Some(me) = identity::page_user(state, headers).await? else {
+        let next = uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/hub/admin");
+        return Ok(Err(login_redirect(next)));
+    };
+    let allowed = hubfleet_rbac::ParsedScopes::parse(&me.identity.scopes)
+        .get("admin-ui")
+        .is_some();
+    if !allowed {
+        return Ok(Err(error_page(
+            state,
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "The admin page needs the `admin-ui` permission, which you do not have.",
+            None,
+        )));
+    }
+    Ok(Ok(me))
+}
+
+async fn admin_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, HubError> {
+    let me = match admin_user(&state, &headers, &uri).await? {
+        Ok(me) => me,
+        Err(page) => return Ok(page),
+    };
+    let (xsrf, set) = identity::xsrf_token(&headers, state.settings.secure_cookies);
+    let body = state
+        .templates
+        .render("admin.html", context! { xsrf, ..nav(&me) });
+    Ok(crate::pages::page_response(StatusCode::OK, body, set))
+}
+
+async fn log_default(
+    state: State<AppState>,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, HubError> {
+    server_log(state, user, String::new(), headers, uri).await
+}
+
+async fn log_named(
+    state: State<AppState>,
+    Path((user, server)): Path<(String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, HubError> {
+    server_log(state, user, server, headers, uri).await
+}
+
+async fn server_log(
+    State(state): State<AppState>,
+    target: String,
+    server_name: String,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, HubError> {
+    let me = match admin_user(&state, &headers, &uri).await? {
+        Ok(me) => me,
+        Err(page) => return Ok(page),
+    };
+    let allowed = crate::access::check(
+        &state,
+        &me.identity.scopes,
+        &["admin:servers"],
+        &hubfleet_rbac::Target::Server(&target, &server_name),
+    )
+    .await;
+    if let Err(e) = allowed {
+        return Ok(error_page(
+            &state,
+            e.status(),
+            "Cannot show this log",
+            &e.to_string(),
+            None,
+        ));
+    }
+    if state.store.user_by_name(&target).await?.is_none() {
+        return Ok(error_page(
+            &state,
+            StatusCode::NOT_FOUND,
+            "Not Found",
+            &format!("No such user: {target}"),
+            None,
+        ));
+    }
+    let path = state.settings.log_path(&target, &server_name);
+    let log = hubfleet_spawn::tail_log(&path, LOG_TAIL_BYTES).unwrap_or_default();
+    let body = state.templates.render(
+        "admin_log.html",
+        context! {
+            target, server_name, log, limit => LOG_TAIL_BYTES,
+            path => path.display().to_string(), ..nav(&me)
+        },
+    );
+    Ok((StatusCode::OK, Html(body)).into_response())
+}

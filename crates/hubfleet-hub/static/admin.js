@@ -1,0 +1,351 @@
+// The admin page. Everything goes through the REST API with the signed-in person's own
+// scopes, so an admin limited to a group (`admin:users!group=x`) sees and manages only that.
+"use strict";
+(() => {
+  const view = { offset: 0, limit: 50, sort: "name", descending: false, filter: "", state: "", total: 0 };
+  const tbody = document.querySelector("#users tbody");
+  const userPath = (name) => "/users" + hub.path(name);
+  const serverPath = (user, server) =>
+    server ? userPath(user) + "/servers" + hub.path(server) : userPath(user) + "/server";
+  const serverUrl = (user, server) => "/user" + hub.path(user) + "/" + (server ? encodeURIComponent(server) + "/" : "");
+
+  // ---- tabs ----
+  const tabs = [...document.querySelectorAll("[role=tab]")];
+  function select(tab) {
+    for (const t of tabs) {
+      const on = t === tab;
+      t.setAttribute("aria-selected", on);
+      t.tabIndex = on ? 0 : -1;
+      document.getElementById(t.getAttribute("aria-controls")).hidden = !on;
+    }
+    hub.status("");
+    if (tab.id === "tab-groups") loadGroups().catch(showError);
+    if (tab.id === "tab-hub") loadHub().catch(showError);
+  }
+  tabs.forEach((tab, i) => {
+    tab.addEventListener("click", () => select(tab));
+    tab.addEventListener("keydown", (e) => {
+      const step = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
+      if (!step) return;
+      const next = tabs[(i + step + tabs.length) % tabs.length];
+      next.focus();
+      select(next);
+    });
+  });
+  const showError = (error) => hub.status(error.message, true);
+
+  // ---- users ----
+  async function loadUsers() {
+    const query = new URLSearchParams({
+      offset: view.offset, limit: view.limit,
+      sort: (view.descending ? "-" : "") + view.sort, include_stopped_servers: "1",
+    });
+    if (view.filter) query.set("name_filter", view.filter);
+    if (view.state) query.set("state", view.state);
+    const data = await hub.api("GET", "/users?" + query, undefined, "application/jupyterhub-pagination+json");
+    view.total = data._pagination.total;
+    renderUsers(data.items);
+    const first = view.total ? view.offset + 1 : 0;
+    const last = Math.min(view.offset + view.limit, view.total);
+    document.getElementById("page-info").textContent = `${first}–${last} of ${view.total} users`;
+    document.getElementById("prev").disabled = view.offset === 0;
+    document.getElementById("next").disabled = last >= view.total;
+    // Keep pending servers up to date.
+    clearTimeout(loadUsers.timer);
+    if (data.items.some((u) => Object.values(u.servers || {}).some((s) => s.pending))) {
+      loadUsers.timer = setTimeout(() => loadUsers().catch(showError), 1000);
+    }
+  }
+
+  function serverBadge(server) {
+    if (server.ready) return hub.el("span", { class: "badge ready" }, "running");
+    if (server.pending) return hub.el("span", { class: "badge pending" }, server.pending === "spawn" ? "starting" : "stopping");
+    return hub.el("span", { class: "badge" }, "stopped");
+  }
+
+  function button(label, attrs, action) {
+    return hub.el("button", {
+      type: "button", class: "btn btn-small " + (attrs.kind || "btn-plain"), "aria-label": attrs.label,
+      dataset: attrs.dataset, onclick: (e) => hub.act(e.currentTarget, action),
+    }, label);
+  }
+
+  function serverRow(user, server) {
+    const name = server.name || "";
+    const title = name ? name : "default";
+    const who = `${user.name}'s ${name ? "server " + name : "server"}`;
+    const actions = [];
+    if (server.ready) {
+      actions.push(hub.el("a", { class: "btn btn-small btn-primary", href: serverUrl(user.name, name), "aria-label": `Open ${who}`, dataset: { action: "open", user: user.name } }, "Open"));
+    }
+    if (server.ready || server.pending === "spawn") {
+      actions.push(button("Stop", { label: `Stop ${who}`, kind: "btn-danger", dataset: { action: "stop", user: user.name } }, async () => {
+        await hub.api("DELETE", serverPath(user.name, name));
+        await loadUsers();
+      }));
+    } else if (!server.pending) {
+      actions.push(button("Start", { label: `Start ${who}`, kind: "btn-primary", dataset: { action: "start", user: user.name } }, async () => {
+        await hub.api("POST", serverPath(user.name, name), {});
+        await loadUsers();
+      }));
+    }
+    actions.push(hub.el("a", { class: "btn btn-small btn-plain", href: "/hub/admin/log/" + encodeURIComponent(user.name) + (name ? "/" + encodeURIComponent(name) : ""), "aria-label": `Log of ${who}` }, "Log"));
+    actions.push(button("Details", { label: `Details of ${who}` }, async () => {
+      const options = server.user_options || {};
+      const profile = (server.state && server.state.profile) || null;
+      document.getElementById("details-title").textContent = who;
+      document.getElementById("details-body").textContent = JSON.stringify({
+        profile: options.profile || (profile && profile.slug) || "(default)",
+        user_options: options, started: server.started, last_activity: server.last_activity,
+        url: server.url, resolved_profile: profile,
+      }, null, 2);
+      document.getElementById("details").showModal();
+    }));
+    return hub.el("div", { class: "server" }, hub.el("strong", {}, title), serverBadge(server),
+      options(server), hub.el("span", { class: "actions" }, actions));
+  }
+
+  function options(server) {
+    const profile = server.user_options && server.user_options.profile;
+    return profile ? hub.el("span", { class: "muted" }, `profile ${profile}`) : null;
+  }
+
+  function renderUsers(users) {
+    tbody.replaceChildren();
+    if (!users.length) {
+      tbody.append(hub.el("tr", {}, hub.el("td", { colspan: 5 }, view.filter ? `No user matches "${view.filter}".` : "No users.")));
+    }
+    for (const user of users) {
+      const servers = Object.values(user.servers || {});
+      if (!servers.some((s) => s.name === "")) servers.unshift({ name: "", stopped: true });
+      servers.sort((a, b) => a.name.localeCompare(b.name));
+      const userActions = hub.el("span", { class: "actions" },
+        button("Edit", { label: `Edit ${user.name}` }, async () => editUser(user)),
+        button("Delete", { label: `Delete ${user.name}`, kind: "btn-danger" }, async () => {
+          if (!(await hub.confirm(`Delete the user ${user.name}? Their servers are stopped; their files stay.`))) return;
+          await hub.api("DELETE", userPath(user.name));
+          hub.status(`Deleted ${user.name}.`);
+          await loadUsers();
+        }));
+      tbody.append(hub.el("tr", { dataset: { user: user.name } },
+        hub.el("td", { "data-label": "Name" }, hub.el("strong", {}, user.name)),
+        hub.el("td", { "data-label": "Admin" }, user.admin ? "admin" : "—"),
+        hub.el("td", { "data-label": "Last activity" }, hub.when(user.last_activity)),
+        hub.el("td", { "data-label": "Servers" }, servers.map((s) => serverRow(user, s))),
+        hub.el("td", { "data-label": "User" }, userActions)));
+    }
+  }
+
+  // Search as you type, a quarter of a second after the last key.
+  let typing;
+  document.getElementById("search").addEventListener("input", (e) => {
+    clearTimeout(typing);
+    typing = setTimeout(() => {
+      view.filter = e.target.value.trim();
+      view.offset = 0;
+      loadUsers().catch(showError);
+    }, 250);
+  });
+  document.getElementById("search-form").addEventListener("submit", (e) => e.preventDefault());
+  document.getElementById("state-filter").addEventListener("change", (e) => {
+    view.state = e.target.value;
+    view.offset = 0;
+    loadUsers().catch(showError);
+  });
+  document.querySelectorAll("button.sort").forEach((b) => b.addEventListener("click", () => {
+    if (view.sort === b.dataset.sort) view.descending = !view.descending;
+    else { view.sort = b.dataset.sort; view.descending = b.dataset.sort === "last_activity"; }
+    for (const other of document.querySelectorAll("button.sort")) {
+      const on = other.dataset.sort === view.sort;
+      other.closest("th").setAttribute("aria-sort", on ? (view.descending ? "descending" : "ascending") : "none");
+      other.querySelector("span").textContent = on ? (view.descending ? "▼" : "▲") : "";
+    }
+    view.offset = 0;
+    loadUsers().catch(showError);
+  }));
+  document.getElementById("prev").addEventListener("click", () => {
+    view.offset = Math.max(0, view.offset - view.limit);
+    loadUsers().catch(showError);
+  });
+  document.getElementById("next").addEventListener("click", () => {
+    view.offset += view.limit;
+    loadUsers().catch(showError);
+  });
+  document.getElementById("page-size").addEventListener("change", (e) => {
+    view.limit = Number(e.target.value);
+    view.offset = 0;
+    loadUsers().catch(showError);
+  });
+
+  // Add users: one name per line, optionally as admins.
+  const addDialog = document.getElementById("add-users");
+  document.getElementById("add-users-open").addEventListener("click", () => {
+    document.getElementById("add-users-form").reset();
+    addDialog.showModal();
+  });
+  addDialog.addEventListener("close", () => {
+    if (addDialog.returnValue !== "ok") return;
+    const usernames = document.getElementById("add-users-names").value.split(/[\s,]+/).filter(Boolean);
+    const admin = document.getElementById("add-users-admin").checked;
+    hub.act(null, async () => {
+      const created = await hub.api("POST", "/users", { usernames, admin });
+      hub.status(`Added ${created.map((u) => u.name).join(", ")}.`);
+      await loadUsers();
+    });
+  });
+
+  // Edit: rename and the admin flag.
+  const editDialog = document.getElementById("edit-user");
+  let editing = null;
+  function editUser(user) {
+    editing = user;
+    document.getElementById("edit-user-name").value = user.name;
+    document.getElementById("edit-user-admin").checked = !!user.admin;
+    document.getElementById("edit-user-title").textContent = `Edit ${user.name}`;
+    editDialog.returnValue = "";
+    editDialog.showModal();
+  }
+  editDialog.addEventListener("close", () => {
+    if (editDialog.returnValue !== "ok" || !editing) return;
+    const body = {};
+    const name = document.getElementById("edit-user-name").value.trim();
+    const admin = document.getElementById("edit-user-admin").checked;
+    if (name !== editing.name) body.name = name;
+    if (admin !== !!editing.admin) body.admin = admin;
+    const old = editing.name;
+    if (!Object.keys(body).length) return;
+    hub.act(null, async () => {
+      await hub.api("PATCH", userPath(old), body);
+      hub.status(`Saved ${name}.`);
+      await loadUsers();
+    });
+  });
+
+  // Stop all: every active server this admin can see, named ones included.
+  document.getElementById("stop-all").addEventListener("click", (e) => hub.act(e.currentTarget, async () => {
+    if (!(await hub.confirm("Stop every running server? People lose unsaved work."))) return;
+    const active = [];
+    for (let offset = 0; ; offset += 200) {
+      const page = await hub.api("GET", `/users?state=active&limit=200&offset=${offset}`, undefined, "application/jupyterhub-pagination+json");
+      active.push(...page.items);
+      if (!page._pagination.next) break;
+    }
+    const stops = [];
+    for (const user of active) {
+      for (const server of Object.values(user.servers || {})) {
+        stops.push(hub.api("DELETE", serverPath(user.name, server.name)));
+      }
+    }
+    const results = await Promise.allSettled(stops);
+    const failed = results.filter((r) => r.status === "rejected");
+    hub.status(failed.length ? `${failed.length} of ${stops.length} servers could not be stopped: ${failed[0].reason.message}` : `Stopping ${stops.length} servers.`, failed.length > 0);
+    await loadUsers();
+  }));
+
+  // ---- groups ----
+  const groupsBox = document.getElementById("groups");
+  async function loadGroups() {
+    const groups = await hub.api("GET", "/groups?limit=200");
+    groupsBox.replaceChildren();
+    if (!groups.length) groupsBox.append(hub.el("p", { class: "muted" }, "No groups yet."));
+    for (const group of groups) groupsBox.append(groupCard(group));
+  }
+
+  function groupCard(group) {
+    const id = "group-" + group.name.replace(/[^A-Za-z0-9_-]/g, "_");
+    const groupPath = "/groups" + hub.path(group.name);
+    const members = hub.el("ul", { "aria-label": `Members of ${group.name}` },
+      (group.users || []).map((member) => hub.el("li", {}, member, " ",
+        button("Remove", { label: `Remove ${member} from ${group.name}` }, async () => {
+          await hub.api("DELETE", groupPath + "/users", { users: [member] });
+          await loadGroups();
+        }))));
+    const memberInput = hub.el("input", { type: "text", id: id + "-member", required: true, autocomplete: "off" });
+    const addMember = hub.el("form", { class: "toolbar" },
+      hub.el("div", { class: "grow" }, hub.el("label", { for: id + "-member" }, `Add a member to ${group.name}`), memberInput),
+      hub.el("button", { type: "submit", class: "btn btn-primary btn-small" }, "Add member"));
+    addMember.addEventListener("submit", (e) => {
+      e.preventDefault();
+      hub.act(addMember.querySelector("button"), async () => {
+        const names = memberInput.value.split(/[\s,]+/).filter(Boolean);
+        await hub.api("POST", groupPath + "/users", { users: names });
+        hub.status(`Added ${names.join(", ")} to ${group.name}.`);
+        await loadGroups();
+      });
+    });
+    const props = hub.el("textarea", { id: id + "-props" });
+    props.value = JSON.stringify(group.properties || {}, null, 2);
+    const propsForm = hub.el("form", {},
+      hub.el("label", { for: id + "-props" }, `Properties of ${group.name} (JSON)`), props,
+      hub.el("p", {}, hub.el("button", { type: "submit", class: "btn btn-plain btn-small" }, "Save properties")));
+    propsForm.addEventListener("submit", (e) => {
+      e.preventDefault();
+      hub.act(propsForm.querySelector("button"), async () => {
+        let value;
+        try { value = JSON.parse(props.value); } catch (err) { throw new Error(`Properties are not valid JSON: ${err.message}`); }
+        await hub.api("PUT", groupPath + "/properties", value);
+        hub.status(`Saved the properties of ${group.name}.`);
+      });
+    });
+    return hub.el("div", { class: "card", dataset: { group: group.name } },
+      hub.el("h3", {}, group.name),
+      members.children.length ? members : hub.el("p", { class: "muted" }, "No members."),
+      addMember, propsForm,
+      button("Delete group", { label: `Delete group ${group.name}`, kind: "btn-danger" }, async () => {
+        if (!(await hub.confirm(`Delete the group ${group.name}? Its members stay.`))) return;
+        await hub.api("DELETE", groupPath);
+        await loadGroups();
+      }));
+  }
+
+  document.getElementById("group-create").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const input = document.getElementById("group-name");
+    hub.act(e.target.querySelector("button"), async () => {
+      await hub.api("POST", "/groups" + hub.path(input.value.trim()));
+      hub.status(`Created the group ${input.value.trim()}.`);
+      input.value = "";
+      await loadGroups();
+    });
+  });
+
+  // ---- the hub itself ----
+  async function loadHub() {
+    const info = hub.el("dl", { id: "hub-info" });
+    const root = await hub.api("GET", "/");
+    const add = (term, value) => info.append(hub.el("dt", {}, term), hub.el("dd", {}, value));
+    add("JupyterHub API version", root.version);
+    try {
+      const details = await hub.api("GET", "/info");
+      add("Spawner", (details.spawner && details.spawner.class) || "?");
+      add("Authenticator", (details.authenticator && details.authenticator.class) || "?");
+      add("Python", details.python || "—");
+    } catch (error) {
+      add("Details", `not visible to you (${error.message})`);
+    }
+    document.getElementById("hub-info").replaceWith(info);
+    const routes = document.querySelector("#routes tbody");
+    routes.replaceChildren();
+    try {
+      const table = await hub.api("GET", "/proxy");
+      for (const [path, route] of Object.entries(table)) {
+        routes.append(hub.el("tr", {}, hub.el("td", {}, path), hub.el("td", {}, route.target), hub.el("td", {}, hub.when(route.last_activity))));
+      }
+    } catch (error) {
+      routes.append(hub.el("tr", {}, hub.el("td", { colspan: 3 }, `Not visible to you (${error.message})`)));
+    }
+    const services = document.querySelector("#services tbody");
+    services.replaceChildren();
+    try {
+      const list = await hub.api("GET", "/services");
+      for (const s of Object.values(list)) {
+        services.append(hub.el("tr", {}, hub.el("td", {}, s.name), hub.el("td", {}, s.url || "—"), hub.el("td", {}, s.admin ? "yes" : "no")));
+      }
+      if (!services.children.length) services.append(hub.el("tr", {}, hub.el("td", { colspan: 3 }, "No services.")));
+    } catch (error) {
+      services.append(hub.el("tr", {}, hub.el("td", { colspan: 3 }, `Not visible to you (${error.message})`)));
+    }
+  }
+
+  loadUsers().catch(showError);
+})();
