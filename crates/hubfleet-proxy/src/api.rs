@@ -15,10 +15,11 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 use percent_encoding::percent_decode_str;
 use serde_json::{Map, Value};
 use subtle_eq::ct_eq;
-use tokio::net::TcpListener;
 
+use crate::listen::{serve_router, Listener};
 use crate::metrics::Metrics;
 use crate::routes::normalize;
+use crate::tls::Tls;
 use crate::{Route, RouteTable};
 
 /// Largest POST body accepted (route data is a few hundred bytes).
@@ -33,6 +34,9 @@ pub struct ApiOptions {
     pub host_routing: bool,
     /// Counted when given.
     pub metrics: Option<Metrics>,
+    /// Serve over TLS (CHP's `--api-ssl-key`/`--api-ssl-cert`, with client certificates as
+    /// `--api-ssl-request-cert`/`--api-ssl-reject-unauthorized` say).
+    pub tls: Option<Tls>,
 }
 
 #[derive(Clone)]
@@ -50,14 +54,13 @@ pub fn api_router(table: RouteTable, options: ApiOptions) -> axum::Router {
 
 /// Serve the API on `listener` until `shutdown` resolves.
 pub async fn serve_api(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     table: RouteTable,
     options: ApiOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, api_router(table, options))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let tls = options.tls.clone();
+    serve_router(listener.into(), tls, api_router(table, options), shutdown).await
 }
 
 mod subtle_eq {

@@ -16,6 +16,7 @@
 mod api;
 mod body;
 mod copy;
+mod listen;
 mod metrics;
 mod path;
 mod pool;
@@ -24,10 +25,11 @@ mod server;
 mod tls;
 
 pub use api::{api_router, serve_api, ApiOptions};
+pub use listen::{serve_https_redirect, Listener};
 pub use metrics::{open_fds, resident_bytes, serve_metrics, Metrics};
 pub use routes::{Route, RouteTable};
 pub use server::{serve, serve_with, ServeConfig};
-pub use tls::Tls;
+pub use tls::{ClientCerts, Tls, UpstreamTls};
 
 pub use http::{HeaderName, HeaderValue};
 
@@ -45,7 +47,8 @@ pub struct ProxyOptions {
 /// Everything public in this crate that can fail.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    /// A route target that is neither `http://host:port[/path]` nor [`HUB_TARGET`].
+    /// A route target that is neither `http(s)://host:port[/path]`, `http+unix://<socket>[/path]`
+    /// nor [`HUB_TARGET`].
     #[error("invalid proxy target {target:?}: {reason}")]
     InvalidTarget {
         target: String,

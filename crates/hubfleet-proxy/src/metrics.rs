@@ -15,7 +15,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 
 use crate::RouteTable;
 
@@ -215,7 +214,7 @@ pub fn resident_bytes() -> Option<i64> {
 
 /// Serve `GET /metrics` on `listener` until `shutdown` resolves (CHP's `--metrics-port`).
 pub async fn serve_metrics(
-    listener: TcpListener,
+    listener: impl Into<crate::Listener>,
     table: RouteTable,
     metrics: Metrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -237,7 +236,5 @@ pub async fn serve_metrics(
             }
         }),
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::listen::serve_router(listener.into(), None, app, shutdown).await
 }

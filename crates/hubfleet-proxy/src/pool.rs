@@ -10,84 +10,100 @@ use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use http::uri::Authority;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
+
+use crate::routes::Upstream;
 
 type Sender = SendRequest<Incoming>;
 
 /// Why an upstream request failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum UpstreamError {
-    #[error("connect to {authority}: {source}")]
+    #[error("connect to {upstream:?}: {source}")]
     Connect {
-        authority: Authority,
+        upstream: Upstream,
         source: io::Error,
     },
-    #[error("connect to {0}: timed out")]
-    ConnectTimeout(Authority),
+    #[error("connect to {0:?}: timed out")]
+    ConnectTimeout(Upstream),
+    #[error("TLS handshake with {upstream:?}: {source}")]
+    Tls {
+        upstream: Upstream,
+        source: io::Error,
+    },
     #[error("HTTP exchange failed: {0}")]
     Http(#[from] hyper::Error),
 }
 
 pub(crate) struct Pool {
-    idle: Mutex<HashMap<Authority, Vec<(Sender, Instant)>>>,
+    idle: Mutex<HashMap<Upstream, Vec<(Sender, Instant)>>>,
     max_idle: usize,
     idle_timeout: Duration,
     connect_timeout: Duration,
+    /// For `https://` targets.
+    tls: TlsConnector,
 }
 
 /// A connection lent for one request; returned by [`Lease::release`].
 pub(crate) struct Lease {
     pool: Arc<Pool>,
-    authority: Authority,
+    upstream: Upstream,
     sender: Sender,
 }
 
 impl Lease {
     /// The response ended cleanly: the connection may serve another request.
     pub(crate) fn release(self) {
-        self.pool.put(self.authority, self.sender);
+        self.pool.put(self.upstream, self.sender);
     }
 }
 
 impl Pool {
-    pub(crate) fn new(max_idle: usize, idle_timeout: Duration, connect_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        max_idle: usize,
+        idle_timeout: Duration,
+        connect_timeout: Duration,
+        tls: TlsConnector,
+    ) -> Self {
         Pool {
             idle: Mutex::new(HashMap::new()),
             max_idle,
             idle_timeout,
             connect_timeout,
+            tls,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Authority, Vec<(Sender, Instant)>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Upstream, Vec<(Sender, Instant)>>> {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn take(&self, authority: &Authority) -> Option<Sender> {
+    fn take(&self, upstream: &Upstream) -> Option<Sender> {
         let mut idle = self.lock();
-        let list = idle.get_mut(authority)?;
+        let list = idle.get_mut(upstream)?;
         let now = Instant::now();
         while let Some((sender, since)) = list.pop() {
             if !sender.is_closed() && now.duration_since(since) < self.idle_timeout {
                 return Some(sender);
             }
         }
-        idle.remove(authority);
+        idle.remove(upstream);
         None
     }
 
-    fn put(&self, authority: Authority, sender: Sender) {
+    fn put(&self, upstream: Upstream, sender: Sender) {
         if sender.is_closed() || self.max_idle == 0 {
             return;
         }
         let mut idle = self.lock();
-        let list = idle.entry(authority).or_default();
+        let list = idle.entry(upstream).or_default();
         if list.len() < self.max_idle {
             list.push((sender, Instant::now()));
         }
@@ -104,62 +120,103 @@ impl Pool {
         });
     }
 
-    async fn connect(&self, authority: &Authority) -> Result<Sender, UpstreamError> {
-        let port = authority.port_u16().unwrap_or(80);
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
-            .await
-            .map_err(|_| UpstreamError::ConnectTimeout(authority.clone()))?
-            .map_err(|source| UpstreamError::Connect {
-                authority: authority.clone(),
-                source,
-            })?;
-        let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream connection ended with error");
+    async fn connect(&self, upstream: &Upstream) -> Result<Sender, UpstreamError> {
+        let connect_err = |source| UpstreamError::Connect {
+            upstream: upstream.clone(),
+            source,
+        };
+        let timed_out = |_| UpstreamError::ConnectTimeout(upstream.clone());
+        match upstream {
+            Upstream::Http(authority) | Upstream::Https(authority) => {
+                let port = authority.port_u16().unwrap_or(match upstream {
+                    Upstream::Https(_) => 443,
+                    _ => 80,
+                });
+                let host = authority
+                    .host()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
+                let stream =
+                    tokio::time::timeout(self.connect_timeout, TcpStream::connect((host, port)))
+                        .await
+                        .map_err(timed_out)?
+                        .map_err(connect_err)?;
+                let _ = stream.set_nodelay(true);
+                if let Upstream::Http(_) = upstream {
+                    return handshake(stream).await;
+                }
+                let name =
+                    rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| {
+                        UpstreamError::Tls {
+                            upstream: upstream.clone(),
+                            source: io::Error::new(io::ErrorKind::InvalidInput, e),
+                        }
+                    })?;
+                let tls =
+                    tokio::time::timeout(self.connect_timeout, self.tls.connect(name, stream))
+                        .await
+                        .map_err(timed_out)?
+                        .map_err(|source| UpstreamError::Tls {
+                            upstream: upstream.clone(),
+                            source,
+                        })?;
+                handshake(tls).await
             }
-        });
-        Ok(sender)
+            Upstream::Unix(path) => {
+                let stream = tokio::time::timeout(self.connect_timeout, UnixStream::connect(path))
+                    .await
+                    .map_err(timed_out)?
+                    .map_err(connect_err)?;
+                handshake(stream).await
+            }
+        }
     }
 
     /// Send `req` (origin-form URI) to `authority`, on a pooled connection when one is idle.
     pub(crate) async fn send(
         self: &Arc<Self>,
-        authority: &Authority,
+        upstream: &Upstream,
         mut req: Request<Incoming>,
     ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
         // A pooled connection may have been closed by the upstream in the meantime; hyper then
         // hands the unsent request back and we try the next one (or a new connection).
-        while let Some(mut sender) = self.take(authority) {
+        while let Some(mut sender) = self.take(upstream) {
             if sender.ready().await.is_err() {
                 continue;
             }
             match sender.try_send_request(req).await {
-                Ok(resp) => return Ok((resp, self.lease(authority, sender))),
+                Ok(resp) => return Ok((resp, self.lease(upstream, sender))),
                 Err(mut e) => match e.take_message() {
                     Some(unsent) => req = unsent,
                     None => return Err(e.into_error().into()),
                 },
             }
         }
-        let mut sender = self.connect(authority).await?;
+        let mut sender = self.connect(upstream).await?;
         sender.ready().await?;
         let resp = sender.send_request(req).await?;
-        Ok((resp, self.lease(authority, sender)))
+        Ok((resp, self.lease(upstream, sender)))
     }
 
-    fn lease(self: &Arc<Self>, authority: &Authority, sender: Sender) -> Lease {
+    fn lease(self: &Arc<Self>, upstream: &Upstream, sender: Sender) -> Lease {
         Lease {
             pool: self.clone(),
-            authority: authority.clone(),
+            upstream: upstream.clone(),
             sender,
         }
     }
+}
+
+/// HTTP/1.1 over `io`, with the connection driven by its own task.
+async fn handshake<I>(io: I) -> Result<Sender, UpstreamError>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(io)).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream connection ended with error");
+        }
+    });
+    Ok(sender)
 }

@@ -21,14 +21,26 @@ pub struct Route {
     pub last_activity: DateTime<Utc>,
 }
 
+/// Where a target's connections go. Also the upstream pool's key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Upstream {
+    /// `http://host:port`
+    Http(Authority),
+    /// `https://host:port`, verified as `--client-ssl-ca` / `--insecure` say.
+    Https(Authority),
+    /// CHP's `http+unix://<percent-encoded socket path>` (or `unix+http://`).
+    Unix(Arc<std::path::Path>),
+}
+
 /// A parsed target, so the hot path never re-parses strings.
 #[derive(Debug)]
 pub(crate) enum Target {
     /// Dispatch in-process to the hub router.
     Hub,
-    /// Forward over TCP. `path_prefix` has no trailing slash and is empty when the target has no path.
+    /// Forward over HTTP/1.1. `path_prefix` has no trailing slash and is empty when the target
+    /// has no path.
     Http {
-        authority: Authority,
+        upstream: Upstream,
         path_prefix: Box<str>,
     },
     /// Kept (so `all()` shows what was registered) but answered with 503.
@@ -44,17 +56,43 @@ impl Target {
             target: target.to_owned(),
             reason,
         };
-        let uri: Uri = target.parse().map_err(|_| invalid("not a valid URI"))?;
-        if uri.scheme() != Some(&Scheme::HTTP) {
-            return Err(invalid("only http:// targets are supported"));
+        let unix = ["http+unix://", "unix+http://"]
+            .iter()
+            .find_map(|scheme| target.strip_prefix(scheme));
+        if let Some(rest) = unix {
+            // The socket path is the percent-encoded "host"; the rest is the target's path.
+            let (host, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+            if path.contains('?') {
+                return Err(invalid("targets may not have a query string"));
+            }
+            let socket = percent_encoding::percent_decode_str(host)
+                .decode_utf8()
+                .map_err(|_| invalid("socket path is not UTF-8"))?;
+            if socket.is_empty() {
+                return Err(invalid("missing socket path"));
+            }
+            return Ok(Target::Http {
+                upstream: Upstream::Unix(std::path::Path::new(&*socket).into()),
+                path_prefix: path.trim_end_matches('/').into(),
+            });
         }
+        let uri: Uri = target.parse().map_err(|_| invalid("not a valid URI"))?;
         let authority = uri.authority().cloned().ok_or(invalid("missing host"))?;
+        let upstream = match uri.scheme() {
+            Some(s) if *s == Scheme::HTTP => Upstream::Http(authority),
+            Some(s) if *s == Scheme::HTTPS => Upstream::Https(authority),
+            _ => {
+                return Err(invalid(
+                    "expected an http://, https:// or http+unix:// target",
+                ))
+            }
+        };
         if uri.query().is_some() {
             return Err(invalid("targets may not have a query string"));
         }
         let path_prefix = uri.path().trim_end_matches('/').into();
         Ok(Target::Http {
-            authority,
+            upstream,
             path_prefix,
         })
     }
@@ -121,6 +159,11 @@ struct Inner {
 fn segments(path: &str) -> impl Iterator<Item = &str> {
     let trimmed = path.trim_matches('/');
     trimmed.split('/').filter(move |_| !trimmed.is_empty())
+}
+
+/// How many path segments a normalised prefix has ("/" has none).
+pub(crate) fn segment_count(prefix: &str) -> usize {
+    segments(prefix).count()
 }
 
 impl Inner {
@@ -509,7 +552,7 @@ mod tests {
     fn targets_parse() {
         match Target::parse("http://127.0.0.1:5000/base/").unwrap() {
             Target::Http {
-                authority,
+                upstream: Upstream::Http(authority),
                 path_prefix,
             } => {
                 assert_eq!(authority.as_str(), "127.0.0.1:5000");
@@ -522,7 +565,22 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert!(matches!(Target::parse(HUB_TARGET), Ok(Target::Hub)));
-        assert!(Target::parse("https://x").is_err());
+        assert!(matches!(
+            Target::parse("https://x:8443").unwrap(),
+            Target::Http { upstream: Upstream::Https(a), .. } if a.as_str() == "x:8443"
+        ));
+        match Target::parse("http+unix://%2Ftmp%2Fa%20b.sock/base/").unwrap() {
+            Target::Http {
+                upstream: Upstream::Unix(path),
+                path_prefix,
+            } => {
+                assert_eq!(path.to_str(), Some("/tmp/a b.sock"));
+                assert_eq!(&*path_prefix, "/base");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(Target::parse("unix+http://%2Fs").is_ok());
+        assert!(Target::parse("http+unix:///x").is_err());
         assert!(Target::parse("not a url").is_err());
 
         let t = RouteTable::new();

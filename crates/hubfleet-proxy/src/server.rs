@@ -4,6 +4,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use axum::extract::ConnectInfo;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::{Authority, PathAndQuery, Uri};
+use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::Empty;
 use hyper::body::Incoming;
@@ -23,23 +24,21 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
 use crate::body::ProxyBody;
+use crate::listen::{Listener, Stream, HANDSHAKE_TIMEOUT};
 use crate::metrics::Metrics;
 use crate::path::routing_key;
 use crate::pool::Pool;
-use crate::routes::{Entry, Target};
-use crate::tls::Tls;
+use crate::routes::{Entry, Target, Upstream};
+use crate::tls::{Tls, UpstreamTls};
 use crate::{ProxyError, ProxyOptions, RouteTable};
 
 /// How long in-flight requests may keep running after `shutdown` fires.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// A TLS handshake must finish within this.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Fetching an error page from `--error-target` must finish within this.
 const ERROR_PAGE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -61,6 +60,24 @@ pub struct ServeConfig {
     /// CHP's `--error-target`: errors (404 no route, 503 upstream down, 504 upstream silent)
     /// are answered with the body of `GET {error_target}/{code}?url={original url}`.
     pub error_target: Option<String>,
+    /// CHP's `--error-path`: errors are answered with `{error_path}/{code}.html`, else
+    /// `{error_path}/error.html` (used when there is no `error_target`).
+    pub error_path: Option<PathBuf>,
+    /// CHP's `--change-origin`: the upstream gets the target's host:port as `Host`.
+    pub change_origin: bool,
+    /// CHP's `--auto-rewrite`: in redirects (201, 301, 302, 307, 308) whose `Location` points at
+    /// the target's host:port, that host:port becomes the one the client asked for (`Host`).
+    pub auto_rewrite: bool,
+    /// CHP's `--protocol-rewrite`: the scheme of such `Location`s becomes this ("http"/"https").
+    pub protocol_rewrite: Option<String>,
+    /// CHP's default `includePrefix`: the route's prefix stays in the upstream path.
+    /// `--no-include-prefix` turns it off.
+    pub include_prefix: bool,
+    /// CHP's default `prependPath`: a target's own path goes in front of the request path.
+    /// `--no-prepend-path` turns it off.
+    pub prepend_path: bool,
+    /// How `https://` targets are verified, and the client certificate presented to them.
+    pub upstream_tls: UpstreamTls,
     /// Add `X-Forwarded-For/-Proto/-Host/-Port` (CHP's default; `--no-x-forward` turns it off).
     pub x_forward: bool,
     /// Extra request headers for every upstream (CHP's `--custom-header`).
@@ -98,6 +115,13 @@ impl Default for ServeConfig {
         ServeConfig {
             host_routing: false,
             error_target: None,
+            error_path: None,
+            change_origin: false,
+            auto_rewrite: false,
+            protocol_rewrite: None,
+            include_prefix: true,
+            prepend_path: true,
+            upstream_tls: UpstreamTls::default(),
             x_forward: true,
             custom_headers: Vec::new(),
             connect_timeout: Duration::from_secs(10),
@@ -126,11 +150,12 @@ struct Shared {
     proto_value: HeaderValue,
 }
 
-/// Per-connection facts, computed once per TCP connection rather than per request.
+/// Per-connection facts, computed once per connection rather than per request.
 #[derive(Clone)]
 struct Peer {
-    addr: SocketAddr,
-    ip_value: HeaderValue,
+    /// None over a unix socket.
+    addr: Option<SocketAddr>,
+    ip_value: Option<HeaderValue>,
 }
 
 fn connector(config: &ServeConfig) -> HttpConnector {
@@ -153,7 +178,7 @@ fn error_page_client(config: &ServeConfig) -> ErrorPageClient {
 /// After `shutdown` the listener is closed, idle keep-alive connections are closed, and in-flight
 /// requests get a few seconds to finish. Already-upgraded (WebSocket) tunnels are left running.
 pub async fn serve(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     table: RouteTable,
     options: ProxyOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -163,13 +188,17 @@ pub async fn serve(
 
 /// [`serve`], with every setting given.
 pub async fn serve_with(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     table: RouteTable,
     options: ProxyOptions,
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let local_port = listener.local_addr()?.port();
+    let listener = listener.into();
+    // X-Forwarded-Port over a unix socket: the port a browser would use for the scheme.
+    let local_port = listener
+        .port()
+        .unwrap_or(if config.tls.is_some() { 443 } else { 80 });
     let limit = Arc::new(Semaphore::new(config.max_connections.max(1)));
     // Connections hold a receiver; `closed()` on the sender tells us when all have finished.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
@@ -194,7 +223,15 @@ pub async fn serve_with(
                 rt.block_on(async move {
                     let worker = Worker::new(&table, &options, &config, local_port);
                     while let Some(job) = rx.recv().await {
-                        match tokio::net::TcpStream::from_std(job.stream) {
+                        let adopted = match job.stream {
+                            StdStream::Tcp(s) => {
+                                tokio::net::TcpStream::from_std(s).map(Stream::Tcp)
+                            }
+                            StdStream::Unix(s) => {
+                                tokio::net::UnixStream::from_std(s).map(Stream::Unix)
+                            }
+                        };
+                        match adopted {
                             Ok(stream) => worker.spawn(stream, job.addr, job.permit, job.stop),
                             Err(e) => tracing::warn!(error = %e, "cannot adopt connection"),
                         }
@@ -210,7 +247,7 @@ pub async fn serve_with(
 
     let mut shutdown = pin!(shutdown);
     tracing::info!(
-        port = local_port,
+        on = %listener.describe(),
         tls = config.tls.is_some(),
         threads = config.threads,
         "proxy listening"
@@ -242,7 +279,11 @@ pub async fn serve_with(
             worker.spawn(stream, addr, permit, stop_rx.clone());
             continue;
         }
-        let stream = match stream.into_std() {
+        let stream = match stream {
+            Stream::Tcp(s) => s.into_std().map(StdStream::Tcp),
+            Stream::Unix(s) => s.into_std().map(StdStream::Unix),
+        };
+        let stream = match stream {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot hand over connection");
@@ -288,16 +329,21 @@ pub async fn serve_with(
         .map_err(io::Error::other)?;
         joined?;
     }
-    tracing::info!(port = local_port, "proxy stopped");
+    tracing::info!("proxy stopped");
     Ok(())
 }
 
 /// An accepted connection on its way to a worker thread.
 struct Job {
-    stream: std::net::TcpStream,
-    addr: SocketAddr,
+    stream: StdStream,
+    addr: Option<SocketAddr>,
     permit: OwnedSemaphorePermit,
     stop: tokio::sync::watch::Receiver<()>,
+}
+
+enum StdStream {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
 }
 
 /// Serves connections on the runtime it was made on, with its own upstream pool.
@@ -328,6 +374,7 @@ impl Worker {
                 config.pool_max_idle_per_host,
                 config.pool_idle_timeout,
                 config.connect_timeout,
+                config.upstream_tls.connector(),
             )),
             error_client: error_page_client(config),
             proto_value: HeaderValue::from_static(if config.tls.is_some() {
@@ -361,17 +408,17 @@ impl Worker {
 
     fn spawn(
         &self,
-        stream: tokio::net::TcpStream,
-        addr: SocketAddr,
+        stream: Stream,
+        addr: Option<SocketAddr>,
         permit: OwnedSemaphorePermit,
         stop: tokio::sync::watch::Receiver<()>,
     ) {
-        // Small proxied writes (websocket frames, SSE events) must not wait for Nagle.
-        let _ = stream.set_nodelay(true);
         let peer = Peer {
             addr,
-            ip_value: HeaderValue::from_str(&addr.ip().to_canonical().to_string())
-                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            ip_value: addr.map(|a| {
+                HeaderValue::from_str(&a.ip().to_canonical().to_string())
+                    .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+            }),
         };
         let st = self.shared.clone();
         let builder = self.builder.clone();
@@ -379,19 +426,39 @@ impl Worker {
         tokio::spawn(async move {
             let _permit = permit;
             let _guard = guard;
-            match st.config.tls.as_ref().map(Tls::acceptor) {
-                None => serve_connection(st, builder, stream, peer, stop).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => serve_connection(st, builder, tls, peer, stop).await,
-                        Ok(Err(e)) => {
-                            tracing::debug!(peer = %addr, error = %e, "TLS handshake failed")
-                        }
-                        Err(_) => tracing::debug!(peer = %addr, "TLS handshake timed out"),
-                    }
+            match stream {
+                Stream::Tcp(s) => {
+                    // Small proxied writes (websocket frames, SSE events) must not wait for Nagle.
+                    let _ = s.set_nodelay(true);
+                    accept_connection(st, builder, s, peer, stop).await
                 }
+                Stream::Unix(s) => accept_connection(st, builder, s, peer, stop).await,
             }
         });
+    }
+}
+
+/// TLS handshake when configured, then HTTP.
+async fn accept_connection<I>(
+    st: Arc<Shared>,
+    builder: hyper::server::conn::http1::Builder,
+    io: I,
+    peer: Peer,
+    stop: tokio::sync::watch::Receiver<()>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match st.config.tls.as_ref().map(Tls::acceptor) {
+        None => serve_connection(st, builder, io, peer, stop).await,
+        Some(acceptor) => {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+                Ok(Ok(tls)) => serve_connection(st, builder, tls, peer, stop).await,
+                Ok(Err(e)) => {
+                    tracing::debug!(peer = ?peer.addr, error = %e, "TLS handshake failed")
+                }
+                Err(_) => tracing::debug!(peer = ?peer.addr, "TLS handshake timed out"),
+            }
+        }
     }
 }
 
@@ -422,7 +489,7 @@ async fn serve_connection<I>(
         }
     };
     if let Err(e) = res {
-        tracing::debug!(peer = %addr, error = %e, "client connection ended with error");
+        tracing::debug!(peer = ?addr, error = %e, "client connection ended with error");
     }
 }
 
@@ -480,10 +547,22 @@ async fn dispatch(
     drop(key);
     match &entry.parsed {
         Target::Http {
-            authority,
+            upstream,
             path_prefix,
         } => {
-            let uri = match upstream_uri(path_prefix, req.uri()) {
+            let path_prefix = if st.config.prepend_path {
+                path_prefix
+            } else {
+                ""
+            };
+            // Without the prefix: drop the route's path segments (not its host segment).
+            let strip = if st.config.include_prefix {
+                0
+            } else {
+                crate::routes::segment_count(&entry.prefix)
+                    .saturating_sub(usize::from(st.config.host_routing))
+            };
+            let uri = match upstream_uri(path_prefix, req.uri(), strip) {
                 Ok(uri) => uri,
                 Err(e) => {
                     tracing::warn!(prefix = %entry.prefix, error = %e, "cannot build upstream URI");
@@ -492,12 +571,12 @@ async fn dispatch(
             };
             let orig = std::mem::replace(req.uri_mut(), uri);
             if !req.headers().contains_key(header::HOST) {
-                if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
+                if let Ok(host) = HeaderValue::from_str(target_host(upstream)) {
                     req.headers_mut().insert(header::HOST, host);
                 }
             }
-            let authority = authority.clone();
-            forward(st, peer, req, entry, &authority, orig, upgrade).await
+            let upstream = upstream.clone();
+            forward(st, peer, req, entry, &upstream, orig, upgrade).await
         }
         Target::Hub => match &st.hub {
             Some(hub) => {
@@ -525,7 +604,9 @@ async fn to_hub(
     mut req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     add_forwarded_headers(req.headers_mut(), peer, &st.port_value, &st.proto_value);
-    req.extensions_mut().insert(ConnectInfo(peer.addr));
+    if let Some(addr) = peer.addr {
+        req.extensions_mut().insert(ConnectInfo(addr));
+    }
     let req = req.map(axum::body::Body::new);
     match hub.clone().oneshot(req).await {
         Ok(resp) => resp.map(ProxyBody::Hub),
@@ -533,9 +614,21 @@ async fn to_hub(
     }
 }
 
-/// The origin-form request target upstream: the full original path and query, behind the
-/// target's own path prefix (if any).
-fn upstream_uri(path_prefix: &str, orig: &Uri) -> Result<Uri, ProxyError> {
+/// The origin-form request target upstream: the original path (less its first `strip`
+/// segments) and query, behind the target's own path prefix (if any).
+fn upstream_uri(path_prefix: &str, orig: &Uri, strip: usize) -> Result<Uri, ProxyError> {
+    if strip > 0 {
+        let mut rest = orig.path();
+        for _ in 0..strip {
+            let trimmed = rest.trim_start_matches('/');
+            rest = &trimmed[trimmed.find('/').unwrap_or(trimmed.len())..];
+        }
+        let path = if rest.is_empty() { "/" } else { rest };
+        let query = orig.query().map(|q| format!("?{q}")).unwrap_or_default();
+        let pq = PathAndQuery::try_from(format!("{path_prefix}{path}{query}"))
+            .map_err(http::Error::from)?;
+        return Ok(Uri::from(pq));
+    }
     let orig_pq = orig.path_and_query();
     let path_and_query = if path_prefix.is_empty() {
         orig_pq
@@ -553,11 +646,17 @@ async fn forward(
     peer: &Peer,
     mut req: Request<Incoming>,
     entry: Arc<Entry>,
-    authority: &Authority,
+    upstream: &Upstream,
     orig: Uri,
     upgrade: bool,
 ) -> Response<ProxyBody> {
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    // `--auto-rewrite` needs the host the client asked for, before `--change-origin`.
+    let client_host = if st.config.auto_rewrite {
+        req.headers().get(header::HOST).cloned()
+    } else {
+        None
+    };
     let headers = req.headers_mut();
     strip_hop_by_hop(headers, upgrade);
     if st.config.x_forward {
@@ -566,10 +665,15 @@ async fn forward(
     for (name, value) in &st.config.custom_headers {
         headers.insert(name.clone(), value.clone());
     }
+    if st.config.change_origin {
+        if let Ok(host) = HeaderValue::from_str(target_host(upstream)) {
+            headers.insert(header::HOST, host);
+        }
+    }
     // Upstream always speaks HTTP/1.1 so pooled connections stay keep-alive.
     *req.version_mut() = Version::HTTP_11;
 
-    let sent = st.pool.send(authority, req);
+    let sent = st.pool.send(upstream, req);
     let result = match st.config.upstream_timeout {
         Some(limit) => match tokio::time::timeout(limit, sent).await {
             Ok(r) => r,
@@ -613,6 +717,9 @@ async fn forward(
     }
 
     strip_hop_by_hop(resp.headers_mut(), false);
+    if st.config.auto_rewrite || st.config.protocol_rewrite.is_some() {
+        rewrite_location(&st.config, &mut resp, upstream, client_host.as_ref());
+    }
     resp.map(|body| ProxyBody::Upstream {
         body,
         entry,
@@ -620,10 +727,61 @@ async fn forward(
     })
 }
 
+/// The `Host` a target is asked with when the client sent none, or with `--change-origin`.
+fn target_host(upstream: &Upstream) -> &str {
+    match upstream {
+        Upstream::Http(a) | Upstream::Https(a) => a.as_str(),
+        Upstream::Unix(_) => "localhost",
+    }
+}
+
+/// As node-http-proxy's `setRedirectHostRewrite` (CHP's `--auto-rewrite`, `--protocol-rewrite`):
+/// a redirect's absolute `Location` on the target's own host:port gets the client's host
+/// and/or the given scheme.
+fn rewrite_location<B>(
+    config: &ServeConfig,
+    resp: &mut Response<B>,
+    upstream: &Upstream,
+    client_host: Option<&HeaderValue>,
+) {
+    if !matches!(resp.status().as_u16(), 201 | 301 | 302 | 307 | 308) {
+        return;
+    }
+    let (Upstream::Http(target) | Upstream::Https(target)) = upstream else {
+        return;
+    };
+    let Some(location) = resp
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<Uri>().ok())
+    else {
+        return;
+    };
+    let (Some(scheme), Some(authority)) = (location.scheme_str(), location.authority()) else {
+        return;
+    };
+    if !authority.as_str().eq_ignore_ascii_case(target.as_str()) {
+        return;
+    }
+    let host = match (
+        config.auto_rewrite,
+        client_host.and_then(|h| h.to_str().ok()),
+    ) {
+        (true, Some(h)) => h,
+        _ => authority.as_str(),
+    };
+    let scheme = config.protocol_rewrite.as_deref().unwrap_or(scheme);
+    let pq = location.path_and_query().map_or("/", PathAndQuery::as_str);
+    if let Ok(v) = HeaderValue::from_str(&format!("{scheme}://{host}{pq}")) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+}
+
 /// An error answered as CHP does: with `--error-target`, the body of
 /// `GET {error_target}/{code}?url={original url}` (its content type and encoding kept) under the
-/// original status; otherwise (or when that fails) the status's reason phrase. Upgrade requests
-/// get the bare status.
+/// original status; with `--error-path`, the file `{code}.html` or `error.html` there; otherwise
+/// (or when that fails) the status's reason phrase. Upgrade requests get the bare status.
 async fn error_page(
     st: &Shared,
     code: StatusCode,
@@ -667,8 +825,33 @@ async fn error_page(
             }
             Err(e) => tracing::error!(%url, error = %e, "bad error target URL"),
         }
+    } else if let Some(dir) = &st.config.error_path {
+        if let Some(page) = error_file(dir, code).await {
+            let mut resp = Response::new(ProxyBody::text(page));
+            *resp.status_mut() = code;
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            return resp;
+        }
     }
     simple(code, reason.to_owned())
+}
+
+/// `{dir}/{code}.html`, else `{dir}/error.html`.
+async fn error_file(dir: &std::path::Path, code: StatusCode) -> Option<Vec<u8>> {
+    for name in [format!("{}.html", code.as_u16()), "error.html".to_owned()] {
+        let path = dir.join(&name);
+        match tokio::fs::read(&path).await {
+            Ok(page) => return Some(page),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                tracing::debug!(path = %path.display(), "no error page file")
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "cannot read error page file")
+            }
+        }
+    }
+    None
 }
 
 /// Splice an upgraded client connection to the upgraded upstream connection, until either side
@@ -854,7 +1037,9 @@ fn add_forwarded_headers(
     port_value: &HeaderValue,
     proto_value: &HeaderValue,
 ) {
-    append_list(headers, &X_FORWARDED_FOR, &peer.ip_value);
+    if let Some(ip) = &peer.ip_value {
+        append_list(headers, &X_FORWARDED_FOR, ip);
+    }
     append_list(headers, &X_FORWARDED_PROTO, proto_value);
     append_list(headers, &X_FORWARDED_PORT, port_value);
     if !headers.contains_key(&X_FORWARDED_HOST) {
@@ -913,8 +1098,8 @@ mod tests {
 
     fn peer() -> Peer {
         Peer {
-            addr: "[::ffff:10.0.0.7]:5555".parse().unwrap(),
-            ip_value: HeaderValue::from_static("10.0.0.7"),
+            addr: Some("[::ffff:10.0.0.7]:5555".parse().unwrap()),
+            ip_value: Some(HeaderValue::from_static("10.0.0.7")),
         }
     }
 
@@ -979,12 +1164,14 @@ mod tests {
     fn upstream_uri_keeps_full_path_and_query() {
         let orig: Uri = "/user/alice/api/status?x=1".parse().unwrap();
         assert_eq!(
-            upstream_uri("", &orig).unwrap(),
+            upstream_uri("", &orig, 0).unwrap(),
             "/user/alice/api/status?x=1"
         );
         assert_eq!(
-            upstream_uri("/base", &orig).unwrap(),
+            upstream_uri("/base", &orig, 0).unwrap(),
             "/base/user/alice/api/status?x=1"
         );
+        assert_eq!(upstream_uri("", &orig, 2).unwrap(), "/api/status?x=1");
+        assert_eq!(upstream_uri("/b", &orig, 4).unwrap(), "/b/?x=1");
     }
 }

@@ -1,4 +1,6 @@
-//! TLS termination with rustls, from PEM certificate and key files, reloadable at run time.
+//! TLS with rustls: termination from PEM certificate and key files, reloadable at run time,
+//! optionally asking clients for certificates (CHP's `--ssl-request-cert`, `--api-ssl-*`); and
+//! the client side for `https://` targets (`--client-ssl-*`, `--insecure`).
 //!
 //! Each accepted connection takes the configuration current at its handshake; [`Tls::reload`]
 //! swaps in a new one for later connections, so connections already open are never dropped.
@@ -6,10 +8,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::ServerConfig;
-use tokio_rustls::TlsAcceptor;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::ProxyError;
 
@@ -18,27 +23,80 @@ use crate::ProxyError;
 pub struct Tls {
     cert: PathBuf,
     key: PathBuf,
+    clients: ClientCerts,
     current: Arc<RwLock<TlsAcceptor>>,
 }
 
-fn load(cert: &Path, key: &Path) -> Result<TlsAcceptor, ProxyError> {
-    let tls_err = |path: &Path, reason: String| ProxyError::Tls {
+/// Whether a TLS listener asks its clients for certificates (Node's `requestCert` and
+/// `rejectUnauthorized`, as CHP passes them).
+#[derive(Clone, Debug, Default)]
+pub enum ClientCerts {
+    /// Do not ask.
+    #[default]
+    None,
+    /// Ask; a client may go without one, but a certificate it sends must chain to the CA.
+    Optional { ca: PathBuf },
+    /// Ask, and refuse the handshake without a certificate that chains to the CA (mutual TLS).
+    Required { ca: PathBuf },
+}
+
+fn tls_err(path: &Path, reason: impl Into<String>) -> ProxyError {
+    ProxyError::Tls {
         path: path.to_owned(),
-        reason,
-    };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| tls_err(cert, e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| tls_err(cert, e.to_string()))?;
-    if certs.is_empty() {
-        return Err(tls_err(cert, "no PEM certificate in the file".into()));
+        reason: reason.into(),
     }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| tls_err(key, e.to_string()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ProxyError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| tls_err(path, e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| tls_err(path, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(tls_err(path, "no PEM certificate in the file"));
+    }
+    Ok(certs)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, ProxyError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| tls_err(path, e.to_string()))
+}
+
+/// Every certificate in a PEM bundle, as trust anchors.
+fn read_roots(path: &Path) -> Result<RootCertStore, ProxyError> {
+    let mut roots = RootCertStore::empty();
+    for cert in read_certs(path)? {
+        roots
+            .add(cert)
+            .map_err(|e| tls_err(path, format!("not a usable CA certificate: {e}")))?;
+    }
+    Ok(roots)
+}
+
+fn load(cert: &Path, key: &Path, clients: &ClientCerts) -> Result<TlsAcceptor, ProxyError> {
+    let certs = read_certs(cert)?;
+    let key_der = read_key(key)?;
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| tls_err(cert, e.to_string()))?
-        .with_no_client_auth()
+        .map_err(|e| tls_err(cert, e.to_string()))?;
+    let builder = match clients {
+        ClientCerts::None => builder.with_no_client_auth(),
+        ClientCerts::Optional { ca } | ClientCerts::Required { ca } => {
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(read_roots(ca)?.into(), provider());
+            let verifier = match clients {
+                ClientCerts::Optional { .. } => verifier.allow_unauthenticated(),
+                _ => verifier,
+            };
+            let verifier = verifier.build().map_err(|e| tls_err(ca, e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
         .with_single_cert(certs, key_der)
         .map_err(|e| tls_err(key, format!("certificate and key do not fit: {e}")))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -60,18 +118,29 @@ impl Tls {
         cert: impl Into<PathBuf>,
         key: impl Into<PathBuf>,
     ) -> Result<Self, ProxyError> {
+        Self::with_client_certs(cert, key, ClientCerts::None)
+    }
+
+    /// [`Tls::from_files`], asking clients for certificates as `clients` says.
+    pub fn with_client_certs(
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+        clients: ClientCerts,
+    ) -> Result<Self, ProxyError> {
         let (cert, key) = (cert.into(), key.into());
-        let acceptor = load(&cert, &key)?;
+        let acceptor = load(&cert, &key, &clients)?;
         Ok(Tls {
             cert,
             key,
+            clients,
             current: Arc::new(RwLock::new(acceptor)),
         })
     }
 
-    /// Read the files again and use them for new connections. On error the old ones stay.
+    /// Read the files (and the client CA) again and use them for new connections. On error the
+    /// old ones stay.
     pub fn reload(&self) -> Result<(), ProxyError> {
-        let acceptor = load(&self.cert, &self.key)?;
+        let acceptor = load(&self.cert, &self.key, &self.clients)?;
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = acceptor;
         Ok(())
     }
@@ -81,5 +150,116 @@ impl Tls {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+}
+
+/// How the proxy speaks TLS to `https://` targets: which CAs it trusts (the Mozilla roots
+/// unless `--client-ssl-ca` names a bundle), the certificate it presents (`--client-ssl-cert`
+/// and `--client-ssl-key`, for targets that require one, as JupyterHub's internal_ssl does), or
+/// no verification at all (`--insecure`).
+#[derive(Clone)]
+pub struct UpstreamTls {
+    connector: TlsConnector,
+}
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls").finish_non_exhaustive()
+    }
+}
+
+impl Default for UpstreamTls {
+    fn default() -> Self {
+        Self::new(None, None, false).expect("the built-in roots always make a client config")
+    }
+}
+
+impl UpstreamTls {
+    /// `ca`: PEM bundle of trusted CAs (else the Mozilla roots); `identity`: (cert, key) PEM
+    /// files to present; `insecure`: accept any server certificate.
+    pub fn new(
+        ca: Option<&Path>,
+        identity: Option<(&Path, &Path)>,
+        insecure: bool,
+    ) -> Result<Self, ProxyError> {
+        let roots = match ca {
+            Some(path) => read_roots(path)?,
+            None => RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            },
+        };
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls_err(Path::new("-"), e.to_string()))?;
+        let builder = if insecure {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider())))
+        } else {
+            builder.with_root_certificates(roots)
+        };
+        let mut config = match identity {
+            Some((cert, key)) => builder
+                .with_client_auth_cert(read_certs(cert)?, read_key(key)?)
+                .map_err(|e| tls_err(key, format!("certificate and key do not fit: {e}")))?,
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(UpstreamTls {
+            connector: TlsConnector::from(Arc::new(config)),
+        })
+    }
+
+    pub(crate) fn connector(&self) -> TlsConnector {
+        self.connector.clone()
+    }
+}
+
+/// `--insecure`: any server certificate is accepted (its handshake signatures still checked).
+#[derive(Debug)]
+struct AnyServerCert(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }

@@ -240,3 +240,242 @@ pub fn self_signed(dir: &Path, stem: &str, cn: &str) -> (PathBuf, PathBuf) {
     );
     (cert, key)
 }
+
+impl ProxyProc {
+    /// Start `hubfleet proxy` with exactly `args` (no ports of ours), the token set, and wait
+    /// until `ready` says so (e.g. a unix socket exists).
+    pub fn start_raw(args: &[&str], ready: impl Fn(&Path) -> bool) -> ProxyProc {
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(dir.path().join("proxy.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_hubfleet"))
+            .arg("proxy")
+            .args(args)
+            .env("RUST_LOG", "info,hubfleet_proxy=debug")
+            .env("CONFIGPROXY_AUTH_TOKEN", TOKEN)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut p = ProxyProc {
+            port: 0,
+            api_port: 0,
+            metrics_port: 0,
+            dir,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !ready(p.path()) {
+            if let Some(status) = p.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("proxy exited with {status}; log:\n{}", p.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "proxy not ready; log:\n{}",
+                p.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        p
+    }
+}
+
+/// Run `hubfleet proxy` with `args` and expect it to exit with an error: returns its output.
+pub fn proxy_fails(args: &[&str]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hubfleet"))
+        .arg("proxy")
+        .args(["--ip", "127.0.0.1", "--port", &free_port().to_string()])
+        .args(["--api-port", &free_port().to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("hubfleet proxy {args:?} kept running; it should have refused");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !status.success(),
+        "hubfleet proxy {args:?} succeeded: {text}"
+    );
+    text
+}
+
+/// A test CA and certificates it signed, as JupyterHub's internal_ssl makes them.
+pub struct TestCa {
+    pub ca: PathBuf,
+    ca_key: PathBuf,
+    dir: PathBuf,
+}
+
+impl TestCa {
+    pub fn new(dir: &Path, name: &str) -> TestCa {
+        let ca = dir.join(format!("{name}-ca.crt"));
+        let ca_key = dir.join(format!("{name}-ca.key"));
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name} CA"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            ca_key.to_str().unwrap(),
+            "-out",
+            ca.to_str().unwrap(),
+        ]);
+        TestCa {
+            ca,
+            ca_key,
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// A leaf for `cn` (also valid for 127.0.0.1 and localhost), usable by servers and
+    /// clients: (cert, key).
+    pub fn issue(&self, cn: &str) -> (PathBuf, PathBuf) {
+        let cert = self.dir.join(format!("{cn}.crt"));
+        let key = self.dir.join(format!("{cn}.key"));
+        let csr = self.dir.join(format!("{cn}.csr"));
+        let ext = self.dir.join(format!("{cn}.ext"));
+        std::fs::write(
+            &ext,
+            format!(
+                "subjectAltName=DNS:{cn},DNS:localhost,IP:127.0.0.1\n\
+                 extendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n"
+            ),
+        )
+        .unwrap();
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            csr.to_str().unwrap(),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            csr.to_str().unwrap(),
+            "-CA",
+            self.ca.to_str().unwrap(),
+            "-CAkey",
+            self.ca_key.to_str().unwrap(),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            ext.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ]);
+        (cert, key)
+    }
+}
+
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl must be installed to make test certificates");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An HTTPS server (Python's ssl module, a peer independent of rustls) on a free port that
+/// answers every GET with JSON: its name, the path, and the subject CN of the client
+/// certificate, which it requires (signed by `client_ca`) when that is given. Killed on drop.
+pub struct HttpsUpstream {
+    pub url: String,
+    child: Child,
+}
+
+impl Drop for HttpsUpstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn https_upstream(cert: &Path, key: &Path, client_ca: Option<&Path>) -> HttpsUpstream {
+    const SERVER: &str = r#"
+import http.server, json, ssl, sys
+cert, key, ca, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        peer = self.connection.getpeercert() or {}
+        cn = [v for rdn in peer.get("subject", ()) for (k, v) in rdn if k == "commonName"]
+        body = json.dumps({"server": "https", "path": self.path, "client_cn": cn[0] if cn else None,
+                           "host": self.headers.get("Host")}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+if ca:
+    ctx.load_verify_locations(ca)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), H)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+"#;
+    let port = free_port();
+    let child = Command::new("python3")
+        .args(["-c", SERVER])
+        .arg(cert)
+        .arg(key)
+        .arg(client_ca.map(|p| p.to_str().unwrap()).unwrap_or(""))
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("python3 runs the HTTPS test upstream");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "HTTPS upstream did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    HttpsUpstream {
+        url: format!("https://127.0.0.1:{port}"),
+        child,
+    }
+}
