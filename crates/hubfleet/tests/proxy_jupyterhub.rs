@@ -92,6 +92,12 @@ impl Drop for Hub {
 }
 
 fn start_jupyterhub() -> Hub {
+    start_jupyterhub_with(false)
+}
+
+/// JupyterHub, with `internal_ssl` (TLS with client certificates between hub, proxy and
+/// servers) when asked.
+fn start_jupyterhub_with(internal_ssl: bool) -> Hub {
     let venv = python_env();
     let dir = tempfile::tempdir().unwrap();
     let (port, hub_port, api_port) = (free_port(), free_port(), free_port());
@@ -103,7 +109,7 @@ c.JupyterHub.hub_ip = "127.0.0.1"
 c.JupyterHub.hub_port = {hub_port}
 c.JupyterHub.db_url = "sqlite:///{d}/jupyterhub.sqlite"
 c.JupyterHub.cookie_secret_file = "{d}/cookie_secret"
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{api_port}"
+c.ConfigurableHTTPProxy.api_url = "{api_scheme}://127.0.0.1:{api_port}"
 c.ConfigurableHTTPProxy.command = ["{bin}", "proxy"]
 c.ConfigurableHTTPProxy.auth_token = "{PROXY_TOKEN}"
 c.ConfigurableHTTPProxy.pid_file = "{d}/proxy.pid"
@@ -121,7 +127,11 @@ c.JupyterHub.load_roles = [{{
     "scopes": ["admin:users", "admin:servers", "access:servers", "read:users"],
     "services": ["tester"],
 }}]
+c.JupyterHub.internal_ssl = {internal_ssl}
+c.JupyterHub.internal_certs_location = "{d}/internal-ssl"
 "#,
+        api_scheme = if internal_ssl { "https" } else { "http" },
+        internal_ssl = if internal_ssl { "True" } else { "False" },
         bin = env!("CARGO_BIN_EXE_hubfleet"),
         venv = venv.display(),
     );
@@ -345,4 +355,91 @@ async fn upstream_jupyterhub_runs_with_hubfleet_proxy() {
         resp.status()
     );
     assert!(hub.log().contains("Starting proxy"), "{}", hub.log());
+}
+
+/// JupyterHub's `internal_ssl`: it passes our proxy `--api-ssl-*` (mutual TLS on the REST API,
+/// which the hub then uses with its own certificate) and `--client-ssl-*` (the proxy's
+/// certificate and CA for the https:// targets: the hub itself and the single-user servers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_jupyterhub_internal_ssl_through_hubfleet_proxy() {
+    let hub = start_jupyterhub_with(true);
+    let c = client();
+
+    // The hub API through our proxy: the proxy reached the hub's https:// target with its
+    // client certificate, after the hub added the route over the mutual-TLS API.
+    let info: Value = wait_for(&hub, "the hub API through the proxy", 90, || async {
+        let resp = c.get(hub.url("/hub/api/")).send().await.ok()?;
+        if resp.status() != 200 {
+            return None;
+        }
+        resp.json().await.ok()
+    })
+    .await;
+    assert!(info["version"].as_str().unwrap().starts_with('6'), "{info}");
+    // The API speaks TLS only, and only with a client certificate from the hub's CAs.
+    assert!(c
+        .get(hub.proxy_api(""))
+        .send()
+        .await
+        .map_or(true, |r| r.status() != 200));
+    let no_cert = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let https_api = hub.proxy_api("").replace("http://", "https://");
+    assert!(no_cert.get(&https_api).send().await.is_err());
+
+    let resp = c
+        .post(hub.url("/hub/api/users/alice"))
+        .header("Authorization", token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    let resp = c
+        .post(hub.url("/hub/api/users/alice/server"))
+        .header("Authorization", token())
+        .send()
+        .await
+        .unwrap();
+    assert!([201, 202].contains(&resp.status().as_u16()));
+    wait_for(&hub, "alice's server to be ready", 90, || async {
+        let user: Value = c
+            .get(hub.url("/hub/api/users/alice"))
+            .header("Authorization", token())
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (user["servers"][""]["ready"] == true).then_some(())
+    })
+    .await;
+
+    // Her https:// server, through our proxy.
+    let resp = c
+        .get(hub.url("/user/alice/api/status"))
+        .header("Authorization", token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", hub.log());
+    let status: Value = resp.json().await.unwrap();
+    assert!(status.get("started").is_some(), "{status}");
+    let user: Value = c
+        .get(hub.url("/hub/api/users/alice"))
+        .header("Authorization", token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(user["servers"][""]["url"].as_str().is_some(), "{user}");
+    assert!(
+        hub.log().contains("https://127.0.0.1:"),
+        "targets are https: {}",
+        hub.log()
+    );
 }
