@@ -23,6 +23,14 @@ pub fn from_config(config: &HubConfig, store: &Store) -> Result<DynAuthenticator
         logo_url: settings.login_logo_url.clone(),
         manage_groups: settings.manage_groups,
         enable_auth_state: settings.enable_auth_state,
+        // Without auth_state there is nothing to refresh with (as oauthenticator).
+        auth_refresh_age: if settings.enable_auth_state {
+            Duration::from_secs(u64::from(settings.auth_refresh_age))
+        } else {
+            Duration::ZERO
+        },
+        refresh_pre_spawn: settings.enable_auth_state && settings.refresh_pre_spawn,
+        refresh_tracker: Default::default(),
     };
     let limiter = || {
         Some(LoginLimiter::new(

@@ -15,11 +15,13 @@ mod build;
 mod limiter;
 pub mod oauth;
 mod policy;
+mod refresh;
 
 pub use build::from_config;
 pub use limiter::LoginLimiter;
 pub use oauth::{OAuthAuthenticator, PendingLogin, RedirectLogin};
 pub use policy::{AccessPolicy, Decision};
+pub use refresh::{Due, Refresh, RefreshTracker};
 
 /// Who logged in, as the authenticator sees them.
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -84,6 +86,13 @@ pub struct LoginOptions {
     pub manage_groups: bool,
     /// Keep `auth_state` in the database.
     pub enable_auth_state: bool,
+    /// `auth_refresh_age`: how long a check of auth_state with the provider holds; zero:
+    /// only before spawning, with `refresh_pre_spawn`.
+    pub auth_refresh_age: std::time::Duration,
+    /// `refresh_pre_spawn`: check with the provider before every server start.
+    pub refresh_pre_spawn: bool,
+    /// When each user was last checked.
+    pub refresh_tracker: RefreshTracker,
 }
 
 /// Lower-case and trim a user name, as JupyterHub's default `normalize_username` does,
@@ -131,6 +140,16 @@ pub trait Authenticator: Send + Sync + 'static {
     fn limiter(&self) -> Option<&LoginLimiter> {
         None
     }
+
+    /// Check a logged-in user with the provider again (JupyterHub's `refresh_user`), given
+    /// their stored auth_state. The default: nothing to check.
+    async fn refresh_user(
+        &self,
+        _name: &str,
+        _auth_state: Option<&serde_json::Value>,
+    ) -> Result<Refresh, AuthError> {
+        Ok(Refresh::Valid)
+    }
 }
 
 /// An authenticator with the hub-wide options around it.
@@ -160,6 +179,13 @@ impl<A: Authenticator> Authenticator for Configured<A> {
     fn limiter(&self) -> Option<&LoginLimiter> {
         self.limiter.as_ref()
     }
+    async fn refresh_user(
+        &self,
+        name: &str,
+        auth_state: Option<&serde_json::Value>,
+    ) -> Result<Refresh, AuthError> {
+        self.inner.refresh_user(name, auth_state).await
+    }
 }
 
 #[async_trait]
@@ -173,6 +199,13 @@ impl Authenticator for OAuthAuthenticator {
     }
     fn redirect_login(&self) -> Option<&dyn RedirectLogin> {
         Some(self)
+    }
+    async fn refresh_user(
+        &self,
+        name: &str,
+        auth_state: Option<&serde_json::Value>,
+    ) -> Result<Refresh, AuthError> {
+        OAuthAuthenticator::refresh_user(self, name, auth_state).await
     }
 }
 
@@ -375,6 +408,61 @@ impl Authenticator for SharedPasswordAuthenticator {
 }
 
 pub type DynAuthenticator = Arc<dyn Authenticator>;
+
+/// Give the store the auth_state keys of `JUPYTERHUB_CRYPT_KEY` (`keys`, the variable's
+/// value) and bring stored auth_state under them: rows in clear from older versions are
+/// encrypted, rows made with an older listed key re-encrypted with the first.
+/// `enable_auth_state` without a key is an error, as upstream: tokens are never kept in
+/// clear.
+pub async fn with_auth_state_keys(
+    store: Store,
+    enable_auth_state: bool,
+    keys: Option<&str>,
+) -> Result<Store, AuthError> {
+    let keeper = match keys.filter(|k| !k.trim().is_empty()) {
+        Some(keys) => hubfleet_store::CryptKeeper::from_keys(keys)
+            .map_err(|e| AuthError::Config(e.to_string()))?,
+        None if enable_auth_state => {
+            return Err(AuthError::Config(format!(
+                "enable_auth_state is true, but {env} is not set. auth_state holds the identity \
+                 provider's tokens and is only kept encrypted: generate a key with \
+                 `openssl rand -hex 32`, set it as {env} in the hub's environment and keep it \
+                 (stored auth_state cannot be read without it). Several keys separated by `;` \
+                 rotate them: the first encrypts, all decrypt.",
+                env = hubfleet_store::CRYPT_KEY_ENV
+            )))
+        }
+        None => return Ok(store),
+    };
+    let keys = keeper.key_count();
+    let store = store.with_crypt_keeper(keeper);
+    let report = store.reseal_auth_states().await?;
+    tracing::info!(
+        keys,
+        "auth_state is encrypted with {}",
+        hubfleet_store::CRYPT_KEY_ENV
+    );
+    if report.encrypted > 0 {
+        tracing::info!(
+            users = report.encrypted,
+            "encrypted auth_state stored in clear by an older version"
+        );
+    }
+    if report.rotated > 0 {
+        tracing::info!(
+            users = report.rotated,
+            "re-encrypted auth_state with the first key"
+        );
+    }
+    if report.unreadable > 0 {
+        tracing::warn!(
+            users = report.unreadable,
+            "auth_state of some users cannot be decrypted with any key in {}: it reads as empty until they log in again. Was a key removed too early?",
+            hubfleet_store::CRYPT_KEY_ENV
+        );
+    }
+    Ok(store)
+}
 
 #[cfg(test)]
 mod tests {

@@ -328,14 +328,7 @@ impl OAuthAuthenticator {
             id_token.claims(&verifier, &nonce).map_err(|e| {
                 AuthError::Rejected(format!("the ID token was refused: {}", error_chain(&e)))
             })?;
-            let mut raw = serde_json::to_value(&token).unwrap_or(Value::Null);
-            if let Some(obj) = raw.as_object_mut() {
-                obj.insert(
-                    "access_token".into(),
-                    token.access_token().secret().as_str().into(),
-                );
-            }
-            return Ok(raw);
+            return Ok(token_json(&token, token.access_token().secret()));
         }
         let (auth_url, token_url) = self.plain_endpoints()?;
         let mut client =
@@ -369,17 +362,10 @@ impl OAuthAuthenticator {
             .request_async(&self.http)
             .await
             .map_err(token_error)?;
-        let mut raw = serde_json::to_value(&token).unwrap_or(Value::Null);
-        if let Some(obj) = raw.as_object_mut() {
-            obj.insert(
-                "access_token".into(),
-                oauth2::TokenResponse::access_token(&token)
-                    .secret()
-                    .as_str()
-                    .into(),
-            );
-        }
-        Ok(raw)
+        Ok(token_json(
+            &token,
+            oauth2::TokenResponse::access_token(&token).secret(),
+        ))
     }
 
     /// The user's details (oauthenticator's `oauth_user`).
@@ -677,6 +663,14 @@ impl RedirectLogin for OAuthAuthenticator {
     async fn finish(&self, code: &str, pending: &PendingLogin) -> Result<Decision, AuthError> {
         let token = self.exchange(code, pending).await?;
         let user = self.user_info(&token).await?;
+        self.decide(token, user).await
+    }
+}
+
+impl OAuthAuthenticator {
+    /// From the token response and the user's details: the auth_state, the groups and
+    /// whether the user may log in.
+    async fn decide(&self, token: Value, user: Value) -> Result<Decision, AuthError> {
         let name = match self.username(&user) {
             Ok(name) => name,
             Err(AuthError::Refused(message)) => return Ok(Decision::Refused(message)),
@@ -795,6 +789,231 @@ impl RedirectLogin for OAuthAuthenticator {
             (Decision::Refused(_), Some(custom)) => Decision::Refused(custom.clone()),
             (d, _) => d,
         })
+    }
+}
+
+/// Seconds since the epoch.
+fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+/// An access token this close to its expiry counts as expired.
+const EXPIRY_MARGIN_SECS: f64 = 30.0;
+
+/// A token response as JSON (what auth_state keeps as `token_response`), with the access
+/// token in clear and, when the provider said `expires_in`, `expires_at` (epoch seconds) so
+/// that a refresh can tell when it has expired.
+fn token_json(token: &impl Serialize, access_token: &str) -> Value {
+    let mut raw = serde_json::to_value(token).unwrap_or(Value::Null);
+    if let Some(obj) = raw.as_object_mut() {
+        obj.insert("access_token".into(), access_token.into());
+        if let Some(expires_in) = obj.get("expires_in").and_then(Value::as_f64) {
+            obj.insert(
+                "expires_at".into(),
+                json!((now_secs() + expires_in).floor()),
+            );
+        }
+    }
+    raw
+}
+
+impl OAuthAuthenticator {
+    /// oauthenticator's `refresh_user`: read the user anew with the stored access token,
+    /// first getting a new one with the refresh token when it has expired (or when the
+    /// provider no longer accepts it). The user must log in again when that fails, or when
+    /// the provider's answer no longer lets them in.
+    pub async fn refresh_user(
+        &self,
+        name: &str,
+        auth_state: Option<&Value>,
+    ) -> Result<crate::Refresh, AuthError> {
+        use crate::Refresh;
+        // No auth_state (never logged in through the provider, or it could not be
+        // decrypted): nothing to check with.
+        let Some(state) = auth_state.filter(|s| s.is_object()) else {
+            return Ok(Refresh::Valid);
+        };
+        let refresh_token = state["refresh_token"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
+        let mut token = state
+            .get("token_response")
+            .filter(|t| t.is_object())
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        token["access_token"] = state["access_token"].clone();
+        let expired = token["expires_at"]
+            .as_f64()
+            .is_some_and(|at| at <= now_secs() + EXPIRY_MARGIN_SECS);
+        let mut refreshed = false;
+        if expired {
+            let Some(rt) = &refresh_token else {
+                return Ok(Refresh::LoginRequired(
+                    "the access token has expired and the provider gave no refresh token".into(),
+                ));
+            };
+            token = match self.refresh_grant(rt).await {
+                Ok(t) => t,
+                Err(e) => return Ok(Refresh::LoginRequired(e.to_string())),
+            };
+            refreshed = true;
+        }
+        let user = match self.current_user_info(&token, state, refreshed).await {
+            Ok(user) => user,
+            Err(first) => match (&refresh_token, refreshed) {
+                // Access tokens can be revoked before they expire: try the refresh token.
+                (Some(rt), false) => {
+                    token = match self.refresh_grant(rt).await {
+                        Ok(t) => t,
+                        Err(e) => return Ok(Refresh::LoginRequired(e.to_string())),
+                    };
+                    refreshed = true;
+                    match self.current_user_info(&token, state, refreshed).await {
+                        Ok(user) => user,
+                        Err(e) => return Ok(Refresh::LoginRequired(e.to_string())),
+                    }
+                }
+                _ => return Ok(Refresh::LoginRequired(first.to_string())),
+            },
+        };
+        if let Some(obj) = token.as_object_mut() {
+            // Providers that do not rotate refresh tokens leave them out of the answer.
+            if obj.get("refresh_token").is_none_or(Value::is_null) {
+                if let Some(rt) = &refresh_token {
+                    obj.insert("refresh_token".into(), rt.clone().into());
+                }
+            }
+            if obj.get("id_token").is_none_or(Value::is_null) {
+                obj.insert("id_token".into(), state["id_token"].clone());
+            }
+        }
+        if refreshed {
+            tracing::info!(user = %name, "got a new access token with the refresh token");
+        }
+        Ok(match self.decide(token, user).await? {
+            Decision::Allowed(info) if info.name == name => Refresh::Updated(info),
+            Decision::Allowed(info) => Refresh::LoginRequired(format!(
+                "the identity provider now names this user {}",
+                info.name
+            )),
+            Decision::Refused(message) => Refresh::LoginRequired(message),
+        })
+    }
+
+    /// The user's details as the provider gives them now, with `token`'s access token.
+    async fn current_user_info(
+        &self,
+        token: &Value,
+        state: &Value,
+        refreshed: bool,
+    ) -> Result<Value, AuthError> {
+        let Some(issuer) = self.issuer().map(str::to_owned) else {
+            return self.user_info(token).await;
+        };
+        // OpenID Connect: the verified claims of the login, updated from the userinfo
+        // endpoint for the same subject.
+        let mut claims = state["oauth_user"].clone();
+        let from_id_token_only = matches!(
+            &self.settings.provider,
+            OAuthProvider::Generic {
+                userdata_from_id_token: true,
+                ..
+            }
+        );
+        let meta = self.metadata(&issuer).await?;
+        match (from_id_token_only, meta.userinfo_endpoint()) {
+            (false, Some(url)) => {
+                let access_token = token["access_token"].as_str().unwrap_or_default();
+                let info = self.userdata(url.as_str(), access_token).await?;
+                if info.get("sub") != claims.get("sub") {
+                    return Err(AuthError::Rejected(
+                        "the userinfo endpoint described another user than the login".into(),
+                    ));
+                }
+                if let (Some(c), Some(i)) = (claims.as_object_mut(), info.as_object()) {
+                    for (k, v) in i {
+                        c.insert(k.clone(), v.clone());
+                    }
+                }
+                Ok(claims)
+            }
+            // Nothing to ask: a successful refresh grant is the check.
+            _ if refreshed => Ok(claims),
+            _ => Err(AuthError::Rejected(
+                "the provider has no userinfo endpoint to check the access token with".into(),
+            )),
+        }
+    }
+
+    /// The `refresh_token` grant at the token endpoint.
+    async fn refresh_grant(&self, refresh_token: &str) -> Result<Value, AuthError> {
+        let refused = |e: &dyn std::error::Error| {
+            AuthError::Rejected(format!(
+                "the identity provider refused the refresh token ({}): please log in again",
+                error_chain(e)
+            ))
+        };
+        let client_id = self.settings.client_id.clone();
+        let secret = self
+            .settings
+            .client_secret
+            .as_ref()
+            .map(|s| s.expose().to_owned());
+        if let Some(issuer) = self.issuer() {
+            let meta = self.metadata(issuer).await?;
+            let client = CoreClient::from_provider_metadata(
+                meta,
+                ClientId::new(client_id),
+                secret.map(ClientSecret::new),
+            )
+            .set_auth_type(self.auth_type());
+            let token = client
+                .exchange_refresh_token(&openidconnect::RefreshToken::new(refresh_token.to_owned()))
+                .map_err(|e| AuthError::Config(format!("token endpoint: {e}")))?
+                .request_async(&self.http)
+                .await
+                .map_err(|e| refused(&e))?;
+            // A new ID token must be as valid as the first one (no nonce on refresh).
+            if let Some(id_token) = openidconnect::TokenResponse::id_token(&token) {
+                id_token
+                    .claims(&client.id_token_verifier(), |_: Option<&Nonce>| Ok(()))
+                    .map_err(|e| {
+                        AuthError::Rejected(format!(
+                            "the refreshed ID token was refused: {}",
+                            error_chain(&e)
+                        ))
+                    })?;
+            }
+            return Ok(token_json(&token, token.access_token().secret()));
+        }
+        let (auth_url, token_url) = self.plain_endpoints()?;
+        let mut client = oauth2::basic::BasicClient::new(oauth2::ClientId::new(client_id))
+            .set_auth_uri(
+                oauth2::AuthUrl::new(auth_url).map_err(|e| AuthError::Config(e.to_string()))?,
+            )
+            .set_token_uri(
+                oauth2::TokenUrl::new(token_url).map_err(|e| AuthError::Config(e.to_string()))?,
+            )
+            .set_auth_type(match self.auth_type() {
+                AuthType::BasicAuth => oauth2::AuthType::BasicAuth,
+                _ => oauth2::AuthType::RequestBody,
+            });
+        if let Some(s) = secret {
+            client = client.set_client_secret(oauth2::ClientSecret::new(s));
+        }
+        let token = client
+            .exchange_refresh_token(&oauth2::RefreshToken::new(refresh_token.to_owned()))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| refused(&e))?;
+        Ok(token_json(
+            &token,
+            oauth2::TokenResponse::access_token(&token).secret(),
+        ))
     }
 }
 

@@ -210,6 +210,12 @@ macro_rules! authenticator_class {
             /// `enable_auth_state`.
             #[serde(deserialize_with = "opt_bool")]
             pub enable_auth_state: Option<bool>,
+            /// `auth_refresh_age`.
+            #[serde(deserialize_with = "opt_u32")]
+            pub auth_refresh_age: Option<u32>,
+            /// `refresh_pre_spawn`.
+            #[serde(deserialize_with = "opt_bool")]
+            pub refresh_pre_spawn: Option<bool>,
             $($(#[$fmeta])* pub $field: $ty,)*
         }
     };
@@ -444,6 +450,10 @@ pub struct AuthSettings {
     pub manage_groups: bool,
     pub auto_login: bool,
     pub enable_auth_state: bool,
+    /// `auth_refresh_age` in seconds (default 300); 0: never refresh.
+    pub auth_refresh_age: u32,
+    /// `refresh_pre_spawn`: refresh before every server start.
+    pub refresh_pre_spawn: bool,
     /// Text of the login button (`login_service`), for redirect-based logins.
     pub login_service: Option<String>,
     pub oauth: Option<OAuthSettings>,
@@ -464,6 +474,8 @@ pub(crate) struct CommonKeys<'a> {
     pub manage_groups: Option<bool>,
     pub auto_login: Option<bool>,
     pub enable_auth_state: Option<bool>,
+    pub auth_refresh_age: Option<u32>,
+    pub refresh_pre_spawn: Option<bool>,
 }
 
 macro_rules! common_keys {
@@ -477,6 +489,8 @@ macro_rules! common_keys {
             manage_groups: $c.manage_groups,
             auto_login: $c.auto_login,
             enable_auth_state: $c.enable_auth_state,
+            auth_refresh_age: $c.auth_refresh_age,
+            refresh_pre_spawn: $c.refresh_pre_spawn,
         }
     };
 }
@@ -546,6 +560,13 @@ impl HubConfig {
             pick_bool(|c| c.auto_login, base.auto_login).unwrap_or(kind == AuthenticatorKind::Tmp);
         let enable_auth_state =
             pick_bool(|c| c.enable_auth_state, base.enable_auth_state).unwrap_or(false);
+        let auth_refresh_age = class
+            .as_ref()
+            .and_then(|c| c.auth_refresh_age)
+            .or(base.auth_refresh_age)
+            .unwrap_or(300);
+        let refresh_pre_spawn =
+            pick_bool(|c| c.refresh_pre_spawn, base.refresh_pre_spawn).unwrap_or(false);
         let ha = &self.hubfleet.auth;
         let oauth = self.oauth_settings();
         let login_service = match kind {
@@ -579,6 +600,8 @@ impl HubConfig {
             manage_groups,
             auto_login,
             enable_auth_state,
+            auth_refresh_age,
+            refresh_pre_spawn,
             login_service,
             oauth,
             login_announcement: ha.login_announcement.clone(),

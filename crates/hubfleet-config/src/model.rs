@@ -457,6 +457,13 @@ pub struct AuthenticatorConfig {
     /// `enable_auth_state`: keep the provider's tokens and user data (encrypted).
     #[serde(deserialize_with = "opt_bool")]
     pub enable_auth_state: Option<bool>,
+    /// `auth_refresh_age`: seconds before a login's auth_state is checked again with the
+    /// provider (0: never).
+    #[serde(deserialize_with = "opt_u32")]
+    pub auth_refresh_age: Option<u32>,
+    /// `refresh_pre_spawn`: check auth_state with the provider before every server start.
+    #[serde(deserialize_with = "opt_bool")]
+    pub refresh_pre_spawn: Option<bool>,
 }
 
 /// `hub.config.DummyAuthenticator:`.

@@ -69,7 +69,8 @@ fn unknown_key_names_file_line_full_path_and_suggestion() {
         e.display,
         "/etc/hub.yaml:7:7: unknown key `hub.config.Authenticator.admin_user`; did you mean `admin_users`? \
          Allowed keys in `hub.config.Authenticator`: `admin_users`, `allowed_users`, `blocked_users`, `allow_all`, \
-         `allow_existing_users`, `manage_groups`, `auto_login`, `enable_auth_state`. \
+         `allow_existing_users`, `manage_groups`, `auto_login`, `enable_auth_state`, `auth_refresh_age`, \
+         `refresh_pre_spawn`. \
          Fix the key or remove it (see docs/configuration.md)."
     );
 }

@@ -105,7 +105,10 @@ pub async fn from_cookie(
     let Some(secret) = cookie(headers, LOGIN_COOKIE) else {
         return Ok(None);
     };
-    cached(state, "session", secret, load_from_cookie(state, secret)).await
+    match cached(state, "session", secret, load_from_cookie(state, secret)).await? {
+        Some(identity) => crate::auth_refresh::checked(state, identity).await,
+        None => Ok(None),
+    }
 }
 
 async fn load_from_cookie(
@@ -149,7 +152,10 @@ pub async fn from_token(
     let Some(secret) = bearer_token(headers) else {
         return Ok(None);
     };
-    cached(state, "token", secret, load_from_token(state, secret)).await
+    match cached(state, "token", secret, load_from_token(state, secret)).await? {
+        Some(identity) => crate::auth_refresh::checked(state, identity).await,
+        None => Ok(None),
+    }
 }
 
 async fn load_from_token(

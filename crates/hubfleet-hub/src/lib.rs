@@ -20,6 +20,7 @@ use hubfleet_store::Store;
 mod access;
 mod admin;
 mod api;
+mod auth_refresh;
 pub mod culler;
 mod identity;
 pub mod lifecycle;

@@ -319,7 +319,7 @@ async fn tmp_login(
 }
 
 /// Make the groups of `user` exactly `groups` (creating groups as needed).
-async fn sync_groups(
+pub(crate) async fn sync_groups(
     state: &AppState,
     user: &hubfleet_store::User,
     groups: &[String],
@@ -419,6 +419,7 @@ pub async fn complete_login(
         .create_session(user.id, &session_id, &secret, expires)
         .await?;
     state.store.touch_user(user.id, Utc::now()).await?;
+    crate::auth_refresh::logged_in(state, &user);
     tracing::info!(user = %user.name, groups = ?info.groups, "logged in");
     let secure = state.settings.secure_cookies;
     let max_age = identity::LOGIN_DAYS * 86400;

@@ -13,12 +13,14 @@ use chrono::{DateTime, TimeZone, Utc};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+pub mod auth_state;
 pub mod groups;
 pub mod roles;
 pub mod secret;
 pub mod shares;
 pub mod users;
 
+pub use auth_state::{AuthStateError, CryptKeeper, CryptKeyError, ResealReport, CRYPT_KEY_ENV};
 pub use groups::{Group, GroupError};
 pub use roles::{RoleMembers, StoredRole};
 pub use secret::new_token;
@@ -44,6 +46,12 @@ pub enum StoreError {
     Conflict { what: &'static str, name: String },
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error(
+        "auth_state is stored encrypted and {} is not set: {}",
+        auth_state::CRYPT_KEY_ENV,
+        auth_state::KEY_HINT
+    )]
+    NoCryptKey,
     #[error("corrupt {what} in the database: {detail}")]
     Corrupt { what: &'static str, detail: String },
 }
@@ -64,6 +72,8 @@ pub struct Store {
     /// sessions, roles, groups, shares, services, OAuth clients, servers), so that
     /// caches of authentication results can tell they are stale.
     generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The keys auth_state is encrypted with (`JUPYTERHUB_CRYPT_KEY`); see [`auth_state`].
+    crypt: Option<std::sync::Arc<CryptKeeper>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -397,6 +407,7 @@ impl Store {
             pool,
             backend,
             generation: Default::default(),
+            crypt: None,
         })
     }
 

@@ -186,7 +186,7 @@ impl Store {
         state: Option<&serde_json::Value>,
     ) -> Result<()> {
         sqlx::query("UPDATE users SET auth_state = $1 WHERE id = $2")
-            .bind(state.map(crate::json_text))
+            .bind(self.seal_auth_state(state)?)
             .bind(user_id)
             .execute(&self.pool)
             .await?;
@@ -314,15 +314,7 @@ impl Store {
             match kind.as_str() {
                 "g" => details.groups.push(value),
                 "r" => details.roles.push(value),
-                _ => {
-                    details.auth_state =
-                        Some(
-                            serde_json::from_str(&value).map_err(|e| StoreError::Corrupt {
-                                what: "auth state",
-                                detail: e.to_string(),
-                            })?,
-                        )
-                }
+                _ => details.auth_state = self.open_auth_state(user_id, &value),
             }
         }
         details.groups.sort();

@@ -173,13 +173,7 @@ async fn open_store(config: &HubConfig) -> Result<Store> {
 }
 
 fn authenticator(config: &HubConfig, store: &Store) -> Result<DynAuthenticator> {
-    let auth = hubfleet_auth::from_config(config, store)?;
-    if config.auth_settings().enable_auth_state {
-        tracing::warn!(
-            "enable_auth_state: the provider's tokens are kept in the hub's database; protect it"
-        );
-    }
-    Ok(auth)
+    Ok(hubfleet_auth::from_config(config, store)?)
 }
 
 fn settings(config: &HubConfig) -> Settings {
@@ -280,6 +274,12 @@ fn settings(config: &HubConfig) -> Settings {
 
 async fn start_hub(config: &HubConfig) -> Result<Hub> {
     let store = open_store(config).await?;
+    let store = hubfleet_auth::with_auth_state_keys(
+        store,
+        config.auth_settings().enable_auth_state,
+        std::env::var(hubfleet_store::CRYPT_KEY_ENV).ok().as_deref(),
+    )
+    .await?;
     let auth = authenticator(config, &store)?;
     let spawner = Arc::new(LocalProcessSpawner::new(LocalOptions::default()));
     let hub = Hub::start(settings(config), store, auth, spawner).await?;

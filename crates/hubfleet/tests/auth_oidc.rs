@@ -98,11 +98,18 @@ fn hub_yaml(extra_class_keys: &str) -> String {
     )
 }
 
+/// `enable_auth_state` needs an encryption key.
+const CRYPT_KEY: (&str, &str) = (
+    "JUPYTERHUB_CRYPT_KEY",
+    "0f0e0d0c0b0a09080706050403020100f0e0d0c0b0a090807060504030201000",
+);
+
 fn start_hub(provider_port: u16, extra_class_keys: &str) -> TestHub {
-    TestHub::start_with(
+    TestHub::start_with_env(
         &hub_yaml(extra_class_keys),
         &format!("  auth:\n    oidc_issuer: http://127.0.0.1:{provider_port}\n    login_announcement: Use your Example account\n"),
         &common::python_env(),
+        &[CRYPT_KEY],
     )
 }
 
@@ -364,10 +371,11 @@ async fn tampered_id_tokens_are_refused() {
 #[tokio::test]
 async fn auto_login_goes_straight_to_the_provider() {
     let provider_port = free_port();
-    let hub = TestHub::start_with(
+    let hub = TestHub::start_with_env(
         &hub_yaml("      auto_login: true\n"),
         &format!("  auth:\n    oidc_issuer: http://127.0.0.1:{provider_port}\n"),
         &common::python_env(),
+        &[CRYPT_KEY],
     );
     let browser = Browser::new(&hub);
     let response = browser

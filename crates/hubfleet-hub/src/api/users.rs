@@ -818,6 +818,7 @@ async fn start(
                 .await?;
         }
     }
+    crate::auth_refresh::before_spawn(state, &user).await?;
     match state.lifecycle.spawn(&user, server_name).await? {
         SpawnOutcome::AlreadyRunning => Err(HubError::BadRequest(format!(
             "{name}'s server {server_name} is already running"

@@ -48,6 +48,9 @@ pub struct TestHub {
     pub port: u16,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
+    /// Extra environment of the hub process (e.g. `JUPYTERHUB_CRYPT_KEY`), applied at each
+    /// [`TestHub::launch`].
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -60,6 +63,16 @@ impl TestHub {
     /// Like [`TestHub::start`], with more `hubfleet:` keys (indented two spaces, one
     /// per line) and a given Python environment.
     pub fn start_with(yaml: &str, hubfleet_extra: &str, python_env: &Path) -> TestHub {
+        TestHub::start_with_env(yaml, hubfleet_extra, python_env, &[])
+    }
+
+    /// Like [`TestHub::start_with`], with extra environment variables for the hub.
+    pub fn start_with_env(
+        yaml: &str,
+        hubfleet_extra: &str,
+        python_env: &Path,
+        env: &[(&str, &str)],
+    ) -> TestHub {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("hub.yaml");
@@ -73,6 +86,10 @@ impl TestHub {
             port,
             dir,
             config,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
         };
         hub.launch();
@@ -90,6 +107,7 @@ impl TestHub {
             .args(["serve", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "info,hubfleet_hub=debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
