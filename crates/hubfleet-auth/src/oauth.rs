@@ -867,6 +867,7 @@ impl OAuthAuthenticator {
             Err(first) => match (&refresh_token, refreshed) {
                 // Access tokens can be revoked before they expire: try the refresh token.
                 (Some(rt), false) => {
+                    tracing::info!(user = %name, error = %first, "the access token was refused; using the refresh token");
                     token = match self.refresh_grant(rt).await {
                         Ok(t) => t,
                         Err(e) => return Ok(Refresh::LoginRequired(e.to_string())),

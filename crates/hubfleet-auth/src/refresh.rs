@@ -63,10 +63,12 @@ impl RefreshTracker {
     /// Whether `user_id`'s auth_state must be checked; `age` zero means only when forced.
     pub fn due(&self, user_id: i64, age: Duration, force: bool) -> Due {
         let entries = self.entries.lock().expect("refresh tracker lock");
+        if age.is_zero() && !force {
+            return Due::Fresh;
+        }
         match entries.get(&user_id).and_then(|e| e.checked) {
             Some((at, false)) if at.elapsed() < FAILED_FOR => Due::RecentlyFailed,
             _ if force => Due::Now,
-            _ if age.is_zero() => Due::Fresh,
             Some((at, true)) if at.elapsed() < age => Due::Fresh,
             _ => Due::Now,
         }
@@ -112,6 +114,9 @@ mod tests {
         tracker.record(1, false);
         assert_eq!(tracker.due(1, age, false), Due::RecentlyFailed);
         assert_eq!(tracker.due(1, age, true), Due::RecentlyFailed);
+        // Without periodic checks, only starts are refused.
+        assert_eq!(tracker.due(1, Duration::ZERO, false), Due::Fresh);
+        assert_eq!(tracker.due(1, Duration::ZERO, true), Due::RecentlyFailed);
         tracker.record(1, true);
         assert_eq!(tracker.due(1, age, false), Due::Fresh, "a login clears it");
         assert_eq!(tracker.due(2, age, false), Due::Now, "per user");

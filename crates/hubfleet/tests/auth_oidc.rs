@@ -21,6 +21,10 @@ struct Provider {
 
 impl Provider {
     fn start(port: u16, redirect_uris: &[String]) -> Provider {
+        Provider::start_with_env(port, redirect_uris, &[])
+    }
+
+    fn start_with_env(port: u16, redirect_uris: &[String], env: &[(&str, &str)]) -> Provider {
         let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oidc");
         assert!(
             fixture.join("node_modules/oidc-provider").is_dir(),
@@ -35,6 +39,7 @@ impl Provider {
             .current_dir(&fixture)
             .env("PORT", port.to_string())
             .env("REDIRECT_URIS", redirect_uris.join(","))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -399,4 +404,227 @@ async fn auto_login_goes_straight_to_the_provider() {
         .await
         .unwrap()
         .contains("OpenID configuration"));
+}
+
+/// Revoke a token at the provider (RFC 7009), as an administrator of the provider would.
+async fn revoke(provider: &Provider, token: &str) {
+    let response = reqwest::Client::new()
+        .post(provider.url("/token/revocation"))
+        .form(&[
+            ("token", token),
+            ("client_id", "hubfleet"),
+            ("client_secret", "hubfleet-test-secret"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", provider.log());
+}
+
+fn refresh_hub(provider_port: u16, authenticator_keys: &str) -> TestHub {
+    TestHub::start_with_env(
+        &format!(
+            "{}singleuser:\n  cmd: {}\n",
+            hub_yaml(authenticator_keys),
+            common::fake_singleuser()
+        ),
+        &format!("  auth:\n    oidc_issuer: http://127.0.0.1:{provider_port}\n"),
+        &common::python_env(),
+        &[CRYPT_KEY],
+    )
+}
+
+/// The auth_state of `user`, read with an admin's token (`admin:auth_state`).
+async fn auth_state_of(hub: &TestHub, admin_token: &str, user: &str) -> serde_json::Value {
+    let (status, model) = common::TokenClient::new(hub, admin_token)
+        .call(
+            reqwest::Method::GET,
+            &format!("/hub/api/users/{user}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{model}");
+    model["auth_state"].clone()
+}
+
+#[tokio::test]
+async fn auth_refresh_age_renews_tokens_and_logs_out_when_refresh_fails() {
+    let provider_port = free_port();
+    let hub = refresh_hub(provider_port, "      auth_refresh_age: 1\n");
+    let provider = Provider::start_with_env(
+        provider_port,
+        &[hub.url("/hub/oauth_callback")],
+        &[("ACCESS_TOKEN_TTL", "20")],
+    );
+
+    // alice (admin through `staff`) reads auth_state with a token; bob is the subject.
+    let alice = Browser::new(&hub);
+    assert_eq!(login(&alice, &hub, "alice", None).await.status(), 302);
+    model_of(&alice, &hub, "alice").await;
+    let (status, token) = alice
+        .call(
+            reqwest::Method::POST,
+            "/hub/api/users/alice/tokens",
+            Some(serde_json::json!({"note": "test"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{token}");
+    let admin_token = token["token"].as_str().unwrap().to_string();
+
+    let bob = Browser::new(&hub);
+    assert_eq!(login(&bob, &hub, "bob", None).await.status(), 302);
+    model_of(&bob, &hub, "bob").await;
+    let first = auth_state_of(&hub, &admin_token, "bob").await;
+    let access_1 = first["access_token"].as_str().unwrap().to_string();
+    let refresh_1 = first["refresh_token"]
+        .as_str()
+        .expect("a refresh token")
+        .to_string();
+    assert!(first["token_response"]["expires_at"].is_number(), "{first}");
+
+    // Stale after 1 s: bob's next request checks with the provider. The access token
+    // (20 s) is within the hub's 30 s margin of expiry, so a new one is fetched with the
+    // refresh token, and bob stays logged in.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        bob.api(reqwest::Method::GET, "/hub/api/users/bob")
+            .await
+            .status(),
+        200,
+        "{}",
+        hub.log()
+    );
+    let second = auth_state_of(&hub, &admin_token, "bob").await;
+    let access_2 = second["access_token"].as_str().unwrap().to_string();
+    assert_ne!(access_2, access_1, "{second}");
+    assert_eq!(second["oauth_user"]["sub"], "bob");
+    assert_eq!(
+        second["oauth_user"]["groups"],
+        serde_json::json!(["students"])
+    );
+    assert!(hub
+        .log()
+        .contains("got a new access token with the refresh token"));
+
+    // Everything revoked: bob must log in again. The API refuses him, pages send him to
+    // the login page.
+    revoke(
+        &provider,
+        second["refresh_token"].as_str().unwrap_or(&refresh_1),
+    )
+    .await;
+    revoke(&provider, &access_2).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let response = bob.api(reqwest::Method::GET, "/hub/api/users/bob").await;
+    assert_eq!(response.status(), 403);
+    let home = bob
+        .no_redirects()
+        .get(hub.url("/hub/home"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(home.status(), 302);
+    assert!(
+        location(&home).starts_with("/hub/login"),
+        "{}",
+        location(&home)
+    );
+    assert!(hub.log().contains("login required"), "{}", hub.log());
+
+    // Logging in again works at once and brings new tokens.
+    assert_eq!(login(&bob, &hub, "bob", None).await.status(), 302);
+    assert_eq!(
+        bob.api(reqwest::Method::GET, "/hub/api/users/bob")
+            .await
+            .status(),
+        200,
+        "{}",
+        hub.log()
+    );
+    let third = auth_state_of(&hub, &admin_token, "bob").await;
+    assert_ne!(third["access_token"], access_2.as_str());
+}
+
+#[tokio::test]
+async fn refresh_pre_spawn_refuses_a_start_until_login() {
+    let provider_port = free_port();
+    // No periodic checks: only the one before each start.
+    let hub = refresh_hub(
+        provider_port,
+        "      auth_refresh_age: 0\n      refresh_pre_spawn: true\n",
+    );
+    let provider = Provider::start(provider_port, &[hub.url("/hub/oauth_callback")]);
+    let bob = Browser::new(&hub);
+    assert_eq!(login(&bob, &hub, "bob", None).await.status(), 302);
+    model_of(&bob, &hub, "bob").await;
+
+    // A start with a valid login goes ahead (the check passes), then stop it.
+    let (status, body) = bob
+        .call(reqwest::Method::POST, "/hub/api/users/bob/server", None)
+        .await;
+    assert!(
+        status == 201 || status == 202,
+        "{status} {body}\n{}",
+        hub.log()
+    );
+    bob.wait_ready("bob", Duration::from_secs(30)).await;
+    let (status, body) = bob
+        .call(reqwest::Method::DELETE, "/hub/api/users/bob/server", None)
+        .await;
+    assert!(status == 204 || status == 202, "{status} {body}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The provider revokes bob's grant: pages and the API still work (no periodic
+    // checks), but a start checks first and is refused.
+    // bob's tokens, read by alice (an admin through `staff`).
+    let alice = Browser::new(&hub);
+    assert_eq!(login(&alice, &hub, "alice", None).await.status(), 302);
+    model_of(&alice, &hub, "alice").await;
+    let (_, bob_model) = alice
+        .call(reqwest::Method::GET, "/hub/api/users/bob", None)
+        .await;
+    let state = &bob_model["auth_state"];
+    revoke(
+        &provider,
+        state["refresh_token"].as_str().expect("refresh token"),
+    )
+    .await;
+    revoke(&provider, state["access_token"].as_str().unwrap()).await;
+    assert_eq!(
+        bob.api(reqwest::Method::GET, "/hub/api/users/bob")
+            .await
+            .status(),
+        200,
+        "{}",
+        hub.log()
+    );
+    let (status, body) = bob
+        .call(reqwest::Method::POST, "/hub/api/users/bob/server", None)
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("auth has expired for bob, login again"),
+        "{body}"
+    );
+    // The spawn page says the same, as a page.
+    let page = bob
+        .no_redirects()
+        .get(hub.url("/hub/spawn"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 403, "{}", hub.log());
+    assert!(page.text().await.unwrap().contains("auth has expired"));
+
+    // After logging out and in again the start goes ahead.
+    let logout = bob.client.get(hub.url("/hub/logout")).send().await.unwrap();
+    assert!(logout.status().is_success(), "{}", logout.status());
+    assert_eq!(login(&bob, &hub, "bob", None).await.status(), 302);
+    let (status, body) = bob
+        .call(reqwest::Method::POST, "/hub/api/users/bob/server", None)
+        .await;
+    assert!(status == 201 || status == 202, "{status} {body}");
 }
