@@ -475,7 +475,11 @@ async fn common_headers(
         "x-jupyterhub-version",
         axum::http::HeaderValue::from_static(JUPYTERHUB_VERSION),
     );
-    let csp = if is_api {
+    // Pages under /hub/api/ (the OAuth confirmation) load the hub's CSS like any page.
+    let is_page = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    let csp = if is_api && !is_page {
         axum::http::HeaderValue::from_static(
             "frame-ancestors 'none'; report-uri /hub/security/csp-report; default-src 'none'",
         )

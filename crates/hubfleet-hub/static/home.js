@@ -88,7 +88,8 @@
     const select = document.getElementById("share-server");
     return select ? select.value : "";
   };
-  document.getElementById("share-form").addEventListener("submit", (e) => {
+  const shareForm = document.getElementById("share-form");
+  if (shareForm) shareForm.addEventListener("submit", (e) => {
     e.preventDefault();
     hub.act(document.getElementById("share-submit"), async () => {
       const kind = document.getElementById("share-kind").value;
@@ -99,7 +100,7 @@
       await loadShares();
     });
   });
-  document.getElementById("share-code").addEventListener("click", (e) => hub.act(e.currentTarget, async () => {
+  if (shareForm) document.getElementById("share-code").addEventListener("click", (e) => hub.act(e.currentTarget, async () => {
     const code = await hub.api("POST", "/share-codes" + hub.path(hub.user) + "/" + encodeURIComponent(shareServer()), {});
     const link = document.getElementById("share-link-url");
     link.href = code.accept_url;
@@ -107,5 +108,5 @@
     document.getElementById("share-link").hidden = false;
   }));
 
-  Promise.all([loadShares(), loadShared()]).catch((error) => hub.status(error.message, true));
+  Promise.all([shareForm ? loadShares() : null, loadShared()]).catch((error) => hub.status(error.message, true));
 })();

@@ -1,0 +1,192 @@
+//! The pages in a real browser: Debian's Chromium driven by playwright-core (Node scripts in
+//! `fixtures/browser`, `npm ci` there is done by `scripts/test`), axe-core on every page at
+//! 1280×800 and 390×844, CSP violations and script errors counted as failures. The user's
+//! journey runs real JupyterLab; the admin scenarios use a stand-in server. Screenshots go to
+//! `docs/screenshots/` for the README.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{fake_singleuser, Browser, TestHub, TokenClient};
+use reqwest::Method;
+use serde_json::json;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/browser")
+}
+
+fn screenshots() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
+}
+
+/// Run one scenario against the hub; its output is printed, a failure shows the hub's log.
+fn scenario(hub: &TestHub, script: &str) {
+    let dir = fixture();
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir(),
+        "{}/node_modules is missing: run `npm ci` there (scripts/test does)",
+        dir.display()
+    );
+    let chromium =
+        std::env::var("HUBFLEET_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} is missing: install Debian's `chromium` (.ci/run does) or set HUBFLEET_CHROMIUM"
+    );
+    let output = Command::new("node")
+        .arg(dir.join(script))
+        .current_dir(&dir)
+        .env("HUB_URL", hub.url(""))
+        .env("CHROMIUM", &chromium)
+        .env("SCREENSHOT_DIR", screenshots())
+        .output()
+        .expect("node is needed for the browser tests");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{stdout}\n{stderr}\n--- hub log (end) ---\n{}",
+        tail(&hub.log(), 6000)
+    );
+}
+
+fn tail(text: &str, max: usize) -> &str {
+    let start = text.len().saturating_sub(max);
+    let start = (start..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len());
+    &text[start..]
+}
+
+const BRANDING: &str = r#"  templateVars:
+    announcement: "Scheduled maintenance on <strong>Saturday</strong> from 8:00 to 10:00 UTC."
+    announcement_login: "Welcome! Sign in with any name during the workshop."
+custom:
+  homepage:
+    templateVars:
+      org:
+        name: Example Community
+        url: https://example.org
+        logo_url: /hub/static/logo.svg
+      designed_by: {name: 2i2c, url: "https://2i2c.org"}
+      operated_by: {name: 2i2c, url: "https://2i2c.org"}
+      funded_by: {name: Example Foundation, url: "https://example.org/funders"}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_journey_in_jupyterlab() {
+    let yaml = format!(
+        r#"hub:
+  config:
+    JupyterHub:
+      authenticator_class: dummy
+    Authenticator:
+      admin_users: [admin]
+  loadRoles:
+    user:
+      scopes: [self, "shares!user", "read:users:name", "read:groups:name"]
+{BRANDING}singleuser:
+  defaultUrl: /lab
+  profileList:
+    - display_name: Small
+      slug: small
+      description: For everyday work.
+      default: true
+      kubespawner_override:
+        environment: {{SIZE: small}}
+    - display_name: Large
+      slug: large
+      description: For bigger data.
+      kubespawner_override:
+        environment: {{SIZE: large}}
+"#
+    );
+    let hub = TestHub::start(&yaml);
+    let (_, token) = common::admin_token(&hub, None).await;
+    let client = TokenClient::new(&hub, &token);
+    let (status, body) = client
+        .call(
+            Method::POST,
+            "/hub/api/users",
+            Some(json!({"usernames": ["alice", "bob"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    scenario(&hub, "user.mjs");
+    // The profile picked in the browser is the one the server was started with.
+    let (status, alice) = client
+        .call(
+            Method::GET,
+            "/hub/api/users/alice?include_stopped_servers=1",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{alice}");
+    assert_eq!(
+        alice["servers"][""]["user_options"]["profile"], "large",
+        "{alice}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_panel() {
+    let hub = TestHub::start(&format!(
+        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [admin]\n{BRANDING}singleuser:\n  cmd: {}\n",
+        fake_singleuser()
+    ));
+    scenario(&hub, "admin.mjs");
+    // What the browser did is in the hub: ann in group x, cat renamed and deleted, ben stopped.
+    let (_, token) = common::admin_token(&hub, None).await;
+    let client = TokenClient::new(&hub, &token);
+    let (_, group) = client.call(Method::GET, "/hub/api/groups/x", None).await;
+    assert_eq!(group["users"], json!(["ann"]), "{group}");
+    assert_eq!(group["properties"], json!({"course": "intro"}), "{group}");
+    let (status, _) = client.call(Method::GET, "/hub/api/users/cathy", None).await;
+    assert_eq!(status, 404);
+    let (_, ben) = client.call(Method::GET, "/hub/api/users/ben", None).await;
+    assert_eq!(ben["servers"], json!({}), "{ben}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn filtered_admin_sees_only_their_group() {
+    let hub = TestHub::start(&format!(
+        r#"hub:
+  config:
+    JupyterHub:
+      authenticator_class: dummy
+    Authenticator:
+      admin_users: [admin]
+  loadRoles:
+    group-x-admin:
+      scopes: ["admin-ui", "admin:users!group=x", "admin:servers!group=x"]
+      users: [leader]
+singleuser:
+  cmd: {}
+"#,
+        fake_singleuser()
+    ));
+    let browser = Browser::new(&hub);
+    browser.login("admin", "x").await;
+    let (status, body) = browser
+        .call(
+            Method::POST,
+            "/hub/api/users",
+            Some(json!({"usernames": ["ann", "ben", "carl", "dora", "leader"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = browser.call(Method::POST, "/hub/api/groups/x", None).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = browser
+        .call(
+            Method::POST,
+            "/hub/api/groups/x/users",
+            Some(json!({"users": ["ann", "ben"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    scenario(&hub, "filtered_admin.mjs");
+}
