@@ -47,6 +47,19 @@ impl ProgressEvent {
         }
     }
 
+    /// The event for a start step known only from the server's row (a start driven by
+    /// another hub replica, or by this hub before it restarted).
+    pub fn from_phase_detail(detail: &str) -> Self {
+        let (progress, message) = match detail {
+            "requested" => (0, "Server requested"),
+            "allocating" => (10, "Starting the server process"),
+            "waiting for HTTP" => (40, "Server process started; waiting for it to answer"),
+            "adding route" => (90, "Server is up; adding its route"),
+            other => (50, other),
+        };
+        ProgressEvent::step(progress, message)
+    }
+
     pub fn is_final(&self) -> bool {
         self.ready.is_some() || self.failed.is_some()
     }

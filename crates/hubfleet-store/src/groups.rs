@@ -104,7 +104,7 @@ impl Store {
         names: &[String],
         members: &[String],
     ) -> Result<Vec<Group>, GroupError> {
-        self.bump();
+        let _changing = self.bump();
         let mut tx = self.pool.begin().await?;
         let member_ids = user_ids(&mut *tx, members).await?;
         let mut ids = Vec::with_capacity(names.len());
@@ -245,7 +245,7 @@ impl Store {
 
     /// Remove a group (its memberships, role grants and shares go with it).
     pub async fn delete_group(&self, name: &str) -> Result<bool> {
-        self.bump();
+        let _changing = self.bump();
         let done = sqlx::query("DELETE FROM groups WHERE name = $1")
             .bind(name)
             .execute(&self.pool)
@@ -259,7 +259,7 @@ impl Store {
         name: &str,
         users: &[String],
     ) -> Result<Group, GroupError> {
-        self.bump();
+        let _changing = self.bump();
         self.change_members(name, users, true).await
     }
 
@@ -269,7 +269,7 @@ impl Store {
         name: &str,
         users: &[String],
     ) -> Result<Group, GroupError> {
-        self.bump();
+        let _changing = self.bump();
         self.change_members(name, users, false).await
     }
 

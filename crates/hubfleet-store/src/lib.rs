@@ -14,10 +14,12 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 pub mod auth_state;
+mod changes;
 pub mod groups;
 pub mod roles;
 pub mod secret;
 pub mod shares;
+pub mod user_view;
 pub mod users;
 
 pub use auth_state::{AuthStateError, CryptKeeper, CryptKeyError, ResealReport, CRYPT_KEY_ENV};
@@ -25,6 +27,7 @@ pub use groups::{Group, GroupError};
 pub use roles::{RoleMembers, StoredRole};
 pub use secret::new_token;
 pub use shares::{Grantee, Share, ShareCode, ShareCodeQuery, ShareQuery, ShareWith, SharedServer};
+pub use user_view::UserView;
 pub use users::{ServerState, UserDetails, UserQuery, UserSort};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -68,10 +71,10 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    /// Bumped by every write that can change who may do what (users, tokens,
-    /// sessions, roles, groups, shares, services, OAuth clients, servers), so that
-    /// caches of authentication results can tell they are stale.
-    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Moved by writes, so that caches can tell they are stale (see [`changes`]).
+    counters: std::sync::Arc<changes::Counters>,
+    /// Recently read user views, for the REST API's hottest request.
+    user_views: changes::UserViewCache,
     /// The keys auth_state is encrypted with (`JUPYTERHUB_CRYPT_KEY`); see [`auth_state`].
     crypt: Option<std::sync::Arc<CryptKeeper>>,
 }
@@ -406,19 +409,27 @@ impl Store {
         Ok(Store {
             pool,
             backend,
-            generation: Default::default(),
+            counters: Default::default(),
+            user_views: Default::default(),
             crypt: None,
         })
     }
 
-    /// See [`Store::generation`]'s field doc: changes whenever access may have changed.
+    /// Changes whenever access may have changed: any write to users, tokens, sessions,
+    /// roles, groups, shares, services, OAuth clients or servers.
     pub fn generation(&self) -> u64 {
-        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+        self.counters.access()
     }
 
-    fn bump(&self) {
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    /// Hold across a write that can change access (see [`changes`]).
+    fn bump(&self) -> changes::Changing<'_> {
+        changes::Changing::new(&self.counters, true)
+    }
+
+    /// Hold across a write to what a user view shows that cannot change access
+    /// (activity, auth_state, a server's start).
+    fn changing_data(&self) -> changes::Changing<'_> {
+        changes::Changing::new(&self.counters, false)
     }
 
     pub fn backend(&self) -> Backend {
@@ -432,7 +443,7 @@ impl Store {
     // ---- users ----
 
     pub async fn create_user(&self, name: &str, admin: bool) -> Result<User> {
-        self.bump();
+        let _changing = self.bump();
         let now = Utc::now();
         let row = sqlx::query(
             "INSERT INTO users (name, admin, created) VALUES ($1, $2, $3) \
@@ -470,7 +481,7 @@ impl Store {
 
     /// Create or update a service by name.
     pub async fn upsert_service(&self, service: &Service) -> Result<Service> {
-        self.bump();
+        let _changing = self.bump();
         let existing = self.service_by_name(&service.name).await?;
         match existing {
             Some(old) => {
@@ -542,7 +553,7 @@ impl Store {
     }
 
     pub async fn delete_service(&self, id: i64) -> Result<bool> {
-        self.bump();
+        let _changing = self.bump();
         let done = sqlx::query("DELETE FROM services WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
@@ -584,7 +595,7 @@ impl Store {
     }
 
     pub async fn set_admin(&self, user_id: i64, admin: bool) -> Result<()> {
-        self.bump();
+        let _changing = self.bump();
         sqlx::query("UPDATE users SET admin = $1 WHERE id = $2")
             .bind(admin as i64)
             .bind(user_id)
@@ -594,7 +605,7 @@ impl Store {
     }
 
     pub async fn delete_user(&self, user_id: i64) -> Result<bool> {
-        self.bump();
+        let _changing = self.bump();
         let done = sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(user_id)
             .execute(&self.pool)
@@ -604,6 +615,7 @@ impl Store {
 
     /// Move the user's last activity forward (never backward).
     pub async fn touch_user(&self, user_id: i64, at: DateTime<Utc>) -> Result<()> {
+        let _changing = self.changing_data();
         sqlx::query(
             "UPDATE users SET last_activity = $1 \
              WHERE id = $2 AND (last_activity IS NULL OR last_activity < $1)",
@@ -683,7 +695,7 @@ impl Store {
 
     /// Log out: the session and every token issued under its session id.
     pub async fn end_session(&self, secret: &str) -> Result<()> {
-        self.bump();
+        let _changing = self.bump();
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query("SELECT user_id, session_id FROM sessions WHERE token_hash = $1")
             .bind(secret::lookup_hash(secret))
@@ -719,11 +731,20 @@ impl Store {
         row.as_ref().map(server_from_row).transpose()
     }
 
+    pub async fn server_by_id(&self, server_id: i64) -> Result<Option<Server>> {
+        let row = sqlx::query(&format!("SELECT {SERVER_COLS} FROM servers WHERE id = $1"))
+            .bind(server_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(server_from_row).transpose()
+    }
+
     /// The server row, created in phase `stopped` if the user has none by that name.
     pub async fn ensure_server(&self, user_id: i64, name: &str) -> Result<Server> {
         if let Some(server) = self.server(user_id, name).await? {
             return Ok(server);
         }
+        let changing = self.changing_data();
         let inserted = sqlx::query(
             "INSERT INTO servers (user_id, name, phase, user_options) VALUES ($1, $2, $3, '{}')",
         )
@@ -738,6 +759,7 @@ impl Store {
             Err(e) if is_unique_violation(&e) => {}
             Err(e) => return Err(e.into()),
         }
+        drop(changing);
         self.server(user_id, name)
             .await?
             .ok_or_else(|| StoreError::Corrupt {
@@ -774,7 +796,7 @@ impl Store {
 
     /// Write the given fields of a server; the others stay as they are.
     pub async fn update_server(&self, server_id: i64, update: &ServerUpdate) -> Result<()> {
-        self.bump();
+        let _changing = self.bump();
         let mut sets = Vec::new();
         let mut n = 1;
         let mut next = |col: &str| {
@@ -840,6 +862,7 @@ impl Store {
 
     /// Move a server's last activity forward (never backward).
     pub async fn touch_server(&self, server_id: i64, at: DateTime<Utc>) -> Result<()> {
+        let _changing = self.changing_data();
         sqlx::query(
             "UPDATE servers SET last_activity = $1 \
              WHERE id = $2 AND (last_activity IS NULL OR last_activity < $1)",
@@ -860,6 +883,7 @@ impl Store {
         until: DateTime<Utc>,
     ) -> Result<bool> {
         let now = Utc::now();
+        let _changing = self.changing_data();
         let done = sqlx::query(
             "UPDATE servers SET phase = $1, phase_detail = 'requested', failed_reason = NULL, \
              started = $2, last_activity = $2, lease_owner = $3, lease_until = $4 \
@@ -922,7 +946,7 @@ impl Store {
 
     /// Store a token; only a salted hash of `secret` is kept.
     pub async fn insert_token(&self, secret: &str, new: &NewToken<'_>) -> Result<Token> {
-        self.bump();
+        let _changing = self.bump();
         let row = sqlx::query(&format!(
             "INSERT INTO api_tokens (user_id, service_id, server_id, client_id, session_id, prefix, \
              hashed, scopes, note, created, expires_at) \
@@ -995,7 +1019,7 @@ impl Store {
     /// Delete every token of a user issued by one OAuth client (revoking an OAuth token
     /// revokes them all, as upstream).
     pub async fn delete_client_tokens_of(&self, user_id: i64, client_id: &str) -> Result<()> {
-        self.bump();
+        let _changing = self.bump();
         sqlx::query("DELETE FROM api_tokens WHERE user_id = $1 AND client_id = $2")
             .bind(user_id)
             .bind(client_id)
@@ -1005,7 +1029,7 @@ impl Store {
     }
 
     pub async fn delete_token(&self, token_id: i64) -> Result<bool> {
-        self.bump();
+        let _changing = self.bump();
         let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1")
             .bind(token_id)
             .execute(&self.pool)
@@ -1019,7 +1043,7 @@ impl Store {
     /// registration stay valid only if the secret is unchanged; callers replace
     /// clients at each spawn, when the old server's tokens must die anyway.
     pub async fn upsert_oauth_client(&self, client: &OAuthClient, secret: &str) -> Result<()> {
-        self.bump();
+        let _changing = self.bump();
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM api_tokens WHERE client_id = $1")
             .bind(&client.identifier)
@@ -1079,7 +1103,7 @@ impl Store {
 
     /// Remove a client with its codes and every token it issued.
     pub async fn delete_oauth_client(&self, identifier: &str) -> Result<()> {
-        self.bump();
+        let _changing = self.bump();
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM api_tokens WHERE client_id = $1")
             .bind(identifier)
@@ -1096,7 +1120,7 @@ impl Store {
     /// Remove OAuth clients of servers that are not running (left by a crash between
     /// registering a client and cleaning up), with their tokens. Service clients stay.
     pub async fn delete_stale_oauth_clients(&self) -> Result<u64> {
-        self.bump();
+        let _changing = self.bump();
         let mut tx = self.pool.begin().await?;
         let stale = "SELECT identifier FROM oauth_clients WHERE identifier NOT LIKE 'service-%' \
              AND (server_id IS NULL OR server_id IN (SELECT id FROM servers WHERE phase = $1))";
@@ -1210,7 +1234,7 @@ impl Store {
 
     /// Remove expired tokens, codes and sessions.
     pub async fn purge_expired(&self) -> Result<u64> {
-        self.bump();
+        let _changing = self.bump();
         let now = to_micros(Utc::now());
         let mut removed = 0;
         for sql in [

@@ -33,7 +33,7 @@ impl Store {
     /// Create or replace a role and its members (config's `load_roles` at start-up).
     /// Members that do not exist yet are created (users, groups); unknown services are skipped.
     pub async fn put_role(&self, role: &StoredRole, members: &RoleMembers) -> Result<()> {
-        self.bump();
+        let _changing = self.bump();
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM roles WHERE name = $1")
             .bind(&role.name)
@@ -113,7 +113,7 @@ impl Store {
 
     /// Remove roles whose names are not in `keep` (roles dropped from the config).
     pub async fn delete_roles_except(&self, keep: &[String]) -> Result<()> {
-        self.bump();
+        let _changing = self.bump();
         for role in self.list_roles().await? {
             if !keep.contains(&role.name) {
                 sqlx::query("DELETE FROM roles WHERE name = $1")

@@ -161,7 +161,7 @@ impl Store {
 
     /// Rename a user; their servers, tokens and groups follow (they are keyed by id).
     pub async fn rename_user(&self, user_id: i64, new_name: &str) -> Result<()> {
-        self.bump();
+        let _changing = self.bump();
         sqlx::query("UPDATE users SET name = $1 WHERE id = $2")
             .bind(new_name)
             .bind(user_id)
@@ -185,6 +185,7 @@ impl Store {
         user_id: i64,
         state: Option<&serde_json::Value>,
     ) -> Result<()> {
+        let _changing = self.changing_data();
         sqlx::query("UPDATE users SET auth_state = $1 WHERE id = $2")
             .bind(self.seal_auth_state(state)?)
             .bind(user_id)
@@ -195,7 +196,7 @@ impl Store {
 
     /// Remove a (stopped) server's row: named servers deleted with `remove`.
     pub async fn delete_server(&self, server_id: i64) -> Result<()> {
-        self.bump();
+        let _changing = self.bump();
         sqlx::query("DELETE FROM servers WHERE id = $1")
             .bind(server_id)
             .execute(&self.pool)
@@ -211,7 +212,7 @@ impl Store {
         display_name: Option<&str>,
         user_options: Option<&serde_json::Value>,
     ) -> Result<()> {
-        self.bump();
+        let _changing = self.bump();
         let mut tx = self.pool.begin().await?;
         if let Some(name) = name {
             sqlx::query("UPDATE servers SET name = $1 WHERE id = $2")
@@ -261,7 +262,7 @@ impl Store {
 
     /// Users created in bulk; names that exist are skipped. Returns those created.
     pub async fn create_users(&self, names: &[String], admin: bool) -> Result<Vec<User>> {
-        self.bump();
+        let _changing = self.bump();
         let mut created = Vec::new();
         let mut tx = self.pool.begin().await?;
         let now = to_micros(chrono::Utc::now());

@@ -888,6 +888,7 @@ async fn groups_and_shares_on_sqlite() {
     let (store, _dir) = sqlite_store().await;
     groups(&store).await;
     shares(&store).await;
+    user_views(&store).await;
 }
 
 #[tokio::test]
@@ -895,4 +896,76 @@ async fn groups_and_shares_on_postgres() {
     let store = postgres_store().await;
     groups(&store).await;
     shares(&store).await;
+    user_views(&store).await;
+}
+
+/// The one-query user view, and that every kind of write shows in the next read even
+/// though views are cached.
+async fn user_views(store: &Store) {
+    assert!(store.user_view("nobody", false).await.unwrap().is_none());
+    let viv = store.create_user("viv", false).await.unwrap();
+    let view = store.user_view("viv", true).await.unwrap().unwrap();
+    assert_eq!(view.user, viv);
+    assert!(view.servers.is_empty() && view.groups.is_empty() && view.roles.is_empty());
+    assert_eq!(view.auth_state, None);
+
+    // Servers: default first, then named ones by name.
+    let named = store.ensure_server(viv.id, "zeta").await.unwrap();
+    store.ensure_server(viv.id, "").await.unwrap();
+    store.ensure_server(viv.id, "alpha").await.unwrap();
+    let names: Vec<String> = (store.user_view("viv", false).await.unwrap().unwrap().servers)
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["", "alpha", "zeta"]);
+
+    // A start, activity, groups, roles, admin and a rename each show at once.
+    assert!(store
+        .begin_start(named.id, "test", Utc::now() + Duration::seconds(30))
+        .await
+        .unwrap());
+    let view = store.user_view("viv", false).await.unwrap().unwrap();
+    let zeta = view.servers.iter().find(|s| s.name == "zeta").unwrap();
+    assert_eq!(zeta.phase, Phase::Starting);
+
+    let at = Utc::now();
+    store.touch_user(viv.id, at).await.unwrap();
+    let view = store.user_view("viv", false).await.unwrap().unwrap();
+    assert_eq!(
+        view.user.last_activity.map(|t| t.timestamp_micros()),
+        Some(at.timestamp_micros())
+    );
+
+    store.create_group("viewers", &["viv".into()]).await.unwrap();
+    store
+        .put_role(
+            &hubfleet_store::StoredRole {
+                name: "reader".into(),
+                description: String::new(),
+                scopes: vec!["read:users".into()],
+            },
+            &hubfleet_store::RoleMembers {
+                users: vec!["viv".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    store.set_admin(viv.id, true).await.unwrap();
+    let view = store.user_view("viv", false).await.unwrap().unwrap();
+    assert_eq!(view.groups, ["viewers"]);
+    assert_eq!(view.roles, ["reader"]);
+    assert!(view.user.admin);
+
+    store
+        .set_auth_state(viv.id, Some(&serde_json::json!({"token": "t"})))
+        .await
+        .ok();
+    store.rename_user(viv.id, "vivian").await.unwrap();
+    assert!(store.user_view("viv", false).await.unwrap().is_none());
+    let view = store.user_view("vivian", false).await.unwrap().unwrap();
+    assert_eq!(view.servers.len(), 3);
+    assert_eq!(view.auth_state, None, "auth_state only when asked for");
+    store.delete_user(viv.id).await.unwrap();
+    assert!(store.user_view("vivian", false).await.unwrap().is_none());
 }

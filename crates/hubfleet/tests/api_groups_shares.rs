@@ -294,6 +294,22 @@ async fn groups_crud_membership_properties_and_errors() {
     assert!(last["_pagination"]["next"].is_null(), "{last}");
     let (status, _) = call(&admin, Method::GET, "/hub/api/groups?offset=x", None).await;
     assert_eq!(status, 400);
+    // A repeated argument: the last one counts, as in Tornado's get_argument.
+    let (status, body) = call(
+        &admin,
+        Method::GET,
+        "/hub/api/groups?offset=x&offset=2&limit=9&limit=1",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let names: Vec<&str> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["g2"]);
 
     // A user without group scopes can do none of this.
     for (method, path, body) in [

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -14,7 +14,7 @@ use hubfleet_store::{Group, GroupError, StoreError};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{empty, parse_body, Caller, Page, PageQuery};
+use super::{empty, parse_body, Args, Caller, Page, PageQuery};
 use crate::identity::{Identity, Owner};
 use crate::{access, AppState, HubError};
 
@@ -117,7 +117,7 @@ async fn list_groups(
     Caller(me): Caller,
     headers: HeaderMap,
     uri: Uri,
-    Query(query): Query<PageQuery>,
+    Args(query): Args<PageQuery>,
 ) -> Result<Response, HubError> {
     access::check_any(&me.scopes, &["list:groups"])?;
     let page = Page::from_request(&headers, &query)?;

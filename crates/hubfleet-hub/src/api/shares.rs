@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::groups::caller_name;
-use super::{empty, isoformat, parse_body, Caller, Page, PageQuery};
+use super::{empty, isoformat, parse_body, Args, Caller, Page, PageQuery};
 use crate::access::{self, Membership};
 use crate::{identity, pages, urls, AppState, HubError};
 
@@ -314,7 +314,7 @@ async fn user_shares(
     Path(name): Path<String>,
     headers: HeaderMap,
     uri: Uri,
-    Query(query): Query<PageQuery>,
+    Args(query): Args<PageQuery>,
 ) -> Result<Response, HubError> {
     access::check(
         &state,
@@ -431,7 +431,7 @@ async fn group_shares(
     Path(name): Path<String>,
     headers: HeaderMap,
     uri: Uri,
-    Query(query): Query<PageQuery>,
+    Args(query): Args<PageQuery>,
 ) -> Result<Response, HubError> {
     access::check(
         &state,
@@ -570,7 +570,7 @@ async fn owner_shares(
     Path(owner): Path<String>,
     headers: HeaderMap,
     uri: Uri,
-    Query(query): Query<PageQuery>,
+    Args(query): Args<PageQuery>,
 ) -> Result<Response, HubError> {
     access::check(&state, &me.scopes, &["read:shares"], &Target::User(&owner)).await?;
     let user = find_user(&state, &owner)
@@ -612,7 +612,7 @@ async fn server_shares(
     Path((owner, server)): Path<(String, String)>,
     headers: HeaderMap,
     uri: Uri,
-    Query(query): Query<PageQuery>,
+    Args(query): Args<PageQuery>,
 ) -> Result<Response, HubError> {
     list_server_shares(state, me, owner, server, headers, uri, query).await
 }
@@ -623,7 +623,7 @@ async fn server_shares_default(
     Path(owner): Path<String>,
     headers: HeaderMap,
     uri: Uri,
-    Query(query): Query<PageQuery>,
+    Args(query): Args<PageQuery>,
 ) -> Result<Response, HubError> {
     list_server_shares(state, me, owner, String::new(), headers, uri, query).await
 }
@@ -871,7 +871,7 @@ async fn owner_codes(
     Path(owner): Path<String>,
     headers: HeaderMap,
     uri: Uri,
-    Query(query): Query<PageQuery>,
+    Args(query): Args<PageQuery>,
 ) -> Result<Response, HubError> {
     access::check(&state, &me.scopes, &["read:shares"], &Target::User(&owner)).await?;
     let user = find_user(&state, &owner)
@@ -920,7 +920,7 @@ async fn server_codes(
     Path((owner, server)): Path<(String, String)>,
     headers: HeaderMap,
     uri: Uri,
-    Query(query): Query<PageQuery>,
+    Args(query): Args<PageQuery>,
 ) -> Result<Response, HubError> {
     list_server_codes(state, me, owner, server, headers, uri, query).await
 }
@@ -931,7 +931,7 @@ async fn server_codes_default(
     Path(owner): Path<String>,
     headers: HeaderMap,
     uri: Uri,
-    Query(query): Query<PageQuery>,
+    Args(query): Args<PageQuery>,
 ) -> Result<Response, HubError> {
     list_server_codes(state, me, owner, String::new(), headers, uri, query).await
 }
@@ -1073,7 +1073,7 @@ async fn delete_codes(
     State(state): State<AppState>,
     Caller(me): Caller,
     Path((owner, server)): Path<(String, String)>,
-    Query(selector): Query<CodeSelector>,
+    Args(selector): Args<CodeSelector>,
 ) -> Result<Response, HubError> {
     delete_share_codes(state, me, owner, server, selector).await
 }
@@ -1082,7 +1082,7 @@ async fn delete_codes_default(
     State(state): State<AppState>,
     Caller(me): Caller,
     Path(owner): Path<String>,
-    Query(selector): Query<CodeSelector>,
+    Args(selector): Args<CodeSelector>,
 ) -> Result<Response, HubError> {
     delete_share_codes(state, me, owner, String::new(), selector).await
 }
@@ -1122,7 +1122,7 @@ async fn accept_page(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
-    Query(query): Query<AcceptQuery>,
+    Args(query): Args<AcceptQuery>,
 ) -> Result<Response, HubError> {
     let Some(me) = identity::page_user(&state, &headers).await? else {
         let here = uri

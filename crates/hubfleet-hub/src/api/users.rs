@@ -125,25 +125,33 @@ pub async fn load_parts(
     user: User,
     with_auth_state: bool,
 ) -> Result<UserParts, HubError> {
-    let servers = state.store.servers_of(user.id).await?;
-    let details = state.store.user_details(user.id).await?;
+    parts_named(state, &user.name, with_auth_state).await
+}
+
+/// The user named `name` with everything their model needs, in one database round trip.
+pub async fn parts_named(
+    state: &AppState,
+    name: &str,
+    with_auth_state: bool,
+) -> Result<UserParts, HubError> {
+    let view = state
+        .store
+        .user_view(name, with_auth_state)
+        .await?
+        .ok_or_else(|| HubError::NotFound(format!("No such user: {name}")))?;
     let mut roles = vec!["user".to_string()];
-    if user.admin {
+    if view.user.admin {
         roles.push("admin".to_string());
     }
-    roles.extend(details.roles);
+    roles.extend(view.roles);
     roles.sort();
     roles.dedup();
     Ok(UserParts {
-        user,
-        servers,
-        groups: details.groups,
+        user: view.user,
+        servers: view.servers,
+        groups: view.groups,
         roles,
-        auth_state: if with_auth_state {
-            details.auth_state
-        } else {
-            None
-        },
+        auth_state: view.auth_state,
     })
 }
 
@@ -456,7 +464,6 @@ async fn get_user(
         &Target::User(&name),
     )
     .await?;
-    let user = user_named(&state, &name).await?;
     let with_auth_state = access::check(
         &state,
         &me.scopes,
@@ -465,7 +472,7 @@ async fn get_user(
     )
     .await
     .is_ok();
-    let parts = load_parts(&state, user, with_auth_state).await?;
+    let parts = parts_named(&state, &name, with_auth_state).await?;
     let include_stopped = query_flag(query.include_stopped_servers.as_deref());
     Ok(Json(Value::Object(user_model(
         &me.scopes,
@@ -1131,6 +1138,7 @@ async fn progress(
             Ok(sse_event(&ProgressEvent::ready_at(&prefix)))
         })),
         (Phase::Starting, Some(rx)) => Box::pin(follow(rx)),
+        (Phase::Starting, None) => Box::pin(follow_row(state.clone(), server.id, prefix)),
         (Phase::Stopped, _) if server.failed_reason.is_some() => {
             let reason = server.failed_reason.clone().unwrap_or_default();
             Box::pin(stream::once(async move {
@@ -1158,6 +1166,62 @@ async fn progress_named(
     Path((name, server)): Path<(String, String)>,
 ) -> Result<Response, HubError> {
     progress(&state, &me, &name, &server).await
+}
+
+/// How often a start driven elsewhere is looked at.
+const ROW_POLL: Duration = Duration::from_millis(500);
+
+/// A start this hub is not driving (another replica is, or this hub was restarted during
+/// it): events made from the server's row, polled, ending when it is ready or stopped.
+fn follow_row(
+    state: AppState,
+    server_id: i64,
+    prefix: String,
+) -> impl Stream<Item = Result<Event, Infallible>> + Send {
+    stream::unfold(Some((state, None::<String>)), move |polling| {
+        let prefix = prefix.clone();
+        async move {
+            let (state, mut last_detail) = polling?;
+            loop {
+                let row = match state.store.server_by_id(server_id).await {
+                    Ok(row) => row,
+                    Err(e) => {
+                        let event = ProgressEvent::failed(&format!(
+                            "could not read the server's state: {e}"
+                        ));
+                        return Some((sse_event(&event), None));
+                    }
+                };
+                let Some(row) = row else {
+                    return Some((
+                        sse_event(&ProgressEvent::failed("the server was deleted")),
+                        None,
+                    ));
+                };
+                match row.phase {
+                    Phase::Ready => {
+                        return Some((sse_event(&ProgressEvent::ready_at(&prefix)), None))
+                    }
+                    Phase::Stopped | Phase::Stopping => {
+                        let reason = row
+                            .failed_reason
+                            .unwrap_or_else(|| "the server was stopped".into());
+                        return Some((sse_event(&ProgressEvent::failed(&reason)), None));
+                    }
+                    Phase::Starting => {
+                        let detail = row.phase_detail.unwrap_or_else(|| "requested".into());
+                        if last_detail.as_deref() != Some(detail.as_str()) {
+                            let event = ProgressEvent::from_phase_detail(&detail);
+                            last_detail = Some(detail);
+                            return Some((sse_event(&event), Some((state, last_detail))));
+                        }
+                    }
+                }
+                tokio::time::sleep(ROW_POLL).await;
+            }
+        }
+    })
+    .map(Ok)
 }
 
 /// Every event of a start, from the first, ending after the final one.
