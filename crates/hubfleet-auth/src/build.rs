@@ -53,7 +53,19 @@ pub fn from_config(config: &HubConfig, store: &Store) -> Result<DynAuthenticator
     }
     Ok(match settings.kind {
         AuthenticatorKind::Native => wrap(
-            NativeAuthenticator::new(store.clone(), policy),
+            NativeAuthenticator::with_signup(
+                store.clone(),
+                policy,
+                crate::SignupSettings {
+                    enable_signup: hc.native_authenticator.enable_signup.unwrap_or(true),
+                    open_signup: hc.native_authenticator.open_signup,
+                    minimum_password_length: hc
+                        .native_authenticator
+                        .minimum_password_length
+                        .unwrap_or(1) as usize,
+                    check_common_password: hc.native_authenticator.check_common_password,
+                },
+            ),
             options,
             limiter(),
         ),

@@ -13,12 +13,14 @@ use subtle::ConstantTimeEq;
 
 mod build;
 mod limiter;
+pub mod native;
 pub mod oauth;
 mod policy;
 mod refresh;
 
 pub use build::from_config;
 pub use limiter::LoginLimiter;
+pub use native::{NativeAccounts, SignupError, SignupOutcome, SignupSettings};
 pub use oauth::{OAuthAuthenticator, PendingLogin, RedirectLogin};
 pub use policy::{AccessPolicy, Decision};
 pub use refresh::{Due, Refresh, RefreshTracker};
@@ -141,6 +143,11 @@ pub trait Authenticator: Send + Sync + 'static {
         None
     }
 
+    /// Sign-up and password changes, for `native`.
+    fn native_accounts(&self) -> Option<&NativeAccounts> {
+        None
+    }
+
     /// Check a logged-in user with the provider again (JupyterHub's `refresh_user`), given
     /// their stored auth_state. The default: nothing to check.
     async fn refresh_user(
@@ -178,6 +185,9 @@ impl<A: Authenticator> Authenticator for Configured<A> {
     }
     fn limiter(&self) -> Option<&LoginLimiter> {
         self.limiter.as_ref()
+    }
+    fn native_accounts(&self) -> Option<&NativeAccounts> {
+        self.inner.native_accounts()
     }
     async fn refresh_user(
         &self,
@@ -265,11 +275,21 @@ pub async fn verify_password(password: &str, phc: &str) -> bool {
 pub struct NativeAuthenticator {
     store: Store,
     policy: AccessPolicy,
+    accounts: NativeAccounts,
 }
 
 impl NativeAuthenticator {
     pub fn new(store: Store, policy: AccessPolicy) -> Self {
-        Self { store, policy }
+        Self::with_signup(store, policy, SignupSettings::default())
+    }
+
+    pub fn with_signup(store: Store, policy: AccessPolicy, signup: SignupSettings) -> Self {
+        let accounts = NativeAccounts::new(store.clone(), policy.clone(), signup);
+        Self {
+            store,
+            policy,
+            accounts,
+        }
     }
 }
 
@@ -277,6 +297,10 @@ impl NativeAuthenticator {
 impl Authenticator for NativeAuthenticator {
     fn kind(&self) -> &'static str {
         "native"
+    }
+
+    fn native_accounts(&self) -> Option<&NativeAccounts> {
+        Some(&self.accounts)
     }
 
     async fn authenticate(&self, credentials: &Credentials) -> Result<Option<UserInfo>, AuthError> {

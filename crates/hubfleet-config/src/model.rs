@@ -495,6 +495,15 @@ pub struct NativeAuthenticatorConfig {
     /// `open_signup`: new sign-ups are authorized at once instead of waiting for an admin.
     #[serde(deserialize_with = "bool_or_default")]
     pub open_signup: bool,
+    /// `enable_signup`: the sign-up page exists (default true).
+    #[serde(deserialize_with = "opt_bool")]
+    pub enable_signup: Option<bool>,
+    /// `minimum_password_length` for sign-ups and password changes (default 1, as upstream).
+    #[serde(deserialize_with = "opt_u32")]
+    pub minimum_password_length: Option<u32>,
+    /// `check_common_password`: refuse passwords from a list of common ones.
+    #[serde(deserialize_with = "bool_or_default")]
+    pub check_common_password: bool,
 }
 
 fn redact(s: &Option<String>) -> Option<&'static str> {

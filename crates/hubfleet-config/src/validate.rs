@@ -323,13 +323,6 @@ fn check_auth(
         }
     }
 
-    if hc.native_authenticator.open_signup && kind == AuthenticatorKind::Native {
-        return Err(ctx.at_key(
-            "hub.config.NativeAuthenticator.open_signup",
-            "self sign-up is not supported yet; set it to false and create accounts with `hubfleet users add NAME`",
-        ));
-    }
-
     if kind == AuthenticatorKind::SharedPassword {
         let spa = &hc.shared_password_authenticator;
         let Some(user) = spa.user_password.as_deref() else {
@@ -390,7 +383,8 @@ fn check_auth(
     );
     unused(
         "NativeAuthenticator",
-        kind != AuthenticatorKind::Native && hc.native_authenticator.open_signup,
+        kind != AuthenticatorKind::Native
+            && hc.native_authenticator != Default::default(),
         warnings,
     );
     Ok(())

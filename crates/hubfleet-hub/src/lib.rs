@@ -25,6 +25,7 @@ pub mod culler;
 mod identity;
 pub mod lifecycle;
 mod login;
+mod native_pages;
 pub mod metrics;
 mod oauth;
 mod pages;
@@ -436,6 +437,7 @@ fn router(state: AppState) -> axum::Router {
         .merge(oauth::routes())
         .merge(pages::routes())
         .merge(login::routes())
+        .merge(native_pages::routes())
         .merge(spawn_page::routes())
         .merge(admin::routes())
         .merge(static_files::routes())

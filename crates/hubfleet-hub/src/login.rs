@@ -73,6 +73,11 @@ pub fn login_page_context(state: &AppState, next: Option<&str>) -> minijinja::Va
         login_url => login_url(state).map(|u| with_next(u, next)),
         announcement => options.announcement.clone(),
         logo_url => options.logo_url.clone(),
+        signup_url => state
+            .authenticator
+            .native_accounts()
+            .filter(|a| a.settings.enable_signup)
+            .map(|_| "/hub/signup"),
     }
 }
 

@@ -141,6 +141,7 @@ fn login_form(
         ("login_service", "login_service"),
         ("login_url", "login_url"),
         ("logo_url", "logo_url"),
+        ("signup_url", "signup_url"),
         ("announcement", "announcement_login"),
     ] {
         if let Ok(value) = extra.get_attr(key) {

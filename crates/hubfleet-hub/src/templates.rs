@@ -44,6 +44,15 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         "oauth_confirm.html",
         include_str!("../templates/oauth_confirm.html"),
     ),
+    ("signup.html", include_str!("../templates/signup.html")),
+    (
+        "change_password.html",
+        include_str!("../templates/change_password.html"),
+    ),
+    (
+        "authorize_users.html",
+        include_str!("../templates/authorize_users.html"),
+    ),
 ];
 
 /// What the configuration says about pages.

@@ -19,6 +19,7 @@ pub mod groups;
 pub mod roles;
 pub mod secret;
 pub mod shares;
+pub mod signups;
 pub mod user_view;
 pub mod users;
 
@@ -26,6 +27,7 @@ pub use auth_state::{AuthStateError, CryptKeeper, CryptKeyError, ResealReport, C
 pub use groups::{Group, GroupError};
 pub use roles::{RoleMembers, StoredRole};
 pub use secret::new_token;
+pub use signups::Signup;
 pub use shares::{Grantee, Share, ShareCode, ShareCodeQuery, ShareQuery, ShareWith, SharedServer};
 pub use user_view::UserView;
 pub use users::{ServerState, UserDetails, UserQuery, UserSort};
