@@ -119,3 +119,42 @@ pub(crate) fn template_vars<'de, D: Deserializer<'de>>(
     }
     d.deserialize_any(V)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::HubConfig;
+
+    #[test]
+    fn branding_announcements_and_overrides_parse() {
+        let config = HubConfig::from_yaml_str(
+            "hub:\n  templatePaths: [/srv/templates]\n  templateVars:\n    announcement_login: Hello\n    extra: {a: 1}\ncustom:\n  homepage:\n    gitRepoUrl: https://example.org/t.git\n    templateVars:\n      enabled: true\n      org: {name: LEAP, url: 'https://leap.example', logo_url: 'https://leap.example/l.png'}\n      designed_by: {name: 2i2c, url: 'https://2i2c.org'}\n      announcements: ['<p>hi</p>']\n",
+            "t.yaml",
+        )
+        .unwrap();
+        assert_eq!(config.hub.template_paths.len(), 1);
+        assert_eq!(config.hub.template_vars["announcement_login"], "Hello");
+        let vars = &config.custom.homepage.template_vars;
+        assert_eq!(vars.org.as_ref().unwrap().name, "LEAP");
+        assert_eq!(vars.announcements, vec!["<p>hi</p>"]);
+        assert!(config.warnings.iter().any(|w| w.key.contains("gitRepoUrl")));
+    }
+
+    #[test]
+    fn bad_branding_is_an_error_with_its_line() {
+        let err = HubConfig::from_yaml_str(
+            "custom:\n  homepage:\n    templateVars:\n      org: {name: X}\n      colour: red\n",
+            "t.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("t.yaml:5") && err.contains("colour"), "{err}");
+        let err =
+            HubConfig::from_yaml_str("hub:\n  templateVars:\n    announcement: [a]\n", "t.yaml")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("announcement") && err.contains("string"),
+            "{err}"
+        );
+    }
+}
