@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Browser, TestHub};
+use common::{admin_token, Browser, TestHub, TokenClient};
 use reqwest::Method;
 use serde_json::json;
 
@@ -119,6 +119,43 @@ singleuser:
         "home page: {home}\nhub log: {}",
         hub.log()
     );
+    // Admins see the reason in the stopped server's model (`state`, admin:server_state).
+    let (_admin, token) = admin_token(&hub, None).await;
+    let admin = TokenClient::new(&hub, &token);
+    let (status, model) = admin
+        .call(
+            Method::GET,
+            "/hub/api/users/mem-alice?include_stopped_servers=1",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{model}");
+    let stopped = &model["servers"][""];
+    assert_eq!(stopped["stopped"], true, "{model}");
+    assert_eq!(
+        stopped["state"]["failed_reason"], "killed: memory limit 100M reached",
+        "{model}"
+    );
+    // Without admin:server_state (the owner), no state.
+    let (_, own) = alice
+        .call(
+            Method::GET,
+            "/hub/api/users/mem-alice?include_stopped_servers=1",
+            None,
+        )
+        .await;
+    assert!(own["servers"][""].get("state").is_none(), "{own}");
+    // A running server's state shows its profile, choices and limits.
+    let (status, model) = admin
+        .call(Method::GET, "/hub/api/users/mem-bob", None)
+        .await;
+    assert_eq!(status, 200, "{model}");
+    let profile = &model["servers"][""]["state"]["profile"];
+    assert_eq!(profile["profile"], "calm", "{model}");
+    assert_eq!(profile["limits"]["mem_limit"], 200u64 << 20, "{model}");
+    assert_eq!(profile["limits"]["cpu_limit"], 0.5, "{model}");
+    assert_eq!(model["servers"][""]["user_options"]["profile"], "calm");
+
     let log = std::fs::read_to_string(hub.data_dir().join("logs/mem-alice.log")).unwrap();
     assert!(log.contains("killed: memory limit 100M reached"), "{log}");
     assert!(hub.server_pids("mem-alice").is_empty());

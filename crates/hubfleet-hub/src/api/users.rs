@@ -94,7 +94,17 @@ pub fn server_model(user: &User, server: &Server, with_state: bool) -> Value {
         "full_progress_url": Value::Null,
     });
     if with_state {
-        model["state"] = server.spawn_state.clone().unwrap_or_else(|| json!({}));
+        let mut state = server.spawn_state.clone().unwrap_or_else(|| json!({}));
+        // A stopped server has no spawner state; admins still see why it ended
+        // (e.g. "killed: memory limit 1G reached").
+        if let (Phase::Stopped, Some(reason), Some(map)) = (
+            server.phase,
+            &server.failed_reason,
+            state.as_object_mut(),
+        ) {
+            map.insert("failed_reason".into(), json!(reason));
+        }
+        model["state"] = state;
     }
     model
 }
