@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use hubfleet_rbac::{ClientRef, GroupMembership, Owner as RbacOwner, Target};
+use hubfleet_rbac::{ClientRef, GroupMembership, HeldScopes, Owner as RbacOwner, Target};
 use hubfleet_store::{Service, Token, User};
 
 use crate::identity::Owner;
@@ -148,24 +148,19 @@ fn deny(access: hubfleet_rbac::Access, required: &[&str]) -> Result<(), HubError
 /// or 404 (scope held for other resources), as JupyterHub answers. Group filters
 /// are resolved with `membership`.
 pub fn check_with(
-    held: &BTreeSet<String>,
+    held: &HeldScopes,
     required: &[&str],
     target: &Target<'_>,
     membership: &dyn GroupMembership,
 ) -> Result<(), HubError> {
-    let access = hubfleet_rbac::needs_any_scope(
-        required,
-        target,
-        &hubfleet_rbac::ParsedScopes::parse(held),
-        membership,
-    );
+    let access = hubfleet_rbac::needs_any_scope(required, target, held.parsed(), membership);
     deny(access, required)
 }
 
 /// [`check_with`], loading the target user's groups when a group filter may matter.
 pub async fn check(
     state: &AppState,
-    held: &BTreeSet<String>,
+    held: &HeldScopes,
     required: &[&str],
     target: &Target<'_>,
 ) -> Result<(), HubError> {
@@ -185,18 +180,20 @@ pub async fn check(
 }
 
 /// For list endpoints: is any variant of the scopes held at all (items are then filtered)?
-pub fn check_any(held: &BTreeSet<String>, required: &[&str]) -> Result<(), HubError> {
-    let access = hubfleet_rbac::needs_any_scope_post_filter(
-        required,
-        &hubfleet_rbac::ParsedScopes::parse(held),
-    );
+pub fn check_any(held: &HeldScopes, required: &[&str]) -> Result<(), HubError> {
+    let access = hubfleet_rbac::needs_any_scope_post_filter(required, held.parsed());
     deny(access, required)
 }
 
 pub fn user_model_keys(
-    held: &BTreeSet<String>,
+    held: &HeldScopes,
     user: &str,
     membership: &dyn GroupMembership,
 ) -> BTreeSet<&'static str> {
-    hubfleet_rbac::user_model_keys(held, user, membership)
+    hubfleet_rbac::model_keys(
+        hubfleet_rbac::USER_MODEL_ACCESS,
+        held.parsed(),
+        &Target::User(user),
+        membership,
+    )
 }

@@ -37,9 +37,7 @@ async fn admin_user(
             .unwrap_or("/hub/admin");
         return Ok(Err(login_redirect(next)));
     };
-    let allowed = hubfleet_rbac::ParsedScopes::parse(&me.identity.scopes)
-        .get("admin-ui")
-        .is_some();
+    let allowed = me.identity.scopes.parsed().get("admin-ui").is_some();
     if !allowed {
         return Ok(Err(error_page(
             state,

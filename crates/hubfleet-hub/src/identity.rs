@@ -1,7 +1,5 @@
 //! Who is asking: the login cookie or an API token, their scopes, cookies and XSRF.
 
-use std::collections::BTreeSet;
-
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use chrono::{DateTime, Utc};
 use hubfleet_store::{Service, Token, User};
@@ -27,7 +25,7 @@ pub enum Owner {
 pub struct Identity {
     pub owner: Owner,
     /// Expanded scopes the request holds.
-    pub scopes: BTreeSet<String>,
+    pub scopes: hubfleet_rbac::HeldScopes,
     /// The token used, when authenticated by token.
     pub token: Option<Token>,
     /// The browser session (`jupyterhub-session-id`), if any.
@@ -122,7 +120,9 @@ async fn load_from_cookie(
     let expires = Some(session.expires_at);
     Ok(Some((
         Identity {
-            scopes: crate::access::user_scopes(state, &session.user).await?,
+            scopes: crate::access::user_scopes(state, &session.user)
+                .await?
+                .into(),
             owner: Owner::User(session.user),
             token: None,
             session_id: Some(session.session_id),
@@ -192,7 +192,9 @@ async fn load_from_token(
     let expires = token.expires_at;
     Ok(Some((
         Identity {
-            scopes: crate::access::token_scopes(state, &token, &owner).await?,
+            scopes: crate::access::token_scopes(state, &token, &owner)
+                .await?
+                .into(),
             session_id: token.session_id.clone(),
             owner,
             token: Some(token),

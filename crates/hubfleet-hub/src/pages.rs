@@ -320,9 +320,7 @@ async fn home(
     }
     let named_count = stored.iter().filter(|s| !s.name.is_empty()).count();
     // Sharing needs the `shares` scope (upstream's default `user` role does not have it).
-    let can_share = hubfleet_rbac::ParsedScopes::parse(&me.identity.scopes)
-        .get("shares")
-        .is_some();
+    let can_share = me.identity.scopes.parsed().get("shares").is_some();
     let (xsrf, set) = identity::xsrf_token(&headers, state.settings.secure_cookies);
     let body = state.templates.render(
         "home.html",

@@ -252,9 +252,7 @@ impl<'a> From<&'a HomepageVars> for HomepageGlobals<'a> {
 
 /// What `base.html` needs about the signed-in person: name and whether to link the admin page.
 pub fn nav(me: &crate::identity::PageUser) -> Value {
-    let admin_ui = hubfleet_rbac::ParsedScopes::parse(&me.identity.scopes)
-        .get("admin-ui")
-        .is_some();
+    let admin_ui = me.identity.scopes.parsed().get("admin-ui").is_some();
     minijinja::context! { user => me.user.name.clone(), admin_ui }
 }
 

@@ -51,6 +51,7 @@
 mod check;
 mod error;
 mod expand;
+mod held;
 mod parsed;
 mod roles;
 mod scope;
@@ -68,6 +69,7 @@ pub use expand::{
     identify_scopes, identify_scopes_raw, self_scopes, try_expand_scopes, ClientRef, Owner,
     SELF_SCOPES,
 };
+pub use held::HeldScopes;
 pub use parsed::{
     intersect_scopes, reduce_scopes, GroupMembership, NoGroups, ParsedScopes, ScopeFilters, Target,
 };

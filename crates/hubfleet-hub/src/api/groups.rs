@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use hubfleet_rbac::{FilterKind, ParsedScopes, ScopeFilters, Target};
+use hubfleet_rbac::{FilterKind, ScopeFilters, Target};
 use hubfleet_store::{Group, GroupError, StoreError};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -121,7 +121,7 @@ async fn list_groups(
 ) -> Result<Response, HubError> {
     access::check_any(&me.scopes, &["list:groups"])?;
     let page = Page::from_request(&headers, &query)?;
-    let parsed = ParsedScopes::parse(&me.scopes);
+    let parsed = me.scopes.parsed();
     let only: Option<Vec<String>> = match parsed.get("list:groups") {
         None | Some(ScopeFilters::All) => None,
         Some(ScopeFilters::Only(filters)) => {

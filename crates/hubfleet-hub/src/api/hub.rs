@@ -109,7 +109,7 @@ async fn list_services(
     Caller(me): Caller,
 ) -> Result<Response, HubError> {
     access::check_any(&me.scopes, &["list:services"])?;
-    let parsed = hubfleet_rbac::ParsedScopes::parse(&me.scopes);
+    let parsed = me.scopes.parsed();
     let mut all = Map::new();
     for service in state.store.list_services().await? {
         if parsed.covers(

@@ -687,9 +687,9 @@ async fn grant_share(
     let (request, whom) = share_request(&body)?;
     let bases = share_bases(request.scopes.as_deref(), &owner, &server)?;
     let (owner_user, server_row) = server_or_404(&state, &owner, &server).await?;
-    let held = ParsedScopes::parse(&me.scopes);
+    let held = me.scopes.parsed();
     check_may_grant(
-        &held,
+        held,
         &bases,
         &owner,
         &server,
@@ -981,7 +981,7 @@ async fn create_share_code(
     let bases = share_bases(request.scopes.as_deref(), &owner, &server)?;
     let (owner_user, server_row) = server_or_404(&state, &owner, &server).await?;
     check_may_grant(
-        &ParsedScopes::parse(&me.scopes),
+        me.scopes.parsed(),
         &bases,
         &owner,
         &server,

@@ -165,7 +165,7 @@ async fn create_token(
                 .ok_or_else(|| HubError::Forbidden("Invalid username or password".into()))?;
             let user = user_named(&state, &info.name).await?;
             identity::Identity {
-                scopes: access::user_scopes(&state, &user).await?,
+                scopes: access::user_scopes(&state, &user).await?.into(),
                 owner: Owner::User(user),
                 token: None,
                 session_id: None,
@@ -338,7 +338,7 @@ async fn token_owner(
                 .user_by_id(id)
                 .await?
                 .ok_or_else(|| HubError::NotFound("No such token".into()))?;
-            let scopes = access::user_scopes(&state, &user).await?;
+            let scopes = access::user_scopes(&state, &user).await?.into();
             let parts = super::users::load_parts(&state, user, false).await?;
             let membership =
                 std::collections::BTreeMap::from([(parts.user.name.clone(), parts.groups.clone())]);

@@ -97,11 +97,9 @@ pub fn server_model(user: &User, server: &Server, with_state: bool) -> Value {
         let mut state = server.spawn_state.clone().unwrap_or_else(|| json!({}));
         // A stopped server has no spawner state; admins still see why it ended
         // (e.g. "killed: memory limit 1G reached").
-        if let (Phase::Stopped, Some(reason), Some(map)) = (
-            server.phase,
-            &server.failed_reason,
-            state.as_object_mut(),
-        ) {
+        if let (Phase::Stopped, Some(reason), Some(map)) =
+            (server.phase, &server.failed_reason, state.as_object_mut())
+        {
             map.insert("failed_reason".into(), json!(reason));
         }
         model["state"] = state;
@@ -167,7 +165,7 @@ pub async fn parts_named(
 
 /// The user model of protocol §2.3.1, with only the keys `held` may read.
 pub fn user_model(
-    held: &std::collections::BTreeSet<String>,
+    held: &hubfleet_rbac::HeldScopes,
     membership: &Membership,
     parts: &UserParts,
     include_stopped: bool,
@@ -209,7 +207,7 @@ pub fn user_model(
         parts.auth_state.clone().unwrap_or(Value::Null),
     );
     if keys.contains("servers") {
-        let parsed = hubfleet_rbac::ParsedScopes::parse(held);
+        let parsed = held.parsed();
         let visible: Map<String, Value> = parts
             .servers
             .iter()
@@ -240,8 +238,9 @@ fn membership_of(parts: &UserParts) -> Membership {
 }
 
 async fn whoami(State(state): State<AppState>, Caller(me): Caller) -> Result<Response, HubError> {
-    let mut widened = me.scopes.clone();
+    let mut widened = (*me.scopes).clone();
     widened.extend(access::identify_scopes(&me.owner));
+    let widened = hubfleet_rbac::HeldScopes::new(widened);
     let mut model = match &me.owner {
         Owner::User(user) => {
             let parts = load_parts(&state, user.clone(), false).await?;
@@ -313,7 +312,7 @@ async fn list_users(
     };
     // A filtered `list:users` sees only the users its filters cover: list them all,
     // then filter, so that totals and pages count only visible users.
-    let parsed = hubfleet_rbac::ParsedScopes::parse(&me.scopes);
+    let parsed = me.scopes.parsed();
     let unfiltered = matches!(
         parsed.get("list:users"),
         Some(hubfleet_rbac::ScopeFilters::All)
@@ -610,8 +609,9 @@ async fn edit_user(
         .await?
         .ok_or_else(|| HubError::NotFound(format!("No such user: {name}")))?;
     let parts = load_parts(&state, user, true).await?;
-    let mut scopes = me.scopes.clone();
+    let mut scopes = (*me.scopes).clone();
     scopes.insert(format!("admin:auth_state!user={}", parts.user.name));
+    let scopes = hubfleet_rbac::HeldScopes::new(scopes);
     Ok(Json(Value::Object(user_model(
         &scopes,
         &membership_of(&parts),
