@@ -442,8 +442,12 @@ impl OAuthAuthenticator {
                 let idp = claim_str(user, "idp")
                     .ok_or_else(|| AuthError::Rejected("CILogon sent no `idp` claim".into()))?;
                 let conf = idps.get(&idp).ok_or_else(|| {
+                    let shown = match claim_str(user, "idp_name") {
+                        Some(name) => format!("{name} ({idp})"),
+                        None => idp.clone(),
+                    };
                     AuthError::Refused(format!(
-                        "Logging in through the identity provider {idp} is not allowed on this hub."
+                        "Logging in through {shown} is not allowed on this hub: choose one of the identity providers it accepts."
                     ))
                 })?;
                 let d = &conf.username_derivation;
@@ -696,6 +700,9 @@ impl OAuthAuthenticator {
         });
         let mut groups = None;
         let mut extra_allowed = false;
+        // Why the authenticator's own rules did not let the user in, when that is the reason
+        // for a refusal (says more than "not allowed").
+        let mut own_rule_refusal = None;
         match &self.settings.provider {
             OAuthProvider::GitHub {
                 github_api,
@@ -769,10 +776,24 @@ impl OAuthAuthenticator {
                                 .as_deref()
                                 .and_then(|c| claim_str(&user, c)),
                         };
-                        if let Some(source) = source {
-                            let domain =
-                                source.rsplit('@').next().unwrap_or_default().to_lowercase();
-                            extra_allowed = domains.iter().any(|d| glob_match(d, &domain));
+                        let domain = source
+                            .as_deref()
+                            .and_then(|s| s.rsplit_once('@'))
+                            .map(|(_, domain)| domain.to_lowercase());
+                        extra_allowed = domain
+                            .as_deref()
+                            .is_some_and(|domain| domains.iter().any(|d| glob_match(d, domain)));
+                        if !extra_allowed {
+                            let idp_shown = claim_str(&user, "idp_name").unwrap_or(idp.to_owned());
+                            own_rule_refusal = Some(match domain {
+                                Some(domain) => format!(
+                                    "{name}: accounts of {idp_shown} in the domain {domain} are not allowed on this hub (allowed: {}).",
+                                    domains.join(", ")
+                                ),
+                                None => format!(
+                                    "{name}: {idp_shown} did not say which domain your account is in, so this hub cannot allow it."
+                                ),
+                            });
                         }
                     }
                 }
@@ -784,11 +805,19 @@ impl OAuthAuthenticator {
             groups,
             auth_state: Some(auth_state),
         };
+        let blocked = self.policy.is_blocked(&info.name);
         let decision = self.policy.decide(&self.store, info, extra_allowed).await?;
-        Ok(match (decision, &self.settings.custom_403_message) {
-            (Decision::Refused(_), Some(custom)) => Decision::Refused(custom.clone()),
-            (d, _) => d,
-        })
+        Ok(
+            match (
+                decision,
+                &self.settings.custom_403_message,
+                own_rule_refusal,
+            ) {
+                (Decision::Refused(_), Some(custom), _) => Decision::Refused(custom.clone()),
+                (Decision::Refused(_), None, Some(why)) if !blocked => Decision::Refused(why),
+                (d, _, _) => d,
+            },
+        )
     }
 }
 
