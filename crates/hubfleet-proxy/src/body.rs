@@ -62,8 +62,8 @@ impl Body for ProxyBody {
                     Poll::Ready(Some(Err(e.into())))
                 }
                 Poll::Ready(None) => {
-                    if let Some(l) = lease.take() {
-                        l.release();
+                    if let (Some(l), Some(upstream)) = (lease.take(), entry.upstream()) {
+                        l.release(upstream);
                     }
                     Poll::Ready(None)
                 }
@@ -98,10 +98,10 @@ impl Drop for ProxyBody {
     fn drop(&mut self) {
         // A body that was complete without being polled to its end (empty bodies: 204, 304,
         // HEAD) still leaves a reusable connection. Anything cut short closes it.
-        if let ProxyBody::Upstream { body, lease, .. } = self {
+        if let ProxyBody::Upstream { body, lease, entry } = self {
             if body.is_end_stream() {
-                if let Some(l) = lease.take() {
-                    l.release();
+                if let (Some(l), Some(upstream)) = (lease.take(), entry.upstream()) {
+                    l.release(upstream);
                 }
             }
         }

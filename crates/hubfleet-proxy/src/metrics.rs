@@ -1,19 +1,22 @@
 //! The proxy's own Prometheus metrics, and the small server that exposes them.
 //!
-//! Counters on the request path are plain atomics obtained once at start-up (no label lookups
-//! per request). Gauges that describe the process (routes, open file descriptors, resident
-//! memory) are read when scraped.
+//! What every request counts (status class, latency) goes into per-thread shards of plain
+//! atomics, summed when scraped: two worker threads never write the same cache line, where one
+//! shared histogram took a write lock per request. Gauges that describe the process (routes,
+//! open file descriptors, resident memory) are read when scraped.
 
+use std::cell::Cell;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use crate::RouteTable;
@@ -30,6 +33,129 @@ struct KindLabel {
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
+/// Upper bounds (seconds) of the latency histogram's buckets, below +Inf.
+const LATENCY_BOUNDS: [f64; 15] = [
+    0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Shards of the per-request counters; threads are spread over them.
+const SHARDS: usize = 16;
+
+/// One thread's share of the per-request counters, alone on its cache lines.
+#[repr(align(128))]
+#[derive(Default)]
+struct Shard {
+    by_class: [AtomicU64; 5],
+    /// Per bucket (not cumulative); the last is +Inf.
+    buckets: [AtomicU64; LATENCY_BOUNDS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+/// Requests by status class and their latency, sharded per thread.
+#[derive(Default)]
+struct RequestStats {
+    shards: [Shard; SHARDS],
+}
+
+thread_local! {
+    static SHARD: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+impl RequestStats {
+    fn shard(&self) -> &Shard {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let i = SHARD.with(|s| {
+            s.get().unwrap_or_else(|| {
+                let i = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+                s.set(Some(i));
+                i
+            })
+        });
+        &self.shards[i]
+    }
+
+    fn record(&self, class: usize, seconds: f64) {
+        let shard = self.shard();
+        shard.by_class[class].fetch_add(1, Ordering::Relaxed);
+        let bucket = LATENCY_BOUNDS
+            .iter()
+            .position(|&b| seconds <= b)
+            .unwrap_or(LATENCY_BOUNDS.len());
+        shard.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        shard
+            .sum_nanos
+            .fetch_add((seconds * 1e9) as u64, Ordering::Relaxed);
+    }
+
+    fn class_total(&self, class: usize) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.by_class[class].load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// `requests{code="2xx"}`: the status-class counters, summed over shards.
+#[derive(Clone, Debug)]
+struct ClassCounters(Arc<RequestStats>);
+
+/// `request_duration_seconds`: the latency histogram, summed over shards.
+#[derive(Clone, Debug)]
+struct LatencyHistogram(Arc<RequestStats>);
+
+impl std::fmt::Debug for RequestStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestStats")
+    }
+}
+
+impl TypedMetric for ClassCounters {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl EncodeMetric for ClassCounters {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        for (i, code) in CLASSES.iter().enumerate() {
+            let labels = CodeLabel { code };
+            encoder
+                .encode_family(&labels)?
+                .encode_counter::<NoLabelSet, _, u64>(&self.0.class_total(i), None)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+impl TypedMetric for LatencyHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for LatencyHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let shards = &self.0.shards;
+        let bounds = LATENCY_BOUNDS.iter().copied().chain([f64::MAX]);
+        let buckets: Vec<(f64, u64)> = bounds
+            .enumerate()
+            .map(|(i, bound)| {
+                let n = shards.iter().map(|s| s.buckets[i].load(Ordering::Relaxed));
+                (bound, n.sum())
+            })
+            .collect();
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        let nanos: u64 = shards
+            .iter()
+            .map(|s| s.sum_nanos.load(Ordering::Relaxed))
+            .sum();
+        encoder.encode_histogram::<NoLabelSet>(nanos as f64 / 1e9, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
 /// Every metric the proxy keeps. Cheap to clone; clones share the same values.
 #[derive(Clone)]
 pub struct Metrics {
@@ -38,11 +164,10 @@ pub struct Metrics {
 
 struct Inner {
     registry: Registry,
-    by_class: [Counter; 5],
+    requests: Arc<RequestStats>,
     websocket_requests: Counter,
     api_requests: Counter,
     upstream_errors: Family<KindLabel, Counter>,
-    latency: Histogram,
     open_connections: Gauge,
     websockets: Gauge,
     routes: Gauge,
@@ -74,13 +199,12 @@ impl Drop for GaugeGuard {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("hubfleet_proxy");
-        let requests = Family::<CodeLabel, Counter>::default();
+        let requests = Arc::new(RequestStats::default());
         registry.register(
             "requests",
             "Requests answered on the public port, by status class (websocket upgrades as 1xx)",
-            requests.clone(),
+            ClassCounters(requests.clone()),
         );
-        let by_class = CLASSES.map(|code| requests.get_or_create(&CodeLabel { code }).clone());
         let websocket_requests = Counter::default();
         registry.register(
             "websocket_requests",
@@ -99,14 +223,10 @@ impl Metrics {
             "Requests whose upstream failed: connect (503) or timeout (504)",
             upstream_errors.clone(),
         );
-        let latency = Histogram::new([
-            0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            10.0,
-        ]);
         registry.register(
             "request_duration_seconds",
             "Time from receiving a request to sending the response head",
-            latency.clone(),
+            LatencyHistogram(requests.clone()),
         );
         let open_connections = Gauge::default();
         registry.register(
@@ -137,11 +257,10 @@ impl Metrics {
         Metrics {
             inner: Arc::new(Inner {
                 registry,
-                by_class,
+                requests,
                 websocket_requests,
                 api_requests,
                 upstream_errors,
-                latency,
                 open_connections,
                 websockets,
                 routes,
@@ -152,9 +271,8 @@ impl Metrics {
     }
 
     pub(crate) fn response(&self, status: u16, seconds: f64) {
-        let i = usize::from(status / 100).clamp(1, 5) - 1;
-        self.inner.by_class[i].inc();
-        self.inner.latency.observe(seconds);
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.inner.requests.record(class, seconds);
     }
 
     pub(crate) fn websocket_request(&self) {

@@ -54,14 +54,14 @@ pub(crate) struct Pool {
 /// A connection lent for one request; returned by [`Lease::release`].
 pub(crate) struct Lease {
     pool: Arc<Pool>,
-    upstream: Upstream,
     sender: Sender,
 }
 
 impl Lease {
-    /// The response ended cleanly: the connection may serve another request.
-    pub(crate) fn release(self) {
-        self.pool.put(self.upstream, self.sender);
+    /// The response ended cleanly: the connection to `upstream` (the one it was lent for) may
+    /// serve another request.
+    pub(crate) fn release(self, upstream: &Upstream) {
+        self.pool.put(upstream, self.sender);
     }
 }
 
@@ -98,12 +98,16 @@ impl Pool {
         None
     }
 
-    fn put(&self, upstream: Upstream, sender: Sender) {
+    fn put(&self, upstream: &Upstream, sender: Sender) {
         if sender.is_closed() || self.max_idle == 0 {
             return;
         }
         let mut idle = self.lock();
-        let list = idle.entry(upstream).or_default();
+        // The key is cloned only for a new upstream: its bytes are shared with other threads.
+        let list = match idle.get_mut(upstream) {
+            Some(list) => list,
+            None => idle.entry(upstream.clone()).or_default(),
+        };
         if list.len() < self.max_idle {
             list.push((sender, Instant::now()));
         }
@@ -185,7 +189,7 @@ impl Pool {
                 continue;
             }
             match sender.try_send_request(req).await {
-                Ok(resp) => return Ok((resp, self.lease(upstream, sender))),
+                Ok(resp) => return Ok((resp, self.lease(sender))),
                 Err(mut e) => match e.take_message() {
                     Some(unsent) => req = unsent,
                     None => return Err(e.into_error().into()),
@@ -195,13 +199,12 @@ impl Pool {
         let mut sender = self.connect(upstream).await?;
         sender.ready().await?;
         let resp = sender.send_request(req).await?;
-        Ok((resp, self.lease(upstream, sender)))
+        Ok((resp, self.lease(sender)))
     }
 
-    fn lease(self: &Arc<Self>, upstream: &Upstream, sender: Sender) -> Lease {
+    fn lease(self: &Arc<Self>, sender: Sender) -> Lease {
         Lease {
             pool: self.clone(),
-            upstream: upstream.clone(),
             sender,
         }
     }

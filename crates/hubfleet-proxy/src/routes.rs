@@ -114,10 +114,21 @@ pub(crate) struct Entry {
 const COARSE_TOUCH_US: i64 = 1_000;
 
 fn now_us() -> i64 {
-    Utc::now().timestamp_micros()
+    // Straight from the clock: chrono's Utc::now() computes a calendar date first.
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 impl Entry {
+    /// Where requests for this route go, unless the hub serves it or its target is unusable.
+    pub(crate) fn upstream(&self) -> Option<&Upstream> {
+        match &self.parsed {
+            Target::Http { upstream, .. } => Some(upstream),
+            _ => None,
+        }
+    }
+
     /// Exact touch (explicit API calls).
     pub(crate) fn touch(&self) {
         self.last_activity_us.fetch_max(now_us(), Ordering::Relaxed);

@@ -575,8 +575,7 @@ async fn dispatch(
                     req.headers_mut().insert(header::HOST, host);
                 }
             }
-            let upstream = upstream.clone();
-            forward(st, peer, req, entry, &upstream, orig, upgrade).await
+            forward(st, peer, req, entry, orig, upgrade).await
         }
         Target::Hub => match &st.hub {
             Some(hub) => {
@@ -646,10 +645,14 @@ async fn forward(
     peer: &Peer,
     mut req: Request<Incoming>,
     entry: Arc<Entry>,
-    upstream: &Upstream,
     orig: Uri,
     upgrade: bool,
 ) -> Response<ProxyBody> {
+    // Borrowed from the entry rather than cloned: its bytes are shared by every thread.
+    let Some(upstream) = entry.upstream() else {
+        // dispatch() forwards only routes with an upstream.
+        return simple(StatusCode::BAD_GATEWAY, "Bad Gateway\n".to_owned());
+    };
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     // `--auto-rewrite` needs the host the client asked for, before `--change-origin`.
     let client_host = if st.config.auto_rewrite {
@@ -997,6 +1000,30 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
 /// Drop hop-by-hop headers, including any named in `Connection` (RFC 9110 §7.6.1).
 /// For upgrades, `Upgrade` survives and `Connection` is reduced to exactly "upgrade".
 fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // One pass over the names finds which are there: most messages carry none or only
+    // `Connection`, so this saves most of eight hash lookups per message.
+    const CONNECTION: u8 = 1;
+    const UPGRADE: u8 = 2;
+    let others: [(u8, &HeaderName); 5] = [
+        (4, &KEEP_ALIVE),
+        (8, &PROXY_CONNECTION),
+        (16, &header::TE),
+        (32, &header::TRAILER),
+        (64, &header::TRANSFER_ENCODING),
+    ];
+    let mut found = 0u8;
+    for name in headers.keys() {
+        if name == header::CONNECTION {
+            found |= CONNECTION;
+        } else if name == header::UPGRADE {
+            found |= UPGRADE;
+        } else if let Some((bit, _)) = others.iter().find(|(_, n)| *n == name) {
+            found |= bit;
+        }
+    }
+    if found == 0 && !keep_upgrade {
+        return;
+    }
     if let Some(conn) = headers.get(header::CONNECTION) {
         let named: Vec<HeaderName> = conn
             .to_str()
@@ -1016,16 +1043,20 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             headers.remove(name);
         }
     }
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(&PROXY_CONNECTION);
-    headers.remove(header::TE);
-    headers.remove(header::TRAILER);
-    headers.remove(header::TRANSFER_ENCODING);
+    for (bit, name) in others {
+        if found & bit != 0 {
+            headers.remove(name);
+        }
+    }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     } else {
-        headers.remove(header::CONNECTION);
-        headers.remove(header::UPGRADE);
+        if found & CONNECTION != 0 {
+            headers.remove(header::CONNECTION);
+        }
+        if found & UPGRADE != 0 {
+            headers.remove(header::UPGRADE);
+        }
     }
 }
 
@@ -1042,33 +1073,31 @@ fn add_forwarded_headers(
     }
     append_list(headers, &X_FORWARDED_PROTO, proto_value);
     append_list(headers, &X_FORWARDED_PORT, port_value);
-    if !headers.contains_key(&X_FORWARDED_HOST) {
-        if let Some(host) = headers.get(header::HOST).cloned() {
-            headers.insert(X_FORWARDED_HOST.clone(), host);
+    if let Some(host) = headers.get(header::HOST).cloned() {
+        if let header::Entry::Vacant(slot) = headers.entry(&X_FORWARDED_HOST) {
+            slot.insert(host);
         }
     }
 }
 
+/// Append `value` to the comma-separated list in `name` (one hash lookup when it is absent).
 fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &HeaderValue) {
+    let mut slot = match headers.entry(name) {
+        header::Entry::Vacant(slot) => {
+            slot.insert(value.clone());
+            return;
+        }
+        header::Entry::Occupied(slot) => slot,
+    };
     let mut combined = Vec::new();
-    for prev in headers.get_all(name) {
+    for prev in slot.iter() {
         combined.extend_from_slice(prev.as_bytes());
         combined.extend_from_slice(b", ");
     }
-    if combined.is_empty() {
-        headers.insert(name.clone(), value.clone());
-        return;
-    }
     combined.extend_from_slice(value.as_bytes());
-    match HeaderValue::from_bytes(&combined) {
-        Ok(v) => {
-            headers.insert(name.clone(), v);
-        }
-        // Only reachable with odd bytes in the client's header; replace rather than fail.
-        Err(_) => {
-            headers.insert(name.clone(), value.clone());
-        }
-    }
+    // Only fails with odd bytes in the client's header; replace rather than fail.
+    let joined = HeaderValue::from_bytes(&combined).unwrap_or_else(|_| value.clone());
+    slot.insert(joined);
 }
 
 fn simple(status: StatusCode, body: String) -> Response<ProxyBody> {
