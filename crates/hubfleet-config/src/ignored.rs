@@ -16,6 +16,10 @@ pub struct IgnoredKey {
     pub reason: &'static str,
 }
 
+/// Why `singleuser.storage.*` (except `capacity`, the home's quota) has no effect.
+const HOMES_ARE_LOCAL: &str =
+    "homes are directories under hubfleet.local.homes_dir; only singleuser.storage.capacity (a quota) is used";
+
 /// The z2jh keys hubfleet ignores on purpose. Keep in sync with docs/configuration.md.
 pub const IGNORED_KEYS: &[IgnoredKey] = &[
     IgnoredKey {
@@ -39,8 +43,32 @@ pub const IGNORED_KEYS: &[IgnoredKey] = &[
         reason: "templates are not fetched from git; put them in a directory listed in hub.templatePaths",
     },
     IgnoredKey {
-        key: "singleuser.storage",
-        reason: "homes live under hubfleet.data_dir",
+        key: "singleuser.storage.type",
+        reason: HOMES_ARE_LOCAL,
+    },
+    IgnoredKey {
+        key: "singleuser.storage.extraLabels",
+        reason: HOMES_ARE_LOCAL,
+    },
+    IgnoredKey {
+        key: "singleuser.storage.extraVolumes",
+        reason: HOMES_ARE_LOCAL,
+    },
+    IgnoredKey {
+        key: "singleuser.storage.extraVolumeMounts",
+        reason: HOMES_ARE_LOCAL,
+    },
+    IgnoredKey {
+        key: "singleuser.storage.static",
+        reason: HOMES_ARE_LOCAL,
+    },
+    IgnoredKey {
+        key: "singleuser.storage.homeMountPath",
+        reason: HOMES_ARE_LOCAL,
+    },
+    IgnoredKey {
+        key: "singleuser.storage.dynamic",
+        reason: HOMES_ARE_LOCAL,
     },
 ];
 
@@ -96,7 +124,7 @@ mod tests {
         );
         let found = strip(&mut doc);
         let keys: Vec<_> = found.iter().map(|k| k.key).collect();
-        assert_eq!(keys, ["proxy.secretToken", "singleuser.storage"]);
+        assert_eq!(keys, ["proxy.secretToken", "singleuser.storage.type"]);
         assert_eq!(doc, yaml("singleuser:\n  defaultUrl: /lab\n"));
     }
 

@@ -644,6 +644,9 @@ pub struct Singleuser {
     /// `singleuser.profileList`: KubeSpawner's profiles.
     #[serde(deserialize_with = "crate::profiles::profile_list")]
     pub profile_list: Vec<crate::profiles::Profile>,
+    /// `singleuser.storage`: `capacity` is the home's quota; the other keys are ignored.
+    #[serde(deserialize_with = "null_default")]
+    pub storage: crate::profiles::StorageConfig,
 }
 
 impl Default for Singleuser {
@@ -657,6 +660,7 @@ impl Default for Singleuser {
             memory: Default::default(),
             cpu: Default::default(),
             profile_list: Vec::new(),
+            storage: Default::default(),
         }
     }
 }
@@ -891,6 +895,9 @@ pub struct LocalSpawnerConfig {
     /// `hubfleet.local.shared_dir`: the hub's shared folder (default `<data_dir>/shared`).
     #[serde(deserialize_with = "opt_path")]
     pub shared_dir: Option<PathBuf>,
+    /// `hubfleet.local.gpus`: GPU device indices servers may be given (`[0, 1]`).
+    #[serde(deserialize_with = "null_default")]
+    pub gpus: Vec<u32>,
 }
 
 // ---------------------------------------------------------------------------------------------

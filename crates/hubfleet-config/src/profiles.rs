@@ -318,6 +318,15 @@ pub struct CpuConfig {
     pub guarantee: Option<u64>,
 }
 
+/// `singleuser.storage`: only `capacity` means something locally (a quota on the home).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Bytes (`10Gi`, as z2jh's PVC size).
+    #[serde(deserialize_with = "opt_bytes")]
+    pub capacity: Option<u64>,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Profiles
 // ---------------------------------------------------------------------------------------------
@@ -348,6 +357,9 @@ pub const KUBERNETES_ONLY_OVERRIDES: &[&str] = &[
     "node_affinity_required",
     "node_affinity_preferred",
 ];
+
+/// The Kubernetes resource name of NVIDIA GPUs, as in `extra_resource_limits`.
+pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
 
 /// A `kubespawner_override`. `None` = not given; `Some(None)` = given as `null` (unset).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -390,6 +402,29 @@ impl Overrides {
         for (k, v) in &other.kubernetes {
             self.kubernetes.insert(k.clone(), v.clone());
         }
+    }
+
+    /// The GPUs asked for with `extra_resource_limits: {nvidia.com/gpu: N}` (2i2c's GPU
+    /// profiles): `Ok(None)` when not asked; `Err` when N is not a whole number.
+    pub fn gpu_request(&self) -> Result<Option<u32>, String> {
+        let Some(value) = self
+            .kubernetes
+            .get("extra_resource_limits")
+            .and_then(|limits| limits.get(GPU_RESOURCE))
+        else {
+            return Ok(None);
+        };
+        let count = match value {
+            serde_json::Value::Number(n) => n.as_u64(),
+            serde_json::Value::String(s) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        };
+        count
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                format!("`{value}` is not a number of GPUs; write a whole number such as \"1\"")
+            })
     }
 
     /// Replace `{value}` in the string overrides (for an unlisted choice).
@@ -752,6 +787,16 @@ pub(crate) fn check(
         }
     }
 
+    // GPUs: each device once.
+    for (i, gpu) in local.gpus.iter().enumerate() {
+        if local.gpus[..i].contains(gpu) {
+            return Err(ctx.at_key_path(
+                &key_path(&[k("hubfleet"), k("local"), k("gpus"), Seg::Index(i)]),
+                format!("GPU {gpu} is listed twice; list each device index once"),
+            ));
+        }
+    }
+
     // Limits.
     check_limits(
         ctx,
@@ -894,7 +939,29 @@ pub(crate) fn check(
                 key_path(&site.path).child("cpu_guarantee"),
             ),
         )?;
-        for key in o.kubernetes.keys() {
+        let gpus_at = key_path(&site.path)
+            .child("extra_resource_limits")
+            .child(GPU_RESOURCE);
+        match o.gpu_request() {
+            Err(e) => return Err(ctx.at_key_path(&gpus_at, e)),
+            Ok(Some(n)) if n as usize > local.gpus.len() => warnings.push(ctx.warning_at(
+                &gpus_at,
+                format!(
+                    "asks for {n} GPU(s) but hubfleet.local.gpus lists {}: starts that ask for it will be refused",
+                    local.gpus.len()
+                ),
+            )),
+            Ok(_) => {}
+        }
+        for (key, value) in &o.kubernetes {
+            // GPUs are given out locally too (`hubfleet.local.gpus`).
+            let only_gpus = key == "extra_resource_limits"
+                && value
+                    .as_object()
+                    .is_some_and(|m| m.keys().all(|k| k == GPU_RESOURCE));
+            if only_gpus {
+                continue;
+            }
             warnings.push(ctx.warning_at(
                 &key_path(&site.path).child(key),
                 "has no effect with the local spawner (it is kept for the Kubernetes spawner)",

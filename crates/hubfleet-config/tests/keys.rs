@@ -406,7 +406,7 @@ singleuser:
             ("proxy.secretToken", 2),
             ("hub.db.pvc", 7),
             ("hub.db.upgrade", 6),
-            ("singleuser.storage", 13),
+            ("singleuser.storage.type", 14),
             // Not ignored any more: an image names a local environment; with none configured,
             // a warning says servers use the Python environment.
             ("singleuser.image", 10),

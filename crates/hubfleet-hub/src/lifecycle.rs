@@ -131,6 +131,9 @@ struct Inner {
     /// entry here is reported from its database row.
     progress: Mutex<HashMap<ServerKey, watch::Sender<Vec<ProgressEvent>>>>,
     ops: Mutex<HashMap<ServerKey, Arc<ServerOp>>>,
+    /// GPU devices (`hubfleet.local.gpus`) held by each server, from the request of its start
+    /// until it is torn down; rebuilt from the servers' state at restart.
+    gpus: Mutex<HashMap<ServerKey, Vec<u32>>>,
     /// Identifies this hub process as a lease owner.
     replica: String,
 }
@@ -155,6 +158,7 @@ impl Lifecycle {
                 settings,
                 progress: Mutex::new(HashMap::new()),
                 ops: Mutex::new(HashMap::new()),
+                gpus: Mutex::new(HashMap::new()),
                 replica: format!("hub-{}-{}", std::process::id(), hubfleet_store::new_token()),
             }),
         }
@@ -175,17 +179,26 @@ impl Lifecycle {
     pub async fn spawn(&self, user: &User, server_name: &str) -> Result<SpawnOutcome, HubError> {
         let inner = &self.inner;
         let server = inner.store.ensure_server(user.id, server_name).await?;
+        let mut reserved_gpus = false;
         if server.phase == Phase::Stopped {
-            // Refuse bad profile choices before anything is recorded or started.
-            self.resolve_options(user, &server)
+            // Refuse bad profile choices, and GPUs that are not there, before anything is
+            // recorded or started.
+            let resolved = self
+                .resolve_options(user, &server)
                 .await?
+                .map_err(HubError::BadRequest)?;
+            reserved_gpus = self
+                .reserve_gpus(&user.name, server_name, resolved.gpus)
                 .map_err(HubError::BadRequest)?;
         }
         let began = inner
             .store
             .begin_start(server.id, &inner.replica, Utc::now() + LEASE)
-            .await?;
-        if !began {
+            .await;
+        if reserved_gpus && !matches!(began, Ok(true)) {
+            self.release_gpus(&user.name, server_name);
+        }
+        if !began? {
             let current = inner.store.server(user.id, server_name).await?;
             return match current.map(|s| s.phase) {
                 Some(Phase::Ready) => Ok(SpawnOutcome::AlreadyRunning),
@@ -242,6 +255,63 @@ impl Lifecycle {
                 .await;
         });
         Ok(SpawnOutcome::Started)
+    }
+
+    /// Set aside `count` free GPUs for a start. `Ok(false)` when nothing new was reserved
+    /// (none asked for, or this server already holds its devices).
+    fn reserve_gpus(&self, user: &str, server: &str, count: u32) -> Result<bool, String> {
+        if count == 0 {
+            return Ok(false);
+        }
+        let configured = &self.inner.settings.spawn_options.gpus;
+        let mut held = self.inner.gpus.lock().expect("gpus lock");
+        if held.contains_key(&key(user, server)) {
+            return Ok(false);
+        }
+        let taken: Vec<u32> = held.values().flatten().copied().collect();
+        let free: Vec<u32> = configured
+            .iter()
+            .copied()
+            .filter(|gpu| !taken.contains(gpu))
+            .collect();
+        let asked = if count == 1 {
+            "1 GPU".to_string()
+        } else {
+            format!("{count} GPUs")
+        };
+        if configured.is_empty() {
+            return Err(format!(
+                "this server asks for {asked}, but this hub has none (hubfleet.local.gpus is empty); pick a profile without a GPU"
+            ));
+        }
+        if free.len() < count as usize {
+            return Err(format!(
+                "this server asks for {asked}, but only {} of the hub's {} GPU(s) {} free; try again when another GPU server stops, or pick a profile without a GPU",
+                free.len(),
+                configured.len(),
+                if free.len() == 1 { "is" } else { "are" },
+            ));
+        }
+        held.insert(key(user, server), free[..count as usize].to_vec());
+        Ok(true)
+    }
+
+    fn release_gpus(&self, user: &str, server: &str) {
+        self.inner
+            .gpus
+            .lock()
+            .expect("gpus lock")
+            .remove(&key(user, server));
+    }
+
+    fn gpus_of(&self, user: &str, server: &str) -> Vec<u32> {
+        self.inner
+            .gpus
+            .lock()
+            .expect("gpus lock")
+            .get(&key(user, server))
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn emit(&self, user: &str, server: &str, event: ProgressEvent) {
@@ -397,6 +467,30 @@ impl Lifecycle {
                 &mut cmd,
                 &mut env,
             );
+            let gpus = self.gpus_of(&user.name, &server.name);
+            if (gpus.len() as u32) < resolved.gpus {
+                return Err(format!(
+                    "this server asks for {} GPU(s) that were not set aside for it; start it again",
+                    resolved.gpus
+                ));
+            }
+            // Only the devices given to this server; an empty list hides every GPU.
+            if !options.gpus.is_empty() {
+                let visible = gpus
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",");
+                env.insert("CUDA_VISIBLE_DEVICES".into(), visible.clone());
+                env.insert(
+                    "NVIDIA_VISIBLE_DEVICES".into(),
+                    if gpus.is_empty() {
+                        "void".into()
+                    } else {
+                        visible
+                    },
+                );
+            }
             let home_dir = settings.home_dir(&user.name);
             crate::profiles::prepare_shared(options, &settings.data_dir)
                 .map_err(|e| format!("could not prepare the shared folder: {e}"))?;
@@ -415,6 +509,7 @@ impl Lifecycle {
                 home_dir,
                 log_path: log_path.clone(),
                 limits: resolved.limits,
+                storage_capacity: options.storage_capacity,
                 system_user: crate::profiles::system_user(options, &user.name, user.admin),
             };
             self.step(
@@ -433,6 +528,7 @@ impl Lifecycle {
             if let Some(state) = started.state.as_object_mut() {
                 // For admins: the server model's `state` shows what the server got.
                 state.insert("profile".into(), resolved.summary());
+                state.insert("gpus".into(), serde_json::json!(gpus));
             }
             inner
                 .store
@@ -625,6 +721,7 @@ impl Lifecycle {
                 tracing::warn!(user = user_name, server = %server.name, error = %e, "stopping the server process");
             }
         }
+        self.release_gpus(user_name, &server.name);
         let mut first_error: Option<HubError> = None;
         let mut note = |result: Result<(), hubfleet_store::StoreError>| {
             if let Err(e) = result {
@@ -702,6 +799,18 @@ impl Lifecycle {
             async move {
                 let alive = server.phase == Phase::Ready && this.process_running(&server).await;
                 if let (true, Some(target)) = (alive, &server.target) {
+                    let gpus: Vec<u32> = server
+                        .spawn_state
+                        .as_ref()
+                        .and_then(|s| serde_json::from_value(s.get("gpus")?.clone()).ok())
+                        .unwrap_or_default();
+                    if !gpus.is_empty() {
+                        this.inner
+                            .gpus
+                            .lock()
+                            .expect("gpus lock")
+                            .insert(key(&user_name, &server.name), gpus);
+                    }
                     let prefix = urls::server_prefix(&user_name, &server.name);
                     this.inner.routes.add(&prefix, target, route_data(&user_name, &server.name));
                     let _ = this.inner.store.release_lease(server.id, "").await;

@@ -46,6 +46,10 @@ pub struct SpawnOptions {
     pub homes_dir: Option<PathBuf>,
     /// `hubfleet.local.shared_dir` (absolute), else `<data_dir>/shared`.
     pub shared_dir: Option<PathBuf>,
+    /// `singleuser.storage.capacity`: the quota of each home, in bytes.
+    pub storage_capacity: Option<u64>,
+    /// `hubfleet.local.gpus`: the GPU device indices servers may be given.
+    pub gpus: Vec<u32>,
 }
 
 /// The group whose members may write to the shared folder (admins, with system users).
@@ -67,6 +71,8 @@ pub struct Resolved {
     pub environment: Option<String>,
     /// Kubernetes-only overrides in effect (reported, not used locally).
     pub kubernetes: BTreeMap<String, Value>,
+    /// GPUs asked for (`extra_resource_limits: {nvidia.com/gpu: N}`).
+    pub gpus: u32,
 }
 
 impl Resolved {
@@ -83,6 +89,7 @@ impl Resolved {
                 "mem_guarantee": self.limits.mem_guarantee,
                 "cpu_limit": self.limits.cpu_limit.map(cpu_float),
                 "cpu_guarantee": self.limits.cpu_guarantee.map(cpu_float),
+                "gpus": self.gpus,
             },
         })
     }
@@ -285,6 +292,7 @@ pub fn resolve(
     };
     resolved.default_url = overrides.default_url.clone().flatten();
     resolved.kubernetes = overrides.kubernetes.clone();
+    resolved.gpus = overrides.gpu_request()?.unwrap_or(0);
     resolved.image = overrides.image.clone();
     if let Some(image) = &resolved.image {
         if !options.environments.is_empty() {
@@ -347,6 +355,18 @@ pub fn shared_dir(options: &SpawnOptions, data_dir: &Path) -> PathBuf {
         .shared_dir
         .clone()
         .unwrap_or_else(|| data_dir.join("shared"))
+}
+
+/// With `singleuser.storage.capacity`: why quotas cannot be enforced on the homes, if they
+/// cannot (said once at start-up; each server's state says it again).
+pub fn storage_quota_problem(options: &SpawnOptions, data_dir: &Path) -> Option<String> {
+    let capacity = options.storage_capacity?;
+    match hubfleet_spawn::quota::support(&homes_dir(options, data_dir)) {
+        hubfleet_spawn::quota::QuotaSupport::Unsupported(why) => {
+            Some(hubfleet_spawn::quota::not_enforced(capacity, &why))
+        }
+        _ => None,
+    }
 }
 
 /// 2i2c's folders in a home: `shared` (read-only) for everyone, `shared-readwrite` for admins.

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 pub mod cgroup;
 mod local;
 pub mod mounts;
+pub mod quota;
 pub mod system_user;
 
 pub use local::{tail_log, LocalOptions, LocalProcessSpawner};
@@ -95,6 +96,9 @@ pub struct LaunchSpec {
     pub system_user: Option<SystemUser>,
     /// Folders shown in the home (shared folders).
     pub mounts: Vec<Mount>,
+    /// Most bytes the home may hold (`singleuser.storage.capacity`), as a project quota where
+    /// the filesystem has them.
+    pub storage_capacity: Option<u64>,
 }
 
 /// What a spawner persists about a started server, so a restarted hub can find it.

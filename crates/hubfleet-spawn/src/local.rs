@@ -367,6 +367,26 @@ impl Spawner for LocalProcessSpawner {
             let _ = writeln!(warn_log, "[hubfleet] warning: {message}");
         };
 
+        // After the account exists and owns the home: tagging files must not change owners.
+        let storage = spec.storage_capacity.map(|capacity| {
+            match crate::quota::apply(&spec.home_dir, capacity) {
+                Ok(applied) => json!({
+                    "capacity": capacity,
+                    "enforced": true,
+                    "project": applied.project,
+                }),
+                Err(why) => {
+                    // The hub's log says it once at start-up; the server's log each time.
+                    let message = crate::quota::not_enforced(capacity, &why);
+                    tracing::debug!(user = %spec.user, "{message}");
+                    if let Ok(mut log) = log.try_clone() {
+                        let _ = writeln!(log, "[hubfleet] warning: {message}");
+                    }
+                    json!({ "capacity": capacity, "enforced": false, "reason": message })
+                }
+            }
+        });
+
         let ip = self.options.ip;
         let port = free_port(ip)?;
         let host = url_host(ip);
@@ -525,6 +545,7 @@ impl Spawner for LocalProcessSpawner {
                 "cgroup": group,
                 "mounts": mounted,
                 "limits": spec.limits,
+                "storage": storage,
             }),
         })
     }
@@ -713,6 +734,7 @@ mod tests {
             limits: Default::default(),
             system_user: None,
             mounts: Vec::new(),
+            storage_capacity: None,
         };
         let built: HashMap<String, std::ffi::OsString> = spawner
             .build_env(&spec, "http://h:1/user/alice/")

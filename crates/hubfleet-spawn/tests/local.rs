@@ -44,6 +44,7 @@ impl TestDir {
             limits: Default::default(),
             system_user: None,
             mounts: Vec::new(),
+            storage_capacity: None,
         }
     }
 }

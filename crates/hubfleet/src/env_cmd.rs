@@ -202,6 +202,8 @@ pub fn spawn_options(config: &HubConfig) -> SpawnOptions {
         system_users: local.system_users,
         homes_dir: local.homes_dir.as_deref().map(|p| config.resolve_path(p)),
         shared_dir: local.shared_dir.as_deref().map(|p| config.resolve_path(p)),
+        storage_capacity: config.singleuser.storage.capacity,
+        gpus: local.gpus.clone(),
     }
 }
 

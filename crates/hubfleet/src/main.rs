@@ -282,7 +282,13 @@ async fn start_hub(config: &HubConfig) -> Result<Hub> {
     .await?;
     let auth = authenticator(config, &store)?;
     let spawner = Arc::new(LocalProcessSpawner::new(LocalOptions::default()));
-    let hub = Hub::start(settings(config), store, auth, spawner).await?;
+    let settings = settings(config);
+    if let Some(problem) =
+        hubfleet_hub::profiles::storage_quota_problem(&settings.spawn_options, &settings.data_dir)
+    {
+        tracing::warn!("{problem}; servers start without it");
+    }
+    let hub = Hub::start(settings, store, auth, spawner).await?;
     Ok(hub)
 }
 
