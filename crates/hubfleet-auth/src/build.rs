@@ -8,8 +8,8 @@ use hubfleet_store::Store;
 
 use crate::{
     AccessPolicy, AuthError, Configured, DummyAuthenticator, DynAuthenticator, LoginLimiter,
-    LoginOptions, NativeAuthenticator, OAuthAuthenticator, SharedPasswordAuthenticator,
-    TmpAuthenticator,
+    LoginOptions, NativeAuthenticator, NullAuthenticator, OAuthAuthenticator,
+    SharedPasswordAuthenticator, TmpAuthenticator,
 };
 
 /// Build the authenticator of `config` (`hub.config.JupyterHub.authenticator_class` and the
@@ -76,7 +76,9 @@ pub fn from_config(config: &HubConfig, store: &Store) -> Result<DynAuthenticator
         ),
         AuthenticatorKind::SharedPassword => wrap(
             SharedPasswordAuthenticator::new(
-                hc.shared_password_authenticator.user_password.clone(),
+                hc.shared_password_authenticator
+                    .effective_user_password()
+                    .map(str::to_owned),
                 hc.shared_password_authenticator.admin_password.clone(),
                 policy,
             ),
@@ -84,9 +86,11 @@ pub fn from_config(config: &HubConfig, store: &Store) -> Result<DynAuthenticator
             limiter(),
         ),
         AuthenticatorKind::Tmp => wrap(TmpAuthenticator, options, None),
+        AuthenticatorKind::Null => wrap(NullAuthenticator, options, None),
         kind @ (AuthenticatorKind::GenericOAuth
         | AuthenticatorKind::GitHub
-        | AuthenticatorKind::CILogon) => {
+        | AuthenticatorKind::CILogon
+        | AuthenticatorKind::Google) => {
             let oauth = settings
                 .oauth
                 .clone()
@@ -94,6 +98,7 @@ pub fn from_config(config: &HubConfig, store: &Store) -> Result<DynAuthenticator
             let kind_name = match kind {
                 AuthenticatorKind::GitHub => "github",
                 AuthenticatorKind::CILogon => "cilogon",
+                AuthenticatorKind::Google => "google",
                 _ => "generic-oauth",
             };
             let service = settings

@@ -132,6 +132,11 @@ pub trait Authenticator: Send + Sync + 'static {
         false
     }
 
+    /// Whether logging in is switched off (nullauthenticator): only API tokens work.
+    fn login_disabled(&self) -> bool {
+        false
+    }
+
     /// Login page settings.
     fn options(&self) -> &LoginOptions {
         static DEFAULT: std::sync::OnceLock<LoginOptions> = std::sync::OnceLock::new();
@@ -179,6 +184,9 @@ impl<A: Authenticator> Authenticator for Configured<A> {
     }
     fn temporary_users(&self) -> bool {
         self.inner.temporary_users()
+    }
+    fn login_disabled(&self) -> bool {
+        self.inner.login_disabled()
     }
     fn options(&self) -> &LoginOptions {
         &self.options
@@ -232,6 +240,23 @@ impl Authenticator for TmpAuthenticator {
         Ok(None)
     }
     fn temporary_users(&self) -> bool {
+        true
+    }
+}
+
+/// nullauthenticator: nobody logs in (the login page says so); the hub is used through the
+/// REST API with tokens only, as BinderHub does.
+pub struct NullAuthenticator;
+
+#[async_trait]
+impl Authenticator for NullAuthenticator {
+    fn kind(&self) -> &'static str {
+        "null"
+    }
+    async fn authenticate(&self, _: &Credentials) -> Result<Option<UserInfo>, AuthError> {
+        Ok(None)
+    }
+    fn login_disabled(&self) -> bool {
         true
     }
 }

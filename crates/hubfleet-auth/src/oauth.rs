@@ -1,5 +1,5 @@
 //! Redirect-based login (oauthenticator's classes): `generic-oauth` (OpenID Connect with
-//! discovery, or plain OAuth 2.0), `github` and `cilogon`.
+//! discovery, or plain OAuth 2.0), `github`, `cilogon` and `google`.
 //!
 //! The hub sends the browser to [`RedirectLogin::start`]'s URL and keeps the returned
 //! [`PendingLogin`] in a short-lived HttpOnly cookie; at the callback it checks `state`
@@ -130,7 +130,7 @@ fn jwt_payload(jwt: &str) -> Result<Value, AuthError> {
 
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
 
-/// `generic-oauth`, `github` or `cilogon`.
+/// `generic-oauth`, `github`, `cilogon` or `google`.
 pub struct OAuthAuthenticator {
     kind: &'static str,
     login_service: String,
@@ -174,7 +174,9 @@ impl OAuthAuthenticator {
     fn issuer(&self) -> Option<&str> {
         match &self.settings.provider {
             OAuthProvider::Generic { issuer, .. } => issuer.as_deref(),
-            OAuthProvider::CILogon { issuer, .. } => Some(issuer),
+            OAuthProvider::CILogon { issuer, .. } | OAuthProvider::Google { issuer, .. } => {
+                Some(issuer)
+            }
             OAuthProvider::GitHub { .. } => None,
         }
     }
@@ -394,7 +396,9 @@ impl OAuthAuthenticator {
                     self.userdata(url, access_token).await
                 }
             }
-            OAuthProvider::Generic { .. } | OAuthProvider::CILogon { .. } => {
+            OAuthProvider::Generic { .. }
+            | OAuthProvider::CILogon { .. }
+            | OAuthProvider::Google { .. } => {
                 // The ID token was verified in `exchange`; its claims come first, the
                 // userinfo endpoint's (same subject) on top.
                 let mut claims = jwt_payload(token["id_token"].as_str().unwrap_or_default())?;
@@ -437,6 +441,31 @@ impl OAuthAuthenticator {
                     )));
                 }
                 found
+            }
+            OAuthProvider::Google {
+                hosted_domain,
+                username_claim,
+                ..
+            } => {
+                let mut name = username_claim
+                    .iter()
+                    .find_map(|c| claim_str(user, c))
+                    .ok_or_else(|| {
+                        AuthError::Rejected(format!(
+                            "Google sent no `{}` for this user (hub.config.GoogleOAuthenticator.username_claim)",
+                            username_claim.join("` or `")
+                        ))
+                    })?;
+                // As oauthenticator: with a single hosted domain, its accounts are named
+                // without it.
+                if let [domain] = hosted_domain.as_slice() {
+                    if let Some((local, at)) = name.rsplit_once('@') {
+                        if at.eq_ignore_ascii_case(domain) {
+                            name = local.to_owned();
+                        }
+                    }
+                }
+                Some(name)
             }
             OAuthProvider::CILogon { idps, .. } => {
                 let idp = claim_str(user, "idp")
@@ -649,6 +678,22 @@ impl RedirectLogin for OAuthAuthenticator {
                         q.append_pair("skin", skin);
                     }
                 }
+                OAuthProvider::Google {
+                    hosted_domain,
+                    extra_authorize_params,
+                    ..
+                } => {
+                    // Google's account chooser then offers only that organisation's
+                    // accounts; the `hd` claim is still checked at the callback.
+                    if let [domain] = hosted_domain.as_slice() {
+                        if !extra_authorize_params.contains_key("hd") {
+                            q.append_pair("hd", domain);
+                        }
+                    }
+                    for (k, v) in extra_authorize_params {
+                        q.append_pair(k, v);
+                    }
+                }
                 OAuthProvider::GitHub { .. } => {}
             }
         }
@@ -675,6 +720,12 @@ impl OAuthAuthenticator {
     /// From the token response and the user's details: the auth_state, the groups and
     /// whether the user may log in.
     async fn decide(&self, token: Value, user: Value) -> Result<Decision, AuthError> {
+        if let Some(why) = self.restriction(&user) {
+            tracing::warn!(reason = %why, "login refused by the provider's restrictions");
+            return Ok(Decision::Refused(
+                self.settings.custom_403_message.clone().unwrap_or(why),
+            ));
+        }
         let name = match self.username(&user) {
             Ok(name) => name,
             Err(AuthError::Refused(message)) => return Ok(Decision::Refused(message)),
@@ -742,6 +793,7 @@ impl OAuthAuthenticator {
                     }
                 }
             }
+            OAuthProvider::Google { .. } => {}
             OAuthProvider::Generic { groups_key, .. } => {
                 if self.policy.manage_groups {
                     groups = Some(
@@ -818,6 +870,40 @@ impl OAuthAuthenticator {
                 (d, _, _) => d,
             },
         )
+    }
+}
+
+impl OAuthAuthenticator {
+    /// Rules that refuse a login whatever the allow settings say (oauthenticator checks
+    /// them before `allow_all` or `admin_users`): for Google, a verified email and, with
+    /// `hosted_domain`, a Workspace account (`hd` claim) of one of those domains. The `hd`
+    /// claim, not the email's domain, shows that the organisation controls the account.
+    fn restriction(&self, user: &Value) -> Option<String> {
+        let OAuthProvider::Google { hosted_domain, .. } = &self.settings.provider else {
+            return None;
+        };
+        let email = claim_str(user, "email").unwrap_or_default();
+        if user["email_verified"] != Value::Bool(true) {
+            return Some(format!(
+                "Google has not verified the email address {email}, so it cannot log in to this hub."
+            ));
+        }
+        if hosted_domain.is_empty() {
+            return None;
+        }
+        let hd = claim_str(user, "hd").map(|d| d.to_lowercase());
+        if hd.as_ref().is_some_and(|hd| hosted_domain.contains(hd)) {
+            return None;
+        }
+        Some(format!(
+            "{email} is not an account of {}: this hub only accepts Google accounts of {}.",
+            hosted_domain.join(" or "),
+            if hosted_domain.len() == 1 {
+                "that organisation"
+            } else {
+                "those organisations"
+            }
+        ))
     }
 }
 

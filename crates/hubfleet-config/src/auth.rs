@@ -1,5 +1,6 @@
 //! Authenticator settings beyond the form-based ones: oauthenticator's classes
-//! (`GenericOAuthenticator`, `GitHubOAuthenticator`, `CILogonOAuthenticator`),
+//! (`GenericOAuthenticator`, `GitHubOAuthenticator`, `CILogonOAuthenticator`,
+//! `GoogleOAuthenticator`),
 //! `TmpAuthenticator`, hubfleet's own `hubfleet.auth`, and the *effective* settings
 //! ([`AuthSettings`]) after traitlets' rule that a subclass's section wins over
 //! `Authenticator`'s.
@@ -295,6 +296,30 @@ authenticator_class! {
     TmpAuthenticatorConfig {}
 }
 
+authenticator_class! {
+    /// `hub.config.GoogleOAuthenticator`: OpenID Connect with Google.
+    GoogleOAuthenticatorConfig {
+        #[serde(deserialize_with = "opt_str")] client_id: Option<String>,
+        /// `client_secret` (the field name keeps the word out of `Debug` output).
+        #[serde(rename = "client_secret", deserialize_with = "opt_secret")] client_credential: Option<Secret>,
+        #[serde(deserialize_with = "opt_str")] oauth_callback_url: Option<String>,
+        /// `hosted_domain`: a domain or a list; only Google Workspace accounts whose `hd`
+        /// claim is one of these may log in.
+        #[serde(deserialize_with = "opt_str_or_list")] hosted_domain: Option<Vec<String>>,
+        #[serde(deserialize_with = "opt_str_or_list")] username_claim: Option<Vec<String>>,
+        #[serde(deserialize_with = "opt_list")] scope: Option<Vec<String>>,
+        #[serde(deserialize_with = "opt_str")] login_service: Option<String>,
+        #[serde(deserialize_with = "opt_bool")] enable_pkce: Option<bool>,
+        #[serde(deserialize_with = "str_map")] extra_authorize_params: BTreeMap<String, String>,
+        #[serde(deserialize_with = "opt_str")] custom_403_message: Option<String>,
+        #[serde(deserialize_with = "opt_str")] logout_redirect_url: Option<String>,
+        /// Kept only to refuse it with a reason (Google Groups need a Workspace admin account).
+        #[serde(deserialize_with = "null_default")] allowed_google_groups: serde_yaml_ng::Value,
+        /// Kept only to refuse it with a reason.
+        #[serde(deserialize_with = "null_default")] admin_google_groups: serde_yaml_ng::Value,
+    }
+}
+
 /// One identity provider of `CILogonOAuthenticator.allowed_idps` (key: the IdP's entity id).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -420,6 +445,15 @@ pub enum OAuthProvider {
         shown_idps: Vec<String>,
         skin: Option<String>,
     },
+    /// `google`: OpenID Connect at `https://accounts.google.com` (or
+    /// `hubfleet.auth.oidc_issuer`).
+    Google {
+        issuer: String,
+        /// Allowed values of the `hd` claim; empty: any account.
+        hosted_domain: Vec<String>,
+        username_claim: Vec<String>,
+        extra_authorize_params: BTreeMap<String, String>,
+    },
 }
 
 /// Settings of a redirect-based (OAuth) login.
@@ -502,6 +536,8 @@ pub fn class_section(kind: AuthenticatorKind) -> Option<&'static str> {
         AuthenticatorKind::GitHub => Some("GitHubOAuthenticator"),
         AuthenticatorKind::CILogon => Some("CILogonOAuthenticator"),
         AuthenticatorKind::Tmp => Some("TmpAuthenticator"),
+        AuthenticatorKind::Google => Some("GoogleOAuthenticator"),
+        AuthenticatorKind::Null => None,
         AuthenticatorKind::Native => Some("NativeAuthenticator"),
         AuthenticatorKind::Dummy => Some("DummyAuthenticator"),
         AuthenticatorKind::SharedPassword => Some("SharedPasswordAuthenticator"),
@@ -517,6 +553,7 @@ impl HubConfig {
             AuthenticatorKind::GitHub => Some(common_keys!(hc.github_oauthenticator)),
             AuthenticatorKind::CILogon => Some(common_keys!(hc.cilogon_oauthenticator)),
             AuthenticatorKind::Tmp => Some(common_keys!(hc.tmp_authenticator)),
+            AuthenticatorKind::Google => Some(common_keys!(hc.google_oauthenticator)),
             _ => None,
         }
     }
@@ -587,6 +624,12 @@ impl HubConfig {
                     .login_service
                     .clone()
                     .unwrap_or_else(|| "CILogon".into()),
+            ),
+            AuthenticatorKind::Google => Some(
+                hc.google_oauthenticator
+                    .login_service
+                    .clone()
+                    .unwrap_or_else(|| "Google".into()),
             ),
             _ => None,
         };
@@ -735,6 +778,41 @@ impl HubConfig {
                     enable_pkce: true,
                     custom_403_message: c.custom_403_message.clone(),
                     logout_redirect_url: None,
+                })
+            }
+            AuthenticatorKind::Google => {
+                let g = &hc.google_oauthenticator;
+                let mut scope = g
+                    .scope
+                    .clone()
+                    .unwrap_or_else(|| vec!["openid".into(), "email".into()]);
+                if !scope.iter().any(|s| s == "openid") {
+                    scope.insert(0, "openid".into());
+                }
+                Some(OAuthSettings {
+                    provider: OAuthProvider::Google {
+                        issuer: issuer.unwrap_or_else(|| "https://accounts.google.com".into()),
+                        hosted_domain: g
+                            .hosted_domain
+                            .iter()
+                            .flatten()
+                            .map(|d| d.trim().to_lowercase())
+                            .collect(),
+                        username_claim: g
+                            .username_claim
+                            .clone()
+                            .unwrap_or_else(|| vec!["email".into()]),
+                        extra_authorize_params: g.extra_authorize_params.clone(),
+                    },
+                    client_id: g.client_id.clone().unwrap_or_default(),
+                    client_secret: g.client_credential.clone(),
+                    callback_url: g.oauth_callback_url.clone(),
+                    scope,
+                    allowed_groups: Vec::new(),
+                    admin_groups: Vec::new(),
+                    enable_pkce: g.enable_pkce.unwrap_or(true),
+                    custom_403_message: g.custom_403_message.clone(),
+                    logout_redirect_url: g.logout_redirect_url.clone(),
                 })
             }
             _ => None,
@@ -956,6 +1034,33 @@ pub(crate) fn validate(
                 check_url(github_url).map_err(|m| ctx.at_key(&class_key("github_url"), m))?;
                 check_url(github_api).map_err(|m| ctx.at_key(&class_key("github_api"), m))?;
             }
+            OAuthProvider::Google { hosted_domain, .. } => {
+                let g = &hc.google_oauthenticator;
+                for field in ["allowed_google_groups", "admin_google_groups"] {
+                    if has_class(field) {
+                        return Err(ctx.at_key(
+                            &class_key(field),
+                            "is not supported: Google Groups can only be read with a Google Workspace service account (`gsuite_administrator`, `google_service_account_keys`). Restrict access with `hosted_domain` and `allowed_users`/`admin_users` instead",
+                        ));
+                    }
+                }
+                if let Some(i) = g.hosted_domain.iter().flatten().position(|d| {
+                    let d = d.trim();
+                    d.is_empty() || d.contains('@') || d.contains('/')
+                }) {
+                    return Err(ctx.at_key(
+                        &class_key("hosted_domain"),
+                        format!(
+                            "`{}` is not a domain; expected e.g. `university.edu`",
+                            hosted_domain[i]
+                        ),
+                    ));
+                }
+                if ctx.has_key("hubfleet.auth.oidc_issuer") {
+                    check_url(&config.hubfleet.auth.oidc_issuer.clone().unwrap_or_default())
+                        .map_err(|m| ctx.at_key("hubfleet.auth.oidc_issuer", m))?;
+                }
+            }
             OAuthProvider::CILogon { issuer, idps, .. } => {
                 if ctx.has_key("hubfleet.auth.oidc_issuer") {
                     check_url(issuer).map_err(|m| ctx.at_key("hubfleet.auth.oidc_issuer", m))?;
@@ -1060,6 +1165,11 @@ pub(crate) fn validate(
             hc.tmp_authenticator != Default::default(),
             AuthenticatorKind::Tmp,
         ),
+        (
+            "GoogleOAuthenticator",
+            hc.google_oauthenticator != Default::default(),
+            AuthenticatorKind::Google,
+        ),
     ] {
         if set && kind != selected {
             warnings.push(ctx.warning(
@@ -1071,12 +1181,14 @@ pub(crate) fn validate(
     if config.hubfleet.auth.oidc_issuer.is_some()
         && !matches!(
             kind,
-            AuthenticatorKind::GenericOAuth | AuthenticatorKind::CILogon
+            AuthenticatorKind::GenericOAuth
+                | AuthenticatorKind::CILogon
+                | AuthenticatorKind::Google
         )
     {
         warnings.push(ctx.warning(
             "hubfleet.auth.oidc_issuer",
-            format!("has no effect: `{auth_class}` is `{kind}` (it is used by `generic-oauth` and `cilogon`)"),
+            format!("has no effect: `{auth_class}` is `{kind}` (it is used by `generic-oauth`, `cilogon` and `google`)"),
         ));
     }
     Ok(())
@@ -1111,6 +1223,80 @@ mod tests {
         assert!(!s.allow_existing_users, "OAuth default");
         assert_eq!(s.login_service.as_deref(), Some("GitHub"));
         assert!(!format!("{c:?}{s:?}").contains("very-private-value"));
+    }
+
+    #[test]
+    fn shared_password_key_password_is_read_as_user_password_with_a_warning() {
+        // 2i2c's opensci/climaterisk spells it `password` (DummyAuthenticator's key).
+        let yaml = "hub:\n  config:\n    JupyterHub:\n      authenticator_class: shared-password\n    SharedPasswordAuthenticator:\n      password: a-workshop-secret\n";
+        let c = HubConfig::from_yaml_str(yaml, "t.yaml").unwrap();
+        let spa = &c.hub.config.shared_password_authenticator;
+        assert_eq!(spa.effective_user_password(), Some("a-workshop-secret"));
+        let w = format!("{:?}", c.warnings);
+        assert!(
+            w.contains("SharedPasswordAuthenticator.password")
+                && w.contains("rename it to `user_password`"),
+            "{w}"
+        );
+        let e = HubConfig::from_yaml_str(
+            &format!("{yaml}      user_password: another-secret\n"),
+            "t.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("t.yaml:6:") && e.contains("keep `user_password`"),
+            "{e}"
+        );
+        let e = HubConfig::from_yaml_str(&yaml.replace("a-workshop-secret", "short"), "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("SharedPasswordAuthenticator.password: must be at least 8"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn google_and_null_authenticators() {
+        let c = HubConfig::from_yaml_str(
+            "hub:\n  config:\n    JupyterHub:\n      authenticator_class: oauthenticator.google.GoogleOAuthenticator\n    GoogleOAuthenticator:\n      client_id: x\n      hosted_domain: School.example\n      allow_all: true\n",
+            "t.yaml",
+        )
+        .unwrap();
+        let s = c.auth_settings();
+        assert_eq!(s.login_service.as_deref(), Some("Google"));
+        let oauth = s.oauth.unwrap();
+        assert_eq!(oauth.scope, ["openid", "email"]);
+        match oauth.provider {
+            super::OAuthProvider::Google {
+                issuer,
+                hosted_domain,
+                username_claim,
+                ..
+            } => {
+                assert_eq!(issuer, "https://accounts.google.com");
+                assert_eq!(hosted_domain, ["school.example"]);
+                assert_eq!(username_claim, ["email"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = HubConfig::from_yaml_str(
+            "hub:\n  config:\n    JupyterHub:\n      authenticator_class: google\n    GoogleOAuthenticator:\n      client_id: x\n      allowed_google_groups:\n        school.example: [staff]\n",
+            "t.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("t.yaml:7:") && e.contains("Google Workspace service account"),
+            "{e}"
+        );
+        let c = HubConfig::from_yaml_str(
+            "hub:\n  config:\n    JupyterHub:\n      authenticator_class: 'null'\n",
+            "t.yaml",
+        )
+        .unwrap();
+        assert_eq!(c.auth_settings().kind, crate::AuthenticatorKind::Null);
     }
 
     #[test]

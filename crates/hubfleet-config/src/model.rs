@@ -290,6 +290,9 @@ pub struct HubTraitletConfig {
     /// `hub.config.TmpAuthenticator`.
     #[serde(rename = "TmpAuthenticator", deserialize_with = "null_default")]
     pub tmp_authenticator: crate::auth::TmpAuthenticatorConfig,
+    /// `hub.config.GoogleOAuthenticator`.
+    #[serde(rename = "GoogleOAuthenticator", deserialize_with = "null_default")]
+    pub google_oauthenticator: crate::auth::GoogleOAuthenticatorConfig,
 }
 
 /// `hub.config.JupyterHub:`.
@@ -328,18 +331,25 @@ pub enum AuthenticatorKind {
     CILogon,
     /// `tmp` / `tmpauthenticator.TmpAuthenticator`: a new temporary user per visitor.
     Tmp,
+    /// `google` / `oauthenticator.google.GoogleOAuthenticator`: OpenID Connect with Google.
+    Google,
+    /// `null` / `nullauthenticator.NullAuthenticator`: nobody logs in; the hub is used with
+    /// API tokens only (BinderHub).
+    Null,
 }
 
 impl AuthenticatorKind {
     /// Every supported kind, in documentation order.
-    pub const ALL: [AuthenticatorKind; 7] = [
+    pub const ALL: [AuthenticatorKind; 9] = [
         AuthenticatorKind::Native,
         AuthenticatorKind::Dummy,
         AuthenticatorKind::SharedPassword,
         AuthenticatorKind::GitHub,
         AuthenticatorKind::GenericOAuth,
         AuthenticatorKind::CILogon,
+        AuthenticatorKind::Google,
         AuthenticatorKind::Tmp,
+        AuthenticatorKind::Null,
     ];
 
     /// Whether users log in by a redirect to an OAuth provider (oauthenticator's classes).
@@ -349,6 +359,7 @@ impl AuthenticatorKind {
             AuthenticatorKind::GenericOAuth
                 | AuthenticatorKind::GitHub
                 | AuthenticatorKind::CILogon
+                | AuthenticatorKind::Google
         )
     }
 
@@ -362,6 +373,8 @@ impl AuthenticatorKind {
             AuthenticatorKind::GitHub => "github",
             AuthenticatorKind::CILogon => "cilogon",
             AuthenticatorKind::Tmp => "tmp",
+            AuthenticatorKind::Google => "google",
+            AuthenticatorKind::Null => "null",
         }
     }
 
@@ -395,6 +408,16 @@ impl AuthenticatorKind {
                 "oauthenticator.CILogonOAuthenticator",
             ],
             AuthenticatorKind::Tmp => &["tmp", "tmpauthenticator.TmpAuthenticator"],
+            AuthenticatorKind::Google => &[
+                "google",
+                "oauthenticator.google.GoogleOAuthenticator",
+                "oauthenticator.GoogleOAuthenticator",
+            ],
+            AuthenticatorKind::Null => &[
+                "null",
+                "nullauthenticator.NullAuthenticator",
+                "nullauthenticator.nullauthenticator.NullAuthenticator",
+            ],
         }
     }
 }
@@ -415,7 +438,7 @@ impl FromStr for AuthenticatorKind {
             .find(|k| k.accepted_names().contains(&s))
             .ok_or_else(|| {
                 format!(
-                    "authenticator_class `{s}` is not supported yet; supported: native, dummy, shared-password, github, generic-oauth, cilogon, tmp"
+                    "authenticator_class `{s}` is not supported yet; supported: native, dummy, shared-password, github, generic-oauth, cilogon, google, tmp, null"
                 )
             })
     }
@@ -424,7 +447,7 @@ impl FromStr for AuthenticatorKind {
 impl<'de> Deserialize<'de> for AuthenticatorKind {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(NamedChoice::<AuthenticatorKind>::new(
-            "one of `native`, `dummy`, `shared-password`, `github`, `generic-oauth`, `cilogon`, `tmp`",
+            "one of `native`, `dummy`, `shared-password`, `github`, `generic-oauth`, `cilogon`, `google`, `tmp`, `null`",
         ))
     }
 }
@@ -486,6 +509,17 @@ pub struct SharedPasswordAuthenticatorConfig {
     /// it, admin users cannot log in.
     #[serde(deserialize_with = "opt_string")]
     pub admin_password: Option<String>,
+    /// `password`: not a key of upstream's class (DummyAuthenticator's spelling), found in
+    /// 2i2c's files; read as `user_password`, with a warning.
+    #[serde(deserialize_with = "opt_string")]
+    pub password: Option<String>,
+}
+
+impl SharedPasswordAuthenticatorConfig {
+    /// `user_password`, or the misspelt `password` when only that is set.
+    pub fn effective_user_password(&self) -> Option<&str> {
+        self.user_password.as_deref().or(self.password.as_deref())
+    }
 }
 
 /// `hub.config.NativeAuthenticator:`.
@@ -523,6 +557,7 @@ impl fmt::Debug for SharedPasswordAuthenticatorConfig {
         f.debug_struct("SharedPasswordAuthenticatorConfig")
             .field("user_password", &redact(&self.user_password))
             .field("admin_password", &redact(&self.admin_password))
+            .field("password", &redact(&self.password))
             .finish()
     }
 }

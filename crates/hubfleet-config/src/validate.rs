@@ -325,7 +325,25 @@ fn check_auth(
 
     if kind == AuthenticatorKind::SharedPassword {
         let spa = &hc.shared_password_authenticator;
-        let Some(user) = spa.user_password.as_deref() else {
+        if spa.password.is_some() {
+            let key = format!("{SHARED}.password");
+            if spa.user_password.is_some() {
+                return Err(ctx.at_key(
+                    &key,
+                    "and `user_password` are both set; upstream's SharedPasswordAuthenticator has only `user_password` (and `admin_password`): keep `user_password`",
+                ));
+            }
+            warnings.push(ctx.warning(
+                &key,
+                "is read as `user_password`: upstream's SharedPasswordAuthenticator has no `password` key (it would ignore it and let nobody log in); rename it to `user_password`",
+            ));
+        }
+        let user_key = if spa.user_password.is_none() && spa.password.is_some() {
+            format!("{SHARED}.password")
+        } else {
+            format!("{SHARED}.user_password")
+        };
+        let Some(user) = spa.effective_user_password() else {
             let at = if ctx.has_key(SHARED) {
                 SHARED
             } else {
@@ -337,10 +355,7 @@ fn check_auth(
             ));
         };
         if user.chars().count() < 8 {
-            return Err(ctx.at_key(
-                &format!("{SHARED}.user_password"),
-                "must be at least 8 characters long",
-            ));
+            return Err(ctx.at_key(&user_key, "must be at least 8 characters long"));
         }
         if let Some(admin) = spa.admin_password.as_deref() {
             let key = format!("{SHARED}.admin_password");
@@ -377,7 +392,10 @@ fn check_auth(
     unused(
         "SharedPasswordAuthenticator",
         kind != AuthenticatorKind::SharedPassword
-            && (hc.shared_password_authenticator.user_password.is_some()
+            && (hc
+                .shared_password_authenticator
+                .effective_user_password()
+                .is_some()
                 || hc.shared_password_authenticator.admin_password.is_some()),
         warnings,
     );

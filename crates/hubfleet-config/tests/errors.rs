@@ -117,9 +117,9 @@ fn unknown_key_next_to_an_ignored_one_mentions_it() {
 
 #[test]
 fn unknown_traitlets_class_and_trait() {
-    let e = invalid("hub:\n  config:\n    GoogleOAuthenticator:\n      client_id: x\n");
+    let e = invalid("hub:\n  config:\n    AzureAdOAuthenticator:\n      client_id: x\n");
     assert_eq!(e.line, 3);
-    assert_eq!(e.key.as_deref(), Some("hub.config.GoogleOAuthenticator"));
+    assert_eq!(e.key.as_deref(), Some("hub.config.AzureAdOAuthenticator"));
 
     let e = invalid("hub:\n  config:\n    JupyterHub:\n      admin_access: true\n");
     assert_eq!(e.line, 4);
@@ -341,7 +341,7 @@ fn top_level_must_be_a_mapping() {
 
 #[test]
 fn unsupported_authenticator() {
-    let e = invalid("hub:\n  config:\n    JupyterHub:\n      authenticator_class: google\n");
+    let e = invalid("hub:\n  config:\n    JupyterHub:\n      authenticator_class: azuread\n");
     assert_eq!((e.line, e.column), (4, 28));
     assert_eq!(
         e.key.as_deref(),
@@ -349,8 +349,8 @@ fn unsupported_authenticator() {
     );
     assert_eq!(
         e.display,
-        "/etc/hub.yaml:4:28: hub.config.JupyterHub.authenticator_class: authenticator_class `google` \
-         is not supported yet; supported: native, dummy, shared-password, github, generic-oauth, cilogon, tmp"
+        "/etc/hub.yaml:4:28: hub.config.JupyterHub.authenticator_class: authenticator_class `azuread` \
+         is not supported yet; supported: native, dummy, shared-password, github, generic-oauth, cilogon, google, tmp, null"
     );
 }
 

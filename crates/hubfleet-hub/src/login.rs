@@ -78,6 +78,7 @@ pub fn login_page_context(state: &AppState, next: Option<&str>) -> minijinja::Va
             .native_accounts()
             .filter(|a| a.settings.enable_signup)
             .map(|_| "/hub/signup"),
+        login_disabled => state.authenticator.login_disabled().then_some(true),
     }
 }
 

@@ -142,6 +142,7 @@ fn login_form(
         ("login_url", "login_url"),
         ("logo_url", "logo_url"),
         ("signup_url", "signup_url"),
+        ("login_disabled", "login_disabled"),
         ("announcement", "announcement_login"),
     ] {
         if let Ok(value) = extra.get_attr(key) {
