@@ -140,6 +140,10 @@ pub(crate) async fn serve_router(
         let watcher = graceful.watcher();
         let http = http.clone();
         let tls = tls.as_ref().map(Tls::acceptor);
+        if let Stream::Tcp(s) = &stream {
+            // A response head and body must not wait for each other's ACK (Nagle).
+            let _ = s.set_nodelay(true);
+        }
         tokio::spawn(async move {
             match (stream, tls) {
                 (Stream::Tcp(s), None) => serve_one(http, watcher, service, s).await,
