@@ -916,6 +916,21 @@ pub(crate) fn validate(
             "blocked_users",
             hc.cilogon_oauthenticator.blocked_users.as_ref(),
         ),
+        (
+            "GoogleOAuthenticator",
+            "admin_users",
+            hc.google_oauthenticator.admin_users.as_ref(),
+        ),
+        (
+            "GoogleOAuthenticator",
+            "allowed_users",
+            hc.google_oauthenticator.allowed_users.as_ref(),
+        ),
+        (
+            "GoogleOAuthenticator",
+            "blocked_users",
+            hc.google_oauthenticator.blocked_users.as_ref(),
+        ),
     ];
     for (class, field, list) in lists {
         if let Some(i) = list.and_then(|l| l.iter().position(|u| u.trim().is_empty())) {
