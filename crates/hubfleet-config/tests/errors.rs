@@ -92,7 +92,7 @@ fn unknown_key_without_close_match_lists_allowed_keys() {
     assert_eq!(e.key.as_deref(), Some("hub.baseUrl"));
     assert_contains(
         &e.display,
-        "/etc/hub.yaml:2:3: unknown key `hub.baseUrl`. Allowed keys in `hub`: `config`, `db`, `services`, `loadRoles`, `allowNamedServers`, `namedServerLimitPerUser`.",
+        "/etc/hub.yaml:2:3: unknown key `hub.baseUrl`. Allowed keys in `hub`: `config`, `db`, `services`, `loadRoles`, `allowNamedServers`, `namedServerLimitPerUser`, `templatePaths`, `templateVars`.",
     );
     assert!(!e.display.contains("did you mean"));
 }
@@ -103,7 +103,7 @@ fn unknown_top_level_key() {
     assert_eq!(e.line, 2);
     assert_contains(
         &e.display,
-        "unknown key `scheduling`. Allowed top-level keys: `hub`, `singleuser`, `cull`, `hubfleet`.",
+        "unknown key `scheduling`. Allowed top-level keys: `hub`, `singleuser`, `cull`, `hubfleet`, `custom`.",
     );
 }
 

@@ -52,8 +52,11 @@ fn singleuser_defaults_match_z2jh() {
 #[test]
 fn ignored_keys_exist_in_z2jh() {
     let values = z2jh_values();
+    // `custom` is z2jh's free-form section: 2i2c's keys under it are not in the chart.
     for entry in hubfleet_config::IGNORED_KEYS {
-        get(&values, entry.key);
+        if !entry.key.starts_with("custom.") {
+            get(&values, entry.key);
+        }
     }
 }
 
