@@ -57,6 +57,7 @@ enum Command {
         python_env: Option<PathBuf>,
     },
     /// Run the proxy alone, as a drop-in for configurable-http-proxy.
+    #[command(version)]
     Proxy(proxy_cmd::ProxyArgs),
     /// Build local environments that profiles can use (`hubfleet.local.environments`).
     Env {

@@ -572,3 +572,19 @@ fn unsupported_flags_are_refused_with_a_reason() {
     // Unknown flags (typos, or flags CHP does not have) are refused by the parser.
     assert!(proxy_fails(&["--no-such-flag"]).contains("--no-such-flag"));
 }
+
+#[test]
+fn version_flag_prints_the_version_like_chp() {
+    for flag in ["--version", "-V"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hubfleet"))
+            .args(["proxy", flag])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{flag}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.trim().ends_with(env!("CARGO_PKG_VERSION")),
+            "{flag}: {text}"
+        );
+    }
+}
