@@ -401,8 +401,7 @@ fn check_auth(
     );
     unused(
         "NativeAuthenticator",
-        kind != AuthenticatorKind::Native
-            && hc.native_authenticator != Default::default(),
+        kind != AuthenticatorKind::Native && hc.native_authenticator != Default::default(),
         warnings,
     );
     Ok(())

@@ -27,10 +27,10 @@ pub use auth_state::{AuthStateError, CryptKeeper, CryptKeyError, ResealReport, C
 pub use groups::{Group, GroupError};
 pub use roles::{RoleMembers, StoredRole};
 pub use secret::new_token;
-pub use signups::Signup;
 pub use shares::{Grantee, Share, ShareCode, ShareCodeQuery, ShareQuery, ShareWith, SharedServer};
+pub use signups::Signup;
 pub use user_view::UserView;
-pub use users::{ServerState, UserDetails, UserQuery, UserSort};
+pub use users::{ServerState, UserDetails, UserQuery, UserSort, VisibleUsers};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");

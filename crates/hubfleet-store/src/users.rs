@@ -36,11 +36,21 @@ pub struct UserQuery {
     pub descending: bool,
     pub offset: i64,
     pub limit: i64,
+    /// Only these users (a caller whose scopes are filtered); `None`: everyone.
+    pub visible: Option<VisibleUsers>,
+}
+
+/// Users named, and members of the groups named (a `!user=` / `!group=` scope filter).
+#[derive(Clone, Debug, Default)]
+pub struct VisibleUsers {
+    pub users: Vec<String>,
+    pub groups: Vec<String>,
 }
 
 impl Default for UserQuery {
     fn default() -> Self {
         UserQuery {
+            visible: None,
             state: None,
             name_filter: None,
             sort: UserSort::Id,
@@ -74,26 +84,44 @@ impl Store {
             )),
             None => {}
         }
-        if query.name_filter.is_some() {
-            conditions.push("LOWER(u.name) LIKE $1".to_string());
+        // Text parameters in order; `$n` placeholders are numbered as they are added.
+        let mut binds: Vec<String> = Vec::new();
+        let mut placeholder = |value: &str| {
+            binds.push(value.to_string());
+            format!("${}", binds.len())
+        };
+        if let Some(name_filter) = &query.name_filter {
+            let escaped = name_filter
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            let pattern = placeholder(&format!("%{escaped}%"));
+            conditions.push(format!("LOWER(u.name) LIKE {pattern} ESCAPE '\\'"));
+        }
+        if let Some(visible) = &query.visible {
+            let mut either = Vec::new();
+            if !visible.users.is_empty() {
+                let names: Vec<String> = visible.users.iter().map(|u| placeholder(u)).collect();
+                either.push(format!("u.name IN ({})", names.join(", ")));
+            }
+            if !visible.groups.is_empty() {
+                let names: Vec<String> = visible.groups.iter().map(|g| placeholder(g)).collect();
+                either.push(format!(
+                    "u.id IN (SELECT ug.user_id FROM user_groups ug \
+                     JOIN groups g ON g.id = ug.group_id WHERE g.name IN ({}))",
+                    names.join(", ")
+                ));
+            }
+            if either.is_empty() {
+                either.push("1 = 0".to_string());
+            }
+            conditions.push(format!("({})", either.join(" OR ")));
         }
         let filter = if conditions.is_empty() {
             String::new()
         } else {
             format!("WHERE {}", conditions.join(" AND "))
-        };
-        let pattern = query.name_filter.as_ref().map(|f| {
-            let escaped = f
-                .to_lowercase()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            format!("%{escaped}%")
-        });
-        let filter = if pattern.is_some() {
-            filter.replace("LIKE $1", "LIKE $1 ESCAPE '\\'")
-        } else {
-            filter
         };
         let order_col = match query.sort {
             UserSort::Id => "u.id",
@@ -111,17 +139,18 @@ impl Store {
             (_, false) => format!("{order_col} ASC"),
             (_, true) => format!("{order_col} DESC"),
         };
-        let n = if pattern.is_some() { 2 } else { 1 };
+        let n = binds.len();
         let sql = format!(
-            "SELECT {USER_COLS} FROM users u {filter} ORDER BY {order} LIMIT ${n} OFFSET ${}",
-            n + 1
+            "SELECT {USER_COLS} FROM users u {filter} ORDER BY {order} LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
         );
         let count_sql = format!("SELECT COUNT(*) AS n FROM users u {filter}");
         let mut rows = sqlx::query(&sql);
         let mut count = sqlx::query(&count_sql);
-        if let Some(pattern) = &pattern {
-            rows = rows.bind(pattern.clone());
-            count = count.bind(pattern.clone());
+        for value in &binds {
+            rows = rows.bind(value.clone());
+            count = count.bind(value.clone());
         }
         let rows = rows
             .bind(query.limit)

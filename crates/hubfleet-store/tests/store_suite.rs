@@ -913,7 +913,12 @@ async fn user_views(store: &Store) {
     let named = store.ensure_server(viv.id, "zeta").await.unwrap();
     store.ensure_server(viv.id, "").await.unwrap();
     store.ensure_server(viv.id, "alpha").await.unwrap();
-    let names: Vec<String> = (store.user_view("viv", false).await.unwrap().unwrap().servers)
+    let names: Vec<String> = (store
+        .user_view("viv", false)
+        .await
+        .unwrap()
+        .unwrap()
+        .servers)
         .into_iter()
         .map(|s| s.name)
         .collect();
@@ -936,7 +941,10 @@ async fn user_views(store: &Store) {
         Some(at.timestamp_micros())
     );
 
-    store.create_group("viewers", &["viv".into()]).await.unwrap();
+    store
+        .create_group("viewers", &["viv".into()])
+        .await
+        .unwrap();
     store
         .put_role(
             &hubfleet_store::StoredRole {
@@ -966,6 +974,42 @@ async fn user_views(store: &Store) {
     let view = store.user_view("vivian", false).await.unwrap().unwrap();
     assert_eq!(view.servers.len(), 3);
     assert_eq!(view.auth_state, None, "auth_state only when asked for");
+
+    // Listing only what a filtered scope may see: named users and members of groups.
+    store.create_user("wes", false).await.unwrap();
+    let visible = |users: &[&str], groups: &[&str]| hubfleet_store::UserQuery {
+        sort: hubfleet_store::UserSort::Name,
+        visible: Some(hubfleet_store::VisibleUsers {
+            users: users.iter().map(|u| u.to_string()).collect(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }),
+        ..Default::default()
+    };
+    let names = |listed: (Vec<hubfleet_store::User>, i64)| {
+        let names: Vec<String> = listed.0.into_iter().map(|u| u.name).collect();
+        (names, listed.1)
+    };
+    let listed = store
+        .query_users(&visible(&["wes"], &["viewers"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        names(listed),
+        (vec!["vivian".to_string(), "wes".to_string()], 2)
+    );
+    let listed = store
+        .query_users(&visible(&[], &["viewers"]))
+        .await
+        .unwrap();
+    assert_eq!(names(listed), (vec!["vivian".to_string()], 1));
+    let mut query = visible(&["wes", "vivian"], &[]);
+    query.name_filter = Some("VI".into());
+    query.limit = 1;
+    let listed = store.query_users(&query).await.unwrap();
+    assert_eq!(names(listed), (vec!["vivian".to_string()], 1));
+    let listed = store.query_users(&visible(&[], &[])).await.unwrap();
+    assert_eq!(names(listed), (vec![], 0));
+
     store.delete_user(viv.id).await.unwrap();
     assert!(store.user_view("vivian", false).await.unwrap().is_none());
 }

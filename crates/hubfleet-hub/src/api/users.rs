@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use futures_util::stream::{self, Stream, StreamExt};
 use hubfleet_rbac::Target;
-use hubfleet_store::{Phase, Server, ServerState, User, UserQuery, UserSort};
+use hubfleet_store::{Phase, Server, ServerState, User, UserQuery, UserSort, VisibleUsers};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -310,44 +310,42 @@ async fn list_users(
             (sort, descending)
         }
     };
-    // A filtered `list:users` sees only the users its filters cover: list them all,
-    // then filter, so that totals and pages count only visible users.
+    // A filtered `list:users` sees only the users its filters cover (a user by its name
+    // or a group it is in; other filter kinds cover no user): the database pages and
+    // counts only those.
     let parsed = me.scopes.parsed();
-    let unfiltered = matches!(
-        parsed.get("list:users"),
-        Some(hubfleet_rbac::ScopeFilters::All)
-    );
+    let visible = match parsed.get("list:users") {
+        Some(hubfleet_rbac::ScopeFilters::Only(filters)) => {
+            let named = |kind| {
+                filters
+                    .get(&kind)
+                    .map(|names: &std::collections::BTreeSet<String>| {
+                        names.iter().cloned().collect()
+                    })
+                    .unwrap_or_default()
+            };
+            Some(VisibleUsers {
+                users: named(hubfleet_rbac::FilterKind::User),
+                groups: named(hubfleet_rbac::FilterKind::Group),
+            })
+        }
+        _ => None,
+    };
     let membership = if me.scopes.iter().any(|s| s.contains("!group=")) {
         state.store.all_memberships().await?
     } else {
         Membership::new()
     };
-    let mut user_query = UserQuery {
+    let user_query = UserQuery {
         state: server_state,
         name_filter: query.name_filter.clone().filter(|f| !f.is_empty()),
         sort,
         descending,
         offset: page.offset,
         limit: page.limit,
+        visible,
     };
-    let (users, total) = if unfiltered {
-        state.store.query_users(&user_query).await?
-    } else {
-        user_query.offset = 0;
-        user_query.limit = i64::MAX;
-        let (all, _) = state.store.query_users(&user_query).await?;
-        let visible: Vec<User> = all
-            .into_iter()
-            .filter(|u| parsed.covers("list:users", &Target::User(&u.name), &membership))
-            .collect();
-        let total = visible.len() as i64;
-        let page_users = visible
-            .into_iter()
-            .skip(page.offset as usize)
-            .take(page.limit as usize)
-            .collect();
-        (page_users, total)
-    };
+    let (users, total) = state.store.query_users(&user_query).await?;
     let include_stopped = query_flag(query.include_stopped_servers.as_deref());
     let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
     let mut servers = state.store.servers_of_users(&ids).await?;
