@@ -272,7 +272,8 @@ async fn spawn_that_exits_at_once_shows_the_log_tail() {
         .await
         .unwrap();
     assert!(
-        home.contains("The last start failed") && home.contains("Start my server"),
+        home.contains("Last start failed: the server process exited with status 3")
+            && home.contains(r#"id="start" href="/hub/spawn""#),
         "{home}"
     );
 }
