@@ -64,6 +64,25 @@ def rss_mib(pid):
     return float("nan")
 
 
+def cpu_seconds(pids):
+    """User + system CPU time of these processes (all their threads), in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except OSError:
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def with_children(pid):
+    """pid and its direct children (nginx's master and workers)."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [pid] + [int(x) for x in out.split()]
+
+
 def fd_count(pid):
     try:
         return len(os.listdir(f"/proc/{pid}/fd"))
@@ -376,7 +395,7 @@ def main():
       proxy_set_header X-Forwarded-Proto $scheme;
       proxy_buffering off;
     }} }}""")
-        procs.start("nginx-proxy", ["nginx", "-p", tmp, "-c", conf, "-g", "daemon off;"])
+        nginx_proxy = procs.start("nginx-proxy", ["nginx", "-p", tmp, "-c", conf, "-g", "daemon off;"])
         env = {"CONFIGPROXY_AUTH_TOKEN": TOKEN}
         chp = procs.start("chp", [args.chp, "--ip", "127.0.0.1", "--port", str(ports["chp"]),
                                   "--api-ip", "127.0.0.1", "--api-port", str(ports["chp_api"]),
@@ -397,6 +416,9 @@ def main():
             # Warm-up: a few seconds each, not recorded.
             for name, port in targets:
                 wrk(f"http://127.0.0.1:{port}/user/u1/x", 32, 2)
+            # Whose CPU time counts per request (the backend's is the same for all, so left out).
+            proxy_pids = {"nginx": with_children(nginx_proxy.pid), "CHP": [chp.pid],
+                          "hubfleet": [hub.pid]}
             rows = []
             for c in [int(x) for x in args.concurrency.split(",")]:
                 runs = {name: [] for name, _ in targets}
@@ -404,7 +426,10 @@ def main():
                 # so a burst of other work on the machine does not decide a cell.
                 for rnd in range(args.rounds):
                     for name, port in targets:
+                        before = cpu_seconds(proxy_pids.get(name, []))
                         r = wrk(f"http://127.0.0.1:{port}/user/u1/x", c, args.duration)
+                        r["cpu_us"] = ((cpu_seconds(proxy_pids.get(name, [])) - before) * 1e6
+                                       / max(1, r["total"]))
                         runs[name].append(r)
                         print(f"[bench] c={c} round {rnd + 1} {name}: {r}", file=sys.stderr)
                 res = {name: sorted(rs, key=lambda r: r["rps"])[len(rs) // 2]
@@ -427,6 +452,16 @@ def main():
                 report.append(
                     f"| {c} | {cell('direct')} | {cell('nginx')} | {cell('CHP')} | {cell('hubfleet')} | "
                     f"{r['hubfleet']['p99'] - r['direct']['p99']:.2f} | {r['nginx']['p99'] - r['direct']['p99']:.2f} | {errs} |")
+            report.append("")
+            report.append("CPU time per request: the proxy's user + system CPU time during the wrk run "
+                          "(all its threads; nginx's master and workers), divided by the requests "
+                          "answered. Less sensitive to other work on the machine than req/s.\n")
+            report.append("| c | nginx µs/req | CHP µs/req | hubfleet µs/req | hubfleet / nginx |")
+            report.append("| ---: | ---: | ---: | ---: | ---: |")
+            for c, r in rows:
+                report.append(
+                    f"| {c} | {r['nginx']['cpu_us']:.1f} | {r['CHP']['cpu_us']:.1f} | "
+                    f"{r['hubfleet']['cpu_us']:.1f} | {r['hubfleet']['cpu_us'] / r['nginx']['cpu_us']:.2f}× |")
             report.append("")
 
         if "ws" not in skip:
