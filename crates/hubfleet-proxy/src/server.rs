@@ -361,8 +361,11 @@ impl Worker {
         local_port: u16,
     ) -> Worker {
         let mut builder = hyper::server::conn::http1::Builder::new();
+        // One write(2) of head and body copied together beats writev(2) for the small
+        // responses that dominate (measured with bench/proxy's CPU time per request).
         builder
             .keep_alive(true)
+            .writev(false)
             .timer(TokioTimer::new())
             .header_read_timeout(config.client_timeout)
             .max_header_size(config.max_header_size)
