@@ -231,6 +231,18 @@ fn refuse_unsupported(args: &ProxyFlags) -> Result<()> {
             bail!("{flag} is not supported by hubfleet proxy: {why}");
         }
     }
+    // CHP decrypts keys with these; rustls reads only unencrypted PEM keys.
+    for var in [
+        "CONFIGPROXY_SSL_KEY_PASSPHRASE",
+        "CONFIGPROXY_API_SSL_KEY_PASSPHRASE",
+    ] {
+        if std::env::var_os(var).is_some_and(|v| !v.is_empty()) {
+            bail!(
+                "{var} is not supported by hubfleet proxy: encrypted keys cannot be read; \
+                 decrypt the key first (openssl pkey -in KEY -out PLAIN_KEY)"
+            );
+        }
+    }
     Ok(())
 }
 

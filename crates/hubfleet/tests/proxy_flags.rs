@@ -569,6 +569,24 @@ fn unsupported_flags_are_refused_with_a_reason() {
             "{flag}: {out}"
         );
     }
+    // CHP's passphrase for encrypted keys: refused, not ignored.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hubfleet"))
+        .args([
+            "proxy",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            &free_port().to_string(),
+        ])
+        .env("CONFIGPROXY_SSL_KEY_PASSPHRASE", "secret")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("CONFIGPROXY_SSL_KEY_PASSPHRASE is not supported"),
+        "{text}"
+    );
     // Unknown flags (typos, or flags CHP does not have) are refused by the parser.
     assert!(proxy_fails(&["--no-such-flag"]).contains("--no-such-flag"));
 }
