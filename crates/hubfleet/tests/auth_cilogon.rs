@@ -9,8 +9,7 @@ mod common;
 mod oidc_fixture;
 
 use common::{free_port, Browser, TestHub};
-use oidc_fixture::{last_authorize, location, to_callback, Provider};
-use reqwest::StatusCode;
+use oidc_fixture::{last_authorize, location, login, refused, Provider};
 
 const UNIVERSITY: &str = "https://idp.university.example/idp/shibboleth";
 const ORCID: &str = "http://orcid.org/oauth/authorize";
@@ -45,25 +44,6 @@ fn start_hub(provider_port: u16) -> TestHub {
         &format!("  auth:\n    oidc_issuer: http://127.0.0.1:{provider_port}\n"),
         &common::python_env(),
     )
-}
-
-async fn login(browser: &Browser, hub: &TestHub, user: &str) -> reqwest::Response {
-    let callback = to_callback(browser, hub, user, None).await;
-    browser.no_redirects().get(callback).send().await.unwrap()
-}
-
-/// Log in as `user`; the hub must refuse with a page containing `expected`.
-async fn refused(hub: &TestHub, user: &str, expected: &str) {
-    let browser = Browser::new(hub);
-    let response = login(&browser, hub, user).await;
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    assert_eq!(status, StatusCode::FORBIDDEN, "{user}: {text}");
-    assert!(text.contains(expected), "{user}: {text}");
-    assert!(
-        browser.cookie("/hub/", "jupyterhub-hub-login").is_none(),
-        "{user} got a login cookie"
-    );
 }
 
 #[tokio::test]

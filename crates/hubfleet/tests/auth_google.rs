@@ -9,26 +9,7 @@ mod common;
 mod oidc_fixture;
 
 use common::{free_port, Browser, TestHub};
-use oidc_fixture::{last_authorize, location, to_callback, Provider};
-use reqwest::StatusCode;
-
-async fn login(browser: &Browser, hub: &TestHub, user: &str) -> reqwest::Response {
-    let callback = to_callback(browser, hub, user, None).await;
-    browser.no_redirects().get(callback).send().await.unwrap()
-}
-
-async fn refused(hub: &TestHub, user: &str, expected: &str) {
-    let browser = Browser::new(hub);
-    let response = login(&browser, hub, user).await;
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    assert_eq!(status, StatusCode::FORBIDDEN, "{user}: {text}");
-    assert!(text.contains(expected), "{user}: {text}");
-    assert!(
-        browser.cookie("/hub/", "jupyterhub-hub-login").is_none(),
-        "{user} got a login cookie"
-    );
-}
+use oidc_fixture::{last_authorize, location, login, refused, Provider};
 
 #[tokio::test]
 async fn google_hosted_domain_and_verified_email() {

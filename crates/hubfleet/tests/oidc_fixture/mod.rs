@@ -149,3 +149,24 @@ pub async fn last_authorize(provider: &Provider) -> serde_json::Value {
         .await
         .unwrap()
 }
+
+/// Log in as `user` through the provider; the hub's answer to the callback.
+pub async fn login(browser: &Browser, hub: &TestHub, user: &str) -> reqwest::Response {
+    let callback = to_callback(browser, hub, user, None).await;
+    browser.no_redirects().get(callback).send().await.unwrap()
+}
+
+/// Log in as `user`; the hub must refuse with a 403 page containing `expected`, and set
+/// no login cookie.
+pub async fn refused(hub: &TestHub, user: &str, expected: &str) {
+    let browser = Browser::new(hub);
+    let response = login(&browser, hub, user).await;
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "{user}: {text}");
+    assert!(text.contains(expected), "{user}: {text}");
+    assert!(
+        browser.cookie("/hub/", "jupyterhub-hub-login").is_none(),
+        "{user} got a login cookie"
+    );
+}
