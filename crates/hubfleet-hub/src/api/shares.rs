@@ -25,25 +25,9 @@ use crate::access::{self, Membership};
 use crate::{identity, pages, urls, AppState, HubError};
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
+    let mut router = Router::new()
         .route("/hub/api/users/{name}/shared", get(user_shares))
-        .route(
-            "/hub/api/users/{name}/shared/{owner}/",
-            get(user_share_default).delete(revoke_user_share_default),
-        )
-        .route(
-            "/hub/api/users/{name}/shared/{owner}/{server}",
-            get(user_share).delete(revoke_user_share),
-        )
         .route("/hub/api/groups/{name}/shared", get(group_shares))
-        .route(
-            "/hub/api/groups/{name}/shared/{owner}/",
-            get(group_share_default).delete(revoke_group_share_default),
-        )
-        .route(
-            "/hub/api/groups/{name}/shared/{owner}/{server}",
-            get(group_share).delete(revoke_group_share),
-        )
         .route(
             "/hub/api/shares/{owner}",
             get(owner_shares)
@@ -52,34 +36,51 @@ pub fn routes() -> Router<AppState> {
                 .delete(no_server),
         )
         .route(
-            "/hub/api/shares/{owner}/",
-            get(server_shares_default)
-                .post(grant_default)
-                .patch(revoke_default)
-                .delete(delete_shares_default),
-        )
-        .route(
-            "/hub/api/shares/{owner}/{server}",
-            get(server_shares)
-                .post(grant)
-                .patch(revoke)
-                .delete(delete_shares),
-        )
-        .route(
             "/hub/api/share-codes/{owner}",
             get(owner_codes).post(no_server).delete(no_server),
         )
-        .route(
-            "/hub/api/share-codes/{owner}/",
-            get(server_codes_default)
-                .post(create_code_default)
-                .delete(delete_codes_default),
-        )
-        .route(
-            "/hub/api/share-codes/{owner}/{server}",
-            get(server_codes).post(create_code).delete(delete_codes),
-        )
-        .route("/hub/accept-share", get(accept_page).post(accept_submit))
+        .route("/hub/accept-share", get(accept_page).post(accept_submit));
+    // `…/{owner}/` names the default server, `…/{owner}/{server}` a named one.
+    for server in ["", "{server}"] {
+        router = router
+            .route(
+                &format!("/hub/api/users/{{name}}/shared/{{owner}}/{server}"),
+                get(user_share).delete(revoke_user_share),
+            )
+            .route(
+                &format!("/hub/api/groups/{{name}}/shared/{{owner}}/{server}"),
+                get(group_share).delete(revoke_group_share),
+            )
+            .route(
+                &format!("/hub/api/shares/{{owner}}/{server}"),
+                get(server_shares)
+                    .post(grant)
+                    .patch(revoke)
+                    .delete(delete_shares),
+            )
+            .route(
+                &format!("/hub/api/share-codes/{{owner}}/{server}"),
+                get(server_codes).post(create_code).delete(delete_codes),
+            );
+    }
+    router
+}
+
+/// `…/{owner}/{server}`, or `…/{owner}/` for the default server (`server` empty).
+#[derive(Deserialize)]
+struct ServerPath {
+    owner: String,
+    #[serde(default)]
+    server: String,
+}
+
+/// `…/{name}/shared/{owner}/{server}`, or `…/{owner}/` for the default server.
+#[derive(Deserialize)]
+struct GranteePath {
+    name: String,
+    owner: String,
+    #[serde(default)]
+    server: String,
 }
 
 // ---- models ----
@@ -396,33 +397,25 @@ async fn delete_user_share(
 async fn user_share(
     State(state): State<AppState>,
     Caller(me): Caller,
-    Path((name, owner, server)): Path<(String, String, String)>,
+    Path(GranteePath {
+        name,
+        owner,
+        server,
+    }): Path<GranteePath>,
 ) -> Result<Response, HubError> {
     get_user_share(state, me, name, owner, server).await
-}
-
-async fn user_share_default(
-    State(state): State<AppState>,
-    Caller(me): Caller,
-    Path((name, owner)): Path<(String, String)>,
-) -> Result<Response, HubError> {
-    get_user_share(state, me, name, owner, String::new()).await
 }
 
 async fn revoke_user_share(
     State(state): State<AppState>,
     Caller(me): Caller,
-    Path((name, owner, server)): Path<(String, String, String)>,
+    Path(GranteePath {
+        name,
+        owner,
+        server,
+    }): Path<GranteePath>,
 ) -> Result<Response, HubError> {
     delete_user_share(state, me, name, owner, server).await
-}
-
-async fn revoke_user_share_default(
-    State(state): State<AppState>,
-    Caller(me): Caller,
-    Path((name, owner)): Path<(String, String)>,
-) -> Result<Response, HubError> {
-    delete_user_share(state, me, name, owner, String::new()).await
 }
 
 async fn group_shares(
@@ -520,33 +513,25 @@ async fn delete_group_share(
 async fn group_share(
     State(state): State<AppState>,
     Caller(me): Caller,
-    Path((name, owner, server)): Path<(String, String, String)>,
+    Path(GranteePath {
+        name,
+        owner,
+        server,
+    }): Path<GranteePath>,
 ) -> Result<Response, HubError> {
     get_group_share(state, me, name, owner, server).await
-}
-
-async fn group_share_default(
-    State(state): State<AppState>,
-    Caller(me): Caller,
-    Path((name, owner)): Path<(String, String)>,
-) -> Result<Response, HubError> {
-    get_group_share(state, me, name, owner, String::new()).await
 }
 
 async fn revoke_group_share(
     State(state): State<AppState>,
     Caller(me): Caller,
-    Path((name, owner, server)): Path<(String, String, String)>,
+    Path(GranteePath {
+        name,
+        owner,
+        server,
+    }): Path<GranteePath>,
 ) -> Result<Response, HubError> {
     delete_group_share(state, me, name, owner, server).await
-}
-
-async fn revoke_group_share_default(
-    State(state): State<AppState>,
-    Caller(me): Caller,
-    Path((name, owner)): Path<(String, String)>,
-) -> Result<Response, HubError> {
-    delete_group_share(state, me, name, owner, String::new()).await
 }
 
 // ---- shares of a server (the owner's view) ----
@@ -609,23 +594,12 @@ async fn list_server_shares(
 async fn server_shares(
     State(state): State<AppState>,
     Caller(me): Caller,
-    Path((owner, server)): Path<(String, String)>,
+    Path(ServerPath { owner, server }): Path<ServerPath>,
     headers: HeaderMap,
     uri: Uri,
     Args(query): Args<PageQuery>,
 ) -> Result<Response, HubError> {
     list_server_shares(state, me, owner, server, headers, uri, query).await
-}
-
-async fn server_shares_default(
-    State(state): State<AppState>,
-    Caller(me): Caller,
-    Path(owner): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-    Args(query): Args<PageQuery>,
-) -> Result<Response, HubError> {
-    list_server_shares(state, me, owner, String::new(), headers, uri, query).await
 }
 
 /// `POST`/`PATCH /shares/{owner}/{server}`: exactly one of `user` and `group`.
@@ -738,19 +712,10 @@ async fn grant_share(
 async fn grant(
     State(state): State<AppState>,
     Caller(me): Caller,
-    Path((owner, server)): Path<(String, String)>,
+    Path(ServerPath { owner, server }): Path<ServerPath>,
     body: Bytes,
 ) -> Result<Response, HubError> {
     grant_share(state, me, owner, server, body).await
-}
-
-async fn grant_default(
-    State(state): State<AppState>,
-    Caller(me): Caller,
-    Path(owner): Path<String>,
-    body: Bytes,
-) -> Result<Response, HubError> {
-    grant_share(state, me, owner, String::new(), body).await
 }
 
 async fn revoke_share(
@@ -813,19 +778,10 @@ async fn revoke_share(
 async fn revoke(
     State(state): State<AppState>,
     Caller(me): Caller,
-    Path((owner, server)): Path<(String, String)>,
+    Path(ServerPath { owner, server }): Path<ServerPath>,
     body: Bytes,
 ) -> Result<Response, HubError> {
     revoke_share(state, me, owner, server, body).await
-}
-
-async fn revoke_default(
-    State(state): State<AppState>,
-    Caller(me): Caller,
-    Path(owner): Path<String>,
-    body: Bytes,
-) -> Result<Response, HubError> {
-    revoke_share(state, me, owner, String::new(), body).await
 }
 
 async fn delete_all_shares(
@@ -850,17 +806,9 @@ async fn delete_all_shares(
 async fn delete_shares(
     State(state): State<AppState>,
     Caller(me): Caller,
-    Path((owner, server)): Path<(String, String)>,
+    Path(ServerPath { owner, server }): Path<ServerPath>,
 ) -> Result<Response, HubError> {
     delete_all_shares(state, me, owner, server).await
-}
-
-async fn delete_shares_default(
-    State(state): State<AppState>,
-    Caller(me): Caller,
-    Path(owner): Path<String>,
-) -> Result<Response, HubError> {
-    delete_all_shares(state, me, owner, String::new()).await
 }
 
 // ---- share codes ----
@@ -917,23 +865,12 @@ async fn list_server_codes(
 async fn server_codes(
     State(state): State<AppState>,
     Caller(me): Caller,
-    Path((owner, server)): Path<(String, String)>,
+    Path(ServerPath { owner, server }): Path<ServerPath>,
     headers: HeaderMap,
     uri: Uri,
     Args(query): Args<PageQuery>,
 ) -> Result<Response, HubError> {
     list_server_codes(state, me, owner, server, headers, uri, query).await
-}
-
-async fn server_codes_default(
-    State(state): State<AppState>,
-    Caller(me): Caller,
-    Path(owner): Path<String>,
-    headers: HeaderMap,
-    uri: Uri,
-    Args(query): Args<PageQuery>,
-) -> Result<Response, HubError> {
-    list_server_codes(state, me, owner, String::new(), headers, uri, query).await
 }
 
 /// Codes last between a minute and a year; a day unless asked otherwise.
@@ -1000,19 +937,10 @@ async fn create_share_code(
 async fn create_code(
     State(state): State<AppState>,
     Caller(me): Caller,
-    Path((owner, server)): Path<(String, String)>,
+    Path(ServerPath { owner, server }): Path<ServerPath>,
     body: Bytes,
 ) -> Result<Response, HubError> {
     create_share_code(state, me, owner, server, body).await
-}
-
-async fn create_code_default(
-    State(state): State<AppState>,
-    Caller(me): Caller,
-    Path(owner): Path<String>,
-    body: Bytes,
-) -> Result<Response, HubError> {
-    create_share_code(state, me, owner, String::new(), body).await
 }
 
 #[derive(Deserialize, Default)]
@@ -1072,19 +1000,10 @@ async fn delete_share_codes(
 async fn delete_codes(
     State(state): State<AppState>,
     Caller(me): Caller,
-    Path((owner, server)): Path<(String, String)>,
+    Path(ServerPath { owner, server }): Path<ServerPath>,
     Args(selector): Args<CodeSelector>,
 ) -> Result<Response, HubError> {
     delete_share_codes(state, me, owner, server, selector).await
-}
-
-async fn delete_codes_default(
-    State(state): State<AppState>,
-    Caller(me): Caller,
-    Path(owner): Path<String>,
-    Args(selector): Args<CodeSelector>,
-) -> Result<Response, HubError> {
-    delete_share_codes(state, me, owner, String::new(), selector).await
 }
 
 // ---- the accept-share page ----
