@@ -309,6 +309,152 @@ fn check_may_grant(
 
 // ---- shares of a user or group (the grantee's view) ----
 
+/// Whom a `/users/{name}/shared` or `/groups/{name}/shared` request is about.
+#[derive(Clone, Copy)]
+enum Grantees {
+    Users,
+    Groups,
+}
+
+impl Grantees {
+    fn noun(self) -> &'static str {
+        match self {
+            Grantees::Users => "user",
+            Grantees::Groups => "group",
+        }
+    }
+
+    fn target(self, name: &str) -> Target<'_> {
+        match self {
+            Grantees::Users => Target::User(name),
+            Grantees::Groups => Target::Group(name),
+        }
+    }
+
+    /// The scope to read their shares, and the one to revoke them.
+    fn scopes(self) -> (&'static str, &'static str) {
+        match self {
+            Grantees::Users => ("read:users:shares", "users:shares"),
+            Grantees::Groups => ("read:groups:shares", "groups:shares"),
+        }
+    }
+
+    /// The user or group named `name`, as a grantee; 404 if there is none.
+    async fn named(self, state: &AppState, name: &str) -> Result<ShareWith, HubError> {
+        match self {
+            Grantees::Users => find_user(state, name)
+                .await?
+                .map(|user| ShareWith::User(user.id))
+                .ok_or_else(|| HubError::NotFound(format!("No such user: {name}"))),
+            Grantees::Groups => Ok(ShareWith::Group(
+                super::groups::group_named(state, name).await?.id,
+            )),
+        }
+    }
+
+    /// The share of `owner/server` with `name`, or 404.
+    async fn share(
+        self,
+        state: &AppState,
+        name: &str,
+        owner: &str,
+        server: &str,
+    ) -> Result<(ShareWith, Share), HubError> {
+        let missing = || {
+            HubError::NotFound(format!(
+                "No such share for {} {name} on {owner}/{server}",
+                self.noun()
+            ))
+        };
+        let with = self.named(state, name).await.map_err(|e| match e {
+            HubError::NotFound(_) => missing(),
+            other => other,
+        })?;
+        let (_, server_row) = find_server(state, owner, server)
+            .await?
+            .ok_or_else(missing)?;
+        let share = state
+            .store
+            .share(server_row.id, with)
+            .await?
+            .ok_or_else(missing)?;
+        Ok((with, share))
+    }
+}
+
+async fn list_grantee_shares(
+    grantees: Grantees,
+    state: AppState,
+    me: identity::Identity,
+    name: String,
+    headers: HeaderMap,
+    uri: Uri,
+    query: PageQuery,
+) -> Result<Response, HubError> {
+    access::check(
+        &state,
+        &me.scopes,
+        &[grantees.scopes().0],
+        &grantees.target(&name),
+    )
+    .await?;
+    let shares = match grantees.named(&state, &name).await? {
+        ShareWith::User(id) => ShareQuery::SharedWithUser(id),
+        ShareWith::Group(id) => ShareQuery::SharedWithGroup(id),
+    };
+    share_list(&state, shares, &headers, &uri, &query).await
+}
+
+async fn get_grantee_share(
+    grantees: Grantees,
+    state: AppState,
+    me: identity::Identity,
+    path: GranteePath,
+) -> Result<Response, HubError> {
+    let GranteePath {
+        name,
+        owner,
+        server,
+    } = path;
+    access::check(
+        &state,
+        &me.scopes,
+        &[grantees.scopes().0],
+        &grantees.target(&name),
+    )
+    .await?;
+    let (_, share) = grantees.share(&state, &name, &owner, &server).await?;
+    let model = share_model(&state, &share, &mut ReadyCache::default()).await?;
+    Ok(Json(model).into_response())
+}
+
+async fn revoke_grantee_share(
+    grantees: Grantees,
+    state: AppState,
+    me: identity::Identity,
+    path: GranteePath,
+) -> Result<Response, HubError> {
+    let GranteePath {
+        name,
+        owner,
+        server,
+    } = path;
+    access::check(
+        &state,
+        &me.scopes,
+        &[grantees.scopes().1],
+        &grantees.target(&name),
+    )
+    .await?;
+    let (with, share) = grantees.share(&state, &name, &owner, &server).await?;
+    state
+        .store
+        .revoke_share(share.server.id, with, None)
+        .await?;
+    tracing::info!(caller = %caller_name(&me), grantee = %format!("{} {name}", grantees.noun()), server = %format!("{owner}/{server}"), "share revoked by grantee side");
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
 async fn user_shares(
     State(state): State<AppState>,
     Caller(me): Caller,
@@ -317,105 +463,7 @@ async fn user_shares(
     uri: Uri,
     Args(query): Args<PageQuery>,
 ) -> Result<Response, HubError> {
-    access::check(
-        &state,
-        &me.scopes,
-        &["read:users:shares"],
-        &Target::User(&name),
-    )
-    .await?;
-    let user = find_user(&state, &name)
-        .await?
-        .ok_or_else(|| HubError::NotFound(format!("No such user: {name}")))?;
-    share_list(
-        &state,
-        ShareQuery::SharedWithUser(user.id),
-        &headers,
-        &uri,
-        &query,
-    )
-    .await
-}
-
-/// The share of `owner/server` with user `name` (and the user's id), or 404.
-async fn share_with_user(
-    state: &AppState,
-    name: &str,
-    owner: &str,
-    server: &str,
-) -> Result<(i64, Share), HubError> {
-    let missing =
-        || HubError::NotFound(format!("No such share for user {name} on {owner}/{server}"));
-    let user = find_user(state, name).await?.ok_or_else(missing)?;
-    let (_, server_row) = find_server(state, owner, server)
-        .await?
-        .ok_or_else(missing)?;
-    let share = state
-        .store
-        .share(server_row.id, ShareWith::User(user.id))
-        .await?
-        .ok_or_else(missing)?;
-    Ok((user.id, share))
-}
-
-async fn get_user_share(
-    state: AppState,
-    me: identity::Identity,
-    name: String,
-    owner: String,
-    server: String,
-) -> Result<Response, HubError> {
-    access::check(
-        &state,
-        &me.scopes,
-        &["read:users:shares"],
-        &Target::User(&name),
-    )
-    .await?;
-    let (_, share) = share_with_user(&state, &name, &owner, &server).await?;
-    let model = share_model(&state, &share, &mut ReadyCache::default()).await?;
-    Ok(Json(model).into_response())
-}
-
-async fn delete_user_share(
-    state: AppState,
-    me: identity::Identity,
-    name: String,
-    owner: String,
-    server: String,
-) -> Result<Response, HubError> {
-    access::check(&state, &me.scopes, &["users:shares"], &Target::User(&name)).await?;
-    let (user_id, share) = share_with_user(&state, &name, &owner, &server).await?;
-    state
-        .store
-        .revoke_share(share.server.id, ShareWith::User(user_id), None)
-        .await?;
-    tracing::info!(caller = %caller_name(&me), user = %name, server = %format!("{owner}/{server}"), "share revoked by grantee side");
-    Ok(empty(StatusCode::NO_CONTENT))
-}
-
-async fn user_share(
-    State(state): State<AppState>,
-    Caller(me): Caller,
-    Path(GranteePath {
-        name,
-        owner,
-        server,
-    }): Path<GranteePath>,
-) -> Result<Response, HubError> {
-    get_user_share(state, me, name, owner, server).await
-}
-
-async fn revoke_user_share(
-    State(state): State<AppState>,
-    Caller(me): Caller,
-    Path(GranteePath {
-        name,
-        owner,
-        server,
-    }): Path<GranteePath>,
-) -> Result<Response, HubError> {
-    delete_user_share(state, me, name, owner, server).await
+    list_grantee_shares(Grantees::Users, state, me, name, headers, uri, query).await
 }
 
 async fn group_shares(
@@ -426,118 +474,41 @@ async fn group_shares(
     uri: Uri,
     Args(query): Args<PageQuery>,
 ) -> Result<Response, HubError> {
-    access::check(
-        &state,
-        &me.scopes,
-        &["read:groups:shares"],
-        &Target::Group(&name),
-    )
-    .await?;
-    let group = super::groups::group_named(&state, &name).await?;
-    share_list(
-        &state,
-        ShareQuery::SharedWithGroup(group.id),
-        &headers,
-        &uri,
-        &query,
-    )
-    .await
+    list_grantee_shares(Grantees::Groups, state, me, name, headers, uri, query).await
 }
 
-/// The share of `owner/server` with group `name`: 404 for a missing group, server or share.
-async fn share_with_group(
-    state: &AppState,
-    name: &str,
-    owner: &str,
-    server: &str,
-) -> Result<(i64, Share), HubError> {
-    let group = super::groups::group_named(state, name).await?;
-    let missing = || {
-        HubError::NotFound(format!(
-            "No such share for group {name} on {owner}/{server}"
-        ))
-    };
-    let (_, server_row) = find_server(state, owner, server)
-        .await?
-        .ok_or_else(missing)?;
-    let share = state
-        .store
-        .share(server_row.id, ShareWith::Group(group.id))
-        .await?
-        .ok_or_else(missing)?;
-    Ok((group.id, share))
-}
-
-async fn get_group_share(
-    state: AppState,
-    me: identity::Identity,
-    name: String,
-    owner: String,
-    server: String,
+async fn user_share(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    Path(path): Path<GranteePath>,
 ) -> Result<Response, HubError> {
-    access::check(
-        &state,
-        &me.scopes,
-        &["read:groups:shares"],
-        &Target::Group(&name),
-    )
-    .await?;
-    let (_, share) = share_with_group(&state, &name, &owner, &server).await?;
-    let model = share_model(&state, &share, &mut ReadyCache::default()).await?;
-    Ok(Json(model).into_response())
-}
-
-async fn delete_group_share(
-    state: AppState,
-    me: identity::Identity,
-    name: String,
-    owner: String,
-    server: String,
-) -> Result<Response, HubError> {
-    access::check(
-        &state,
-        &me.scopes,
-        &["groups:shares"],
-        &Target::Group(&name),
-    )
-    .await?;
-    let (group_id, share) = share_with_group(&state, &name, &owner, &server).await?;
-    state
-        .store
-        .revoke_share(share.server.id, ShareWith::Group(group_id), None)
-        .await?;
-    tracing::info!(caller = %caller_name(&me), group = %name, server = %format!("{owner}/{server}"), "group share revoked");
-    Ok(empty(StatusCode::NO_CONTENT))
+    get_grantee_share(Grantees::Users, state, me, path).await
 }
 
 async fn group_share(
     State(state): State<AppState>,
     Caller(me): Caller,
-    Path(GranteePath {
-        name,
-        owner,
-        server,
-    }): Path<GranteePath>,
+    Path(path): Path<GranteePath>,
 ) -> Result<Response, HubError> {
-    get_group_share(state, me, name, owner, server).await
+    get_grantee_share(Grantees::Groups, state, me, path).await
+}
+
+async fn revoke_user_share(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    Path(path): Path<GranteePath>,
+) -> Result<Response, HubError> {
+    revoke_grantee_share(Grantees::Users, state, me, path).await
 }
 
 async fn revoke_group_share(
     State(state): State<AppState>,
     Caller(me): Caller,
-    Path(GranteePath {
-        name,
-        owner,
-        server,
-    }): Path<GranteePath>,
+    Path(path): Path<GranteePath>,
 ) -> Result<Response, HubError> {
-    delete_group_share(state, me, name, owner, server).await
+    revoke_grantee_share(Grantees::Groups, state, me, path).await
 }
 
-// ---- shares of a server (the owner's view) ----
-
-/// `POST`/`PATCH`/`DELETE` on `/shares/{owner}` or `/share-codes/{owner}`: only `GET`
-/// works without a server.
 async fn no_server(
     State(state): State<AppState>,
     Caller(me): Caller,
