@@ -483,8 +483,14 @@ fn ignored_keys_are_logged_with_tracing() {
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .finish();
+    let yaml = "singleuser:\n  image:\n    name: x\n";
+    // Another test's thread may be registering the warning's callsite while this
+    // subscriber appears, and leave it cached as unwanted: register it here first, then
+    // have every callsite's interest computed again under this subscriber.
+    load(yaml);
     tracing::subscriber::with_default(subscriber, || {
-        load("singleuser:\n  image:\n    name: x\n");
+        tracing::callsite::rebuild_interest_cache();
+        load(yaml);
     });
     let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     assert!(out.contains("WARN"), "{out}");
