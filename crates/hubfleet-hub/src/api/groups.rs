@@ -279,16 +279,7 @@ async fn add_members(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, HubError> {
-    access::check(&state, &me.scopes, &["groups"], &Target::Group(&name)).await?;
-    group_named(&state, &name).await?;
-    let users = members_of(&body, "add")?;
-    let group = state
-        .store
-        .add_group_members(&name, &users)
-        .await
-        .map_err(group_error)?;
-    tracing::info!(caller = %caller_name(&me), group = %name, ?users, "added group members");
-    Ok(Json(model_for(&state, &me.scopes, &group).await?).into_response())
+    change_members(state, me, name, body, true).await
 }
 
 async fn remove_members(
@@ -297,15 +288,28 @@ async fn remove_members(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, HubError> {
+    change_members(state, me, name, body, false).await
+}
+
+/// `POST` (add) or `DELETE` (remove) `/groups/{name}/users`.
+async fn change_members(
+    state: AppState,
+    me: crate::identity::Identity,
+    name: String,
+    body: Bytes,
+    add: bool,
+) -> Result<Response, HubError> {
     access::check(&state, &me.scopes, &["groups"], &Target::Group(&name)).await?;
     group_named(&state, &name).await?;
-    let users = members_of(&body, "delete")?;
-    let group = state
-        .store
-        .remove_group_members(&name, &users)
-        .await
-        .map_err(group_error)?;
-    tracing::info!(caller = %caller_name(&me), group = %name, ?users, "removed group members");
+    let users = members_of(&body, if add { "add" } else { "delete" })?;
+    let changed = if add {
+        state.store.add_group_members(&name, &users).await
+    } else {
+        state.store.remove_group_members(&name, &users).await
+    };
+    let group = changed.map_err(group_error)?;
+    let action = if add { "added" } else { "removed" };
+    tracing::info!(caller = %caller_name(&me), group = %name, ?users, "{action} group members");
     Ok(Json(model_for(&state, &me.scopes, &group).await?).into_response())
 }
 
