@@ -58,7 +58,7 @@ async fn refresh(state: &AppState, user: &User, force: bool) -> Result<bool, Hub
             Due::Now => {}
         }
     }
-    let auth_state = state.store.user_details(user.id).await?.auth_state;
+    let auth_state = state.store.auth_state(user.id).await?;
     let outcome = match state
         .authenticator
         .refresh_user(&user.name, auth_state.as_ref())

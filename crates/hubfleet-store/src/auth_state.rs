@@ -365,7 +365,7 @@ mod tests {
         let new = "2222222222222222222222222222222222222222222222222222222222222222";
         let store = store.with_crypt_keeper(CryptKeeper::from_keys(old).unwrap());
         assert_eq!(
-            store.user_details(user.id).await.unwrap().auth_state,
+            store.auth_state(user.id).await.unwrap(),
             Some(state.clone())
         );
         let report = store.reseal_auth_states().await.unwrap();
@@ -379,7 +379,7 @@ mod tests {
         let sealed = raw(store.clone()).await;
         assert!(sealed.starts_with(TOKEN_PREFIX) && !sealed.contains("secret-access-token"));
         assert_eq!(
-            store.user_details(user.id).await.unwrap().auth_state,
+            store.auth_state(user.id).await.unwrap(),
             Some(state.clone())
         );
 
@@ -393,13 +393,13 @@ mod tests {
         );
         let store = store.with_crypt_keeper(CryptKeeper::from_keys(new).unwrap());
         assert_eq!(
-            store.user_details(user.id).await.unwrap().auth_state,
+            store.auth_state(user.id).await.unwrap(),
             Some(state.clone())
         );
 
         // A key that never made it: read as none, not an error.
         let store = store.with_crypt_keeper(CryptKeeper::from_keys(old).unwrap());
-        assert_eq!(store.user_details(user.id).await.unwrap().auth_state, None);
+        assert_eq!(store.auth_state(user.id).await.unwrap(), None);
         assert_eq!(store.reseal_auth_states().await.unwrap().unreadable, 1);
         // Writes still work, with the configured key.
         store
@@ -407,10 +407,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            store.user_details(user.id).await.unwrap().auth_state,
+            store.auth_state(user.id).await.unwrap(),
             Some(json!({"n": 2}))
         );
         store.set_auth_state(user.id, None).await.unwrap();
-        assert_eq!(store.user_details(user.id).await.unwrap().auth_state, None);
+        assert_eq!(store.auth_state(user.id).await.unwrap(), None);
     }
 }

@@ -30,7 +30,7 @@ pub use secret::new_token;
 pub use shares::{Grantee, Share, ShareCode, ShareCodeQuery, ShareQuery, ShareWith, SharedServer};
 pub use signups::Signup;
 pub use user_view::UserView;
-pub use users::{ServerState, UserDetails, UserQuery, UserSort, VisibleUsers};
+pub use users::{ServerState, UserQuery, UserSort, VisibleUsers};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");

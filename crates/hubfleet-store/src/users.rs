@@ -315,40 +315,16 @@ impl Store {
     }
 }
 
-/// A user's group names, directly given role names and auth state, for the user model.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct UserDetails {
-    pub groups: Vec<String>,
-    pub roles: Vec<String>,
-    pub auth_state: Option<serde_json::Value>,
-}
-
 impl Store {
-    /// [`UserDetails`] in one round trip (the user model is read on hot paths).
-    pub async fn user_details(&self, user_id: i64) -> Result<UserDetails> {
-        let rows = sqlx::query(
-            "SELECT 'g' AS kind, g.name AS value FROM groups g \
-             JOIN user_groups ug ON ug.group_id = g.id WHERE ug.user_id = $1 \
-             UNION ALL SELECT 'r' AS kind, r.name AS value FROM roles r \
-             JOIN role_members m ON m.role_id = r.id WHERE m.user_id = $1 \
-             UNION ALL SELECT 'a' AS kind, auth_state AS value FROM users \
-             WHERE id = $1 AND auth_state IS NOT NULL",
-        )
-        .bind(user_id)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut details = UserDetails::default();
-        for row in rows {
-            let kind: String = row.try_get("kind")?;
-            let value: String = row.try_get("value")?;
-            match kind.as_str() {
-                "g" => details.groups.push(value),
-                "r" => details.roles.push(value),
-                _ => details.auth_state = self.open_auth_state(user_id, &value),
-            }
-        }
-        details.groups.sort();
-        details.roles.sort();
-        Ok(details)
+    /// The user's auth_state, decrypted (`None` if there is none or it cannot be read).
+    pub async fn auth_state(&self, user_id: i64) -> Result<Option<serde_json::Value>> {
+        let stored: Option<String> = sqlx::query("SELECT auth_state FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| row.try_get("auth_state"))
+            .transpose()?
+            .flatten();
+        Ok(stored.and_then(|s| self.open_auth_state(user_id, &s)))
     }
 }
