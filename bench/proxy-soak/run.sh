@@ -12,7 +12,7 @@ case " $* " in
 esac
 case " $* " in
   *" --bin "*) ;;
-  *) cargo build --release -p hubfleet >&2 ;;
+  *) cargo build --profile dist -p hubfleet >&2 ;;
 esac
 ulimit -n 200000 2>/dev/null || true
 exec python3 "$here/soak.py" "$@"

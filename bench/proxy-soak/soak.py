@@ -46,7 +46,7 @@ def api(port, method, path, body=None):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", default=os.path.join(REPO, "target/release/hubfleet"))
+    ap.add_argument("--bin", default=os.path.join(REPO, "target/dist/hubfleet"))
     ap.add_argument("--chp", default=os.path.join(REPO, "bench/proxy/node_modules/.bin/configurable-http-proxy"))
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--every", type=float, default=30)

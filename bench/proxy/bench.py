@@ -338,10 +338,10 @@ def version(cmd):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", default=os.path.join(REPO, "target/release/hubfleet"))
+    ap.add_argument("--bin", default=os.path.join(REPO, "target/dist/hubfleet"))
     ap.add_argument("--chp", default=os.path.join(HERE, "node_modules/.bin/configurable-http-proxy"))
     ap.add_argument("--duration", type=int, default=5)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--concurrency", default="1,32,128")
     ap.add_argument("--websockets", type=int, default=10000)
     ap.add_argument("--routes", type=int, default=100000)
@@ -434,19 +434,29 @@ def main():
                         print(f"[bench] c={c} round {rnd + 1} {name}: {r}", file=sys.stderr)
                 res = {name: sorted(rs, key=lambda r: r["rps"])[len(rs) // 2]
                        for name, rs in runs.items()}
-                rows.append((c, res))
+                rows.append((c, res, runs))
             report.append("### HTTP: small responses through each proxy (wrk, keep-alive)\n")
             report.append("| c | direct req/s | nginx req/s | CHP req/s | hubfleet req/s | hubfleet / nginx | hubfleet / CHP |")
             report.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-            for c, r in rows:
+            for c, r, _ in rows:
                 report.append(
                     f"| {c} | {r['direct']['rps']:,.0f} | {r['nginx']['rps']:,.0f} | {r['CHP']['rps']:,.0f} | "
                     f"{r['hubfleet']['rps']:,.0f} | {r['hubfleet']['rps'] / r['nginx']['rps']:.2f}× | "
                     f"{r['hubfleet']['rps'] / r['CHP']['rps']:.1f}× |")
             report.append("")
+            # Each round runs the four back to back, so a round's own ratio compares runs made
+            # under the same conditions.
+            for c, _, runs in rows:
+                per_round = [h["rps"] / n["rps"] for h, n in zip(runs["hubfleet"], runs["nginx"])]
+                ahead = sum(1 for x in per_round if x >= 1.0)
+                report.append(
+                    f"hubfleet / nginx per round at c={c}: "
+                    + ", ".join(f"{x:.2f}" for x in per_round)
+                    + f" ({ahead} of {len(per_round)} at or above 1.0)  ")
+            report.append("")
             report.append("| c | latency p50 / p99 (ms): direct | nginx | CHP | hubfleet | p99 added by hubfleet (ms) | p99 added by nginx (ms) | errors (all four) |")
             report.append("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-            for c, r in rows:
+            for c, r, _ in rows:
                 cell = lambda k: f"{r[k]['p50']:.2f} / {r[k]['p99']:.2f}"
                 errs = sum(r[k]["errors"] for k in r)
                 report.append(
@@ -458,7 +468,7 @@ def main():
                           "answered. Less sensitive to other work on the machine than req/s.\n")
             report.append("| c | nginx µs/req | CHP µs/req | hubfleet µs/req | hubfleet / nginx |")
             report.append("| ---: | ---: | ---: | ---: | ---: |")
-            for c, r in rows:
+            for c, r, _ in rows:
                 report.append(
                     f"| {c} | {r['nginx']['cpu_us']:.1f} | {r['CHP']['cpu_us']:.1f} | "
                     f"{r['hubfleet']['cpu_us']:.1f} | {r['hubfleet']['cpu_us'] / r['nginx']['cpu_us']:.2f}× |")
@@ -514,7 +524,7 @@ def main():
         report.append(f"Idle RSS after start-up: hubfleet {idle_rss['hubfleet']:.1f} MiB, CHP {idle_rss['CHP']:.1f} MiB.\n")
         report.append(f"Command (from the repository root): `{os.environ.get('HUBFLEET_BENCH_CMD', 'bench/proxy/run.sh')}`\n")
         report.append(f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {version([args.bin, '--version'])} "
-                      f"(release build); configurable-http-proxy {chp_version} on node {version(['node', '--version'])}; "
+                      f"(`dist` profile build); configurable-http-proxy {chp_version} on node {version(['node', '--version'])}; "
                       f"{nginx_version}; {version(['sh', '-c', 'wrk --version 2>&1 | head -1']).split(' [')[0]}; "
                       f"wrk {args.duration} s per run, 2 threads (1 at c=1); HTTP cells are the median of "
                       f"{args.rounds} interleaved rounds.\n")

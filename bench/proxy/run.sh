@@ -3,7 +3,7 @@
 # Usage: bench/proxy/run.sh [--bin PATH] [--duration S] [--concurrency 1,32,128]
 #                           [--websockets N] [--routes N] [--skip http,ws,routes] [--out FILE]
 # Needs wrk, nginx and node (apt-get install wrk nginx-light nodejs npm); installs
-# configurable-http-proxy into bench/proxy/node_modules and builds hubfleet (release).
+# configurable-http-proxy into bench/proxy/node_modules and builds hubfleet (the `dist` profile: release with fat LTO).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -14,7 +14,7 @@ if [ ! -x "$here/node_modules/.bin/configurable-http-proxy" ]; then
 fi
 case " $* " in
   *" --bin "*) ;;
-  *) cargo build --release -p hubfleet >&2 ;;
+  *) cargo build --profile dist -p hubfleet >&2 ;;
 esac
 # 10,000 websockets need ~4 descriptors each across client, proxy and backend.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

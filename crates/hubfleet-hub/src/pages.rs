@@ -41,6 +41,7 @@ pub fn routes() -> Router<AppState> {
                 .delete(user_url),
         )
         .route("/hub/user-redirect/{*path}", get(user_redirect))
+        .route("/hub/error/{code}", get(proxy_error))
 }
 
 #[derive(Deserialize, Default)]
@@ -70,6 +71,35 @@ pub fn error_page(
         context! { status => status.as_u16(), title, message, log, retry => log.as_ref().map(|_| "/hub/spawn") },
     );
     html(status, body)
+}
+
+/// The page a proxy shows for its own errors (CHP's `--error-target` asks for
+/// `/hub/error/{code}?url=…`). Answered 200: the proxy sends it under the original status.
+async fn proxy_error(State(state): State<AppState>, Path(code): Path<String>) -> Response {
+    let status = code
+        .parse::<u16>()
+        .ok()
+        .and_then(|c| StatusCode::from_u16(c).ok());
+    let Some(status) = status else {
+        return error_page(
+            &state,
+            StatusCode::NOT_FOUND,
+            "Not Found",
+            "No such error page.",
+            None,
+        );
+    };
+    let title = status.canonical_reason().unwrap_or("Unknown HTTP Error");
+    let message = if status == StatusCode::SERVICE_UNAVAILABLE {
+        "Your server appears to be down. Try restarting it from the hub."
+    } else {
+        ""
+    };
+    let body = state.templates.render(
+        "error.html",
+        context! { status => status.as_u16(), title, message, home => true },
+    );
+    html(StatusCode::OK, body)
 }
 
 /// The logged-in user of a page request, or a redirect to the login page.

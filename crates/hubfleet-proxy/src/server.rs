@@ -833,14 +833,63 @@ async fn error_page(
         }
     } else if let Some(dir) = &st.config.error_path {
         if let Some(page) = error_file(dir, code).await {
-            let mut resp = Response::new(ProxyBody::text(page));
-            *resp.status_mut() = code;
-            resp.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
-            return resp;
+            return html_page(code, page);
         }
+    } else if let Some(hub) = &st.hub {
+        return hub_error_page(hub, code, orig).await;
+    } else {
+        return html_page(code, builtin_error_page(code));
     }
     simple(code, reason.to_owned())
+}
+
+fn html_page(code: StatusCode, page: impl Into<Bytes>) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::text(page));
+    *resp.status_mut() = code;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    resp
+}
+
+/// With neither `--error-target` nor `--error-path`, CHP answers from the HTML pages it ships;
+/// these are ours.
+fn builtin_error_page(code: StatusCode) -> String {
+    let reason = code.canonical_reason().unwrap_or("Error");
+    let explanation = match code {
+        StatusCode::NOT_FOUND => "No route matches this URL.",
+        StatusCode::SERVICE_UNAVAILABLE => "The service behind this URL is not answering.",
+        StatusCode::GATEWAY_TIMEOUT => "The service behind this URL did not answer in time.",
+        _ => "The proxy could not complete this request.",
+    };
+    let code = code.as_u16();
+    format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>{code}: {reason}</title></head>\n\
+         <body>\n<h1>{code}: {reason}</h1>\n<p>{explanation}</p>\n<hr>\n<p>hubfleet proxy</p>\n</body>\n</html>\n"
+    )
+}
+
+/// The in-process hub's own error page (`/hub/error/{code}`, as JupyterHub sets CHP's
+/// `--error-target`), under the original status.
+async fn hub_error_page(hub: &axum::Router, code: StatusCode, orig: &Uri) -> Response<ProxyBody> {
+    let original = orig.path_and_query().map_or("/", PathAndQuery::as_str);
+    let uri = format!(
+        "/hub/error/{}?url={}",
+        code.as_u16(),
+        utf8_percent_encode(original, NON_ALPHANUMERIC)
+    );
+    let mut req = Request::new(axum::body::Body::empty());
+    match uri.parse() {
+        Ok(uri) => *req.uri_mut() = uri,
+        Err(_) => return html_page(code, builtin_error_page(code)),
+    }
+    match hub.clone().oneshot(req).await {
+        Ok(page) => {
+            let (mut parts, body) = page.into_parts();
+            parts.status = code;
+            Response::from_parts(parts, ProxyBody::Hub(body))
+        }
+        Err(never) => match never {},
+    }
 }
 
 /// `{dir}/{code}.html`, else `{dir}/error.html`.

@@ -327,8 +327,13 @@ async fn dead_target_is_503() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 503);
-    // As CHP without --error-target: the reason phrase.
-    assert_eq!(resp.text().await.unwrap(), "Service Unavailable");
+    // As CHP with neither --error-target nor --error-path: a built-in HTML page.
+    assert_eq!(resp.headers()["content-type"], "text/html");
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("<h1>503: Service Unavailable</h1>"));
 
     let resp = client()
         .get(proxy.url("/user/bad/lab"))
@@ -628,5 +633,33 @@ async fn upstream_connections_are_pooled_and_reused() {
     assert!(after_first <= 9, "{after_first}");
     burst().await;
     assert_eq!(accepted.load(Ordering::SeqCst), after_first);
+    proxy.shutdown().await;
+}
+
+/// With a hub in process and no error target, errors come from the hub's `/hub/error/{code}`
+/// under the original status.
+#[tokio::test]
+async fn errors_come_from_the_hub_in_process() {
+    let hub = Router::new().route(
+        "/hub/error/{code}",
+        axum::routing::get(
+            |axum::extract::Path(code): axum::extract::Path<String>, uri: axum::http::Uri| async move {
+                format!("hub page {code} for {}", uri.query().unwrap_or(""))
+            },
+        ),
+    );
+    let table = RouteTable::new();
+    table.add("/user/dead", &dead_target().await, Map::new());
+    let proxy = start_proxy(table, Some(hub)).await;
+    let resp = client()
+        .get(proxy.url("/user/dead/lab"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(
+        resp.text().await.unwrap(),
+        "hub page 503 for url=%2Fuser%2Fdead%2Flab"
+    );
     proxy.shutdown().await;
 }

@@ -48,6 +48,7 @@ pub struct ProxyFlags {
     #[arg(long, conflicts_with = "error_path")]
     pub error_target: Option<String>,
     /// Directory of error pages: errors are answered with <code>.html, else error.html, from it.
+    /// With neither this nor --error-target, built-in HTML pages.
     #[arg(long)]
     pub error_path: Option<PathBuf>,
     /// TLS key (PEM) for the public port; needs --ssl-cert. Reloaded on SIGHUP.

@@ -343,3 +343,58 @@ fn chrono_like_now() -> String {
         .unwrap();
     String::from_utf8(output.stdout).unwrap().trim().to_string()
 }
+
+/// A server whose process lives on but stops answering (its web server died, as a hung or
+/// crashed kernel gateway would): the built-in proxy still has its route, so the user gets the
+/// hub's error page under 503, as JupyterHub's `/hub/error/503` behind CHP's `--error-target`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_answering_gets_the_hubs_error_page() {
+    const WEB_THEN_SLEEP: &str = "[/bin/sh, -c, 'port=${JUPYTERHUB_SERVICE_URL##*:}; port=${port%%/*}; python3 -m http.server --bind 127.0.0.1 $port & echo $! > \"$HOME/web.pid\"; exec sleep 600']";
+    let hub = TestHub::start(&format!(
+        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\nsingleuser:\n  cmd: {WEB_THEN_SLEEP}\n"
+    ));
+    let browser = Browser::new(&hub);
+    browser.login("pat", "x").await;
+    browser
+        .client
+        .get(browser.url("/hub/spawn"))
+        .send()
+        .await
+        .unwrap();
+    browser.wait_ready("pat", Duration::from_secs(30)).await;
+    let pid_file = hub.data_dir().join("homes").join("pat").join("web.pid");
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let resp = browser
+        .client
+        .get(browser.url("/user/pat/tree"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503, "log:\n{}", hub.log());
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("503: Service Unavailable"), "{page}");
+    assert!(page.contains("Your server appears to be down"), "{page}");
+    assert!(page.contains("href=\"/hub/home\""), "{page}");
+
+    // The page itself, as an external proxy's --error-target fetches it.
+    let resp = reqwest::get(hub.url("/hub/error/404?url=%2Fuser%2Fx"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.unwrap().contains("404: Not Found"));
+    let resp = reqwest::get(hub.url("/hub/error/notanumber"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+}

@@ -411,8 +411,20 @@ async fn dead_upstream_is_503_and_the_proxy_keeps_serving() {
     for _ in 0..20 {
         let resp = c.get(p.url("/user/dead/")).send().await.unwrap();
         assert_eq!(resp.status(), 503);
-        assert_eq!(resp.text().await.unwrap(), "Service Unavailable");
+        assert!(resp
+            .text()
+            .await
+            .unwrap()
+            .contains("<h1>503: Service Unavailable</h1>"));
     }
+    let resp = c.get(p.url("/no/route/here")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(resp.headers()["content-type"], "text/html");
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("<h1>404: Not Found</h1>"));
     let resp = c.get(p.url("/user/ok/")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert!(p.alive());
