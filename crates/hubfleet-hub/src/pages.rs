@@ -29,7 +29,12 @@ pub fn routes() -> Router<AppState> {
         .route("/hub/token", get(token_page))
         .route("/hub/spawn", get(spawn_mine))
         .route("/hub/spawn/{user}", get(spawn_for))
+        .route("/hub/spawn/{user}/{server}", get(spawn_named))
         .route("/hub/spawn-pending/{user}", get(spawn_pending))
+        .route(
+            "/hub/spawn-pending/{user}/{server}",
+            get(spawn_pending_named),
+        )
         .route("/hub/user/{user}", get(user_url_root).post(user_url_root))
         .route("/hub/user/{user}/", get(user_url_root).post(user_url_root))
         .route(
@@ -414,11 +419,24 @@ async fn spawn_mine(
 ) -> Result<Response, HubError> {
     let me = logged_in!(state, headers, uri);
     let user = me.user.clone();
-    let form = crate::spawn_page::options_form(&state, &headers, &me, &user, query.next.as_deref());
+    form_or_spawn(state, &headers, &me, user, "", query.next).await
+}
+
+/// `GET /hub/spawn…`: the options form when there is one to fill in, else the start itself.
+async fn form_or_spawn(
+    state: AppState,
+    headers: &HeaderMap,
+    me: &PageUser,
+    user: User,
+    server_name: &str,
+    next: Option<String>,
+) -> Result<Response, HubError> {
+    let form =
+        crate::spawn_page::options_form(&state, headers, me, &user, server_name, next.as_deref());
     if let Some(page) = form.await? {
         return Ok(page);
     }
-    spawn_page(state, user, query.next).await
+    spawn_page(state, user, server_name, next).await
 }
 
 async fn spawn_for(
@@ -441,15 +459,42 @@ async fn spawn_for(
             ))
         }
     };
-    let form = crate::spawn_page::options_form(&state, &headers, &me, &user, query.next.as_deref());
-    if let Some(page) = form.await? {
-        return Ok(page);
-    }
-    spawn_page(state, user, query.next).await
+    form_or_spawn(state, &headers, &me, user, "", query.next).await
 }
 
-fn pending_url(user: &str, next: Option<&str>) -> String {
+/// `GET /hub/spawn/<user>/<server>`: a named server, created here if it is new.
+async fn spawn_named(
+    State(state): State<AppState>,
+    Path((name, server_name)): Path<(String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(query): Query<NextQuery>,
+) -> Result<Response, HubError> {
+    let me = logged_in!(state, headers, uri);
+    let admitted = match target_user(&state, &me, &name).await {
+        Ok(user) => crate::api::users::admit_named_server(&state, &user, &server_name)
+            .await
+            .map(|()| user),
+        Err(e) => Err(e),
+    };
+    match admitted {
+        Ok(user) => form_or_spawn(state, &headers, &me, user, &server_name, query.next).await,
+        Err(e) => Ok(error_page(
+            &state,
+            e.status(),
+            "Cannot start this server",
+            &e.to_string(),
+            None,
+        )),
+    }
+}
+
+fn pending_url(user: &str, server_name: &str, next: Option<&str>) -> String {
     let mut url = format!("/hub/spawn-pending/{}", urls::escape_path(user));
+    if !server_name.is_empty() {
+        url.push('/');
+        url.push_str(&urls::escape_path(server_name));
+    }
     if let Some(next) = next {
         url.push_str("?next=");
         url.extend(url::form_urlencoded::byte_serialize(next.as_bytes()));
@@ -461,10 +506,11 @@ fn pending_url(user: &str, next: Option<&str>) -> String {
 pub(crate) async fn spawn_page(
     state: AppState,
     user: User,
+    server_name: &str,
     next: Option<String>,
 ) -> Result<Response, HubError> {
     let next = next.as_deref().and_then(urls::safe_next);
-    let server_url = urls::server_prefix(&user.name, "");
+    let server_url = urls::server_prefix(&user.name, server_name);
     if let Err(e) = crate::auth_refresh::before_spawn(&state, &user).await {
         return Ok(error_page(
             &state,
@@ -474,7 +520,7 @@ pub(crate) async fn spawn_page(
             None,
         ));
     }
-    match state.lifecycle.spawn(&user, "").await {
+    match state.lifecycle.spawn(&user, server_name).await {
         Ok(crate::lifecycle::SpawnOutcome::AlreadyRunning) => {
             return Ok(found(next.as_deref().unwrap_or(&server_url)).into_response())
         }
@@ -492,13 +538,13 @@ pub(crate) async fn spawn_page(
     }
     if state
         .lifecycle
-        .wait_ready(&user.name, "", Duration::from_secs(1))
+        .wait_ready(&user.name, server_name, Duration::from_secs(1))
         .await
         == crate::lifecycle::StartResult::Ready
     {
         return Ok(found(next.as_deref().unwrap_or(&server_url)).into_response());
     }
-    Ok(found(&pending_url(&user.name, next.as_deref())).into_response())
+    Ok(found(&pending_url(&user.name, server_name, next.as_deref())).into_response())
 }
 
 async fn spawn_pending(
@@ -509,7 +555,31 @@ async fn spawn_pending(
     Query(query): Query<NextQuery>,
 ) -> Result<Response, HubError> {
     let me = logged_in!(state, headers, uri);
-    let user = match target_user(&state, &me, &name).await {
+    pending_page(state, &headers, &me, &name, "", query.next).await
+}
+
+async fn spawn_pending_named(
+    State(state): State<AppState>,
+    Path((name, server_name)): Path<(String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(query): Query<NextQuery>,
+) -> Result<Response, HubError> {
+    let me = logged_in!(state, headers, uri);
+    pending_page(state, &headers, &me, &name, &server_name, query.next).await
+}
+
+/// `/hub/spawn-pending/<user>[/<server>]`: progress while starting, the log if the start
+/// failed, and on to the server once it is ready.
+async fn pending_page(
+    state: AppState,
+    headers: &HeaderMap,
+    me: &PageUser,
+    name: &str,
+    server_name: &str,
+    next: Option<String>,
+) -> Result<Response, HubError> {
+    let user = match target_user(&state, me, name).await {
         Ok(user) => user,
         Err(e) => {
             return Ok(error_page(
@@ -521,9 +591,9 @@ async fn spawn_pending(
             ))
         }
     };
-    let next = query.next.as_deref().and_then(urls::safe_next);
-    let server_url = urls::server_prefix(&user.name, "");
-    let server = state.store.server(user.id, "").await?;
+    let next = next.as_deref().and_then(urls::safe_next);
+    let server_url = urls::server_prefix(&user.name, server_name);
+    let server = state.store.server(user.id, server_name).await?;
     match server
         .as_ref()
         .map(|s| (s.phase, s.failed_reason.as_deref()))
@@ -532,14 +602,19 @@ async fn spawn_pending(
             Ok(found(next.as_deref().unwrap_or(&server_url)).into_response())
         }
         Some((Phase::Starting, _)) => {
-            let (xsrf, set) = identity::xsrf_token(&headers, state.settings.secure_cookies);
+            let (xsrf, set) = identity::xsrf_token(headers, state.settings.secure_cookies);
+            let server_api = if server_name.is_empty() {
+                "server".to_string()
+            } else {
+                format!("servers/{}", urls::escape_path(server_name))
+            };
             let progress_url = format!(
-                "/hub/api/users/{}/server/progress?_xsrf={xsrf}",
+                "/hub/api/users/{}/{server_api}/progress?_xsrf={xsrf}",
                 urls::escape_path(&user.name)
             );
             let body = state.templates.render(
                 "spawn_pending.html",
-                context! { progress_url, next, xsrf, ..crate::templates::nav(&me) },
+                context! { progress_url, next, xsrf, server_name, ..crate::templates::nav(me) },
             );
             Ok(page_response(StatusCode::OK, body, set))
         }
@@ -549,7 +624,8 @@ async fn spawn_pending(
                 None => (reason.to_string(), None),
             };
             let log = log.or_else(|| {
-                hubfleet_spawn::tail_log(&state.settings.log_path(&user.name, ""), 4000).ok()
+                hubfleet_spawn::tail_log(&state.settings.log_path(&user.name, server_name), 4000)
+                    .ok()
             });
             Ok(error_page(
                 &state,
@@ -566,14 +642,14 @@ async fn spawn_pending(
             "Your server is stopping. Reload this page in a few seconds to start it again.",
             None,
         )),
-        _ => Ok(not_running(&state, &server_url, &user.name)),
+        _ => Ok(not_running(&state, &server_url, &user.name, server_name)),
     }
 }
 
-fn not_running(state: &AppState, path: &str, user: &str) -> Response {
+fn not_running(state: &AppState, path: &str, user: &str, server_name: &str) -> Response {
     let spawn_url = format!(
-        "/hub/spawn/{}?next={}",
-        urls::escape_path(user),
+        "{}?next={}",
+        spawn_path(user, server_name),
         url::form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>()
     );
     let body = state
@@ -629,13 +705,18 @@ async fn user_url_inner(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("application/json"))
         || path.split('/').any(|segment| segment == "api");
-    let not_running_json = || {
+    let not_running_json = |server_name: &str| {
         let message = format!(
-            "JupyterHub server no longer running at {server_path}. Restart the server at /hub/spawn/{}",
-            urls::escape_path(&name)
+            "JupyterHub server no longer running at {server_path}. Restart the server at {}",
+            spawn_path(&name, server_name)
         );
         crate::api::json_error(StatusCode::FAILED_DEPENDENCY, &message)
     };
+    // `/user/<name>/<server>/…` may be a named server: the first segment, when more follows.
+    let candidate = path
+        .split_once('/')
+        .map(|(first, _)| first)
+        .filter(|first| state.settings.allow_named_servers && !first.is_empty());
     let me = match identity::identify(&state, &Method::GET, &headers, None).await? {
         Some(me) => me,
         None if method == Method::GET && !wants_json => {
@@ -651,15 +732,14 @@ async fn user_url_inner(
             ))
         }
     };
-    if crate::access::check(
-        &state,
-        &me.scopes,
-        &["access:servers"],
-        &hubfleet_rbac::Target::Server(&name, ""),
-    )
-    .await
-    .is_err()
-    {
+    let mut allowed = false;
+    for server_name in std::iter::once("").chain(candidate) {
+        let target = hubfleet_rbac::Target::Server(&name, server_name);
+        allowed |= crate::access::check(&state, &me.scopes, &["access:servers"], &target)
+            .await
+            .is_ok();
+    }
+    if !allowed {
         return Err(HubError::NotFound(format!(
             "No access to the server at {server_path}"
         )));
@@ -667,7 +747,17 @@ async fn user_url_inner(
     let Some(user) = state.store.user_by_name(&name).await? else {
         return Err(HubError::NotFound(format!("No such user: {name}")));
     };
-    let server = state.store.server(user.id, "").await?;
+    let mut server_name = "";
+    let mut server = None;
+    if let Some(candidate) = candidate {
+        server = state.store.server(user.id, candidate).await?;
+        if server.is_some() {
+            server_name = candidate;
+        }
+    }
+    if server.is_none() {
+        server = state.store.server(user.id, "").await?;
+    }
     let phase = server.as_ref().map(|s| s.phase).unwrap_or(Phase::Stopped);
     let failed = server.as_ref().is_some_and(|s| s.failed_reason.is_some());
     if phase == Phase::Ready {
@@ -694,16 +784,26 @@ async fn user_url_inner(
         return Ok(found(&target).into_response());
     }
     if method != Method::GET || wants_json {
-        return Ok(not_running_json());
+        return Ok(not_running_json(server_name));
     }
     let full = match &query {
         Some(q) => format!("{server_path}?{q}"),
         None => server_path.clone(),
     };
     if phase == Phase::Starting || failed {
-        return Ok(see_other(&pending_url(&name, Some(&full))));
+        return Ok(see_other(&pending_url(&name, server_name, Some(&full))));
     }
-    Ok(not_running(&state, &full, &name))
+    Ok(not_running(&state, &full, &name, server_name))
+}
+
+/// `/hub/spawn/<user>[/<server>]`.
+fn spawn_path(user: &str, server_name: &str) -> String {
+    let mut path = format!("/hub/spawn/{}", urls::escape_path(user));
+    if !server_name.is_empty() {
+        path.push('/');
+        path.push_str(&urls::escape_path(server_name));
+    }
+    path
 }
 
 /// 302 Found, as JupyterHub redirects (axum's `Redirect::to` is a 303).

@@ -24,6 +24,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/hub/spawn", post(submit_mine))
         .route("/hub/spawn/{user}", post(submit_for))
+        .route("/hub/spawn/{user}/{server}", post(submit_named))
 }
 
 #[derive(Deserialize, Default)]
@@ -162,12 +163,16 @@ fn html_pattern(re: &str) -> String {
     }
 }
 
-fn action(target: &str, me: &str, next: Option<&str>) -> String {
-    let mut url = if target == me {
+fn action(target: &str, me: &str, server_name: &str, next: Option<&str>) -> String {
+    let mut url = if target == me && server_name.is_empty() {
         "/hub/spawn".to_string()
     } else {
         format!("/hub/spawn/{}", urls::escape_path(target))
     };
+    if !server_name.is_empty() {
+        url.push('/');
+        url.push_str(&urls::escape_path(server_name));
+    }
     if let Some(next) = next {
         url.push_str("?next=");
         url.extend(url::form_urlencoded::byte_serialize(next.as_bytes()));
@@ -180,7 +185,7 @@ fn render(
     state: &AppState,
     headers: &HeaderMap,
     me: &PageUser,
-    target: &User,
+    (target, server_name): (&User, &str),
     (profiles, groups): (&[&Profile], &[String]),
     chosen: &Map<String, Value>,
     next: Option<&str>,
@@ -192,10 +197,11 @@ fn render(
         "spawn_options.html",
         context! {
             target => target.name,
+            server_name,
             profiles => cards(profiles, groups, chosen),
             xsrf,
             error,
-            action => action(&target.name, &me.user.name, next),
+            action => action(&target.name, &me.user.name, server_name, next),
             ..crate::templates::nav(me)
         },
     );
@@ -208,19 +214,20 @@ fn render(
     response
 }
 
-/// For `GET /hub/spawn[/<user>]`: the options form, when profiles are configured and the
-/// server is stopped; `None` to go on with a plain start.
+/// For `GET /hub/spawn[/<user>[/<server>]]`: the options form, when profiles are configured
+/// and the server is stopped; `None` to go on with a plain start.
 pub(crate) async fn options_form(
     state: &AppState,
     headers: &HeaderMap,
     me: &PageUser,
     target: &User,
+    server_name: &str,
     next: Option<&str>,
 ) -> Result<Option<Response>, HubError> {
     if state.settings.spawn_options.profiles.is_empty() {
         return Ok(None);
     }
-    let server = state.store.server(target.id, "").await?;
+    let server = state.store.server(target.id, server_name).await?;
     if server.as_ref().is_some_and(|s| s.phase != Phase::Stopped) {
         return Ok(None);
     }
@@ -235,7 +242,7 @@ pub(crate) async fn options_form(
         state,
         headers,
         me,
-        target,
+        (target, server_name),
         (&visible, &groups),
         &chosen,
         next.as_deref(),
@@ -273,7 +280,7 @@ async fn submit_mine(
     Query(query): Query<NextQuery>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Result<Response, HubError> {
-    submit(state, headers, uri, None, query.next, form).await
+    submit(state, headers, uri, (None, ""), query.next, form).await
 }
 
 async fn submit_for(
@@ -284,14 +291,26 @@ async fn submit_for(
     Query(query): Query<NextQuery>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Result<Response, HubError> {
-    submit(state, headers, uri, Some(name), query.next, form).await
+    submit(state, headers, uri, (Some(name), ""), query.next, form).await
+}
+
+async fn submit_named(
+    State(state): State<AppState>,
+    Path((name, server_name)): Path<(String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(query): Query<NextQuery>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Result<Response, HubError> {
+    let target = (Some(name), server_name.as_str());
+    submit(state, headers, uri, target, query.next, form).await
 }
 
 async fn submit(
     state: AppState,
     headers: HeaderMap,
     uri: Uri,
-    target: Option<String>,
+    (target, server_name): (Option<String>, &str),
     next: Option<String>,
     form: Vec<(String, String)>,
 ) -> Result<Response, HubError> {
@@ -314,7 +333,7 @@ async fn submit(
     }
     let user = match target {
         None => me.user.clone(),
-        Some(name) => match crate::pages::target_user(&state, &me, &name).await {
+        Some(name) => match named_target(&state, &me, &name, server_name).await {
             Ok(user) => user,
             Err(e) => {
                 return Ok(crate::pages::error_page(
@@ -338,7 +357,7 @@ async fn submit(
             &state,
             &headers,
             &me,
-            &user,
+            (&user, server_name),
             (&visible, &groups),
             &chosen,
             next.as_deref(),
@@ -346,14 +365,29 @@ async fn submit(
             StatusCode::BAD_REQUEST,
         ));
     }
-    let server = state.store.ensure_server(user.id, "").await?;
+    let server = state.store.ensure_server(user.id, server_name).await?;
     if server.phase == Phase::Stopped {
         state
             .store
             .edit_server(server.id, None, None, Some(&Value::Object(chosen)))
             .await?;
     }
-    crate::pages::spawn_page(state, user, next).await
+    crate::pages::spawn_page(state, user, server_name, next).await
+}
+
+/// The user whose server a form starts (yourself, or anyone for an admin), and for a named
+/// server, that it may be created.
+async fn named_target(
+    state: &AppState,
+    me: &PageUser,
+    name: &str,
+    server_name: &str,
+) -> Result<User, HubError> {
+    let user = crate::pages::target_user(state, me, name).await?;
+    if !server_name.is_empty() {
+        crate::api::users::admit_named_server(state, &user, server_name).await?;
+    }
+    Ok(user)
 }
 
 #[cfg(test)]

@@ -25,10 +25,8 @@
         await hub.api("DELETE", serverPath(name));
         await reloadWhenSettled(name);
       } else if (button.dataset.action === "start") {
-        button.textContent = "Starting…";
-        hub.status(`Starting ${label}…`);
-        await hub.api("POST", serverPath(name), {});
-        await reloadWhenSettled(name);
+        // The spawn page: the options form when there are profiles, then progress.
+        location.href = "/hub/spawn" + hub.path(hub.user, name);
       } else if (button.dataset.action === "delete") {
         if (!(await hub.confirm(`Delete the server ${label}? Its files in your home stay.`))) return;
         await hub.api("DELETE", serverPath(name), { remove: true });
@@ -42,11 +40,7 @@
     newServer.addEventListener("submit", (e) => {
       e.preventDefault();
       const name = document.getElementById("new-server-name").value.trim();
-      hub.act(newServer.querySelector("button"), async () => {
-        hub.status(`Starting ${name}…`);
-        await hub.api("POST", serverPath(name), {});
-        await reloadWhenSettled(name);
-      });
+      location.href = "/hub/spawn" + hub.path(hub.user, name);
     });
   }
 

@@ -329,3 +329,124 @@ fn unknown_environment_is_a_config_error_with_its_line() {
         "{err}"
     );
 }
+
+/// Named servers get the same options form as the default one, at upstream's URLs
+/// (`/hub/spawn/<user>/<server>`, `/hub/spawn-pending/<user>/<server>`), within the limit.
+#[tokio::test(flavor = "multi_thread")]
+async fn named_servers_get_the_options_form_too() {
+    let (yaml, extra) = config();
+    let yaml = yaml.replacen(
+        "hub:\n",
+        "hub:\n  allowNamedServers: true\n  namedServerLimitPerUser: 1\n",
+        1,
+    );
+    let hub = TestHub::start_with(&yaml, &extra, &common::python_env());
+    let bob = login(&hub, "bob").await;
+
+    let r = bob
+        .client
+        .get(bob.url("/hub/spawn/bob/box"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(page.contains(r#"action="/hub/spawn/bob/box""#), "{page}");
+    assert!(page.contains("Named server <strong>box</strong>"), "{page}");
+    assert!(page.contains("name=\"profile-option-byo--image--unlisted-choice\""));
+
+    let fields = [
+        ("_xsrf".to_string(), bob.hub_xsrf()),
+        ("profile".into(), "byo".into()),
+        ("profile-option-byo--image".into(), "unlisted_choice".into()),
+        (
+            "profile-option-byo--image--unlisted-choice".into(),
+            "env-c".into(),
+        ),
+    ];
+    let r = bob
+        .no_redirects()
+        .post(bob.url("/hub/spawn/bob/box"))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location == "/user/bob/box/" || location == "/hub/spawn-pending/bob/box",
+        "{location}"
+    );
+    // Only the named server started, with the chosen environment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let model = loop {
+        let model = bob.user_model("bob").await;
+        if model["servers"]["box"]["ready"] == true {
+            break model;
+        }
+        assert!(std::time::Instant::now() < deadline, "{model}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(model["server"].is_null(), "{model}");
+    assert_eq!(
+        model["servers"]["box"]["user_options"],
+        json!({"profile": "byo", "image": "unlisted_choice", "image--unlisted-choice": "env-c"})
+    );
+    let env = env_of(&hub, "bob");
+    assert_eq!(env["ENV_NAME"], "c");
+    assert_eq!(env["JUPYTERHUB_SERVER_NAME"], "box");
+    // Its pending page, once ready, sends the browser on to it.
+    let r = bob
+        .no_redirects()
+        .get(bob.url("/hub/spawn-pending/bob/box"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "/user/bob/box/");
+
+    // A second named server is over the limit of one; a bad name is refused; both as pages.
+    let r = bob
+        .client
+        .get(bob.url("/hub/spawn/bob/other"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("already has the maximum of 1 named servers"));
+    let r = bob
+        .client
+        .get(bob.url("/hub/spawn/bob/Bad_Name"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("Invalid server name"));
+
+    // Stopped, its URL leads back to its own spawn page.
+    let (status, body) = bob
+        .call(Method::DELETE, "/hub/api/users/bob/servers/box", None)
+        .await;
+    assert!(status == 202 || status == 204, "{status} {body}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while bob.user_model("bob").await["servers"]["box"]["ready"] == true {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = bob
+        .client
+        .get(bob.url("/hub/user/bob/box/lab"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 424);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("/hub/spawn/bob/box?next=%2Fuser%2Fbob%2Fbox%2Flab"),
+        "{page}"
+    );
+}

@@ -737,6 +737,30 @@ async fn admin_access(
 
 // ---- servers ----
 
+/// `user` may start the named server `server_name`: named servers are on, the name is valid,
+/// and a new one stays within `named_server_limit_per_user`.
+pub(crate) async fn admit_named_server(
+    state: &AppState,
+    user: &User,
+    server_name: &str,
+) -> Result<(), HubError> {
+    if !state.settings.allow_named_servers {
+        return Err(HubError::BadRequest(
+            "Named servers are not enabled (hub.allowNamedServers)".into(),
+        ));
+    }
+    valid_server_name(server_name)?;
+    let existing = state.store.server(user.id, server_name).await?;
+    let limit = state.settings.named_server_limit_per_user;
+    if existing.is_none() && limit > 0 && state.store.count_named_servers(user.id).await? >= limit {
+        return Err(HubError::BadRequest(format!(
+            "User {} already has the maximum of {limit} named servers. One must be deleted before a new server can be created",
+            user.name
+        )));
+    }
+    Ok(())
+}
+
 /// Server names (6.0): 1–30 characters of `[a-z0-9]` and single hyphens, starting with a letter.
 fn valid_server_name(name: &str) -> Result<(), HubError> {
     let ok = !name.is_empty()
@@ -806,22 +830,7 @@ async fn start(
     .await?;
     let user = user_named(state, name).await?;
     if !server_name.is_empty() {
-        if !state.settings.allow_named_servers {
-            return Err(HubError::BadRequest(
-                "Named servers are not enabled (hub.allowNamedServers)".into(),
-            ));
-        }
-        valid_server_name(server_name)?;
-        let existing = state.store.server(user.id, server_name).await?;
-        let limit = state.settings.named_server_limit_per_user;
-        if existing.is_none()
-            && limit > 0
-            && state.store.count_named_servers(user.id).await? >= limit
-        {
-            return Err(HubError::BadRequest(format!(
-                "User {name} already has the maximum of {limit} named servers. One must be deleted before a new server can be created"
-            )));
-        }
+        admit_named_server(state, &user, server_name).await?;
     }
     let (display_name, options) = server_request(body)?;
     if display_name.is_some() || options.is_some() {
