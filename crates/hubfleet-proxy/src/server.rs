@@ -39,6 +39,9 @@ use crate::{ProxyError, ProxyOptions, RouteTable};
 
 /// How long in-flight requests may keep running after `shutdown` fires.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How often an HTTP/2 client is pinged, and how long its answer may take.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// Fetching an error page from `--error-target` must finish within this.
 const ERROR_PAGE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -455,6 +458,9 @@ async fn accept_connection<I>(
         None => serve_connection(st, builder, io, peer, stop).await,
         Some(acceptor) => {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+                Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                    serve_h2(st, tls, peer, stop).await
+                }
                 Ok(Ok(tls)) => serve_connection(st, builder, tls, peer, stop).await,
                 Ok(Err(e)) => {
                     tracing::debug!(peer = ?peer.addr, error = %e, "TLS handshake failed")
@@ -493,6 +499,68 @@ async fn serve_connection<I>(
     };
     if let Err(e) = res {
         tracing::debug!(peer = ?addr, error = %e, "client connection ended with error");
+    }
+}
+
+/// HTTP/2 from a client that chose it in ALPN (upstreams still get HTTP/1.1). WebSockets stay on
+/// HTTP/1.1: without SETTINGS_ENABLE_CONNECT_PROTOCOL browsers open a separate connection for
+/// them. A connection that sends no request within `client_timeout` of opening is dropped; one
+/// idle that long afterwards is closed with GOAWAY, letting its open streams finish.
+async fn serve_h2<I>(st: Arc<Shared>, io: I, peer: Peer, mut stop: tokio::sync::watch::Receiver<()>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let addr = peer.addr;
+    let idle = st.config.client_timeout;
+    let requests = Arc::new(tokio::sync::Notify::new());
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(st.config.max_header_size).unwrap_or(u32::MAX))
+        // Pings find peers that went away without closing (a laptop lid, a dropped network).
+        .keep_alive_interval(Some(H2_PING_INTERVAL))
+        .keep_alive_timeout(H2_PING_TIMEOUT);
+    let svc = {
+        let requests = requests.clone();
+        hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            requests.notify_one();
+            // HTTP/2 names the host in `:authority`; routing and upstreams read `Host`.
+            if !req.headers().contains_key(header::HOST) {
+                let authority = req.uri().authority().map(|a| a.as_str());
+                if let Some(host) = authority.and_then(|a| HeaderValue::from_str(a).ok()) {
+                    req.headers_mut().insert(header::HOST, host);
+                }
+            }
+            let st = st.clone();
+            let peer = peer.clone();
+            async move { Ok::<_, Infallible>(handle(&st, &peer, req).await) }
+        })
+    };
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    let mut conn = pin!(conn);
+    let mut served = false;
+    loop {
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(peer = ?addr, error = %e, "HTTP/2 client connection ended with error");
+                }
+                return;
+            }
+            _ = stop.changed() => break,
+            () = requests.notified() => served = true,
+            () = tokio::time::sleep(idle) => {
+                if !served {
+                    tracing::debug!(peer = ?addr, "HTTP/2 connection sent no request; dropped");
+                    return;
+                }
+                break;
+            }
+        }
+    }
+    conn.as_mut().graceful_shutdown();
+    if let Err(e) = conn.await {
+        tracing::debug!(peer = ?addr, error = %e, "HTTP/2 client connection ended with error");
     }
 }
 

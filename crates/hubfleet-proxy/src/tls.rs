@@ -24,6 +24,8 @@ pub struct Tls {
     cert: PathBuf,
     key: PathBuf,
     clients: ClientCerts,
+    /// Offer HTTP/2 in ALPN (`h2` before `http/1.1`).
+    http2: bool,
     current: Arc<RwLock<TlsAcceptor>>,
 }
 
@@ -77,7 +79,12 @@ fn read_roots(path: &Path) -> Result<RootCertStore, ProxyError> {
     Ok(roots)
 }
 
-fn load(cert: &Path, key: &Path, clients: &ClientCerts) -> Result<TlsAcceptor, ProxyError> {
+fn load(
+    cert: &Path,
+    key: &Path,
+    clients: &ClientCerts,
+    http2: bool,
+) -> Result<TlsAcceptor, ProxyError> {
     let certs = read_certs(cert)?;
     let key_der = read_key(key)?;
     let builder = ServerConfig::builder_with_provider(provider())
@@ -99,7 +106,11 @@ fn load(cert: &Path, key: &Path, clients: &ClientCerts) -> Result<TlsAcceptor, P
     let mut config = builder
         .with_single_cert(certs, key_der)
         .map_err(|e| tls_err(key, format!("certificate and key do not fit: {e}")))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
@@ -128,19 +139,27 @@ impl Tls {
         clients: ClientCerts,
     ) -> Result<Self, ProxyError> {
         let (cert, key) = (cert.into(), key.into());
-        let acceptor = load(&cert, &key, &clients)?;
+        let acceptor = load(&cert, &key, &clients, false)?;
         Ok(Tls {
             cert,
             key,
             clients,
+            http2: false,
             current: Arc::new(RwLock::new(acceptor)),
         })
+    }
+
+    /// Offer HTTP/2 to clients as well as HTTP/1.1 (only for a listener that serves both).
+    pub fn with_http2(mut self) -> Result<Self, ProxyError> {
+        self.http2 = true;
+        self.reload()?;
+        Ok(self)
     }
 
     /// Read the files (and the client CA) again and use them for new connections. On error the
     /// old ones stay.
     pub fn reload(&self) -> Result<(), ProxyError> {
-        let acceptor = load(&self.cert, &self.key, &self.clients)?;
+        let acceptor = load(&self.cert, &self.key, &self.clients, self.http2)?;
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = acceptor;
         Ok(())
     }

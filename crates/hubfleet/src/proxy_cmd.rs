@@ -51,6 +51,10 @@ pub struct ProxyFlags {
     /// With neither this nor --error-target, built-in HTML pages.
     #[arg(long)]
     pub error_path: Option<PathBuf>,
+    /// With TLS on the public port, offer only HTTP/1.1 (HTTP/2 is offered by default;
+    /// upstreams always get HTTP/1.1).
+    #[arg(long)]
+    pub no_http2: bool,
     /// TLS key (PEM) for the public port; needs --ssl-cert. Reloaded on SIGHUP.
     #[arg(long, requires = "ssl_cert")]
     pub ssl_key: Option<PathBuf>,
@@ -307,7 +311,12 @@ pub async fn run(args: ProxyArgs) -> Result<()> {
                 args.ssl_request_cert,
                 args.ssl_reject_unauthorized,
             )?;
-            Some(Tls::with_client_certs(cert, key, clients).context("--ssl-cert/--ssl-key")?)
+            let tls = Tls::with_client_certs(cert, key, clients).context("--ssl-cert/--ssl-key")?;
+            Some(if args.no_http2 {
+                tls
+            } else {
+                tls.with_http2().context("--ssl-cert/--ssl-key")?
+            })
         }
         _ => None,
     };

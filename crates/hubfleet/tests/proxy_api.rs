@@ -630,3 +630,100 @@ async fn tls_termination_and_sighup_reload_without_dropping_connections() {
     assert_eq!(peer_cert(&resp), der_of(&cert2));
     assert!(seen.count() >= 4);
 }
+
+/// Over TLS a client may choose HTTP/2 (ALPN `h2`); upstreams still get HTTP/1.1 with `Host`
+/// taken from `:authority`. `--no-http2` offers only HTTP/1.1. A client that opens an HTTP/2
+/// connection and never sends a request is dropped after `--timeout`.
+#[tokio::test]
+async fn http2_to_tls_clients_http1_to_upstreams() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path(), "h2", "h2.test");
+    let (up, seen) = upstream("h2").await;
+    let args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "--ssl-cert".to_string(),
+            cert.to_str().unwrap().to_string(),
+            "--ssl-key".to_string(),
+            key.to_str().unwrap().to_string(),
+            "--default-target".to_string(),
+            up.clone(),
+            // CHP's unit: milliseconds.
+            "--timeout".to_string(),
+            "1000".to_string(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let owned = args(&[]);
+    let mut p = ProxyProc::start(&owned.iter().map(String::as_str).collect::<Vec<_>>());
+    let client = tls_client(&cert);
+    let url = format!("https://127.0.0.1:{}/user/x/api?y=1", p.port);
+    for _ in 0..3 {
+        let resp = client.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["version"], "HTTP/1.1");
+        assert_eq!(v["request"], "GET /user/x/api?y=1");
+        assert_eq!(v["headers"]["host"], format!("127.0.0.1:{}", p.port));
+        assert_eq!(v["headers"]["x-forwarded-proto"], "https");
+    }
+    assert_eq!(seen.count(), 3);
+    // A POST body streams through too.
+    let resp = client
+        .post(&url)
+        .body("x".repeat(100_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["body"].as_str().unwrap().len(), 100_000);
+    // Errors are pages over HTTP/2 as well.
+    p.add_route("/user/dead", json!({"target": dead_target()}))
+        .await;
+    let dead = format!("https://127.0.0.1:{}/user/dead/", p.port);
+    let resp = client.get(&dead).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+
+    // An HTTP/2 connection that never sends a request is dropped after --timeout (1 s), not
+    // before.
+    let started = std::time::Instant::now();
+    let mut silent = std::process::Command::new("openssl")
+        .args(["s_client", "-quiet", "-alpn", "h2", "-connect"])
+        .arg(format!("127.0.0.1:{}", p.port))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let closed = loop {
+        if let Some(status) = silent.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > Duration::from_secs(15) {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    if closed.is_none() {
+        let _ = silent.kill();
+    }
+    assert!(
+        closed.is_some(),
+        "a silent HTTP/2 connection was still open after 15 s"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert!(p.alive());
+
+    let owned = args(&["--no-http2"]);
+    let h1 = ProxyProc::start(&owned.iter().map(String::as_str).collect::<Vec<_>>());
+    let resp = client
+        .get(format!("https://127.0.0.1:{}/user/x", h1.port))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), reqwest::Version::HTTP_11);
+}

@@ -178,6 +178,7 @@ pub async fn upstream(name: &'static str) -> (String, Seen) {
         let log = log.clone();
         async move {
             let line = format!("{} {}", req.method(), req.uri());
+            let version = req.version();
             log.0.lock().unwrap().push(line.clone());
             let headers: serde_json::Map<String, serde_json::Value> = req
                 .headers()
@@ -195,6 +196,7 @@ pub async fn upstream(name: &'static str) -> (String, Seen) {
             axum::Json(serde_json::json!({
                 "server": name,
                 "request": line,
+                "version": format!("{:?}", version),
                 "headers": headers,
                 "body": String::from_utf8_lossy(&body),
             }))
