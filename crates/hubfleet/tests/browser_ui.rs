@@ -2,7 +2,8 @@
 //! `fixtures/browser`, `npm ci` there is done by `scripts/test`), axe-core on every page at
 //! 1280×800 and 390×844, CSP violations and script errors counted as failures. The user's
 //! journey runs real JupyterLab; the admin scenarios use a stand-in server. Screenshots go to
-//! `docs/screenshots/` for the README.
+//! `target/screenshots/`; with `HUBFLEET_SCREENSHOTS=docs` they replace the README's in
+//! `docs/screenshots/` (a plain test run leaves the tree clean).
 
 mod common;
 
@@ -18,7 +19,12 @@ fn fixture() -> PathBuf {
 }
 
 fn screenshots() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    if std::env::var("HUBFLEET_SCREENSHOTS").as_deref() == Ok("docs") {
+        repo.join("docs/screenshots")
+    } else {
+        repo.join("target/screenshots")
+    }
 }
 
 /// Run one scenario against the hub; its output is printed, a failure shows the hub's log.
