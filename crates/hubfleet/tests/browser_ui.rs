@@ -86,6 +86,7 @@ custom:
 async fn user_journey_in_jupyterlab() {
     let yaml = format!(
         r#"hub:
+  allowNamedServers: true
   config:
     JupyterHub:
       authenticator_class: dummy
