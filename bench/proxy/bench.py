@@ -10,6 +10,8 @@ Parts:
      reporting each proxy's resident memory (VmRSS).
   3. Routes: add N routes through each proxy's REST API (add rate), then wrk lookup
      throughput with requests spread over 10 routes and over N routes.
+  4. TLS termination at c=32: HTTPS/1.1 with wrk through nginx, CHP and hubfleet, and HTTP/2
+     with h2load through nginx and hubfleet.
 
 Prints a Markdown report (also written to --out). Standard library only.
 """
@@ -345,7 +347,7 @@ def main():
     ap.add_argument("--concurrency", default="1,32,128")
     ap.add_argument("--websockets", type=int, default=10000)
     ap.add_argument("--routes", type=int, default=100000)
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: http,ws,routes")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: http,ws,routes,tls")
     ap.add_argument("--out")
     ap.add_argument("--serve-ws", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -520,6 +522,9 @@ def main():
             report.append("Add rate is measured by a Python asyncio client with 16 keep-alive connections; "
                           "for hubfleet the client is the limit, so it is a lower bound.\n")
 
+        if "tls" not in skip:
+            report.extend(tls_part(args, tmp, procs, backend, args.rounds, args.duration))
+
         load_end = os.getloadavg()[0]
         report.append(f"Idle RSS after start-up: hubfleet {idle_rss['hubfleet']:.1f} MiB, CHP {idle_rss['CHP']:.1f} MiB.\n")
         report.append(f"Command (from the repository root): `{os.environ.get('HUBFLEET_BENCH_CMD', 'bench/proxy/run.sh')}`\n")
@@ -538,6 +543,86 @@ def main():
     if args.out:
         with open(args.out, "w") as f:
             f.write(text + "\n")
+
+
+def h2load(url, conns, duration, streams=1):
+    """HTTP/2 load with h2load: req/s and the count answered 2xx."""
+    cmd = ["h2load", "-c", str(conns), "-m", str(streams), "-t", str(max(1, min(2, conns))),
+           "-D", str(duration), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
+    m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, \d+ succeeded, (\d+) failed, "
+                     r"(\d+) errored, (\d+) timeout", out)
+    codes = re.search(r"status codes: \d+ 2xx, \d+ 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    if not (m and done and codes):
+        raise SystemExit(f"h2load output not understood:\n{out}")
+    errors = sum(int(x) for x in done.groups()[1:]) + sum(int(x) for x in codes.groups())
+    return {"rps": float(m.group(1)), "total": int(done.group(1)), "errors": errors}
+
+
+def tls_part(args, tmp, procs, backend, rounds, duration):
+    """TLS termination: HTTPS/1.1 (wrk) through nginx, CHP and hubfleet; HTTP/2 (h2load)
+    through nginx and hubfleet (CHP has no HTTP/2). Returns report lines."""
+    cert, key = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=bench.test"],
+                   check=True, capture_output=True)
+    ports = {k: free_port() for k in ("nginx", "chp", "chp_api", "hub", "hub_api")}
+    conf = nginx_conf(tmp, "nginx-tls", "auto", f"""
+  upstream backend {{ server {backend.removeprefix('http://')}; keepalive 256; }}
+  server {{ listen 127.0.0.1:{ports['nginx']} ssl http2 backlog=4096;
+    ssl_certificate {cert}; ssl_certificate_key {key};
+    location / {{
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_buffering off;
+    }} }}""")
+    nginx = procs.start("nginx-tls", ["nginx", "-p", tmp, "-c", conf, "-g", "daemon off;"])
+    env = {"CONFIGPROXY_AUTH_TOKEN": TOKEN}
+    tls_flags = ["--ssl-cert", cert, "--ssl-key", key]
+    chp = procs.start("chp-tls", [args.chp, "--ip", "127.0.0.1", "--port", str(ports["chp"]),
+                                  "--api-ip", "127.0.0.1", "--api-port", str(ports["chp_api"]),
+                                  "--default-target", backend, "--log-level", "error", *tls_flags], env)
+    hub = procs.start("hubfleet-tls", [args.bin, "proxy", "--ip", "127.0.0.1", "--port", str(ports["hub"]),
+                                       "--api-ip", "127.0.0.1", "--api-port", str(ports["hub_api"]),
+                                       "--default-target", backend, "--log-level", "warn", *tls_flags], env)
+    for k in ports:
+        wait_port(ports[k])
+    pids = {"nginx": with_children(nginx.pid), "CHP": [chp.pid], "hubfleet": [hub.pid]}
+    url = lambda name: f"https://127.0.0.1:{ports[{'nginx': 'nginx', 'CHP': 'chp', 'hubfleet': 'hub'}[name]]}/user/u1/x"
+    has_h2load = shutil.which("h2load") is not None
+    kinds = [("HTTPS/1.1", name) for name in ("nginx", "CHP", "hubfleet")]
+    if has_h2load:
+        kinds += [("HTTP/2", name) for name in ("nginx", "hubfleet")]
+    for kind, name in kinds:  # warm-up, not recorded
+        (wrk(url(name), 32, 2) if kind == "HTTPS/1.1" else h2load(url(name), 32, 2))
+    runs = {k: [] for k in kinds}
+    for rnd in range(rounds):
+        for kind, name in kinds:
+            before = cpu_seconds(pids[name])
+            r = wrk(url(name), 32, duration) if kind == "HTTPS/1.1" else h2load(url(name), 32, duration)
+            r["cpu_us"] = (cpu_seconds(pids[name]) - before) * 1e6 / max(1, r["total"])
+            runs[(kind, name)].append(r)
+            print(f"[bench] tls round {rnd + 1} {kind} {name}: {r}", file=sys.stderr)
+    med = {k: sorted(rs, key=lambda r: r["rps"])[len(rs) // 2] for k, rs in runs.items()}
+    lines = ["### TLS termination at c=32: HTTPS/1.1 (wrk) and HTTP/2 (h2load)\n",
+             "Each proxy terminates TLS (a P-256 certificate; TLS 1.3) and forwards HTTP/1.1 to the same "
+             "backend. HTTP/2 is h2load with 32 connections, one stream each; CHP has no HTTP/2.\n",
+             "| protocol | proxy | req/s | CPU µs/req | errors | hubfleet / this (req/s) |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for kind, name in kinds:
+        r = med[(kind, name)]
+        ours = med[(kind, "hubfleet")]["rps"]
+        lines.append(f"| {kind} | {name} | {r['rps']:,.0f} | {r['cpu_us']:.1f} | {r['errors']} | "
+                     f"{ours / r['rps']:.2f}× |")
+    if not has_h2load:
+        lines.append("\nHTTP/2 not measured: h2load is not installed (apt-get install nghttp2-client).")
+    lines.append(f"\nMedian of {rounds} interleaved rounds of {duration} s.\n")
+    return lines
 
 
 def add_ws_route(api_port, ws_port):

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Proxy benchmark: direct vs nginx vs configurable-http-proxy vs `hubfleet proxy`, one run.
 # Usage: bench/proxy/run.sh [--bin PATH] [--duration S] [--concurrency 1,32,128]
-#                           [--websockets N] [--routes N] [--skip http,ws,routes] [--out FILE]
-# Needs wrk, nginx and node (apt-get install wrk nginx-light nodejs npm); installs
+#                           [--websockets N] [--routes N] [--skip http,ws,routes,tls] [--out FILE]
+# Needs wrk, nginx, node and openssl (apt-get install wrk nginx-light nodejs npm openssl), and
+# h2load for the HTTP/2 cells (apt-get install nghttp2-client); installs
 # configurable-http-proxy into bench/proxy/node_modules and builds hubfleet (the `dist` profile: release with fat LTO).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
