@@ -244,6 +244,18 @@ impl Hub {
             std::fs::create_dir_all(&dir)
                 .map_err(|source| HubError::DataDir { path: dir, source })?;
         }
+        // Bind first: a port that is taken stops the hub before it adopts servers or starts
+        // services. Connections wait in the backlog until the hub serves.
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| HubError::Listen {
+                addr: settings.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| HubError::Listen {
+            addr: settings.listen,
+            source,
+        })?;
         let settings = Arc::new(settings);
         let routes = RouteTable::new();
         routes.add(
@@ -283,16 +295,6 @@ impl Hub {
         if let Some(cull) = state.settings.culler.clone() {
             culler::start(&state, cull).await?;
         }
-        let listener = tokio::net::TcpListener::bind(settings.listen)
-            .await
-            .map_err(|source| HubError::Listen {
-                addr: settings.listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| HubError::Listen {
-            addr: settings.listen,
-            source,
-        })?;
         let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
         let app = router(state.clone());
         let server = tokio::spawn(hubfleet_proxy::serve(

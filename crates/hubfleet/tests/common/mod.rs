@@ -29,6 +29,23 @@ pub fn python_env() -> PathBuf {
     path
 }
 
+/// One `GET /hub/health` on a fresh connection: did it answer 200?
+fn health_ok(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET /hub/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -74,16 +91,9 @@ impl TestHub {
         env: &[(&str, &str)],
     ) -> TestHub {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let config = dir.path().join("hub.yaml");
-        let full = format!(
-            "{yaml}\nhubfleet:\n  listen: 127.0.0.1:{port}\n  data_dir: {}\n  local:\n    python_env: {}\n{hubfleet_extra}",
-            dir.path().join("data").display(),
-            python_env.display()
-        );
-        std::fs::write(&config, full).unwrap();
         let mut hub = TestHub {
-            port,
+            port: 0,
             dir,
             config,
             env: env
@@ -92,12 +102,35 @@ impl TestHub {
                 .collect(),
             child: None,
         };
-        hub.launch();
+        // A free port can be taken (by another test's hub or server) before the hub binds
+        // it: then try another.
+        for attempt in 1.. {
+            hub.port = free_port();
+            let full = format!(
+                "{yaml}\nhubfleet:\n  listen: 127.0.0.1:{}\n  data_dir: {}\n  local:\n    python_env: {}\n{hubfleet_extra}",
+                hub.port,
+                hub.dir.path().join("data").display(),
+                python_env.display()
+            );
+            std::fs::write(&hub.config, full).unwrap();
+            match hub.try_launch() {
+                Ok(()) => break,
+                Err(log) if attempt < 5 && log.contains("Address already in use") => continue,
+                Err(log) => panic!("hub exited during start-up; log:\n{log}"),
+            }
+        }
         hub
     }
 
     /// Start (or start again) the hub process with the same config.
     pub fn launch(&mut self) {
+        if let Err(log) = self.try_launch() {
+            panic!("hub exited during start-up; log:\n{log}");
+        }
+    }
+
+    /// [`TestHub::launch`], giving the log when the hub exits during start-up.
+    fn try_launch(&mut self) -> Result<(), String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -114,20 +147,19 @@ impl TestHub {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        self.wait_up();
+        self.wait_up()
     }
 
-    fn wait_up(&mut self) {
+    /// Until `/hub/health` answers 200 (the hub binds before it has restored its servers).
+    fn wait_up(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "hub exited with {status} during start-up; log:\n{}",
-                    self.log()
-                );
+                self.child = None;
+                return Err(format!("exit {status}\n{}", self.log()));
             }
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+            if health_ok(self.port) {
+                return Ok(());
             }
             assert!(
                 Instant::now() < deadline,
