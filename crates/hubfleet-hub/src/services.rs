@@ -238,9 +238,15 @@ impl Services {
             .data_dir
             .join("logs")
             .join(format!("service-{}.log", definition.name));
+        let pid_file = state
+            .settings
+            .data_dir
+            .join("services")
+            .join(format!("{}.pid", definition.name));
         let definition = definition.clone();
         let running = self.running.clone();
         tokio::spawn(async move {
+            end_orphan(&definition.name, &pid_file).await;
             let mut backoff = Duration::from_secs(1);
             loop {
                 let child = spawn_service(&definition, &env, &log_path);
@@ -265,6 +271,9 @@ impl Services {
                     entry.pid = pid;
                 }
                 tracing::info!(service = %definition.name, ?pid, "service started");
+                if let Some(pid) = pid {
+                    record_pid(&pid_file, pid);
+                }
                 let started = std::time::Instant::now();
                 tokio::select! {
                     status = child.wait() => {
@@ -285,6 +294,7 @@ impl Services {
                         if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
                             let _ = child.kill().await;
                         }
+                        let _ = std::fs::remove_file(&pid_file);
                         tracing::info!(service = %definition.name, "service stopped");
                         return;
                     }
@@ -292,6 +302,50 @@ impl Services {
             }
         });
     }
+}
+
+/// Note which process runs a service (pid and start time), so that a hub started after this
+/// one was killed outright can end it rather than run a second copy beside it.
+fn record_pid(pid_file: &std::path::Path, pid: u32) {
+    let Ok(pid) = i32::try_from(pid) else { return };
+    let Some(start_time) = hubfleet_spawn::process_start_time(pid) else {
+        return;
+    };
+    let written = pid_file
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(pid_file, format!("{pid} {start_time}\n")));
+    if let Err(e) = written {
+        tracing::warn!(path = %pid_file.display(), error = %e, "cannot record the service's pid");
+    }
+}
+
+/// End the copy of a service that a previous hub process left running (it was killed before
+/// it could stop its services): SIGTERM, and SIGKILL after 5 s.
+async fn end_orphan(name: &str, pid_file: &std::path::Path) {
+    let Ok(text) = std::fs::read_to_string(pid_file) else {
+        return;
+    };
+    let mut fields = text.split_whitespace().map(str::parse::<i64>);
+    let (Some(Ok(pid)), Some(Ok(start_time))) = (fields.next(), fields.next()) else {
+        return;
+    };
+    let (Ok(pid), Ok(start_time)) = (i32::try_from(pid), u64::try_from(start_time)) else {
+        return;
+    };
+    if !hubfleet_spawn::process_alive(pid, start_time) {
+        return;
+    }
+    tracing::warn!(service = %name, pid, "ending the copy of this service left running by a previous hub process");
+    let target = nix::unistd::Pid::from_raw(pid);
+    let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGTERM);
+    for _ in 0..50 {
+        if !hubfleet_spawn::process_alive(pid, start_time) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL);
 }
 
 fn spawn_service(

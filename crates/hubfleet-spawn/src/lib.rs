@@ -17,7 +17,7 @@ pub mod mounts;
 pub mod quota;
 pub mod system_user;
 
-pub use local::{tail_log, LocalOptions, LocalProcessSpawner};
+pub use local::{process_alive, process_start_time, tail_log, LocalOptions, LocalProcessSpawner};
 
 /// Resource limits of a server (KubeSpawner's `mem_limit`, `mem_guarantee`, `cpu_limit`,
 /// `cpu_guarantee`). Memory in bytes, CPU in millicores.

@@ -221,6 +221,17 @@ fn proc_alive(pid: i32, start_time: u64) -> bool {
     matches!(proc_stat(pid), Some((state, st)) if st == start_time && state != 'Z' && state != 'X')
 }
 
+/// A process's start time (clock ticks since boot, `/proc/<pid>/stat` field 22): with the pid,
+/// it names one process even after the pid is reused.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    proc_stat(pid).map(|(_, start_time)| start_time)
+}
+
+/// Is the process `pid` started at `start_time` still there (and not a zombie)?
+pub fn process_alive(pid: i32, start_time: u64) -> bool {
+    proc_alive(pid, start_time)
+}
+
 /// Sends `sig` to the process group and to the process itself. Errors (already
 /// gone, group changed) are ignored: the caller checks what is left.
 fn signal_server(saved: &Saved, sig: Signal) {

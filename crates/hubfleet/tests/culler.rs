@@ -141,3 +141,52 @@ async fn active_servers_are_not_culled() {
         hub.log()
     );
 }
+
+/// A hub killed outright cannot stop its managed services, so its culler lives on; the next
+/// hub on the same data ends that copy instead of running a second one beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_hub_ends_the_culler_a_killed_hub_left() {
+    let mut hub = culling_hub("idle-culler");
+    let data = hub.data_dir();
+    let culler = |data: &std::path::Path| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(pid) = common::service_pids(data).first() {
+                return *pid;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no live culler in services/*.pid"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let first = culler(&data);
+    hub.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A zombie (killed, not yet reaped by init) counts as gone.
+    let alive = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rfind(')')
+                    .map(|i| s[i + 1..].trim_start().starts_with('Z'))
+            })
+            .is_some_and(|zombie| !zombie)
+    };
+    assert!(alive(first), "the culler outlives a hub killed outright");
+
+    hub.launch();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while alive(first) {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted hub left the old culler {first} running; log:\n{}",
+            hub.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let second = culler(&data);
+    assert_ne!(first, second);
+    assert!(hub.log().contains("left running by a previous hub process"));
+}

@@ -215,11 +215,34 @@ impl TestHub {
 impl Drop for TestHub {
     fn drop(&mut self) {
         self.kill();
-        // Servers outlive the hub by design: end the ones this test started.
-        for pid in processes_in(&self.data_dir()) {
+        // Servers outlive the hub by design: end the ones this test started. Managed services
+        // (the idle culler) are not under the data dir: the hub notes them in pid files.
+        let services = service_pids(&self.data_dir());
+        for pid in processes_in(&self.data_dir()).into_iter().chain(services) {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
     }
+}
+
+/// Live processes named in `<data_dir>/services/*.pid` ("<pid> <start time>"), checking the
+/// start time so that a reused pid is left alone (and leaving out zombies).
+pub fn service_pids(data_dir: &Path) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("services")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter_map(|text| {
+            let mut fields = text.split_whitespace();
+            let pid: i32 = fields.next()?.parse().ok()?;
+            let start: &str = fields.next()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let after: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+            // Field 3 is the state (a zombie is gone), field 22 the start time.
+            (*after.first()? != "Z" && *after.get(19)? == start).then_some(pid)
+        })
+        .collect()
 }
 
 /// Processes whose cwd is at or below `dir`.
