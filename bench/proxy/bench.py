@@ -116,6 +116,18 @@ class Procs:
                 p.wait()
 
 
+# How nginx proxies in every nginx-as-proxy configuration here (plain and TLS alike).
+NGINX_PROXY_LOCATION = """    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_buffering off;
+    }"""
+
+
 def nginx_conf(tmp, name, worker_processes, server_block):
     path = os.path.join(tmp, f"{name}.conf")
     with open(path, "w") as f:
@@ -388,15 +400,7 @@ def main():
         conf = nginx_conf(tmp, "nginx-proxy", "auto", f"""
   upstream backend {{ server 127.0.0.1:{ports['backend']}; keepalive 256; }}
   server {{ listen 127.0.0.1:{ports['nginx']} backlog=4096;
-    location / {{
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto $scheme;
-      proxy_buffering off;
-    }} }}""")
+{NGINX_PROXY_LOCATION} }}""")
         nginx_proxy = procs.start("nginx-proxy", ["nginx", "-p", tmp, "-c", conf, "-g", "daemon off;"])
         env = {"CONFIGPROXY_AUTH_TOKEN": TOKEN}
         chp = procs.start("chp", [args.chp, "--ip", "127.0.0.1", "--port", str(ports["chp"]),
@@ -572,15 +576,7 @@ def tls_part(args, tmp, procs, backend, rounds, duration):
   upstream backend {{ server {backend.removeprefix('http://')}; keepalive 256; }}
   server {{ listen 127.0.0.1:{ports['nginx']} ssl http2 backlog=4096;
     ssl_certificate {cert}; ssl_certificate_key {key};
-    location / {{
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto $scheme;
-      proxy_buffering off;
-    }} }}""")
+{NGINX_PROXY_LOCATION} }}""")
     nginx = procs.start("nginx-tls", ["nginx", "-p", tmp, "-c", conf, "-g", "daemon off;"])
     env = {"CONFIGPROXY_AUTH_TOKEN": TOKEN}
     tls_flags = ["--ssl-cert", cert, "--ssl-key", key]
