@@ -88,6 +88,8 @@
         await hub.api("POST", serverPath(user.name, name), {});
         await loadUsers();
       }));
+      // As upstream's admin: the spawn page, to start it with chosen options.
+      actions.push(hub.el("a", { class: "btn btn-small btn-plain", href: "/hub/spawn" + hub.path(user.name, ...(name ? [name] : [])), "aria-label": `Spawn page of ${who}` }, "Spawn page"));
     }
     actions.push(hub.el("a", { class: "btn btn-small btn-plain", href: "/hub/admin/log/" + encodeURIComponent(user.name) + (name ? "/" + encodeURIComponent(name) : ""), "aria-label": `Log of ${who}` }, "Log"));
     actions.push(button("Details", { label: `Details of ${who}` }, async () => {
