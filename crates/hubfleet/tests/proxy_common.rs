@@ -3,7 +3,7 @@
 //! `proxy_*` test files; compiled alone it is an empty test binary.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -11,13 +11,9 @@ use std::time::{Duration, Instant};
 
 pub const TOKEN: &str = "proxy-test-token";
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "support/free_port.rs"]
+mod free_port_support;
+pub use free_port_support::free_port;
 
 /// A running `hubfleet proxy`; killed on drop.
 pub struct ProxyProc {

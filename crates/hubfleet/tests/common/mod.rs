@@ -2,7 +2,6 @@
 //! and clean up every process a test started.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -46,13 +45,9 @@ fn health_ok(port: u16) -> bool {
     stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "../support/free_port.rs"]
+mod free_port_support;
+pub use free_port_support::free_port;
 
 /// A command line for a stand-in single-user server: a plain Python HTTP server on
 /// the port the hub chose. It answers the readiness probe, nothing more; for tests
