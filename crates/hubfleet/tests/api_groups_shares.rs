@@ -395,13 +395,7 @@ async fn sharing_with_users_groups_and_codes() {
     )
     .await;
     assert_eq!(status, 404);
-    alice
-        .client
-        .get(alice.url("/hub/spawn"))
-        .send()
-        .await
-        .unwrap();
-    let model = alice.wait_ready("alice", Duration::from_secs(30)).await;
+    let model = alice.start_server("alice", Duration::from_secs(30)).await;
     assert!(
         !model["server"].is_null(),
         "alice's server did not start: {model}\n{}",

@@ -283,13 +283,7 @@ async fn oauth_requests_with_unregistered_redirects_are_rejected() {
     let hub = TestHub::start(&dummy_hub_with_cmd(&fake_singleuser()));
     let browser = Browser::new(&hub);
     browser.login("hal", "x").await;
-    browser
-        .client
-        .get(browser.url("/hub/spawn"))
-        .send()
-        .await
-        .unwrap();
-    let model = browser.wait_ready("hal", Duration::from_secs(30)).await;
+    let model = browser.start_server("hal", Duration::from_secs(30)).await;
     assert_eq!(model["server"], "/user/hal/", "log:\n{}", hub.log());
 
     let authorize = |redirect: &str| {

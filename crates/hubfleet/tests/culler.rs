@@ -22,13 +22,7 @@ fn culling_hub(culler: &str) -> TestHub {
 async fn culled(hub: &TestHub, user: &str) -> Duration {
     let browser = Browser::new(hub);
     browser.login(user, "x").await;
-    browser
-        .client
-        .get(browser.url("/hub/spawn"))
-        .send()
-        .await
-        .unwrap();
-    let model = browser.wait_ready(user, Duration::from_secs(30)).await;
+    let model = browser.start_server(user, Duration::from_secs(30)).await;
     assert_eq!(
         model["server"],
         format!("/user/{user}/"),
@@ -115,13 +109,7 @@ async fn active_servers_are_not_culled() {
     let hub = culling_hub("builtin");
     let browser = Browser::new(&hub);
     browser.login("busy", "x").await;
-    browser
-        .client
-        .get(browser.url("/hub/spawn"))
-        .send()
-        .await
-        .unwrap();
-    browser.wait_ready("busy", Duration::from_secs(30)).await;
+    browser.start_server("busy", Duration::from_secs(30)).await;
     // Traffic through the proxy counts as activity.
     let until = Instant::now() + Duration::from_secs(8);
     while Instant::now() < until {
@@ -165,15 +153,7 @@ async fn a_restarted_hub_ends_the_culler_a_killed_hub_left() {
     hub.kill();
     tokio::time::sleep(Duration::from_millis(500)).await;
     // A zombie (killed, not yet reaped by init) counts as gone.
-    let alive = |pid: i32| {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                s.rfind(')')
-                    .map(|i| s[i + 1..].trim_start().starts_with('Z'))
-            })
-            .is_some_and(|zombie| !zombie)
-    };
+    let alive = |pid: i32| common::live_process_start(pid).is_some();
     assert!(alive(first), "the culler outlives a hub killed outright");
 
     hub.launch();

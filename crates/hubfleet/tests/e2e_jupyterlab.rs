@@ -195,13 +195,9 @@ async fn hub_restart_leaves_servers_running_and_restores_routes() {
     let mut hub = TestHub::start(DUMMY_HUB);
     let browser = Browser::new(&hub);
     browser.login("carol", "any").await;
-    browser
-        .client
-        .get(browser.url("/hub/spawn"))
-        .send()
-        .await
-        .unwrap();
-    let model = browser.wait_ready("carol", Duration::from_secs(120)).await;
+    let model = browser
+        .start_server("carol", Duration::from_secs(120))
+        .await;
     assert_eq!(model["server"], "/user/carol/", "log:\n{}", hub.log());
     open_lab(&browser, "carol").await;
     // The server's main process: the lowest pid in carol's home (JupyterLab may
@@ -285,13 +281,7 @@ async fn jupyterhub_singleuser_5x_works_too() {
     let hub = TestHub::start_with(DUMMY_HUB, "", &venv);
     let browser = Browser::new(&hub);
     browser.login("dana", "any").await;
-    browser
-        .client
-        .get(browser.url("/hub/spawn"))
-        .send()
-        .await
-        .unwrap();
-    let model = browser.wait_ready("dana", Duration::from_secs(120)).await;
+    let model = browser.start_server("dana", Duration::from_secs(120)).await;
     assert_eq!(model["server"], "/user/dana/", "log:\n{}", hub.log());
     open_lab(&browser, "dana").await;
     assert_eq!(execute(&browser, &hub, "dana", "6*7").await, "42");

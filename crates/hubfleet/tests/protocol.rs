@@ -19,13 +19,7 @@ async fn started_server(user: &str) -> (TestHub, Browser, BTreeMap<String, Strin
     ));
     let browser = Browser::new(&hub);
     browser.login(user, "x").await;
-    browser
-        .client
-        .get(browser.url("/hub/spawn"))
-        .send()
-        .await
-        .unwrap();
-    let model = browser.wait_ready(user, Duration::from_secs(30)).await;
+    let model = browser.start_server(user, Duration::from_secs(30)).await;
     assert_eq!(
         model["server"],
         format!("/user/{user}/"),
@@ -355,13 +349,7 @@ async fn a_server_that_stops_answering_gets_the_hubs_error_page() {
     ));
     let browser = Browser::new(&hub);
     browser.login("pat", "x").await;
-    browser
-        .client
-        .get(browser.url("/hub/spawn"))
-        .send()
-        .await
-        .unwrap();
-    browser.wait_ready("pat", Duration::from_secs(30)).await;
+    browser.start_server("pat", Duration::from_secs(30)).await;
     let pid_file = hub.data_dir().join("homes").join("pat").join("web.pid");
     let pid = std::fs::read_to_string(&pid_file).unwrap();
     let killed = std::process::Command::new("kill")

@@ -231,13 +231,17 @@ pub fn service_pids(data_dir: &Path) -> Vec<i32> {
         .filter_map(|text| {
             let mut fields = text.split_whitespace();
             let pid: i32 = fields.next()?.parse().ok()?;
-            let start: &str = fields.next()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let after: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-            // Field 3 is the state (a zombie is gone), field 22 the start time.
-            (*after.first()? != "Z" && *after.get(19)? == start).then_some(pid)
+            (live_process_start(pid)? == fields.next()?).then_some(pid)
         })
         .collect()
+}
+
+/// The start time (`/proc/<pid>/stat` field 22) of a process that is there and not a zombie.
+pub fn live_process_start(pid: i32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields are counted after the command's closing parenthesis: field 3 is the state.
+    let after: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    (*after.first()? != "Z").then(|| after.get(19).map(|s| s.to_string()))?
 }
 
 /// Processes whose cwd is at or below `dir`.
@@ -391,6 +395,17 @@ impl Browser {
             .await;
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
+    }
+
+    /// Start the user's default server as the Start button does (`GET /hub/spawn`), then
+    /// [`Browser::wait_ready`].
+    pub async fn start_server(&self, user: &str, timeout: Duration) -> serde_json::Value {
+        self.client
+            .get(self.url("/hub/spawn"))
+            .send()
+            .await
+            .unwrap();
+        self.wait_ready(user, timeout).await
     }
 
     /// Wait until the user's default server is ready (or the start failed).
