@@ -309,6 +309,11 @@ pub struct JupyterHubConfig {
     /// `hub.namedServerLimitPerUser`); `None` when unset or `null`, `Some(0)` means unlimited.
     #[serde(deserialize_with = "opt_u32")]
     pub named_server_limit_per_user: Option<u32>,
+    /// `hub.config.JupyterHub.subdomain_host`: serve each user's servers on a host of their
+    /// own under this URL's host (`http://localhost:8000` → `alice.localhost:8000`), so that
+    /// no user's code shares an origin with the hub or with another user.
+    #[serde(deserialize_with = "subdomain_host")]
+    pub subdomain_host: Option<String>,
 }
 
 /// Which authenticator the hub uses (`hub.config.JupyterHub.authenticator_class`).
@@ -1588,6 +1593,47 @@ pub(crate) fn check_public_url(s: &str) -> Result<(), String> {
         return Err(format!("`{s}` must not contain a user name or password"));
     }
     Ok(())
+}
+
+/// Check that `s` is `scheme://host[:port]` with a host name (users' hosts go under it).
+pub(crate) fn check_subdomain_host(s: &str) -> Result<(), String> {
+    if !s.contains("://") {
+        return Err(format!(
+            "`{s}` has no scheme; write `https://{s}` (or `http://{s}` for a hub on this machine)"
+        ));
+    }
+    check_public_url(s)?;
+    let url = url::Url::parse(s).map_err(|e| e.to_string())?;
+    if url.path() != "/" {
+        return Err(format!(
+            "`{s}` must not have a path: users' servers are at `<user>.<host>/user/<user>/`"
+        ));
+    }
+    if matches!(url.host(), Some(url::Host::Ipv4(_) | url::Host::Ipv6(_))) {
+        return Err(format!(
+            "`{s}` is an IP address, which has no subdomains; use a host name such as `http://localhost:{}`",
+            url.port().unwrap_or(8000)
+        ));
+    }
+    Ok(())
+}
+
+fn subdomain_host<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct V;
+    impl Visitor<'_> for V {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an http(s) URL such as `https://hub.example.org`")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            check_subdomain_host(v).map_err(E::custom)?;
+            Ok(Some(v.to_owned()))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
 }
 
 fn public_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {

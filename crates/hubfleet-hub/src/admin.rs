@@ -59,7 +59,7 @@ async fn admin_page(
         Ok(me) => me,
         Err(page) => return Ok(page),
     };
-    let (xsrf, set) = identity::xsrf_token(&headers, state.settings.secure_cookies);
+    let (xsrf, set) = identity::xsrf_token(&state, &headers, me.session());
     let body = state
         .templates
         .render("admin.html", context! { xsrf, ..nav(&me) });

@@ -70,6 +70,65 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty() && !t.contains(char::is_whitespace))
 }
 
+/// How the hub names and scopes its cookies. They are always host-only (no `Domain`), so they
+/// never reach users' hosts. With https subdomains they also take the `__Host-` prefix, which
+/// makes browsers refuse any such cookie that the hub's own host did not set itself (a user's
+/// host cannot plant one); the prefix requires `Path=/`.
+#[derive(Clone, Copy, Debug)]
+pub struct HubCookies {
+    host_prefix: bool,
+    secure: bool,
+}
+
+impl HubCookies {
+    pub fn new(settings: &crate::Settings) -> HubCookies {
+        let host_prefix = settings
+            .subdomain_host
+            .as_ref()
+            .is_some_and(|sub| sub.is_https());
+        HubCookies {
+            host_prefix,
+            secure: settings.secure_cookies || host_prefix,
+        }
+    }
+
+    /// The cookie's name as sent: `jupyterhub-hub-login` or `__Host-jupyterhub-hub-login`.
+    pub fn name(&self, base: &str) -> String {
+        if self.host_prefix {
+            format!("__Host-{base}")
+        } else {
+            base.to_owned()
+        }
+    }
+
+    /// `path`, unless the `__Host-` prefix requires `/`.
+    pub fn path<'a>(&self, path: &'a str) -> &'a str {
+        if self.host_prefix {
+            "/"
+        } else {
+            path
+        }
+    }
+
+    pub fn get<'h>(&self, headers: &'h HeaderMap, base: &str) -> Option<&'h str> {
+        cookie(headers, &self.name(base))
+    }
+
+    pub fn set(&self, base: &str, value: &str, path: &str, max_age: Option<i64>) -> HeaderValue {
+        set_cookie(
+            &self.name(base),
+            value,
+            self.path(path),
+            max_age,
+            self.secure,
+        )
+    }
+
+    pub fn clear(&self, base: &str, path: &str) -> HeaderValue {
+        clear_cookie(&self.name(base), self.path(path), self.secure)
+    }
+}
+
 /// A `Set-Cookie` value: always HttpOnly and SameSite=Lax, scoped to `path`.
 pub fn set_cookie(
     name: &str,
@@ -88,9 +147,10 @@ pub fn set_cookie(
     HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-pub fn clear_cookie(name: &str, path: &str) -> HeaderValue {
+pub fn clear_cookie(name: &str, path: &str, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{name}=; Path={path}; HttpOnly; SameSite=Lax; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+        "{name}=; Path={path}; HttpOnly; SameSite=Lax; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT{secure}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
@@ -100,7 +160,7 @@ pub async fn from_cookie(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Option<Identity>, HubError> {
-    let Some(secret) = cookie(headers, LOGIN_COOKIE) else {
+    let Some(secret) = state.settings.cookies().get(headers, LOGIN_COOKIE) else {
         return Ok(None);
     };
     match cached(state, "session", secret, load_from_cookie(state, secret)).await? {
@@ -292,7 +352,9 @@ pub async fn identify(
     let Some(identity) = from_cookie(state, headers).await? else {
         return Ok(None);
     };
-    if needs_xsrf(method, headers) && !xsrf_ok(headers, query_xsrf) {
+    if needs_xsrf(method, headers)
+        && !xsrf_ok(state, headers, identity.session_id.as_deref(), query_xsrf)
+    {
         return Err(HubError::Forbidden(
             "XSRF check failed: cookie-authenticated requests must send the _xsrf token".into(),
         ));
@@ -308,9 +370,96 @@ fn needs_xsrf(method: &Method, headers: &HeaderMap) -> bool {
     !(safe_method && matches!(mode, None | Some("navigate") | Some("websocket")))
 }
 
-/// The `_xsrf` cookie equals the submitted token (query, form field or header).
-pub fn xsrf_ok(headers: &HeaderMap, submitted: Option<&str>) -> bool {
-    let Some(expected) = cookie(headers, XSRF_COOKIE) else {
+/// The key XSRF tokens are signed with: the hub's secret `xsrf` from the database, so that
+/// every replica accepts the tokens of the others.
+#[derive(Clone)]
+pub struct XsrfKey(std::sync::Arc<Vec<u8>>);
+
+impl XsrfKey {
+    pub fn new(secret: Vec<u8>) -> XsrfKey {
+        XsrfKey(std::sync::Arc::new(secret))
+    }
+
+    fn sign(&self, binding: &str, value: &str) -> String {
+        use base64::Engine;
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0)
+            .expect("HMAC takes keys of any length");
+        mac.update(binding.as_bytes());
+        mac.update(&[0]);
+        mac.update(value.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }
+}
+
+impl std::fmt::Debug for XsrfKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("XsrfKey(..)")
+    }
+}
+
+/// What a token is bound to: the login session when there is one, else a random value in the
+/// `_xsrf` cookie together with the browser's User-Agent (the login and sign-up forms). A value
+/// that someone else can plant in the cookie (a user's host, an on-path attacker over plain
+/// HTTP) is worth nothing: without the hub's key no one can make the matching token.
+fn expected_xsrf(state: &AppState, headers: &HeaderMap, session: Option<&str>) -> Option<String> {
+    let key = &state.xsrf_key;
+    match session {
+        Some(session) => Some(key.sign("session", session)),
+        None => {
+            let nonce = state
+                .settings
+                .cookies()
+                .get(headers, XSRF_COOKIE)
+                .filter(|n| is_nonce(n))?;
+            Some(key.sign("anonymous", &format!("{nonce}\0{}", user_agent(headers))))
+        }
+    }
+}
+
+fn is_nonce(value: &str) -> bool {
+    value.len() == 32 && value.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+fn user_agent(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// A request another site started (Fetch metadata, sent by every current browser). Users'
+/// hosts count as other sites: they are the hub's siblings, `same-site` but not same-origin.
+pub fn from_another_site(headers: &HeaderMap) -> bool {
+    matches!(
+        headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()),
+        Some("cross-site" | "same-site")
+    )
+}
+
+/// A navigation that the hub's own pages started (`same-origin`), or the person did, typing
+/// the address or opening a bookmark (`none`). Anything else (another site, a user's host, a
+/// client that does not say) is no proof that they meant it.
+pub fn same_origin_navigation(headers: &HeaderMap) -> bool {
+    matches!(
+        headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()),
+        Some("same-origin" | "none")
+    )
+}
+
+/// Whether the submitted token (query, form field or header) is the one for this request's
+/// login session (`session`), or for an anonymous form, for its `_xsrf` cookie; and the request
+/// did not come from another site.
+pub fn xsrf_ok(
+    state: &AppState,
+    headers: &HeaderMap,
+    session: Option<&str>,
+    submitted: Option<&str>,
+) -> bool {
+    if from_another_site(headers) {
+        return false;
+    }
+    let Some(expected) = expected_xsrf(state, headers, session) else {
         return false;
     };
     let submitted = submitted.or_else(|| {
@@ -320,21 +469,39 @@ pub fn xsrf_ok(headers: &HeaderMap, submitted: Option<&str>) -> bool {
             .and_then(|v| v.to_str().ok())
     });
     match submitted {
-        Some(token) if !expected.is_empty() => expected.as_bytes().ct_eq(token.as_bytes()).into(),
-        _ => false,
+        Some(token) => expected.as_bytes().ct_eq(token.as_bytes()).into(),
+        None => false,
     }
 }
 
-/// The XSRF token for a page, and the cookie to set when the browser has none yet.
-pub fn xsrf_token(headers: &HeaderMap, secure: bool) -> (String, Option<HeaderValue>) {
-    match cookie(headers, XSRF_COOKIE) {
-        Some(token) if token.len() >= 32 && token.chars().all(|c| c.is_ascii_hexdigit()) => {
-            (token.to_string(), None)
+/// The XSRF token for a page, and the cookie to set when an anonymous visitor has none yet.
+/// `session` is the login session (`Identity::session_id`) of a logged-in page.
+pub fn xsrf_token(
+    state: &AppState,
+    headers: &HeaderMap,
+    session: Option<&str>,
+) -> (String, Option<HeaderValue>) {
+    if let Some(session) = session {
+        return (state.xsrf_key.sign("session", session), None);
+    }
+    let cookies = state.settings.cookies();
+    let existing = cookies.get(headers, XSRF_COOKIE).filter(|n| is_nonce(n));
+    let (nonce, set) = match existing {
+        Some(nonce) => (nonce.to_owned(), None),
+        None => {
+            let nonce = hubfleet_store::new_token();
+            let set = cookies.set(XSRF_COOKIE, &nonce, "/hub/", None);
+            (nonce, Some(set))
         }
-        _ => {
-            let token = hubfleet_store::new_token();
-            let set = set_cookie(XSRF_COOKIE, &token, "/hub/", None, secure);
-            (token, Some(set))
-        }
+    };
+    let token = state
+        .xsrf_key
+        .sign("anonymous", &format!("{nonce}\0{}", user_agent(headers)));
+    (token, set)
+}
+
+impl PageUser {
+    pub fn session(&self) -> Option<&str> {
+        self.identity.session_id.as_deref()
     }
 }

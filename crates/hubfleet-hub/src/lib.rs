@@ -57,6 +57,8 @@ pub struct Settings {
     pub start_timeout: Duration,
     /// Secure cookies when people reach the hub over https.
     pub secure_cookies: bool,
+    /// Each user's servers on a host of their own (`hub.config.JupyterHub.subdomain_host`).
+    pub subdomain_host: Option<urls::SubdomainHost>,
     pub admin_users: Vec<String>,
     pub allow_named_servers: bool,
     /// 0 means no limit.
@@ -101,6 +103,7 @@ impl Settings {
             extra_env: BTreeMap::new(),
             start_timeout: Duration::from_secs(300),
             secure_cookies: false,
+            subdomain_host: None,
             admin_users: Vec::new(),
             allow_named_servers: false,
             named_server_limit_per_user: 0,
@@ -135,6 +138,72 @@ impl Settings {
         lifecycle::server_env(self, user, server_name, api_token, access_scope)
     }
 
+    /// The proxy route of a server: `/user/alice/`, or `alice.hub.example.org/user/alice/`
+    /// with subdomains.
+    pub fn route_spec(&self, user: &str, server: &str) -> String {
+        let prefix = urls::server_prefix(user, server);
+        match &self.subdomain_host {
+            Some(sub) => format!("{}{prefix}", sub.user_domain(user)),
+            None => prefix,
+        }
+    }
+
+    /// Where people reach a server: `/user/alice/`, or the full URL on the user's own host.
+    pub fn server_url(&self, user: &str, server: &str) -> String {
+        let prefix = urls::server_prefix(user, server);
+        match &self.subdomain_host {
+            Some(sub) => format!("{}{prefix}", sub.user_origin(user)),
+            None => prefix,
+        }
+    }
+
+    /// A same-site path the hub redirects a browser to, made absolute when it is a user's
+    /// server path and users have hosts of their own (`/user/alice/lab` →
+    /// `http://alice.localhost:8000/user/alice/lab`); any other path is kept.
+    pub fn browser_location(&self, path: &str) -> String {
+        let Some(sub) = &self.subdomain_host else {
+            return path.to_owned();
+        };
+        let Some(rest) = path.strip_prefix("/user/") else {
+            return path.to_owned();
+        };
+        let escaped = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        match percent_encoding::percent_decode_str(escaped).decode_utf8() {
+            Ok(name) if !name.is_empty() => format!("{}{path}", sub.user_origin(&name)),
+            _ => path.to_owned(),
+        }
+    }
+
+    /// The proxy route of a service with a URL: `/services/x/`, or on its own host.
+    pub fn service_route_spec(&self, name: &str) -> String {
+        let prefix = format!("/services/{name}/");
+        match &self.subdomain_host {
+            Some(sub) => format!("{}{prefix}", sub.service_domain(name)),
+            None => prefix,
+        }
+    }
+
+    /// `scheme://host[:port]` of a service's pages, when services have hosts of their own.
+    pub fn service_origin(&self, name: &str) -> String {
+        self.subdomain_host
+            .as_ref()
+            .map(|sub| sub.service_origin(name))
+            .unwrap_or_default()
+    }
+
+    /// `scheme://host[:port]` of the hub's pages, when users have hosts of their own.
+    pub fn hub_origin(&self) -> String {
+        self.subdomain_host
+            .as_ref()
+            .map(|sub| sub.hub_origin())
+            .unwrap_or_default()
+    }
+
+    /// Names, paths and flags of the hub's own cookies.
+    pub(crate) fn cookies(&self) -> identity::HubCookies {
+        identity::HubCookies::new(self)
+    }
+
     pub fn home_dir(&self, user: &str) -> PathBuf {
         profiles::homes_dir(&self.spawn_options, &self.data_dir).join(user)
     }
@@ -159,6 +228,8 @@ pub struct AppState {
     pub routes: RouteTable,
     pub templates: Arc<templates::Templates>,
     pub services: services::Services,
+    /// Signs XSRF tokens (the hub's secret `xsrf`, shared by replicas through the database).
+    pub xsrf_key: identity::XsrfKey,
     /// Notified when the hub should exit (`POST /hub/api/shutdown`).
     pub shutdown: Arc<tokio::sync::Notify>,
 }
@@ -256,6 +327,20 @@ impl Hub {
             addr: settings.listen,
             source,
         })?;
+        match &settings.subdomain_host {
+            Some(sub) => tracing::info!(
+                hub = %sub.hub_origin(),
+                users = %sub.user_origin("<user>"),
+                "each user's servers are on a host of their own"
+            ),
+            None => tracing::warn!(
+                "users' servers share the hub's origin: a page served by one user's server can act \
+                 as anyone who opens it, admins included. Set hub.config.JupyterHub.subdomain_host \
+                 (e.g. http://localhost:{} on this machine, or https://hub.example.org with a \
+                 wildcard DNS record and certificate) to give each user a host of their own",
+                settings.listen.port()
+            ),
+        }
         let settings = Arc::new(settings);
         let routes = RouteTable::new();
         routes.add(
@@ -275,6 +360,7 @@ impl Hub {
             routes: routes.clone(),
             templates: Arc::new(templates::Templates::load(&settings.pages)?),
             services: services::Services::default(),
+            xsrf_key: identity::XsrfKey::new(store.hub_secret("xsrf").await?),
             shutdown: Arc::new(tokio::sync::Notify::new()),
         };
         ensure_admins(&state).await?;
@@ -297,10 +383,17 @@ impl Hub {
         }
         let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
         let app = router(state.clone());
-        let server = tokio::spawn(hubfleet_proxy::serve(
+        // With subdomains the proxy routes on host and path (`alice.localhost/user/alice/`);
+        // the hub's own route `/` still catches every host.
+        let proxy_config = hubfleet_proxy::ServeConfig {
+            host_routing: state.settings.subdomain_host.is_some(),
+            ..Default::default()
+        };
+        let server = tokio::spawn(hubfleet_proxy::serve_with(
             listener,
             routes.clone(),
             hubfleet_proxy::ProxyOptions { hub: Some(app) },
+            proxy_config,
             async move {
                 let _ = shutdown_rx.wait_for(|stop| *stop).await;
             },
@@ -458,6 +551,10 @@ fn router(state: AppState) -> axum::Router {
             metrics::track_requests,
         ))
         .fallback(pages::fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            pages::keep_users_hosts_for_users,
+        ))
         .layer(axum::middleware::from_fn(move |request, next| {
             common_headers(page_csp.clone(), request, next)
         }))

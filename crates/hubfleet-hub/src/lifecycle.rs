@@ -405,6 +405,7 @@ impl Lifecycle {
         let inner = &self.inner;
         let settings = &inner.settings;
         let prefix = urls::server_prefix(&user.name, &server.name);
+        let route = settings.route_spec(&user.name, &server.name);
         let client_id = urls::oauth_client_id(&user.name, &server.name);
         let log_path = settings.log_path(&user.name, &server.name);
         let started_at = Instant::now();
@@ -440,7 +441,10 @@ impl Lifecycle {
                 .upsert_oauth_client(
                     &OAuthClient {
                         identifier: client_id.clone(),
-                        redirect_uri: format!("{prefix}oauth_callback"),
+                        redirect_uri: format!(
+                            "{}oauth_callback",
+                            settings.server_url(&user.name, &server.name)
+                        ),
                         description: format!("Server at {prefix}"),
                         allowed_scopes: vec![access_scope.clone()],
                         server_id: Some(server.id),
@@ -583,7 +587,7 @@ impl Lifecycle {
             .await;
             let route_started = Instant::now();
             inner.routes.add(
-                &prefix,
+                &route,
                 &started.target,
                 route_data(&user.name, &server.name),
             );
@@ -602,7 +606,7 @@ impl Lifecycle {
                 )
                 .await
                 .map_err(|e| format!("could not record the server as ready: {e}"))?;
-            Ok(prefix.clone())
+            Ok(settings.server_url(&user.name, &server.name))
         }
         .await;
 
@@ -708,9 +712,9 @@ impl Lifecycle {
         let Some(server) = servers.into_iter().find(|s| s.id == server_id) else {
             return Ok(());
         };
-        let prefix = urls::server_prefix(user_name, &server.name);
+        let route = inner.settings.route_spec(user_name, &server.name);
         let route_started = Instant::now();
-        if inner.routes.remove(&prefix) {
+        if inner.routes.remove(&route) {
             inner
                 .settings
                 .metrics
@@ -811,8 +815,8 @@ impl Lifecycle {
                             .expect("gpus lock")
                             .insert(key(&user_name, &server.name), gpus);
                     }
-                    let prefix = urls::server_prefix(&user_name, &server.name);
-                    this.inner.routes.add(&prefix, target, route_data(&user_name, &server.name));
+                    let route = this.inner.settings.route_spec(&user_name, &server.name);
+                    this.inner.routes.add(&route, target, route_data(&user_name, &server.name));
                     let _ = this.inner.store.release_lease(server.id, "").await;
                     tracing::info!(user = %user_name, server = %server.name, "re-adopted a running server");
                     true
@@ -896,27 +900,24 @@ impl Lifecycle {
         for (user_name, server) in self.inner.store.active_servers().await? {
             if server.phase != Phase::Ready {
                 // Pending starts add their route themselves.
-                expected.insert(
-                    urls::server_prefix(&user_name, &server.name)
-                        .trim_end_matches('/')
-                        .to_string(),
-                );
+                let route = self.inner.settings.route_spec(&user_name, &server.name);
+                expected.insert(hubfleet_proxy::normalize_route(&route).into_owned());
                 continue;
             }
             let Some(target) = &server.target else {
                 continue;
             };
-            let prefix = urls::server_prefix(&user_name, &server.name);
-            expected.insert(prefix.trim_end_matches('/').to_string());
+            let route = self.inner.settings.route_spec(&user_name, &server.name);
+            expected.insert(hubfleet_proxy::normalize_route(&route).into_owned());
             if self
                 .inner
                 .routes
-                .get(&prefix)
+                .get(&route)
                 .is_none_or(|r| &r.target != target)
             {
                 self.inner
                     .routes
-                    .add(&prefix, target, route_data(&user_name, &server.name));
+                    .add(&route, target, route_data(&user_name, &server.name));
             }
         }
         for (path, route) in self.inner.routes.all() {
@@ -936,8 +937,8 @@ impl Lifecycle {
     pub async fn import_proxy_activity(&self) -> Result<(), HubError> {
         let routes = self.inner.routes.all();
         for (user_name, server) in self.inner.store.active_servers().await? {
-            let prefix = urls::server_prefix(&user_name, &server.name);
-            let Some(route) = routes.get(prefix.trim_end_matches('/')) else {
+            let spec = self.inner.settings.route_spec(&user_name, &server.name);
+            let Some(route) = routes.get(hubfleet_proxy::normalize_route(&spec).as_ref()) else {
                 continue;
             };
             let at = route.last_activity;
@@ -1055,17 +1056,38 @@ pub fn server_env(
     set("JUPYTERHUB_SERVICE_PREFIX", prefix.clone());
     set(
         "JUPYTERHUB_OAUTH_CALLBACK_URL",
-        format!("{prefix}oauth_callback"),
+        format!(
+            "{}oauth_callback",
+            settings.server_url(&user.name, server_name)
+        ),
     );
     set("JUPYTERHUB_OAUTH_ACCESS_SCOPES", access_scopes.clone());
     set("JUPYTERHUB_OAUTH_SCOPES", access_scopes);
     set("JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES", "[]".into());
     set("JUPYTERHUB_USER", user.name.clone());
     set("JUPYTERHUB_SERVER_NAME", server_name.to_string());
-    set("JUPYTERHUB_HOST", String::new());
-    set("JUPYTERHUB_PUBLIC_URL", String::new());
-    set("JUPYTERHUB_PUBLIC_HUB_URL", String::new());
-    set("JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED", "0".into());
+    // With subdomains, the server sends browsers to the hub's host for login and links
+    // (upstream's `hub.public_host`), and its own cookies may take the `__Host-` prefix.
+    let hub_origin = settings.hub_origin();
+    let public_url = match &settings.subdomain_host {
+        Some(_) => settings.server_url(&user.name, server_name),
+        None => String::new(),
+    };
+    let public_hub_url = match hub_origin.as_str() {
+        "" => String::new(),
+        origin => format!("{origin}/hub/"),
+    };
+    let host_prefix = settings
+        .subdomain_host
+        .as_ref()
+        .is_some_and(|sub| sub.is_https());
+    set("JUPYTERHUB_HOST", hub_origin);
+    set("JUPYTERHUB_PUBLIC_URL", public_url);
+    set("JUPYTERHUB_PUBLIC_HUB_URL", public_hub_url);
+    set(
+        "JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED",
+        if host_prefix { "1" } else { "0" }.into(),
+    );
     if let Some(default_url) = &settings.default_url {
         set("JUPYTERHUB_DEFAULT_URL", default_url.clone());
     }

@@ -95,15 +95,15 @@ pub fn client_ip(connect: Option<&ConnectInfo<SocketAddr>>) -> Option<std::net::
     connect.map(|c| c.0.ip())
 }
 
-fn state_cookie_clear() -> HeaderValue {
-    identity::clear_cookie(STATE_COOKIE, "/hub/")
+fn state_cookie_clear(state: &AppState) -> HeaderValue {
+    state.settings.cookies().clear(STATE_COOKIE, "/hub/")
 }
 
 fn refusal_page(state: &AppState, status: StatusCode, title: &str, message: &str) -> Response {
     let mut response = error_page(state, status, title, message, None);
     response
         .headers_mut()
-        .append(header::SET_COOKIE, state_cookie_clear());
+        .append(header::SET_COOKIE, state_cookie_clear(state));
     response
 }
 
@@ -178,13 +178,10 @@ async fn oauth_login(
     let mut response = found(&url);
     response.headers_mut().append(
         header::SET_COOKIE,
-        identity::set_cookie(
-            STATE_COOKIE,
-            &value,
-            "/hub/",
-            Some(STATE_MAX_AGE),
-            state.settings.secure_cookies,
-        ),
+        state
+            .settings
+            .cookies()
+            .set(STATE_COOKIE, &value, "/hub/", Some(STATE_MAX_AGE)),
     );
     Ok(response)
 }
@@ -249,7 +246,10 @@ async fn oauth_callback(
             &format!("The identity provider did not log you in: {message}"),
         ));
     }
-    let pending = identity::cookie(&headers, STATE_COOKIE)
+    let pending = state
+        .settings
+        .cookies()
+        .get(&headers, STATE_COOKIE)
         .and_then(|v| {
             base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(v)
@@ -288,7 +288,7 @@ async fn oauth_callback(
             let mut response = complete_login(&state, info, next.as_deref()).await?;
             response
                 .headers_mut()
-                .append(header::SET_COOKIE, state_cookie_clear());
+                .append(header::SET_COOKIE, state_cookie_clear(&state));
             Ok(response)
         }
         Ok(Decision::Refused(message)) => Ok(refusal_page(
@@ -427,23 +427,18 @@ pub async fn complete_login(
     state.store.touch_user(user.id, Utc::now()).await?;
     crate::auth_refresh::logged_in(state, &user);
     tracing::info!(user = %user.name, groups = ?info.groups, "logged in");
-    let secure = state.settings.secure_cookies;
+    let hub_cookies = state.settings.cookies();
     let max_age = identity::LOGIN_DAYS * 86400;
-    let mut response = found(next.unwrap_or("/hub/home"));
+    let next = next.map(|next| state.settings.browser_location(next));
+    let mut response = found(next.as_deref().unwrap_or("/hub/home"));
     let cookies = response.headers_mut();
     cookies.append(
         header::SET_COOKIE,
-        identity::set_cookie(
-            identity::LOGIN_COOKIE,
-            &secret,
-            "/hub/",
-            Some(max_age),
-            secure,
-        ),
+        hub_cookies.set(identity::LOGIN_COOKIE, &secret, "/hub/", Some(max_age)),
     );
     cookies.append(
         header::SET_COOKIE,
-        identity::set_cookie(identity::SESSION_COOKIE, &session_id, "/", None, secure),
+        hub_cookies.set(identity::SESSION_COOKIE, &session_id, "/", None),
     );
     Ok(response.into_response())
 }

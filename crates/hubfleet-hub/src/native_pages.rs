@@ -51,7 +51,7 @@ fn render(
     me: Option<&PageUser>,
     extra: minijinja::Value,
 ) -> Response {
-    let (xsrf, cookie) = identity::xsrf_token(headers, state.settings.secure_cookies);
+    let (xsrf, cookie) = identity::xsrf_token(state, headers, me.and_then(PageUser::session));
     let nav = me.map(crate::templates::nav).unwrap_or_default();
     let body = state.templates.render(
         template,
@@ -135,7 +135,7 @@ async fn signup_submit(
             },
         )
     };
-    if !identity::xsrf_ok(&headers, Some(&form.xsrf)) {
+    if !identity::xsrf_ok(&state, &headers, None, Some(&form.xsrf)) {
         return Ok(page(StatusCode::FORBIDDEN, Some(XSRF_FAILED.into()), None));
     }
     match accounts
@@ -269,7 +269,7 @@ async fn decide(
         Ok(me) => me,
         Err(response) => return Ok(response),
     };
-    if !identity::xsrf_ok(&headers, Some(&form.xsrf)) {
+    if !identity::xsrf_ok(&state, &headers, me.session(), Some(&form.xsrf)) {
         return authorize_list(
             &state,
             &headers,
@@ -367,7 +367,7 @@ async fn change_password_submit(
             context! { error, done, min_length => accounts.settings.minimum_password_length },
         )
     };
-    if !identity::xsrf_ok(&headers, Some(&form.xsrf)) {
+    if !identity::xsrf_ok(&state, &headers, me.session(), Some(&form.xsrf)) {
         return Ok(page(StatusCode::FORBIDDEN, Some(XSRF_FAILED.into()), None));
     }
     match accounts

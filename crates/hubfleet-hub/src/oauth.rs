@@ -65,7 +65,10 @@ async fn authorize(
     let confirmed = method == axum::http::Method::POST;
     if confirmed {
         let form: ConfirmForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-        if !identity::xsrf_ok(&headers, Some(&form.xsrf)) {
+        let session = identity::page_user(&state, &headers)
+            .await?
+            .and_then(|me| me.identity.session_id);
+        if !identity::xsrf_ok(&state, &headers, session.as_deref(), Some(&form.xsrf)) {
             return Ok(pages::error_page(
                 &state,
                 StatusCode::FORBIDDEN,
@@ -202,7 +205,7 @@ async fn authorize(
     scopes.dedup();
     // Someone else's server or a service: ask first (protocol §4.2 step 7).
     if !owns && !confirmed {
-        let (xsrf, set) = identity::xsrf_token(&headers, state.settings.secure_cookies);
+        let (xsrf, set) = identity::xsrf_token(&state, &headers, me.session());
         let body = state.templates.render(
             "oauth_confirm.html",
             minijinja::context! { user => me.user.name, description => client.description, scopes => client.allowed_scopes, xsrf },

@@ -162,7 +162,7 @@ fn login_form(
     username: &str,
     error: Option<&str>,
 ) -> Response {
-    let (xsrf, set) = identity::xsrf_token(headers, state.settings.secure_cookies);
+    let (xsrf, set) = identity::xsrf_token(state, headers, None);
     let hint = match state.authenticator.kind() {
         "dummy" => Some("Development mode: any password is accepted unless one is configured."),
         _ => None,
@@ -245,7 +245,14 @@ async fn login_submit(
     Form(form): Form<LoginForm>,
 ) -> Result<Response, HubError> {
     let next = query.next.as_deref().and_then(urls::safe_next);
-    if !identity::xsrf_ok(&headers, Some(&form.xsrf)) {
+    // The form's token is the anonymous one; someone already logged in may send their
+    // session's (the login page sends them on, so their form came from another page).
+    let session = identity::page_user(&state, &headers)
+        .await?
+        .and_then(|me| me.identity.session_id);
+    let xsrf_ok = identity::xsrf_ok(&state, &headers, None, Some(&form.xsrf))
+        || session.is_some_and(|s| identity::xsrf_ok(&state, &headers, Some(&s), Some(&form.xsrf)));
+    if !xsrf_ok {
         return Ok(login_form(
             &state,
             &headers,
@@ -300,7 +307,8 @@ async fn login_submit(
 }
 
 async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, HubError> {
-    if let Some(secret) = identity::cookie(&headers, identity::LOGIN_COOKIE) {
+    let hub_cookies = state.settings.cookies();
+    if let Some(secret) = hub_cookies.get(&headers, identity::LOGIN_COOKIE) {
         state.store.end_session(secret).await?;
     }
     let after = state
@@ -317,7 +325,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
         (identity::XSRF_COOKIE, "/hub/"),
         ("jupyterhub-services", "/services"),
     ] {
-        cookies.append(header::SET_COOKIE, identity::clear_cookie(name, path));
+        cookies.append(header::SET_COOKIE, hub_cookies.clear(name, path));
     }
     Ok(response)
 }
@@ -351,13 +359,13 @@ async fn home(
             label => match phase { "ready" => "running", other => other },
             failed => server.failed_reason.as_deref().map(first_line),
             last_activity => server.last_activity.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
-            url => urls::server_prefix(&me.user.name, &server.name),
+            url => state.settings.server_url(&me.user.name, &server.name),
         });
     }
     let named_count = stored.iter().filter(|s| !s.name.is_empty()).count();
     // Sharing needs the `shares` scope (upstream's default `user` role does not have it).
     let can_share = me.identity.scopes.parsed().get("shares").is_some();
-    let (xsrf, set) = identity::xsrf_token(&headers, state.settings.secure_cookies);
+    let (xsrf, set) = identity::xsrf_token(&state, &headers, me.session());
     let body = state.templates.render(
         "home.html",
         context! {
@@ -376,7 +384,7 @@ async fn token_page(
     uri: Uri,
 ) -> Result<Response, HubError> {
     let me = logged_in!(state, headers, uri);
-    let (xsrf, set) = identity::xsrf_token(&headers, state.settings.secure_cookies);
+    let (xsrf, set) = identity::xsrf_token(&state, &headers, me.session());
     let body = state.templates.render(
         "token.html",
         context! { xsrf, ..crate::templates::nav(&me) },
@@ -435,6 +443,12 @@ async fn form_or_spawn(
         crate::spawn_page::options_form(&state, headers, me, &user, server_name, next.as_deref());
     if let Some(page) = form.await? {
         return Ok(page);
+    }
+    // A link on another site (or an `<img>`) must not start servers: without proof that the
+    // hub's own pages (or the person) asked, show the Start button instead.
+    if !identity::same_origin_navigation(headers) {
+        return crate::spawn_page::confirm_start(&state, headers, me, &user, server_name, next)
+            .await;
     }
     spawn_page(state, user, server_name, next).await
 }
@@ -509,8 +523,11 @@ pub(crate) async fn spawn_page(
     server_name: &str,
     next: Option<String>,
 ) -> Result<Response, HubError> {
-    let next = next.as_deref().and_then(urls::safe_next);
-    let server_url = urls::server_prefix(&user.name, server_name);
+    let next = next
+        .as_deref()
+        .and_then(urls::safe_next)
+        .map(|next| state.settings.browser_location(&next));
+    let server_url = state.settings.server_url(&user.name, server_name);
     if let Err(e) = crate::auth_refresh::before_spawn(&state, &user).await {
         return Ok(error_page(
             &state,
@@ -592,17 +609,21 @@ async fn pending_page(
         }
     };
     let next = next.as_deref().and_then(urls::safe_next);
-    let server_url = urls::server_prefix(&user.name, server_name);
+    let server_url = state.settings.server_url(&user.name, server_name);
     let server = state.store.server(user.id, server_name).await?;
     match server
         .as_ref()
         .map(|s| (s.phase, s.failed_reason.as_deref()))
     {
-        Some((Phase::Ready, _)) => {
-            Ok(found(next.as_deref().unwrap_or(&server_url)).into_response())
-        }
+        Some((Phase::Ready, _)) => Ok(found(
+            &next
+                .as_deref()
+                .map(|next| state.settings.browser_location(next))
+                .unwrap_or(server_url),
+        )
+        .into_response()),
         Some((Phase::Starting, _)) => {
-            let (xsrf, set) = identity::xsrf_token(headers, state.settings.secure_cookies);
+            let (xsrf, set) = identity::xsrf_token(&state, headers, me.session());
             let server_api = if server_name.is_empty() {
                 "server".to_string()
             } else {
@@ -612,6 +633,7 @@ async fn pending_page(
                 "/hub/api/users/{}/{server_api}/progress?_xsrf={xsrf}",
                 urls::escape_path(&user.name)
             );
+            let next = next.map(|next| state.settings.browser_location(&next));
             let body = state.templates.render(
                 "spawn_pending.html",
                 context! { progress_url, next, xsrf, server_name, ..crate::templates::nav(me) },
@@ -778,7 +800,11 @@ async fn user_url_inner(
             let mut ser = url::form_urlencoded::Serializer::new(String::new());
             ser.extend_pairs(rest);
             ser.append_pair("redirects", &(redirects + 1).to_string());
-            format!("{server_path}?{}", ser.finish())
+            format!(
+                "{}?{}",
+                state.settings.browser_location(&server_path),
+                ser.finish()
+            )
         };
         tokio::time::sleep(Duration::from_millis(100 * u64::from(redirects))).await;
         return Ok(found(&target).into_response());
@@ -816,7 +842,13 @@ fn see_other(location: &str) -> Response {
 }
 
 fn redirect(status: StatusCode, location: &str) -> Response {
-    match HeaderValue::from_str(location) {
+    // `//host/…` and `/\host/…` are other sites to a browser: never send one there.
+    let location = if location.starts_with("//") || location.starts_with("/\\") {
+        format!("/{}", location.trim_start_matches(['/', '\\']))
+    } else {
+        location.to_owned()
+    };
+    match HeaderValue::from_str(&location) {
         Ok(value) => (status, [(header::LOCATION, value)]).into_response(),
         Err(_) => (StatusCode::BAD_REQUEST, "invalid redirect target").into_response(),
     }
@@ -852,6 +884,16 @@ pub async fn fallback(State(state): State<AppState>, uri: Uri) -> Response {
     if path == "/" {
         return found("/hub/").into_response();
     }
+    if path.starts_with("//") || path.contains('\\') {
+        // Browsers never send these; redirecting them would make a link to another site.
+        return error_page(
+            &state,
+            StatusCode::NOT_FOUND,
+            "Not Found",
+            "There is no page here.",
+            None,
+        );
+    }
     if path.starts_with("/hub/api/") {
         return crate::api::json_error(StatusCode::NOT_FOUND, "Not found");
     }
@@ -877,4 +919,59 @@ pub async fn fallback(State(state): State<AppState>, uri: Uri) -> Response {
         &format!("There is no page at {path}."),
         None,
     )
+}
+
+/// With subdomains, users' and services' hosts (`alice.hub.example.org`) are theirs alone: the
+/// hub serves nothing there. A request that reaches the hub on such a host (no route: the server
+/// is not running, or the path is another user's) goes to the hub's own host, as upstream's
+/// `PrefixRedirectHandler` does. Static assets stay, for the proxy's error pages.
+pub(crate) async fn keep_users_hosts_for_users(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(sub) = &state.settings.subdomain_host else {
+        return next.run(request).await;
+    };
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+        .unwrap_or_default();
+    let path = request.uri().path();
+    if !sub.is_under(host) || path.starts_with("/hub/static/") {
+        return next.run(request).await;
+    }
+    let query = request
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let on_hub = if path.starts_with("/hub/") || path == "/hub" {
+        format!("{path}{query}")
+    } else if path == "/" {
+        "/hub/".to_owned()
+    } else {
+        format!("/hub{path}{query}")
+    };
+    if path.starts_with("/hub/api/") || (path.starts_with("/hub/") && !is_read(request.method())) {
+        return crate::api::json_error(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "The hub is at {}; it answers nothing on users' hosts",
+                sub.hub_origin()
+            ),
+        );
+    }
+    let hub_path = if on_hub.starts_with("//") {
+        format!("/{}", on_hub.trim_start_matches('/'))
+    } else {
+        on_hub
+    };
+    found(&format!("{}{hub_path}", sub.hub_origin()))
+}
+
+fn is_read(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD)
 }

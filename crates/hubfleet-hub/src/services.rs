@@ -144,7 +144,11 @@ impl Services {
                     .upsert_oauth_client(
                         &OAuthClient {
                             identifier: client_id,
-                            redirect_uri: format!("/services/{}/oauth_callback", definition.name),
+                            redirect_uri: format!(
+                                "{}/services/{}/oauth_callback",
+                                state.settings.service_origin(&definition.name),
+                                definition.name
+                            ),
                             description: format!("JupyterHub service {}", definition.name),
                             allowed_scopes: vec![format!(
                                 "access:services!service={}",
@@ -158,7 +162,7 @@ impl Services {
             }
             if let Some(target) = origin(&definition.url) {
                 state.routes.add(
-                    &format!("/services/{}/", definition.name),
+                    &state.settings.service_route_spec(&definition.name),
                     &target,
                     route_data(&definition.name),
                 );
@@ -173,7 +177,9 @@ impl Services {
 
     pub async fn remove(&self, state: &AppState, service: &Service) -> Result<(), HubError> {
         self.stop(&service.name);
-        state.routes.remove(&format!("/services/{}/", service.name));
+        state
+            .routes
+            .remove(&state.settings.service_route_spec(&service.name));
         if let Some(client) = &service.oauth_client_id {
             state.store.delete_oauth_client(client).await?;
         }
@@ -185,7 +191,7 @@ impl Services {
     pub async fn check_routes(&self, state: &AppState) -> Result<(), HubError> {
         for service in state.store.list_services().await? {
             if let Some(target) = origin(&service.url) {
-                let prefix = format!("/services/{}/", service.name);
+                let prefix = state.settings.service_route_spec(&service.name);
                 if state.routes.get(&prefix).is_none_or(|r| r.target != target) {
                     state
                         .routes
@@ -410,7 +416,7 @@ fn service_env(
     set("JUPYTERHUB_BASE_URL", "/".into());
     set("JUPYTERHUB_SERVICE_NAME", name.clone());
     set("JUPYTERHUB_CLIENT_ID", format!("service-{name}"));
-    set("JUPYTERHUB_HOST", String::new());
+    set("JUPYTERHUB_HOST", state.settings.hub_origin());
     set("JUPYTERHUB_USER", String::new());
     set(
         "JUPYTERHUB_OAUTH_ACCESS_SCOPES",
@@ -426,7 +432,10 @@ fn service_env(
         set("JUPYTERHUB_SERVICE_PREFIX", format!("/services/{name}/"));
         set(
             "JUPYTERHUB_OAUTH_CALLBACK_URL",
-            format!("/services/{name}/oauth_callback"),
+            format!(
+                "{}/services/{name}/oauth_callback",
+                state.settings.service_origin(name)
+            ),
         );
     }
     for (k, v) in &definition.environment {

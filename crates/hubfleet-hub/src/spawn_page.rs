@@ -192,7 +192,7 @@ fn render(
     error: Option<&str>,
     status: StatusCode,
 ) -> Response {
-    let (xsrf, set) = identity::xsrf_token(headers, state.settings.secure_cookies);
+    let (xsrf, set) = identity::xsrf_token(state, headers, me.session());
     let body = state.templates.render(
         "spawn_options.html",
         context! {
@@ -249,6 +249,35 @@ pub(crate) async fn options_form(
         None,
         StatusCode::OK,
     )))
+}
+
+/// For `GET /hub/spawn…` that another site may have started: the same form with no options, only
+/// a Start button (a POST with the XSRF token), so that nothing starts until the person says so.
+pub(crate) async fn confirm_start(
+    state: &AppState,
+    headers: &HeaderMap,
+    me: &PageUser,
+    target: &User,
+    server_name: &str,
+    next: Option<String>,
+) -> Result<Response, HubError> {
+    let server = state.store.server(target.id, server_name).await?;
+    if server.as_ref().is_some_and(|s| s.phase == Phase::Ready) {
+        let url = state.settings.server_url(&target.name, server_name);
+        return Ok(crate::pages::found(&url));
+    }
+    let next = next.as_deref().and_then(urls::safe_next);
+    Ok(render(
+        state,
+        headers,
+        me,
+        (target, server_name),
+        (&[], &[]),
+        &Map::new(),
+        next.as_deref(),
+        None,
+        StatusCode::OK,
+    ))
 }
 
 /// KubeSpawner's `options_from_form`: the selected profile and its own fields only.
@@ -322,7 +351,7 @@ async fn submit(
         .iter()
         .find(|(k, _)| k == "_xsrf")
         .map(|(_, v)| v.as_str());
-    if !identity::xsrf_ok(&headers, xsrf) {
+    if !identity::xsrf_ok(&state, &headers, me.session(), xsrf) {
         return Ok(crate::pages::error_page(
             &state,
             StatusCode::FORBIDDEN,

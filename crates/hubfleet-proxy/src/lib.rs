@@ -27,7 +27,7 @@ mod tls;
 pub use api::{api_router, serve_api, ApiOptions};
 pub use listen::{serve_https_redirect, Listener};
 pub use metrics::{open_fds, resident_bytes, serve_metrics, Metrics};
-pub use routes::{Route, RouteTable};
+pub use routes::{normalize as normalize_route, Route, RouteTable};
 pub use server::{serve, serve_with, ServeConfig};
 pub use tls::{ClientCerts, Tls, UpstreamTls};
 

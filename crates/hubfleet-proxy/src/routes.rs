@@ -251,7 +251,8 @@ impl Inner {
 }
 
 /// Normalise as CHP does: leading "/", and no trailing "/" unless the whole prefix is "/".
-pub(crate) fn normalize(prefix: &str) -> Cow<'_, str> {
+/// Keys of [`RouteTable::all`] are in this form.
+pub fn normalize(prefix: &str) -> Cow<'_, str> {
     let mut p: Cow<'_, str> = if prefix.starts_with('/') {
         Cow::Borrowed(prefix)
     } else {

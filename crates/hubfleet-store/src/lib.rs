@@ -674,6 +674,28 @@ impl Store {
         Ok(())
     }
 
+    /// The hub's secret named `name` (32 random bytes), made by whichever replica asks first
+    /// and the same for all of them afterwards.
+    pub async fn hub_secret(&self, name: &str) -> Result<Vec<u8>> {
+        let mut fresh = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut fresh);
+        sqlx::query(
+            "INSERT INTO hub_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(hex::encode(fresh))
+        .execute(&self.pool)
+        .await?;
+        let value: String = sqlx::query_scalar("SELECT value FROM hub_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        hex::decode(&value).map_err(|e| StoreError::Corrupt {
+            what: "hub secret",
+            detail: format!("{name}: {e}"),
+        })
+    }
+
     /// The live session whose cookie value is `secret`.
     pub async fn session(&self, secret: &str) -> Result<Option<Session>> {
         let row = sqlx::query(&format!(

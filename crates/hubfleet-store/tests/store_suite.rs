@@ -45,6 +45,7 @@ async fn suite(store: Store) {
     tokens(&store).await;
     oauth(&store).await;
     ledger(&store).await;
+    hub_secrets(&store).await;
     // Migrations are idempotent: connecting again changes nothing.
 }
 
@@ -1012,4 +1013,12 @@ async fn user_views(store: &Store) {
 
     store.delete_user(viv.id).await.unwrap();
     assert!(store.user_view("vivian", false).await.unwrap().is_none());
+}
+
+async fn hub_secrets(store: &Store) {
+    let key = store.hub_secret("xsrf").await.unwrap();
+    assert_eq!(key.len(), 32);
+    // Made once: every later call (any replica) gets the same one.
+    assert_eq!(store.hub_secret("xsrf").await.unwrap(), key);
+    assert_ne!(store.hub_secret("other").await.unwrap(), key);
 }

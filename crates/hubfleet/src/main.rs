@@ -177,7 +177,7 @@ fn authenticator(config: &HubConfig, store: &Store) -> Result<DynAuthenticator> 
     Ok(hubfleet_auth::from_config(config, store)?)
 }
 
-fn settings(config: &HubConfig) -> Settings {
+fn settings(config: &HubConfig) -> Result<Settings> {
     let mut settings = Settings::new(config.hubfleet.listen, config.data_dir());
     settings.cmd = config.singleuser.cmd.clone();
     settings.python_env = config.python_env();
@@ -195,11 +195,24 @@ fn settings(config: &HubConfig) -> Settings {
         template_vars: config.hub.template_vars.clone(),
         homepage: config.custom.homepage.template_vars.clone(),
     };
+    settings.subdomain_host = config
+        .hub
+        .config
+        .jupyterhub
+        .subdomain_host
+        .as_deref()
+        .map(hubfleet_hub::urls::SubdomainHost::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("hub.config.JupyterHub.subdomain_host: {e}"))?;
     settings.secure_cookies = config
         .hubfleet
         .public_url
         .as_deref()
-        .is_some_and(|u| u.starts_with("https://"));
+        .is_some_and(|u| u.starts_with("https://"))
+        || settings
+            .subdomain_host
+            .as_ref()
+            .is_some_and(|sub| sub.is_https());
     // Logins normalise names to lower case, as JupyterHub does.
     settings.admin_users = config
         .auth_settings()
@@ -270,7 +283,7 @@ fn settings(config: &HubConfig) -> Settings {
             idle_culler_python,
         });
     }
-    settings
+    Ok(settings)
 }
 
 async fn start_hub(config: &HubConfig) -> Result<Hub> {
@@ -283,7 +296,7 @@ async fn start_hub(config: &HubConfig) -> Result<Hub> {
     .await?;
     let auth = authenticator(config, &store)?;
     let spawner = Arc::new(LocalProcessSpawner::new(LocalOptions::default()));
-    let settings = settings(config);
+    let settings = settings(config)?;
     if let Some(problem) =
         hubfleet_hub::profiles::storage_quota_problem(&settings.spawn_options, &settings.data_dir)
     {
@@ -309,10 +322,18 @@ async fn run_until_signal(hub: Hub) -> Result<()> {
     Ok(())
 }
 
+/// Where people open the hub: the subdomain host's origin, else the address it listens on.
+fn hub_url(config: &HubConfig, hub: &Hub) -> String {
+    match &config.hub.config.jupyterhub.subdomain_host {
+        Some(host) => format!("{}/", host.trim_end_matches('/')),
+        None => format!("http://{}/", hub.addr),
+    }
+}
+
 async fn serve(config_path: &Path) -> Result<()> {
     let config = load_config(config_path)?;
     let hub = start_hub(&config).await?;
-    tracing::info!(url = %format!("http://{}/", hub.addr), "hub is ready");
+    tracing::info!(url = %hub_url(&config, &hub), "hub is ready");
     run_until_signal(hub).await
 }
 
@@ -397,6 +418,13 @@ async fn demo(data_dir: &Path, listen: SocketAddr, python_env: Option<PathBuf>) 
     }
     let mut config = HubConfig::default_for_demo(&data_dir);
     config.hubfleet.listen = listen;
+    // Each user on a host of their own, even on a laptop: browsers resolve `*.localhost` to
+    // this machine. (Listening on another machine's address, the hub warns instead: a real
+    // domain needs wildcard DNS, see docs/security.md.)
+    if listen.ip().is_loopback() || listen.ip().is_unspecified() {
+        config.hub.config.jupyterhub.subdomain_host =
+            Some(format!("http://localhost:{}", listen.port()));
+    }
     config.hubfleet.local.python_env = Some(venv);
     config.singleuser.default_url = Some("/lab".into());
 
@@ -425,8 +453,8 @@ async fn demo(data_dir: &Path, listen: SocketAddr, python_env: Option<PathBuf>) 
     // The hub keeps running even if nobody reads its standard output any more.
     let _ = writeln!(
         std::io::stdout(),
-        "\nhubfleet is running at http://{}/\n{login}\nAdd people with `hubfleet users add NAME`. Press Ctrl-C to stop.",
-        hub.addr
+        "\nhubfleet is running at {}\n{login}\nAdd people with `hubfleet users add NAME`. Press Ctrl-C to stop.",
+        hub_url(&config, &hub)
     );
     run_until_signal(hub).await
 }

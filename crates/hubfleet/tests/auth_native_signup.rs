@@ -11,11 +11,11 @@ fn native_hub(native_keys: &str) -> TestHub {
     ))
 }
 
-/// The `_xsrf` cookie, after loading `page` (which sets it).
+/// The XSRF token of the form on `page`.
 async fn xsrf_from(browser: &Browser, page: &str) -> String {
     let response = browser.client.get(browser.url(page)).send().await.unwrap();
     assert_eq!(response.status(), 200, "{page}");
-    browser.hub_xsrf()
+    common::page_xsrf(&response.text().await.unwrap()).expect("the form has _xsrf")
 }
 
 async fn sign_up(browser: &Browser, name: &str, password: &str, again: &str) -> (u16, String) {

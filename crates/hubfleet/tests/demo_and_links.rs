@@ -66,7 +66,7 @@ async fn demo_prints_admin_password_once_and_reuses_everything() {
         .unwrap_or_else(|| panic!("no password line in {lines:?}"))
         .to_string();
 
-    let base = || common::BaseUrl(format!("http://127.0.0.1:{port}"));
+    let base = || common::BaseUrl::at(format!("http://127.0.0.1:{port}"));
     let browser = Browser::new(base());
     assert_eq!(
         browser

@@ -1,11 +1,13 @@
 //! End to end with the real `jupyterhub-singleuser` (JupyterLab) from PyPI: log in,
-//! start, OAuth through our proxy, run `1+1` on a kernel over its WebSocket, stop.
+//! start, OAuth through our proxy, run `1+1` on a kernel over its WebSocket, stop. Each test
+//! runs with users' servers on the hub's origin (upstream's default) and on hosts of their own
+//! (`subdomain_host`, ours).
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Browser, TestHub};
+use common::{Browser, Mode, TestHub};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
@@ -14,6 +16,7 @@ const DUMMY_HUB: &str = "hub:\n  config:\n    JupyterHub:\n      authenticator_c
 
 /// Open JupyterLab through the proxy: the single-user server sends us through the
 /// hub's OAuth flow and back; the cookie jar carries each cookie to its path.
+/// With subdomains the link on the hub's host leads to the user's own host.
 async fn open_lab(browser: &Browser, user: &str) {
     let lab = browser
         .client
@@ -23,6 +26,12 @@ async fn open_lab(browser: &Browser, user: &str) {
         .unwrap();
     assert_eq!(lab.status(), 200, "JupyterLab page: {}", lab.url());
     assert_eq!(lab.url().path(), format!("/user/{user}/lab"));
+    let server_root = browser.user_url(user, &format!("/user/{user}/"));
+    assert_eq!(
+        lab.url().host_str(),
+        url::Url::parse(&server_root).unwrap().host_str(),
+        "JupyterLab is served from the user's host"
+    );
     let body = lab.text().await.unwrap();
     assert!(
         body.contains("jupyter-config-data"),
@@ -30,23 +39,31 @@ async fn open_lab(browser: &Browser, user: &str) {
     );
     assert!(
         browser
-            .cookie(
-                &format!("/user/{user}/"),
-                &format!("jupyterhub-user-{user}")
-            )
+            .cookie_at(&server_root, &format!("jupyterhub-user-{user}"))
             .is_some(),
         "the single-user server set its OAuth cookie"
+    );
+    // The hub's login never reaches the user's server (with subdomains: not even its host).
+    let sent_to_server = browser.cookie_header(&format!("/user/{user}/"));
+    let sent_to_server = if browser.url("") == browser.user_url(user, "") {
+        sent_to_server
+    } else {
+        browser.cookie_header_at(&server_root)
+    };
+    assert!(
+        !sent_to_server.contains("jupyterhub-hub-login"),
+        "{sent_to_server}"
     );
 }
 
 /// Start a kernel and run `code` over the kernel WebSocket, through the proxy.
 async fn execute(browser: &Browser, hub: &TestHub, user: &str, code: &str) -> String {
     let server_xsrf = browser
-        .cookie(&format!("/user/{user}/"), "_xsrf")
+        .cookie_at(&browser.user_url(user, &format!("/user/{user}/")), "_xsrf")
         .expect("the single-user server sets its own _xsrf cookie");
     let kernel: serde_json::Value = browser
         .client
-        .post(browser.url(&format!("/user/{user}/api/kernels")))
+        .post(browser.user_url(user, &format!("/user/{user}/api/kernels")))
         .header("X-XSRFToken", &server_xsrf)
         .json(&serde_json::json!({ "name": "python3" }))
         .send()
@@ -59,19 +76,23 @@ async fn execute(browser: &Browser, hub: &TestHub, user: &str, code: &str) -> St
         .unwrap();
     let kernel_id = kernel["id"].as_str().unwrap();
 
-    let ws_url = format!(
-        "ws://127.0.0.1:{}/user/{user}/api/kernels/{kernel_id}/channels",
-        hub.port
+    // To the hub's port, with the host the browser would use (its own, with subdomains).
+    let http_url = browser.user_url(
+        user,
+        &format!("/user/{user}/api/kernels/{kernel_id}/channels"),
     );
+    let ws_url = http_url.replacen("http://", "ws://", 1);
     let mut request = ws_url.into_client_request().unwrap();
     request.headers_mut().insert(
         "cookie",
-        browser
-            .cookie_header(&format!("/user/{user}/api/kernels"))
-            .parse()
-            .unwrap(),
+        browser.cookie_header_at(&http_url).parse().unwrap(),
     );
-    let (mut socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", hub.port))
+        .await
+        .unwrap();
+    let (mut socket, response) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap();
     assert_eq!(response.status(), 101);
 
     let msg_id = uuid::Uuid::new_v4().to_string();
@@ -113,7 +134,16 @@ async fn execute(browser: &Browser, hub: &TestHub, user: &str, code: &str) -> St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_in_start_jupyterlab_run_a_kernel_and_stop() {
-    let hub = TestHub::start(DUMMY_HUB);
+    lab_journey(Mode::Paths).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_in_start_jupyterlab_run_a_kernel_and_stop_on_the_users_host() {
+    lab_journey(Mode::Subdomains).await;
+}
+
+async fn lab_journey(mode: Mode) {
+    let hub = TestHub::start_in(mode, DUMMY_HUB);
     let browser = Browser::new(&hub);
     browser.login("alice", "any").await;
 
@@ -126,12 +156,13 @@ async fn log_in_start_jupyterlab_run_a_kernel_and_stop() {
         .unwrap();
     assert_eq!(start.status(), 302);
     let pending = start.headers()["location"].to_str().unwrap().to_string();
+    let server_url = hub.server_url("alice", "/user/alice/");
     assert!(
-        pending == "/hub/spawn-pending/alice" || pending == "/user/alice/",
+        pending == "/hub/spawn-pending/alice" || pending == server_url,
         "{pending}"
     );
     let model = browser.wait_ready("alice", Duration::from_secs(120)).await;
-    assert_eq!(model["server"], "/user/alice/", "log:\n{}", hub.log());
+    assert_eq!(model["server"], server_url, "log:\n{}", hub.log());
     let pids = hub.server_pids("alice");
     assert!(!pids.is_empty(), "a server process runs in alice's home");
 
@@ -139,7 +170,7 @@ async fn log_in_start_jupyterlab_run_a_kernel_and_stop() {
 
     let status = browser
         .client
-        .get(browser.url("/user/alice/api/status"))
+        .get(browser.user_url("alice", "/user/alice/api/status"))
         .send()
         .await
         .unwrap();
@@ -170,15 +201,20 @@ async fn log_in_start_jupyterlab_run_a_kernel_and_stop() {
     );
     let gone = browser
         .no_redirects()
-        .get(browser.url("/user/alice/api/status"))
+        .get(browser.user_url("alice", "/user/alice/api/status"))
         .send()
         .await
         .unwrap();
     assert_eq!(gone.status(), 302);
-    assert_eq!(gone.headers()["location"], "/hub/user/alice/api/status");
+    // With subdomains, to the hub's own host (the user's host has no hub).
+    let hub_side = match mode {
+        Mode::Paths => "/hub/user/alice/api/status".to_string(),
+        Mode::Subdomains => hub.url("/hub/user/alice/api/status"),
+    };
+    assert_eq!(gone.headers()["location"], hub_side.as_str());
     let gone = browser
         .client
-        .get(browser.url("/user/alice/api/status"))
+        .get(browser.user_url("alice", "/user/alice/api/status"))
         .send()
         .await
         .unwrap();
@@ -192,13 +228,27 @@ async fn log_in_start_jupyterlab_run_a_kernel_and_stop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hub_restart_leaves_servers_running_and_restores_routes() {
-    let mut hub = TestHub::start(DUMMY_HUB);
+    restart_journey(Mode::Paths).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_restart_restores_routes_on_users_hosts() {
+    restart_journey(Mode::Subdomains).await;
+}
+
+async fn restart_journey(mode: Mode) {
+    let mut hub = TestHub::start_in(mode, DUMMY_HUB);
     let browser = Browser::new(&hub);
     browser.login("carol", "any").await;
     let model = browser
         .start_server("carol", Duration::from_secs(120))
         .await;
-    assert_eq!(model["server"], "/user/carol/", "log:\n{}", hub.log());
+    assert_eq!(
+        model["server"],
+        hub.server_url("carol", "/user/carol/"),
+        "log:\n{}",
+        hub.log()
+    );
     open_lab(&browser, "carol").await;
     // The server's main process: the lowest pid in carol's home (JupyterLab may
     // run short-lived helpers there too, so compare that one process only).
@@ -216,14 +266,19 @@ async fn hub_restart_leaves_servers_running_and_restores_routes() {
         "the server is untouched by the hub's death"
     );
     assert!(
-        reqwest::get(browser.url("/user/carol/api")).await.is_err(),
+        browser
+            .client
+            .get(browser.user_url("carol", "/user/carol/api"))
+            .send()
+            .await
+            .is_err(),
         "nothing answers while the hub (and its proxy) is down"
     );
 
     hub.launch();
     let api = browser
         .client
-        .get(browser.url("/user/carol/api"))
+        .get(browser.user_url("carol", "/user/carol/api"))
         .send()
         .await
         .unwrap();
@@ -242,7 +297,7 @@ async fn hub_restart_leaves_servers_running_and_restores_routes() {
     // The browser's OAuth cookie and session still work: the tokens are in the database.
     let status = browser
         .client
-        .get(browser.url("/user/carol/api/status"))
+        .get(browser.user_url("carol", "/user/carol/api/status"))
         .send()
         .await
         .unwrap();

@@ -295,8 +295,11 @@ async fn get_proxy(
         .into_iter()
         .filter(|(_, route)| route.data.get("jupyterhub") == Some(&Value::Bool(true)))
         .map(|(path, route)| {
+            // Host routes are written as upstream's proxies write them: `host/path/`.
             let routespec = if path == "/" {
                 path
+            } else if state.settings.subdomain_host.is_some() {
+                format!("{}/", path.trim_start_matches('/'))
             } else {
                 format!("{path}/")
             };

@@ -117,8 +117,8 @@ async fn shared_server_model(
     Ok(json!({
         "user": { "name": server.owner },
         "name": server.name,
-        "url": urls::server_prefix(&server.owner, &server.name),
-        "full_url": Value::Null,
+        "url": state.settings.server_url(&server.owner, &server.name),
+        "full_url": state.settings.subdomain_host.as_ref().map(|_| state.settings.server_url(&server.owner, &server.name)),
         "ready": cache.ready(state, server).await?,
     }))
 }
@@ -1051,7 +1051,7 @@ async fn accept_page(
     let ready = ReadyCache::default()
         .ready(&state, &share_code.server)
         .await?;
-    let (xsrf, set_cookie) = identity::xsrf_token(&headers, state.settings.secure_cookies);
+    let (xsrf, set_cookie) = identity::xsrf_token(&state, &headers, me.session());
     let next = query.next.as_deref().and_then(urls::safe_next);
     let body = state.templates.render(
         "accept_share.html",
@@ -1059,12 +1059,12 @@ async fn accept_page(
             user => me.user.name,
             owner => share_code.server.owner,
             server_name => share_code.server.name,
-            server_url => urls::server_prefix(&share_code.server.owner, &share_code.server.name),
+            server_url => state.settings.server_url(&share_code.server.owner, &share_code.server.name),
             ready,
             scopes => describe_scopes(&share_code.scopes),
             code,
             next,
-            next_url => next_url(query.next.as_deref(), &share_code.server),
+            next_url => state.settings.browser_location(&next_url(query.next.as_deref(), &share_code.server)),
             xsrf,
         },
     );
@@ -1102,7 +1102,7 @@ async fn accept_submit(
             "You must be logged in to accept a share.",
         ));
     };
-    if !identity::xsrf_ok(&headers, Some(&form.xsrf)) {
+    if !identity::xsrf_ok(&state, &headers, me.session(), Some(&form.xsrf)) {
         return Ok(page_error(
             StatusCode::FORBIDDEN,
             "Forbidden",
@@ -1134,7 +1134,10 @@ async fn accept_submit(
         return Ok(invalid());
     };
     tracing::info!(user = %me.user.name, server = %format!("{}/{}", share.server.owner, share.server.name), "accepted a share code");
-    Ok(pages::found(&next_url(form.next.as_deref(), &share.server)))
+    Ok(pages::found(&state.settings.browser_location(&next_url(
+        form.next.as_deref(),
+        &share.server,
+    ))))
 }
 
 #[cfg(test)]

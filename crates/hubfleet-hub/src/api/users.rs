@@ -22,7 +22,7 @@ use super::{empty, iso, isoformat, parse_body, query_flag, Args, Caller, Page, P
 use crate::access::{self, Membership};
 use crate::identity::{Identity, Owner};
 use crate::lifecycle::{ProgressEvent, SpawnOutcome, StartResult};
-use crate::{urls, AppState, HubError};
+use crate::{urls, AppState, HubError, Settings};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -70,8 +70,15 @@ pub async fn user_named(state: &AppState, name: &str) -> Result<User, HubError> 
 }
 
 /// The server model of protocol §2.3.2.
-pub fn server_model(user: &User, server: &Server, with_state: bool) -> Value {
-    let prefix = urls::server_prefix(&user.name, &server.name);
+pub fn server_model(settings: &Settings, user: &User, server: &Server, with_state: bool) -> Value {
+    // With subdomains `url` is the full URL on the user's host, as upstream's `server_url`.
+    let url = settings.server_url(&user.name, &server.name);
+    let full_url = url.contains("://").then(|| url.clone());
+    let progress = progress_url(&user.name, &server.name);
+    let full_progress_url = match settings.hub_origin().as_str() {
+        "" => None,
+        origin => Some(format!("{origin}{progress}")),
+    };
     let (ready, pending) = match server.phase {
         Phase::Ready => (true, Value::Null),
         Phase::Starting => (false, json!("spawn")),
@@ -87,11 +94,11 @@ pub fn server_model(user: &User, server: &Server, with_state: bool) -> Value {
         "pending": pending,
         "ready": ready,
         "stopped": server.phase == Phase::Stopped,
-        "url": prefix,
+        "url": url,
         "user_options": server.user_options,
-        "progress_url": progress_url(&user.name, &server.name),
-        "full_url": Value::Null,
-        "full_progress_url": Value::Null,
+        "progress_url": progress,
+        "full_url": full_url,
+        "full_progress_url": full_progress_url,
     });
     if with_state {
         let mut state = server.spawn_state.clone().unwrap_or_else(|| json!({}));
@@ -165,6 +172,7 @@ pub async fn parts_named(
 
 /// The user model of protocol §2.3.1, with only the keys `held` may read.
 pub fn user_model(
+    settings: &Settings,
     held: &hubfleet_rbac::HeldScopes,
     membership: &Membership,
     parts: &UserParts,
@@ -187,7 +195,7 @@ pub fn user_model(
     put(
         "server",
         match default {
-            Some(s) if s.phase == Phase::Ready => json!(urls::server_prefix(&user.name, "")),
+            Some(s) if s.phase == Phase::Ready => json!(settings.server_url(&user.name, "")),
             _ => Value::Null,
         },
     );
@@ -225,7 +233,7 @@ pub fn user_model(
                     &Target::Server(&user.name, &s.name),
                     membership,
                 );
-                (s.name.clone(), server_model(user, s, with_state))
+                (s.name.clone(), server_model(settings, user, s, with_state))
             })
             .collect();
         model.insert("servers".into(), Value::Object(visible));
@@ -244,7 +252,13 @@ async fn whoami(State(state): State<AppState>, Caller(me): Caller) -> Result<Res
     let mut model = match &me.owner {
         Owner::User(user) => {
             let parts = load_parts(&state, user.clone(), false).await?;
-            user_model(&widened, &membership_of(&parts), &parts, false)
+            user_model(
+                &state.settings,
+                &widened,
+                &membership_of(&parts),
+                &parts,
+                false,
+            )
         }
         Owner::Service(service) => super::hub::service_model(&state, &widened, service).await?,
     };
@@ -373,6 +387,7 @@ async fn list_users(
                 user,
             };
             Value::Object(user_model(
+                &state.settings,
                 &me.scopes,
                 &memberships,
                 &parts,
@@ -429,6 +444,7 @@ async fn create_users(
     for user in created {
         let parts = load_parts(&state, user, false).await?;
         models.push(Value::Object(user_model(
+            &state.settings,
             &me.scopes,
             &membership_of(&parts),
             &parts,
@@ -482,6 +498,7 @@ async fn get_user(
     let parts = parts_named(&state, &name, with_auth_state).await?;
     let include_stopped = query_flag(query.include_stopped_servers.as_deref());
     Ok(Json(Value::Object(user_model(
+        &state.settings,
         &me.scopes,
         &membership_of(&parts),
         &parts,
@@ -535,6 +552,7 @@ async fn create_user(
     Ok((
         StatusCode::CREATED,
         Json(Value::Object(user_model(
+            &state.settings,
             &me.scopes,
             &membership_of(&parts),
             &parts,
@@ -611,6 +629,7 @@ async fn edit_user(
     scopes.insert(format!("admin:auth_state!user={}", parts.user.name));
     let scopes = hubfleet_rbac::HeldScopes::new(scopes);
     Ok(Json(Value::Object(user_model(
+        &state.settings,
         &scopes,
         &membership_of(&parts),
         &parts,
@@ -953,7 +972,7 @@ async fn server_of(
     )
     .await
     .is_ok();
-    Ok(Json(server_model(&user, &server, with_state)).into_response())
+    Ok(Json(server_model(&state.settings, &user, &server, with_state)).into_response())
 }
 
 async fn get_default_server(
@@ -1059,7 +1078,7 @@ async fn create_named(
         .ok_or_else(|| HubError::NotFound(server_name.clone()))?;
     Ok((
         StatusCode::CREATED,
-        Json(server_model(&user, &server, false)),
+        Json(server_model(&state.settings, &user, &server, false)),
     )
         .into_response())
 }
@@ -1134,7 +1153,7 @@ async fn edit_named(
         .server(user.id, &final_name)
         .await?
         .ok_or_else(|| HubError::NotFound(final_name.clone()))?;
-    Ok(Json(server_model(&user, &server, false)).into_response())
+    Ok(Json(server_model(&state.settings, &user, &server, false)).into_response())
 }
 
 fn sse_event(event: &ProgressEvent) -> Event {
@@ -1148,7 +1167,7 @@ async fn progress(
     server_name: &str,
 ) -> Result<Response, HubError> {
     let (_, server) = checked_server(state, me, &["read:servers"], name, server_name).await?;
-    let prefix = urls::server_prefix(name, server_name);
+    let prefix = state.settings.server_url(name, server_name);
     type Events = std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>>;
     let events: Events = match (server.phase, state.lifecycle.progress(name, server_name)) {
         (Phase::Ready, _) => Box::pin(stream::once(async move {

@@ -56,8 +56,43 @@ pub fn fake_singleuser() -> String {
     "[/bin/sh, -c, 'port=${JUPYTERHUB_SERVICE_URL##*:}; port=${port%%/*}; exec python3 -m http.server --bind 127.0.0.1 $port']".into()
 }
 
+/// Where users' servers live: under the hub's own origin (`/user/<name>/`, upstream's default),
+/// or each on a host of their own (`<name>.localhost:<port>`, `subdomain_host`, our default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Paths,
+    Subdomains,
+}
+
+/// `yaml` with `hub.config.JupyterHub.subdomain_host` set to `http://localhost:<port>`.
+pub fn with_subdomain_host(yaml: &str, port: u16) -> String {
+    use serde_yaml_ng::{Mapping, Value};
+    let mut doc: Value = serde_yaml_ng::from_str(yaml).expect("test config is YAML");
+    if doc.is_null() {
+        doc = Value::Mapping(Mapping::new());
+    }
+    let mut node = &mut doc;
+    for key in ["hub", "config", "JupyterHub"] {
+        let map = node
+            .as_mapping_mut()
+            .expect("a mapping on the way to JupyterHub");
+        node = map
+            .entry(Value::from(key))
+            .or_insert_with(|| Value::Mapping(Mapping::new()));
+        if node.is_null() {
+            *node = Value::Mapping(Mapping::new());
+        }
+    }
+    node.as_mapping_mut().unwrap().insert(
+        Value::from("subdomain_host"),
+        Value::from(format!("http://localhost:{port}")),
+    );
+    serde_yaml_ng::to_string(&doc).unwrap()
+}
+
 pub struct TestHub {
     pub port: u16,
+    pub mode: Mode,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     /// Extra environment of the hub process (e.g. `JUPYTERHUB_CRYPT_KEY`), applied at each
@@ -70,6 +105,11 @@ impl TestHub {
     /// Write a config (the given YAML plus `hubfleet.listen`/`data_dir`) and start the hub.
     pub fn start(yaml: &str) -> TestHub {
         TestHub::start_with(yaml, "", &python_env())
+    }
+
+    /// [`TestHub::start`] in the given mode.
+    pub fn start_in(mode: Mode, yaml: &str) -> TestHub {
+        TestHub::start_mode(mode, yaml, "", &python_env(), &[])
     }
 
     /// Like [`TestHub::start`], with more `hubfleet:` keys (indented two spaces, one
@@ -85,10 +125,22 @@ impl TestHub {
         python_env: &Path,
         env: &[(&str, &str)],
     ) -> TestHub {
+        TestHub::start_mode(Mode::Paths, yaml, hubfleet_extra, python_env, env)
+    }
+
+    /// Every option of starting a hub.
+    pub fn start_mode(
+        mode: Mode,
+        yaml: &str,
+        hubfleet_extra: &str,
+        python_env: &Path,
+        env: &[(&str, &str)],
+    ) -> TestHub {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("hub.yaml");
         let mut hub = TestHub {
             port: 0,
+            mode,
             dir,
             config,
             env: env
@@ -101,6 +153,10 @@ impl TestHub {
         // it: then try another.
         for attempt in 1.. {
             hub.port = free_port();
+            let yaml = match mode {
+                Mode::Paths => yaml.to_owned(),
+                Mode::Subdomains => with_subdomain_host(yaml, hub.port),
+            };
             let full = format!(
                 "{yaml}\nhubfleet:\n  listen: 127.0.0.1:{}\n  data_dir: {}\n  local:\n    python_env: {}\n{hubfleet_extra}",
                 hub.port,
@@ -189,8 +245,31 @@ impl TestHub {
         }
     }
 
+    /// The hub's pages: `http://127.0.0.1:<port>`, or with subdomains the hub's own host.
     pub fn url(&self, path: &str) -> String {
+        match self.mode {
+            Mode::Paths => self.direct_url(path),
+            Mode::Subdomains => format!("http://localhost:{}{path}", self.port),
+        }
+    }
+
+    /// The hub's address by IP, for API clients (any host reaches the API).
+    pub fn direct_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Where `user`'s server is: the hub's origin, or with subdomains the user's own host.
+    pub fn user_url(&self, user: &str, path: &str) -> String {
+        BaseUrl::from(self).user_url(user, path)
+    }
+
+    /// A server's URL as the hub writes it (the REST API's `url`, redirects): a path, or with
+    /// subdomains the full URL on the user's host.
+    pub fn server_url(&self, user: &str, path: &str) -> String {
+        match self.mode {
+            Mode::Paths => path.to_owned(),
+            Mode::Subdomains => self.user_url(user, path),
+        }
     }
 
     pub fn log(&self) -> String {
@@ -276,22 +355,84 @@ pub fn processes_in(dir: &Path) -> Vec<i32> {
 pub struct Browser {
     pub client: reqwest::Client,
     pub jar: Arc<Jar>,
-    base: String,
+    base: BaseUrl,
+    /// The hub's XSRF token for this browser's login session (read from a page after login).
+    xsrf: std::sync::Mutex<Option<String>>,
 }
 
-/// Where a hub answers.
-pub struct BaseUrl(pub String);
+/// Where a hub answers, and where its users' servers do.
+#[derive(Clone)]
+pub struct BaseUrl {
+    pub hub: String,
+    /// With subdomains: the port of `<user>.localhost:<port>`.
+    pub user_hosts_port: Option<u16>,
+}
+
+impl BaseUrl {
+    /// A hub in path mode at `url`.
+    pub fn at(url: impl Into<String>) -> BaseUrl {
+        BaseUrl {
+            hub: url.into(),
+            user_hosts_port: None,
+        }
+    }
+
+    pub fn user_url(&self, user: &str, path: &str) -> String {
+        match self.user_hosts_port {
+            Some(port) => format!(
+                "http://{}.localhost:{port}{path}",
+                hubfleet_hub::urls::dns_label(user)
+            ),
+            None => format!("{}{path}", self.hub),
+        }
+    }
+}
 
 impl From<&TestHub> for BaseUrl {
     fn from(hub: &TestHub) -> Self {
-        BaseUrl(hub.url(""))
+        BaseUrl {
+            hub: hub.url(""),
+            user_hosts_port: (hub.mode == Mode::Subdomains).then_some(hub.port),
+        }
     }
+}
+
+/// Resolves `localhost` and every `*.localhost` to the loopback, as browsers do (RFC 6761),
+/// whatever the system resolver says; other names as usual.
+pub struct Loopback;
+
+impl reqwest::dns::Resolve for Loopback {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_ascii_lowercase();
+        Box::pin(async move {
+            if host == "localhost" || host.ends_with(".localhost") {
+                let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+                return Ok(Box::new(std::iter::once(loopback)) as reqwest::dns::Addrs);
+            }
+            let found: Vec<_> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            Ok(Box::new(found.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// A client builder that finds `*.localhost` and says, as a browser on the hub's own pages
+/// would, that its requests come from the same origin (`Sec-Fetch-Site`). Tests of requests
+/// from other sites set the header themselves.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "sec-fetch-site",
+        reqwest::header::HeaderValue::from_static("same-origin"),
+    );
+    reqwest::Client::builder()
+        .dns_resolver(Arc::new(Loopback))
+        .default_headers(headers)
 }
 
 impl Browser {
     pub fn new(hub: impl Into<BaseUrl>) -> Browser {
         let jar = Arc::new(Jar::default());
-        let client = reqwest::Client::builder()
+        let client = client_builder()
             .cookie_provider(jar.clone())
             .timeout(Duration::from_secs(60))
             .build()
@@ -299,13 +440,14 @@ impl Browser {
         Browser {
             client,
             jar,
-            base: hub.into().0,
+            base: hub.into(),
+            xsrf: std::sync::Mutex::new(None),
         }
     }
 
     /// A client sharing the jar that does not follow redirects.
     pub fn no_redirects(&self) -> reqwest::Client {
-        reqwest::Client::builder()
+        client_builder()
             .cookie_provider(self.jar.clone())
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -313,11 +455,21 @@ impl Browser {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        format!("{}{path}", self.base.hub)
+    }
+
+    /// `path` on `user`'s server: the hub's origin, or with subdomains the user's own host.
+    pub fn user_url(&self, user: &str, path: &str) -> String {
+        self.base.user_url(user, path)
     }
 
     pub fn cookie(&self, path: &str, name: &str) -> Option<String> {
-        let url = Url::parse(&self.url(path)).unwrap();
+        self.cookie_at(&self.url(path), name)
+    }
+
+    /// The cookie `name` the jar would send to `url` (any host).
+    pub fn cookie_at(&self, url: &str, name: &str) -> Option<String> {
+        let url = Url::parse(url).unwrap();
         let header = self.jar.cookies(&url)?;
         header
             .to_str()
@@ -329,7 +481,12 @@ impl Browser {
     }
 
     pub fn cookie_header(&self, path: &str) -> String {
-        let url = Url::parse(&self.url(path)).unwrap();
+        self.cookie_header_at(&self.url(path))
+    }
+
+    /// The `Cookie` header the jar would send to `url` (any host).
+    pub fn cookie_header_at(&self, url: &str) -> String {
+        let url = Url::parse(url).unwrap();
         self.jar
             .cookies(&url)
             .map(|h| h.to_str().unwrap().to_string())
@@ -350,9 +507,7 @@ impl Browser {
             .await
             .unwrap();
         assert_eq!(page.status(), 200);
-        let xsrf = self
-            .cookie("/hub/", "_xsrf")
-            .expect("login page sets _xsrf");
+        let xsrf = page_xsrf(&page.text().await.unwrap()).expect("the login form has _xsrf");
         let mut url = self.url("/hub/login");
         if let Some(next) = next {
             url = format!("{url}?next={}", url_escape(next));
@@ -373,11 +528,33 @@ impl Browser {
             "login as {user} failed: {}",
             response.text().await.unwrap()
         );
+        self.learn_xsrf().await;
+    }
+
+    /// Read this login session's XSRF token from a hub page (it is bound to the session, so a
+    /// new login needs a new one). Call after logging in by other means than [`Browser::login`].
+    pub async fn learn_xsrf(&self) -> String {
+        let page = self
+            .client
+            .get(self.url("/hub/token"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let token = page_xsrf(&page).expect("a logged-in hub page carries data-xsrf");
+        *self.xsrf.lock().unwrap() = Some(token.clone());
+        token
     }
 
     /// The hub's XSRF token, for cookie-authenticated API writes.
     pub fn hub_xsrf(&self) -> String {
-        self.cookie("/hub/", "_xsrf").expect("hub _xsrf cookie")
+        self.xsrf
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("log in first (Browser::login), or call Browser::learn_xsrf")
     }
 
     pub async fn api(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
@@ -428,6 +605,20 @@ impl Browser {
     }
 }
 
+/// The XSRF token a hub page embeds (`data-xsrf="…"` on the body, or a form's `_xsrf` field).
+pub fn page_xsrf(page: &str) -> Option<String> {
+    for marker in ["data-xsrf=\"", "name=\"_xsrf\" value=\""] {
+        if let Some(start) = page.find(marker) {
+            let rest = &page[start + marker.len()..];
+            let token = &rest[..rest.find('"')?];
+            if !token.is_empty() {
+                return Some(token.to_string());
+            }
+        }
+    }
+    None
+}
+
 pub fn url_escape(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
@@ -475,7 +666,7 @@ impl TokenClient {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
-            base: hub.url(""),
+            base: hub.direct_url(""),
             token: token.to_string(),
         }
     }
