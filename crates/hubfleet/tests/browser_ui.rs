@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{fake_singleuser, Browser, TestHub, TokenClient};
+use common::{fake_singleuser, Browser, Mode, TestHub, TokenClient};
 use reqwest::Method;
 use serde_json::json;
 
@@ -29,6 +29,11 @@ fn screenshots() -> PathBuf {
 
 /// Run one scenario against the hub; its output is printed, a failure shows the hub's log.
 fn scenario(hub: &TestHub, script: &str) {
+    scenario_with(hub, script, &[]);
+}
+
+/// [`scenario`] with more environment for the script.
+fn scenario_with(hub: &TestHub, script: &str, env: &[(&str, &str)]) {
     let dir = fixture();
     assert!(
         dir.join("node_modules/playwright-core").is_dir(),
@@ -47,6 +52,15 @@ fn scenario(hub: &TestHub, script: &str) {
         .env("HUB_URL", hub.url(""))
         .env("CHROMIUM", &chromium)
         .env("SCREENSHOT_DIR", screenshots())
+        .env(
+            "USER_HOSTS",
+            if hub.mode == Mode::Subdomains {
+                "1"
+            } else {
+                "0"
+            },
+        )
+        .envs(env.iter().copied())
         .output()
         .expect("node is needed for the browser tests");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -82,8 +96,19 @@ custom:
       funded_by: {name: Example Foundation, url: "https://example.org/funders"}
 "#;
 
+/// On users' own hosts (`subdomain_host`, our default).
 #[tokio::test(flavor = "multi_thread")]
 async fn user_journey_in_jupyterlab() {
+    user_journey(Mode::Subdomains).await;
+}
+
+/// On the hub's origin (upstream's default).
+#[tokio::test(flavor = "multi_thread")]
+async fn user_journey_in_jupyterlab_on_the_hubs_origin() {
+    user_journey(Mode::Paths).await;
+}
+
+async fn user_journey(mode: Mode) {
     let yaml = format!(
         r#"hub:
   allowNamedServers: true
@@ -111,7 +136,7 @@ async fn user_journey_in_jupyterlab() {
         environment: {{SIZE: large}}
 "#
     );
-    let hub = TestHub::start(&yaml);
+    let hub = TestHub::start_in(mode, &yaml);
     let (_, token) = common::admin_token(&hub, None).await;
     let client = TokenClient::new(&hub, &token);
     let (status, body) = client
@@ -140,7 +165,7 @@ async fn user_journey_in_jupyterlab() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn admin_panel() {
-    let hub = TestHub::start(&format!(
+    let hub = TestHub::start_in(Mode::Subdomains, &format!(
         "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [admin]\n{BRANDING}singleuser:\n  cmd: {}\n",
         fake_singleuser()
     ));
@@ -196,4 +221,96 @@ singleuser:
         .await;
     assert_eq!(status, 200, "{body}");
     scenario(&hub, "filtered_admin.mjs");
+}
+
+const ISOLATION_HUB: &str = "hub:\n  allowNamedServers: true\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [admin]\nsingleuser:\n  defaultUrl: /lab\n";
+
+/// Finding F1 of the security review, as it was reproduced: a page planted in mallory's own
+/// server (her `~/.jupyter/jupyter_server_config.py` adds it) is opened by an admin. Returns the
+/// hub with mallory's server running, after the admin's visit.
+async fn planted_page_visited_by_an_admin(mode: Mode) -> (TestHub, TokenClient) {
+    let hub = TestHub::start_in(mode, ISOLATION_HUB);
+    let (_, token) = common::admin_token(&hub, None).await;
+    let client = TokenClient::new(&hub, &token);
+    let (status, body) = client
+        .call(Method::POST, "/hub/api/users/mallory", None)
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let config_dir = hub.data_dir().join("homes/mallory/.jupyter");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    std::fs::copy(
+        fixture().join("../evil_jupyter_server_config.py"),
+        config_dir.join("jupyter_server_config.py"),
+    )
+    .unwrap();
+    let (status, body) = client
+        .call(Method::POST, "/hub/api/users/mallory/server", None)
+        .await;
+    assert!(status == 201 || status == 202, "{status} {body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let (_, mallory) = client
+            .call(Method::GET, "/hub/api/users/mallory", None)
+            .await;
+        if !mallory["server"].is_null() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "mallory's server did not start: {mallory}\n{}",
+            hub.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    scenario(&hub, "isolation.mjs");
+    (hub, client)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_users_page_cannot_act_for_its_visitors() {
+    let (_hub, client) = planted_page_visited_by_an_admin(Mode::Subdomains).await;
+    let (_, mallory) = client
+        .call(Method::GET, "/hub/api/users/mallory", None)
+        .await;
+    assert_eq!(
+        mallory["admin"], false,
+        "mallory made herself an admin: {mallory}"
+    );
+    let (_, tokens) = client
+        .call(Method::GET, "/hub/api/users/admin/tokens", None)
+        .await;
+    assert!(
+        !tokens.to_string().contains("taken by mallory"),
+        "a token was made for the admin: {tokens}"
+    );
+    let (status, _) = client
+        .call(Method::GET, "/hub/api/users/planted", None)
+        .await;
+    assert_eq!(status, 404, "the planted XSRF cookie created a user");
+    let (_, admin) = client
+        .call(
+            Method::GET,
+            "/hub/api/users/admin?include_stopped_servers=1",
+            None,
+        )
+        .await;
+    assert!(
+        admin["servers"].get("pwned").is_none(),
+        "a cross-site image started a server: {admin}"
+    );
+}
+
+/// Without `subdomain_host` (upstream's default), the same page does take the admin's powers:
+/// this is what the warning at start says, and it shows that the test above can fail.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_the_hubs_origin_a_users_page_acts_for_its_visitors() {
+    let (hub, client) = planted_page_visited_by_an_admin(Mode::Paths).await;
+    let (_, mallory) = client
+        .call(Method::GET, "/hub/api/users/mallory", None)
+        .await;
+    assert_eq!(mallory["admin"], true, "the attack did not work: {mallory}");
+    assert!(
+        hub.log().contains("users' servers share the hub's origin"),
+        "the hub warned at start"
+    );
 }
