@@ -162,9 +162,7 @@ impl NativeAccounts {
             None => false,
         };
         if !current_ok {
-            return Err(SignupError::Invalid(
-                "The current password is not right.".into(),
-            ));
+            return Err(SignupError::WrongPassword);
         }
         if new != confirmation {
             return Err(SignupError::Invalid(
@@ -194,6 +192,9 @@ pub enum SignupError {
     /// Something the person can fix; the message is for them.
     #[error("{0}")]
     Invalid(String),
+    /// The current password given to change it is wrong (a failed login, for the limiter).
+    #[error("The current password is not right.")]
+    WrongPassword,
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
@@ -275,7 +276,10 @@ mod tests {
             SignupOutcome::Created
         );
         let cy = open.store.user_by_name("cy").await.unwrap().unwrap();
-        assert!(open.change_password(&cy, "wrong", "n", "n").await.is_err());
+        assert!(matches!(
+            open.change_password(&cy, "wrong", "n", "n").await,
+            Err(SignupError::WrongPassword)
+        ));
         open.change_password(&cy, "pw", "new-pw", "new-pw")
             .await
             .unwrap();
