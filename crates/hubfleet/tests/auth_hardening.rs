@@ -1,12 +1,14 @@
 //! Findings of the security review, driven through the real binary: every password check
 //! (login form, token API, change-password page) shares the login lockout; over-long user
-//! names are refused at once and kept out of the log.
+//! names are refused at once and kept out of the log; `admin:users` cannot make its holder
+//! an admin through a name in `admin_users`.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{status_json, Browser, TestHub};
+use common::{admin_token, status_json, Browser, TestHub, TokenClient};
+use reqwest::Method;
 use serde_json::json;
 
 /// A hub with native accounts and the given `hubfleet.auth` limiter keys.
@@ -221,4 +223,122 @@ async fn overlong_user_names_are_refused_at_once_and_kept_out_of_the_log() {
         !written.lines().any(|l| l.starts_with("FORGED")),
         "{written}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_users_scope_cannot_take_an_admin_name() {
+    let mut hub = TestHub::start(
+        "hub:
+  config:
+    JupyterHub:
+      authenticator_class: dummy
+    Authenticator:
+      admin_users: [admin, alice]
+  loadRoles:
+    user-managers:
+      users: [umgr]
+      scopes: [admin:users]
+",
+    );
+    let (_admin_browser, admin_secret) = admin_token(&hub, None).await;
+    let admin = TokenClient::new(&hub, &admin_secret);
+    for name in ["alice", "umgr", "bob"] {
+        Browser::new(&hub).login(name, "x").await;
+    }
+    let umgr_browser = Browser::new(&hub);
+    umgr_browser.login("umgr", "x").await;
+    let (status, token) = umgr_browser
+        .call(
+            Method::POST,
+            "/hub/api/users/umgr/tokens",
+            Some(json!({ "note": "umgr" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{token}");
+    let umgr = TokenClient::new(&hub, token["token"].as_str().unwrap());
+
+    // The reproduction: delete the configured admin, take the name…
+    let (status, body) = umgr
+        .call(Method::DELETE, "/hub/api/users/alice", None)
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("Only admins"),
+        "{body}"
+    );
+    // (an admin may delete alice; then the name is free)
+    let (status, body) = admin
+        .call(Method::DELETE, "/hub/api/users/alice", None)
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = umgr
+        .call(
+            Method::PATCH,
+            "/hub/api/users/umgr",
+            Some(json!({ "name": "alice" })),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("admin_users"),
+        "{body}"
+    );
+    // …or create a user by that name and mint its token, one user or several at once.
+    let (status, body) = umgr.call(Method::POST, "/hub/api/users/alice", None).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = umgr
+        .call(
+            Method::POST,
+            "/hub/api/users",
+            Some(json!({ "usernames": ["carl", "alice"] })),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = admin.call(Method::GET, "/hub/api/users/carl", None).await;
+    assert_eq!(status, 404, "nothing created");
+    // Other admins, and the admin flag, are out of reach as well.
+    let (status, body) = umgr
+        .call(
+            Method::PATCH,
+            "/hub/api/users/admin",
+            Some(json!({ "name": "admin2" })),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = umgr
+        .call(
+            Method::PATCH,
+            "/hub/api/users/bob",
+            Some(json!({ "admin": true })),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("grant admin"),
+        "{body}"
+    );
+    // What admin:users is for still works.
+    let (status, body) = umgr
+        .call(
+            Method::PATCH,
+            "/hub/api/users/bob",
+            Some(json!({ "name": "robert" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = umgr.call(Method::POST, "/hub/api/users/carl", None).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = umgr.call(Method::DELETE, "/hub/api/users/carl", None).await;
+    assert_eq!(status, 204, "{body}");
+
+    // After a restart, umgr's token is still umgr's, not an admin's.
+    hub.kill();
+    hub.launch();
+    let (status, me) = umgr.call(Method::GET, "/hub/api/user", None).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["name"], "umgr");
+    assert_eq!(me["admin"], false);
+    let (status, alice) = admin.call(Method::GET, "/hub/api/users/alice", None).await;
+    assert_eq!(status, 200, "{alice}");
+    assert_eq!(alice["admin"], true);
 }
