@@ -53,7 +53,7 @@ pub enum AuthError {
     Store(#[from] hubfleet_store::StoreError),
     #[error("password hashing failed: {0}")]
     Hash(String),
-    #[error("`{0}` is not a valid user name: use 1-255 characters, no `/`, no spaces or control characters")]
+    #[error("`{}` is not a valid user name: use 1-255 characters, no `/`, no spaces or control characters", name_for_log(.0))]
     InvalidName(String),
     /// The identity provider could not be reached or answered with an error.
     #[error("login failed: {0}")]
@@ -97,12 +97,59 @@ pub struct LoginOptions {
     pub refresh_tracker: RefreshTracker,
 }
 
+/// The longest user name, in bytes of UTF-8 (a name is a directory name, and Linux allows
+/// 255 bytes there).
+pub const MAX_USERNAME_BYTES: usize = 255;
+
+/// Why a login-supplied user name is refused before anything else is done with it (no
+/// password hashing, no failure counting): it is longer than any user name can be.
+pub fn overlong_name_problem(raw: &str) -> Option<String> {
+    let len = raw.trim().len();
+    (len > MAX_USERNAME_BYTES).then(|| {
+        format!(
+            "The user name is too long: {len} bytes, where at most {MAX_USERNAME_BYTES} are \
+             allowed (255 plain letters or digits). Check the user name and try again."
+        )
+    })
+}
+
+/// How many characters of a login-supplied name go into the log.
+const LOGGED_NAME_CHARS: usize = 64;
+
+/// A login-supplied user name as it may be logged: the first 64 characters, control and
+/// other special characters escaped (no forged log lines), and `…(N chars)` when cut.
+pub fn name_for_log(raw: &str) -> LoggedName<'_> {
+    LoggedName(raw)
+}
+
+/// See [`name_for_log`].
+pub struct LoggedName<'a>(&'a str);
+
+impl std::fmt::Display for LoggedName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for c in self.0.chars().take(LOGGED_NAME_CHARS) {
+            write!(f, "{}", c.escape_debug())?;
+        }
+        let total = self.0.chars().count();
+        if total > LOGGED_NAME_CHARS {
+            write!(f, "…({total} chars)")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for LoggedName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
 /// Lower-case and trim a user name, as JupyterHub's default `normalize_username` does,
 /// and reject names that cannot appear in URLs and paths.
 pub fn normalize_username(raw: &str) -> Result<String, AuthError> {
     let name = raw.trim().to_lowercase();
     let valid = !name.is_empty()
-        && name.len() <= 255
+        && name.len() <= MAX_USERNAME_BYTES
         && !name.contains('/')
         && !name.starts_with('.')
         && !name.chars().any(|c| c.is_control() || c.is_whitespace());
@@ -534,6 +581,23 @@ mod tests {
         for bad in ["", "a/b", "a b", "..", ".hidden", "x\u{7}"] {
             assert!(normalize_username(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn logged_names_are_bounded_and_escaped() {
+        assert_eq!(name_for_log("alice").to_string(), "alice");
+        assert_eq!(
+            name_for_log("eve\nINFO forged line\u{1b}[31m").to_string(),
+            "eve\\nINFO forged line\\u{1b}[31m"
+        );
+        let long = "x".repeat(100_000);
+        let logged = name_for_log(&long).to_string();
+        assert_eq!(logged, format!("{}…(100000 chars)", "x".repeat(64)));
+        assert!(overlong_name_problem(&"a".repeat(255)).is_none());
+        let problem = overlong_name_problem(&long).unwrap();
+        assert!(problem.contains("100000 bytes"), "{problem}");
+        let e = normalize_username(&long).unwrap_err().to_string();
+        assert!(e.len() < 200, "{e}");
     }
 
     #[tokio::test]

@@ -32,7 +32,7 @@ impl Default for SignupSettings {
 /// What became of a sign-up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SignupOutcome {
-    /// The account exists and can log in now (`open_signup`, or an admin user).
+    /// The account exists and can log in now (`open_signup`).
     Created,
     /// An admin must approve it at `/hub/authorize`.
     Pending,
@@ -104,35 +104,26 @@ impl NativeAccounts {
         }
         let taken = || {
             SignupError::Invalid(format!(
-                "The user name {name} is taken: choose another one."
+                "The user name {name} is taken: choose another one. If the account is yours \
+                 but has no password yet, ask the hub's admins to set one."
             ))
         };
-        // A user without a password (added by an admin, or listed in `admin_users`) may sign
-        // up to set one; a user with a password is someone's account.
-        let existing = self.store.user_by_name(&name).await?;
-        if let Some(user) = &existing {
-            if self.store.password_hash(user.id).await?.is_some() {
-                return Err(taken());
-            }
-        }
-        if self.store.signup_exists(&name).await? {
+        // A sign-up makes a new account. An existing user is someone's, with or without a
+        // password (added by an admin, or listed in `admin_users`): signing up must not set
+        // one on it. Names in `admin_users` are never signed up either (the admins set their
+        // passwords with `hubfleet users add`), even while no such user exists.
+        if self.policy.is_admin(&name)
+            || self.store.user_by_name(&name).await?.is_some()
+            || self.store.signup_exists(&name).await?
+        {
             return Err(taken());
         }
         let hash = hash_password(password).await?;
-        // Admins and `open_signup` need no approval (as upstream: sign the admin up before
-        // opening the hub).
-        if self.settings.open_signup || self.policy.is_admin(&name) {
-            let user = match existing {
-                Some(user) => user,
-                None => match self
-                    .store
-                    .create_user(&name, self.policy.is_admin(&name))
-                    .await
-                {
-                    Ok(user) => user,
-                    Err(StoreError::Conflict { .. }) => return Err(taken()),
-                    Err(e) => return Err(e.into()),
-                },
+        if self.settings.open_signup {
+            let user = match self.store.create_user(&name, false).await {
+                Ok(user) => user,
+                Err(StoreError::Conflict { .. }) => return Err(taken()),
+                Err(e) => return Err(e.into()),
             };
             self.store.set_password_hash(user.id, Some(&hash)).await?;
             tracing::info!(user = %name, "signed up");
@@ -162,9 +153,7 @@ impl NativeAccounts {
             None => false,
         };
         if !current_ok {
-            return Err(SignupError::Invalid(
-                "The current password is not right.".into(),
-            ));
+            return Err(SignupError::WrongPassword);
         }
         if new != confirmation {
             return Err(SignupError::Invalid(
@@ -194,6 +183,9 @@ pub enum SignupError {
     /// Something the person can fix; the message is for them.
     #[error("{0}")]
     Invalid(String),
+    /// The current password given to change it is wrong (a failed login, for the limiter).
+    #[error("The current password is not right.")]
+    WrongPassword,
     #[error(transparent)]
     Auth(#[from] AuthError),
     #[error(transparent)]
@@ -238,7 +230,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sign_up_waits_for_approval_unless_open_or_admin() {
+    async fn sign_up_waits_for_approval_unless_open() {
         let a = accounts(SignupSettings::default(), &["root"]).await;
         assert_eq!(
             a.sign_up("Ann", "pw-ann-1", "pw-ann-1").await.unwrap(),
@@ -256,11 +248,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("cannot sign up"), "{e}");
-        assert_eq!(
-            a.sign_up("root", "pw", "pw").await.unwrap(),
-            SignupOutcome::Created
-        );
-        assert!(a.store.user_by_name("root").await.unwrap().unwrap().admin);
+        // An admin name is never signed up, even before the hub has created that user.
+        let e = a.sign_up("root", "pw", "pw").await.unwrap_err().to_string();
+        assert!(e.contains("taken"), "{e}");
+        assert!(a.store.user_by_name("root").await.unwrap().is_none());
 
         let open = accounts(
             SignupSettings {
@@ -275,7 +266,20 @@ mod tests {
             SignupOutcome::Created
         );
         let cy = open.store.user_by_name("cy").await.unwrap().unwrap();
-        assert!(open.change_password(&cy, "wrong", "n", "n").await.is_err());
+        assert!(!cy.admin);
+        // An existing account without a password is not the sign-up's to take.
+        let added = open.store.create_user("added", false).await.unwrap();
+        let e = open
+            .sign_up("added", "pw", "pw")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("taken"), "{e}");
+        assert_eq!(open.store.password_hash(added.id).await.unwrap(), None);
+        assert!(matches!(
+            open.change_password(&cy, "wrong", "n", "n").await,
+            Err(SignupError::WrongPassword)
+        ));
         open.change_password(&cy, "pw", "new-pw", "new-pw")
             .await
             .unwrap();

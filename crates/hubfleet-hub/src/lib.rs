@@ -29,6 +29,7 @@ pub mod metrics;
 mod native_pages;
 mod oauth;
 mod pages;
+mod password_login;
 pub mod profiles;
 pub mod services;
 mod spawn_page;
@@ -252,6 +253,9 @@ pub enum HubError {
     SpawnFailed(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// Too many failed logins: 429 with `Retry-After`.
+    #[error("{}", password_login::lockout_message(*.0))]
+    LockedOut(Duration),
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error(
@@ -279,6 +283,7 @@ impl HubError {
             HubError::Conflict(_) => StatusCode::CONFLICT,
             HubError::SpawnFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
             HubError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            HubError::LockedOut(_) => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -291,7 +296,14 @@ impl IntoResponse for HubError {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        api::json_error(status, &self.to_string())
+        let mut response = api::json_error(status, &self.to_string());
+        if let HubError::LockedOut(wait) = self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                password_login::retry_seconds(wait).into(),
+            );
+        }
+        response
     }
 }
 

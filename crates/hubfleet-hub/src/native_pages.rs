@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::identity::{self, PageUser};
 use crate::pages::{error_page, found, page_response};
+use crate::password_login::{retry_seconds, Attempt, Refusal};
 use crate::{AppState, HubError};
 
 pub fn routes() -> Router<AppState> {
@@ -64,6 +65,7 @@ fn render(
 fn problem(e: SignupError) -> Result<String, HubError> {
     match e {
         SignupError::Invalid(message) => Ok(message),
+        SignupError::WrongPassword => Ok(e.to_string()),
         SignupError::Auth(e) => Err(e.into()),
         SignupError::Store(e) => Err(e.into()),
     }
@@ -346,6 +348,7 @@ struct ChangePasswordForm {
 
 async fn change_password_submit(
     State(state): State<AppState>,
+    connect: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     Form(form): Form<ChangePasswordForm>,
 ) -> Result<Response, HubError> {
@@ -370,20 +373,50 @@ async fn change_password_submit(
     if !identity::xsrf_ok(&state, &headers, me.session(), Some(&form.xsrf)) {
         return Ok(page(StatusCode::FORBIDDEN, Some(XSRF_FAILED.into()), None));
     }
-    match accounts
+    // Checking the current password is a login like any other: the same limiter.
+    let ip = crate::login::client_ip(connect.as_ref().map(|c| &c.0));
+    let attempt = match Attempt::begin(&state, &me.user.name, ip, "change password") {
+        Ok(attempt) => attempt,
+        Err(refusal) => {
+            let mut response = page(StatusCode::TOO_MANY_REQUESTS, Some(refusal.message()), None);
+            if let Refusal::LockedOut(wait) = refusal {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, retry_seconds(wait).into());
+            }
+            return Ok(response);
+        }
+    };
+    let changed = accounts
         .change_password(
             &me.user,
             &form.old_password,
             &form.new_password,
             &form.new_password_confirmation,
         )
-        .await
-    {
-        Ok(()) => Ok(page(
-            StatusCode::OK,
-            None,
-            Some("Your password has been changed."),
-        )),
+        .await;
+    match changed {
+        Ok(()) => {
+            attempt.succeeded();
+            Ok(page(
+                StatusCode::OK,
+                None,
+                Some("Your password has been changed."),
+            ))
+        }
+        Err(SignupError::WrongPassword) => {
+            attempt.failed().await;
+            Ok(page(
+                StatusCode::BAD_REQUEST,
+                Some(SignupError::WrongPassword.to_string()),
+                None,
+            ))
+        }
+        // The current password was right; the new one is not acceptable.
+        Err(e @ SignupError::Invalid(_)) => {
+            attempt.succeeded();
+            Ok(page(StatusCode::BAD_REQUEST, Some(problem(e)?), None))
+        }
         Err(e) => Ok(page(StatusCode::BAD_REQUEST, Some(problem(e)?), None)),
     }
 }

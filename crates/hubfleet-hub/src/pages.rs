@@ -262,47 +262,47 @@ async fn login_submit(
             Some("Your login form expired or came from another site. Please try again."),
         ));
     }
+    use crate::password_login::{self, Outcome, Refusal};
     let ip = crate::login::client_ip(connect.as_ref().map(|c| &c.0));
-    if let Some(wait) = state
-        .authenticator
-        .limiter()
-        .and_then(|l| l.check(&form.username, ip).err())
-    {
-        tracing::warn!(username = %form.username, ?ip, "login refused: too many failures");
-        let message = format!(
-            "Too many failed logins. Try again in {} seconds.",
-            wait.as_secs().max(1)
-        );
-        return Ok(login_form(
-            &state,
-            &headers,
-            StatusCode::TOO_MANY_REQUESTS,
-            next.as_deref(),
-            &form.username,
-            Some(&message),
-        ));
-    }
     let credentials = Credentials {
         username: form.username.clone(),
         password: form.password,
     };
-    let Some(info) = state.authenticator.authenticate(&credentials).await? else {
-        tracing::info!(username = %form.username, "failed login");
-        if let Some(limiter) = state.authenticator.limiter() {
-            tokio::time::sleep(limiter.failed(&form.username, ip)).await;
+    let info = match password_login::check_password(&state, &credentials, ip, "login form").await? {
+        Outcome::Accepted(info) => info,
+        Outcome::Wrong => {
+            return Ok(login_form(
+                &state,
+                &headers,
+                StatusCode::FORBIDDEN,
+                next.as_deref(),
+                &form.username,
+                Some("Invalid username or password"),
+            ))
         }
-        return Ok(login_form(
-            &state,
-            &headers,
-            StatusCode::FORBIDDEN,
-            next.as_deref(),
-            &form.username,
-            Some("Invalid username or password"),
-        ));
+        Outcome::Refused(refusal) => {
+            let (status, username) = match &refusal {
+                // A name that long is not shown again.
+                Refusal::NameTooLong(_) => (StatusCode::BAD_REQUEST, ""),
+                Refusal::LockedOut(_) => (StatusCode::TOO_MANY_REQUESTS, form.username.as_str()),
+            };
+            let mut page = login_form(
+                &state,
+                &headers,
+                status,
+                next.as_deref(),
+                username,
+                Some(&refusal.message()),
+            );
+            if let Refusal::LockedOut(wait) = refusal {
+                page.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    password_login::retry_seconds(wait).into(),
+                );
+            }
+            return Ok(page);
+        }
     };
-    if let Some(limiter) = state.authenticator.limiter() {
-        limiter.succeeded(&form.username);
-    }
     crate::login::complete_login(&state, info, next.as_deref()).await
 }
 

@@ -65,7 +65,8 @@ impl Store {
     }
 
     /// Approve a sign-up: the user is created with the password given at sign-up. `None`
-    /// when there is no such sign-up.
+    /// when there is no such sign-up; a conflict (and the sign-up discarded) when a user of
+    /// that name exists by now.
     pub async fn approve_signup(&self, name: &str) -> Result<Option<User>> {
         let Some(row) = sqlx::query("SELECT password_hash FROM native_signups WHERE name = $1")
             .bind(name)
@@ -75,19 +76,16 @@ impl Store {
             return Ok(None);
         };
         let hash: String = row.try_get("password_hash")?;
-        let user = match self.user_by_name(name).await? {
-            // Added by an admin without a password: this sign-up gives it one.
-            Some(user) if self.password_hash(user.id).await?.is_none() => user,
-            Some(_) => {
-                // Someone else has this account now: keep theirs.
-                self.discard_signup(name).await?;
-                return Err(StoreError::Conflict {
-                    what: "user",
-                    name: name.to_string(),
-                });
-            }
-            None => self.create_user(name, false).await?,
-        };
+        // A sign-up makes a new account, never takes an existing one (with or without a
+        // password: an admin may have created it since, with its own roles and servers).
+        if self.user_by_name(name).await?.is_some() {
+            self.discard_signup(name).await?;
+            return Err(StoreError::Conflict {
+                what: "user",
+                name: name.to_string(),
+            });
+        }
+        let user = self.create_user(name, false).await?;
         self.set_password_hash(user.id, Some(&hash)).await?;
         self.discard_signup(name).await?;
         Ok(Some(user))
@@ -115,18 +113,16 @@ mod tests {
             store.add_signup("ann", "$argon2id$y").await,
             Err(StoreError::Conflict { .. })
         ));
-        // bob exists without a password: approval gives him the sign-up's.
+        // bob was created (without a password) after his sign-up: the account is not the
+        // sign-up's to take, and the sign-up is dropped.
         let bob = store.create_user("bob", false).await.unwrap();
         store.add_signup("bob", "h-bob").await.unwrap();
         assert_eq!(store.signups().await.unwrap().len(), 2);
-        store.approve_signup("bob").await.unwrap().unwrap();
-        assert_eq!(
-            store.password_hash(bob.id).await.unwrap().as_deref(),
-            Some("h-bob")
-        );
-        // With a password, the account is someone's: the sign-up is dropped.
-        store.add_signup("bob", "h-eve").await.unwrap();
-        assert!(store.approve_signup("bob").await.is_err());
+        assert!(matches!(
+            store.approve_signup("bob").await,
+            Err(StoreError::Conflict { .. })
+        ));
+        assert_eq!(store.password_hash(bob.id).await.unwrap(), None);
         assert!(!store.signup_exists("bob").await.unwrap());
         assert!(store.user_by_name("ann").await.unwrap().is_none());
         let ann = store.approve_signup("ann").await.unwrap().unwrap();

@@ -3,7 +3,11 @@
 
 mod common;
 
+#[path = "support/users_cli.rs"]
+mod users_cli;
+
 use common::{Browser, TestHub};
+use reqwest::Method;
 
 fn native_hub(native_keys: &str) -> TestHub {
     TestHub::start(&format!(
@@ -46,11 +50,9 @@ async fn sign_up_needs_approval_and_password_rules_apply() {
         .unwrap();
     assert!(login_page.contains("href=\"/hub/signup\""), "{login_page}");
 
-    // The admin signs up first: admins need no approval.
+    // The admin's password is set by the operator (`admin_users` names never sign up).
+    users_cli::add_user(&hub.config, "boss", "boss-password-1");
     let boss = Browser::new(&hub);
-    let (status, page) = sign_up(&boss, "boss", "boss-password-1", "boss-password-1").await;
-    assert_eq!(status, 200, "{page}");
-    assert!(page.contains("you can sign in now"), "{page}");
     boss.login("boss", "boss-password-1").await;
 
     // Password rules, mismatches and a forged form.
@@ -214,4 +216,42 @@ async fn open_signup_logs_in_at_once_and_signup_can_be_disabled() {
         .await
         .unwrap();
     assert!(!login.contains("/hub/signup"), "{login}");
+}
+
+#[tokio::test]
+async fn sign_up_cannot_take_an_existing_account() {
+    let hub = native_hub("      open_signup: true\n");
+    // boss is in `admin_users`: the hub created the user, without a password.
+    let (status, page) = sign_up(&Browser::new(&hub), "boss", "mine-now-1", "mine-now-1").await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("The user name boss is taken"), "{page}");
+    assert_eq!(
+        Browser::new(&hub)
+            .login_response("boss", "mine-now-1", None)
+            .await
+            .status(),
+        403
+    );
+
+    // An admin adds ann through the API; she has no password yet, and nobody else may set one.
+    users_cli::add_user(&hub.config, "boss", "boss-password-1");
+    let boss = Browser::new(&hub);
+    boss.login("boss", "boss-password-1").await;
+    let (status, body) = boss.call(Method::POST, "/hub/api/users/ann", None).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, page) = sign_up(&Browser::new(&hub), "Ann", "mine-now-1", "mine-now-1").await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("The user name ann is taken"), "{page}");
+    assert_eq!(
+        Browser::new(&hub)
+            .login_response("ann", "mine-now-1", None)
+            .await
+            .status(),
+        403
+    );
+
+    // A new name still signs up at once.
+    let (status, page) = sign_up(&Browser::new(&hub), "cy", "cy-password-1", "cy-password-1").await;
+    assert_eq!(status, 200, "{page}");
+    Browser::new(&hub).login("cy", "cy-password-1").await;
 }

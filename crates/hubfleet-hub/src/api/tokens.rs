@@ -16,6 +16,7 @@ use super::users::user_named;
 use super::{iso, isoformat, parse_body, Caller};
 use crate::access;
 use crate::identity::{self, Owner};
+use crate::password_login::{self, Outcome};
 use crate::{AppState, HubError};
 
 pub fn routes() -> Router<AppState> {
@@ -133,6 +134,7 @@ struct AuthData {
 
 async fn create_token(
     State(state): State<AppState>,
+    connect: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     Path(name): Path<String>,
     method: Method,
     headers: HeaderMap,
@@ -158,11 +160,16 @@ async fn create_token(
                 username: auth.username.clone(),
                 password: auth.password.clone(),
             };
-            let info = state
-                .authenticator
-                .authenticate(&credentials)
+            let ip = crate::login::client_ip(connect.as_ref().map(|c| &c.0));
+            let info = match password_login::check_password(&state, &credentials, ip, "token API")
                 .await?
-                .ok_or_else(|| HubError::Forbidden("Invalid username or password".into()))?;
+            {
+                Outcome::Accepted(info) => info,
+                Outcome::Wrong => {
+                    return Err(HubError::Forbidden("Invalid username or password".into()))
+                }
+                Outcome::Refused(refusal) => return Err(refusal.into()),
+            };
             let user = user_named(&state, &info.name).await?;
             identity::Identity {
                 scopes: access::user_scopes(&state, &user).await?.into(),

@@ -433,6 +433,9 @@ async fn create_users(
             "Must specify at least one user to create".into(),
         ));
     }
+    for name in &names {
+        admin_name_guard(&state, &me, name)?;
+    }
     let created = state.store.create_users(&names, request.admin).await?;
     if created.is_empty() {
         return Err(HubError::Conflict(format!(
@@ -454,11 +457,36 @@ async fn create_users(
     Ok((StatusCode::CREATED, Json(Value::Array(models))).into_response())
 }
 
+/// Whether the caller is an admin (the admin flag of the user or service behind the token
+/// or cookie), as upstream's `current_user.admin`. `admin:users` alone is not enough for
+/// what would make someone an admin: that is the admin role's power.
 fn is_admin(me: &Identity) -> bool {
     match &me.owner {
         Owner::User(user) => user.admin,
         Owner::Service(service) => service.admin,
     }
+}
+
+/// Whether `name` is listed in `admin_users`: whoever holds it becomes an admin at the
+/// hub's next start.
+fn is_configured_admin(state: &AppState, name: &str) -> bool {
+    state.settings.admin_users.iter().any(|admin| admin == name)
+}
+
+/// Whether `user` is an admin account: an admin now, or holding an `admin_users` name.
+fn is_admin_account(state: &AppState, user: &User) -> bool {
+    user.admin || is_configured_admin(state, &user.name)
+}
+
+/// Only admins may create or rename a user to a name in `admin_users`.
+fn admin_name_guard(state: &AppState, me: &Identity, name: &str) -> Result<(), HubError> {
+    if is_configured_admin(state, name) && !is_admin(me) {
+        return Err(HubError::Forbidden(format!(
+            "Only admins can give a user the name {name}: it is listed in admin_users, so the \
+             hub makes that user an admin"
+        )));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize, Default)]
@@ -537,6 +565,7 @@ async fn create_user(
             "Only admins can create admin users".into(),
         ));
     }
+    admin_name_guard(&state, &me, &name)?;
     if state.store.user_by_name(&name).await?.is_some() {
         return Err(HubError::Conflict(format!("User {name} already exists")));
     }
@@ -580,13 +609,23 @@ async fn edit_user(
     let user = user_named(&state, &name).await?;
     let request: EditUser = parse_body(&body)?
         .ok_or_else(|| HubError::BadRequest("body must be a JSON object".into()))?;
-    if (user.admin || request.admin == Some(true)) && !is_admin(&me) {
-        return Err(HubError::Forbidden(
-            "Only admins can modify admin users".into(),
-        ));
+    if !is_admin(&me) {
+        if is_admin_account(&state, &user) {
+            return Err(HubError::Forbidden(format!(
+                "Only admins can modify the admin user {name}"
+            )));
+        }
+        if request.admin == Some(true) {
+            return Err(HubError::Forbidden(
+                "Only admins can grant admin permissions".into(),
+            ));
+        }
     }
     let new_name = request.name.as_deref().map(valid_name).transpose()?;
     if let Some(new_name) = &new_name {
+        if *new_name != user.name {
+            admin_name_guard(&state, &me, new_name)?;
+        }
         if *new_name != user.name && state.store.user_by_name(new_name).await?.is_some() {
             return Err(HubError::BadRequest(format!(
                 "User {new_name} already exists, username must be unique"
@@ -645,6 +684,12 @@ async fn delete_user(
 ) -> Result<Response, HubError> {
     access::check(&state, &me.scopes, &["delete:users"], &Target::User(&name)).await?;
     let user = user_named(&state, &name).await?;
+    // Deleting an admin frees its name for a new user, which `admin_users` would promote.
+    if is_admin_account(&state, &user) && !is_admin(&me) {
+        return Err(HubError::Forbidden(format!(
+            "Only admins can delete the admin user {name}"
+        )));
+    }
     if me.user().is_some_and(|u| u.id == user.id) {
         return Err(HubError::BadRequest("Cannot delete yourself!".into()));
     }
