@@ -528,3 +528,47 @@ fn errors_from_a_file_name_the_file_as_given() {
     assert_eq!(err.line(), Some(4));
     assert_eq!(err.key(), Some("hub.config.Authenticator.admin_user"));
 }
+
+// ----- subdomain_host ---------------------------------------------------------------------------
+
+#[test]
+fn subdomain_host_must_be_scheme_host_and_port() {
+    for (value, says) in [
+        ("hub.example.org", "write `https://hub.example.org`"),
+        ("https://hub.example.org/prefix/", "must not have a path"),
+        (
+            "http://127.0.0.1:8000",
+            "IP address, which has no subdomains",
+        ),
+        (
+            "ftp://hub.example.org",
+            "must start with `http://` or `https://`",
+        ),
+    ] {
+        let e = invalid(&format!(
+            "hub:\n  config:\n    JupyterHub:\n      subdomain_host: {value}\n"
+        ));
+        assert_eq!(
+            (e.file.as_str(), e.line),
+            ("/etc/hub.yaml", 4),
+            "{}",
+            e.display
+        );
+        assert_eq!(
+            e.key.as_deref(),
+            Some("hub.config.JupyterHub.subdomain_host"),
+            "{}",
+            e.display
+        );
+        assert_contains(&e.display, says);
+    }
+    let ok = HubConfig::from_yaml_str(
+        "hub:\n  config:\n    JupyterHub:\n      subdomain_host: http://localhost:8000\n",
+        "/etc/hub.yaml",
+    )
+    .unwrap();
+    assert_eq!(
+        ok.hub.config.jupyterhub.subdomain_host.as_deref(),
+        Some("http://localhost:8000")
+    );
+}

@@ -342,7 +342,7 @@ impl Hub {
         match &settings.subdomain_host {
             Some(sub) => tracing::info!(
                 hub = %sub.hub_origin(),
-                users = %sub.user_origin("<user>"),
+                users = %format!("<user>.{}", sub.domain()),
                 "each user's servers are on a host of their own"
             ),
             None => tracing::warn!(
@@ -535,10 +535,18 @@ fn router(state: AppState) -> axum::Router {
         .settings
         .pages
         .image_origins(login_logo.as_deref().as_slice());
-    let page_csp = axum::http::HeaderValue::from_str(&static_files::page_csp(&image_origins))
-        .unwrap_or(axum::http::HeaderValue::from_static(
-            "default-src 'self'; frame-ancestors 'none'",
-        ));
+    // With subdomains, forms (login, spawn, OAuth confirmation) may end on users' hosts.
+    let form_targets: Vec<String> = state
+        .settings
+        .subdomain_host
+        .iter()
+        .map(|sub| sub.any_user_origin())
+        .collect();
+    let page_csp =
+        axum::http::HeaderValue::from_str(&static_files::page_csp(&image_origins, &form_targets))
+            .unwrap_or(axum::http::HeaderValue::from_static(
+                "default-src 'self'; frame-ancestors 'none'",
+            ));
     axum::Router::new()
         .merge(api::routes())
         .merge(oauth::routes())

@@ -94,15 +94,23 @@ async fn serve(
 
 /// The Content-Security-Policy of every page: scripts, styles, fonts and requests only from
 /// the hub itself; images also from the configured logos' origins.
-pub fn page_csp(image_origins: &[String]) -> String {
+/// `form_targets`: where the hub's forms may lead besides the hub (browsers apply
+/// `form-action` to the redirects after a POST too, e.g. the OAuth confirmation's redirect to a
+/// server on its user's host).
+pub fn page_csp(image_origins: &[String], form_targets: &[String]) -> String {
     let mut img = String::from("'self' data:");
     for origin in image_origins {
         img.push(' ');
         img.push_str(origin);
     }
+    let mut form = String::from("'self'");
+    for target in form_targets {
+        form.push(' ');
+        form.push_str(target);
+    }
     format!(
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src {img}; \
-         connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+         connect-src 'self'; object-src 'none'; base-uri 'none'; form-action {form}; \
          frame-ancestors 'none'; report-uri /hub/security/csp-report"
     )
 }

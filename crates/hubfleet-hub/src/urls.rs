@@ -113,6 +113,11 @@ impl SubdomainHost {
         self.origin_of(&self.user_domain(user))
     }
 
+    /// `scheme://*.hub.example.org[:port]`: every user's and service's host, as a CSP source.
+    pub fn any_user_origin(&self) -> String {
+        self.origin_of(&format!("*.{}", self.domain))
+    }
+
     /// `metrics--service.hub.example.org` (kind `service`).
     pub fn service_domain(&self, service: &str) -> String {
         format!("{}--service.{}", dns_label(service), self.domain)
@@ -258,6 +263,7 @@ mod tests {
             sub.service_origin("grafana"),
             "http://grafana--service.localhost:8000"
         );
+        assert_eq!(sub.any_user_origin(), "http://*.localhost:8000");
         assert!(sub.is_under("alice.localhost:8000"));
         assert!(sub.is_under("Alice.LOCALHOST"));
         assert!(!sub.is_under("localhost:8000"));

@@ -548,6 +548,16 @@ impl Browser {
         token
     }
 
+    /// The XSRF token of this browser's login session, read from a page the first time (for
+    /// logins other than [`Browser::login`]: through a provider, temporary users).
+    pub async fn xsrf(&self) -> String {
+        let known = self.xsrf.lock().unwrap().clone();
+        match known {
+            Some(token) => token,
+            None => self.learn_xsrf().await,
+        }
+    }
+
     /// The hub's XSRF token, for cookie-authenticated API writes.
     pub fn hub_xsrf(&self) -> String {
         self.xsrf
@@ -560,7 +570,7 @@ impl Browser {
     pub async fn api(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
         self.no_redirects()
             .request(method, self.url(path))
-            .header("X-XSRFToken", self.hub_xsrf())
+            .header("X-XSRFToken", self.xsrf().await)
             .send()
             .await
             .unwrap()
@@ -644,7 +654,7 @@ impl Browser {
         let mut request = self
             .no_redirects()
             .request(method, self.url(path))
-            .header("X-XSRFToken", self.hub_xsrf());
+            .header("X-XSRFToken", self.xsrf().await);
         if let Some(body) = body {
             request = request.json(&body);
         }
