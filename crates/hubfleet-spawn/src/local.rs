@@ -59,6 +59,10 @@ pub struct LocalOptions {
     /// (JupyterHub's `LocalProcessSpawner.env_keep`). `CONFIGPROXY_AUTH_TOKEN`
     /// is never copied.
     pub env_keep: Vec<String>,
+    /// Run servers as root when the hub is root and the spec names no system user
+    /// (`hubfleet.local.allow_root`); jupyter programs then get `--allow-root`. Without it such a
+    /// start is refused.
+    pub allow_root: bool,
 }
 
 impl Default for LocalOptions {
@@ -79,6 +83,7 @@ impl Default for LocalOptions {
             .iter()
             .map(|s| s.to_string())
             .collect(),
+            allow_root: false,
         }
     }
 }
@@ -337,6 +342,13 @@ impl Spawner for LocalProcessSpawner {
             )));
         };
         self.forget_old_exits();
+        let as_root = spec.system_user.is_none() && nix::unistd::geteuid().is_root();
+        if as_root && !self.options.allow_root {
+            return Err(SpawnError::Other(format!(
+                "refusing to run the server of {} as root: run the hub as an unprivileged user, turn on hubfleet.local.system_users, or allow it with hubfleet.local.allow_root: true",
+                spec.user
+            )));
+        }
 
         std::fs::create_dir_all(&spec.home_dir).map_err(|source| SpawnError::Io {
             what: "home directory",
@@ -418,12 +430,9 @@ impl Spawner for LocalProcessSpawner {
             .file_name()
             .and_then(|n| n.to_str())
             .is_some_and(|n| n.starts_with("jupyter"));
-        // jupyter-server refuses root without --allow-root; a system user is not root.
-        if is_jupyter
-            && account.is_none()
-            && nix::unistd::geteuid().is_root()
-            && !args.iter().any(|a| a == "--allow-root")
-        {
+        // jupyter-server refuses root without --allow-root; only the explicit opt-in gets it (a
+        // system user is never root).
+        if is_jupyter && as_root && !args.iter().any(|a| a == "--allow-root") {
             args.push("--allow-root".to_string());
         }
 
@@ -730,6 +739,7 @@ mod tests {
         let spawner = LocalProcessSpawner::new(LocalOptions {
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             env_keep: vec!["PATH".into(), "CONFIGPROXY_AUTH_TOKEN".into()],
+            allow_root: false,
         });
         let mut env = std::collections::BTreeMap::new();
         env.insert("PATH".to_string(), "/custom".to_string());

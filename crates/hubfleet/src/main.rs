@@ -16,6 +16,7 @@ use hubfleet_spawn::{LocalOptions, LocalProcessSpawner};
 use hubfleet_store::Store;
 
 mod env_cmd;
+mod preflight;
 mod proxy_cmd;
 
 #[derive(Parser)]
@@ -274,6 +275,7 @@ fn settings(config: &HubConfig) -> Settings {
 }
 
 async fn start_hub(config: &HubConfig) -> Result<Hub> {
+    preflight::check(config)?;
     let store = open_store(config).await?;
     let store = hubfleet_auth::with_auth_state_keys(
         store,
@@ -282,7 +284,10 @@ async fn start_hub(config: &HubConfig) -> Result<Hub> {
     )
     .await?;
     let auth = authenticator(config, &store)?;
-    let spawner = Arc::new(LocalProcessSpawner::new(LocalOptions::default()));
+    let spawner = Arc::new(LocalProcessSpawner::new(LocalOptions {
+        allow_root: config.hubfleet.local.allow_root,
+        ..LocalOptions::default()
+    }));
     let settings = settings(config);
     if let Some(problem) =
         hubfleet_hub::profiles::storage_quota_problem(&settings.spawn_options, &settings.data_dir)
@@ -399,6 +404,9 @@ async fn demo(data_dir: &Path, listen: SocketAddr, python_env: Option<PathBuf>) 
     config.hubfleet.listen = listen;
     config.hubfleet.local.python_env = Some(venv);
     config.singleuser.default_url = Some("/lab".into());
+    // A laptop demo as root: servers run as root, said below (system users would need useradd).
+    let as_root = nix::unistd::geteuid().is_root();
+    config.hubfleet.local.allow_root = as_root;
 
     let store = open_store(&config).await?;
     let admin_password = match store.user_by_name("admin").await? {
@@ -422,10 +430,15 @@ async fn demo(data_dir: &Path, listen: SocketAddr, python_env: Option<PathBuf>) 
         ),
         None => "Log in as `admin` with the password printed on the first run\n(`hubfleet users add admin` makes a new one)".to_string(),
     };
+    let root_note = if as_root {
+        "Running as root, so users' servers run as root too (hubfleet.local.allow_root); for a hub other people use, run it as an unprivileged user or turn on hubfleet.local.system_users.\n"
+    } else {
+        ""
+    };
     // The hub keeps running even if nobody reads its standard output any more.
     let _ = writeln!(
         std::io::stdout(),
-        "\nhubfleet is running at http://{}/\n{login}\nAdd people with `hubfleet users add NAME`. Press Ctrl-C to stop.",
+        "\nhubfleet is running at http://{}/\n{root_note}{login}\nAdd people with `hubfleet users add NAME`. Press Ctrl-C to stop.",
         hub.addr
     );
     run_until_signal(hub).await

@@ -77,15 +77,56 @@ async fn stop(b: &Browser, user: &str) {
 }
 
 fn hub_with(extra_singleuser: &str, hubfleet_extra: &str, script_dir: &std::path::Path) -> TestHub {
+    hub_with_services(extra_singleuser, hubfleet_extra, script_dir, "")
+}
+
+/// [`hub_with`], with `hub.services` (lines indented four spaces).
+fn hub_with_services(
+    extra_singleuser: &str,
+    hubfleet_extra: &str,
+    script_dir: &std::path::Path,
+    services: &str,
+) -> TestHub {
     let script = script_dir.join("stand_in.py");
     std::fs::write(&script, STAND_IN).unwrap();
     std::fs::set_permissions(script_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let services = if services.is_empty() {
+        String::new()
+    } else {
+        format!("  services:\n{services}")
+    };
     let yaml = format!(
-        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [st-admin, iso-admin]\nsingleuser:\n  cmd: [python3, {}]\n{extra_singleuser}",
+        "hub:\n{services}  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [st-admin, iso-admin]\nsingleuser:\n  cmd: [python3, {}]\n{extra_singleuser}",
         script.display()
     );
-    TestHub::start_with(&yaml, hubfleet_extra, &common::python_env())
+    // The accounts of system users must be able to run the environment's Python: the test
+    // environment's may live under /root (pyenv), so they get one of the system's.
+    let python_env = if hubfleet_extra.contains("system_users") {
+        system_python_env(script_dir)
+    } else {
+        common::python_env()
+    };
+    TestHub::start_with(&yaml, hubfleet_extra, &python_env)
+}
+
+/// A Python environment whose `python3` is the system's (`/usr/bin/python3`), for the stand-in.
+fn system_python_env(dir: &std::path::Path) -> std::path::PathBuf {
+    let system = std::path::Path::new("/usr/bin/python3");
+    assert!(
+        system.exists(),
+        "the system_users tests need /usr/bin/python3"
+    );
+    let env = dir.join("system-python");
+    std::fs::create_dir_all(env.join("bin")).unwrap();
+    let link = env.join("bin/python3");
+    if !link.exists() {
+        std::os::unix::fs::symlink(system, &link).unwrap();
+    }
+    for dir in [env.as_path(), &env.join("bin")] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    env
 }
 
 #[tokio::test(flavor = "multi_thread")]
