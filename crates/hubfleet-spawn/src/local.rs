@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Stdio;
@@ -355,10 +356,14 @@ impl Spawner for LocalProcessSpawner {
             path: spec.home_dir.clone(),
             source,
         })?;
+        // The account's own group (before an admin's server switches to the writers' group):
+        // its members, the account alone, may read the server's log.
+        let mut log_reader_group = None;
         let account = match &spec.system_user {
             Some(system_user) => {
                 let mut account =
                     system_user::ensure_account(&system_user.account, &spec.home_dir)?;
+                log_reader_group = Some(account.gid);
                 if let Some(group) = &system_user.group {
                     account.gid = system_user::ensure_group(group)?;
                 }
@@ -367,11 +372,21 @@ impl Spawner for LocalProcessSpawner {
             None => None,
         };
         if let Some(parent) = spec.log_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| SpawnError::Io {
-                what: "log directory",
-                path: parent.to_path_buf(),
-                source,
-            })?;
+            // Accounts open their own log by name but may not list the others'.
+            let mode = if log_reader_group.is_some() {
+                0o711
+            } else {
+                0o700
+            };
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(parent)
+                .map_err(|source| SpawnError::Io {
+                    what: "log directory",
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
         }
         let log_err = |source| SpawnError::Io {
             what: "log file",
@@ -381,7 +396,18 @@ impl Spawner for LocalProcessSpawner {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&spec.log_path)
+            .map_err(log_err)?;
+        // Also a log left by an older hub: readable by the hub and the server's owner only.
+        let log_mode = match log_reader_group {
+            Some(gid) => {
+                std::os::unix::fs::fchown(&log, None, Some(gid.as_raw())).map_err(log_err)?;
+                0o640
+            }
+            None => 0o600,
+        };
+        log.set_permissions(std::fs::Permissions::from_mode(log_mode))
             .map_err(log_err)?;
         let log2 = log.try_clone().map_err(log_err)?;
         let mut warn_log = log.try_clone().map_err(log_err)?;

@@ -17,6 +17,7 @@ use hubfleet_store::Store;
 
 mod env_cmd;
 mod preflight;
+mod private_files;
 mod proxy_cmd;
 
 #[derive(Parser)]
@@ -165,12 +166,7 @@ fn load_config(path: &Path) -> Result<HubConfig> {
 }
 
 async fn open_store(config: &HubConfig) -> Result<Store> {
-    std::fs::create_dir_all(config.data_dir()).with_context(|| {
-        format!(
-            "creating the data directory {}",
-            config.data_dir().display()
-        )
-    })?;
+    private_files::secure_data_dir(config)?;
     Ok(Store::connect(&config.database_url()).await?)
 }
 
