@@ -929,6 +929,11 @@ pub struct LocalSpawnerConfig {
     /// `hubfleet.local.system_users`: run each user's server as Unix account `jupyter-<name>`.
     #[serde(deserialize_with = "bool_or_default")]
     pub system_users: bool,
+    /// `hubfleet.local.allow_root`: when the hub runs as root without `system_users`, run users'
+    /// servers as root anyway (jupyter-server gets `--allow-root`). Without it such a hub refuses
+    /// to start.
+    #[serde(deserialize_with = "bool_or_default")]
+    pub allow_root: bool,
     /// `hubfleet.local.homes_dir`: where homes live (default `<data_dir>/homes`).
     #[serde(deserialize_with = "opt_path")]
     pub homes_dir: Option<PathBuf>,

@@ -787,6 +787,13 @@ pub(crate) fn check(
         }
     }
 
+    if local.allow_root && local.system_users {
+        warnings.push(ctx.warning(
+            "hubfleet.local.allow_root",
+            "has no effect: with `hubfleet.local.system_users` every server runs as its own account, never as root",
+        ));
+    }
+
     // GPUs: each device once.
     for (i, gpu) in local.gpus.iter().enumerate() {
         if local.gpus[..i].contains(gpu) {

@@ -460,3 +460,33 @@ fn yaml_anchors_and_aliases_work() {
     assert_eq!(c.hub.config.authenticator.admin_users, ["alice", "bob"]);
     assert_eq!(c.hub.config.authenticator.allowed_users, ["alice", "bob"]);
 }
+
+#[test]
+fn allow_root_is_an_explicit_boolean() {
+    assert!(!HubConfig::default().hubfleet.local.allow_root);
+    let c = load("hubfleet:\n  local:\n    allow_root: true\n");
+    assert!(c.hubfleet.local.allow_root);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert!(
+        !load("hubfleet:\n  local:\n    allow_root:\n")
+            .hubfleet
+            .local
+            .allow_root
+    );
+
+    // Strict: a string that looks like a boolean is not one.
+    let e = HubConfig::from_yaml_str("hubfleet:\n  local:\n    allow_root: \"yes\"\n", "t.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("t.yaml:3:17: hubfleet.local.allow_root:") && e.contains("`true` or `false`"),
+        "{e}"
+    );
+
+    // With system users no server runs as root: the key has no effect, and says so.
+    let c = load("hubfleet:\n  local:\n    system_users: true\n    allow_root: true\n");
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert_eq!(c.warnings[0].key, "hubfleet.local.allow_root");
+    assert_eq!(c.warnings[0].line, 4);
+    assert!(c.warnings[0].message.contains("has no effect"));
+}

@@ -454,6 +454,84 @@ pub fn apply(
     }
 }
 
+/// A program users' servers run: what the command names (a path, or a name looked up on
+/// `search_path`) and the config key that chose it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerProgram {
+    /// `singleuser.cmd`, `hubfleet.local.python_env` or `hubfleet.local.environments.<name>`.
+    pub key: String,
+    pub program: String,
+    /// The `PATH` the server gets.
+    pub search_path: String,
+}
+
+/// Every program a server may be started with (the default command and each environment's),
+/// and the Python of each Python environment (kernels and terminals run it from `PATH`). Built
+/// the way a start builds its command, so a check of these covers what servers run.
+pub fn server_programs(settings: &crate::Settings) -> Vec<ServerProgram> {
+    let hub_path = std::env::var("PATH").unwrap_or_default();
+    let default_key = match (&settings.cmd, &settings.python_env) {
+        (None, Some(_)) => "hubfleet.local.python_env",
+        _ => "singleuser.cmd",
+    };
+    let default_path = match &settings.python_env {
+        Some(venv) => format!("{}/bin:{hub_path}", venv.display()),
+        None => hub_path,
+    };
+    let mut programs = Vec::new();
+    let mut add = |key: &str, cmd: &[String], search_path: &str, prefix: Option<&Path>| {
+        if let Some(program) = cmd.first() {
+            programs.push(ServerProgram {
+                key: key.to_string(),
+                program: program.clone(),
+                search_path: search_path.to_string(),
+            });
+        }
+        let python = prefix.and_then(|prefix| {
+            ["bin/python3", "bin/python"]
+                .iter()
+                .map(|name| prefix.join(name))
+                .find(|p| p.exists())
+        });
+        if let Some(python) = python {
+            programs.push(ServerProgram {
+                key: key.to_string(),
+                program: python.display().to_string(),
+                search_path: search_path.to_string(),
+            });
+        }
+    };
+    let default_cmd = settings.command();
+    add(
+        default_key,
+        &default_cmd,
+        &default_path,
+        settings.python_env.as_deref(),
+    );
+    for (name, environment) in &settings.spawn_options.environments {
+        let resolved = Resolved {
+            environment: Some(name.clone()),
+            ..Resolved::default()
+        };
+        let mut cmd = default_cmd.clone();
+        let mut env = BTreeMap::from([("PATH".to_string(), default_path.clone())]);
+        apply(
+            &settings.spawn_options,
+            &resolved,
+            settings.cmd.as_ref(),
+            &mut cmd,
+            &mut env,
+        );
+        add(
+            &format!("hubfleet.local.environments.{name}"),
+            &cmd,
+            &env["PATH"],
+            environment.path.as_deref(),
+        );
+    }
+    programs
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -598,5 +676,76 @@ hubfleet:
         );
         // `small` has no option `image`: the extra key is ignored, as KubeSpawner does.
         assert!(e.is_ok());
+    }
+
+    #[test]
+    fn server_programs_are_what_starts_run() {
+        let dir = std::env::temp_dir().join(format!("hubfleet-programs-{}", std::process::id()));
+        let venv = dir.join("venv");
+        let conda = dir.join("conda");
+        for prefix in [&venv, &conda] {
+            std::fs::create_dir_all(prefix.join("bin")).unwrap();
+            std::fs::write(prefix.join("bin/python3"), "").unwrap();
+        }
+        let mut settings = crate::Settings::new("127.0.0.1:8000".parse().unwrap(), "/d".into());
+        settings.python_env = Some(venv.clone());
+        settings.spawn_options.environments = vec![
+            (
+                "conda".into(),
+                Environment {
+                    path: Some(conda.clone()),
+                    ..Default::default()
+                },
+            ),
+            (
+                "custom".into(),
+                Environment {
+                    cmd: Some(vec!["my-server".into(), "--x".into()]),
+                    ..Default::default()
+                },
+            ),
+        ];
+        let programs = server_programs(&settings);
+        let seen: Vec<(&str, String)> = programs
+            .iter()
+            .map(|p| (p.key.as_str(), p.program.clone()))
+            .collect();
+        let at = |p: &std::path::Path, f: &str| p.join(f).display().to_string();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "hubfleet.local.python_env",
+                    at(&venv, "bin/jupyterhub-singleuser")
+                ),
+                ("hubfleet.local.python_env", at(&venv, "bin/python3")),
+                (
+                    "hubfleet.local.environments.conda",
+                    at(&conda, "bin/jupyterhub-singleuser")
+                ),
+                (
+                    "hubfleet.local.environments.conda",
+                    at(&conda, "bin/python3")
+                ),
+                (
+                    "hubfleet.local.environments.custom",
+                    "my-server".to_string()
+                ),
+            ]
+        );
+        // Each is looked up on the PATH its server gets.
+        assert!(programs[0].search_path.starts_with(&at(&venv, "bin:")));
+        assert!(programs[2].search_path.starts_with(&at(&conda, "bin:")));
+        assert!(programs[4].search_path.starts_with(&at(&venv, "bin:")));
+
+        // `singleuser.cmd` is the default command, and runs in path environments too.
+        settings.cmd = Some(vec!["python3".into(), "-m".into(), "x".into()]);
+        let programs = server_programs(&settings);
+        assert_eq!(
+            (programs[0].key.as_str(), programs[0].program.as_str()),
+            ("singleuser.cmd", "python3")
+        );
+        assert_eq!(programs[2].program, "python3");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

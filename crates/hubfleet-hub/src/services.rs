@@ -3,7 +3,7 @@
 //! clients and proxy routes at `/services/<name>/`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -313,17 +313,46 @@ impl Services {
 /// Note which process runs a service (pid and start time), so that a hub started after this
 /// one was killed outright can end it rather than run a second copy beside it.
 fn record_pid(pid_file: &std::path::Path, pid: u32) {
+    use std::io::Write;
     let Ok(pid) = i32::try_from(pid) else { return };
     let Some(start_time) = hubfleet_spawn::process_start_time(pid) else {
         return;
     };
     let written = pid_file
         .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| std::fs::write(pid_file, format!("{pid} {start_time}\n")));
+        .map_or(Ok(()), private_dir)
+        .and_then(|()| {
+            let mut file = private_file(pid_file, false)?;
+            file.write_all(format!("{pid} {start_time}\n").as_bytes())
+        });
     if let Err(e) = written {
         tracing::warn!(path = %pid_file.display(), error = %e, "cannot record the service's pid");
     }
+}
+
+/// A directory of the hub's own (mode 0700).
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// A file only the hub's account may read (mode 0600, also when it was there before), opened to
+/// append or to replace.
+fn private_file(path: &Path, append: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(append)
+        .write(true)
+        .truncate(!append)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
 }
 
 /// End the copy of a service that a previous hub process left running (it was killed before
@@ -357,15 +386,12 @@ async fn end_orphan(name: &str, pid_file: &std::path::Path) {
 fn spawn_service(
     definition: &ServiceDefinition,
     env: &BTreeMap<String, String>,
-    log_path: &PathBuf,
+    log_path: &Path,
 ) -> std::io::Result<tokio::process::Child> {
     if let Some(dir) = log_path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path)?;
+    let log = private_file(log_path, true)?;
     let mut command = tokio::process::Command::new(&definition.command[0]);
     command
         .args(&definition.command[1..])

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Stdio;
@@ -59,6 +60,10 @@ pub struct LocalOptions {
     /// (JupyterHub's `LocalProcessSpawner.env_keep`). `CONFIGPROXY_AUTH_TOKEN`
     /// is never copied.
     pub env_keep: Vec<String>,
+    /// Run servers as root when the hub is root and the spec names no system user
+    /// (`hubfleet.local.allow_root`); jupyter programs then get `--allow-root`. Without it such a
+    /// start is refused.
+    pub allow_root: bool,
 }
 
 impl Default for LocalOptions {
@@ -79,6 +84,7 @@ impl Default for LocalOptions {
             .iter()
             .map(|s| s.to_string())
             .collect(),
+            allow_root: false,
         }
     }
 }
@@ -337,16 +343,27 @@ impl Spawner for LocalProcessSpawner {
             )));
         };
         self.forget_old_exits();
+        let as_root = spec.system_user.is_none() && nix::unistd::geteuid().is_root();
+        if as_root && !self.options.allow_root {
+            return Err(SpawnError::Other(format!(
+                "refusing to run the server of {} as root: run the hub as an unprivileged user, turn on hubfleet.local.system_users, or allow it with hubfleet.local.allow_root: true",
+                spec.user
+            )));
+        }
 
         std::fs::create_dir_all(&spec.home_dir).map_err(|source| SpawnError::Io {
             what: "home directory",
             path: spec.home_dir.clone(),
             source,
         })?;
+        // The account's own group (before an admin's server switches to the writers' group):
+        // its members, the account alone, may read the server's log.
+        let mut log_reader_group = None;
         let account = match &spec.system_user {
             Some(system_user) => {
                 let mut account =
                     system_user::ensure_account(&system_user.account, &spec.home_dir)?;
+                log_reader_group = Some(account.gid);
                 if let Some(group) = &system_user.group {
                     account.gid = system_user::ensure_group(group)?;
                 }
@@ -355,11 +372,21 @@ impl Spawner for LocalProcessSpawner {
             None => None,
         };
         if let Some(parent) = spec.log_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| SpawnError::Io {
-                what: "log directory",
-                path: parent.to_path_buf(),
-                source,
-            })?;
+            // Accounts open their own log by name but may not list the others'.
+            let mode = if log_reader_group.is_some() {
+                0o711
+            } else {
+                0o700
+            };
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(parent)
+                .map_err(|source| SpawnError::Io {
+                    what: "log directory",
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
         }
         let log_err = |source| SpawnError::Io {
             what: "log file",
@@ -369,7 +396,18 @@ impl Spawner for LocalProcessSpawner {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&spec.log_path)
+            .map_err(log_err)?;
+        // Also a log left by an older hub: readable by the hub and the server's owner only.
+        let log_mode = match log_reader_group {
+            Some(gid) => {
+                std::os::unix::fs::fchown(&log, None, Some(gid.as_raw())).map_err(log_err)?;
+                0o640
+            }
+            None => 0o600,
+        };
+        log.set_permissions(std::fs::Permissions::from_mode(log_mode))
             .map_err(log_err)?;
         let log2 = log.try_clone().map_err(log_err)?;
         let mut warn_log = log.try_clone().map_err(log_err)?;
@@ -418,12 +456,9 @@ impl Spawner for LocalProcessSpawner {
             .file_name()
             .and_then(|n| n.to_str())
             .is_some_and(|n| n.starts_with("jupyter"));
-        // jupyter-server refuses root without --allow-root; a system user is not root.
-        if is_jupyter
-            && account.is_none()
-            && nix::unistd::geteuid().is_root()
-            && !args.iter().any(|a| a == "--allow-root")
-        {
+        // jupyter-server refuses root without --allow-root; only the explicit opt-in gets it (a
+        // system user is never root).
+        if is_jupyter && as_root && !args.iter().any(|a| a == "--allow-root") {
             args.push("--allow-root".to_string());
         }
 
@@ -730,6 +765,7 @@ mod tests {
         let spawner = LocalProcessSpawner::new(LocalOptions {
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             env_keep: vec!["PATH".into(), "CONFIGPROXY_AUTH_TOKEN".into()],
+            allow_root: false,
         });
         let mut env = std::collections::BTreeMap::new();
         env.insert("PATH".to_string(), "/custom".to_string());

@@ -3,7 +3,7 @@
 //! the account owns.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use nix::unistd::{Gid, Group, Uid, User};
@@ -179,6 +179,212 @@ fn check_reachable(home: &Path, account: &str) -> Result<(), SpawnError> {
     Ok(())
 }
 
+/// Why the servers' accounts cannot run a program: a directory on the way that does not let
+/// other accounts in, or a file they may not execute (or, for a `#!` script, read).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unreachable {
+    /// The file being reached (the program, a link's target or a script's interpreter).
+    pub file: PathBuf,
+    /// What stops other accounts.
+    pub blocked_at: PathBuf,
+    /// Its permission bits.
+    pub mode: u32,
+    /// What others would need there: `o+x` or `o+r`.
+    pub needs: &'static str,
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.file == self.blocked_at {
+            write!(
+                f,
+                "{} is mode {:o}, and other accounts need {} on it",
+                self.file.display(),
+                self.mode,
+                self.needs
+            )
+        } else {
+            write!(
+                f,
+                "{} lies behind {} (mode {:o}), which other accounts may not enter ({} is missing)",
+                self.file.display(),
+                self.blocked_at.display(),
+                self.mode,
+                self.needs
+            )
+        }
+    }
+}
+
+/// Symbolic links followed before giving up (the kernel's limit).
+const MAX_LINKS: usize = 40;
+/// `#!` interpreters followed (the kernel allows a few levels).
+const MAX_INTERPRETERS: usize = 4;
+
+fn mode_of(meta: &std::fs::Metadata) -> u32 {
+    meta.permissions().mode() & 0o7777
+}
+
+/// `path` resolved as the kernel resolves it for an account that is not the owner and not in
+/// the group: every directory passed through, also those a symbolic link leads through, must
+/// let others in (`o+x`). The real path, or `None` when nothing is there.
+fn resolve_as_other(path: &Path) -> Result<Option<PathBuf>, Unreachable> {
+    use std::path::Component;
+    let path = &std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut pending: std::collections::VecDeque<std::ffi::OsString> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(name) => Some(name.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut current = PathBuf::from("/");
+    let mut links = 0;
+    while let Some(name) = pending.pop_front() {
+        if name == ".." {
+            current.pop();
+            continue;
+        }
+        let next = current.join(&name);
+        let Ok(meta) = std::fs::symlink_metadata(&next) else {
+            return Ok(None);
+        };
+        // Looking up `name` in `current` needs search permission there.
+        let dir_meta = std::fs::metadata(&current).map_err(|_| Unreachable {
+            file: path.to_path_buf(),
+            blocked_at: current.clone(),
+            mode: 0,
+            needs: "o+x",
+        })?;
+        if mode_of(&dir_meta) & 0o001 == 0 {
+            return Err(Unreachable {
+                file: path.to_path_buf(),
+                blocked_at: current,
+                mode: mode_of(&dir_meta),
+                needs: "o+x",
+            });
+        }
+        if meta.file_type().is_symlink() {
+            links += 1;
+            if links > MAX_LINKS {
+                return Ok(None);
+            }
+            let Ok(target) = std::fs::read_link(&next) else {
+                return Ok(None);
+            };
+            if target.is_absolute() {
+                current = PathBuf::from("/");
+            }
+            for part in target.components().rev() {
+                match part {
+                    Component::Normal(n) => pending.push_front(n.to_os_string()),
+                    Component::ParentDir => pending.push_front("..".into()),
+                    _ => {}
+                }
+            }
+        } else {
+            current = next;
+        }
+    }
+    Ok(Some(current))
+}
+
+/// Can an account that is neither owner nor in the group execute the file `path`? `Ok(false)`
+/// when there is no such file. Scripts must also be readable, and their `#!` interpreter (or,
+/// for `#!/usr/bin/env NAME`, NAME on `search_path`) runnable in turn.
+fn file_runnable_by_others(
+    path: &Path,
+    search_path: &str,
+    depth: usize,
+) -> Result<bool, Unreachable> {
+    let Some(real) = resolve_as_other(path)? else {
+        return Ok(false);
+    };
+    let Ok(meta) = std::fs::metadata(&real) else {
+        return Ok(false);
+    };
+    if !meta.is_file() {
+        return Ok(false);
+    }
+    let blocked = |needs| Unreachable {
+        file: path.to_path_buf(),
+        blocked_at: real.clone(),
+        mode: mode_of(&meta),
+        needs,
+    };
+    if mode_of(&meta) & 0o001 == 0 {
+        return Err(blocked("o+x"));
+    }
+    let Some(interpreter_line) = shebang(&real) else {
+        return Ok(true);
+    };
+    if mode_of(&meta) & 0o004 == 0 {
+        return Err(blocked("o+r"));
+    }
+    if depth >= MAX_INTERPRETERS {
+        return Ok(true);
+    }
+    let mut words = interpreter_line.split_whitespace();
+    let Some(interpreter) = words.next() else {
+        return Ok(true);
+    };
+    if Path::new(interpreter).file_name() == Some(std::ffi::OsStr::new("env")) {
+        if let Some(name) = words.find(|w| !w.starts_with('-') && !w.contains('=')) {
+            return program_runnable_by_others(name, search_path, depth + 1);
+        }
+    }
+    file_runnable_by_others(Path::new(interpreter), search_path, depth + 1)
+}
+
+/// The interpreter line of a `#!` script, if `path` is one.
+fn shebang(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(path).ok()?.read(&mut head).ok()?;
+    let rest = head[..n].strip_prefix(b"#!")?;
+    let line = rest.split(|&b| b == b'\n').next()?;
+    Some(String::from_utf8_lossy(line).trim().to_string())
+}
+
+fn program_runnable_by_others(
+    program: &str,
+    search_path: &str,
+    depth: usize,
+) -> Result<bool, Unreachable> {
+    if program.contains('/') {
+        return file_runnable_by_others(Path::new(program), search_path, depth);
+    }
+    // As execvp: the first candidate that runs wins; one that cannot is skipped, and reported
+    // only when no other runs.
+    let mut first_blocked = None;
+    for dir in search_path.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let candidate = std::path::absolute(Path::new(dir).join(program))
+            .unwrap_or_else(|_| Path::new(dir).join(program));
+        match file_runnable_by_others(&candidate, search_path, depth) {
+            Ok(true) => return Ok(true),
+            Ok(false) => {}
+            Err(blocked) => {
+                first_blocked.get_or_insert(blocked);
+            }
+        }
+    }
+    match first_blocked {
+        Some(blocked) => Err(blocked),
+        None => Ok(false),
+    }
+}
+
+/// Whether the servers' accounts (`system_users`) can run `program`: a path, or a name looked up
+/// on `search_path` as `execvp` does. Symbolic links and `#!` interpreters are followed, and only
+/// the permission bits for "other" count: the accounts own nothing outside their homes and are
+/// in no group but their own. A program that is not there at all is not this check's business
+/// (the start says so); `Ok(())` then.
+pub fn check_runnable_by_accounts(program: &str, search_path: &str) -> Result<(), Unreachable> {
+    program_runnable_by_others(program, search_path, 0).map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +408,82 @@ mod tests {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'));
         }
+    }
+
+    #[test]
+    fn programs_behind_closed_directories_are_found_out() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let set_mode = |p: &Path, mode: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        set_mode(root, 0o755);
+        // A Python under a private directory (as pyenv's under /root), and a venv that links to it.
+        let private = root.join("private");
+        std::fs::create_dir_all(private.join("bin")).unwrap();
+        let python = private.join("bin/python3.11");
+        std::fs::write(&python, "ELF").unwrap();
+        set_mode(&python, 0o755);
+        set_mode(&private.join("bin"), 0o755);
+        set_mode(&private, 0o700);
+        let venv = root.join("venv/bin");
+        std::fs::create_dir_all(&venv).unwrap();
+        set_mode(&root.join("venv"), 0o755);
+        set_mode(&venv, 0o755);
+        symlink("../../private/bin/python3.11", venv.join("python3")).unwrap();
+        let script = venv.join("jupyterhub-singleuser");
+        std::fs::write(
+            &script,
+            format!("#!{}\nimport sys\n", venv.join("python3").display()),
+        )
+        .unwrap();
+        set_mode(&script, 0o755);
+
+        let err = check_runnable_by_accounts(script.to_str().unwrap(), "").unwrap_err();
+        assert_eq!(err.file, venv.join("python3"));
+        assert_eq!(err.blocked_at, private);
+        assert_eq!((err.mode, err.needs), (0o700, "o+x"));
+        assert!(
+            err.to_string()
+                .contains("(mode 700), which other accounts may not enter"),
+            "{err}"
+        );
+
+        // Opened up, the same chain runs.
+        set_mode(&private, 0o711);
+        check_runnable_by_accounts(script.to_str().unwrap(), "").unwrap();
+        // A script others cannot read cannot be interpreted for them.
+        set_mode(&script, 0o711);
+        let err = check_runnable_by_accounts(script.to_str().unwrap(), "").unwrap_err();
+        assert_eq!((err.blocked_at.clone(), err.needs), (script.clone(), "o+r"));
+        set_mode(&script, 0o755);
+        // A file only its owner may execute.
+        set_mode(&python, 0o744);
+        let err = check_runnable_by_accounts(python.to_str().unwrap(), "").unwrap_err();
+        assert_eq!((err.mode, err.needs), (0o744, "o+x"));
+        set_mode(&python, 0o755);
+
+        // `#!/usr/bin/env python3` looks the name up on PATH, as execvp does: a blocked
+        // candidate is skipped when a later one runs, and reported when none does.
+        set_mode(&private, 0o700);
+        let open_bin = root.join("open-bin");
+        std::fs::create_dir_all(&open_bin).unwrap();
+        set_mode(&open_bin, 0o755);
+        let env_script = root.join("tool");
+        std::fs::write(&env_script, "#!/usr/bin/env python3\n").unwrap();
+        set_mode(&env_script, 0o755);
+        let venv_only = venv.display().to_string();
+        let err = check_runnable_by_accounts(env_script.to_str().unwrap(), &venv_only).unwrap_err();
+        assert_eq!(err.blocked_at, private);
+        std::fs::write(open_bin.join("python3"), "ELF").unwrap();
+        set_mode(&open_bin.join("python3"), 0o755);
+        let both = format!("{}:{}", venv.display(), open_bin.display());
+        check_runnable_by_accounts(env_script.to_str().unwrap(), &both).unwrap();
+        check_runnable_by_accounts("python3", &both).unwrap();
+        assert!(check_runnable_by_accounts("python3", &venv_only).is_err());
+        // Missing programs are the start's business, not this check's.
+        check_runnable_by_accounts("no-such-program", &both).unwrap();
+        check_runnable_by_accounts(root.join("missing").to_str().unwrap(), "").unwrap();
     }
 }

@@ -57,6 +57,15 @@ impl Drop for TestDir {
     }
 }
 
+/// A spawner for these tests, which run as root in CI: servers may run as the hub's own user,
+/// root included (`hubfleet.local.allow_root`).
+fn spawner() -> LocalProcessSpawner {
+    LocalProcessSpawner::new(LocalOptions {
+        allow_root: true,
+        ..LocalOptions::default()
+    })
+}
+
 fn sh(script: &str) -> Vec<&str> {
     vec!["/bin/sh", "-c", script]
 }
@@ -109,7 +118,7 @@ async fn poll_until_exited(spawner: &LocalProcessSpawner, state: &serde_json::Va
 #[tokio::test]
 async fn start_sets_env_home_and_log_then_stop() {
     let dir = TestDir::new("basic");
-    let spawner = LocalProcessSpawner::new(LocalOptions::default());
+    let spawner = spawner();
     let spec = dir.spec(
         &sh(r#"echo "url=$JUPYTERHUB_SERVICE_URL home=$HOME foo=$FOO cwd=$(pwd)"; exec sleep 60"#),
         &[("FOO", "bar")],
@@ -164,7 +173,7 @@ async fn start_sets_env_home_and_log_then_stop() {
 #[tokio::test]
 async fn server_listens_on_the_chosen_port() {
     let dir = TestDir::new("http");
-    let spawner = LocalProcessSpawner::default();
+    let spawner = spawner();
     let script = r#"
 import os, http.server, urllib.parse
 url = urllib.parse.urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
@@ -222,7 +231,7 @@ http.server.HTTPServer((url.hostname, url.port), H).serve_forever()
 #[tokio::test]
 async fn immediate_exit_reports_code_and_log_tail() {
     let dir = TestDir::new("boom");
-    let spawner = LocalProcessSpawner::default();
+    let spawner = spawner();
     let spec = dir.spec(&sh("echo starting; echo boom >&2; exit 3"), &[]);
     let started = spawner.start(&spec).await.unwrap();
     assert_eq!(
@@ -246,7 +255,7 @@ async fn immediate_exit_reports_code_and_log_tail() {
 #[tokio::test]
 async fn log_is_appended_across_starts() {
     let dir = TestDir::new("append");
-    let spawner = LocalProcessSpawner::default();
+    let spawner = spawner();
     for word in ["one", "two"] {
         let spec = dir.spec(&sh(&format!("echo {word}")), &[]);
         let started = spawner.start(&spec).await.unwrap();
@@ -262,7 +271,7 @@ async fn log_is_appended_across_starts() {
 #[tokio::test]
 async fn missing_or_non_executable_program_is_an_exec_error() {
     let dir = TestDir::new("missing");
-    let spawner = LocalProcessSpawner::default();
+    let spawner = spawner();
     let program = "/nonexistent/hubfleet-no-such-program";
     match spawner.start(&dir.spec(&[program, "--x"], &[])).await {
         Err(err @ SpawnError::Exec { .. }) => {
@@ -296,7 +305,7 @@ async fn missing_or_non_executable_program_is_an_exec_error() {
 #[tokio::test]
 async fn sigterm_ignoring_server_is_killed_after_grace() {
     let dir = TestDir::new("stubborn");
-    let spawner = LocalProcessSpawner::default();
+    let spawner = spawner();
     // `sleep` runs as a separate process in the same group, ignoring TERM too.
     let spec = dir.spec(
         &sh("trap '' TERM; echo ready; sleep 60; echo survived"),
@@ -337,7 +346,7 @@ async fn restarted_hub_adopts_running_server() {
     let dir = TestDir::new("adopt");
     let spec = dir.spec(&sh("exec sleep 60"), &[]);
     let state = {
-        let first = LocalProcessSpawner::default();
+        let first = spawner();
         first.start(&spec).await.unwrap().state
         // `first` (and with it the map of children) is dropped here.
     };
@@ -348,7 +357,7 @@ async fn restarted_hub_adopts_running_server() {
         "dropping the spawner must not kill the server"
     );
 
-    let second = LocalProcessSpawner::default();
+    let second = spawner();
     assert_eq!(second.poll(&state).await.unwrap(), PollStatus::Running);
 
     // Same pid, different start time: another process (pid reuse). Not ours.
@@ -378,7 +387,7 @@ async fn restarted_hub_adopts_running_server() {
 
 #[tokio::test]
 async fn bad_state_is_rejected() {
-    let spawner = LocalProcessSpawner::default();
+    let spawner = spawner();
     for state in [
         json!({}),
         json!(null),
@@ -418,6 +427,7 @@ async fn environment_is_cleared_except_kept_variables() {
             // Even when listed, the proxy token is never passed on.
             "CONFIGPROXY_AUTH_TOKEN".into(),
         ],
+        allow_root: true,
         ..LocalOptions::default()
     });
     let spec = dir.spec(
@@ -452,7 +462,7 @@ async fn environment_is_cleared_except_kept_variables() {
 }
 
 #[tokio::test]
-async fn jupyter_programs_get_allow_root_when_hub_is_root() {
+async fn jupyter_programs_get_allow_root_only_with_the_opt_in() {
     use std::os::unix::fs::PermissionsExt;
     let dir = TestDir::new("root");
     let program = dir.0.join("jupyterhub-singleuser-fake");
@@ -462,14 +472,14 @@ async fn jupyter_programs_get_allow_root_when_hub_is_root() {
     std::fs::copy(&program, &other).unwrap();
     std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o755)).unwrap();
 
-    let spawner = LocalProcessSpawner::default();
     let root = nix::unistd::geteuid().is_root();
+    let opted_in = spawner();
     for (prog, expect_flag) in [(&program, root), (&other, false)] {
         let spec = dir.spec(&[prog.to_str().unwrap(), "--debug"], &[]);
         let _ = std::fs::remove_file(&spec.log_path);
-        let started = spawner.start(&spec).await.unwrap();
+        let started = opted_in.start(&spec).await.unwrap();
         assert_eq!(
-            poll_until_exited(&spawner, &started.state).await,
+            poll_until_exited(&opted_in, &started.state).await,
             PollStatus::Exited(Some(0))
         );
         let expected = if expect_flag {
@@ -478,5 +488,25 @@ async fn jupyter_programs_get_allow_root_when_hub_is_root() {
             "args: --debug\n"
         };
         assert_eq!(read_log(&spec.log_path), expected, "{}", prog.display());
+    }
+
+    // Without the opt-in, a root hub starts nothing as root (and so never adds the flag).
+    let spec = dir.spec(&[program.to_str().unwrap(), "--debug"], &[]);
+    let _ = std::fs::remove_file(&spec.log_path);
+    let not_opted_in = LocalProcessSpawner::default();
+    let result = not_opted_in.start(&spec).await;
+    if root {
+        let err = result.expect_err("refused as root");
+        assert!(
+            err.to_string()
+                .contains("refusing to run the server of alice as root")
+                && err.to_string().contains("hubfleet.local.allow_root"),
+            "{err}"
+        );
+        assert!(!spec.log_path.exists(), "nothing was started");
+    } else {
+        let started = result.unwrap();
+        poll_until_exited(&not_opted_in, &started.state).await;
+        assert!(!read_log(&spec.log_path).contains("--allow-root"));
     }
 }

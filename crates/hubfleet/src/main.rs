@@ -16,6 +16,8 @@ use hubfleet_spawn::{LocalOptions, LocalProcessSpawner};
 use hubfleet_store::Store;
 
 mod env_cmd;
+mod preflight;
+mod private_files;
 mod proxy_cmd;
 
 #[derive(Parser)]
@@ -164,12 +166,7 @@ fn load_config(path: &Path) -> Result<HubConfig> {
 }
 
 async fn open_store(config: &HubConfig) -> Result<Store> {
-    std::fs::create_dir_all(config.data_dir()).with_context(|| {
-        format!(
-            "creating the data directory {}",
-            config.data_dir().display()
-        )
-    })?;
+    private_files::secure_data_dir(config)?;
     Ok(Store::connect(&config.database_url()).await?)
 }
 
@@ -287,6 +284,7 @@ fn settings(config: &HubConfig) -> Result<Settings> {
 }
 
 async fn start_hub(config: &HubConfig) -> Result<Hub> {
+    preflight::check(config)?;
     let store = open_store(config).await?;
     let store = hubfleet_auth::with_auth_state_keys(
         store,
@@ -295,7 +293,10 @@ async fn start_hub(config: &HubConfig) -> Result<Hub> {
     )
     .await?;
     let auth = authenticator(config, &store)?;
-    let spawner = Arc::new(LocalProcessSpawner::new(LocalOptions::default()));
+    let spawner = Arc::new(LocalProcessSpawner::new(LocalOptions {
+        allow_root: config.hubfleet.local.allow_root,
+        ..LocalOptions::default()
+    }));
     let settings = settings(config)?;
     if let Some(problem) =
         hubfleet_hub::profiles::storage_quota_problem(&settings.spawn_options, &settings.data_dir)
@@ -427,6 +428,9 @@ async fn demo(data_dir: &Path, listen: SocketAddr, python_env: Option<PathBuf>) 
     }
     config.hubfleet.local.python_env = Some(venv);
     config.singleuser.default_url = Some("/lab".into());
+    // A laptop demo as root: servers run as root, said below (system users would need useradd).
+    let as_root = nix::unistd::geteuid().is_root();
+    config.hubfleet.local.allow_root = as_root;
 
     let store = open_store(&config).await?;
     let admin_password = match store.user_by_name("admin").await? {
@@ -450,10 +454,15 @@ async fn demo(data_dir: &Path, listen: SocketAddr, python_env: Option<PathBuf>) 
         ),
         None => "Log in as `admin` with the password printed on the first run\n(`hubfleet users add admin` makes a new one)".to_string(),
     };
+    let root_note = if as_root {
+        "Running as root, so users' servers run as root too (hubfleet.local.allow_root); for a hub other people use, run it as an unprivileged user or turn on hubfleet.local.system_users.\n"
+    } else {
+        ""
+    };
     // The hub keeps running even if nobody reads its standard output any more.
     let _ = writeln!(
         std::io::stdout(),
-        "\nhubfleet is running at {}\n{login}\nAdd people with `hubfleet users add NAME`. Press Ctrl-C to stop.",
+        "\nhubfleet is running at {}\n{root_note}{login}\nAdd people with `hubfleet users add NAME`. Press Ctrl-C to stop.",
         hub_url(&config, &hub)
     );
     run_until_signal(hub).await

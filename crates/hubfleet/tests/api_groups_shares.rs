@@ -777,3 +777,75 @@ async fn sharing_with_users_groups_and_codes() {
     let (_, list) = call(&admin, Method::GET, "/hub/api/share-codes/alice", None).await;
     assert_eq!(list["_pagination"]["total"], 0);
 }
+
+/// A share (or share code) carries `!server=<owner>/<server>`: a scope that filter cannot apply
+/// to would be stored and grant nothing, so it is refused, naming the scope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shares_refuse_scopes_that_grant_nothing_on_a_server() {
+    let hub = TestHub::start(&format!(
+        "{ADMIN_HUB}singleuser:\n  cmd: {}\n  startTimeout: 20\n",
+        fake_singleuser()
+    ));
+    let admin = logged_in(&hub, "admin").await;
+    let alice = logged_in(&hub, "alice").await;
+    logged_in(&hub, "bob").await;
+    let model = alice.start_server("alice", Duration::from_secs(30)).await;
+    assert!(!model["server"].is_null(), "{model}\n{}", hub.log());
+
+    for scope in [
+        "tokens!server=alice/",
+        "tokens",
+        "read:users",
+        "admin:users",
+        "self",
+    ] {
+        let (status, body) = call(
+            &admin,
+            Method::POST,
+            "/hub/api/shares/alice/",
+            Some(json!({"user": "bob", "scopes": [scope]})),
+        )
+        .await;
+        assert_eq!(status, 400, "{scope}: {body}");
+        let base = scope.split('!').next().unwrap();
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("`{base}`"))
+                && message.contains("grants nothing on a server"),
+            "{scope}: {message}"
+        );
+        let (status, body) = call(
+            &admin,
+            Method::POST,
+            "/hub/api/share-codes/alice/",
+            Some(json!({"scopes": [scope]})),
+        )
+        .await;
+        assert_eq!(status, 400, "share code with {scope}: {body}");
+    }
+    // Nothing was stored.
+    let (status, list) = call(&admin, Method::GET, "/hub/api/shares/alice/", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["items"], json!([]), "{list}");
+    let (status, list) = call(&admin, Method::GET, "/hub/api/share-codes/alice/", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list["items"], json!([]), "{list}");
+
+    // Scopes that act on a server are shared as before.
+    let (status, share) = call(
+        &admin,
+        Method::POST,
+        "/hub/api/shares/alice/",
+        Some(json!({"user": "bob", "scopes": ["servers", "read:servers!server=alice/", "access:servers"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{share}");
+    assert_eq!(
+        share["scopes"],
+        json!([
+            "access:servers!server=alice/",
+            "read:servers!server=alice/",
+            "servers!server=alice/"
+        ])
+    );
+}

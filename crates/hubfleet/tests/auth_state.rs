@@ -226,7 +226,7 @@ fn failed_start(yaml: &str, key: Option<&str>) -> String {
     std::fs::write(
         &config,
         format!(
-            "{yaml}hubfleet:\n  listen: 127.0.0.1:{}\n  data_dir: {}\n",
+            "{yaml}hubfleet:\n  listen: 127.0.0.1:{}\n  data_dir: {}\n  local:\n    allow_root: true\n",
             common::free_port(),
             dir.path().join("data").display()
         ),

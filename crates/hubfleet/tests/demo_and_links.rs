@@ -60,6 +60,14 @@ async fn demo_prints_admin_password_once_and_reuses_everything() {
             .any(|l| l.contains(&format!("http://127.0.0.1:{port}/"))),
         "{lines:?}"
     );
+    // As root (the README's first command on many machines) the demo still starts, and says
+    // that servers run as root.
+    let root_note = lines.iter().any(|l| {
+        l.starts_with(
+            "Running as root, so users' servers run as root too (hubfleet.local.allow_root)",
+        )
+    });
+    assert_eq!(root_note, nix::unistd::geteuid().is_root(), "{lines:?}");
     let password = lines
         .iter()
         .find_map(|l| l.strip_prefix("Log in as `admin` with password: "))

@@ -77,15 +77,56 @@ async fn stop(b: &Browser, user: &str) {
 }
 
 fn hub_with(extra_singleuser: &str, hubfleet_extra: &str, script_dir: &std::path::Path) -> TestHub {
+    hub_with_services(extra_singleuser, hubfleet_extra, script_dir, "")
+}
+
+/// [`hub_with`], with `hub.services` (lines indented four spaces).
+fn hub_with_services(
+    extra_singleuser: &str,
+    hubfleet_extra: &str,
+    script_dir: &std::path::Path,
+    services: &str,
+) -> TestHub {
     let script = script_dir.join("stand_in.py");
     std::fs::write(&script, STAND_IN).unwrap();
     std::fs::set_permissions(script_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let services = if services.is_empty() {
+        String::new()
+    } else {
+        format!("  services:\n{services}")
+    };
     let yaml = format!(
-        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [st-admin, iso-admin]\nsingleuser:\n  cmd: [python3, {}]\n{extra_singleuser}",
+        "hub:\n{services}  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [st-admin, iso-admin]\nsingleuser:\n  cmd: [python3, {}]\n{extra_singleuser}",
         script.display()
     );
-    TestHub::start_with(&yaml, hubfleet_extra, &common::python_env())
+    // The accounts of system users must be able to run the environment's Python: the test
+    // environment's may live under /root (pyenv), so they get one of the system's.
+    let python_env = if hubfleet_extra.contains("system_users") {
+        system_python_env(script_dir)
+    } else {
+        common::python_env()
+    };
+    TestHub::start_with(&yaml, hubfleet_extra, &python_env)
+}
+
+/// A Python environment whose `python3` is the system's (`/usr/bin/python3`), for the stand-in.
+fn system_python_env(dir: &std::path::Path) -> std::path::PathBuf {
+    let system = std::path::Path::new("/usr/bin/python3");
+    assert!(
+        system.exists(),
+        "the system_users tests need /usr/bin/python3"
+    );
+    let env = dir.join("system-python");
+    std::fs::create_dir_all(env.join("bin")).unwrap();
+    let link = env.join("bin/python3");
+    if !link.exists() {
+        std::os::unix::fs::symlink(system, &link).unwrap();
+    }
+    for dir in [env.as_path(), &env.join("bin")] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    env
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -216,4 +257,165 @@ fn user_name(uid: u32) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Run `args` as the Unix account `account` (its own uid and group, no others): (ok, stderr).
+fn as_account(account: &str, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("setpriv")
+        .args([
+            &format!("--reuid={account}"),
+            &format!("--regid={account}"),
+            "--clear-groups",
+            "--",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+fn group_name(gid: u32) -> String {
+    let out = std::process::Command::new("getent")
+        .args(["group", &gid.to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// F5: the accounts of system users cannot read the hub's database, its logs or other users'
+/// logs (each reads only its own), also when an older hub left the data dir readable.
+#[tokio::test(flavor = "multi_thread")]
+async fn system_users_cannot_read_the_hubs_files() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: system users need root");
+        return;
+    }
+    let scripts = tempfile::tempdir().unwrap();
+    let mut hub = hub_with_services(
+        "",
+        "    system_users: true\n",
+        scripts.path(),
+        "    keeper:\n      command: [/bin/sh, -c, 'echo keeper up; exec sleep 600']\n",
+    );
+    // The homes must be reachable by the accounts (a temporary directory is mode 0700).
+    std::fs::set_permissions(hub.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let one = Browser::new(&hub);
+    one.login("f5-one", "x").await;
+    start(&one, "f5-one").await;
+    let two = Browser::new(&hub);
+    two.login("f5-two", "x").await;
+    start(&two, "f5-two").await;
+    assert!(report(&hub, "f5-one").contains("whoami=jupyter-f5-one"));
+
+    let data = hub.data_dir();
+    let database = data.join("hubfleet.sqlite");
+    let service_log = data.join("logs/service-keeper.log");
+    let pid_file = data.join("services/keeper.pid");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !(pid_file.exists() && service_log.exists()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let check = |hub: &TestHub| {
+        let refused = |path: &std::path::Path| {
+            let (ok, stderr) = as_account("jupyter-f5-one", &["cat", path.to_str().unwrap()]);
+            assert!(
+                !ok && stderr.contains("Permission denied"),
+                "jupyter-f5-one could read {}: {stderr}",
+                path.display()
+            );
+        };
+        refused(&database);
+        refused(&data.join("hubfleet.sqlite-wal"));
+        refused(&data.join("logs/f5-two.log"));
+        refused(&service_log);
+        refused(&pid_file);
+        refused(&hub.dir.path().join("hub.log"));
+        let (ok, _) = as_account("jupyter-f5-one", &["ls", data.to_str().unwrap()]);
+        assert!(!ok, "jupyter-f5-one could list the data dir");
+        let (ok, _) = as_account(
+            "jupyter-f5-one",
+            &["ls", data.join("logs").to_str().unwrap()],
+        );
+        assert!(!ok, "jupyter-f5-one could list the logs");
+        // Its own log and home stay within reach.
+        let own_log = data.join("logs/f5-one.log");
+        let (ok, stderr) = as_account("jupyter-f5-one", &["cat", own_log.to_str().unwrap()]);
+        assert!(ok, "jupyter-f5-one cannot read its own log: {stderr}");
+        let home = data.join("homes/f5-one");
+        let (ok, stderr) = as_account("jupyter-f5-one", &["ls", home.to_str().unwrap()]);
+        assert!(ok, "jupyter-f5-one cannot reach its home: {stderr}");
+
+        for (path, expected) in [
+            (data.clone(), 0o711),
+            (data.join("logs"), 0o711),
+            (data.join("homes"), 0o711),
+            (data.join("services"), 0o700),
+            (database.clone(), 0o600),
+            (data.join("hubfleet.sqlite-wal"), 0o600),
+            (data.join("hubfleet.sqlite-shm"), 0o600),
+            (service_log.clone(), 0o600),
+            (pid_file.clone(), 0o600),
+            (data.join("logs/f5-one.log"), 0o640),
+            (data.join("logs/f5-two.log"), 0o640),
+        ] {
+            assert_eq!(mode(&path), expected, "mode of {}", path.display());
+        }
+        let log_group = std::fs::metadata(data.join("logs/f5-one.log"))
+            .unwrap()
+            .gid();
+        assert_eq!(group_name(log_group), "jupyter-f5-one");
+        assert_eq!(mode(&hub.dir.path().join("hub.log")) & 0o007, 0);
+    };
+    check(&hub);
+
+    // A data dir left readable (as an older hub made it) is made private at the next start.
+    hub.kill();
+    for (path, loose) in [
+        (data.clone(), 0o755),
+        (data.join("logs"), 0o755),
+        (data.join("homes"), 0o755),
+        (data.join("services"), 0o755),
+        (database.clone(), 0o644),
+        (data.join("hubfleet.sqlite-wal"), 0o644),
+        (data.join("hubfleet.sqlite-shm"), 0o644),
+        (service_log.clone(), 0o644),
+        (pid_file.clone(), 0o644),
+        (data.join("logs/f5-one.log"), 0o644),
+        (data.join("logs/f5-two.log"), 0o644),
+        (hub.dir.path().join("hub.log"), 0o644),
+    ] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(loose)).unwrap();
+    }
+    hub.launch();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while mode(&pid_file) != 0o600 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pid file not rewritten"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    check(&hub);
+    stop(&one, "f5-one").await;
+    stop(&two, "f5-two").await;
 }

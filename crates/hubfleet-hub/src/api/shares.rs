@@ -260,8 +260,30 @@ async fn membership_of(state: &AppState, user: &User) -> Result<Membership, HubE
 
 // ---- scopes of a share ----
 
+/// The scopes handlers check against one server: the only ones a `!server=` filter lets through,
+/// so the only ones a share can grant.
+const SERVER_SCOPES: &[&str] = &[
+    "access:servers",
+    "servers",
+    "read:servers",
+    "start:servers",
+    "delete:servers",
+    "admin:servers",
+    "admin:server_state",
+    "shares",
+    "read:shares",
+];
+
+/// Does `base`, filtered to one server, grant anything (itself or a scope it implies)?
+fn grants_on_a_server(base: &str) -> bool {
+    hubfleet_rbac::expand_scope(base)
+        .iter()
+        .any(|scope| SERVER_SCOPES.contains(&scope.as_str()))
+}
+
 /// The bases of the requested scopes (`access:servers` by default), each of which
-/// may carry no filter or exactly this server's (`Share._apply_filter`).
+/// may carry no filter or exactly this server's (`Share._apply_filter`), and must act on a
+/// server: upstream stores any scope, but one such as `tokens!server=…` grants nothing.
 fn share_bases(
     scopes: Option<&[String]>,
     owner: &str,
@@ -280,6 +302,12 @@ fn share_bases(
         if !filter.is_empty() && filter != own_filter {
             return Err(HubError::BadRequest(format!(
                 "!{filter} not allowed on sharing {scope}, only !{own_filter}"
+            )));
+        }
+        if !grants_on_a_server(base) {
+            return Err(HubError::BadRequest(format!(
+                "scope `{base}` grants nothing on a server, so it cannot be shared: a share holds only !{own_filter}. Share scopes that act on a server: {}",
+                SERVER_SCOPES.join(", ")
             )));
         }
         bases.push(base.to_string());
@@ -1172,6 +1200,40 @@ mod tests {
         assert!(err.to_string().contains("only !server=ann/"), "{err}");
         let err = share_bases(Some(&strings(&["no-such-scope"])), "ann", "").unwrap_err();
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn share_scopes_must_act_on_a_server() {
+        for granting in SERVER_SCOPES {
+            assert!(
+                share_bases(Some(&strings(&[granting])), "ann", "").is_ok(),
+                "{granting}"
+            );
+        }
+        for nothing in [
+            "tokens",
+            "read:tokens",
+            "users",
+            "read:users",
+            "admin:users",
+            "self",
+            "inherit",
+            "read:hub",
+            "access:services",
+        ] {
+            let err = share_bases(
+                Some(&strings(&[&format!("{nothing}!server=ann/")])),
+                "ann",
+                "",
+            )
+            .unwrap_err();
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{nothing}");
+            assert!(
+                err.to_string()
+                    .contains(&format!("scope `{nothing}` grants nothing on a server")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -149,6 +149,14 @@ impl TestHub {
                 .collect(),
             child: None,
         };
+        // Tests run as root in CI: servers may then run as root (a hub refuses that unless told),
+        // except where a test gives each user an account.
+        let allow_root =
+            if nix::unistd::geteuid().is_root() && !hubfleet_extra.contains("system_users") {
+                "    allow_root: true\n"
+            } else {
+                ""
+            };
         // A free port can be taken (by another test's hub or server) before the hub binds
         // it: then try another.
         for attempt in 1.. {
@@ -158,7 +166,7 @@ impl TestHub {
                 Mode::Subdomains => with_subdomain_host(yaml, hub.port),
             };
             let full = format!(
-                "{yaml}\nhubfleet:\n  listen: 127.0.0.1:{}\n  data_dir: {}\n  local:\n    python_env: {}\n{hubfleet_extra}",
+                "{yaml}\nhubfleet:\n  listen: 127.0.0.1:{}\n  data_dir: {}\n  local:\n    python_env: {}\n{allow_root}{hubfleet_extra}",
                 hub.port,
                 hub.dir.path().join("data").display(),
                 python_env.display()
