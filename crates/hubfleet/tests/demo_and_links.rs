@@ -57,8 +57,8 @@ async fn demo_prints_admin_password_once_and_reuses_everything() {
     assert!(
         lines
             .iter()
-            .any(|l| l.contains(&format!("http://127.0.0.1:{port}/"))),
-        "{lines:?}"
+            .any(|l| l.contains(&format!("http://localhost:{port}/"))),
+        "the demo is at localhost, its users on hosts of their own: {lines:?}"
     );
     // As root (the README's first command on many machines) the demo still starts, and says
     // that servers run as root.
@@ -74,7 +74,10 @@ async fn demo_prints_admin_password_once_and_reuses_everything() {
         .unwrap_or_else(|| panic!("no password line in {lines:?}"))
         .to_string();
 
-    let base = || common::BaseUrl::at(format!("http://127.0.0.1:{port}"));
+    let base = || common::BaseUrl {
+        hub: format!("http://localhost:{port}"),
+        user_hosts_port: Some(port),
+    };
     let browser = Browser::new(base());
     assert_eq!(
         browser
@@ -86,6 +89,18 @@ async fn demo_prints_admin_password_once_and_reuses_everything() {
     browser.login("admin", &password).await;
     let model = browser.user_model("admin").await;
     assert_eq!(model["admin"], true);
+    // Users' hosts are not the hub's: a hub page asked for there goes to the hub's host.
+    let elsewhere = browser
+        .no_redirects()
+        .get(browser.user_url("alice", "/hub/home"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), 302);
+    assert_eq!(
+        elsewhere.headers()["location"],
+        format!("http://localhost:{port}/hub/home").as_str()
+    );
     stop(child);
     assert!(data.join("hubfleet.sqlite").exists());
 

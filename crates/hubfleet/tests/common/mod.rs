@@ -364,8 +364,9 @@ pub struct Browser {
     pub client: reqwest::Client,
     pub jar: Arc<Jar>,
     base: BaseUrl,
-    /// The hub's XSRF token for this browser's login session (read from a page after login).
-    xsrf: std::sync::Mutex<Option<String>>,
+    /// The hub's XSRF token for this browser's login session (read from a page after login),
+    /// with the login cookie it belongs to.
+    xsrf: std::sync::Mutex<Option<(String, String)>>,
 }
 
 /// Where a hub answers, and where its users' servers do.
@@ -552,8 +553,13 @@ impl Browser {
             .await
             .unwrap();
         let token = page_xsrf(&page).expect("a logged-in hub page carries data-xsrf");
-        *self.xsrf.lock().unwrap() = Some(token.clone());
+        *self.xsrf.lock().unwrap() = Some((self.login_cookie(), token.clone()));
         token
+    }
+
+    fn login_cookie(&self) -> String {
+        self.cookie("/hub/", "jupyterhub-hub-login")
+            .unwrap_or_default()
     }
 
     /// The XSRF token of this browser's login session, read from a page the first time (for
@@ -561,8 +567,9 @@ impl Browser {
     pub async fn xsrf(&self) -> String {
         let known = self.xsrf.lock().unwrap().clone();
         match known {
-            Some(token) => token,
-            None => self.learn_xsrf().await,
+            // A new login is a new session, with a token of its own.
+            Some((login, token)) if login == self.login_cookie() => token,
+            _ => self.learn_xsrf().await,
         }
     }
 
@@ -572,6 +579,7 @@ impl Browser {
             .lock()
             .unwrap()
             .clone()
+            .map(|(_, token)| token)
             .expect("log in first (Browser::login), or call Browser::learn_xsrf")
     }
 
