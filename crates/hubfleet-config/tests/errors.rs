@@ -126,7 +126,7 @@ fn unknown_traitlets_class_and_trait() {
     assert_eq!(e.key.as_deref(), Some("hub.config.JupyterHub.admin_access"));
     assert_contains(
         &e.display,
-        "Allowed keys in `hub.config.JupyterHub`: `authenticator_class`, `allow_named_servers`, `named_server_limit_per_user`.",
+        "Allowed keys in `hub.config.JupyterHub`: `authenticator_class`, `allow_named_servers`, `named_server_limit_per_user`, `subdomain_host`.",
     );
 }
 
