@@ -314,6 +314,15 @@ async fn restart_journey(mode: Mode) {
 /// `jupyterhub-singleuser` 5.x (no PKCE, older extension) against the same hub.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jupyterhub_singleuser_5x_works_too() {
+    singleuser_5x(Mode::Paths).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jupyterhub_singleuser_5x_works_on_users_hosts() {
+    singleuser_5x(Mode::Subdomains).await;
+}
+
+async fn singleuser_5x(mode: Mode) {
     let venv = std::env::var_os("HUBFLEET_PYTHON_ENV_JH5")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
@@ -333,11 +342,16 @@ async fn jupyterhub_singleuser_5x_works_too() {
         venv.display()
     );
 
-    let hub = TestHub::start_with(DUMMY_HUB, "", &venv);
+    let hub = TestHub::start_mode(mode, DUMMY_HUB, "", &venv, &[]);
     let browser = Browser::new(&hub);
     browser.login("dana", "any").await;
     let model = browser.start_server("dana", Duration::from_secs(120)).await;
-    assert_eq!(model["server"], "/user/dana/", "log:\n{}", hub.log());
+    assert_eq!(
+        model["server"],
+        hub.server_url("dana", "/user/dana/"),
+        "log:\n{}",
+        hub.log()
+    );
     open_lab(&browser, "dana").await;
     assert_eq!(execute(&browser, &hub, "dana", "6*7").await, "42");
     let log = std::fs::read_to_string(hub.data_dir().join("logs/dana.log")).unwrap();
