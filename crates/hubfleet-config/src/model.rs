@@ -1624,37 +1624,31 @@ pub(crate) fn check_subdomain_host(s: &str) -> Result<(), String> {
 }
 
 fn subdomain_host<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    struct V;
-    impl Visitor<'_> for V {
-        type Value = Option<String>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("an http(s) URL such as `https://hub.example.org`")
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            check_subdomain_host(v).map_err(E::custom)?;
-            Ok(Some(v.to_owned()))
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-    }
-    d.deserialize_any(V)
+    checked_url(d, check_subdomain_host)
 }
 
 fn public_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    struct V;
+    checked_url(d, check_public_url)
+}
+
+/// An optional URL (`null`: unset) that `check` accepts.
+fn checked_url<'de, D: Deserializer<'de>>(
+    d: D,
+    check: fn(&str) -> Result<(), String>,
+) -> Result<Option<String>, D::Error> {
+    struct V(fn(&str) -> Result<(), String>);
     impl Visitor<'_> for V {
         type Value = Option<String>;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("an http(s) URL such as `https://hub.example.org`")
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            check_public_url(v).map_err(E::custom)?;
+            (self.0)(v).map_err(E::custom)?;
             Ok(Some(v.to_owned()))
         }
         fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
             Ok(None)
         }
     }
-    d.deserialize_any(V)
+    d.deserialize_any(V(check))
 }

@@ -252,14 +252,19 @@ async fn login_submit(
         .and_then(|me| me.identity.session_id);
     let xsrf_ok = identity::xsrf_ok(&state, &headers, None, Some(&form.xsrf))
         || session.is_some_and(|s| identity::xsrf_ok(&state, &headers, Some(&s), Some(&form.xsrf)));
-    if !xsrf_ok {
-        return Ok(login_form(
+    let refused = |message: &str| {
+        login_form(
             &state,
             &headers,
             StatusCode::FORBIDDEN,
             next.as_deref(),
             &form.username,
-            Some("Your login form expired or came from another site. Please try again."),
+            Some(message),
+        )
+    };
+    if !xsrf_ok {
+        return Ok(refused(
+            "Your login form expired or came from another site. Please try again.",
         ));
     }
     use crate::password_login::{self, Outcome, Refusal};
@@ -270,16 +275,7 @@ async fn login_submit(
     };
     let info = match password_login::check_password(&state, &credentials, ip, "login form").await? {
         Outcome::Accepted(info) => info,
-        Outcome::Wrong => {
-            return Ok(login_form(
-                &state,
-                &headers,
-                StatusCode::FORBIDDEN,
-                next.as_deref(),
-                &form.username,
-                Some("Invalid username or password"),
-            ))
-        }
+        Outcome::Wrong => return Ok(refused("Invalid username or password")),
         Outcome::Refused(refusal) => {
             let (status, username) = match &refusal {
                 // A name that long is not shown again.

@@ -136,26 +136,7 @@ async fn change_password_shares_the_login_lockout() {
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
-    let xsrf = gus.hub_xsrf();
-    let change = |old: &'static str| {
-        let client = gus.no_redirects();
-        let url = hub.url("/hub/change-password");
-        let xsrf = xsrf.clone();
-        async move {
-            let response = client
-                .post(url)
-                .form(&[
-                    ("old_password", old),
-                    ("new_password", "gus-password-2"),
-                    ("new_password_confirmation", "gus-password-2"),
-                    ("_xsrf", xsrf.as_str()),
-                ])
-                .send()
-                .await
-                .unwrap();
-            (response.status().as_u16(), response.text().await.unwrap())
-        }
-    };
+    let change = |old: &'static str| gus.change_password(old, "gus-password-2");
     // Someone with gus's session guesses his password…
     for _ in 0..3 {
         let (status, page) = change("guess").await;

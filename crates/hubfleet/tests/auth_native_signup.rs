@@ -140,26 +140,7 @@ async fn sign_up_needs_approval_and_password_rules_apply() {
 
     // ann changes her password: the old one is needed, the rules apply, then only the new
     // one works.
-    let xsrf = xsrf_from(&ann, "/hub/change-password").await;
-    let change = |old: &'static str, new: &'static str| {
-        let client = ann.no_redirects();
-        let url = hub.url("/hub/change-password");
-        let xsrf = xsrf.clone();
-        async move {
-            let response = client
-                .post(url)
-                .form(&[
-                    ("old_password", old),
-                    ("new_password", new),
-                    ("new_password_confirmation", new),
-                    ("_xsrf", xsrf.as_str()),
-                ])
-                .send()
-                .await
-                .unwrap();
-            (response.status().as_u16(), response.text().await.unwrap())
-        }
-    };
+    let change = |old: &'static str, new: &'static str| ann.change_password(old, new);
     let (status, page) = change("not-my-password", "ann-password-2").await;
     assert_eq!(status, 400);
     assert!(page.contains("current password is not right"), "{page}");

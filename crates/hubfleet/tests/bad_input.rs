@@ -94,12 +94,7 @@ async fn wrong_password_is_refused_with_native_accounts() {
 
     let accepted = browser.login_response("Dora", "correct-horse", None).await;
     assert_eq!(accepted.status(), 302);
-    let cookies: Vec<String> = accepted
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|c| c.to_str().unwrap().to_string())
-        .collect();
+    let cookies = common::set_cookies(&accepted);
     let login = cookies
         .iter()
         .find(|c| c.starts_with("jupyterhub-hub-login="))

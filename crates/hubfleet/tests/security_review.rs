@@ -165,12 +165,7 @@ async fn https_subdomains_use_host_prefixed_cookies() {
         .send()
         .await
         .unwrap();
-    let set: Vec<String> = page
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .collect();
+    let set = common::set_cookies(&page);
     let xsrf_cookie = set
         .iter()
         .find(|c| c.starts_with("__Host-_xsrf="))
@@ -193,12 +188,7 @@ async fn https_subdomains_use_host_prefixed_cookies() {
         .await
         .unwrap();
     assert_eq!(login.status(), 302);
-    let set: Vec<String> = login
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .collect();
+    let set = common::set_cookies(&login);
     for name in [
         "__Host-jupyterhub-hub-login=",
         "__Host-jupyterhub-session-id=",

@@ -631,6 +631,16 @@ impl Browser {
     }
 }
 
+/// Every `Set-Cookie` header of a response.
+pub fn set_cookies(response: &reqwest::Response) -> Vec<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect()
+}
+
 /// The XSRF token a hub page embeds (`data-xsrf="…"` on the body, or a form's `_xsrf` field).
 pub fn page_xsrf(page: &str) -> Option<String> {
     for marker in ["data-xsrf=\"", "name=\"_xsrf\" value=\""] {
@@ -647,6 +657,26 @@ pub fn page_xsrf(page: &str) -> Option<String> {
 
 pub fn url_escape(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+impl Browser {
+    /// Submit `/hub/change-password` (the logged-in user's); status and page.
+    pub async fn change_password(&self, old: &str, new: &str) -> (u16, String) {
+        let xsrf = self.xsrf().await;
+        let response = self
+            .no_redirects()
+            .post(self.url("/hub/change-password"))
+            .form(&[
+                ("old_password", old),
+                ("new_password", new),
+                ("new_password_confirmation", new),
+                ("_xsrf", xsrf.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
 }
 
 /// Status and JSON body (or `null`) of a response.
