@@ -60,10 +60,56 @@ async fn admin_page(
         Err(page) => return Ok(page),
     };
     let (xsrf, set) = identity::xsrf_token(&state, &headers, me.session());
-    let body = state
-        .templates
-        .render("admin.html", context! { xsrf, ..nav(&me) });
+    // Sign-ups waiting for an admin (native accounts): linked, with their number.
+    let signups = match state.authenticator.native_accounts() {
+        Some(_) if me.user.admin => Some(state.store.signups().await?.len()),
+        _ => None,
+    };
+    let parsed = me.identity.scopes.parsed();
+    let unfiltered =
+        |base: &str| matches!(parsed.get(base), Some(hubfleet_rbac::ScopeFilters::All));
+    let body = state.templates.render(
+        "admin.html",
+        context! {
+            xsrf, signups,
+            can_add_users => unfiltered("admin:users"),
+            can_stop_all => unfiltered("admin:servers"),
+            can_create_groups => unfiltered("admin:groups"),
+            can_list_groups => parsed.get("list:groups").is_some(),
+            scopes => page_scopes(parsed),
+            ..nav(&me)
+        },
+    );
     Ok(crate::pages::page_response(StatusCode::OK, body, set))
+}
+
+/// What the admin page's script needs to know of the caller's scopes to show only the buttons
+/// they may use: for each base that changes something, `"all"` or the filters by kind
+/// (`{"group": ["x"]}`). The API checks again; this only keeps useless buttons away.
+fn page_scopes(parsed: &hubfleet_rbac::ParsedScopes) -> String {
+    let mut out = serde_json::Map::new();
+    for base in [
+        "admin:users",
+        "delete:users",
+        "admin:servers",
+        "servers",
+        "admin:groups",
+        "groups",
+        "delete:groups",
+    ] {
+        let value = match parsed.get(base) {
+            None => continue,
+            Some(hubfleet_rbac::ScopeFilters::All) => serde_json::json!("all"),
+            Some(hubfleet_rbac::ScopeFilters::Only(filters)) => serde_json::Value::Object(
+                filters
+                    .iter()
+                    .map(|(kind, values)| (kind.as_str().to_owned(), serde_json::json!(values)))
+                    .collect(),
+            ),
+        };
+        out.insert(base.to_owned(), value);
+    }
+    serde_json::Value::Object(out).to_string()
 }
 
 async fn log_default(

@@ -8,6 +8,19 @@
   const serverPath = (user, server) =>
     server ? userPath(user) + "/servers" + hub.path(server) : userPath(user) + "/server";
   const serverUrl = (user, server) => "/user" + hub.path(user) + "/" + (server ? encodeURIComponent(server) + "/" : "");
+  // The caller's scopes that change things (`"all"` or filters by kind): only buttons they may
+  // use are shown. The API checks again.
+  const held = JSON.parse(document.getElementById("admin").dataset.scopes || "{}");
+  const covers = (base, user) => {
+    const f = held[base];
+    if (!f) return false;
+    if (f === "all") return true;
+    return (f.user || []).includes(user.name) || (f.group || []).some((g) => (user.groups || []).includes(g));
+  };
+  const coversGroup = (base, group) => {
+    const f = held[base];
+    return f === "all" || (!!f && (f.group || []).includes(group));
+  };
 
   // ---- tabs ----
   const tabs = [...document.querySelectorAll("[role=tab]")];
@@ -76,9 +89,12 @@
     const who = `${user.name}'s ${name ? "server " + name : "server"}`;
     const actions = [];
     if (server.ready) {
-      actions.push(hub.el("a", { class: "btn btn-small btn-primary", href: serverUrl(user.name, name), "aria-label": `Open ${who}`, dataset: { action: "open", user: user.name } }, "Open"));
+      actions.push(hub.el("a", { class: "btn btn-small btn-primary", href: server.url || serverUrl(user.name, name), "aria-label": `Open ${who}`, dataset: { action: "open", user: user.name } }, "Open"));
     }
-    if (server.ready || server.pending === "spawn") {
+    const mayRun = covers("servers", user);
+    if (!mayRun) {
+      // Nothing to start or stop here.
+    } else if (server.ready || server.pending === "spawn") {
       actions.push(button("Stop", { label: `Stop ${who}`, kind: "btn-danger", dataset: { action: "stop", user: user.name } }, async () => {
         await hub.api("DELETE", serverPath(user.name, name));
         await loadUsers();
@@ -122,13 +138,13 @@
       if (!servers.some((s) => s.name === "")) servers.unshift({ name: "", stopped: true });
       servers.sort((a, b) => a.name.localeCompare(b.name));
       const userActions = hub.el("span", { class: "actions" },
-        button("Edit", { label: `Edit ${user.name}` }, async () => editUser(user)),
-        button("Delete", { label: `Delete ${user.name}`, kind: "btn-danger" }, async () => {
+        covers("admin:users", user) ? button("Edit", { label: `Edit ${user.name}` }, async () => editUser(user)) : null,
+        covers("delete:users", user) ? button("Delete", { label: `Delete ${user.name}`, kind: "btn-danger" }, async () => {
           if (!(await hub.confirm(`Delete the user ${user.name}? Their servers are stopped; their files stay.`))) return;
           await hub.api("DELETE", userPath(user.name));
           hub.status(`Deleted ${user.name}.`);
           await loadUsers();
-        }));
+        }) : null);
       tbody.append(hub.el("tr", { dataset: { user: user.name } },
         hub.el("td", { "data-label": "Name" }, hub.el("strong", {}, user.name)),
         hub.el("td", { "data-label": "Admin" }, user.admin ? "admin" : "—"),
@@ -181,7 +197,7 @@
 
   // Add users: one name per line, optionally as admins.
   const addDialog = document.getElementById("add-users");
-  document.getElementById("add-users-open").addEventListener("click", () => {
+  document.getElementById("add-users-open")?.addEventListener("click", () => {
     document.getElementById("add-users-form").reset();
     addDialog.showModal();
   });
@@ -224,7 +240,7 @@
   });
 
   // Stop all: every active server this admin can see, named ones included.
-  document.getElementById("stop-all").addEventListener("click", (e) => hub.act(e.currentTarget, async () => {
+  document.getElementById("stop-all")?.addEventListener("click", (e) => hub.act(e.currentTarget, async () => {
     if (!(await hub.confirm("Stop every running server? People lose unsaved work."))) return;
     const active = [];
     for (let offset = 0; ; offset += 200) {
@@ -256,12 +272,13 @@
   function groupCard(group) {
     const id = "group-" + group.name.replace(/[^A-Za-z0-9_-]/g, "_");
     const groupPath = "/groups" + hub.path(group.name);
+    const mayEdit = coversGroup("groups", group.name);
     const members = hub.el("ul", { "aria-label": `Members of ${group.name}` },
       (group.users || []).map((member) => hub.el("li", {}, member, " ",
-        button("Remove", { label: `Remove ${member} from ${group.name}` }, async () => {
+        mayEdit ? button("Remove", { label: `Remove ${member} from ${group.name}` }, async () => {
           await hub.api("DELETE", groupPath + "/users", { users: [member] });
           await loadGroups();
-        }))));
+        }) : null)));
     const memberInput = hub.el("input", { type: "text", id: id + "-member", required: true, autocomplete: "off" });
     const addMember = hub.el("form", { class: "toolbar" },
       hub.el("div", { class: "grow" }, hub.el("label", { for: id + "-member" }, `Add a member to ${group.name}`), memberInput),
@@ -292,15 +309,15 @@
     return hub.el("div", { class: "card", dataset: { group: group.name } },
       hub.el("h3", {}, group.name),
       members.children.length ? members : hub.el("p", { class: "muted" }, "No members."),
-      addMember, propsForm,
-      button("Delete group", { label: `Delete group ${group.name}`, kind: "btn-danger" }, async () => {
+      mayEdit ? addMember : null, mayEdit ? propsForm : null,
+      coversGroup("delete:groups", group.name) ? button("Delete group", { label: `Delete group ${group.name}`, kind: "btn-danger" }, async () => {
         if (!(await hub.confirm(`Delete the group ${group.name}? Its members stay.`))) return;
         await hub.api("DELETE", groupPath);
         await loadGroups();
-      }));
+      }) : null);
   }
 
-  document.getElementById("group-create").addEventListener("submit", (e) => {
+  document.getElementById("group-create")?.addEventListener("submit", (e) => {
     e.preventDefault();
     const input = document.getElementById("group-name");
     hub.act(e.target.querySelector("button"), async () => {
