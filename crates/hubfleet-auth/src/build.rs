@@ -17,6 +17,19 @@ use crate::{
 pub fn from_config(config: &HubConfig, store: &Store) -> Result<DynAuthenticator, AuthError> {
     let settings = config.auth_settings();
     let policy = AccessPolicy::from_settings(&settings);
+    // Password logins have no provider rules (organisations, domains) that could let people in.
+    let password_login = matches!(
+        settings.kind,
+        AuthenticatorKind::Native | AuthenticatorKind::Dummy | AuthenticatorKind::SharedPassword
+    );
+    if password_login && policy.admits_nobody() {
+        let admins: Vec<&str> = policy.admin_users.iter().map(String::as_str).collect();
+        tracing::warn!(
+            admins = %admins.join(", "),
+            "nobody but the admins can log in: no rule lets anyone else in. Set \
+             hub.config.Authenticator.allow_all: true, or list people in allowed_users"
+        );
+    }
     let options = LoginOptions {
         auto_login: settings.auto_login,
         announcement: settings.login_announcement.clone(),

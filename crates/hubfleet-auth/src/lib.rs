@@ -383,15 +383,31 @@ impl Authenticator for NativeAuthenticator {
             Some(user) => self.store.password_hash(user.id).await?,
             None => None,
         };
+        // A sign-up awaiting approval: its own password tells the person so (and no one else).
+        let pending = match hash {
+            Some(_) => None,
+            None => self.store.signup_password_hash(&name).await?,
+        };
         // Verify against a dummy hash when the user is unknown, so that timing
         // does not tell which user names exist.
         let known = hash.is_some();
-        let hash = hash.unwrap_or_else(|| dummy_hash().to_string());
-        let ok = verify_password(&credentials.password, &hash).await && known;
+        let hash = hash
+            .or_else(|| pending.clone())
+            .unwrap_or_else(|| dummy_hash().to_string());
+        let verified = verify_password(&credentials.password, &hash).await;
+        if verified && pending.is_some() {
+            return Err(AuthError::Refused(format!(
+                "The sign-up of {name} is awaiting approval: you can log in once an admin of this hub has approved it."
+            )));
+        }
+        let ok = verified && known;
         let allowed = self.policy.is_allowed(&name)
             || (known && self.policy.allow_existing_users && !self.policy.is_blocked(&name));
-        if !ok || !allowed {
+        if !ok {
             return Ok(None);
+        }
+        if !allowed {
+            return Err(AuthError::Refused(self.policy.refusal(&name)));
         }
         Ok(Some(UserInfo::named(
             name.clone(),
@@ -442,7 +458,7 @@ impl Authenticator for DummyAuthenticator {
             }
         }
         if !self.policy.is_allowed(&name) {
-            return Ok(None);
+            return Err(AuthError::Refused(self.policy.refusal(&name)));
         }
         Ok(Some(UserInfo::named(
             name.clone(),
@@ -637,14 +653,10 @@ mod tests {
             .await
             .unwrap()
             .is_some());
-        assert!(
-            guarded
-                .authenticate(&creds("eve", "s3cret"))
-                .await
-                .unwrap()
-                .is_none(),
-            "not allowed"
-        );
+        match guarded.authenticate(&creds("eve", "s3cret")).await {
+            Err(AuthError::Refused(why)) => assert!(why.contains("not allowed"), "{why}"),
+            other => panic!("eve is not allowed: {other:?}"),
+        }
     }
 
     #[tokio::test]

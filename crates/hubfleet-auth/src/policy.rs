@@ -91,6 +91,35 @@ impl AccessPolicy {
             && (self.allow_all || self.allowed_users.contains(name) || self.is_admin(name))
     }
 
+    /// Whether no rule lets anyone but admins in (JupyterHub 5's default for most
+    /// authenticators): then logins fail for everyone else, and the hub says so.
+    pub fn admits_nobody(&self) -> bool {
+        !self.allow_all
+            && self.allowed_users.is_empty()
+            && !self.allow_existing_users
+            && self.allowed_groups.is_empty()
+    }
+
+    /// What someone the authenticator accepted, but no rule allows, is told.
+    pub fn refusal(&self, name: &str) -> String {
+        if self.is_blocked(name) {
+            format!("The user {name} is blocked from this hub.")
+        } else if self.admits_nobody() {
+            format!(
+                "{name} may not use this hub: nobody is allowed in yet. Its administrators must \
+                 say who may (allowed_users, allow_all or a group rule)."
+            )
+        } else if !self.allowed_groups.is_empty() {
+            format!(
+                "{name} is not in an allowed group, so cannot use this hub. Ask the hub's administrators to add you."
+            )
+        } else {
+            format!(
+                "{name} is not allowed to use this hub. Ask the hub's administrators to add you."
+            )
+        }
+    }
+
     /// Decide about a user the provider vouched for. `extra_allowed` is what the
     /// authenticator's own rules say (GitHub organisations, CILogon domains).
     ///
@@ -105,10 +134,7 @@ impl AccessPolicy {
     ) -> Result<Decision, AuthError> {
         if self.is_blocked(&info.name) {
             tracing::warn!(user = %info.name, "blocked user refused");
-            return Ok(Decision::Refused(format!(
-                "The user {} is blocked from this hub.",
-                info.name
-            )));
+            return Ok(Decision::Refused(self.refusal(&info.name)));
         }
         if self.is_admin(&info.name) {
             info.admin = Some(true);
@@ -134,18 +160,7 @@ impl AccessPolicy {
             Ok(Decision::Allowed(info))
         } else {
             tracing::warn!(user = %info.name, groups = ?info.groups, "user not allowed");
-            let message = if !self.allowed_groups.is_empty() {
-                format!(
-                    "{} is not in an allowed group, so cannot use this hub. Ask the hub's administrators to add you.",
-                    info.name
-                )
-            } else {
-                format!(
-                    "{} is not allowed to use this hub. Ask the hub's administrators to add you.",
-                    info.name
-                )
-            };
-            Ok(Decision::Refused(message))
+            Ok(Decision::Refused(self.refusal(&info.name)))
         }
     }
 }

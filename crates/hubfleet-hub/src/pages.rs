@@ -276,6 +276,7 @@ async fn login_submit(
     let info = match password_login::check_password(&state, &credentials, ip, "login form").await? {
         Outcome::Accepted(info) => info,
         Outcome::Wrong => return Ok(refused("Invalid username or password")),
+        Outcome::NotAllowed(why) => return Ok(refused(&why)),
         Outcome::Refused(refusal) => {
             let (status, username) = match &refusal {
                 // A name that long is not shown again.

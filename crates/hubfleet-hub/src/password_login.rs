@@ -106,9 +106,11 @@ impl<'a> Attempt<'a> {
 /// What came of a login with a user name and password.
 pub enum Outcome {
     Accepted(UserInfo),
-    /// Wrong password, unknown or not allowed user (counted as a failure).
+    /// Wrong password or unknown user (counted as a failure).
     Wrong,
     Refused(Refusal),
+    /// The password was right, but the person may not log in (yet): why, for them.
+    NotAllowed(String),
 }
 
 /// Ask the authenticator about `credentials`, under the limiter.
@@ -122,14 +124,19 @@ pub async fn check_password(
         Ok(attempt) => attempt,
         Err(refusal) => return Ok(Outcome::Refused(refusal)),
     };
-    match state.authenticator.authenticate(credentials).await? {
-        Some(info) => {
+    match state.authenticator.authenticate(credentials).await {
+        Ok(Some(info)) => {
             attempt.succeeded();
             Ok(Outcome::Accepted(info))
         }
-        None => {
+        Ok(None) => {
             attempt.failed().await;
             Ok(Outcome::Wrong)
         }
+        Err(hubfleet_auth::AuthError::Refused(why)) => {
+            tracing::info!(username = %name_for_log(&credentials.username), ?ip, via, %why, "login refused");
+            Ok(Outcome::NotAllowed(why))
+        }
+        Err(e) => Err(e.into()),
     }
 }

@@ -54,6 +54,16 @@ impl Store {
             .collect()
     }
 
+    /// The password hash a pending sign-up was made with.
+    pub async fn signup_password_hash(&self, name: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT password_hash FROM native_signups WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     pub async fn signup_exists(&self, name: &str) -> Result<bool> {
         Ok(
             sqlx::query("SELECT 1 AS one FROM native_signups WHERE name = $1")

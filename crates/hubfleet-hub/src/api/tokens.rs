@@ -169,6 +169,7 @@ async fn create_token(
                     return Err(HubError::Forbidden("Invalid username or password".into()))
                 }
                 Outcome::Refused(refusal) => return Err(refusal.into()),
+                Outcome::NotAllowed(why) => return Err(HubError::Forbidden(why)),
             };
             let user = user_named(&state, &info.name).await?;
             identity::Identity {
