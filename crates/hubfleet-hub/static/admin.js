@@ -282,7 +282,7 @@
     const memberInput = hub.el("input", { type: "text", id: id + "-member", required: true, autocomplete: "off" });
     const addMember = hub.el("form", { class: "toolbar" },
       hub.el("div", { class: "grow" }, hub.el("label", { for: id + "-member" }, `Add a member to ${group.name}`), memberInput),
-      hub.el("button", { type: "submit", class: "btn btn-primary btn-small" }, "Add member"));
+      hub.el("button", { type: "submit", class: "btn btn-primary btn-small", "aria-label": `Add member to ${group.name}` }, "Add member"));
     addMember.addEventListener("submit", (e) => {
       e.preventDefault();
       hub.act(addMember.querySelector("button"), async () => {

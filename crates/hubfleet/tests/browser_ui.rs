@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{fake_singleuser, Browser, Mode, TestHub, TokenClient};
+
+#[path = "support/users_cli.rs"]
+mod users_cli;
 use reqwest::Method;
 use serde_json::json;
 
@@ -313,4 +316,44 @@ async fn on_the_hubs_origin_a_users_page_acts_for_its_visitors() {
         hub.log().contains("users' servers share the hub's origin"),
         "the hub warned at start"
     );
+}
+
+/// Issue 13's class: sign-up and approval, and a TA limited to one section.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_class_with_sign_up_approval_and_a_section_ta() {
+    let hub = TestHub::start_in(
+        Mode::Subdomains,
+        &format!(
+            r#"hub:
+  config:
+    JupyterHub:
+      authenticator_class: native
+    Authenticator:
+      admin_users: [prof]
+    NativeAuthenticator:
+      open_signup: false
+  loadRoles:
+    section-ta:
+      scopes: ["admin-ui", "admin:users!group=sec1", "admin:servers!group=sec1", "list:groups!group=sec1", "groups!group=sec1"]
+      users: [ta]
+singleuser:
+  cmd: {}
+"#,
+            fake_singleuser()
+        ),
+    );
+    for (name, password) in [("prof", "prof-password-1"), ("ta", "ta-password-1")] {
+        users_cli::add_user(&hub.config, name, password);
+    }
+    let prof = Browser::new(&hub);
+    prof.login("prof", "prof-password-1").await;
+    for group in ["sec1", "sec2"] {
+        let (status, body) = prof
+            .call(Method::POST, &format!("/hub/api/groups/{group}"), None)
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    scenario(&hub, "class.mjs");
+    let (_, stu) = prof.call(Method::GET, "/hub/api/users/stu", None).await;
+    assert_eq!(stu["groups"], json!(["sec1"]), "{stu}");
 }
