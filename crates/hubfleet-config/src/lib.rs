@@ -49,12 +49,12 @@ pub use auth::{AuthSettings, OAuthProvider, OAuthSettings, Secret};
 pub use error::{ConfigError, ConfigWarning};
 pub use ignored::{IgnoredKey, IGNORED_KEYS};
 pub use model::{
-    AuthenticatorConfig, AuthenticatorKind, Cull, CullerKind, Db, DbType, DummyAuthenticatorConfig,
-    Hub, HubTraitletConfig, Hubfleet, JupyterHubConfig, LocalSpawnerConfig,
-    NativeAuthenticatorConfig, RoleConfig, ServiceConfig, SharedPasswordAuthenticatorConfig,
-    Singleuser, SpawnerKind, DEFAULT_CULL_CONCURRENCY, DEFAULT_CULL_EVERY_SECS,
-    DEFAULT_CULL_TIMEOUT_SECS, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_SINGLEUSER_CMD,
-    DEFAULT_START_TIMEOUT_SECS, SQLITE_FILE_NAME,
+    AuthenticatorConfig, AuthenticatorKind, BaseUrl, Cull, CullerKind, Db, DbType,
+    DummyAuthenticatorConfig, Hub, HubTraitletConfig, Hubfleet, JupyterHubConfig,
+    LocalSpawnerConfig, NativeAuthenticatorConfig, RoleConfig, ServiceConfig,
+    SharedPasswordAuthenticatorConfig, Singleuser, SpawnerKind, DEFAULT_CULL_CONCURRENCY,
+    DEFAULT_CULL_EVERY_SECS, DEFAULT_CULL_TIMEOUT_SECS, DEFAULT_DATA_DIR, DEFAULT_LISTEN,
+    DEFAULT_SINGLEUSER_CMD, DEFAULT_START_TIMEOUT_SECS, SQLITE_FILE_NAME,
 };
 
 /// The whole hub configuration.

@@ -72,6 +72,65 @@ pub struct Hub {
     /// as upstream's `c.JupyterHub.template_vars`.
     #[serde(deserialize_with = "crate::pages::template_vars")]
     pub template_vars: BTreeMap<String, serde_json::Value>,
+    /// `hub.baseUrl` (upstream's `c.JupyterHub.base_url`): the path everything is served
+    /// under, `/` by default; `/jupyter/` puts the hub at `/jupyter/hub/` and alice's server at
+    /// `/jupyter/user/alice/`. Always starts and ends with `/`.
+    #[serde(deserialize_with = "base_url")]
+    pub base_url: BaseUrl,
+}
+
+/// A URL path prefix that starts and ends with `/` (`hub.baseUrl`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl(String);
+
+impl Default for BaseUrl {
+    fn default() -> Self {
+        BaseUrl("/".to_owned())
+    }
+}
+
+impl BaseUrl {
+    /// `/jupyter` and `jupyter/` become `/jupyter/`; a path with `//`, `..`, a query or
+    /// characters a URL path would escape is refused.
+    pub fn parse(value: &str) -> Result<BaseUrl, String> {
+        let trimmed = value.trim_matches('/');
+        if trimmed.is_empty() {
+            return Ok(BaseUrl::default());
+        }
+        let bad = trimmed
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+            || !trimmed
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._~/".contains(c));
+        if bad {
+            return Err(format!(
+                "`{value}` is not a plain URL path: use letters, digits, `-`, `_`, `.`, `~` and single `/`, e.g. `/jupyter/`"
+            ));
+        }
+        Ok(BaseUrl(format!("/{trimmed}/")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn base_url<'de, D: Deserializer<'de>>(d: D) -> Result<BaseUrl, D::Error> {
+    struct V;
+    impl Visitor<'_> for V {
+        type Value = BaseUrl;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a URL path such as `/jupyter/`")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            BaseUrl::parse(v).map_err(E::custom)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(BaseUrl::default())
+        }
+    }
+    d.deserialize_any(V)
 }
 
 /// One entry of `hub.services` (upstream's `c.JupyterHub.services` item).

@@ -74,10 +74,12 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 /// never reach users' hosts. With https subdomains they also take the `__Host-` prefix, which
 /// makes browsers refuse any such cookie that the hub's own host did not set itself (a user's
 /// host cannot plant one); the prefix requires `Path=/`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct HubCookies {
     host_prefix: bool,
     secure: bool,
+    /// `hub.baseUrl`: cookie paths are under it.
+    base_url: String,
 }
 
 impl HubCookies {
@@ -89,6 +91,7 @@ impl HubCookies {
         HubCookies {
             host_prefix,
             secure: settings.secure_cookies || host_prefix,
+            base_url: settings.base_url.clone(),
         }
     }
 
@@ -101,12 +104,14 @@ impl HubCookies {
         }
     }
 
-    /// `path`, unless the `__Host-` prefix requires `/`.
-    pub fn path<'a>(&self, path: &'a str) -> &'a str {
+    /// `path` under the base URL, unless the `__Host-` prefix requires `/`.
+    pub fn path(&self, path: &str) -> String {
         if self.host_prefix {
-            "/"
+            "/".to_owned()
+        } else if self.base_url == "/" {
+            path.to_owned()
         } else {
-            path
+            format!("{}{}", self.base_url, path.trim_start_matches('/'))
         }
     }
 
@@ -118,14 +123,14 @@ impl HubCookies {
         set_cookie(
             &self.name(base),
             value,
-            self.path(path),
+            &self.path(path),
             max_age,
             self.secure,
         )
     }
 
     pub fn clear(&self, base: &str, path: &str) -> HeaderValue {
-        clear_cookie(&self.name(base), self.path(path), self.secure)
+        clear_cookie(&self.name(base), &self.path(path), self.secure)
     }
 }
 

@@ -60,6 +60,8 @@ pub struct Settings {
     pub secure_cookies: bool,
     /// Each user's servers on a host of their own (`hub.config.JupyterHub.subdomain_host`).
     pub subdomain_host: Option<urls::SubdomainHost>,
+    /// Where everything is served (`hub.baseUrl`): starts and ends with `/`.
+    pub base_url: String,
     pub admin_users: Vec<String>,
     pub allow_named_servers: bool,
     /// 0 means no limit.
@@ -105,6 +107,7 @@ impl Settings {
             start_timeout: Duration::from_secs(300),
             secure_cookies: false,
             subdomain_host: None,
+            base_url: "/".to_owned(),
             admin_users: Vec::new(),
             allow_named_servers: false,
             named_server_limit_per_user: 0,
@@ -139,10 +142,33 @@ impl Settings {
         lifecycle::server_env(self, user, server_name, api_token, access_scope)
     }
 
+    /// `path` (absolute, as the hub's code writes it: `/hub/home`, `/user/alice/`) under the
+    /// base URL: `/jupyter/hub/home`. Paths already under it, and anything that is not an
+    /// absolute path (`https://…`, `//…`), are kept.
+    pub fn with_base(&self, path: &str) -> String {
+        let base = self.base_url.as_str();
+        let under = path.starts_with(base) || path == base.trim_end_matches('/');
+        if base == "/" || under || !path.starts_with('/') || path.starts_with("//") {
+            path.to_owned()
+        } else {
+            format!("{base}{}", &path[1..])
+        }
+    }
+
+    /// A server's path prefix: `/user/alice/`, under the base URL.
+    pub fn server_prefix(&self, user: &str, server: &str) -> String {
+        self.with_base(&urls::server_prefix(user, server))
+    }
+
+    /// The hub's API as servers and services reach it: `http://127.0.0.1:8000/hub/api`.
+    pub fn api_url(&self) -> String {
+        format!("{}{}", self.internal_base_url, self.with_base("/hub/api"))
+    }
+
     /// The proxy route of a server: `/user/alice/`, or `alice.hub.example.org/user/alice/`
     /// with subdomains.
     pub fn route_spec(&self, user: &str, server: &str) -> String {
-        let prefix = urls::server_prefix(user, server);
+        let prefix = self.server_prefix(user, server);
         match &self.subdomain_host {
             Some(sub) => format!("{}{prefix}", sub.user_domain(user)),
             None => prefix,
@@ -151,7 +177,7 @@ impl Settings {
 
     /// Where people reach a server: `/user/alice/`, or the full URL on the user's own host.
     pub fn server_url(&self, user: &str, server: &str) -> String {
-        let prefix = urls::server_prefix(user, server);
+        let prefix = self.server_prefix(user, server);
         match &self.subdomain_host {
             Some(sub) => format!("{}{prefix}", sub.user_origin(user)),
             None => prefix,
@@ -162,22 +188,24 @@ impl Settings {
     /// server path and users have hosts of their own (`/user/alice/lab` →
     /// `http://alice.localhost:8000/user/alice/lab`); any other path is kept.
     pub fn browser_location(&self, path: &str) -> String {
+        let path = self.with_base(path);
         let Some(sub) = &self.subdomain_host else {
-            return path.to_owned();
+            return path;
         };
-        let Some(rest) = path.strip_prefix("/user/") else {
-            return path.to_owned();
+        let users = self.with_base("/user/");
+        let Some(rest) = path.strip_prefix(users.as_str()) else {
+            return path;
         };
         let escaped = rest.split(['/', '?', '#']).next().unwrap_or_default();
         match percent_encoding::percent_decode_str(escaped).decode_utf8() {
             Ok(name) if !name.is_empty() => format!("{}{path}", sub.user_origin(&name)),
-            _ => path.to_owned(),
+            _ => path,
         }
     }
 
     /// The proxy route of a service with a URL: `/services/x/`, or on its own host.
     pub fn service_route_spec(&self, name: &str) -> String {
-        let prefix = format!("/services/{name}/");
+        let prefix = self.with_base(&format!("/services/{name}/"));
         match &self.subdomain_host {
             Some(sub) => format!("{}{prefix}", sub.service_domain(name)),
             None => prefix,
@@ -370,7 +398,10 @@ impl Hub {
             authenticator,
             lifecycle: lifecycle.clone(),
             routes: routes.clone(),
-            templates: Arc::new(templates::Templates::load(&settings.pages)?),
+            templates: Arc::new(templates::Templates::load(
+                &settings.pages,
+                &settings.base_url,
+            )?),
             services: services::Services::default(),
             xsrf_key: identity::XsrfKey::new(store.hub_secret("xsrf").await?),
             shutdown: Arc::new(tokio::sync::Notify::new()),
@@ -404,7 +435,10 @@ impl Hub {
         let server = tokio::spawn(hubfleet_proxy::serve_with(
             listener,
             routes.clone(),
-            hubfleet_proxy::ProxyOptions { hub: Some(app) },
+            hubfleet_proxy::ProxyOptions {
+                hub: Some(app),
+                hub_base_url: state.settings.base_url.clone(),
+            },
             proxy_config,
             async move {
                 let _ = shutdown_rx.wait_for(|stop| *stop).await;
@@ -542,12 +576,15 @@ fn router(state: AppState) -> axum::Router {
         .iter()
         .map(|sub| sub.any_user_origin())
         .collect();
-    let page_csp =
-        axum::http::HeaderValue::from_str(&static_files::page_csp(&image_origins, &form_targets))
-            .unwrap_or(axum::http::HeaderValue::from_static(
-                "default-src 'self'; frame-ancestors 'none'",
-            ));
-    axum::Router::new()
+    let page_csp = axum::http::HeaderValue::from_str(&static_files::page_csp(
+        &image_origins,
+        &form_targets,
+        &state.settings.with_base("/hub/security/csp-report"),
+    ))
+    .unwrap_or(axum::http::HeaderValue::from_static(
+        "default-src 'self'; frame-ancestors 'none'",
+    ));
+    let app = axum::Router::new()
         .merge(api::routes())
         .merge(oauth::routes())
         .merge(pages::routes())
@@ -575,12 +612,40 @@ fn router(state: AppState) -> axum::Router {
             state.clone(),
             pages::keep_users_hosts_for_users,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            pages::redirects_under_base_url,
+        ))
         .layer(axum::middleware::from_fn(move |request, next| {
             common_headers(page_csp.clone(), request, next)
         }))
         .layer(axum::middleware::from_fn(api_errors_as_json))
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
-        .with_state(state)
+        .with_state(state.clone());
+    // Under `hub.baseUrl`, handlers see paths without it (`/hub/home`); what they write is put
+    // back under it (redirects by `redirects_under_base_url`, pages by the `base_url` global).
+    match state.settings.base_url.trim_end_matches('/') {
+        "" => app,
+        base => {
+            let home = state.settings.with_base("/hub/");
+            axum::Router::new()
+                .nest(base, app)
+                .fallback(move |uri: axum::http::Uri| {
+                    let home = home.clone();
+                    async move {
+                        if uri.path() == "/" {
+                            pages::found(&home)
+                        } else {
+                            (
+                                StatusCode::NOT_FOUND,
+                                format!("Not found: this hub is at {home}\n"),
+                            )
+                                .into_response()
+                        }
+                    }
+                })
+        }
+    }
 }
 
 /// Headers every hub response carries (protocol §1, §3.3).
@@ -601,9 +666,7 @@ async fn common_headers(
         .get(axum::http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
     let csp = if is_api && !is_page {
-        axum::http::HeaderValue::from_static(
-            "frame-ancestors 'none'; report-uri /hub/security/csp-report; default-src 'none'",
-        )
+        axum::http::HeaderValue::from_static("frame-ancestors 'none'; default-src 'none'")
     } else {
         page_csp
     };

@@ -404,7 +404,7 @@ impl Lifecycle {
     ) -> Result<String, String> {
         let inner = &self.inner;
         let settings = &inner.settings;
-        let prefix = urls::server_prefix(&user.name, &server.name);
+        let prefix = settings.server_prefix(&user.name, &server.name);
         let route = settings.route_spec(&user.name, &server.name);
         let client_id = urls::oauth_client_id(&user.name, &server.name);
         let log_path = settings.log_path(&user.name, &server.name);
@@ -1030,8 +1030,8 @@ pub fn server_env(
     api_token: &str,
     access_scope: &str,
 ) -> BTreeMap<String, String> {
-    let prefix = urls::server_prefix(&user.name, server_name);
-    let api_url = format!("{}/hub/api", settings.internal_base_url);
+    let prefix = settings.server_prefix(&user.name, server_name);
+    let api_url = settings.api_url();
     let access_scopes = serde_json::to_string(&[
         access_scope.to_string(),
         format!("access:servers!user={}", user.name),
@@ -1052,7 +1052,7 @@ pub fn server_env(
         format!("{api_url}/users/{}/activity", urls::escape_path(&user.name)),
     );
     set("JUPYTERHUB_API_URL", api_url);
-    set("JUPYTERHUB_BASE_URL", "/".into());
+    set("JUPYTERHUB_BASE_URL", settings.base_url.clone());
     set("JUPYTERHUB_SERVICE_PREFIX", prefix.clone());
     set(
         "JUPYTERHUB_OAUTH_CALLBACK_URL",

@@ -70,14 +70,14 @@ pub fn login_page_context(state: &AppState, next: Option<&str>) -> minijinja::Va
         });
     minijinja::context! {
         login_service,
-        login_url => login_url(state).map(|u| with_next(u, next)),
+        login_url => login_url(state).map(|u| state.settings.with_base(&with_next(u, next))),
         announcement => options.announcement.clone(),
         logo_url => options.logo_url.clone(),
         signup_url => state
             .authenticator
             .native_accounts()
             .filter(|a| a.settings.enable_signup)
-            .map(|_| "/hub/signup"),
+            .map(|_| state.settings.with_base("/hub/signup")),
         login_disabled => state.authenticator.login_disabled().then_some(true),
     }
 }
@@ -131,7 +131,10 @@ fn callback_url(state: &AppState, headers: &HeaderMap) -> Result<String, String>
     } else {
         "http"
     };
-    Ok(format!("{scheme}://{host}/hub/oauth_callback"))
+    Ok(format!(
+        "{scheme}://{host}{}",
+        state.settings.with_base("/hub/oauth_callback")
+    ))
 }
 
 #[derive(Deserialize, Default)]

@@ -73,7 +73,7 @@ pub fn error_page(
 ) -> Response {
     let body = state.templates.render(
         "error.html",
-        context! { status => status.as_u16(), title, message, log, retry => log.as_ref().map(|_| "/hub/spawn") },
+        context! { status => status.as_u16(), title, message, log, retry => log.as_ref().map(|_| state.settings.with_base("/hub/spawn")) },
     );
     html(status, body)
 }
@@ -626,10 +626,10 @@ async fn pending_page(
             } else {
                 format!("servers/{}", urls::escape_path(server_name))
             };
-            let progress_url = format!(
+            let progress_url = state.settings.with_base(&format!(
                 "/hub/api/users/{}/{server_api}/progress?_xsrf={xsrf}",
                 urls::escape_path(&user.name)
-            );
+            ));
             let next = next.map(|next| state.settings.browser_location(&next));
             let body = state.templates.render(
                 "spawn_pending.html",
@@ -661,14 +661,19 @@ async fn pending_page(
             "Your server is stopping. Reload this page in a few seconds to start it again.",
             None,
         )),
-        _ => Ok(not_running(&state, &server_url, &user.name, server_name)),
+        _ => Ok(not_running(
+            &state,
+            &state.settings.server_prefix(&user.name, server_name),
+            &user.name,
+            server_name,
+        )),
     }
 }
 
 fn not_running(state: &AppState, path: &str, user: &str, server_name: &str) -> Response {
     let spawn_url = format!(
         "{}?next={}",
-        spawn_path(user, server_name),
+        state.settings.with_base(&spawn_path(user, server_name)),
         url::form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>()
     );
     let body = state
@@ -718,7 +723,7 @@ async fn user_url_inner(
         .and_then(|rest| rest.split_once('/'))
         .map(|(_, rest)| rest)
         .unwrap_or("");
-    let server_path = format!("{}{}", urls::server_prefix(&name, ""), raw_rest);
+    let server_path = format!("{}{}", state.settings.server_prefix(&name, ""), raw_rest);
     let wants_json = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -727,7 +732,7 @@ async fn user_url_inner(
     let not_running_json = |server_name: &str| {
         let message = format!(
             "JupyterHub server no longer running at {server_path}. Restart the server at {}",
-            spawn_path(&name, server_name)
+            state.settings.with_base(&spawn_path(&name, server_name))
         );
         crate::api::json_error(StatusCode::FAILED_DEPENDENCY, &message)
     };
@@ -863,7 +868,7 @@ async fn user_redirect(
     let me = logged_in!(state, headers, uri);
     let mut next = format!(
         "{}{}",
-        urls::server_prefix(&me.user.name, ""),
+        state.settings.server_prefix(&me.user.name, ""),
         urls::escape_full_path(&path)
     );
     if let Some(query) = query {
@@ -956,8 +961,9 @@ pub(crate) async fn keep_users_hosts_for_users(
         return crate::api::json_error(
             StatusCode::NOT_FOUND,
             &format!(
-                "The hub is at {}; it answers nothing on users' hosts",
-                sub.hub_origin()
+                "The hub is at {}{}; it answers nothing on users' hosts",
+                sub.hub_origin(),
+                state.settings.with_base("/hub/")
             ),
         );
     }
@@ -966,9 +972,35 @@ pub(crate) async fn keep_users_hosts_for_users(
     } else {
         on_hub
     };
-    found(&format!("{}{hub_path}", sub.hub_origin()))
+    found(&format!(
+        "{}{}",
+        sub.hub_origin(),
+        state.settings.with_base(&hub_path)
+    ))
 }
 
 fn is_read(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD)
+}
+
+/// Under `hub.baseUrl`, the hub's code writes paths as if at `/` (`/hub/home`): redirects go
+/// back under the base URL here.
+pub(crate) async fn redirects_under_base_url(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    if state.settings.base_url == "/" {
+        return response;
+    }
+    let moved = response
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|location| state.settings.with_base(location));
+    if let Some(location) = moved.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
 }

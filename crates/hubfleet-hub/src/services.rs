@@ -145,9 +145,12 @@ impl Services {
                         &OAuthClient {
                             identifier: client_id,
                             redirect_uri: format!(
-                                "{}/services/{}/oauth_callback",
+                                "{}{}",
                                 state.settings.service_origin(&definition.name),
-                                definition.name
+                                state.settings.with_base(&format!(
+                                    "/services/{}/oauth_callback",
+                                    definition.name
+                                ))
                             ),
                             description: format!("JupyterHub service {}", definition.name),
                             allowed_scopes: vec![format!(
@@ -431,7 +434,7 @@ fn service_env(
         env.insert("PATH".into(), format!("{}/bin:{path}", venv.display()));
         env.insert("VIRTUAL_ENV".into(), venv.display().to_string());
     }
-    let api_url = format!("{}/hub/api", state.settings.internal_base_url);
+    let api_url = state.settings.api_url();
     let name = &definition.name;
     let mut set = |k: &str, v: String| {
         env.insert(k.to_string(), v);
@@ -439,7 +442,7 @@ fn service_env(
     set("JUPYTERHUB_API_TOKEN", token.to_string());
     set("JPY_API_TOKEN", token.to_string());
     set("JUPYTERHUB_API_URL", api_url);
-    set("JUPYTERHUB_BASE_URL", "/".into());
+    set("JUPYTERHUB_BASE_URL", state.settings.base_url.clone());
     set("JUPYTERHUB_SERVICE_NAME", name.clone());
     set("JUPYTERHUB_CLIENT_ID", format!("service-{name}"));
     set("JUPYTERHUB_HOST", state.settings.hub_origin());
@@ -455,12 +458,18 @@ fn service_env(
     set("JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES", "[]".into());
     if !definition.url.is_empty() {
         set("JUPYTERHUB_SERVICE_URL", definition.url.clone());
-        set("JUPYTERHUB_SERVICE_PREFIX", format!("/services/{name}/"));
+        set(
+            "JUPYTERHUB_SERVICE_PREFIX",
+            state.settings.with_base(&format!("/services/{name}/")),
+        );
         set(
             "JUPYTERHUB_OAUTH_CALLBACK_URL",
             format!(
-                "{}/services/{name}/oauth_callback",
-                state.settings.service_origin(name)
+                "{}{}",
+                state.settings.service_origin(name),
+                state
+                    .settings
+                    .with_base(&format!("/services/{name}/oauth_callback"))
             ),
         );
     }

@@ -201,7 +201,7 @@ fn render(
             profiles => cards(profiles, groups, chosen),
             xsrf,
             error,
-            action => action(&target.name, &me.user.name, server_name, next),
+            action => state.settings.with_base(&action(&target.name, &me.user.name, server_name, next)),
             ..crate::templates::nav(me)
         },
     );

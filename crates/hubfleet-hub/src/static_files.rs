@@ -97,7 +97,7 @@ async fn serve(
 /// `form_targets`: where the hub's forms may lead besides the hub (browsers apply
 /// `form-action` to the redirects after a POST too, e.g. the OAuth confirmation's redirect to a
 /// server on its user's host).
-pub fn page_csp(image_origins: &[String], form_targets: &[String]) -> String {
+pub fn page_csp(image_origins: &[String], form_targets: &[String], report_uri: &str) -> String {
     let mut img = String::from("'self' data:");
     for origin in image_origins {
         img.push(' ');
@@ -111,6 +111,6 @@ pub fn page_csp(image_origins: &[String], form_targets: &[String]) -> String {
     format!(
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src {img}; \
          connect-src 'self'; object-src 'none'; base-uri 'none'; form-action {form}; \
-         frame-ancestors 'none'; report-uri /hub/security/csp-report"
+         frame-ancestors 'none'; report-uri {report_uri}"
     )
 }

@@ -128,6 +128,9 @@ fn base_env() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_formatter(html_formatter);
     env.add_global("static_version", crate::static_files::version());
+    // As upstream's template namespace: `base_url` is the hub's prefix, `prefix` the app's.
+    env.add_global("base_url", "/hub/");
+    env.add_global("prefix", "/");
     for (name, source) in BUILT_IN {
         env.add_template(name, source)
             .unwrap_or_else(|e| panic!("built-in template {name} is invalid: {e}"));
@@ -143,9 +146,12 @@ impl Templates {
         Templates { env: base_env() }
     }
 
-    /// The built-ins, the overrides of `hub.templatePaths` and the template variables.
-    pub fn load(pages: &PageSettings) -> Result<Self, HubError> {
+    /// The built-ins, the overrides of `hub.templatePaths` and the template variables, for a
+    /// hub under `base_url` (`hub.baseUrl`).
+    pub fn load(pages: &PageSettings, base_url: &str) -> Result<Self, HubError> {
         let mut env = base_env();
+        env.add_global("base_url", format!("{base_url}hub/"));
+        env.add_global("prefix", base_url.to_owned());
         let homepage =
             serde_json::to_value(HomepageGlobals::from(&pages.homepage)).unwrap_or_default();
         if let serde_json::Value::Object(vars) = homepage {
@@ -296,12 +302,12 @@ mod tests {
             .collect(),
             ..Default::default()
         };
-        let templates = Templates::load(&pages).unwrap();
+        let templates = Templates::load(&pages, "/").unwrap();
         let html = templates.render("login.html", minijinja::context! { xsrf => "t" });
         assert!(html.contains("<title>Custom sign in"), "{html}");
         assert!(html.contains("Maintenance <b>today</b>"), "{html}");
         std::fs::write(dir.join("home.html"), "{% if %}").unwrap();
-        let err = Templates::load(&pages)
+        let err = Templates::load(&pages, "/")
             .err()
             .expect("a broken override is refused");
         assert!(err.to_string().contains("home.html"), "{err}");

@@ -7,7 +7,7 @@
   const userPath = (name) => "/users" + hub.path(name);
   const serverPath = (user, server) =>
     server ? userPath(user) + "/servers" + hub.path(server) : userPath(user) + "/server";
-  const serverUrl = (user, server) => "/user" + hub.path(user) + "/" + (server ? encodeURIComponent(server) + "/" : "");
+  const serverUrl = (user, server) => hub.base.replace(/hub\/$/, "user") + hub.path(user) + "/" + (server ? encodeURIComponent(server) + "/" : "");
   // The caller's scopes that change things (`"all"` or filters by kind): only buttons they may
   // use are shown. The API checks again.
   const held = JSON.parse(document.getElementById("admin").dataset.scopes || "{}");
@@ -105,9 +105,9 @@
         await loadUsers();
       }));
       // As upstream's admin: the spawn page, to start it with chosen options.
-      actions.push(hub.el("a", { class: "btn btn-small btn-plain", href: "/hub/spawn" + hub.path(user.name, ...(name ? [name] : [])), "aria-label": `Spawn page of ${who}` }, "Spawn page"));
+      actions.push(hub.el("a", { class: "btn btn-small btn-plain", href: hub.base + "spawn" + hub.path(user.name, ...(name ? [name] : [])), "aria-label": `Spawn page of ${who}` }, "Spawn page"));
     }
-    actions.push(hub.el("a", { class: "btn btn-small btn-plain", href: "/hub/admin/log/" + encodeURIComponent(user.name) + (name ? "/" + encodeURIComponent(name) : ""), "aria-label": `Log of ${who}` }, "Log"));
+    actions.push(hub.el("a", { class: "btn btn-small btn-plain", href: hub.base + "admin/log/" + encodeURIComponent(user.name) + (name ? "/" + encodeURIComponent(name) : ""), "aria-label": `Log of ${who}` }, "Log"));
     actions.push(button("Details", { label: `Details of ${who}` }, async () => {
       const options = server.user_options || {};
       const profile = (server.state && server.state.profile) || null;

@@ -3,6 +3,8 @@
 const hub = {
   xsrf: document.body.dataset.xsrf || "",
   user: document.body.dataset.user || "",
+  // The hub's own pages: `/hub/`, or under `hub.baseUrl`.
+  base: document.body.dataset.base || "/hub/",
 
   async api(method, path, body, accept) {
     const headers = { "X-XSRFToken": hub.xsrf, Accept: accept || "application/json" };
@@ -11,7 +13,7 @@ const hub = {
       headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
-    const response = await fetch("/hub/api" + path, init);
+    const response = await fetch(hub.base + "api" + path, init);
     const text = await response.text();
     let data = null;
     if (text) {

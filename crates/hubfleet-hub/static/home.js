@@ -26,7 +26,7 @@
         await reloadWhenSettled(name);
       } else if (button.dataset.action === "start") {
         // The spawn page: the options form when there are profiles, then progress.
-        location.href = "/hub/spawn" + hub.path(hub.user, name);
+        location.href = hub.base + "spawn" + hub.path(hub.user, name);
       } else if (button.dataset.action === "delete") {
         if (!(await hub.confirm(`Delete the server ${label}? Its files in your home stay.`))) return;
         await hub.api("DELETE", serverPath(name), { remove: true });
@@ -40,7 +40,7 @@
     newServer.addEventListener("submit", (e) => {
       e.preventDefault();
       const name = document.getElementById("new-server-name").value.trim();
-      location.href = "/hub/spawn" + hub.path(hub.user, name);
+      location.href = hub.base + "spawn" + hub.path(hub.user, name);
     });
   }
 

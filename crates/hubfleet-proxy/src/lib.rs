@@ -42,6 +42,9 @@ pub struct ProxyOptions {
     /// Requests whose longest match is a route with target [`HUB_TARGET`], or that match no route
     /// at all, are handed to this in-process service instead of being forwarded over TCP.
     pub hub: Option<axum::Router>,
+    /// Where the hub serves its pages (JupyterHub's `base_url`, `/` when empty): the hub's own
+    /// error page is `<hub_base_url>hub/error/<code>`.
+    pub hub_base_url: String,
 }
 
 /// Everything public in this crate that can fail.

@@ -145,6 +145,7 @@ impl Default for ServeConfig {
 struct Shared {
     table: RouteTable,
     hub: Option<axum::Router>,
+    hub_error_page: String,
     pool: Arc<Pool>,
     error_client: ErrorPageClient,
     config: ServeConfig,
@@ -376,6 +377,10 @@ impl Worker {
         let shared = Arc::new(Shared {
             table: table.clone(),
             hub: options.hub.clone(),
+            hub_error_page: match options.hub_base_url.trim_matches('/') {
+                "" => "/hub/error/".to_owned(),
+                base => format!("/{base}/hub/error/"),
+            },
             pool: Arc::new(Pool::new(
                 config.pool_max_idle_per_host,
                 config.pool_idle_timeout,
@@ -904,7 +909,7 @@ async fn error_page(
             return html_page(code, page);
         }
     } else if let Some(hub) = &st.hub {
-        return hub_error_page(hub, code, orig).await;
+        return hub_error_page(hub, &st.hub_error_page, code, orig).await;
     } else {
         return html_page(code, builtin_error_page(code));
     }
@@ -938,10 +943,15 @@ fn builtin_error_page(code: StatusCode) -> String {
 
 /// The in-process hub's own error page (`/hub/error/{code}`, as JupyterHub sets CHP's
 /// `--error-target`), under the original status.
-async fn hub_error_page(hub: &axum::Router, code: StatusCode, orig: &Uri) -> Response<ProxyBody> {
+async fn hub_error_page(
+    hub: &axum::Router,
+    error_page: &str,
+    code: StatusCode,
+    orig: &Uri,
+) -> Response<ProxyBody> {
     let original = orig.path_and_query().map_or("/", PathAndQuery::as_str);
     let uri = format!(
-        "/hub/error/{}?url={}",
+        "{error_page}{}?url={}",
         code.as_u16(),
         utf8_percent_encode(original, NON_ALPHANUMERIC)
     );

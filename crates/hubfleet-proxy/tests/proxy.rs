@@ -45,9 +45,17 @@ async fn start_proxy(table: RouteTable, hub: Option<Router>) -> Proxy {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, table, ProxyOptions { hub }, async move {
-        let _ = rx.await;
-    }));
+    let task = tokio::spawn(serve(
+        listener,
+        table,
+        ProxyOptions {
+            hub,
+            hub_base_url: "/".into(),
+        },
+        async move {
+            let _ = rx.await;
+        },
+    ));
     Proxy {
         addr,
         stop: Some(tx),

@@ -201,6 +201,7 @@ fn settings(config: &HubConfig) -> Result<Settings> {
         .map(hubfleet_hub::urls::SubdomainHost::parse)
         .transpose()
         .map_err(|e| anyhow::anyhow!("hub.config.JupyterHub.subdomain_host: {e}"))?;
+    settings.base_url = config.hub.base_url.as_str().to_owned();
     settings.secure_cookies = config
         .hubfleet
         .public_url
@@ -323,11 +324,13 @@ async fn run_until_signal(hub: Hub) -> Result<()> {
     Ok(())
 }
 
-/// Where people open the hub: the subdomain host's origin, else the address it listens on.
+/// Where people open the hub: the subdomain host's origin, else the address it listens on,
+/// under `hub.baseUrl`.
 fn hub_url(config: &HubConfig, hub: &Hub) -> String {
+    let base = config.hub.base_url.as_str();
     match &config.hub.config.jupyterhub.subdomain_host {
-        Some(host) => format!("{}/", host.trim_end_matches('/')),
-        None => format!("http://{}/", hub.addr),
+        Some(host) => format!("{}{base}", host.trim_end_matches('/')),
+        None => format!("http://{}{base}", hub.addr),
     }
 }
 

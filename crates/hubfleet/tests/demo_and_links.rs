@@ -77,6 +77,7 @@ async fn demo_prints_admin_password_once_and_reuses_everything() {
     let base = || common::BaseUrl {
         hub: format!("http://localhost:{port}"),
         user_hosts_port: Some(port),
+        prefix: String::new(),
     };
     let browser = Browser::new(base());
     assert_eq!(

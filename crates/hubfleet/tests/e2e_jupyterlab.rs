@@ -25,7 +25,8 @@ async fn open_lab(browser: &Browser, user: &str) {
         .await
         .unwrap();
     assert_eq!(lab.status(), 200, "JupyterLab page: {}", lab.url());
-    assert_eq!(lab.url().path(), format!("/user/{user}/lab"));
+    let lab_url = browser.user_url(user, &format!("/user/{user}/lab"));
+    assert_eq!(lab.url().path(), url::Url::parse(&lab_url).unwrap().path());
     let server_root = browser.user_url(user, &format!("/user/{user}/"));
     assert_eq!(
         lab.url().host_str(),
@@ -134,16 +135,30 @@ async fn execute(browser: &Browser, hub: &TestHub, user: &str, code: &str) -> St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_in_start_jupyterlab_run_a_kernel_and_stop() {
-    lab_journey(Mode::Paths).await;
+    lab_journey(Mode::Paths, DUMMY_HUB).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_in_start_jupyterlab_run_a_kernel_and_stop_on_the_users_host() {
-    lab_journey(Mode::Subdomains).await;
+    lab_journey(Mode::Subdomains, DUMMY_HUB).await;
 }
 
-async fn lab_journey(mode: Mode) {
-    let hub = TestHub::start_in(mode, DUMMY_HUB);
+/// Everything under `hub.baseUrl` (upstream's `base_url`): the hub at `/jupyter/hub/`, the
+/// server at `/jupyter/user/alice/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jupyterlab_under_a_base_url() {
+    lab_journey(Mode::Paths, BASE_URL_HUB).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jupyterlab_under_a_base_url_on_the_users_host() {
+    lab_journey(Mode::Subdomains, BASE_URL_HUB).await;
+}
+
+const BASE_URL_HUB: &str = "hub:\n  baseUrl: /jupyter/\n  config:\n    JupyterHub:\n      authenticator_class: dummy\nsingleuser:\n  defaultUrl: /lab\n";
+
+async fn lab_journey(mode: Mode, yaml: &str) {
+    let hub = TestHub::start_in(mode, yaml);
     let browser = Browser::new(&hub);
     browser.login("alice", "any").await;
 
@@ -158,7 +173,7 @@ async fn lab_journey(mode: Mode) {
     let pending = start.headers()["location"].to_str().unwrap().to_string();
     let server_url = hub.server_url("alice", "/user/alice/");
     assert!(
-        pending == "/hub/spawn-pending/alice" || pending == server_url,
+        pending == format!("{}/hub/spawn-pending/alice", hub.prefix) || pending == server_url,
         "{pending}"
     );
     let model = browser.wait_ready("alice", Duration::from_secs(120)).await;
@@ -208,7 +223,7 @@ async fn lab_journey(mode: Mode) {
     assert_eq!(gone.status(), 302);
     // With subdomains, to the hub's own host (the user's host has no hub).
     let hub_side = match mode {
-        Mode::Paths => "/hub/user/alice/api/status".to_string(),
+        Mode::Paths => format!("{}/hub/user/alice/api/status", hub.prefix),
         Mode::Subdomains => hub.url("/hub/user/alice/api/status"),
     };
     assert_eq!(gone.headers()["location"], hub_side.as_str());

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -116,7 +116,7 @@ async fn list_groups(
     State(state): State<AppState>,
     Caller(me): Caller,
     headers: HeaderMap,
-    uri: Uri,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
     Args(query): Args<PageQuery>,
 ) -> Result<Response, HubError> {
     access::check_any(&me.scopes, &["list:groups"])?;

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -285,7 +285,7 @@ async fn get_proxy(
     Caller(me): Caller,
     Args(query): Args<PageQuery>,
     headers: HeaderMap,
-    uri: Uri,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
 ) -> Result<Response, HubError> {
     access::check(&state, &me.scopes, &["proxy"], &Target::None).await?;
     let page = Page::from_request(&headers, &query)?;

@@ -165,7 +165,9 @@ async fn code_model(
         map.insert("code".into(), json!(secret));
         map.insert(
             "accept_url".into(),
-            json!(format!("/hub/accept-share?{query}")),
+            json!(state
+                .settings
+                .with_base(&format!("/hub/accept-share?{query}"))),
         );
         map.insert("full_accept_url".into(), Value::Null);
     }
@@ -488,7 +490,7 @@ async fn user_shares(
     Caller(me): Caller,
     Path(name): Path<String>,
     headers: HeaderMap,
-    uri: Uri,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
     Args(query): Args<PageQuery>,
 ) -> Result<Response, HubError> {
     list_grantee_shares(Grantees::Users, state, me, name, headers, uri, query).await
@@ -499,7 +501,7 @@ async fn group_shares(
     Caller(me): Caller,
     Path(name): Path<String>,
     headers: HeaderMap,
-    uri: Uri,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
     Args(query): Args<PageQuery>,
 ) -> Result<Response, HubError> {
     list_grantee_shares(Grantees::Groups, state, me, name, headers, uri, query).await
@@ -553,7 +555,7 @@ async fn owner_shares(
     Caller(me): Caller,
     Path(owner): Path<String>,
     headers: HeaderMap,
-    uri: Uri,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
     Args(query): Args<PageQuery>,
 ) -> Result<Response, HubError> {
     access::check(&state, &me.scopes, &["read:shares"], &Target::User(&owner)).await?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -74,7 +74,7 @@ pub fn server_model(settings: &Settings, user: &User, server: &Server, with_stat
     // With subdomains `url` is the full URL on the user's host, as upstream's `server_url`.
     let url = settings.server_url(&user.name, &server.name);
     let full_url = url.contains("://").then(|| url.clone());
-    let progress = progress_url(&user.name, &server.name);
+    let progress = settings.with_base(&progress_url(&user.name, &server.name));
     let full_progress_url = match settings.hub_origin().as_str() {
         "" => None,
         origin => Some(format!("{origin}{progress}")),
@@ -289,7 +289,7 @@ async fn list_users(
     Caller(me): Caller,
     Args(query): Args<ListQuery>,
     headers: HeaderMap,
-    uri: Uri,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
 ) -> Result<Response, HubError> {
     access::check_any(&me.scopes, &["list:users"])?;
     let page = Page::from_request(&headers, &query.page)?;

@@ -28,15 +28,20 @@ pub fn python_env() -> PathBuf {
     path
 }
 
-/// One `GET /hub/health` on a fresh connection: did it answer 200?
-fn health_ok(port: u16) -> bool {
+/// One `GET <prefix>/hub/health` on a fresh connection: did it answer 200?
+fn health_ok(port: u16, prefix: &str) -> bool {
     use std::io::{Read, Write};
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     if stream
-        .write_all(b"GET /hub/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .write_all(
+            format!(
+                "GET {prefix}/hub/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
         .is_err()
     {
         return false;
@@ -90,9 +95,23 @@ pub fn with_subdomain_host(yaml: &str, port: u16) -> String {
     serde_yaml_ng::to_string(&doc).unwrap()
 }
 
+/// `hub.baseUrl` of a test config, without its trailing `/` (`""` at the root).
+fn base_url_prefix(yaml: &str) -> String {
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml).unwrap_or_default();
+    doc.get("hub")
+        .and_then(|hub| hub.get("baseUrl"))
+        .and_then(|b| b.as_str())
+        .map(|b| b.trim_matches('/'))
+        .filter(|b| !b.is_empty())
+        .map(|b| format!("/{b}"))
+        .unwrap_or_default()
+}
+
 pub struct TestHub {
     pub port: u16,
     pub mode: Mode,
+    /// `hub.baseUrl` without its trailing `/`: `""`, or e.g. `/jupyter`.
+    pub prefix: String,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     /// Extra environment of the hub process (e.g. `JUPYTERHUB_CRYPT_KEY`), applied at each
@@ -141,6 +160,7 @@ impl TestHub {
         let mut hub = TestHub {
             port: 0,
             mode,
+            prefix: base_url_prefix(yaml),
             dir,
             config,
             env: env
@@ -217,7 +237,7 @@ impl TestHub {
                 self.child = None;
                 return Err(format!("exit {status}\n{}", self.log()));
             }
-            if health_ok(self.port) {
+            if health_ok(self.port, &self.prefix) {
                 return Ok(());
             }
             assert!(
@@ -257,13 +277,13 @@ impl TestHub {
     pub fn url(&self, path: &str) -> String {
         match self.mode {
             Mode::Paths => self.direct_url(path),
-            Mode::Subdomains => format!("http://localhost:{}{path}", self.port),
+            Mode::Subdomains => format!("http://localhost:{}{}{path}", self.port, self.prefix),
         }
     }
 
     /// The hub's address by IP, for API clients (any host reaches the API).
     pub fn direct_url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("http://127.0.0.1:{}{}{path}", self.port, self.prefix)
     }
 
     /// Where `user`'s server is: the hub's origin, or with subdomains the user's own host.
@@ -275,7 +295,7 @@ impl TestHub {
     /// subdomains the full URL on the user's host.
     pub fn server_url(&self, user: &str, path: &str) -> String {
         match self.mode {
-            Mode::Paths => path.to_owned(),
+            Mode::Paths => format!("{}{path}", self.prefix),
             Mode::Subdomains => self.user_url(user, path),
         }
     }
@@ -372,9 +392,12 @@ pub struct Browser {
 /// Where a hub answers, and where its users' servers do.
 #[derive(Clone)]
 pub struct BaseUrl {
+    /// The hub's origin and `hub.baseUrl` (without its trailing `/`).
     pub hub: String,
     /// With subdomains: the port of `<user>.localhost:<port>`.
     pub user_hosts_port: Option<u16>,
+    /// `hub.baseUrl` without its trailing `/`.
+    pub prefix: String,
 }
 
 impl BaseUrl {
@@ -383,14 +406,16 @@ impl BaseUrl {
         BaseUrl {
             hub: url.into(),
             user_hosts_port: None,
+            prefix: String::new(),
         }
     }
 
     pub fn user_url(&self, user: &str, path: &str) -> String {
         match self.user_hosts_port {
             Some(port) => format!(
-                "http://{}.localhost:{port}{path}",
-                hubfleet_hub::urls::dns_label(user)
+                "http://{}.localhost:{port}{}{path}",
+                hubfleet_hub::urls::dns_label(user),
+                self.prefix
             ),
             None => format!("{}{path}", self.hub),
         }
@@ -402,6 +427,7 @@ impl From<&TestHub> for BaseUrl {
         BaseUrl {
             hub: hub.url(""),
             user_hosts_port: (hub.mode == Mode::Subdomains).then_some(hub.port),
+            prefix: hub.prefix.clone(),
         }
     }
 }
