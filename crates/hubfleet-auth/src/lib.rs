@@ -407,7 +407,7 @@ impl Authenticator for NativeAuthenticator {
             return Ok(None);
         }
         if !allowed {
-            return Err(AuthError::Refused(self.policy.refusal(&name)));
+            return Err(AuthError::Refused(self.policy.password_refusal(&name)));
         }
         Ok(Some(UserInfo::named(
             name.clone(),
@@ -458,7 +458,7 @@ impl Authenticator for DummyAuthenticator {
             }
         }
         if !self.policy.is_allowed(&name) {
-            return Err(AuthError::Refused(self.policy.refusal(&name)));
+            return Err(AuthError::Refused(self.policy.password_refusal(&name)));
         }
         Ok(Some(UserInfo::named(
             name.clone(),

@@ -100,15 +100,23 @@ impl AccessPolicy {
             && self.allowed_groups.is_empty()
     }
 
-    /// What someone the authenticator accepted, but no rule allows, is told.
-    pub fn refusal(&self, name: &str) -> String {
-        if self.is_blocked(name) {
-            format!("The user {name} is blocked from this hub.")
-        } else if self.admits_nobody() {
+    /// What someone a password login accepted, but no rule allows, is told. (Password logins
+    /// have no provider rules, so "no rule" means nobody but admins.)
+    pub fn password_refusal(&self, name: &str) -> String {
+        if !self.is_blocked(name) && self.admits_nobody() {
             format!(
                 "{name} may not use this hub: nobody is allowed in yet. Its administrators must \
                  say who may (allowed_users, allow_all or a group rule)."
             )
+        } else {
+            self.refusal(name)
+        }
+    }
+
+    /// What someone the authenticator accepted, but no rule allows, is told.
+    pub fn refusal(&self, name: &str) -> String {
+        if self.is_blocked(name) {
+            format!("The user {name} is blocked from this hub.")
         } else if !self.allowed_groups.is_empty() {
             format!(
                 "{name} is not in an allowed group, so cannot use this hub. Ask the hub's administrators to add you."
