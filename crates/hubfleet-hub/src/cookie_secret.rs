@@ -24,7 +24,8 @@ pub(crate) async fn xsrf_key(
         .as_ref()
         .map(|secret| fingerprint(secret.expose()))
         .unwrap_or_default();
-    if let Some(ended) = store.record_cookie_secret(&fingerprint).await? {
+    // A first start (nothing recorded, nobody logged in) ends nothing and says nothing.
+    if let Some(ended @ 1..) = store.record_cookie_secret(&fingerprint).await? {
         tracing::warn!(
             sessions = ended,
             "hub.cookieSecret changed since the last start: every login session has ended, everyone logs in again"
