@@ -843,8 +843,8 @@ fn check_url(s: &str) -> Result<(), String> {
 pub(crate) fn validate(
     config: &HubConfig,
     ctx: &crate::load::Ctx<'_>,
-    warnings: &mut Vec<crate::ConfigWarning>,
-) -> Result<(), crate::ConfigError> {
+    f: &mut crate::load::Findings,
+) {
     let hc = &config.hub.config;
     let kind = hc.jupyterhub.authenticator_class;
     let auth_class = "hub.config.JupyterHub.authenticator_class";
@@ -934,7 +934,7 @@ pub(crate) fn validate(
     ];
     for (class, field, list) in lists {
         if let Some(i) = list.and_then(|l| l.iter().position(|u| u.trim().is_empty())) {
-            return Err(ctx.at_item(
+            f.error(ctx.at_item(
                 &format!("hub.config.{class}.{field}"),
                 i,
                 "is an empty name",
@@ -945,7 +945,7 @@ pub(crate) fn validate(
         for (i, org) in orgs.iter().enumerate() {
             let parts: Vec<&str> = org.split(':').collect();
             if parts.len() > 2 || parts.iter().any(|p| p.trim().is_empty() || p.contains('/')) {
-                return Err(ctx.at_item(
+                f.error(ctx.at_item(
                     "hub.config.GitHubOAuthenticator.allowed_organizations",
                     i,
                     format!("`{org}` is neither an organization (`my-org`) nor a team (`my-org:my-team`)"),
@@ -966,16 +966,20 @@ pub(crate) fn validate(
             } else {
                 auth_class.to_owned()
             };
-            return Err(ctx.at_key(
+            f.error(ctx.at_key(
                 &at,
                 format!("`{kind}` needs `hub.config.{section}.client_id` (and `client_secret`), from the OAuth app registered with the provider"),
             ));
         }
         if let Some(url) = &oauth.callback_url {
-            check_url(url).map_err(|m| ctx.at_key(&class_key("oauth_callback_url"), m))?;
+            if let Err(m) = check_url(url) {
+                f.error(ctx.at_key(&class_key("oauth_callback_url"), m));
+            }
         }
         if let Some(url) = &oauth.logout_redirect_url {
-            check_url(url).map_err(|m| ctx.at_key(&class_key("logout_redirect_url"), m))?;
+            if let Err(m) = check_url(url) {
+                f.error(ctx.at_key(&class_key("logout_redirect_url"), m));
+            }
         }
         if !settings.manage_groups {
             for (field, set) in [
@@ -983,7 +987,7 @@ pub(crate) fn validate(
                 ("admin_groups", !oauth.admin_groups.is_empty()),
             ] {
                 if set {
-                    return Err(ctx.at_key(
+                    f.error(ctx.at_key(
                         &class_key(field),
                         format!("needs `manage_groups: true` (in `hub.config.{section}` or `hub.config.Authenticator`): groups come from the provider only then"),
                     ));
@@ -1005,37 +1009,41 @@ pub(crate) fn validate(
                     ("userdata_url", userdata_url),
                 ] {
                     if let Some(url) = value {
-                        check_url(url).map_err(|m| ctx.at_key(&class_key(field), m))?;
+                        if let Err(m) = check_url(url) {
+                            f.error(ctx.at_key(&class_key(field), m));
+                        }
                     }
                 }
                 if let Some(issuer) = issuer {
-                    check_url(issuer).map_err(|m| ctx.at_key("hubfleet.auth.oidc_issuer", m))?;
+                    if let Err(m) = check_url(issuer) {
+                        f.error(ctx.at_key("hubfleet.auth.oidc_issuer", m));
+                    }
                 } else {
                     for (field, value) in
                         [("authorize_url", authorize_url), ("token_url", token_url)]
                     {
                         if value.is_none() {
-                            return Err(ctx.at_key(
+                            f.error(ctx.at_key(
                                 if ctx.has_key("hub.config.GenericOAuthenticator") { "hub.config.GenericOAuthenticator" } else { auth_class },
                                 format!("`generic-oauth` needs either `hubfleet.auth.oidc_issuer` (OpenID Connect discovery) or `hub.config.GenericOAuthenticator.{field}`"),
                             ));
                         }
                     }
                     if userdata_url.is_none() && !userdata_from_id_token {
-                        return Err(ctx.at_key(
+                        f.error(ctx.at_key(
                             "hub.config.GenericOAuthenticator",
                             "needs `userdata_url` (or `userdata_from_id_token: true`) to learn who logged in, or set `hubfleet.auth.oidc_issuer`",
                         ));
                     }
                 }
                 if *userdata_from_id_token && userdata_url.is_some() {
-                    return Err(ctx.at_key(
+                    f.error(ctx.at_key(
                         &class_key("userdata_from_id_token"),
                         "cannot be used together with `userdata_url`: keep one",
                     ));
                 }
                 if has_class("claim_groups_key") && has_class("auth_state_groups_key") {
-                    return Err(ctx.at_key(
+                    f.error(ctx.at_key(
                         &class_key("claim_groups_key"),
                         "and `auth_state_groups_key` are both set; `claim_groups_key: X` is the old spelling of `auth_state_groups_key: oauth_user.X`: keep one",
                     ));
@@ -1046,14 +1054,18 @@ pub(crate) fn validate(
                 github_api,
                 ..
             } => {
-                check_url(github_url).map_err(|m| ctx.at_key(&class_key("github_url"), m))?;
-                check_url(github_api).map_err(|m| ctx.at_key(&class_key("github_api"), m))?;
+                if let Err(m) = check_url(github_url) {
+                    f.error(ctx.at_key(&class_key("github_url"), m));
+                }
+                if let Err(m) = check_url(github_api) {
+                    f.error(ctx.at_key(&class_key("github_api"), m));
+                }
             }
             OAuthProvider::Google { hosted_domain, .. } => {
                 let g = &hc.google_oauthenticator;
                 for field in ["allowed_google_groups", "admin_google_groups"] {
                     if has_class(field) {
-                        return Err(ctx.at_key(
+                        f.error(ctx.at_key(
                             &class_key(field),
                             "is not supported: Google Groups can only be read with a Google Workspace service account (`gsuite_administrator`, `google_service_account_keys`). Restrict access with `hosted_domain` and `allowed_users`/`admin_users` instead",
                         ));
@@ -1063,7 +1075,7 @@ pub(crate) fn validate(
                     let d = d.trim();
                     d.is_empty() || d.contains('@') || d.contains('/')
                 }) {
-                    return Err(ctx.at_key(
+                    f.error(ctx.at_key(
                         &class_key("hosted_domain"),
                         format!(
                             "`{}` is not a domain; expected e.g. `university.edu`",
@@ -1072,17 +1084,22 @@ pub(crate) fn validate(
                     ));
                 }
                 if ctx.has_key("hubfleet.auth.oidc_issuer") {
-                    check_url(&config.hubfleet.auth.oidc_issuer.clone().unwrap_or_default())
-                        .map_err(|m| ctx.at_key("hubfleet.auth.oidc_issuer", m))?;
+                    if let Err(m) =
+                        check_url(&config.hubfleet.auth.oidc_issuer.clone().unwrap_or_default())
+                    {
+                        f.error(ctx.at_key("hubfleet.auth.oidc_issuer", m));
+                    }
                 }
             }
             OAuthProvider::CILogon { issuer, idps, .. } => {
                 if ctx.has_key("hubfleet.auth.oidc_issuer") {
-                    check_url(issuer).map_err(|m| ctx.at_key("hubfleet.auth.oidc_issuer", m))?;
+                    if let Err(m) = check_url(issuer) {
+                        f.error(ctx.at_key("hubfleet.auth.oidc_issuer", m));
+                    }
                 }
                 let c = &hc.cilogon_oauthenticator;
                 if !c.idps.is_empty() && !c.allowed_idps.is_empty() {
-                    return Err(ctx.at_key(
+                    f.error(ctx.at_key(
                         &class_key("allowed_idps"),
                         "and `idps` are both set; `allowed_idps` is the old name of `idps`: keep one",
                     ));
@@ -1093,7 +1110,7 @@ pub(crate) fn validate(
                     "idps"
                 };
                 if idps.is_empty() {
-                    return Err(ctx.at_key(
+                    f.error(ctx.at_key(
                         &if ctx.has_key(&class_key(field)) { class_key(field) } else { auth_class.to_owned() },
                         format!("`cilogon` needs `hub.config.CILogonOAuthenticator.{field}`: the identity providers people may use, each with a `username_derivation`"),
                     ));
@@ -1111,7 +1128,7 @@ pub(crate) fn validate(
                         .as_deref()
                         .is_none_or(|c| c.trim().is_empty())
                     {
-                        return Err(at(
+                        f.error(at(
                             &["username_derivation"],
                             "needs `username_claim` (e.g. `email`): it decides the hub user name, which is security critical".into(),
                         ));
@@ -1120,26 +1137,20 @@ pub(crate) fn validate(
                         None => {}
                         Some("strip_idp_domain") if d.domain.is_some() => {}
                         Some("prefix") if d.prefix.is_some() => {}
-                        Some("strip_idp_domain") => {
-                            return Err(at(
-                                &["username_derivation", "action"],
-                                "`strip_idp_domain` needs `domain`".into(),
-                            ))
-                        }
-                        Some("prefix") => {
-                            return Err(at(
-                                &["username_derivation", "action"],
-                                "`prefix` needs `prefix`".into(),
-                            ))
-                        }
-                        Some(other) => {
-                            return Err(at(
-                                &["username_derivation", "action"],
-                                format!(
+                        Some("strip_idp_domain") => f.error(at(
+                            &["username_derivation", "action"],
+                            "`strip_idp_domain` needs `domain`".into(),
+                        )),
+                        Some("prefix") => f.error(at(
+                            &["username_derivation", "action"],
+                            "`prefix` needs `prefix`".into(),
+                        )),
+                        Some(other) => f.error(at(
+                            &["username_derivation", "action"],
+                            format!(
                                 "`{other}` is not an action; use `strip_idp_domain` or `prefix`"
                             ),
-                            ))
-                        }
+                        )),
                     }
                 }
             }
@@ -1151,7 +1162,7 @@ pub(crate) fn validate(
             || matches!(&oauth.provider, OAuthProvider::GitHub { allowed_organizations, .. } if !allowed_organizations.is_empty())
             || matches!(&oauth.provider, OAuthProvider::CILogon { idps, .. } if idps.values().any(|i| i.allow_all == Some(true) || i.allowed_domains.as_ref().is_some_and(|d| !d.is_empty())));
         if !any_allow {
-            warnings.push(ctx.warning(
+            f.warn(ctx.warning(
                 auth_class,
                 "no allow configuration: only `admin_users` can log in. Set `allow_all: true`, `allowed_users`, `allowed_groups` (or for GitHub `allowed_organizations`)",
             ));
@@ -1187,7 +1198,7 @@ pub(crate) fn validate(
         ),
     ] {
         if set && kind != selected {
-            warnings.push(ctx.warning(
+            f.warn(ctx.warning(
                 &format!("hub.config.{class}"),
                 format!("has no effect: `{auth_class}` is `{kind}`"),
             ));
@@ -1201,12 +1212,11 @@ pub(crate) fn validate(
                 | AuthenticatorKind::Google
         )
     {
-        warnings.push(ctx.warning(
+        f.warn(ctx.warning(
             "hubfleet.auth.oidc_issuer",
             format!("has no effect: `{auth_class}` is `{kind}` (it is used by `generic-oauth`, `cilogon` and `google`)"),
         ));
     }
-    Ok(())
 }
 
 #[cfg(test)]

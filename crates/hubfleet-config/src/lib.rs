@@ -1,5 +1,6 @@
-//! hubfleet-config: the hub's configuration, read from one YAML file in the format of a
-//! [Zero to JupyterHub](https://z2jh.jupyter.org) (z2jh) Helm values file.
+//! hubfleet-config: the hub's configuration, read from YAML files in the format of a
+//! [Zero to JupyterHub](https://z2jh.jupyter.org) (z2jh) Helm values file, layered as Helm
+//! layers them ([`HubConfig::check`], [`HubConfig::from_paths`]).
 //!
 //! ```
 //! use hubfleet_config::{AuthenticatorKind, HubConfig};
@@ -14,9 +15,10 @@
 //! ```
 //!
 //! Loading is strict: an unknown key anywhere is an error naming the file, line, column and
-//! full dotted key path (with a suggestion when the key looks like a typo), except for the few
-//! z2jh keys that hubfleet ignores on purpose, listed in [`IGNORED_KEYS`]. See
-//! `docs/configuration.md` for the reference of every key.
+//! full dotted key path (with a suggestion when the key looks like a typo), except for the z2jh
+//! keys that hubfleet ignores on purpose ([`IGNORED_KEYS`], a warning each) or refuses with a
+//! reason and the key to use instead ([`unsupported_keys`]). Every problem is found in one pass
+//! ([`ConfigReport`]). See `docs/configuration.md` for the reference of every key.
 //!
 //! # Path resolution
 //!
@@ -47,15 +49,35 @@ mod validate;
 
 pub use auth::{AuthSettings, OAuthProvider, OAuthSettings, Secret};
 pub use error::{ConfigError, ConfigWarning};
-pub use ignored::{IgnoredKey, IGNORED_KEYS};
+pub use ignored::{unsupported_keys, IgnoredKey, UnsupportedKey, IGNORED_KEYS};
+pub use model::COOKIE_SECRET_MIN_BYTES;
 pub use model::{
-    AuthenticatorConfig, AuthenticatorKind, BaseUrl, Cull, CullerKind, Db, DbType,
-    DummyAuthenticatorConfig, Hub, HubTraitletConfig, Hubfleet, JupyterHubConfig,
-    LocalSpawnerConfig, NativeAuthenticatorConfig, RoleConfig, ServiceConfig,
+    AuthenticatorConfig, AuthenticatorKind, BaseUrl, CookieSecret, Cull, CullerKind, Db, DbType,
+    DummyAuthenticatorConfig, GroupConfig, Hub, HubEnv, HubTraitletConfig, Hubfleet,
+    JupyterHubConfig, LocalSpawnerConfig, NativeAuthenticatorConfig, RoleConfig, ServiceConfig,
     SharedPasswordAuthenticatorConfig, Singleuser, SpawnerKind, DEFAULT_CULL_CONCURRENCY,
     DEFAULT_CULL_EVERY_SECS, DEFAULT_CULL_TIMEOUT_SECS, DEFAULT_DATA_DIR, DEFAULT_LISTEN,
     DEFAULT_SINGLEUSER_CMD, DEFAULT_START_TIMEOUT_SECS, SQLITE_FILE_NAME,
 };
+
+/// Variables of the hub's environment that hubfleet itself reads (`hub.extraEnv` first, then
+/// the process's environment): see [`HubConfig::hub_env`].
+pub const HUB_ENV_READ: &[&str] = &["JUPYTERHUB_CRYPT_KEY"];
+
+/// Variables of the hub's environment passed on to users' servers and managed services: upstream
+/// LocalProcessSpawner's `env_keep` (services get the same, as upstream's service spawner is a
+/// LocalProcessSpawner). A value in `hub.extraEnv` is passed on instead of the process's.
+pub const HUB_ENV_KEPT: &[&str] = &[
+    "CONDA_DEFAULT_ENV",
+    "CONDA_ROOT",
+    "JUPYTERHUB_SINGLEUSER_APP",
+    "LANG",
+    "LC_ALL",
+    "LD_LIBRARY_PATH",
+    "PATH",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+];
 
 /// The whole hub configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -78,22 +100,134 @@ pub struct HubConfig {
     pub warnings: Vec<ConfigWarning>,
 }
 
-impl HubConfig {
-    /// Read, parse and validate the config file at `path`. Errors are labelled with `path` as
-    /// given.
-    pub fn from_path(path: &Path) -> Result<HubConfig, ConfigError> {
+/// One config file to load: its label (the path as given, used in every finding), its text,
+/// and its path when it came from a file (relative paths resolve against its directory).
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    /// How findings name the file.
+    pub label: String,
+    /// The YAML text.
+    pub text: String,
+    /// The file's absolute path, if it is a file.
+    pub path: Option<PathBuf>,
+}
+
+impl ConfigSource {
+    /// Read the file at `path`; findings name it as given.
+    pub fn read(path: &Path) -> Result<ConfigSource, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        load::load(&text, &path.display().to_string(), Some(absolute))
+        Ok(ConfigSource {
+            label: path.display().to_string(),
+            text,
+            path: Some(std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())),
+        })
+    }
+
+    /// YAML text that is not a file (relative paths resolve against the current directory).
+    pub fn text(label: &str, text: &str) -> ConfigSource {
+        ConfigSource {
+            label: label.to_owned(),
+            text: text.to_owned(),
+            path: None,
+        }
+    }
+}
+
+/// Everything a check of the configuration found.
+#[derive(Debug)]
+pub struct ConfigReport {
+    /// The configuration, when there are no errors.
+    pub config: Option<HubConfig>,
+    /// Problems that stop the hub, in file order (as layered), then line and column.
+    pub errors: Vec<ConfigError>,
+    /// Things accepted but worth telling the operator, in the same order.
+    pub warnings: Vec<ConfigWarning>,
+}
+
+impl ConfigReport {
+    /// Log every warning with `tracing::warn!`.
+    pub fn log_warnings(&self) {
+        for w in &self.warnings {
+            tracing::warn!(
+                file = %w.file,
+                line = w.line,
+                key = %w.key,
+                "{}",
+                w.message
+            );
+        }
+    }
+
+    /// The configuration (its warnings logged), or the first error.
+    pub fn into_result(self) -> Result<HubConfig, ConfigError> {
+        self.log_warnings();
+        match (self.config, self.errors.into_iter().next()) {
+            (_, Some(error)) => Err(error),
+            (Some(config), None) => Ok(config),
+            (None, None) => Err(ConfigError::Invalid {
+                file: String::new(),
+                line: 1,
+                column: 1,
+                key: None,
+                message: "the configuration could not be read".into(),
+            }),
+        }
+    }
+}
+
+impl HubConfig {
+    /// Read, parse and validate the config file at `path`. Errors are labelled with `path` as
+    /// given; the first one is returned (see [`HubConfig::check_paths`] for all of them).
+    pub fn from_path(path: &Path) -> Result<HubConfig, ConfigError> {
+        HubConfig::from_paths(&[path.to_path_buf()])
+    }
+
+    /// Layer the config files at `paths` as Helm layers values files (mappings merge, lists are
+    /// replaced, later files win, `null` deletes a key), then parse and validate. The first error
+    /// is returned; warnings are logged.
+    pub fn from_paths(paths: &[PathBuf]) -> Result<HubConfig, ConfigError> {
+        HubConfig::check_paths(paths).into_result()
     }
 
     /// Parse and validate YAML text. `source_name` labels errors (e.g. `"<stdin>"`); relative
     /// paths resolve against the current directory.
     pub fn from_yaml_str(yaml: &str, source_name: &str) -> Result<HubConfig, ConfigError> {
-        load::load(yaml, source_name, None)
+        HubConfig::check(vec![ConfigSource::text(source_name, yaml)]).into_result()
+    }
+
+    /// Every problem of the config files at `paths` (layered as in [`HubConfig::from_paths`]),
+    /// in one pass. Files that cannot be read are errors of the report. Nothing is logged.
+    pub fn check_paths(paths: &[PathBuf]) -> ConfigReport {
+        let mut sources = Vec::new();
+        let mut errors = Vec::new();
+        for path in paths {
+            match ConfigSource::read(path) {
+                Ok(source) => sources.push(source),
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            return ConfigReport {
+                config: None,
+                errors,
+                warnings: Vec::new(),
+            };
+        }
+        HubConfig::check(sources)
+    }
+
+    /// Every problem of `sources` (layered in order, later ones win), in one pass. Nothing is
+    /// logged.
+    pub fn check(sources: Vec<ConfigSource>) -> ConfigReport {
+        let loaded = load::load(sources);
+        ConfigReport {
+            config: loaded.config,
+            errors: loaded.findings.errors,
+            warnings: loaded.findings.warnings,
+        }
     }
 
     /// A ready-to-run local demo: native authenticator with `admin` as the admin user,
@@ -141,6 +275,57 @@ impl HubConfig {
             .named_server_limit_per_user
             .or(self.hub.config.jupyterhub.named_server_limit_per_user)
             .unwrap_or(0)
+    }
+
+    /// Whether logging in (and `/hub/`) sends people to their server rather than the home page:
+    /// `hub.redirectToServer`, else `hub.config.JupyterHub.redirect_to_server`, else false
+    /// (hubfleet's default; upstream's is true).
+    pub fn redirect_to_server(&self) -> bool {
+        self.hub
+            .redirect_to_server
+            .or(self.hub.config.jupyterhub.redirect_to_server)
+            .unwrap_or(false)
+    }
+
+    /// Whether logging out stops the user's running servers: `hub.shutdownOnLogout`, else
+    /// `hub.config.JupyterHub.shutdown_on_logout`, else false (as upstream).
+    pub fn shutdown_on_logout(&self) -> bool {
+        self.hub
+            .shutdown_on_logout
+            .or(self.hub.config.jupyterhub.shutdown_on_logout)
+            .unwrap_or(false)
+    }
+
+    /// Whether `/hub/metrics` needs a token with `read:metrics`: `hub.authenticatePrometheus`,
+    /// else `hub.config.JupyterHub.authenticate_prometheus`, else true (as upstream).
+    pub fn authenticate_prometheus(&self) -> bool {
+        self.hub
+            .authenticate_prometheus
+            .or(self.hub.config.jupyterhub.authenticate_prometheus)
+            .unwrap_or(true)
+    }
+
+    /// A variable of the hub's environment: `hub.extraEnv` (as z2jh sets it on the hub pod),
+    /// else the process's environment.
+    pub fn hub_env(&self, name: &str) -> Option<String> {
+        self.hub
+            .extra_env
+            .vars
+            .get(name)
+            .cloned()
+            .or_else(|| std::env::var(name).ok())
+    }
+
+    /// The variables of `hub.extraEnv` that are passed on to servers and services
+    /// ([`HUB_ENV_KEPT`]).
+    pub fn hub_env_kept(&self) -> std::collections::BTreeMap<String, String> {
+        self.hub
+            .extra_env
+            .vars
+            .iter()
+            .filter(|(name, _)| HUB_ENV_KEPT.contains(&name.as_str()))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect()
     }
 
     /// The effective, absolute data directory (`hubfleet.data_dir`, default `./hubfleet-data`).

@@ -48,6 +48,62 @@ impl KeyPath {
     pub(crate) fn is_root(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Whether this path is `other` or one of its ancestors.
+    pub(crate) fn is_prefix_of(&self, other: &KeyPath) -> bool {
+        other.0.starts_with(&self.0)
+    }
+
+    /// The dotted form when every segment is a key (`hub.db.url`); `None` with a list index.
+    pub(crate) fn dotted_keys(&self) -> Option<String> {
+        let keys: Option<Vec<&str>> = self
+            .0
+            .iter()
+            .map(|seg| match seg {
+                Seg::Key(k) => Some(k.as_str()),
+                Seg::Index(_) => None,
+            })
+            .collect();
+        keys.map(|k| k.join("."))
+    }
+
+    /// The value at this path in `doc`, if there is one.
+    pub(crate) fn get<'v>(
+        &self,
+        doc: &'v serde_yaml_ng::Value,
+    ) -> Option<&'v serde_yaml_ng::Value> {
+        self.0.iter().try_fold(doc, |node, seg| match seg {
+            Seg::Key(k) => node.as_mapping()?.get(k.as_str()),
+            Seg::Index(i) => node.as_sequence()?.get(*i),
+        })
+    }
+
+    /// Remove the value at this path from `doc` (the key from its mapping; a list item is
+    /// replaced by `null` so that later indices keep their meaning). Returns whether it was there.
+    pub(crate) fn remove(&self, doc: &mut serde_yaml_ng::Value) -> bool {
+        let Some((last, parents)) = self.0.split_last() else {
+            return false;
+        };
+        let parent = parents.iter().try_fold(doc, |node, seg| match seg {
+            Seg::Key(k) => node.as_mapping_mut()?.get_mut(k.as_str()),
+            Seg::Index(i) => node.as_sequence_mut()?.get_mut(*i),
+        });
+        match (parent, last) {
+            (Some(serde_yaml_ng::Value::Mapping(map)), Seg::Key(k)) => {
+                map.shift_remove(k.as_str()).is_some()
+            }
+            (Some(serde_yaml_ng::Value::Sequence(items)), Seg::Index(i)) => {
+                match items.get_mut(*i) {
+                    Some(item) if !item.is_null() => {
+                        *item = serde_yaml_ng::Value::Null;
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            _ => false,
+        }
+    }
 }
 
 impl fmt::Display for KeyPath {
@@ -71,7 +127,7 @@ pub(crate) struct Pos {
 }
 
 impl Pos {
-    const START: Pos = Pos { line: 1, column: 1 };
+    pub(crate) const START: Pos = Pos { line: 1, column: 1 };
 
     fn from_marker(m: Marker) -> Pos {
         // yaml-rust2 markers: line is 1-based, column 0-based.
@@ -121,6 +177,7 @@ impl KeyIndex {
 
     /// Position of the value of the key (`alice` in `admin_users: alice`), for type errors,
     /// when the value starts on the key's line; else the key's position.
+    #[cfg(test)]
     pub(crate) fn value_pos(&self, path: &KeyPath) -> Pos {
         self.lookup(path, true)
     }
@@ -137,8 +194,20 @@ impl KeyIndex {
     }
 
     /// Whether the exact path is present in the text.
+    #[cfg(test)]
     pub(crate) fn contains(&self, path: &KeyPath) -> bool {
         self.entries.contains_key(path)
+    }
+
+    /// Position of exactly `path` (no fallback to an enclosing key): the key, or with
+    /// `prefer_value` its value when that starts on the key's line.
+    pub(crate) fn exact(&self, path: &KeyPath, prefer_value: bool) -> Option<Pos> {
+        self.entries
+            .get(path)
+            .map(|entry| match (prefer_value, entry.value) {
+                (true, Some(v)) if v.line == entry.key.line => v,
+                _ => entry.key,
+            })
     }
 
     fn lookup(&self, path: &KeyPath, prefer_value: bool) -> Pos {
@@ -147,11 +216,8 @@ impl KeyIndex {
             if segs.is_empty() {
                 return Pos::START;
             }
-            if let Some(entry) = self.entries.get(&KeyPath(segs.to_vec())) {
-                return match (prefer_value, entry.value) {
-                    (true, Some(v)) if v.line == entry.key.line => v,
-                    _ => entry.key,
-                };
+            if let Some(pos) = self.exact(&KeyPath(segs.to_vec()), prefer_value) {
+                return pos;
             }
             segs = &segs[..segs.len() - 1];
         }

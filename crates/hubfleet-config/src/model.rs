@@ -77,6 +77,22 @@ pub struct Hub {
     /// `/jupyter/user/alice/`. Always starts and ends with `/`.
     #[serde(deserialize_with = "base_url")]
     pub base_url: BaseUrl,
+    /// `hub.cookieSecret` (hex, as z2jh and upstream's `cookie_secret`): keys the hub's signed
+    /// values (XSRF tokens); changing it ends every login session.
+    #[serde(deserialize_with = "cookie_secret")]
+    pub cookie_secret: Option<CookieSecret>,
+    /// `hub.extraEnv`: the hub's own environment, as z2jh sets it on the hub pod.
+    #[serde(deserialize_with = "hub_extra_env")]
+    pub extra_env: HubEnv,
+    /// `hub.redirectToServer` (z2jh spelling of `c.JupyterHub.redirect_to_server`).
+    #[serde(deserialize_with = "opt_bool")]
+    pub redirect_to_server: Option<bool>,
+    /// `hub.shutdownOnLogout` (z2jh spelling of `c.JupyterHub.shutdown_on_logout`).
+    #[serde(deserialize_with = "opt_bool")]
+    pub shutdown_on_logout: Option<bool>,
+    /// `hub.authenticatePrometheus` (z2jh spelling of `c.JupyterHub.authenticate_prometheus`).
+    #[serde(deserialize_with = "opt_bool")]
+    pub authenticate_prometheus: Option<bool>,
 }
 
 /// A URL path prefix that starts and ends with `/` (`hub.baseUrl`).
@@ -116,6 +132,45 @@ impl BaseUrl {
     }
 }
 
+
+/// The shortest `hub.cookieSecret` accepted, in bytes (z2jh and upstream make 32).
+pub const COOKIE_SECRET_MIN_BYTES: usize = 32;
+
+/// `hub.cookieSecret`, decoded from hex. Never shown in logs or errors.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CookieSecret(Vec<u8>);
+
+impl CookieSecret {
+    /// Decode a hex secret of at least [`COOKIE_SECRET_MIN_BYTES`] bytes. The error never
+    /// repeats the value.
+    pub fn from_hex(text: &str) -> Result<CookieSecret, String> {
+        let text = text.trim();
+        let how = "make one with `openssl rand -hex 32`";
+        if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "must be hexadecimal digits (0-9, a-f), an even number of them, as z2jh's and upstream's cookie_secret; {how}"
+            ));
+        }
+        let bytes: Vec<u8> = (0..text.len())
+            .step_by(2)
+            .filter_map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+            .collect();
+        if bytes.len() < COOKIE_SECRET_MIN_BYTES {
+            return Err(format!(
+                "is {} bytes; it must be at least {COOKIE_SECRET_MIN_BYTES} bytes ({} hex digits): {how}",
+                bytes.len(),
+                COOKIE_SECRET_MIN_BYTES * 2
+            ));
+        }
+        Ok(CookieSecret(bytes))
+    }
+
+    /// The secret's bytes.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 fn base_url<'de, D: Deserializer<'de>>(d: D) -> Result<BaseUrl, D::Error> {
     struct V;
     impl Visitor<'_> for V {
@@ -131,6 +186,125 @@ fn base_url<'de, D: Deserializer<'de>>(d: D) -> Result<BaseUrl, D::Error> {
         }
     }
     d.deserialize_any(V)
+}
+
+impl fmt::Debug for CookieSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CookieSecret(<redacted>)")
+    }
+}
+
+fn cookie_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<CookieSecret>, D::Error> {
+    struct V;
+    impl Visitor<'_> for V {
+        type Value = Option<CookieSecret>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a hex string such as the output of `openssl rand -hex 32`")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            if v.trim().is_empty() {
+                return Ok(None);
+            }
+            CookieSecret::from_hex(v).map(Some).map_err(E::custom)
+        }
+        // Never echo the value, even when it has the wrong type.
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Err(E::custom(
+                "must be a string of hex digits; quote it (`cookieSecret: \"…\"`)",
+            ))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            self.visit_u64(v.unsigned_abs())
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            self.visit_u64(0)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// `hub.extraEnv`: variables of the hub's own environment (z2jh sets them on the hub pod).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct HubEnv {
+    /// Variables with a literal value.
+    pub vars: BTreeMap<String, String>,
+    /// Variables given with `valueFrom` (read from Kubernetes objects): not set here.
+    pub from_kubernetes: Vec<String>,
+}
+
+impl fmt::Debug for HubEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Values may be secrets (JUPYTERHUB_CRYPT_KEY): names only.
+        f.debug_struct("HubEnv")
+            .field("vars", &self.vars.keys().collect::<Vec<_>>())
+            .field("from_kubernetes", &self.from_kubernetes)
+            .finish()
+    }
+}
+
+/// One group of `hub.config.JupyterHub.load_groups`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupConfig {
+    /// Members (added at start; members added otherwise stay, as upstream).
+    pub users: Vec<String>,
+    /// Properties; `None` leaves the group's properties as they are.
+    pub properties: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Written in the list form (`group: [users]`), deprecated since JupyterHub 3.2.
+    pub list_form: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawGroup {
+    #[serde(deserialize_with = "string_list")]
+    users: Vec<String>,
+    #[serde(deserialize_with = "opt_json_map")]
+    properties: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl<'de> Deserialize<'de> for GroupConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = GroupConfig;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`{users: [names], properties: {…}}` (or a list of user names)")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut users = Vec::new();
+                while let Some(name) = seq.next_element_seed(TextSeed)? {
+                    users.push(name);
+                }
+                Ok(GroupConfig {
+                    users,
+                    properties: None,
+                    list_form: true,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let raw = RawGroup::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(GroupConfig {
+                    users: raw.users,
+                    properties: raw.properties,
+                    list_form: false,
+                })
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(GroupConfig::default())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A JSON object; `null` → None.
+fn opt_json_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<serde_json::Map<String, serde_json::Value>>, D::Error> {
+    Option::<serde_json::Map<String, serde_json::Value>>::deserialize(d)
 }
 
 /// One entry of `hub.services` (upstream's `c.JupyterHub.services` item).
@@ -373,6 +547,25 @@ pub struct JupyterHubConfig {
     /// no user's code shares an origin with the hub or with another user.
     #[serde(deserialize_with = "subdomain_host")]
     pub subdomain_host: Option<String>,
+    /// `hub.config.JupyterHub.redirect_to_server`: after login (and at `/hub/`), go to the
+    /// user's server rather than the home page. See
+    /// [`HubConfig::redirect_to_server`](crate::HubConfig::redirect_to_server).
+    #[serde(deserialize_with = "opt_bool")]
+    pub redirect_to_server: Option<bool>,
+    /// `hub.config.JupyterHub.shutdown_on_logout`: logging out stops the user's servers.
+    #[serde(deserialize_with = "opt_bool")]
+    pub shutdown_on_logout: Option<bool>,
+    /// `hub.config.JupyterHub.authenticate_prometheus`: `/hub/metrics` needs a token with
+    /// `read:metrics` (default true).
+    #[serde(deserialize_with = "opt_bool")]
+    pub authenticate_prometheus: Option<bool>,
+    /// `hub.config.JupyterHub.load_groups`: groups (and members) made at start.
+    #[serde(deserialize_with = "named_map")]
+    pub load_groups: BTreeMap<String, GroupConfig>,
+    /// `hub.config.JupyterHub.admin_access`: deprecated since JupyterHub 2.0 and without effect
+    /// (admins reach servers through the `admin` role's scopes); accepted with a warning.
+    #[serde(deserialize_with = "opt_bool")]
+    pub admin_access: Option<bool>,
 }
 
 /// Which authenticator the hub uses (`hub.config.JupyterHub.authenticator_class`).
@@ -1483,10 +1676,11 @@ impl<'de> DeserializeSeed<'de> for EnvName {
 
 /// The value of one environment variable: a scalar (numbers and booleans are written as
 /// YAML shows them, as z2jh does), or z2jh's explicit `{name, value}` form. `valueFrom` needs
-/// Kubernetes and is refused.
+/// Kubernetes: refused, except in `hub.extraEnv` (where the variable is reported and not set).
 struct EnvValue {
     name: Option<String>,
-    value: String,
+    /// `None` for a `valueFrom` variable.
+    value: Option<String>,
 }
 
 const VALUE_FROM_MESSAGE: &str = "`valueFrom` reads from Kubernetes (secrets, config maps, pod fields), and hubfleet runs without Kubernetes; give the variable a literal `value` instead";
@@ -1501,91 +1695,145 @@ impl<'de> DeserializeSeed<'de> for RejectValueFrom {
     }
 }
 
-impl<'de> Deserialize<'de> for EnvValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = EnvValue;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a literal value (string, number or boolean) or a mapping with `value`")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<EnvValue, E> {
-                Ok(EnvValue {
-                    name: None,
-                    value: v.to_owned(),
-                })
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<EnvValue, E> {
-                self.visit_str(&v.to_string())
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<EnvValue, E> {
-                self.visit_str(&v.to_string())
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<EnvValue, E> {
-                self.visit_str(&v.to_string())
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<EnvValue, E> {
-                self.visit_str(&v.to_string())
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<EnvValue, E> {
-                Err(E::custom(
-                    "the variable has no value; write `\"\"` for an empty value",
-                ))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EnvValue, A::Error> {
-                const FIELDS: &[&str] = &["name", "value"];
-                let mut name = None;
-                let mut value = None;
-                while let Some(key) = map.next_key::<String>()? {
-                    match key.as_str() {
-                        "name" => name = Some(map.next_value_seed(EnvName)?),
-                        "value" => value = Some(map.next_value::<EnvValue>()?.value),
-                        "valueFrom" => map.next_value_seed(RejectValueFrom)?,
-                        other => return Err(de::Error::unknown_field(other, FIELDS)),
-                    }
+/// Reads an [`EnvValue`]; `value_from` says whether `valueFrom` is accepted.
+struct EnvValueVisitor {
+    value_from: bool,
+}
+
+impl<'de> Visitor<'de> for EnvValueVisitor {
+    type Value = EnvValue;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a literal value (string, number or boolean) or a mapping with `value`")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<EnvValue, E> {
+        Ok(EnvValue {
+            name: None,
+            value: Some(v.to_owned()),
+        })
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<EnvValue, E> {
+        self.visit_str(&v.to_string())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<EnvValue, E> {
+        self.visit_str(&v.to_string())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<EnvValue, E> {
+        self.visit_str(&v.to_string())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<EnvValue, E> {
+        self.visit_str(&v.to_string())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<EnvValue, E> {
+        Err(E::custom(
+            "the variable has no value; write `\"\"` for an empty value",
+        ))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EnvValue, A::Error> {
+        const FIELDS: &[&str] = &["name", "value", "valueFrom"];
+        let mut name = None;
+        let mut value = None;
+        let mut from_kubernetes = false;
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "name" => name = Some(map.next_value_seed(EnvName)?),
+                "value" => {
+                    value = map
+                        .next_value_seed(EnvValueSeed { value_from: false })?
+                        .value
                 }
-                let value = value.ok_or_else(|| {
-                    de::Error::custom("the variable has no `value`; give it a literal `value`")
-                })?;
-                Ok(EnvValue { name, value })
+                "valueFrom" if self.value_from => {
+                    map.next_value::<de::IgnoredAny>()?;
+                    from_kubernetes = true;
+                }
+                "valueFrom" => map.next_value_seed(RejectValueFrom)?,
+                other => return Err(de::Error::unknown_field(other, &FIELDS[..2])),
             }
         }
-        d.deserialize_any(V)
+        if value.is_none() && !from_kubernetes {
+            return Err(de::Error::custom(
+                "the variable has no `value`; give it a literal `value`",
+            ));
+        }
+        Ok(EnvValue { name, value })
     }
+}
+
+struct EnvValueSeed {
+    value_from: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for EnvValueSeed {
+    type Value = EnvValue;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<EnvValue, D::Error> {
+        d.deserialize_any(EnvValueVisitor {
+            value_from: self.value_from,
+        })
+    }
+}
+
+/// Environment variables in z2jh's forms: a mapping NAME → value, or a list of `{name, value}`.
+/// Returns the literal variables and the names given with `valueFrom` (when accepted).
+struct EnvVars {
+    value_from: bool,
+}
+
+impl<'de> Visitor<'de> for EnvVars {
+    type Value = (BTreeMap<String, String>, Vec<String>);
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a mapping of variable names to values, such as `{MY_VAR: value}`")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = (BTreeMap::new(), Vec::new());
+        while let Some(key) = map.next_key_seed(EnvName)? {
+            let v = map.next_value_seed(EnvValueSeed {
+                value_from: self.value_from,
+            })?;
+            // z2jh: an explicit `name` takes precedence over the key.
+            let name = v.name.unwrap_or(key);
+            match v.value {
+                Some(value) => {
+                    out.0.insert(name, value);
+                }
+                None => out.1.push(name),
+            }
+        }
+        Ok(out)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = (BTreeMap::new(), Vec::new());
+        while let Some(v) = seq.next_element_seed(EnvValueSeed {
+            value_from: self.value_from,
+        })? {
+            let name = v.name.ok_or_else(|| {
+                de::Error::custom("each entry of the list form needs a `name` and a `value`")
+            })?;
+            match v.value {
+                Some(value) => {
+                    out.0.insert(name, value);
+                }
+                None => out.1.push(name),
+            }
+        }
+        Ok(out)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok((BTreeMap::new(), Vec::new()))
+    }
+}
+
+/// `hub.extraEnv`: as `singleuser.extraEnv`, and `valueFrom` variables are kept aside (they
+/// are reported, not set).
+fn hub_extra_env<'de, D: Deserializer<'de>>(d: D) -> Result<HubEnv, D::Error> {
+    let (vars, from_kubernetes) = d.deserialize_any(EnvVars { value_from: true })?;
+    Ok(HubEnv {
+        vars,
+        from_kubernetes,
+    })
 }
 
 /// `singleuser.extraEnv`: a mapping NAME → value, or z2jh's list of `{name, value}`.
 fn extra_env<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = BTreeMap<String, String>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a mapping of variable names to values, such as `{MY_VAR: value}`")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut out = BTreeMap::new();
-            while let Some(key) = map.next_key_seed(EnvName)? {
-                let v: EnvValue = map.next_value()?;
-                // z2jh: an explicit `name` takes precedence over the key.
-                out.insert(v.name.unwrap_or(key), v.value);
-            }
-            Ok(out)
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut out = BTreeMap::new();
-            while let Some(v) = seq.next_element::<EnvValue>()? {
-                let name = v.name.ok_or_else(|| {
-                    de::Error::custom("each entry of the list form needs a `name` and a `value`")
-                })?;
-                out.insert(name, v.value);
-            }
-            Ok(out)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(BTreeMap::new())
-        }
-    }
-    d.deserialize_any(V)
+    Ok(d.deserialize_any(EnvVars { value_from: false })?.0)
 }
 
 /// A socket address such as `127.0.0.1:8000`; `null` → the default.

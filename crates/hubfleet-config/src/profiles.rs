@@ -20,7 +20,6 @@ use std::path::PathBuf;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-use crate::error::{ConfigError, ConfigWarning};
 use crate::load::Ctx;
 use crate::locate::{KeyPath, Seg};
 use crate::HubConfig;
@@ -747,11 +746,7 @@ struct Site<'a> {
 }
 
 /// Checks of profiles, limits, images and environments.
-pub(crate) fn check(
-    config: &HubConfig,
-    ctx: &Ctx<'_>,
-    warnings: &mut Vec<ConfigWarning>,
-) -> Result<(), ConfigError> {
+pub(crate) fn check(config: &HubConfig, ctx: &Ctx<'_>, f: &mut crate::load::Findings) {
     let su = &config.singleuser;
     let local = &config.hubfleet.local;
 
@@ -759,22 +754,18 @@ pub(crate) fn check(
     for (name, env) in &local.environments {
         let at = key_path(&[k("hubfleet"), k("local"), k("environments"), k(name)]);
         match (&env.path, &env.cmd) {
-            (Some(_), Some(_)) => {
-                return Err(ctx.at_key_path(
-                    &at,
-                    "has both `path` and `cmd`; give one: `path` (a Python environment) or `cmd` (a command)",
-                ))
-            }
-            (None, None) => {
-                return Err(ctx.at_key_path(
-                    &at,
-                    "needs `path` (a Python venv or conda prefix whose bin/ holds jupyterhub-singleuser) or `cmd`",
-                ))
-            }
+            (Some(_), Some(_)) => f.error(ctx.at_key_path(
+                &at,
+                "has both `path` and `cmd`; give one: `path` (a Python environment) or `cmd` (a command)",
+            )),
+            (None, None) => f.error(ctx.at_key_path(
+                &at,
+                "needs `path` (a Python venv or conda prefix whose bin/ holds jupyterhub-singleuser) or `cmd`",
+            )),
             (Some(p), None) => {
                 let resolved = config.resolve_path(p);
                 if !resolved.join("bin").is_dir() {
-                    warnings.push(ctx.warning_at(
+                    f.warn(ctx.warning_at(
                         &at.child("path"),
                         format!(
                             "{} has no bin/ directory (yet); servers using this environment will fail to start until it exists (`hubfleet env create {name}` builds one)",
@@ -788,7 +779,7 @@ pub(crate) fn check(
     }
 
     if local.allow_root && local.system_users {
-        warnings.push(ctx.warning(
+        f.warn(ctx.warning(
             "hubfleet.local.allow_root",
             "has no effect: with `hubfleet.local.system_users` every server runs as its own account, never as root",
         ));
@@ -797,7 +788,7 @@ pub(crate) fn check(
     // GPUs: each device once.
     for (i, gpu) in local.gpus.iter().enumerate() {
         if local.gpus[..i].contains(gpu) {
-            return Err(ctx.at_key_path(
+            f.error(ctx.at_key_path(
                 &key_path(&[k("hubfleet"), k("local"), k("gpus"), Seg::Index(i)]),
                 format!("GPU {gpu} is listed twice; list each device index once"),
             ));
@@ -806,6 +797,7 @@ pub(crate) fn check(
 
     // Limits.
     check_limits(
+        f,
         ctx,
         (
             su.memory.limit,
@@ -817,7 +809,7 @@ pub(crate) fn check(
             su.cpu.guarantee,
             key_path(&[k("singleuser"), k("cpu"), k("guarantee")]),
         ),
-    )?;
+    );
 
     // Profiles.
     let base = [k("singleuser"), k("profileList")];
@@ -833,7 +825,7 @@ pub(crate) fn check(
             } else {
                 "display_name"
             };
-            return Err(ctx.at_key_path(
+            f.error(ctx.at_key_path(
                 &key_path(&at).child(field),
                 format!(
                     "profile slug `{}` is also the slug of profile {first}; give each profile its own `slug`",
@@ -842,20 +834,20 @@ pub(crate) fn check(
             ));
         }
         if profile.default {
-            if let Some(first) = default_seen {
-                return Err(ctx.at_key_path(
+            match default_seen {
+                Some(first) => f.error(ctx.at_key_path(
                     &key_path(&at).child("default"),
                     format!("profile {first} is already the default; only one profile may have `default: true`"),
-                ));
+                )),
+                None => default_seen = Some(i),
             }
-            default_seen = Some(i);
         }
         if let Some(groups) = &profile.allowed_groups {
             if let Some(j) = groups.iter().position(|g| g.trim().is_empty()) {
                 let mut p = at.clone();
                 p.push(k("allowed_groups"));
                 p.push(Seg::Index(j));
-                return Err(ctx.at_key_path(&key_path(&p), "is an empty group name"));
+                f.error(ctx.at_key_path(&key_path(&p), "is an empty group name"));
             }
         }
         let mut ko = at.clone();
@@ -871,13 +863,13 @@ pub(crate) fn check(
             op.push(k(name));
             let unlisted = option.unlisted_choice.as_ref().filter(|u| u.enabled);
             if option.choices.is_empty() && unlisted.is_none() {
-                return Err(ctx.at_key_path(
+                f.error(ctx.at_key_path(
                     &key_path(&op),
                     format!("option `{name}` has no `choices` and no enabled `unlisted_choice`: give at least one choice"),
                 ));
             }
             if option.dynamic_image_building {
-                warnings.push(ctx.warning_at(
+                f.warn(ctx.warning_at(
                     &key_path(&op).child("dynamic_image_building"),
                     "has no effect: building images needs BinderHub, which hubfleet does not run; the other choices work",
                 ));
@@ -888,19 +880,19 @@ pub(crate) fn check(
                 cp.push(k("choices"));
                 cp.push(k(choice_name));
                 if choice_name.ends_with("--unlisted-choice") || choice_name == "unlisted_choice" {
-                    return Err(ctx.at_key_path(
+                    f.error(ctx.at_key_path(
                         &key_path(&cp),
                         "this choice name is reserved for the unlisted choice; rename it",
                     ));
                 }
                 if choice.default {
-                    if let Some(first) = default_choice {
-                        return Err(ctx.at_key_path(
+                    match default_choice {
+                        Some(first) => f.error(ctx.at_key_path(
                             &key_path(&cp).child("default"),
                             format!("choice `{first}` is already the default of option `{name}`; only one choice may have `default: true`"),
-                        ));
+                        )),
+                        None => default_choice = Some(choice_name),
                     }
-                    default_choice = Some(choice_name);
                 }
                 cp.push(k("kubespawner_override"));
                 sites.push(Site {
@@ -914,7 +906,7 @@ pub(crate) fn check(
                 up.push(k("unlisted_choice"));
                 if let Some(re) = &unlisted.validation_regex {
                     if let Err(e) = regex::Regex::new(re) {
-                        return Err(ctx.at_key_path(
+                        f.error(ctx.at_key_path(
                             &key_path(&up).child("validation_regex"),
                             format!("`{re}` is not a valid regular expression: {e}"),
                         ));
@@ -934,6 +926,7 @@ pub(crate) fn check(
     for site in &sites {
         let o = site.overrides;
         check_limits(
+            f,
             ctx,
             (
                 o.mem_limit.flatten(),
@@ -945,13 +938,13 @@ pub(crate) fn check(
                 o.cpu_guarantee.flatten(),
                 key_path(&site.path).child("cpu_guarantee"),
             ),
-        )?;
+        );
         let gpus_at = key_path(&site.path)
             .child("extra_resource_limits")
             .child(GPU_RESOURCE);
         match o.gpu_request() {
-            Err(e) => return Err(ctx.at_key_path(&gpus_at, e)),
-            Ok(Some(n)) if n as usize > local.gpus.len() => warnings.push(ctx.warning_at(
+            Err(e) => f.error(ctx.at_key_path(&gpus_at, e)),
+            Ok(Some(n)) if n as usize > local.gpus.len() => f.warn(ctx.warning_at(
                 &gpus_at,
                 format!(
                     "asks for {n} GPU(s) but hubfleet.local.gpus lists {}: starts that ask for it will be refused",
@@ -969,7 +962,7 @@ pub(crate) fn check(
             if only_gpus {
                 continue;
             }
-            warnings.push(ctx.warning_at(
+            f.warn(ctx.warning_at(
                 &key_path(&site.path).child(key),
                 "has no effect with the local spawner (it is kept for the Kubernetes spawner)",
             ));
@@ -991,14 +984,14 @@ pub(crate) fn check(
             continue;
         }
         if env_names.is_empty() {
-            warnings.push(ctx.warning_at(
+            f.warn(ctx.warning_at(
                 &at,
                 format!(
                     "image `{image}` is not mapped to a local environment (hubfleet.local.environments is empty): servers run in hubfleet.local.python_env, with JUPYTER_IMAGE={image}"
                 ),
             ));
         } else if !env_names.contains(&image) {
-            return Err(ctx.at_key_path(
+            f.error(ctx.at_key_path(
                 &at,
                 format!(
                     "image `{image}` is not one of hubfleet.local.environments ({}); add an environment named `{image}` or fix the name",
@@ -1011,19 +1004,19 @@ pub(crate) fn check(
             ));
         }
     }
-    Ok(())
 }
 
 /// A guarantee above its limit is an error (as Kubernetes refuses it). `mem_at` / `cpu_at`: where
 /// the guarantees are written.
 fn check_limits(
+    f: &mut crate::load::Findings,
     ctx: &Ctx<'_>,
     (mem_limit, mem_guarantee, mem_at): (Option<u64>, Option<u64>, KeyPath),
     (cpu_limit, cpu_guarantee, cpu_at): (Option<u64>, Option<u64>, KeyPath),
-) -> Result<(), ConfigError> {
+) {
     if let (Some(l), Some(g)) = (mem_limit, mem_guarantee) {
         if g > l {
-            return Err(ctx.at_key_path(
+            f.error(ctx.at_key_path(
                 &mem_at,
                 format!(
                     "the memory guarantee {} is above the limit {}",
@@ -1035,7 +1028,7 @@ fn check_limits(
     }
     if let (Some(l), Some(g)) = (cpu_limit, cpu_guarantee) {
         if g > l {
-            return Err(ctx.at_key_path(
+            f.error(ctx.at_key_path(
                 &cpu_at,
                 format!(
                     "the CPU guarantee {} is above the limit {}",
@@ -1045,7 +1038,6 @@ fn check_limits(
             ));
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 
 use std::fmt::Display;
 
-use crate::error::{ConfigError, ConfigWarning};
-use crate::load::Ctx;
+use crate::error::ConfigError;
+use crate::load::{Ctx, Findings};
 use crate::locate::KeyPath;
 use crate::model::{AuthenticatorKind, CullerKind, DbType};
 use crate::HubConfig;
@@ -11,20 +11,16 @@ use crate::HubConfig;
 const AUTH_CLASS: &str = "hub.config.JupyterHub.authenticator_class";
 const SHARED: &str = "hub.config.SharedPasswordAuthenticator";
 
-/// Validate `config` (read from the text behind `ctx`); returns the warnings.
-pub(crate) fn validate(
-    config: &HubConfig,
-    ctx: &Ctx<'_>,
-) -> Result<Vec<ConfigWarning>, ConfigError> {
-    let mut warnings = Vec::new();
-    check_db(config, ctx)?;
-    check_auth(config, ctx, &mut warnings)?;
-    check_services(config, ctx, &mut warnings)?;
-    check_roles(config, ctx)?;
-    check_named_servers(config, ctx, &mut warnings)?;
-    check_cull(config, ctx, &mut warnings)?;
-    crate::profiles::check(config, ctx, &mut warnings)?;
-    Ok(warnings)
+/// Validate `config` (read from the text behind `ctx`): every problem and warning goes to `f`.
+pub(crate) fn validate(config: &HubConfig, ctx: &Ctx<'_>, f: &mut Findings) {
+    f.check(check_db(config, ctx));
+    check_auth(config, ctx, f);
+    check_services(config, ctx, f);
+    check_roles(config, ctx, f);
+    check_named_servers(config, ctx, f);
+    check_hub_settings(config, ctx, f);
+    check_cull(config, ctx, f);
+    crate::profiles::check(config, ctx, f);
 }
 
 /// `prefix` (dotted, no user-chosen names) followed by `keys` taken literally.
@@ -91,66 +87,70 @@ fn check_names_in_list(
 
 const SERVICES: &str = "hub.services";
 
-fn check_services(
-    config: &HubConfig,
-    ctx: &Ctx<'_>,
-    warnings: &mut Vec<ConfigWarning>,
-) -> Result<(), ConfigError> {
+fn check_services(config: &HubConfig, ctx: &Ctx<'_>, f: &mut Findings) {
     for (key, service) in &config.hub.services {
-        let at = |field: &[&str], msg: &dyn Display| {
-            let mut keys = vec![key.as_str()];
-            keys.extend_from_slice(field);
-            ctx.at_key_path(&path(SERVICES, &keys), msg)
+        let result = check_service(key, service, ctx, &mut f.warnings);
+        f.check(result);
+    }
+}
+
+fn check_service(
+    key: &str,
+    service: &crate::ServiceConfig,
+    ctx: &Ctx<'_>,
+    warnings: &mut Vec<crate::ConfigWarning>,
+) -> Result<(), ConfigError> {
+    let at = |field: &[&str], msg: &dyn Display| {
+        let mut keys = vec![key];
+        keys.extend_from_slice(field);
+        ctx.at_key_path(&path(SERVICES, &keys), msg)
+    };
+    if !valid_service_name(key) {
+        return Err(at(
+            &[],
+            &format!("`{key}` is not a valid service name; use letters, digits, `-`, `_` and `.`"),
+        ));
+    }
+    check_name_matches(ctx, SERVICES, key, service.name.as_deref())?;
+    let snake = path(SERVICES, &[key, "api_token"]);
+    let camel = path(SERVICES, &[key, "apiToken"]);
+    if ctx.has_key_path(&snake) && ctx.has_key_path(&camel) {
+        return Err(at(
+            &["apiToken"],
+            &format!(
+                "is set and so is `api_token` ({}); they are two spellings of the same setting: keep only one",
+                ctx.place_of(&snake)
+            ),
+        ));
+    }
+    if let Some(token) = service.api_token.as_deref() {
+        let field = if ctx.has_key_path(&camel) {
+            "apiToken"
+        } else {
+            "api_token"
         };
-        if !valid_service_name(key) {
+        // Never echo the token.
+        if token.chars().count() < 8 {
+            return Err(at(&[field], &"must be at least 8 characters long"));
+        }
+    }
+    if let Some(id) = service.oauth_client_id.as_deref() {
+        if !id.starts_with("service-") || id.len() == "service-".len() {
             return Err(at(
-                &[],
-                &format!(
-                    "`{key}` is not a valid service name; use letters, digits, `-`, `_` and `.`"
-                ),
+                &["oauth_client_id"],
+                &format!("`{id}` must start with `service-` (e.g. `service-{key}`)"),
             ));
         }
-        check_name_matches(ctx, SERVICES, key, service.name.as_deref())?;
-        let snake = path(SERVICES, &[key, "api_token"]);
-        let camel = path(SERVICES, &[key, "apiToken"]);
-        if ctx.has_key_path(&snake) && ctx.has_key_path(&camel) {
-            return Err(at(
-                &["apiToken"],
-                &format!(
-                    "is set and so is `api_token` (line {}); they are two spellings of the same setting: keep only one",
-                    ctx.line_of(&snake)
-                ),
+    }
+    for (field, set) in [
+        ("cwd", service.cwd.is_some()),
+        ("environment", !service.environment.is_empty()),
+    ] {
+        if set && service.command.is_none() {
+            warnings.push(ctx.warning_at(
+                &path(SERVICES, &[key, field]),
+                "has no effect: only a service the hub starts (one with a `command`) uses it",
             ));
-        }
-        if let Some(token) = service.api_token.as_deref() {
-            let field = if ctx.has_key_path(&camel) {
-                "apiToken"
-            } else {
-                "api_token"
-            };
-            // Never echo the token.
-            if token.chars().count() < 8 {
-                return Err(at(&[field], &"must be at least 8 characters long"));
-            }
-        }
-        if let Some(id) = service.oauth_client_id.as_deref() {
-            if !id.starts_with("service-") || id.len() == "service-".len() {
-                return Err(at(
-                    &["oauth_client_id"],
-                    &format!("`{id}` must start with `service-` (e.g. `service-{key}`)"),
-                ));
-            }
-        }
-        for (field, set) in [
-            ("cwd", service.cwd.is_some()),
-            ("environment", !service.environment.is_empty()),
-        ] {
-            if set && service.command.is_none() {
-                warnings.push(ctx.warning_at(
-                    &path(SERVICES, &[key, field]),
-                    "has no effect: only a service the hub starts (one with a `command`) uses it",
-                ));
-            }
         }
     }
     Ok(())
@@ -158,24 +158,28 @@ fn check_services(
 
 const ROLES: &str = "hub.loadRoles";
 
-fn check_roles(config: &HubConfig, ctx: &Ctx<'_>) -> Result<(), ConfigError> {
+fn check_roles(config: &HubConfig, ctx: &Ctx<'_>, f: &mut Findings) {
     for (key, role) in &config.hub.load_roles {
-        if !valid_role_name(key) {
-            return Err(ctx.at_key_path(
-                &path(ROLES, &[key]),
-                format!(
-                    "`{key}` is not a valid role name: it must be 3 to 255 characters, start with a lowercase letter, end with a lowercase letter or digit, and contain only lowercase letters, digits, `-`, `_`, `~` and `.`"
-                ),
-            ));
-        }
-        check_name_matches(ctx, ROLES, key, role.name.as_deref())?;
-        for (field, list, what) in [
-            ("users", &role.users, "username"),
-            ("groups", &role.groups, "group name"),
-            ("services", &role.services, "service name"),
-        ] {
-            check_names_in_list(ctx, ROLES, key, field, list, what)?;
-        }
+        f.check(check_role(key, role, ctx));
+    }
+}
+
+fn check_role(key: &str, role: &crate::RoleConfig, ctx: &Ctx<'_>) -> Result<(), ConfigError> {
+    if !valid_role_name(key) {
+        return Err(ctx.at_key_path(
+            &path(ROLES, &[key]),
+            format!(
+                "`{key}` is not a valid role name: it must be 3 to 255 characters, start with a lowercase letter, end with a lowercase letter or digit, and contain only lowercase letters, digits, `-`, `_`, `~` and `.`"
+            ),
+        ));
+    }
+    check_name_matches(ctx, ROLES, key, role.name.as_deref())?;
+    for (field, list, what) in [
+        ("users", &role.users, "username"),
+        ("groups", &role.groups, "group name"),
+        ("services", &role.services, "service name"),
+    ] {
+        check_names_in_list(ctx, ROLES, key, field, list, what)?;
     }
     Ok(())
 }
@@ -185,61 +189,165 @@ const ALLOW_UPSTREAM: &str = "hub.config.JupyterHub.allow_named_servers";
 const LIMIT_Z2JH: &str = "hub.namedServerLimitPerUser";
 const LIMIT_UPSTREAM: &str = "hub.config.JupyterHub.named_server_limit_per_user";
 
-fn check_named_servers(
-    config: &HubConfig,
+/// A setting with a z2jh spelling (`hub.allowNamedServers`) and upstream's
+/// (`hub.config.JupyterHub.allow_named_servers`): both may be given only with the same value.
+fn spellings_agree<T: PartialEq + Display>(
     ctx: &Ctx<'_>,
-    warnings: &mut Vec<ConfigWarning>,
+    z2jh: (&str, Option<T>),
+    upstream: (&str, Option<T>),
 ) -> Result<(), ConfigError> {
+    match (z2jh.1, upstream.1) {
+        (Some(a), Some(b)) if a != b => Err(ctx.at_key(
+            z2jh.0,
+            format!(
+                "is `{a}` but `{}` ({}) is `{b}`; they are two spellings of the same setting: keep only one",
+                upstream.0,
+                ctx.place_of(&KeyPath::parse(upstream.0))
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_named_servers(config: &HubConfig, ctx: &Ctx<'_>, f: &mut Findings) {
     let hub = &config.hub;
     let jh = &hub.config.jupyterhub;
-    fn conflict<T: PartialEq + Display>(
-        ctx: &Ctx<'_>,
-        z2jh: (&str, Option<T>),
-        upstream: (&str, Option<T>),
-    ) -> Result<(), ConfigError> {
-        match (z2jh.1, upstream.1) {
-            (Some(a), Some(b)) if a != b => {
-                let line = ctx.line_of(&KeyPath::parse(upstream.0));
-                Err(ctx.at_key(
-                    z2jh.0,
-                    format!(
-                        "is `{a}` but `{}` (line {line}) is `{b}`; they are two spellings of the same setting: keep only one",
-                        upstream.0
-                    ),
-                ))
-            }
-            _ => Ok(()),
-        }
-    }
-    conflict(
+    f.check(spellings_agree(
         ctx,
         (ALLOW_Z2JH, hub.allow_named_servers),
         (ALLOW_UPSTREAM, jh.allow_named_servers),
-    )?;
-    conflict(
+    ));
+    f.check(spellings_agree(
         ctx,
         (LIMIT_Z2JH, hub.named_server_limit_per_user),
         (LIMIT_UPSTREAM, jh.named_server_limit_per_user),
-    )?;
+    ));
     if config.named_server_limit_per_user() > 0 && !config.allow_named_servers() {
         let key = if hub.named_server_limit_per_user.is_some() {
             LIMIT_Z2JH
         } else {
             LIMIT_UPSTREAM
         };
-        warnings.push(ctx.warning(
+        f.warn(ctx.warning(
             key,
             format!("has no effect: named servers are not allowed (set `{ALLOW_Z2JH}: true`)"),
         ));
     }
-    Ok(())
 }
 
-fn check_cull(
-    config: &HubConfig,
-    ctx: &Ctx<'_>,
-    warnings: &mut Vec<ConfigWarning>,
-) -> Result<(), ConfigError> {
+const LOAD_GROUPS: &str = "hub.config.JupyterHub.load_groups";
+
+/// `hub.extraEnv`, `load_groups`, `admin_access` and the settings with two spellings.
+fn check_hub_settings(config: &HubConfig, ctx: &Ctx<'_>, f: &mut Findings) {
+    let hub = &config.hub;
+    let jh = &hub.config.jupyterhub;
+    for (z2jh, upstream, a, b) in [
+        (
+            "hub.redirectToServer",
+            "hub.config.JupyterHub.redirect_to_server",
+            hub.redirect_to_server,
+            jh.redirect_to_server,
+        ),
+        (
+            "hub.shutdownOnLogout",
+            "hub.config.JupyterHub.shutdown_on_logout",
+            hub.shutdown_on_logout,
+            jh.shutdown_on_logout,
+        ),
+        (
+            "hub.authenticatePrometheus",
+            "hub.config.JupyterHub.authenticate_prometheus",
+            hub.authenticate_prometheus,
+            jh.authenticate_prometheus,
+        ),
+    ] {
+        f.check(spellings_agree(ctx, (z2jh, a), (upstream, b)));
+    }
+
+    let env = &hub.extra_env;
+    if !env.from_kubernetes.is_empty() {
+        f.warn(ctx.warning(
+            "hub.extraEnv",
+            format!(
+                "{} not set: `valueFrom` reads from Kubernetes objects (secrets, config maps, pod fields); applies once hubfleet runs on Kubernetes. Give a literal `value` to use it here",
+                backticked_list(&env.from_kubernetes)
+            ),
+        ));
+    }
+    let unused: Vec<String> = env
+        .vars
+        .keys()
+        .filter(|name| {
+            !crate::HUB_ENV_READ.contains(&name.as_str())
+                && !crate::HUB_ENV_KEPT.contains(&name.as_str())
+        })
+        .cloned()
+        .collect();
+    if !unused.is_empty() {
+        f.warn(ctx.warning(
+            "hub.extraEnv",
+            format!(
+                "{} has no effect: hubfleet reads only {} from its environment, and passes on only {} to servers and services, as upstream (on z2jh such variables usually serve `hub.extraConfig` code, which does not run here). Put what servers need in `singleuser.extraEnv` and what a service needs in `hub.services.<name>.environment`",
+                backticked_list(&unused),
+                backticked_list(crate::HUB_ENV_READ),
+                backticked_list(crate::HUB_ENV_KEPT),
+            ),
+        ));
+    }
+
+    if let Some(admin_access) = jh.admin_access {
+        let what = if admin_access {
+            "admins reach users' servers anyway"
+        } else {
+            "it does not keep admins out of users' servers"
+        };
+        f.warn(ctx.warning(
+            "hub.config.JupyterHub.admin_access",
+            format!(
+                "has no effect ({what}): deprecated since JupyterHub 2.0, access to servers comes from scopes; the `admin` role has `access:servers`. To give some people less, make them a role in `hub.loadRoles` instead of admins"
+            ),
+        ));
+    }
+
+    let groups = &jh.load_groups;
+    if !groups.is_empty() && config.auth_settings().manage_groups {
+        f.error(ctx.at_key(
+            LOAD_GROUPS,
+            "cannot be used with `manage_groups: true`: the authenticator decides every user's groups then (as upstream, which refuses to start). Remove `load_groups`, or turn off `manage_groups`",
+        ));
+    }
+    for (name, group) in groups {
+        let at = path(LOAD_GROUPS, &[name]);
+        if name.trim().is_empty() {
+            f.error(ctx.at_key_path(&at, "is an empty group name"));
+        }
+        if let Some(i) = group.users.iter().position(|u| u.trim().is_empty()) {
+            let mut item = at.child("users");
+            if group.list_form {
+                item = at.clone();
+            }
+            item.0.push(crate::locate::Seg::Index(i));
+            f.error(ctx.at_key_path(&item, "is an empty username"));
+        }
+        if group.list_form {
+            f.warn(ctx.warning_at(
+                &at,
+                "the list form `group: [users]` is deprecated (since JupyterHub 3.2); write `group: {users: [...]}`",
+            ));
+        }
+    }
+}
+
+/// `` `A`, `B` `` for messages.
+fn backticked_list<S: AsRef<str>>(names: &[S]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{}`", n.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn check_cull(config: &HubConfig, ctx: &Ctx<'_>, f: &mut Findings) {
     let cull = &config.cull;
     for (key, value) in [
         ("cull.timeout", cull.timeout),
@@ -247,14 +355,13 @@ fn check_cull(
         ("cull.concurrency", u64::from(cull.concurrency)),
     ] {
         if value == 0 {
-            return Err(ctx.at_key(key, "must be at least 1"));
+            f.error(ctx.at_key(key, "must be at least 1"));
         }
     }
     if !cull.enabled && config.hubfleet.culler != CullerKind::Auto && ctx.has_key("hubfleet.culler")
     {
-        warnings.push(ctx.warning("hubfleet.culler", "has no effect: `cull.enabled` is false"));
+        f.warn(ctx.warning("hubfleet.culler", "has no effect: `cull.enabled` is false"));
     }
-    Ok(())
 }
 
 /// The scheme of a URL without SQLAlchemy's `+driver` suffix (`postgresql+psycopg2` → `postgresql`).
@@ -302,11 +409,7 @@ fn check_db(config: &HubConfig, ctx: &Ctx<'_>) -> Result<(), ConfigError> {
     }
 }
 
-fn check_auth(
-    config: &HubConfig,
-    ctx: &Ctx<'_>,
-    warnings: &mut Vec<ConfigWarning>,
-) -> Result<(), ConfigError> {
+fn check_auth(config: &HubConfig, ctx: &Ctx<'_>, f: &mut Findings) {
     let hc = &config.hub.config;
     let kind = hc.jupyterhub.authenticator_class;
 
@@ -315,7 +418,7 @@ fn check_auth(
         ("allowed_users", &hc.authenticator.allowed_users),
     ] {
         if let Some(i) = list.iter().position(|u| u.trim().is_empty()) {
-            return Err(ctx.at_item(
+            f.error(ctx.at_item(
                 &format!("hub.config.Authenticator.{field}"),
                 i,
                 "is an empty username",
@@ -324,61 +427,15 @@ fn check_auth(
     }
 
     if kind == AuthenticatorKind::SharedPassword {
-        let spa = &hc.shared_password_authenticator;
-        if spa.password.is_some() {
-            let key = format!("{SHARED}.password");
-            if spa.user_password.is_some() {
-                return Err(ctx.at_key(
-                    &key,
-                    "and `user_password` are both set; upstream's SharedPasswordAuthenticator has only `user_password` (and `admin_password`): keep `user_password`",
-                ));
-            }
-            warnings.push(ctx.warning(
-                &key,
-                "is read as `user_password`: upstream's SharedPasswordAuthenticator has no `password` key (it would ignore it and let nobody log in); rename it to `user_password`",
-            ));
-        }
-        let user_key = if spa.user_password.is_none() && spa.password.is_some() {
-            format!("{SHARED}.password")
-        } else {
-            format!("{SHARED}.user_password")
-        };
-        let Some(user) = spa.effective_user_password() else {
-            let at = if ctx.has_key(SHARED) {
-                SHARED
-            } else {
-                AUTH_CLASS
-            };
-            return Err(ctx.at_key(
-                at,
-                format!("the shared-password authenticator needs `{SHARED}.user_password` (at least 8 characters)"),
-            ));
-        };
-        if user.chars().count() < 8 {
-            return Err(ctx.at_key(&user_key, "must be at least 8 characters long"));
-        }
-        if let Some(admin) = spa.admin_password.as_deref() {
-            let key = format!("{SHARED}.admin_password");
-            if admin.chars().count() < 32 {
-                return Err(ctx.at_key(&key, "must be at least 32 characters long"));
-            }
-            if admin == user {
-                return Err(ctx.at_key(&key, "must differ from `user_password`"));
-            }
-            if hc.authenticator.admin_users.is_empty() {
-                warnings.push(ctx.warning(
-                    &key,
-                    "has no effect: only users listed in `hub.config.Authenticator.admin_users` log in with it",
-                ));
-            }
-        }
+        let result = check_shared_password(config, ctx, &mut f.warnings);
+        f.check(result);
     }
 
-    crate::auth::validate(config, ctx, warnings)?;
+    crate::auth::validate(config, ctx, f);
 
-    let unused = |class: &str, set: bool, warnings: &mut Vec<ConfigWarning>| {
+    let unused = |class: &str, set: bool, f: &mut Findings| {
         if set {
-            warnings.push(ctx.warning(
+            f.warn(ctx.warning(
                 &format!("hub.config.{class}"),
                 format!("has no effect: `{AUTH_CLASS}` is `{kind}`"),
             ));
@@ -387,7 +444,7 @@ fn check_auth(
     unused(
         "DummyAuthenticator",
         kind != AuthenticatorKind::Dummy && hc.dummy_authenticator.password.is_some(),
-        warnings,
+        f,
     );
     unused(
         "SharedPasswordAuthenticator",
@@ -397,13 +454,69 @@ fn check_auth(
                 .effective_user_password()
                 .is_some()
                 || hc.shared_password_authenticator.admin_password.is_some()),
-        warnings,
+        f,
     );
     unused(
         "NativeAuthenticator",
         kind != AuthenticatorKind::Native && hc.native_authenticator != Default::default(),
-        warnings,
+        f,
     );
+}
+
+fn check_shared_password(
+    config: &HubConfig,
+    ctx: &Ctx<'_>,
+    warnings: &mut Vec<crate::ConfigWarning>,
+) -> Result<(), ConfigError> {
+    let hc = &config.hub.config;
+    let spa = &hc.shared_password_authenticator;
+    if spa.password.is_some() {
+        let key = format!("{SHARED}.password");
+        if spa.user_password.is_some() {
+            return Err(ctx.at_key(
+                &key,
+                "and `user_password` are both set; upstream's SharedPasswordAuthenticator has only `user_password` (and `admin_password`): keep `user_password`",
+            ));
+        }
+        warnings.push(ctx.warning(
+            &key,
+            "is read as `user_password`: upstream's SharedPasswordAuthenticator has no `password` key (it would ignore it and let nobody log in); rename it to `user_password`",
+        ));
+    }
+    let user_key = if spa.user_password.is_none() && spa.password.is_some() {
+        format!("{SHARED}.password")
+    } else {
+        format!("{SHARED}.user_password")
+    };
+    let Some(user) = spa.effective_user_password() else {
+        let at = if ctx.has_key(SHARED) {
+            SHARED
+        } else {
+            AUTH_CLASS
+        };
+        return Err(ctx.at_key(
+            at,
+            format!("the shared-password authenticator needs `{SHARED}.user_password` (at least 8 characters)"),
+        ));
+    };
+    if user.chars().count() < 8 {
+        return Err(ctx.at_key(&user_key, "must be at least 8 characters long"));
+    }
+    if let Some(admin) = spa.admin_password.as_deref() {
+        let key = format!("{SHARED}.admin_password");
+        if admin.chars().count() < 32 {
+            return Err(ctx.at_key(&key, "must be at least 32 characters long"));
+        }
+        if admin == user {
+            return Err(ctx.at_key(&key, "must differ from `user_password`"));
+        }
+        if hc.authenticator.admin_users.is_empty() {
+            warnings.push(ctx.warning(
+                &key,
+                "has no effect: only users listed in `hub.config.Authenticator.admin_users` log in with it",
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -87,32 +87,36 @@ fn unknown_key_suggests_camel_case_spelling() {
 
 #[test]
 fn unknown_key_without_close_match_lists_allowed_keys() {
-    let e = invalid("hub:\n  baseUrl: /hub/\n");
+    let e = invalid("hub:\n  something: /hub/\n");
     assert_eq!((e.line, e.column), (2, 3));
-    assert_eq!(e.key.as_deref(), Some("hub.baseUrl"));
+    assert_eq!(e.key.as_deref(), Some("hub.something"));
     assert_contains(
         &e.display,
-        "/etc/hub.yaml:2:3: unknown key `hub.baseUrl`. Allowed keys in `hub`: `config`, `db`, `services`, `loadRoles`, `allowNamedServers`, `namedServerLimitPerUser`, `templatePaths`, `templateVars`.",
+        "/etc/hub.yaml:2:3: unknown key `hub.something`. Allowed keys in `hub`: `config`, `db`, `services`, `loadRoles`, `allowNamedServers`, `namedServerLimitPerUser`, `templatePaths`, `templateVars`, `baseUrl`, `cookieSecret`, `extraEnv`, `redirectToServer`, `shutdownOnLogout`, `authenticatePrometheus`.",
     );
     assert!(!e.display.contains("did you mean"));
 }
 
 #[test]
 fn unknown_top_level_key() {
-    let e = invalid("hub: {}\nscheduling:\n  userScheduler:\n    enabled: true\n");
+    let e = invalid("hub: {}\nsomething:\n  userScheduler:\n    enabled: true\n");
     assert_eq!(e.line, 2);
     assert_contains(
         &e.display,
-        "unknown key `scheduling`. Allowed top-level keys: `hub`, `singleuser`, `cull`, `hubfleet`, `custom`.",
+        "unknown key `something`. Allowed top-level keys: `hub`, `singleuser`, `cull`, `hubfleet`, `custom`.",
     );
 }
 
 #[test]
-fn unknown_key_next_to_an_ignored_one_mentions_it() {
-    let e = invalid("proxy:\n  secretToken: x\n  https:\n    enabled: true\n");
-    assert_eq!(e.line, 1);
-    assert_eq!(e.key.as_deref(), Some("proxy"));
-    assert_contains(&e.display, "only accepts (and ignores) `proxy.secretToken`");
+fn unknown_key_under_a_section_hubfleet_only_knows_from_z2jh() {
+    let e = invalid("proxy:\n  secretToken: x\n  hosts: [a]\n");
+    assert_eq!(e.line, 3);
+    assert_eq!(e.key.as_deref(), Some("proxy.hosts"));
+    assert_contains(
+        &e.display,
+        "hubfleet has no `proxy` settings; of z2jh's keys under it, it knows `annotations`, `chp`,",
+    );
+    assert_contains(&e.display, "`secretToken`");
 }
 
 #[test]
@@ -121,12 +125,12 @@ fn unknown_traitlets_class_and_trait() {
     assert_eq!(e.line, 3);
     assert_eq!(e.key.as_deref(), Some("hub.config.AzureAdOAuthenticator"));
 
-    let e = invalid("hub:\n  config:\n    JupyterHub:\n      admin_access: true\n");
+    let e = invalid("hub:\n  config:\n    JupyterHub:\n      admin_acces: true\n");
     assert_eq!(e.line, 4);
-    assert_eq!(e.key.as_deref(), Some("hub.config.JupyterHub.admin_access"));
+    assert_eq!(e.key.as_deref(), Some("hub.config.JupyterHub.admin_acces"));
     assert_contains(
         &e.display,
-        "Allowed keys in `hub.config.JupyterHub`: `authenticator_class`, `allow_named_servers`, `named_server_limit_per_user`, `subdomain_host`.",
+        "did you mean `admin_access`? Allowed keys in `hub.config.JupyterHub`: `authenticator_class`, `allow_named_servers`, `named_server_limit_per_user`, `subdomain_host`, `redirect_to_server`, `shutdown_on_logout`, `authenticate_prometheus`, `load_groups`, `admin_access`.",
     );
 }
 

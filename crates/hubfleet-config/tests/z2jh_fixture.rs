@@ -49,14 +49,34 @@ fn singleuser_defaults_match_z2jh() {
     assert_eq!(ours.hub.db.kind.as_str(), db_type);
 }
 
+/// z2jh's schema (`values.schema.yaml`): every key the chart knows, `values.yaml` or not.
+fn z2jh_schema() -> Value {
+    let path = fixtures::fixture("zero-to-jupyterhub/jupyterhub/values.schema.yaml")
+        .unwrap_or_else(|msg| panic!("{msg}"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Whether z2jh's schema has the dotted key.
+fn in_schema(schema: &Value, dotted: &str) -> bool {
+    dotted
+        .split('.')
+        .try_fold(schema, |node, key| node.get("properties")?.get(key))
+        .is_some()
+}
+
 #[test]
-fn ignored_keys_exist_in_z2jh() {
-    let values = z2jh_values();
-    // `custom` is z2jh's free-form section: 2i2c's keys under it are not in the chart.
-    for entry in hubfleet_config::IGNORED_KEYS {
-        if !entry.key.starts_with("custom.") {
-            get(&values, entry.key);
-        }
+fn ignored_and_refused_keys_exist_in_z2jh() {
+    let schema = z2jh_schema();
+    let keys = hubfleet_config::IGNORED_KEYS
+        .iter()
+        .map(|k| k.key)
+        .chain(hubfleet_config::unsupported_keys().map(|k| k.key));
+    // `custom` is z2jh's free-form section (2i2c's keys under it are not in the chart), and
+    // `hub.config` holds traitlets classes, which the chart does not list.
+    for key in keys.filter(|k| !k.starts_with("custom.") && !k.starts_with("hub.config.")) {
+        assert!(in_schema(&schema, key), "z2jh's schema has no `{key}`");
     }
 }
 
@@ -76,13 +96,25 @@ fn documented_example_loads() {
 }
 
 #[test]
-fn docs_list_every_ignored_key() {
+fn docs_list_every_ignored_and_refused_key() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
     let doc = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     for entry in hubfleet_config::IGNORED_KEYS {
         assert!(
             doc.contains(&format!("| `{}` |", entry.key)),
             "docs/configuration.md does not list ignored key `{}`",
+            entry.key
+        );
+    }
+    for entry in hubfleet_config::unsupported_keys() {
+        // Spawner traits are listed once for the three classes.
+        let listed = match entry.key.split_once("Spawner.") {
+            Some((_, name)) => format!("| `{name}` |"),
+            None => format!("| `{}` |", entry.key),
+        };
+        assert!(
+            doc.contains(&listed),
+            "docs/configuration.md does not list refused key `{}`",
             entry.key
         );
     }

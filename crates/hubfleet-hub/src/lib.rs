@@ -21,6 +21,8 @@ mod access;
 mod admin;
 mod api;
 mod auth_refresh;
+mod config_groups;
+mod cookie_secret;
 pub mod culler;
 mod identity;
 pub mod lifecycle;
@@ -76,6 +78,28 @@ pub struct Settings {
     pub spawn_options: profiles::SpawnOptions,
     /// Template overrides and variables (branding, announcements).
     pub pages: PageSettings,
+    /// `hub.cookieSecret`: keys XSRF tokens; when it changes, every login session ends at start.
+    pub cookie_secret: Option<hubfleet_config::CookieSecret>,
+    /// After login (and at `/hub/`), go to the user's server rather than the home page.
+    pub redirect_to_server: bool,
+    /// Logging out stops the user's running servers.
+    pub shutdown_on_logout: bool,
+    /// `/hub/metrics` needs a token with `read:metrics`.
+    pub authenticate_prometheus: bool,
+    /// `hub.config.JupyterHub.load_groups`, made at start.
+    pub groups: Vec<GroupDefinition>,
+    /// Variables of `hub.extraEnv` passed on to servers and services instead of the process's
+    /// (upstream's `env_keep`: `PATH`, `LANG`, …).
+    pub kept_env: BTreeMap<String, String>,
+}
+
+/// A group from the config file (`hub.config.JupyterHub.load_groups`).
+#[derive(Clone, Debug, Default)]
+pub struct GroupDefinition {
+    pub name: String,
+    pub users: Vec<String>,
+    /// `None` leaves the group's properties as they are.
+    pub properties: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// A role from the config file (`hub.loadRoles`).
@@ -117,7 +141,21 @@ impl Settings {
             metrics: metrics::Metrics::default(),
             spawn_options: profiles::SpawnOptions::default(),
             pages: PageSettings::default(),
+            cookie_secret: None,
+            redirect_to_server: false,
+            shutdown_on_logout: false,
+            authenticate_prometheus: true,
+            groups: Vec::new(),
+            kept_env: BTreeMap::new(),
         }
+    }
+
+    /// The `PATH` the hub passes on: `hub.extraEnv`'s, else its own.
+    pub fn hub_path(&self) -> String {
+        self.kept_env
+            .get("PATH")
+            .cloned()
+            .unwrap_or_else(|| std::env::var("PATH").unwrap_or_default())
     }
 
     /// The single-user command: `singleuser.cmd`, else `jupyterhub-singleuser` from
@@ -351,22 +389,32 @@ impl Hub {
         authenticator: DynAuthenticator,
         spawner: Arc<dyn Spawner>,
     ) -> Result<Hub, HubError> {
+        // Bind first: a port that is taken stops the hub before it creates anything, adopts
+        // servers or starts services.
+        let listener = bind(settings.listen)?;
+        Hub::start_on(listener, settings, store, authenticator, spawner).await
+    }
+
+    /// [`Hub::start`] on a listener bound beforehand (see [`bind`]); connections wait in its
+    /// backlog until the hub serves.
+    pub async fn start_on(
+        listener: std::net::TcpListener,
+        settings: Settings,
+        store: Store,
+        authenticator: DynAuthenticator,
+        spawner: Arc<dyn Spawner>,
+    ) -> Result<Hub, HubError> {
+        let listen_error = |source| HubError::Listen {
+            addr: settings.listen,
+            source,
+        };
+        listener.set_nonblocking(true).map_err(listen_error)?;
+        let listener = tokio::net::TcpListener::from_std(listener).map_err(listen_error)?;
+        let addr = listener.local_addr().map_err(listen_error)?;
         for dir in [settings.data_dir.clone(), settings.data_dir.join("logs")] {
             std::fs::create_dir_all(&dir)
                 .map_err(|source| HubError::DataDir { path: dir, source })?;
         }
-        // Bind first: a port that is taken stops the hub before it adopts servers or starts
-        // services. Connections wait in the backlog until the hub serves.
-        let listener = tokio::net::TcpListener::bind(settings.listen)
-            .await
-            .map_err(|source| HubError::Listen {
-                addr: settings.listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| HubError::Listen {
-            addr: settings.listen,
-            source,
-        })?;
         match &settings.subdomain_host {
             Some(sub) => tracing::info!(
                 hub = %sub.hub_origin(),
@@ -403,10 +451,11 @@ impl Hub {
                 &settings.base_url,
             )?),
             services: services::Services::default(),
-            xsrf_key: identity::XsrfKey::new(store.hub_secret("xsrf").await?),
+            xsrf_key: cookie_secret::xsrf_key(&settings, &store).await?,
             shutdown: Arc::new(tokio::sync::Notify::new()),
         };
         ensure_admins(&state).await?;
+        config_groups::load(&state).await?;
         // Servers keep running while the hub is down: find them again before serving.
         let (adopted, cleaned) = lifecycle.restore().await?;
         if adopted + cleaned > 0 {
@@ -464,6 +513,16 @@ impl Hub {
         let notify = self.state.shutdown.clone();
         async move { notify.notified().await }
     }
+}
+
+/// Bind the hub's public address (before anything else happens at start).
+pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, HubError> {
+    std::net::TcpListener::bind(addr).map_err(|source| HubError::Listen { addr, source })
+}
+
+/// Whether the configured pages can be built: template overrides are readable and parse.
+pub fn check_pages(pages: &PageSettings) -> Result<(), HubError> {
+    templates::Templates::load(pages, "/").map(|_| ())
 }
 
 /// Users in `admin_users` exist and are admins.

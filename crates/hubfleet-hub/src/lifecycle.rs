@@ -1091,8 +1091,12 @@ pub fn server_env(
     if let Some(default_url) = &settings.default_url {
         set("JUPYTERHUB_DEFAULT_URL", default_url.clone());
     }
+    // `hub.extraEnv`'s `PATH`, `LANG`, … stand for the hub's own (upstream's `env_keep`).
+    for (k, v) in &settings.kept_env {
+        set(k, v.clone());
+    }
     if let Some(venv) = &settings.python_env {
-        let path = std::env::var("PATH").unwrap_or_default();
+        let path = settings.hub_path();
         set("PATH", format!("{}/bin:{path}", venv.display()));
         set("VIRTUAL_ENV", venv.display().to_string());
     }

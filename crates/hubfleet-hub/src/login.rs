@@ -157,8 +157,8 @@ async fn oauth_login(
             None,
         ));
     };
-    if identity::from_cookie(&state, &headers).await?.is_some() {
-        return Ok(found(next.as_deref().unwrap_or("/hub/home")));
+    if let Some(me) = identity::from_cookie(&state, &headers).await? {
+        return Ok(found(&or_landing(&state, next, me.user()).await?));
     }
     let callback = match callback_url(&state, &headers) {
         Ok(url) => url,
@@ -320,8 +320,8 @@ async fn tmp_login(
             None,
         ));
     }
-    if identity::from_cookie(&state, &headers).await?.is_some() {
-        return Ok(found(next.as_deref().unwrap_or("/hub/home")));
+    if let Some(me) = identity::from_cookie(&state, &headers).await? {
+        return Ok(found(&or_landing(&state, next, me.user()).await?));
     }
     let name = uuid::Uuid::new_v4().simple().to_string();
     complete_login(&state, UserInfo::named(name, Some(false)), next.as_deref()).await
@@ -373,6 +373,45 @@ pub(crate) async fn sync_groups(
         }
     }
     Ok(())
+}
+
+/// Where a logged-in browser goes when nothing asked for a page (upstream's `get_next_url`):
+/// with `redirect_to_server`, the user's server (its start page when it is not running), else
+/// the home page.
+pub(crate) async fn landing(
+    state: &AppState,
+    user: Option<&hubfleet_store::User>,
+) -> Result<String, HubError> {
+    let Some(user) = user.filter(|_| state.settings.redirect_to_server) else {
+        return Ok("/hub/home".to_owned());
+    };
+    let active = state
+        .store
+        .server(user.id, "")
+        .await?
+        .is_some_and(|server| {
+            matches!(
+                server.phase,
+                hubfleet_store::Phase::Starting | hubfleet_store::Phase::Ready
+            )
+        });
+    Ok(if active {
+        state.settings.server_url(&user.name, "")
+    } else {
+        "/hub/spawn".to_owned()
+    })
+}
+
+/// `next` when there is one, else [`landing`].
+pub(crate) async fn or_landing(
+    state: &AppState,
+    next: Option<String>,
+    user: Option<&hubfleet_store::User>,
+) -> Result<String, HubError> {
+    match next {
+        Some(next) => Ok(next),
+        None => landing(state, user).await,
+    }
 }
 
 /// After a successful login: the user is created or updated (admin flag; with
@@ -432,8 +471,11 @@ pub async fn complete_login(
     tracing::info!(user = %user.name, groups = ?info.groups, "logged in");
     let hub_cookies = state.settings.cookies();
     let max_age = identity::LOGIN_DAYS * 86400;
-    let next = next.map(|next| state.settings.browser_location(next));
-    let mut response = found(next.as_deref().unwrap_or("/hub/home"));
+    let next = match next {
+        Some(next) => state.settings.browser_location(next),
+        None => landing(state, Some(&user)).await?,
+    };
+    let mut response = found(&next);
     let cookies = response.headers_mut();
     cookies.append(
         header::SET_COOKIE,

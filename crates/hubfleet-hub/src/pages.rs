@@ -22,7 +22,7 @@ pub fn routes() -> Router<AppState> {
             "/hub",
             get(|| async { redirect(StatusCode::MOVED_PERMANENTLY, "/hub/") }),
         )
-        .route("/hub/", get(|| async { found("/hub/home") }))
+        .route("/hub/", get(hub_root))
         .route("/hub/login", get(login_page).post(login_submit))
         .route("/hub/logout", get(logout))
         .route("/hub/home", get(home))
@@ -204,8 +204,9 @@ async fn login_page(
     Query(query): Query<NextQuery>,
 ) -> Result<Response, HubError> {
     let next = query.next.as_deref().and_then(urls::safe_next);
-    if identity::from_cookie(&state, &headers).await?.is_some() {
-        return Ok(found(next.as_deref().unwrap_or("/hub/home")).into_response());
+    if let Some(me) = identity::from_cookie(&state, &headers).await? {
+        let to = crate::login::or_landing(&state, next, me.user()).await?;
+        return Ok(found(&to).into_response());
     }
     if let Some(redirect) = crate::login::auto_login_redirect(&state, next.as_deref()) {
         return Ok(redirect);
@@ -303,8 +304,20 @@ async fn login_submit(
     crate::login::complete_login(&state, info, next.as_deref()).await
 }
 
+/// `/hub/`: home, or with `redirect_to_server` a logged-in user's server.
+async fn hub_root(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, HubError> {
+    let me = identity::page_user(&state, &headers).await?;
+    let to = crate::login::landing(&state, me.as_ref().map(|me| &me.user)).await?;
+    Ok(found(&to).into_response())
+}
+
 async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, HubError> {
     let hub_cookies = state.settings.cookies();
+    if state.settings.shutdown_on_logout {
+        if let Some(me) = identity::page_user(&state, &headers).await? {
+            stop_running_servers(&state, &me.user).await;
+        }
+    }
     if let Some(secret) = hub_cookies.get(&headers, identity::LOGIN_COOKIE) {
         state.store.end_session(secret).await?;
     }
@@ -325,6 +338,28 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
         cookies.append(header::SET_COOKIE, hub_cookies.clear(name, path));
     }
     Ok(response)
+}
+
+/// `shutdown_on_logout`: stop the user's running servers (not those starting or stopping, as
+/// upstream). A server that fails to stop does not keep the user logged in.
+async fn stop_running_servers(state: &AppState, user: &hubfleet_store::User) {
+    let servers = match state.store.servers_of(user.id).await {
+        Ok(servers) => servers,
+        Err(e) => {
+            tracing::warn!(user = %user.name, error = %e, "logout: listing servers to stop");
+            return;
+        }
+    };
+    let running = servers
+        .iter()
+        .filter(|server| server.phase == hubfleet_store::Phase::Ready);
+    let stops = running.map(|server| async move {
+        tracing::info!(user = %user.name, server = %server.name, "stopping server at logout");
+        if let Err(e) = state.lifecycle.stop(user, &server.name).await {
+            tracing::warn!(user = %user.name, server = %server.name, error = %e, "logout: stopping server");
+        }
+    });
+    futures_util::future::join_all(stops).await;
 }
 
 async fn home(

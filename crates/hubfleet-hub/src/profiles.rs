@@ -469,7 +469,7 @@ pub struct ServerProgram {
 /// and the Python of each Python environment (kernels and terminals run it from `PATH`). Built
 /// the way a start builds its command, so a check of these covers what servers run.
 pub fn server_programs(settings: &crate::Settings) -> Vec<ServerProgram> {
-    let hub_path = std::env::var("PATH").unwrap_or_default();
+    let hub_path = settings.hub_path();
     let default_key = match (&settings.cmd, &settings.python_env) {
         (None, Some(_)) => "hubfleet.local.python_env",
         _ => "singleuser.cmd",

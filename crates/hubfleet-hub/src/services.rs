@@ -424,8 +424,13 @@ fn service_env(
         "PYTHONPATH",
         "VIRTUAL_ENV",
         "LD_LIBRARY_PATH",
+        "CONDA_ROOT",
+        "CONDA_DEFAULT_ENV",
+        "JUPYTERHUB_SINGLEUSER_APP",
     ] {
-        if let Ok(value) = std::env::var(key) {
+        // `hub.extraEnv` stands for the hub's own environment.
+        let value = state.settings.kept_env.get(key).cloned();
+        if let Some(value) = value.or_else(|| std::env::var(key).ok()) {
             env.insert(key.to_string(), value);
         }
     }

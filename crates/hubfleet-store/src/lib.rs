@@ -15,6 +15,7 @@ use sqlx::{AnyPool, Row};
 
 pub mod auth_state;
 mod changes;
+mod cookie_secret;
 pub mod groups;
 pub mod roles;
 pub mod secret;

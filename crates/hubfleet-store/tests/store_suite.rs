@@ -46,6 +46,7 @@ async fn suite(store: Store) {
     oauth(&store).await;
     ledger(&store).await;
     hub_secrets(&store).await;
+    cookie_secret(&store).await;
     // Migrations are idempotent: connecting again changes nothing.
 }
 
@@ -1013,6 +1014,66 @@ async fn user_views(store: &Store) {
 
     store.delete_user(viv.id).await.unwrap();
     assert!(store.user_view("vivian", false).await.unwrap().is_none());
+}
+
+/// A change of `hub.cookieSecret` ends every login session, and what was issued under one.
+async fn cookie_secret(store: &Store) {
+    // Nothing recorded counts as "no secret".
+    assert_eq!(store.record_cookie_secret("").await.unwrap(), None);
+    let user = store.create_user("cookie-user", false).await.unwrap();
+    let expires = Utc::now() + Duration::days(1);
+    store
+        .create_session(user.id, "session-1", "cookie-one", expires)
+        .await
+        .unwrap();
+    let token = new_token();
+    store
+        .insert_token(
+            &token,
+            &NewToken {
+                user_id: Some(user.id),
+                service_id: None,
+                server_id: None,
+                client_id: "jupyterhub-user-cookie-user",
+                session_id: Some("session-1"),
+                scopes: &[],
+                note: "",
+                expires_at: None,
+            },
+        )
+        .await
+        .unwrap();
+    let unbound = new_token();
+    store
+        .insert_token(
+            &unbound,
+            &NewToken {
+                user_id: Some(user.id),
+                service_id: None,
+                server_id: None,
+                client_id: "jupyterhub",
+                session_id: None,
+                scopes: &[],
+                note: "",
+                expires_at: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.record_cookie_secret("aa11").await.unwrap(), Some(1));
+    assert!(store.session("cookie-one").await.unwrap().is_none());
+    assert!(store.find_token(&token).await.unwrap().is_none());
+    assert!(store.find_token(&unbound).await.unwrap().is_some());
+    // The same secret again changes nothing; a session made meanwhile stays.
+    store
+        .create_session(user.id, "session-2", "cookie-two", expires)
+        .await
+        .unwrap();
+    assert_eq!(store.record_cookie_secret("aa11").await.unwrap(), None);
+    assert!(store.session("cookie-two").await.unwrap().is_some());
+    // Removing the secret is a change too.
+    assert_eq!(store.record_cookie_secret("").await.unwrap(), Some(1));
+    assert!(store.session("cookie-two").await.unwrap().is_none());
 }
 
 async fn hub_secrets(store: &Store) {

@@ -15,10 +15,12 @@ use hubfleet_hub::{Hub, Settings};
 use hubfleet_spawn::{LocalOptions, LocalProcessSpawner};
 use hubfleet_store::Store;
 
+mod check_cmd;
 mod env_cmd;
 mod preflight;
 mod private_files;
 mod proxy_cmd;
+mod start_checks;
 
 #[derive(Parser)]
 #[command(
@@ -42,11 +44,22 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a hub from a config file (Zero to JupyterHub values format).
+    /// Run a hub from config files (Zero to JupyterHub values format).
     Serve {
-        /// The hub's config file.
-        #[arg(long, short)]
-        config: PathBuf,
+        /// The hub's config file. Give it several times to layer files as Helm does: mappings
+        /// merge, lists are replaced, later files win, `null` deletes a key.
+        #[arg(long, short, required = true)]
+        config: Vec<PathBuf>,
+    },
+    /// Check config files and list every problem: exit 0 when clean (or with warnings only),
+    /// 1 with errors, 2 with warnings only and `--strict`.
+    Check {
+        /// The hub's config file; several are layered as with `serve`.
+        #[arg(long, short, required = true)]
+        config: Vec<PathBuf>,
+        /// Warnings fail the check too (exit 2).
+        #[arg(long)]
+        strict: bool,
     },
     /// Run a working hub on this machine, creating what it needs in ./hubfleet-data.
     Demo {
@@ -129,6 +142,7 @@ async fn main() -> std::process::ExitCode {
     };
     init_logging(cli.log_format, default_filter);
     let result = match cli.command {
+        Command::Check { config, strict } => return check_cmd::run(&config, strict),
         Command::Serve { config } => serve(&config).await,
         Command::Demo {
             data_dir,
@@ -218,6 +232,23 @@ fn settings(config: &HubConfig) -> Result<Settings> {
         .iter()
         .map(|n| n.trim().to_lowercase())
         .collect();
+    settings.cookie_secret = config.hub.cookie_secret.clone();
+    settings.redirect_to_server = config.redirect_to_server();
+    settings.shutdown_on_logout = config.shutdown_on_logout();
+    settings.authenticate_prometheus = config.authenticate_prometheus();
+    settings.kept_env = config.hub_env_kept();
+    settings.groups = config
+        .hub
+        .config
+        .jupyterhub
+        .load_groups
+        .iter()
+        .map(|(name, group)| hubfleet_hub::GroupDefinition {
+            name: name.clone(),
+            users: group.users.clone(),
+            properties: group.properties.clone(),
+        })
+        .collect();
     settings.allow_named_servers = config.allow_named_servers();
     settings.named_server_limit_per_user = i64::from(config.named_server_limit_per_user());
     settings.services = config
@@ -286,11 +317,14 @@ fn settings(config: &HubConfig) -> Result<Settings> {
 
 async fn start_hub(config: &HubConfig) -> Result<Hub> {
     preflight::check(config)?;
+    let settings = settings(config)?;
+    // The port is bound here and kept; nothing is created before these checks pass.
+    let listener = start_checks::check(config, &settings)?;
     let store = open_store(config).await?;
     let store = hubfleet_auth::with_auth_state_keys(
         store,
         config.auth_settings().enable_auth_state,
-        std::env::var(hubfleet_store::CRYPT_KEY_ENV).ok().as_deref(),
+        config.hub_env(hubfleet_store::CRYPT_KEY_ENV).as_deref(),
     )
     .await?;
     let auth = authenticator(config, &store)?;
@@ -298,13 +332,12 @@ async fn start_hub(config: &HubConfig) -> Result<Hub> {
         allow_root: config.hubfleet.local.allow_root,
         ..LocalOptions::default()
     }));
-    let settings = settings(config)?;
     if let Some(problem) =
         hubfleet_hub::profiles::storage_quota_problem(&settings.spawn_options, &settings.data_dir)
     {
         tracing::warn!("{problem}; servers start without it");
     }
-    let hub = Hub::start(settings, store, auth, spawner).await?;
+    let hub = Hub::start_on(listener, settings, store, auth, spawner).await?;
     Ok(hub)
 }
 
@@ -334,8 +367,8 @@ fn hub_url(config: &HubConfig, hub: &Hub) -> String {
     }
 }
 
-async fn serve(config_path: &Path) -> Result<()> {
-    let config = load_config(config_path)?;
+async fn serve(config_paths: &[PathBuf]) -> Result<()> {
+    let config = check_cmd::load(config_paths)?;
     let hub = start_hub(&config).await?;
     tracing::info!(url = %hub_url(&config, &hub), "hub is ready");
     run_until_signal(hub).await

@@ -430,12 +430,15 @@ async fn shutdown(
         .into_response())
 }
 
-/// Prometheus metrics (scope `read:metrics`).
+/// Prometheus metrics (scope `read:metrics`; open to all with `authenticate_prometheus: false`).
 pub async fn metrics(
     State(state): State<AppState>,
-    Caller(me): Caller,
+    caller: Result<Caller, HubError>,
 ) -> Result<Response, HubError> {
-    access::check(&state, &me.scopes, &["read:metrics"], &Target::None).await?;
+    if state.settings.authenticate_prometheus {
+        let Caller(me) = caller?;
+        access::check(&state, &me.scopes, &["read:metrics"], &Target::None).await?;
+    }
     state.settings.metrics.refresh(&state).await?;
     Ok((
         [(
