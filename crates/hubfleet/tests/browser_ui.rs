@@ -357,3 +357,43 @@ singleuser:
     let (_, stu) = prof.call(Method::GET, "/hub/api/users/stu", None).await;
     assert_eq!(stu["groups"], json!(["sec1"]), "{stu}");
 }
+
+/// Issue 13's workshop: a shared password for participants, the admin password for the
+/// instructor's name only.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workshop_with_a_shared_password() {
+    let hub = TestHub::start_in(
+        Mode::Subdomains,
+        &format!(
+            r#"hub:
+  config:
+    JupyterHub:
+      authenticator_class: shared-password
+    Authenticator:
+      admin_users: [instructor]
+      allow_all: true
+    SharedPasswordAuthenticator:
+      user_password: workshop-2026
+      admin_password: leader-only-password-for-the-2026-workshop
+singleuser:
+  cmd: {}
+"#,
+            fake_singleuser()
+        ),
+    );
+    scenario(&hub, "workshop.mjs");
+    let (_, token) = common::admin_token_with(
+        &hub,
+        "instructor",
+        "leader-only-password-for-the-2026-workshop",
+        None,
+    )
+    .await;
+    let client = TokenClient::new(&hub, &token);
+    let (_, instructor) = client
+        .call(Method::GET, "/hub/api/users/instructor", None)
+        .await;
+    assert_eq!(instructor["admin"], true, "{instructor}");
+    let (_, pat) = client.call(Method::GET, "/hub/api/users/pat", None).await;
+    assert_eq!(pat["admin"], false, "{pat}");
+}

@@ -782,8 +782,18 @@ pub fn admin_hub(extra: &str) -> TestHub {
 
 /// Log `admin` in and mint an API token with the given scopes (all of admin's if `None`).
 pub async fn admin_token(hub: &TestHub, scopes: Option<&[&str]>) -> (Browser, String) {
+    admin_token_with(hub, "admin", "x", scopes).await
+}
+
+/// Log `admin` (with `password`) in and mint an API token with the given scopes.
+pub async fn admin_token_with(
+    hub: &TestHub,
+    admin: &str,
+    password: &str,
+    scopes: Option<&[&str]>,
+) -> (Browser, String) {
     let browser = Browser::new(hub);
-    browser.login("admin", "x").await;
+    browser.login(admin, password).await;
     let body = match scopes {
         Some(scopes) => serde_json::json!({ "scopes": scopes, "note": "test" }),
         None => serde_json::json!({ "note": "test" }),
@@ -791,7 +801,7 @@ pub async fn admin_token(hub: &TestHub, scopes: Option<&[&str]>) -> (Browser, St
     let (status, token) = browser
         .call(
             reqwest::Method::POST,
-            "/hub/api/users/admin/tokens",
+            &format!("/hub/api/users/{admin}/tokens"),
             Some(body),
         )
         .await;
