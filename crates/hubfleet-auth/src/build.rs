@@ -94,6 +94,7 @@ pub fn from_config(config: &HubConfig, store: &Store) -> Result<DynAuthenticator
                     .map(str::to_owned),
                 hc.shared_password_authenticator.admin_password.clone(),
                 policy,
+                store.clone(),
             ),
             options,
             limiter(),

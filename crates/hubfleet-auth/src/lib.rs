@@ -468,11 +468,15 @@ impl Authenticator for DummyAuthenticator {
 }
 
 /// JupyterHub's SharedPasswordAuthenticator: one password for everyone, and a
-/// separate one that admins (listed in `admin_users`) use to get admin rights.
+/// separate one for admins. As upstream, a name in `admin_users` logs in only with the admin
+/// password; so does an account that is an admin in the hub's database (made one through the
+/// API or `hubfleet users admin`). The user password, which every participant knows, never
+/// opens an admin's account, and a failed try changes nothing.
 pub struct SharedPasswordAuthenticator {
     user_password: Option<String>,
     admin_password: Option<String>,
     policy: AccessPolicy,
+    store: Store,
 }
 
 impl SharedPasswordAuthenticator {
@@ -480,12 +484,26 @@ impl SharedPasswordAuthenticator {
         user_password: Option<String>,
         admin_password: Option<String>,
         policy: AccessPolicy,
+        store: Store,
     ) -> Self {
         Self {
             user_password,
             admin_password,
             policy,
+            store,
         }
+    }
+
+    /// A name only the admin password opens.
+    async fn is_admin_account(&self, name: &str) -> Result<bool, AuthError> {
+        if self.policy.is_admin(name) {
+            return Ok(true);
+        }
+        Ok(self
+            .store
+            .user_by_name(name)
+            .await?
+            .is_some_and(|user| user.admin))
     }
 }
 
@@ -499,12 +517,16 @@ impl Authenticator for SharedPasswordAuthenticator {
         let Ok(name) = normalize_username(&credentials.username) else {
             return Ok(None);
         };
-        if let Some(admin_password) = &self.admin_password {
-            if self.policy.is_admin(&name)
-                && constant_time_eq(&credentials.password, admin_password)
-            {
-                return Ok(Some(UserInfo::named(name, Some(true))));
-            }
+        if self.is_admin_account(&name).await? {
+            return Ok(match &self.admin_password {
+                Some(admin_password)
+                    if constant_time_eq(&credentials.password, admin_password)
+                        && !self.policy.is_blocked(&name) =>
+                {
+                    Some(UserInfo::named(name, Some(true)))
+                }
+                _ => None,
+            });
         }
         match &self.user_password {
             Some(user_password)
@@ -661,10 +683,12 @@ mod tests {
 
     #[tokio::test]
     async fn shared_password_separates_admins() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
         let auth = SharedPasswordAuthenticator::new(
             Some("workshop".into()),
             Some("leader".into()),
             policy(&["ana"], &[]),
+            store.clone(),
         );
         let user = auth
             .authenticate(&creds("zoe", "workshop"))
@@ -688,6 +712,26 @@ mod tests {
             .await
             .unwrap()
             .is_none());
+        // An admin name is not opened by the user password (upstream's rule).
+        assert!(auth
+            .authenticate(&creds("ana", "workshop"))
+            .await
+            .unwrap()
+            .is_none());
+        // Nor is an account made admin in the hub, which the admin password opens.
+        let ben = store.create_user("ben", false).await.unwrap();
+        store.set_admin(ben.id, true).await.unwrap();
+        assert!(auth
+            .authenticate(&creds("ben", "workshop"))
+            .await
+            .unwrap()
+            .is_none());
+        let ben = auth
+            .authenticate(&creds("Ben", "leader"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ben.admin, Some(true));
     }
 
     #[tokio::test]

@@ -323,3 +323,69 @@ async fn admin_users_scope_cannot_take_an_admin_name() {
     assert_eq!(status, 200, "{alice}");
     assert_eq!(alice["admin"], true);
 }
+
+/// Issue 13, hole 1: with `shared-password`, the workshop's user password opened the account of
+/// an `admin_users` name (and cleared its admin flag, so the instructor's open session got 403).
+/// An admin name, and an account made admin in the hub, log in only with the admin password;
+/// a try with the user password changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_user_password_never_opens_an_admin_account() {
+    const USER_PASSWORD: &str = "workshop-2026";
+    const ADMIN_PASSWORD: &str = "instructors-only-0123456789abcdefgh";
+    let hub = TestHub::start(&format!(
+        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: shared-password\n    \
+         Authenticator:\n      admin_users: [instructor]\n      allow_all: true\n    SharedPasswordAuthenticator:\n      \
+         user_password: {USER_PASSWORD}\n      admin_password: {ADMIN_PASSWORD}\n"
+    ));
+    let instructor = Browser::new(&hub);
+    instructor.login("instructor", ADMIN_PASSWORD).await;
+    let (status, users) = instructor.call(Method::GET, "/hub/api/users", None).await;
+    assert_eq!(status, 200, "{users}");
+
+    // A participant makes a helper an admin of the hub (not in admin_users).
+    let helper = Browser::new(&hub);
+    helper.login("helper", USER_PASSWORD).await;
+    let (status, body) = instructor
+        .call(
+            Method::PATCH,
+            "/hub/api/users/helper",
+            Some(json!({"admin": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    for name in ["instructor", "Instructor", "helper"] {
+        let intruder = Browser::new(&hub);
+        let response = intruder.login_response(name, USER_PASSWORD, None).await;
+        let cookies = common::set_cookies(&response);
+        assert_eq!(
+            response.status(),
+            403,
+            "the user password opened the admin account {name}: {cookies:?}"
+        );
+        assert!(
+            !cookies.iter().any(|c| c.starts_with("jupyterhub-hub-login=")),
+            "a session for {name}: {cookies:?}"
+        );
+    }
+    // Nothing changed: both are still admins, and the instructor's session still works.
+    let (status, users) = instructor.call(Method::GET, "/hub/api/users", None).await;
+    assert_eq!(status, 200, "the instructor lost the admin page: {users}");
+    for name in ["instructor", "helper"] {
+        let (status, model) = instructor
+            .call(Method::GET, &format!("/hub/api/users/{name}"), None)
+            .await;
+        assert_eq!((status, &model["admin"]), (200, &json!(true)), "{model}");
+    }
+    // The admin password opens both admin accounts; the user password still opens the others'.
+    Browser::new(&hub).login("helper", ADMIN_PASSWORD).await;
+    Browser::new(&hub).login("student", USER_PASSWORD).await;
+    assert_eq!(
+        Browser::new(&hub)
+            .login_response("student", ADMIN_PASSWORD, None)
+            .await
+            .status(),
+        403,
+        "the admin password is for admin names only"
+    );
+}
