@@ -150,14 +150,6 @@ impl Settings {
         }
     }
 
-    /// The `PATH` the hub passes on: `hub.extraEnv`'s, else its own.
-    pub fn hub_path(&self) -> String {
-        self.kept_env
-            .get("PATH")
-            .cloned()
-            .unwrap_or_else(|| std::env::var("PATH").unwrap_or_default())
-    }
-
     /// The single-user command: `singleuser.cmd`, else `jupyterhub-singleuser` from
     /// the configured Python environment, else from `PATH`.
     pub fn command(&self) -> Vec<String> {

@@ -1091,13 +1091,16 @@ pub fn server_env(
     if let Some(default_url) = &settings.default_url {
         set("JUPYTERHUB_DEFAULT_URL", default_url.clone());
     }
-    // `hub.extraEnv`'s `PATH`, `LANG`, … stand for the hub's own (upstream's `env_keep`).
+    // `hub.extraEnv`'s `LANG`, … stand for the hub's own (upstream's `env_keep`); its `PATH`
+    // does not: a server's is its environment's and the system's.
     for (k, v) in &settings.kept_env {
         set(k, v.clone());
     }
+    set(
+        "PATH",
+        crate::profiles::server_path(settings.python_env.as_deref()),
+    );
     if let Some(venv) = &settings.python_env {
-        let path = settings.hub_path();
-        set("PATH", format!("{}/bin:{path}", venv.display()));
         set("VIRTUAL_ENV", venv.display().to_string());
     }
     for (k, v) in &settings.extra_env {

@@ -412,6 +412,15 @@ pub fn prepare_shared(options: &SpawnOptions, data_dir: &Path) -> Result<(), Str
     Ok(())
 }
 
+/// A server's `PATH`: its environment's `bin/`, then the system's directories. Never the hub's
+/// own `PATH`, which is the operator's (e.g. `/root/.cargo/bin`) and not the users'.
+pub fn server_path(prefix: Option<&Path>) -> String {
+    match prefix {
+        Some(prefix) => format!("{}/bin:{}", prefix.display(), hubfleet_spawn::SYSTEM_PATH),
+        None => hubfleet_spawn::SYSTEM_PATH.to_string(),
+    }
+}
+
 /// Put a resolved start into the launch command and environment: the environment's command or
 /// Python prefix, its variables and the overrides' (never replacing the protocol's
 /// `JUPYTERHUB_*` variables), and the profile's `default_url`.
@@ -434,8 +443,7 @@ pub fn apply(
                     .display()
                     .to_string()],
             };
-            let path = std::env::var("PATH").unwrap_or_default();
-            env.insert("PATH".into(), format!("{}/bin:{path}", prefix.display()));
+            env.insert("PATH".into(), server_path(Some(prefix)));
             if prefix.join("conda-meta").is_dir() {
                 env.remove("VIRTUAL_ENV");
                 env.insert("CONDA_PREFIX".into(), prefix.display().to_string());
@@ -469,15 +477,11 @@ pub struct ServerProgram {
 /// and the Python of each Python environment (kernels and terminals run it from `PATH`). Built
 /// the way a start builds its command, so a check of these covers what servers run.
 pub fn server_programs(settings: &crate::Settings) -> Vec<ServerProgram> {
-    let hub_path = settings.hub_path();
     let default_key = match (&settings.cmd, &settings.python_env) {
         (None, Some(_)) => "hubfleet.local.python_env",
         _ => "singleuser.cmd",
     };
-    let default_path = match &settings.python_env {
-        Some(venv) => format!("{}/bin:{hub_path}", venv.display()),
-        None => hub_path,
-    };
+    let default_path = server_path(settings.python_env.as_deref());
     let mut programs = Vec::new();
     let mut add = |key: &str, cmd: &[String], search_path: &str, prefix: Option<&Path>| {
         if let Some(program) = cmd.first() {
@@ -734,7 +738,10 @@ hubfleet:
             ]
         );
         // Each is looked up on the PATH its server gets.
-        assert!(programs[0].search_path.starts_with(&at(&venv, "bin:")));
+        assert_eq!(
+            programs[0].search_path,
+            format!("{}:{}", at(&venv, "bin"), hubfleet_spawn::SYSTEM_PATH)
+        );
         assert!(programs[2].search_path.starts_with(&at(&conda, "bin:")));
         assert!(programs[4].search_path.starts_with(&at(&venv, "bin:")));
 

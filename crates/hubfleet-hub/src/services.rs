@@ -407,7 +407,9 @@ fn spawn_service(
     command.spawn()
 }
 
-/// The environment of a managed service (protocol §5.1, "Managed services").
+/// The environment of a managed service (protocol §5.1, "Managed services"). Unlike users'
+/// servers, services keep the hub's `PATH`: they are the operator's programs, run as the hub's
+/// own account (as upstream's managed services, which inherit its `env_keep`).
 fn service_env(
     state: &AppState,
     definition: &ServiceDefinition,

@@ -19,6 +19,11 @@ pub mod system_user;
 
 pub use local::{process_alive, process_start_time, tail_log, LocalOptions, LocalProcessSpawner};
 
+/// The `PATH` of a server, after its environment's own `bin/`: the system's directories only,
+/// never the hub's own `PATH` (which may hold the operator's private tools, as
+/// `/root/.cargo/bin`).
+pub const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Resource limits of a server (KubeSpawner's `mem_limit`, `mem_guarantee`, `cpu_limit`,
 /// `cpu_guarantee`). Memory in bytes, CPU in millicores.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -57,8 +57,8 @@ pub struct LocalOptions {
     /// Address servers listen on (default `127.0.0.1`).
     pub ip: IpAddr,
     /// Variables copied from the hub's environment into the server's
-    /// (JupyterHub's `LocalProcessSpawner.env_keep`). `CONFIGPROXY_AUTH_TOKEN`
-    /// is never copied.
+    /// (JupyterHub's `LocalProcessSpawner.env_keep`, without `PATH`). `CONFIGPROXY_AUTH_TOKEN`
+    /// is never copied. A server whose spec sets no `PATH` gets [`crate::SYSTEM_PATH`].
     pub env_keep: Vec<String>,
     /// Run servers as root when the hub is root and the spec names no system user
     /// (`hubfleet.local.allow_root`); jupyter programs then get `--allow-root`. Without it such a
@@ -71,7 +71,6 @@ impl Default for LocalOptions {
         LocalOptions {
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             env_keep: [
-                "PATH",
                 "LANG",
                 "LC_ALL",
                 "LD_LIBRARY_PATH",
@@ -137,6 +136,9 @@ impl LocalProcessSpawner {
             if let Some(v) = std::env::var_os(key) {
                 set(key, v);
             }
+        }
+        if !self.options.env_keep.iter().any(|k| k == "PATH") {
+            set("PATH", crate::SYSTEM_PATH.into());
         }
         for (k, v) in &spec.env {
             set(k, v.into());
@@ -791,6 +793,28 @@ mod tests {
         assert_eq!(built["HOME"], "/home/alice");
         assert_eq!(built["JUPYTERHUB_SERVICE_URL"], "http://h:1/user/alice/");
         assert!(!built.contains_key("CONFIGPROXY_AUTH_TOKEN"));
+    }
+
+    #[test]
+    fn servers_get_the_system_path_not_the_hubs() {
+        let spec = LaunchSpec {
+            user: "ada".into(),
+            server_name: String::new(),
+            cmd: vec!["x".into()],
+            env: Default::default(),
+            service_prefix: "/user/ada/".into(),
+            home_dir: PathBuf::from("/home/ada"),
+            log_path: PathBuf::from("/tmp/x.log"),
+            limits: Default::default(),
+            system_user: None,
+            mounts: Vec::new(),
+            storage_capacity: None,
+        };
+        let built: HashMap<String, std::ffi::OsString> = LocalProcessSpawner::default()
+            .build_env(&spec, "http://h:1/user/ada/")
+            .into_iter()
+            .collect();
+        assert_eq!(built["PATH"], crate::SYSTEM_PATH);
     }
 
     #[test]

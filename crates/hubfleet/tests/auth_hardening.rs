@@ -364,7 +364,9 @@ async fn shared_user_password_never_opens_an_admin_account() {
             "the user password opened the admin account {name}: {cookies:?}"
         );
         assert!(
-            !cookies.iter().any(|c| c.starts_with("jupyterhub-hub-login=")),
+            !cookies
+                .iter()
+                .any(|c| c.starts_with("jupyterhub-hub-login=")),
             "a session for {name}: {cookies:?}"
         );
     }

@@ -456,3 +456,85 @@ async fn a_cross_site_get_starts_nothing() {
         .unwrap();
     assert_eq!(own.status(), 302, "same-origin navigation starts");
 }
+
+/// Issue 13, hole 3: a server's `PATH` held the hub's own (`/root/.cargo/bin`, pyenv's shims). It
+/// is its environment's `bin/` and the system's directories, for `python_env` and for an
+/// environment of `hubfleet.local.environments` alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_servers_path_is_never_the_hubs() {
+    let scratch = tempfile::tempdir().unwrap();
+    let marker = scratch.path().join("hub-only-bin");
+    std::fs::create_dir_all(&marker).unwrap();
+    let other_env = scratch.path().join("other-env");
+    std::fs::create_dir_all(other_env.join("bin")).unwrap();
+    let hub_path = format!(
+        "{}:{}",
+        marker.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // The stand-in writes its environment to its home, then serves.
+    let cmd = "[/bin/sh, -c, 'env > \"$HOME/env-$JUPYTERHUB_SERVER_NAME.txt\"; port=${JUPYTERHUB_SERVICE_URL##*:}; port=${port%%/*}; exec /usr/bin/env python3 -m http.server --bind 127.0.0.1 $port']";
+    let yaml = format!(
+        "hub:\n  allowNamedServers: true\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n\
+         singleuser:\n  cmd: {cmd}\n  profileList:\n    - display_name: Default\n      slug: default\n      default: true\n\
+         \x20   - display_name: Other\n      slug: other\n      kubespawner_override:\n        image: other\n"
+    );
+    let extra = format!(
+        "    environments:\n      other:\n        path: {}\n",
+        other_env.display()
+    );
+    let python_env = common::python_env();
+    let hub = TestHub::start_with_env(&yaml, &extra, &python_env, &[("PATH", &hub_path)]);
+    let ada = Browser::new(&hub);
+    ada.login("ada", "x").await;
+    for (server, profile) in [("", "default"), ("second", "other")] {
+        let path = if server.is_empty() {
+            "/hub/api/users/ada/server".to_string()
+        } else {
+            format!("/hub/api/users/ada/servers/{server}")
+        };
+        let (status, body) = ada
+            .call(
+                Method::POST,
+                &path,
+                Some(serde_json::json!({ "profile": profile })),
+            )
+            .await;
+        assert!(status == 201 || status == 202, "{status} {body}");
+    }
+    let home = hub.data_dir().join("homes/ada");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    for (server, env_bin) in [
+        ("", python_env.join("bin")),
+        ("second", other_env.join("bin")),
+    ] {
+        let file = home.join(format!("env-{server}.txt"));
+        while !file.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {} from the stand-in; hub log:\n{}",
+                file.display(),
+                hub.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let env = std::fs::read_to_string(&file).unwrap();
+        let path = env
+            .lines()
+            .find_map(|l| l.strip_prefix("PATH="))
+            .unwrap_or_else(|| panic!("no PATH in {env}"));
+        assert!(
+            !path.contains(marker.to_str().unwrap()),
+            "server {server:?} got the hub's PATH: {path}"
+        );
+        assert_eq!(
+            path,
+            format!(
+                "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                env_bin.display()
+            ),
+            "server {server:?}"
+        );
+    }
+}
