@@ -1180,6 +1180,11 @@ pub struct LocalSpawnerConfig {
     /// `hubfleet.local.system_users`: run each user's server as Unix account `jupyter-<name>`.
     #[serde(deserialize_with = "bool_or_default")]
     pub system_users: bool,
+    /// `hubfleet.local.existing_system_users`: Unix accounts (`jupyter-<name>`) that existed
+    /// before the hub and that it may use for their user anyway. Any other account the hub did
+    /// not create itself is refused.
+    #[serde(deserialize_with = "string_list")]
+    pub existing_system_users: Vec<String>,
     /// `hubfleet.local.allow_root`: when the hub runs as root without `system_users`, run users'
     /// servers as root anyway (jupyter-server gets `--allow-root`). Without it such a hub refuses
     /// to start.

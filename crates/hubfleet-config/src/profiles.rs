@@ -745,6 +745,47 @@ struct Site<'a> {
     templated: bool,
 }
 
+/// `hubfleet.local.existing_system_users`: each entry an account the hub would use
+/// (`jupyter-…`, as `useradd` accepts it), listed once.
+fn check_existing_system_users(
+    local: &crate::model::LocalSpawnerConfig,
+    ctx: &Ctx<'_>,
+    f: &mut crate::load::Findings,
+) {
+    for (i, account) in local.existing_system_users.iter().enumerate() {
+        let at = key_path(&[
+            k("hubfleet"),
+            k("local"),
+            k("existing_system_users"),
+            Seg::Index(i),
+        ]);
+        let valid = account.len() <= 32
+            && account.starts_with("jupyter-")
+            && account
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !valid {
+            f.error(ctx.at_key_path(
+                &at,
+                format!(
+                    "`{account}` is not an account the hub would use: users' servers run as `jupyter-<name>` (at most 32 characters of a-z, 0-9, `-` and `_`), e.g. `jupyter-bob` for bob"
+                ),
+            ));
+        } else if local.existing_system_users[..i].contains(account) {
+            f.error(ctx.at_key_path(
+                &at,
+                format!("`{account}` is listed twice; list each account once"),
+            ));
+        }
+    }
+    if !local.existing_system_users.is_empty() && !local.system_users {
+        f.warn(ctx.warning(
+            "hubfleet.local.existing_system_users",
+            "has no effect without `hubfleet.local.system_users: true`",
+        ));
+    }
+}
+
 /// Checks of profiles, limits, images and environments.
 pub(crate) fn check(config: &HubConfig, ctx: &Ctx<'_>, f: &mut crate::load::Findings) {
     let su = &config.singleuser;
@@ -777,6 +818,8 @@ pub(crate) fn check(config: &HubConfig, ctx: &Ctx<'_>, f: &mut crate::load::Find
             (None, Some(_)) => {}
         }
     }
+
+    check_existing_system_users(local, ctx, f);
 
     if local.allow_root && local.system_users {
         f.warn(ctx.warning(

@@ -490,3 +490,51 @@ fn allow_root_is_an_explicit_boolean() {
     assert_eq!(c.warnings[0].line, 4);
     assert!(c.warnings[0].message.contains("has no effect"));
 }
+
+#[test]
+fn existing_system_users_are_listed_accounts() {
+    assert!(HubConfig::default()
+        .hubfleet
+        .local
+        .existing_system_users
+        .is_empty());
+    let c = load(
+        "hubfleet:\n  local:\n    system_users: true\n    existing_system_users: [jupyter-bob, jupyter-a_2eb]\n",
+    );
+    assert_eq!(
+        c.hubfleet.local.existing_system_users,
+        ["jupyter-bob", "jupyter-a_2eb"]
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+    let error = |yaml: &str| {
+        HubConfig::from_yaml_str(yaml, "t.yaml")
+            .unwrap_err()
+            .to_string()
+    };
+    // Not an account the hub would ever use: a hub user's name, or a system account.
+    let e = error("hubfleet:\n  local:\n    system_users: true\n    existing_system_users:\n      - jupyter-ann\n      - bob\n");
+    assert!(
+        e.starts_with("t.yaml:6:")
+            && e.contains("hubfleet.local.existing_system_users[1]")
+            && e.contains("`bob` is not an account the hub would use")
+            && e.contains("`jupyter-bob` for bob"),
+        "{e}"
+    );
+    let e = error(
+        "hubfleet:\n  local:\n    system_users: true\n    existing_system_users: [jupyter-x, jupyter-x]\n",
+    );
+    assert!(e.contains("listed twice"), "{e}");
+    // A single name is not a list; numbers are not names.
+    assert!(
+        error("hubfleet:\n  local:\n    existing_system_users: jupyter-bob\n")
+            .contains("a list of strings")
+    );
+    assert!(error("hubfleet:\n  local:\n    existing_system_users: [1]\n").contains("a string"));
+
+    // Without system users the key does nothing, and says so.
+    let c = load("hubfleet:\n  local:\n    existing_system_users: [jupyter-bob]\n");
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert_eq!(c.warnings[0].key, "hubfleet.local.existing_system_users");
+    assert!(c.warnings[0].message.contains("has no effect"));
+}

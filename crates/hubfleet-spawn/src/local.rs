@@ -64,6 +64,8 @@ pub struct LocalOptions {
     /// (`hubfleet.local.allow_root`); jupyter programs then get `--allow-root`. Without it such a
     /// start is refused.
     pub allow_root: bool,
+    /// With system users: which existing accounts servers may run as.
+    pub system_accounts: system_user::SystemAccounts,
 }
 
 impl Default for LocalOptions {
@@ -84,6 +86,7 @@ impl Default for LocalOptions {
             .map(|s| s.to_string())
             .collect(),
             allow_root: false,
+            system_accounts: Default::default(),
         }
     }
 }
@@ -353,18 +356,16 @@ impl Spawner for LocalProcessSpawner {
             )));
         }
 
-        std::fs::create_dir_all(&spec.home_dir).map_err(|source| SpawnError::Io {
-            what: "home directory",
-            path: spec.home_dir.clone(),
-            source,
-        })?;
         // The account's own group (before an admin's server switches to the writers' group):
         // its members, the account alone, may read the server's log.
         let mut log_reader_group = None;
         let account = match &spec.system_user {
             Some(system_user) => {
-                let mut account =
-                    system_user::ensure_account(&system_user.account, &spec.home_dir)?;
+                let mut account = system_user::ensure_account(
+                    &system_user.account,
+                    &spec.home_dir,
+                    &self.options.system_accounts,
+                )?;
                 log_reader_group = Some(account.gid);
                 if let Some(group) = &system_user.group {
                     account.gid = system_user::ensure_group(group)?;
@@ -373,6 +374,12 @@ impl Spawner for LocalProcessSpawner {
             }
             None => None,
         };
+        // After the account check: a refused account leaves nothing behind.
+        std::fs::create_dir_all(&spec.home_dir).map_err(|source| SpawnError::Io {
+            what: "home directory",
+            path: spec.home_dir.clone(),
+            source,
+        })?;
         if let Some(parent) = spec.log_path.parent().filter(|p| !p.as_os_str().is_empty()) {
             // Accounts open their own log by name but may not list the others'.
             let mode = if log_reader_group.is_some() {
@@ -767,7 +774,7 @@ mod tests {
         let spawner = LocalProcessSpawner::new(LocalOptions {
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             env_keep: vec!["PATH".into(), "CONFIGPROXY_AUTH_TOKEN".into()],
-            allow_root: false,
+            ..LocalOptions::default()
         });
         let mut env = std::collections::BTreeMap::new();
         env.insert("PATH".to_string(), "/custom".to_string());

@@ -76,12 +76,134 @@ pub fn ensure_group(name: &str) -> Result<Gid, SpawnError> {
         .ok_or_else(|| SpawnError::Other(format!("group {name} missing after groupadd")))
 }
 
+/// What the gecos field of the accounts the hub makes says.
+const COMMENT: &str = "hubfleet user";
+
+/// Which existing Unix accounts the hub may run servers as: those it created itself (recorded,
+/// with their uid, in a root-only file of the data dir) and those the operator lists
+/// (`hubfleet.local.existing_system_users`). Any other account of that name is someone
+/// else's: taking it would hand a user's files to it, or its files to a user.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SystemAccounts {
+    /// The record of accounts the hub created (`<data_dir>/system-accounts`); `None`: no
+    /// record, so only listed accounts and new ones are used (and new ones are not remembered).
+    pub record: Option<PathBuf>,
+    /// Accounts the operator allows although the hub did not create them.
+    pub existing: Vec<String>,
+}
+
+/// One writer of the record at a time within this process (appends of one line are atomic
+/// between processes).
+static RECORD_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl SystemAccounts {
+    /// Whether the record says the hub created `name` with this uid (an account deleted and
+    /// made again by someone else has another uid, mostly; the name alone is not proof).
+    fn created(&self, name: &str, uid: Uid) -> Result<bool, SpawnError> {
+        let Some(record) = &self.record else {
+            return Ok(false);
+        };
+        let text = match std::fs::read_to_string(record) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(source) => {
+                return Err(SpawnError::Io {
+                    what: "record of the hub's Unix accounts",
+                    path: record.clone(),
+                    source,
+                })
+            }
+        };
+        let uid = uid.as_raw().to_string();
+        Ok(text
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .any(|line| line.split_whitespace().eq([name, uid.as_str()])))
+    }
+
+    /// Note that the hub created (or adopted, see [`made_by_an_older_hub`]) `name`.
+    fn remember(&self, name: &str, uid: Uid) -> Result<(), SpawnError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let Some(record) = &self.record else {
+            return Ok(());
+        };
+        let _guard = RECORD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let io = |source| SpawnError::Io {
+            what: "record of the hub's Unix accounts",
+            path: record.clone(),
+            source,
+        };
+        let fresh = !record.exists();
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(record)
+            .map_err(io)?;
+        let mut text = String::new();
+        if fresh {
+            text.push_str(
+                "# Unix accounts hubfleet created for users' servers (name uid); only these, and\n\
+                 # those in hubfleet.local.existing_system_users, are used. Keep this file.\n",
+            );
+        }
+        text.push_str(&format!("{name} {}\n", uid.as_raw()));
+        file.write_all(text.as_bytes()).map_err(io)
+    }
+}
+
+/// An account an older hubfleet made, before it kept a record: `useradd` gave it the hub's
+/// comment and this very home, which nothing else would choose.
+fn made_by_an_older_hub(user: &User, home: &Path) -> bool {
+    user.gecos.to_str() == Ok(COMMENT) && user.dir == home
+}
+
 /// The account `name` with home `home`, created with `useradd` if missing. The home is created,
 /// owned by the account (recursively, the first time it changes hands) and made mode 0700.
-pub fn ensure_account(name: &str, home: &Path) -> Result<Account, SpawnError> {
+/// An account that exists already is used only when `accounts` allows it; otherwise the start
+/// is refused before anything is created or changes hands.
+pub fn ensure_account(
+    name: &str,
+    home: &Path,
+    accounts: &SystemAccounts,
+) -> Result<Account, SpawnError> {
     let lookup = || User::from_name(name).map_err(|e| SpawnError::Other(e.to_string()));
     let user = match lookup()? {
-        Some(user) => user,
+        Some(user) => {
+            if user.uid.is_root() {
+                return Err(SpawnError::Other(format!(
+                    "account {name} is root; refusing to run a user's server as root"
+                )));
+            }
+            if accounts.created(name, user.uid)? {
+                user
+            } else if accounts.existing.iter().any(|listed| listed == name) {
+                tracing::info!(
+                    account = name,
+                    "using an existing Unix account, as hubfleet.local.existing_system_users allows"
+                );
+                user
+            } else if made_by_an_older_hub(&user, home) && accounts.record.is_some() {
+                accounts.remember(name, user.uid)?;
+                tracing::info!(
+                    account = name,
+                    "recorded a Unix account an older hubfleet created"
+                );
+                user
+            } else {
+                return Err(SpawnError::Other(format!(
+                    "the Unix account {name} already exists on this machine (uid {}, home {}) and \
+                     this hub did not create it, so it will not run a user's server as that \
+                     account nor give it {}. If {name} is meant for this user, list it in \
+                     hubfleet.local.existing_system_users; otherwise remove or rename that account \
+                     (userdel {name}) and start the server again",
+                    user.uid,
+                    user.dir.display(),
+                    home.display()
+                )));
+            }
+        }
         None => {
             let home_text = home.to_str().ok_or_else(|| {
                 SpawnError::Other(format!("home {} is not valid UTF-8", home.display()))
@@ -96,20 +218,23 @@ pub fn ensure_account(name: &str, home: &Path) -> Result<Account, SpawnError> {
                     "/bin/bash",
                     "--user-group",
                     "--comment",
-                    "hubfleet user",
+                    COMMENT,
                     name,
                 ],
             )?;
             tracing::info!(account = name, "created a Unix account");
-            lookup()?
-                .ok_or_else(|| SpawnError::Other(format!("account {name} missing after useradd")))?
+            let user = lookup()?.ok_or_else(|| {
+                SpawnError::Other(format!("account {name} missing after useradd"))
+            })?;
+            if user.uid.is_root() {
+                return Err(SpawnError::Other(format!(
+                    "account {name} is root; refusing to run a user's server as root"
+                )));
+            }
+            accounts.remember(name, user.uid)?;
+            user
         }
     };
-    if user.uid.is_root() {
-        return Err(SpawnError::Other(format!(
-            "account {name} is root; refusing to run a user's server as root"
-        )));
-    }
     std::fs::create_dir_all(home).map_err(|source| SpawnError::Io {
         what: "home directory",
         path: home.to_path_buf(),
@@ -408,6 +533,41 @@ mod tests {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'));
         }
+    }
+
+    #[test]
+    fn the_record_names_accounts_with_their_uid() {
+        let dir = tempfile::tempdir().unwrap();
+        let accounts = SystemAccounts {
+            record: Some(dir.path().join("system-accounts")),
+            existing: Vec::new(),
+        };
+        let uid = Uid::from_raw(4242);
+        assert!(!accounts.created("jupyter-bob", uid).unwrap());
+        accounts.remember("jupyter-bob", uid).unwrap();
+        accounts
+            .remember("jupyter-ann", Uid::from_raw(4243))
+            .unwrap();
+        assert!(accounts.created("jupyter-bob", uid).unwrap());
+        // Same name, another uid: an account made again by someone else.
+        assert!(!accounts
+            .created("jupyter-bob", Uid::from_raw(4243))
+            .unwrap());
+        assert!(!accounts.created("jupyter-bo", uid).unwrap());
+        let text = std::fs::read_to_string(dir.path().join("system-accounts")).unwrap();
+        assert!(
+            text.starts_with("# Unix accounts hubfleet created"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("jupyter-bob 4242\njupyter-ann 4243\n"),
+            "{text}"
+        );
+        let mode = std::fs::metadata(dir.path().join("system-accounts"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 
     #[test]

@@ -330,6 +330,7 @@ async fn start_hub(config: &HubConfig) -> Result<Hub> {
     let auth = authenticator(config, &store)?;
     let spawner = Arc::new(LocalProcessSpawner::new(LocalOptions {
         allow_root: config.hubfleet.local.allow_root,
+        system_accounts: private_files::system_accounts(config),
         ..LocalOptions::default()
     }));
     if let Some(problem) =

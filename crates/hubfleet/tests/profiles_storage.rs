@@ -103,30 +103,11 @@ fn hub_with_services(
     // The accounts of system users must be able to run the environment's Python: the test
     // environment's may live under /root (pyenv), so they get one of the system's.
     let python_env = if hubfleet_extra.contains("system_users") {
-        system_python_env(script_dir)
+        common::system_python_env(script_dir)
     } else {
         common::python_env()
     };
     TestHub::start_with(&yaml, hubfleet_extra, &python_env)
-}
-
-/// A Python environment whose `python3` is the system's (`/usr/bin/python3`), for the stand-in.
-fn system_python_env(dir: &std::path::Path) -> std::path::PathBuf {
-    let system = std::path::Path::new("/usr/bin/python3");
-    assert!(
-        system.exists(),
-        "the system_users tests need /usr/bin/python3"
-    );
-    let env = dir.join("system-python");
-    std::fs::create_dir_all(env.join("bin")).unwrap();
-    let link = env.join("bin/python3");
-    if !link.exists() {
-        std::os::unix::fs::symlink(system, &link).unwrap();
-    }
-    for dir in [env.as_path(), &env.join("bin")] {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    env
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -192,6 +173,7 @@ async fn homes_persist_and_shared_is_read_only() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn system_users_are_isolated() {
+    let _accounts = common::fresh_system_accounts(&["iso-alice", "iso-bob"]);
     let scripts = tempfile::tempdir().unwrap();
     let hub = hub_with(
         "  extraEnv:\n    OTHER_USER: iso-bob\n",
@@ -305,6 +287,7 @@ async fn system_users_cannot_read_the_hubs_files() {
         eprintln!("skipped: system users need root");
         return;
     }
+    let _accounts = common::fresh_system_accounts(&["f5-one", "f5-two"]);
     let scripts = tempfile::tempdir().unwrap();
     let mut hub = hub_with_services(
         "",

@@ -809,3 +809,60 @@ pub async fn admin_token_with(
     let secret = token["token"].as_str().unwrap().to_string();
     (browser, secret)
 }
+
+/// A Python environment whose `python3` is the system's (`/usr/bin/python3`), which the accounts
+/// of `system_users` can run (the test environment's may live under /root, in a pyenv).
+pub fn system_python_env(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let system = Path::new("/usr/bin/python3");
+    assert!(
+        system.exists(),
+        "the system_users tests need /usr/bin/python3"
+    );
+    let env = dir.join("system-python");
+    std::fs::create_dir_all(env.join("bin")).unwrap();
+    let link = env.join("bin/python3");
+    if !link.exists() {
+        std::os::unix::fs::symlink(system, &link).unwrap();
+    }
+    for dir in [env.as_path(), &env.join("bin")] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    env
+}
+
+/// The Unix accounts (`jupyter-<name>`) of some hub users, deleted now and again when this is
+/// dropped. A hub refuses an account it did not make, so one left by an earlier run (made for
+/// another data dir) must go first. Make it before the hub, so that the hub (and the servers
+/// running as these accounts) are gone when it drops.
+pub struct SystemAccounts(Vec<String>);
+
+pub fn fresh_system_accounts(users: &[&str]) -> SystemAccounts {
+    let accounts: Vec<String> = users
+        .iter()
+        .map(|u| hubfleet_spawn::system_user::account_name(u))
+        .collect();
+    delete_accounts(&accounts);
+    SystemAccounts(accounts)
+}
+
+fn delete_accounts(accounts: &[String]) {
+    for account in accounts {
+        if nix::unistd::User::from_name(account)
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            let _ = Command::new("userdel")
+                .arg(account)
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+impl Drop for SystemAccounts {
+    fn drop(&mut self) {
+        delete_accounts(&self.0);
+    }
+}
