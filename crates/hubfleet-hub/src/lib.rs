@@ -595,6 +595,11 @@ fn spawn_background(state: AppState) {
             if let Err(e) = state.lifecycle.poll_all().await {
                 tracing::warn!(error = %e, "polling servers");
             }
+            // Servers stopped by another process (`hubfleet users remove --force`, a replica)
+            // lose their routes here.
+            if let Err(e) = state.lifecycle.check_routes().await {
+                tracing::warn!(error = %e, "checking routes");
+            }
             if rounds.is_multiple_of(6) {
                 if let Err(e) = state.lifecycle.import_proxy_activity().await {
                     tracing::warn!(error = %e, "importing proxy activity");

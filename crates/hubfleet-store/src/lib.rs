@@ -616,6 +616,22 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Delete a user (with their servers' rows, tokens and sessions) only if none of their
+    /// servers is running, starting or stopping; whether it was deleted. One statement, so a
+    /// server started meanwhile (by a running hub) keeps its user.
+    pub async fn delete_user_if_stopped(&self, user_id: i64) -> Result<bool> {
+        let _changing = self.bump();
+        let done = sqlx::query(
+            "DELETE FROM users WHERE id = $1 AND NOT EXISTS \
+             (SELECT 1 FROM servers WHERE user_id = $1 AND phase <> $2)",
+        )
+        .bind(user_id)
+        .bind(Phase::Stopped.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Move the user's last activity forward (never backward).
     pub async fn touch_user(&self, user_id: i64, at: DateTime<Utc>) -> Result<()> {
         let _changing = self.changing_data();

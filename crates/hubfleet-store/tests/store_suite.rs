@@ -107,6 +107,26 @@ async fn users(store: &Store) {
     assert_eq!(names, ["alice", "bob"]);
     assert!(store.delete_user(bob.id).await.unwrap());
     assert!(!store.delete_user(bob.id).await.unwrap());
+
+    // `hubfleet users remove` deletes only users whose servers are all stopped.
+    let cleo = store.create_user("cleo", false).await.unwrap();
+    let server = store.ensure_server(cleo.id, "").await.unwrap();
+    for phase in [Phase::Starting, Phase::Ready, Phase::Stopping] {
+        let update = ServerUpdate {
+            phase: Some(phase),
+            ..Default::default()
+        };
+        store.update_server(server.id, &update).await.unwrap();
+        assert!(!store.delete_user_if_stopped(cleo.id).await.unwrap());
+        assert!(store.user_by_id(cleo.id).await.unwrap().is_some());
+    }
+    let stopped = ServerUpdate {
+        phase: Some(Phase::Stopped),
+        ..Default::default()
+    };
+    store.update_server(server.id, &stopped).await.unwrap();
+    assert!(store.delete_user_if_stopped(cleo.id).await.unwrap());
+    assert!(store.server_by_id(server.id).await.unwrap().is_none());
 }
 
 async fn sessions(store: &Store) {

@@ -21,6 +21,7 @@ mod preflight;
 mod private_files;
 mod proxy_cmd;
 mod start_checks;
+mod users_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -85,32 +86,17 @@ enum Command {
         #[command(subcommand)]
         action: env_cmd::EnvAction,
     },
-    /// Manage accounts of the native authenticator.
+    /// Manage the hub's users: list, add, remove, admin, approve.
     Users {
-        /// The hub's config file (for the database location).
-        #[arg(long, short)]
+        /// The hub's config file (for the database location); before or after the action.
+        #[arg(long, short, global = true)]
         config: Option<PathBuf>,
         /// The demo data dir, when there is no config file.
-        #[arg(long, default_value = "hubfleet-data")]
+        #[arg(long, default_value = "hubfleet-data", global = true)]
         data_dir: PathBuf,
         #[command(subcommand)]
-        action: UsersAction,
+        action: users_cmd::UsersAction,
     },
-}
-
-#[derive(Subcommand)]
-enum UsersAction {
-    /// Create a user (or reset their password) and print a new password.
-    Add {
-        name: String,
-        #[arg(long)]
-        admin: bool,
-        /// Read the password from standard input instead of generating one.
-        #[arg(long)]
-        password_stdin: bool,
-    },
-    /// List users.
-    List,
 }
 
 fn init_logging(format: LogFormat, default_filter: &str) {
@@ -163,7 +149,7 @@ async fn main() -> std::process::ExitCode {
             config,
             data_dir,
             action,
-        } => users(config.as_deref(), &data_dir, action).await,
+        } => users_cmd::run(config.as_deref(), &data_dir, action).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -503,52 +489,4 @@ async fn demo(data_dir: &Path, listen: SocketAddr, python_env: Option<PathBuf>) 
         hub_url(&config, &hub)
     );
     run_until_signal(hub).await
-}
-
-async fn users(config_path: Option<&Path>, data_dir: &Path, action: UsersAction) -> Result<()> {
-    let config = match config_path {
-        Some(path) => load_config(path)?,
-        None => HubConfig::default_for_demo(&std::path::absolute(data_dir)?),
-    };
-    let store = open_store(&config).await?;
-    match action {
-        UsersAction::List => {
-            for user in store.list_users().await? {
-                println!("{}{}", user.name, if user.admin { " (admin)" } else { "" });
-            }
-        }
-        UsersAction::Add {
-            name,
-            admin,
-            password_stdin,
-        } => {
-            let name = hubfleet_auth::normalize_username(&name)?;
-            let user = match store.user_by_name(&name).await? {
-                Some(user) => user,
-                None => store.create_user(&name, admin).await?,
-            };
-            if admin && !user.admin {
-                store.set_admin(user.id, true).await?;
-            }
-            let (password, generated) = if password_stdin {
-                let mut line = String::new();
-                std::io::stdin().read_line(&mut line)?;
-                (line.trim_end_matches(['\n', '\r']).to_string(), false)
-            } else {
-                (new_password(), true)
-            };
-            if password.len() < 8 {
-                bail!("passwords must have at least 8 characters");
-            }
-            let hash = hubfleet_auth::hash_password(&password).await?;
-            store.set_password_hash(user.id, Some(&hash)).await?;
-            if generated {
-                println!("{name}: {password}");
-            } else {
-                println!("{name}: password set");
-            }
-        }
-    }
-    store.close().await;
-    Ok(())
 }
