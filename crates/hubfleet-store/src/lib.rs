@@ -14,6 +14,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 pub mod auth_state;
+pub mod backup;
 mod changes;
 mod cookie_secret;
 pub mod groups;

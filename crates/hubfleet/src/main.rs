@@ -15,6 +15,7 @@ use hubfleet_hub::{Hub, Settings};
 use hubfleet_spawn::{LocalOptions, LocalProcessSpawner};
 use hubfleet_store::Store;
 
+mod backup_cmd;
 mod check_cmd;
 mod env_cmd;
 mod preflight;
@@ -86,6 +87,8 @@ enum Command {
         #[command(subcommand)]
         action: env_cmd::EnvAction,
     },
+    /// Copy the hub's database consistently while it runs (SQLite or PostgreSQL).
+    Backup(backup_cmd::BackupArgs),
     /// Manage the hub's users: list, add, remove, admin, approve.
     Users {
         /// The hub's config file (for the database location); before or after the action.
@@ -136,6 +139,7 @@ async fn main() -> std::process::ExitCode {
             python_env,
         } => demo(&data_dir, listen, python_env).await,
         Command::Proxy(args) => proxy_cmd::run(args).await,
+        Command::Backup(args) => backup_cmd::run(args).await,
         Command::Env {
             config,
             data_dir,
