@@ -453,6 +453,9 @@ impl Hub {
         if adopted + cleaned > 0 {
             tracing::info!(adopted, cleaned, "checked servers from the previous run");
         }
+        for leftover in lifecycle.clean_up_leftovers().await? {
+            tracing::info!(%leftover, "removed what a server that is gone left behind");
+        }
         let stale = store.delete_stale_oauth_clients().await?;
         if stale > 0 {
             tracing::info!(

@@ -842,6 +842,20 @@ impl Lifecycle {
         Ok((adopted, results.len() - adopted))
     }
 
+    /// After [`Lifecycle::restore`]: let the spawner remove what servers that are gone left
+    /// behind (cgroups of a hub killed outright), keeping what running servers use.
+    pub async fn clean_up_leftovers(&self) -> Result<Vec<String>, HubError> {
+        let running: Vec<hubfleet_spawn::SpawnState> = self
+            .inner
+            .store
+            .active_servers()
+            .await?
+            .into_iter()
+            .filter_map(|(_, server)| server.spawn_state)
+            .collect();
+        Ok(self.inner.spawner.clean_up_leftovers(&running).await)
+    }
+
     async fn process_running(&self, server: &Server) -> bool {
         let Some(state) = &server.spawn_state else {
             return false;
@@ -887,8 +901,75 @@ impl Lifecycle {
                 tracing::warn!(user = %user_name, server = %server.name, reason = reason.as_deref().unwrap_or("exited"), "server exited on its own");
                 self.tear_down(&user_name, current.id, reason.as_deref(), "exited")
                     .await?;
+            } else {
+                self.note_memory_kills(&user_name, &current).await?;
             }
         }
+        Ok(())
+    }
+
+    /// A running server whose processes (a kernel) the kernel killed at its memory limit since
+    /// the last look: a line in its log and the hub's, a ledger event, and `oom_kills` and
+    /// `last_oom_kill` in its state for the admin page.
+    async fn note_memory_kills(&self, user_name: &str, server: &Server) -> Result<(), HubError> {
+        let Some(state) = &server.spawn_state else {
+            return Ok(());
+        };
+        let Some(kills) = self.inner.spawner.memory_kills(state).await else {
+            return Ok(());
+        };
+        let noted = state.get("oom_kills").and_then(|n| n.as_u64()).unwrap_or(0);
+        // A server killed itself is the next poll's business (its exit reason).
+        if kills.count <= noted || !self.process_running(server).await {
+            return Ok(());
+        }
+        let now = Utc::now();
+        let message = kills.message();
+        let new = kills.count - noted;
+        let log_line = match new {
+            1 => format!("[hubfleet] {} {message}\n", now.to_rfc3339()),
+            n => format!(
+                "[hubfleet] {} {message} ({n} processes)\n",
+                now.to_rfc3339()
+            ),
+        };
+        let log = self.inner.settings.log_path(user_name, &server.name);
+        if let Err(e) = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .and_then(|mut file| std::io::Write::write_all(&mut file, log_line.as_bytes()))
+        {
+            tracing::warn!(log = %log.display(), error = %e, "writing to a server's log");
+        }
+        tracing::warn!(user = %user_name, server = %server.name, count = kills.count, "{message}");
+        let mut updated = state.clone();
+        if let Some(map) = updated.as_object_mut() {
+            map.insert("oom_kills".into(), kills.count.into());
+            map.insert(
+                "last_oom_kill".into(),
+                serde_json::json!({ "at": now.to_rfc3339(), "message": message }),
+            );
+        }
+        self.inner
+            .store
+            .update_server(
+                server.id,
+                &ServerUpdate {
+                    spawn_state: Some(Some(updated)),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let _ = self
+            .inner
+            .store
+            .append_event(
+                user_name,
+                &server.name,
+                "oom_kill",
+                &serde_json::json!({ "count": kills.count, "limit": kills.limit }),
+            )
+            .await;
         Ok(())
     }
 

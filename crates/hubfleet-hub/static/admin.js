@@ -116,11 +116,22 @@
         profile: options.profile || (profile && profile.slug) || "(default)",
         user_options: options, started: server.started, last_activity: server.last_activity,
         url: server.url, resolved_profile: profile,
+        memory_kills: (server.state && server.state.oom_kills) || 0,
+        last_memory_kill: (server.state && server.state.last_oom_kill) || null,
       }, null, 2);
       document.getElementById("details").showModal();
     }));
     return hub.el("div", { class: "server" }, hub.el("strong", {}, title), serverBadge(server),
-      options(server), hub.el("span", { class: "actions" }, actions));
+      options(server), memoryKills(server), hub.el("span", { class: "actions" }, actions));
+  }
+
+  // Processes (kernels) of a running server killed at its memory limit.
+  function memoryKills(server) {
+    const kills = server.state && server.state.oom_kills;
+    if (!kills || !server.ready) return null;
+    const last = server.state.last_oom_kill || {};
+    return hub.el("span", { class: "badge pending", title: `${last.message || ""}, last ${hub.when(last.at)}` },
+      kills === 1 ? "1 process killed: memory limit" : `${kills} processes killed: memory limit`);
   }
 
   function options(server) {

@@ -106,8 +106,8 @@ impl Cgroup {
                         if dir.join("memory.swap.max").exists() {
                             write(&dir.join("memory.swap.max"), "0")?;
                         }
-                        // The whole server goes when it is over its limit.
-                        let _ = write(&dir.join("memory.oom.group"), "1");
+                        // No `memory.oom.group`: as with v1, the OOM killer takes the biggest
+                        // process (usually the kernel that grew), and the server lives on.
                     }
                     if let Some(guarantee) = limits.mem_guarantee {
                         write(&dir.join("memory.low"), &guarantee.to_string())?;
@@ -243,6 +243,61 @@ impl Cgroup {
             }
         }
     }
+}
+
+/// Where the servers' groups live: the v2 parent, and the v1 parents of each controller.
+fn parents() -> Vec<PathBuf> {
+    let root = Path::new(ROOT);
+    [
+        root.join(PARENT),
+        root.join("memory").join(PARENT),
+        root.join("cpu").join(PARENT),
+    ]
+    .into_iter()
+    .filter(|p| p.is_dir())
+    .collect()
+}
+
+/// Remove the servers' groups that a hub killed outright left behind: every group under
+/// `hubfleet/` that holds no process, is not in `keep` (the groups of servers that still run)
+/// and is older than `min_age`. The parent is shared by every hub on the machine, and a group
+/// is empty for a moment while a start (this hub's or another's) moves its server in: the age
+/// leaves those alone. An empty group limits nothing, so removing one is never harmful.
+/// The groups removed.
+pub fn remove_stale(keep: &[PathBuf], min_age: std::time::Duration) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    for parent in parents() {
+        let Ok(entries) = std::fs::read_dir(&parent) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            if !meta.is_dir() || keep.contains(&dir) {
+                continue;
+            }
+            let young = meta
+                .modified()
+                .ok()
+                .and_then(|at| at.elapsed().ok())
+                .is_none_or(|age| age < min_age);
+            let empty = std::fs::read_to_string(dir.join("cgroup.procs"))
+                .is_ok_and(|procs| procs.trim().is_empty());
+            if young || !empty {
+                continue;
+            }
+            // Fails (and is left) if a process moved in meanwhile or it has groups inside.
+            match std::fs::remove_dir(&dir) {
+                Ok(()) => removed.push(dir),
+                Err(e) => {
+                    tracing::debug!(cgroup = %dir.display(), error = %e, "left a server's cgroup")
+                }
+            }
+        }
+    }
+    removed
 }
 
 #[cfg(test)]

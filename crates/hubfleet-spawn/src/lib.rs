@@ -170,4 +170,39 @@ pub trait Spawner: Send + Sync + 'static {
     async fn exit_reason(&self, _state: &SpawnState) -> Option<String> {
         None
     }
+
+    /// How many processes of a running server the kernel has killed at its memory limit (a
+    /// kernel that grew too big, while the server itself lives on). `None` when the spawner
+    /// cannot tell (no memory limit, no cgroup).
+    async fn memory_kills(&self, _state: &SpawnState) -> Option<MemoryKills> {
+        None
+    }
+
+    /// At the hub's start, after servers that still run were found again (`running`): remove
+    /// what servers that are gone left behind (e.g. their cgroups, when a hub was killed
+    /// outright). What was removed, for the log.
+    async fn clean_up_leftovers(&self, _running: &[SpawnState]) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Processes of a server killed at its memory limit, counted since the server started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryKills {
+    pub count: u64,
+    /// The limit, in bytes, when known.
+    pub limit: Option<u64>,
+}
+
+impl MemoryKills {
+    /// What the server's log and the admin page say about one of these kills.
+    pub fn message(&self) -> String {
+        match self.limit {
+            Some(limit) => format!(
+                "a process of this server was killed: memory limit {} reached",
+                format_bytes(limit)
+            ),
+            None => "a process of this server was killed: out of memory".to_string(),
+        }
+    }
 }

@@ -35,8 +35,8 @@ use tokio::sync::watch;
 
 use crate::cgroup::Cgroup;
 use crate::{
-    format_bytes, mounts, system_user, LaunchSpec, PollStatus, SpawnError, SpawnState, Spawner,
-    Started,
+    format_bytes, mounts, system_user, LaunchSpec, MemoryKills, PollStatus, SpawnError, SpawnState,
+    Spawner, Started,
 };
 
 /// How often `stop` looks whether the process is gone.
@@ -47,6 +47,10 @@ const KILL_WAIT: Duration = Duration::from_secs(10);
 const REAP_WAIT: Duration = Duration::from_secs(1);
 /// Exit records of own children are forgotten this long after the exit.
 const EXIT_RECORD_TTL: Duration = Duration::from_secs(3600);
+
+/// Empty server cgroups younger than this are left at start-up: a start (maybe another hub's
+/// on this machine) is about to move its server in.
+const STALE_CGROUP_AGE: Duration = Duration::from_secs(60);
 
 /// Variables never copied from the hub's environment, even if listed in `env_keep`.
 const NEVER_KEEP: &[&str] = &["CONFIGPROXY_AUTH_TOKEN"];
@@ -650,7 +654,8 @@ impl Spawner for LocalProcessSpawner {
 
     async fn exit_reason(&self, state: &SpawnState) -> Option<String> {
         let group = saved_cgroup(state)?;
-        if group.oom_kills() == 0 {
+        // Kills the hub already noted (kernels, while the server ran) did not end the server.
+        if group.oom_kills() <= noted_memory_kills(state) {
             return None;
         }
         let reason = match group.mem_limit {
@@ -664,6 +669,32 @@ impl Spawner for LocalProcessSpawner {
         }
         Some(reason)
     }
+
+    async fn clean_up_leftovers(&self, running: &[SpawnState]) -> Vec<String> {
+        let keep: Vec<std::path::PathBuf> = running
+            .iter()
+            .filter_map(saved_cgroup)
+            .flat_map(|group| group.paths)
+            .collect();
+        crate::cgroup::remove_stale(&keep, STALE_CGROUP_AGE)
+            .into_iter()
+            .map(|dir| dir.display().to_string())
+            .collect()
+    }
+
+    async fn memory_kills(&self, state: &SpawnState) -> Option<MemoryKills> {
+        let group = saved_cgroup(state)?;
+        group.mem_limit?;
+        Some(MemoryKills {
+            count: group.oom_kills(),
+            limit: group.mem_limit,
+        })
+    }
+}
+
+/// The memory kills the hub has already noted in the server's state (`oom_kills`).
+fn noted_memory_kills(state: &SpawnState) -> u64 {
+    state.get("oom_kills").and_then(|n| n.as_u64()).unwrap_or(0)
 }
 
 fn saved_cgroup(state: &SpawnState) -> Option<Cgroup> {
