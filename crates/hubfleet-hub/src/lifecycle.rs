@@ -926,12 +926,10 @@ impl Lifecycle {
         let now = Utc::now();
         let message = kills.message();
         let new = kills.count - noted;
+        let at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let log_line = match new {
-            1 => format!("[hubfleet] {} {message}\n", now.to_rfc3339()),
-            n => format!(
-                "[hubfleet] {} {message} ({n} processes)\n",
-                now.to_rfc3339()
-            ),
+            1 => format!("[hubfleet] {at} {message}\n"),
+            n => format!("[hubfleet] {at} {message} ({n} processes)\n"),
         };
         let log = self.inner.settings.log_path(user_name, &server.name);
         if let Err(e) = std::fs::OpenOptions::new()
@@ -947,7 +945,7 @@ impl Lifecycle {
             map.insert("oom_kills".into(), kills.count.into());
             map.insert(
                 "last_oom_kill".into(),
-                serde_json::json!({ "at": now.to_rfc3339(), "message": message }),
+                serde_json::json!({ "at": at, "message": message }),
             );
         }
         self.inner
