@@ -847,16 +847,26 @@ pub fn fresh_system_accounts(users: &[&str]) -> SystemAccounts {
 }
 
 fn delete_accounts(accounts: &[String]) {
-    for account in accounts {
-        if nix::unistd::User::from_name(account)
+    let exists = |account: &str| {
+        nix::unistd::User::from_name(account)
             .ok()
             .flatten()
             .is_some()
-        {
+    };
+    for account in accounts {
+        // userdel refuses while a process of the account lives; servers killed a moment ago
+        // may still be on their way out.
+        for _ in 0..50 {
+            if !exists(account) {
+                break;
+            }
             let _ = Command::new("userdel")
                 .arg(account)
                 .stderr(Stdio::null())
                 .status();
+            if exists(account) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
     }
 }
