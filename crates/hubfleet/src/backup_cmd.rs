@@ -16,9 +16,9 @@ use hubfleet_config::DbType;
 
 #[derive(Args)]
 pub struct BackupArgs {
-    /// The hub's config file (for the database).
-    #[arg(long, short)]
-    config: PathBuf,
+    /// The hub's config file (for the database); several are layered as with `serve`.
+    #[arg(long, short, required = true)]
+    config: Vec<PathBuf>,
     /// Where to write the copy (SQLite: a database file; PostgreSQL: a pg_dump archive).
     #[arg(long, short)]
     out: PathBuf,
@@ -28,7 +28,7 @@ pub struct BackupArgs {
 }
 
 pub async fn run(args: BackupArgs) -> Result<()> {
-    let config = crate::load_config(&args.config)?;
+    let config = crate::check_cmd::load(&args.config)?;
     let out = std::path::absolute(&args.out)?;
     if out.exists() && !args.force {
         bail!(

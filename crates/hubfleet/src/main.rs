@@ -92,8 +92,9 @@ enum Command {
     /// Manage the hub's users: list, add, remove, admin, approve.
     Users {
         /// The hub's config file (for the database location); before or after the action.
+        /// Several are layered as with `serve`.
         #[arg(long, short, global = true)]
-        config: Option<PathBuf>,
+        config: Vec<PathBuf>,
         /// The demo data dir, when there is no config file.
         #[arg(long, default_value = "hubfleet-data", global = true)]
         data_dir: PathBuf,
@@ -153,7 +154,7 @@ async fn main() -> std::process::ExitCode {
             config,
             data_dir,
             action,
-        } => users_cmd::run(config.as_deref(), &data_dir, action).await,
+        } => users_cmd::run(&config, &data_dir, action).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

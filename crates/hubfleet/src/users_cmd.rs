@@ -2,7 +2,7 @@
 //! hub may be running): list them with their admin and pending status, add one (or set a
 //! password), remove one, make or unmake an admin, approve a sign-up.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -41,10 +41,11 @@ pub enum UsersAction {
     Approve { name: String },
 }
 
-pub async fn run(config_path: Option<&Path>, data_dir: &Path, action: UsersAction) -> Result<()> {
-    let config = match config_path {
-        Some(path) => crate::load_config(path)?,
-        None => HubConfig::default_for_demo(&std::path::absolute(data_dir)?),
+pub async fn run(config_paths: &[PathBuf], data_dir: &Path, action: UsersAction) -> Result<()> {
+    let config = if config_paths.is_empty() {
+        HubConfig::default_for_demo(&std::path::absolute(data_dir)?)
+    } else {
+        crate::check_cmd::load(config_paths)?
     };
     let store = crate::open_store(&config).await?;
     let result = act(&config, &store, action).await;

@@ -459,7 +459,8 @@ async fn a_cross_site_get_starts_nothing() {
 
 /// Issue 13, hole 3: a server's `PATH` held the hub's own (`/root/.cargo/bin`, pyenv's shims). It
 /// is its environment's `bin/` and the system's directories, for `python_env` and for an
-/// environment of `hubfleet.local.environments` alike.
+/// environment of `hubfleet.local.environments` alike; the hub's `PATH` as `hub.extraEnv` sets it
+/// does not reach them either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_servers_path_is_never_the_hubs() {
     let scratch = tempfile::tempdir().unwrap();
@@ -475,9 +476,10 @@ async fn a_servers_path_is_never_the_hubs() {
     // The stand-in writes its environment to its home, then serves.
     let cmd = "[/bin/sh, -c, 'env > \"$HOME/env-$JUPYTERHUB_SERVER_NAME.txt\"; port=${JUPYTERHUB_SERVICE_URL##*:}; port=${port%%/*}; exec /usr/bin/env python3 -m http.server --bind 127.0.0.1 $port']";
     let yaml = format!(
-        "hub:\n  allowNamedServers: true\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n\
+        "hub:\n  allowNamedServers: true\n  extraEnv:\n    PATH: {}/configured-bin:/usr/bin:/bin\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n\
          singleuser:\n  cmd: {cmd}\n  profileList:\n    - display_name: Default\n      slug: default\n      default: true\n\
-         \x20   - display_name: Other\n      slug: other\n      kubespawner_override:\n        image: other\n"
+         \x20   - display_name: Other\n      slug: other\n      kubespawner_override:\n        image: other\n",
+        marker.display()
     );
     let extra = format!(
         "    environments:\n      other:\n        path: {}\n",
