@@ -386,4 +386,21 @@ async fn cgroups_left_by_a_killed_hub_are_removed_at_start() {
         "re-adopted"
     );
     std::fs::remove_dir(&fresh).unwrap();
+    // Stopped, the live server's group goes too (nothing left on the machine).
+    let (status, _) = browser
+        .call(
+            Method::DELETE,
+            &format!("/hub/api/users/{live}/server"),
+            None,
+        )
+        .await;
+    assert!(status == 204 || status == 202);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !cgroups_named(&format!("{live}--")).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the stopped server's cgroup stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
