@@ -529,10 +529,10 @@ impl Authenticator for SharedPasswordAuthenticator {
             });
         }
         match &self.user_password {
-            Some(user_password)
-                if constant_time_eq(&credentials.password, user_password)
-                    && self.policy.is_allowed(&name) =>
-            {
+            Some(user_password) if constant_time_eq(&credentials.password, user_password) => {
+                if !self.policy.is_allowed(&name) {
+                    return Err(AuthError::Refused(self.policy.password_refusal(&name)));
+                }
                 // The user password never grants admin rights.
                 Ok(Some(UserInfo::named(name, Some(false))))
             }

@@ -95,3 +95,26 @@ async fn someone_not_in_allowed_users_is_told_so() {
     let (_, page) = login_page(&zed, "zed", "wrong-password").await;
     assert!(page.contains("Invalid username or password"), "{page}");
 }
+
+/// A workshop configured without `allow_all`: participants with the right workshop password are
+/// told why they cannot log in (the instructor still can, with the admin password).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workshop_without_allow_all_says_why() {
+    let hub = TestHub::start(
+        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: shared-password\n    Authenticator:\n      admin_users: [instructor]\n    SharedPasswordAuthenticator:\n      user_password: workshop-2026\n      admin_password: leader-only-password-for-the-2026-workshop\n",
+    );
+    assert!(
+        hub.log().contains("nobody but the admins can log in"),
+        "{}",
+        hub.log()
+    );
+    let pat = Browser::new(&hub);
+    let (status, page) = login_page(&pat, "pat", "workshop-2026").await;
+    assert_eq!(status, 403);
+    assert!(page.contains("nobody is allowed in yet"), "{page}");
+    let (_, page) = login_page(&pat, "pat", "not-the-password").await;
+    assert!(page.contains("Invalid username or password"), "{page}");
+    Browser::new(&hub)
+        .login("instructor", "leader-only-password-for-the-2026-workshop")
+        .await;
+}
