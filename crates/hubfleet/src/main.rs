@@ -117,8 +117,26 @@ fn init_logging(format: LogFormat, default_filter: &str) {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    // systemd's `AmbientCapabilities=CAP_NET_BIND_SERVICE` lets the hub bind ports 443 and 80;
+    // the ambient set would also pass it on to every program the hub starts (users' servers).
+    // Cleared here, before any thread exists (capabilities are per thread): the hub keeps the
+    // capability in its own effective set, its children do not get it.
+    let ambient_cleared = caps::clear(None, caps::CapSet::Ambient);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(ambient_cleared))
+}
+
+async fn run(ambient_cleared: Result<(), caps::errors::CapsError>) -> std::process::ExitCode {
     let cli = Cli::parse();
     let default_filter = match &cli.command {
         Command::Proxy(args) => match proxy_cmd::log_filter(&args.flags.log_level) {
@@ -131,6 +149,9 @@ async fn main() -> std::process::ExitCode {
         _ => "info,sqlx=warn,hyper=warn",
     };
     init_logging(cli.log_format, default_filter);
+    if let Err(e) = ambient_cleared {
+        tracing::warn!(error = %e, "cannot clear the ambient capabilities: programs the hub starts may inherit them");
+    }
     let result = match cli.command {
         Command::Check { config, strict } => return check_cmd::run(&config, strict),
         Command::Serve { config } => serve(&config).await,

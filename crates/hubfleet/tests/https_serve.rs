@@ -467,6 +467,98 @@ fn unusable_certificate_and_taken_redirect_port_stop_the_start_before_anything_i
     drop(taken);
 }
 
+/// A capability line of `/proc/<pid>/status` (`CapAmb`, `CapEff`, …) as a bit set.
+fn capabilities(pid: u32, set: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{set}:")))
+        .unwrap();
+    u64::from_str_radix(line.trim(), 16).unwrap()
+}
+
+/// As systemd's `AmbientCapabilities=CAP_NET_BIND_SERVICE` runs it (docs/deploy.md): an
+/// unprivileged hub binds a port below 1024, and the programs it starts (here a managed service;
+/// users' servers are started the same way) do not inherit the capability.
+#[test]
+fn a_hub_given_the_port_capability_keeps_it_from_the_programs_it_starts() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: giving an account a capability needs root");
+        return;
+    }
+    const NET_BIND_SERVICE: u64 = 1 << 10;
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    nix::unistd::chown(dir.path(), Some(nobody.uid), Some(nobody.gid)).unwrap();
+    let port = (600..1000)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port below 1024");
+    let config = dir.path().join("hub.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "{DUMMY}  services:\n    probe:\n      command: [sleep, '600']\nhubfleet:\n  listen: 127.0.0.1:{port}\n  data_dir: {}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.path().join("hub.log")).unwrap();
+    let mut hub = Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "--inh-caps=+net_bind_service",
+            "--ambient-caps=+net_bind_service",
+            "--",
+            env!("CARGO_BIN_EXE_hubfleet"),
+            "serve",
+            "--config",
+        ])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let pid_file = dir.path().join("data/services/probe.pid");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let probe = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.split_whitespace().next()?.parse::<u32>().ok())
+        {
+            break pid;
+        }
+        let log = std::fs::read_to_string(dir.path().join("hub.log")).unwrap_or_default();
+        assert!(
+            hub.try_wait().unwrap().is_none() && Instant::now() < deadline,
+            "the hub did not start its service; log:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let hub_pid = hub.id();
+    let (hub_effective, hub_ambient) = (
+        capabilities(hub_pid, "CapEff"),
+        capabilities(hub_pid, "CapAmb"),
+    );
+    let (probe_permitted, probe_ambient) =
+        (capabilities(probe, "CapPrm"), capabilities(probe, "CapAmb"));
+    let _ = Command::new("kill")
+        .args(["-9", &probe.to_string()])
+        .status();
+    let _ = hub.kill();
+    let _ = hub.wait();
+    assert_eq!(
+        hub_effective & NET_BIND_SERVICE,
+        NET_BIND_SERVICE,
+        "the hub keeps it"
+    );
+    assert_eq!(hub_ambient, 0, "the hub's ambient set is cleared");
+    assert_eq!(probe_permitted, 0, "its service has no capability");
+    assert_eq!(probe_ambient, 0);
+}
+
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/browser")
 }
