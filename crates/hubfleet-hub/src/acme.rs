@@ -2,8 +2,8 @@
 //! challenge, through instant-acme.
 //!
 //! The account key and the certificate are kept in `<data_dir>/tls/` (directory 0700, files
-//! 0600, written whole and renamed into place), so a restart reuses them: one account per ACME
-//! directory (`acme-account-<host>-<hash>.json`), and one `certificate.pem` holding the private
+//! 0600, written whole and renamed into place), so a restart reuses them, per ACME directory:
+//! `acme-account-<host>-<hash>.json`, and `certificate-<host>-<hash>.pem` holding the private
 //! key and the chain. A certificate is renewed when a third of its lifetime is left (30 days of
 //! Let's Encrypt's 90, and proportionally for short-lived certificates), checked at that moment
 //! and at least daily, with jitter; the renewed one is used by new connections at once.
@@ -37,7 +37,6 @@ const RETRY_MAX: Duration = Duration::from_secs(6 * 3600);
 /// How long the ACME server may take to validate, then to issue.
 const VALIDATION_TIMEOUT: Duration = Duration::from_secs(180);
 const ISSUANCE_TIMEOUT: Duration = Duration::from_secs(120);
-const CERTIFICATE_FILE: &str = "certificate.pem";
 
 /// HTTP-01 tokens being validated → their key authorizations.
 #[derive(Clone, Default)]
@@ -137,7 +136,10 @@ impl Acme {
         }
     }
 
-    fn account_file(&self) -> PathBuf {
+    /// `<host>[_<port>]-<hash>` of the directory URL: files of one ACME server, so that moving
+    /// from Let's Encrypt's staging server to production (or back) keeps neither its account nor
+    /// its certificate.
+    fn directory_key(&self) -> String {
         let host = url::Url::parse(&self.directory)
             .ok()
             .and_then(|u| {
@@ -150,12 +152,22 @@ impl Acme {
             })
             .unwrap_or_else(|| "acme".to_owned());
         let hash = hex::encode(&sha2::Sha256::digest(self.directory.as_bytes())[..4]);
-        self.dir.join(format!("acme-account-{host}-{hash}.json"))
+        format!("{host}-{hash}")
+    }
+
+    fn account_file(&self) -> PathBuf {
+        self.dir
+            .join(format!("acme-account-{}.json", self.directory_key()))
+    }
+
+    fn certificate_file(&self) -> PathBuf {
+        self.dir
+            .join(format!("certificate-{}.pem", self.directory_key()))
     }
 
     /// The certificate kept from an earlier run, if it is usable for `hosts`.
     fn stored(&self) -> Option<Issued> {
-        let path = self.dir.join(CERTIFICATE_FILE);
+        let path = self.certificate_file();
         let pem = std::fs::read_to_string(&path).ok()?;
         let info = match CertInfo::of_pem(pem.as_bytes()) {
             Ok(info) => info,
@@ -314,7 +326,7 @@ impl Acme {
         let pem = format!("{key_pem}\n{chain_pem}");
         let info = CertInfo::of_pem(pem.as_bytes())
             .map_err(|e| self.fail("reading the new certificate", e))?;
-        write_private(&self.dir, &self.dir.join(CERTIFICATE_FILE), pem.as_bytes())?;
+        write_private(&self.dir, &self.certificate_file(), pem.as_bytes())?;
         tracing::info!(
             names = %info.names.join(", "),
             expires = %chrono::DateTime::<chrono::Utc>::from(info.not_after).to_rfc3339(),

@@ -306,7 +306,21 @@ async fn letsencrypt_issues_at_start_renews_before_expiry_and_keeps_its_files() 
     assert_eq!(standin.count("finalize"), 1);
     let first = served_leaf(&standin.ca_pem, &url).await;
     let tls = hub.data_dir().join("tls");
-    let kept = tls.join("certificate.pem");
+    let in_tls = |prefix: &str| -> Vec<PathBuf> {
+        std::fs::read_dir(&tls)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+            })
+            .collect()
+    };
+    // One certificate and one account, named after the ACME server they come from.
+    let kept = in_tls("certificate-localhost_")
+        .pop()
+        .expect("a kept certificate");
     assert_eq!(
         leaf_in(&kept),
         first,
@@ -314,12 +328,7 @@ async fn letsencrypt_issues_at_start_renews_before_expiry_and_keeps_its_files() 
     );
     assert_eq!(mode(&tls), 0o700);
     assert_eq!(mode(&kept), 0o600);
-    let accounts: Vec<PathBuf> = std::fs::read_dir(&tls)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.to_string_lossy().contains("acme-account-localhost_"))
-        .collect();
+    let accounts = in_tls("acme-account-localhost_");
     assert_eq!(accounts.len(), 1, "{accounts:?}");
     assert_eq!(mode(&accounts[0]), 0o600);
     let response = https_client(&standin.ca_pem)
@@ -416,7 +425,12 @@ async fn letsencrypt_challenge_that_fails_stops_the_start_with_the_reason() {
             "missing {expected:?} in:\n{stderr}"
         );
     }
-    assert!(!dir.path().join("data/tls/certificate.pem").exists());
+    let kept: Vec<_> = std::fs::read_dir(dir.path().join("data/tls"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("certificate-"))
+        .collect();
+    assert!(kept.is_empty(), "no certificate is kept: {kept:?}");
 }
 
 /// Before it creates anything, `serve` checks that the certificate can be used and that the
