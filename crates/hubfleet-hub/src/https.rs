@@ -154,31 +154,6 @@ pub(crate) async fn start(
         tracing::info!(on = %addr, to_port = port, "plain HTTP is redirected to HTTPS");
     }
     let running = match &options.certificate {
-        CertificateSource::Inline { cert, key } => {
-            let tls = Tls::from_pem(cert, key, "proxy.https.manual")
-                .and_then(Tls::with_http2)
-                .map_err(|e| HttpsError::Certificate {
-                    key: "proxy.https.manual",
-                    reason: e.to_string(),
-                })?;
-            check_names(cert.as_bytes(), &options.hosts, hub_host, users_domain);
-            Running { tls, files: false }
-        }
-        CertificateSource::Files { cert, key } => {
-            let tls = Tls::from_files(cert, key)
-                .and_then(Tls::with_http2)
-                .map_err(|e| HttpsError::Certificate {
-                    key: "proxy.https.secret",
-                    reason: format!(
-                        "{e} (`proxy.https.secret.name` is their directory; `crt` and `key` name the files in it, `tls.crt` and `tls.key` by default)"
-                    ),
-                })?;
-            if let Ok(pem) = std::fs::read(cert) {
-                check_names(&pem, &options.hosts, hub_host, users_domain);
-            }
-            spawn_files_watch(tls.clone(), cert.clone(), key.clone(), shutdown.clone());
-            Running { tls, files: true }
-        }
         CertificateSource::Acme {
             directory,
             contact_email,
@@ -201,8 +176,59 @@ pub(crate) async fn start(
             acme::spawn_renewals(acme, tls.clone(), current, shutdown);
             Running { tls, files: false }
         }
+        given => {
+            let tls =
+                given_certificate(given)?
+                    .with_http2()
+                    .map_err(|e| HttpsError::Certificate {
+                        key: certificate_key(given),
+                        reason: e.to_string(),
+                    })?;
+            let pem = match given {
+                CertificateSource::Inline { cert, .. } => Some(cert.clone().into_bytes()),
+                CertificateSource::Files { cert, .. } => std::fs::read(cert).ok(),
+                CertificateSource::Acme { .. } => None,
+            };
+            if let Some(pem) = pem {
+                check_names(&pem, &options.hosts, hub_host, users_domain);
+            }
+            let files = matches!(given, CertificateSource::Files { .. });
+            if let CertificateSource::Files { cert, key } = given {
+                spawn_files_watch(tls.clone(), cert.clone(), key.clone(), shutdown);
+            }
+            Running { tls, files }
+        }
     };
     Ok(running)
+}
+
+/// The config key a certificate comes from, for messages.
+fn certificate_key(certificate: &CertificateSource) -> &'static str {
+    match certificate {
+        CertificateSource::Inline { .. } => "proxy.https.manual",
+        CertificateSource::Files { .. } => "proxy.https.secret",
+        CertificateSource::Acme { .. } => "proxy.https.letsencrypt",
+    }
+}
+
+/// The TLS configuration of a certificate given in the config (`manual`) or in files
+/// (`secret`); `letsencrypt` has none until it is obtained.
+fn given_certificate(certificate: &CertificateSource) -> Result<Tls, HttpsError> {
+    let loaded = match certificate {
+        CertificateSource::Inline { cert, key } => {
+            Tls::from_pem(cert, key, "proxy.https.manual").map_err(|e| e.to_string())
+        }
+        CertificateSource::Files { cert, key } => Tls::from_files(cert, key).map_err(|e| {
+            format!(
+                "{e} (`proxy.https.secret.name` is their directory; `crt` and `key` name the files in it, `tls.crt` and `tls.key` by default)"
+            )
+        }),
+        CertificateSource::Acme { .. } => Err("no certificate yet".to_owned()),
+    };
+    loaded.map_err(|reason| HttpsError::Certificate {
+        key: certificate_key(certificate),
+        reason,
+    })
 }
 
 /// Bind `hubfleet.http_redirect_listen`.
@@ -213,24 +239,9 @@ pub fn bind_redirect(addr: SocketAddr) -> Result<std::net::TcpListener, HttpsErr
 /// Whether the certificate of `manual` or `secret` can be used (read, parsed, key fits), before
 /// anything is created; `letsencrypt` is checked when it is obtained.
 pub fn check_certificate(options: &HttpsOptions) -> Result<(), HttpsError> {
-    match &options.certificate {
-        CertificateSource::Inline { cert, key } => Tls::from_pem(cert, key, "proxy.https.manual")
-            .map(drop)
-            .map_err(|e| HttpsError::Certificate {
-                key: "proxy.https.manual",
-                reason: e.to_string(),
-            }),
-        CertificateSource::Files { cert, key } => {
-            Tls::from_files(cert, key)
-                .map(drop)
-                .map_err(|e| HttpsError::Certificate {
-                    key: "proxy.https.secret",
-                    reason: format!(
-                        "{e} (`proxy.https.secret.name` is their directory; `crt` and `key` name the files in it, `tls.crt` and `tls.key` by default)"
-                    ),
-                })
-        }
+    match options.certificate {
         CertificateSource::Acme { .. } => Ok(()),
+        ref given => given_certificate(given).map(drop),
     }
 }
 
