@@ -152,7 +152,6 @@ pub const IGNORED_KEYS: &[IgnoredKey] = &[
     ignored("proxy.chp", "settings of the configurable-http-proxy pod; hubfleet's proxy is built into the hub and listens on hubfleet.listen"),
     ignored("proxy.traefik", "the Traefik pod that terminates TLS for z2jh; hubfleet does not run Traefik"),
     k8s("proxy.secretSync", "copies Let's Encrypt certificates into a Kubernetes Secret"),
-    ignored("proxy.https", "TLS is not built into this hubfleet yet: terminate it in a reverse proxy in front of the hub and set hubfleet.public_url"),
     // singleuser.
     k8s("singleuser.networkPolicy", "the NetworkPolicy of user pods; use this machine's firewall"),
     k8s("singleuser.podNameTemplate", "names of user pods"),

@@ -38,6 +38,7 @@ use std::path::{Component, Path, PathBuf};
 pub mod auth;
 mod error;
 pub mod fixtures;
+pub mod https;
 mod ignored;
 mod load;
 mod locate;
@@ -49,6 +50,7 @@ mod validate;
 
 pub use auth::{AuthSettings, OAuthProvider, OAuthSettings, Secret};
 pub use error::{ConfigError, ConfigWarning};
+pub use https::{CertificateSource, HttpsMode, HttpsSettings};
 pub use ignored::{unsupported_keys, IgnoredKey, UnsupportedKey, IGNORED_KEYS};
 pub use model::COOKIE_SECRET_MIN_BYTES;
 pub use model::{
@@ -92,6 +94,8 @@ pub struct HubConfig {
     pub hubfleet: Hubfleet,
     /// `custom:` (z2jh's free-form section; 2i2c's `custom.homepage` is read).
     pub custom: pages::Custom,
+    /// `proxy:` (z2jh's; `proxy.https` is read).
+    pub proxy: https::Proxy,
     /// The config file this was loaded from (absolute), or `None` when it came from a string
     /// or a constructor. Relative paths are resolved against its directory.
     pub source: Option<PathBuf>,

@@ -39,6 +39,8 @@ struct RawConfig {
     hubfleet: Hubfleet,
     #[serde(deserialize_with = "null_default")]
     custom: crate::pages::Custom,
+    #[serde(deserialize_with = "null_default")]
+    proxy: crate::https::Proxy,
 }
 
 fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -407,6 +409,21 @@ impl Ctx<'_> {
             msg.push_str(&format!(" `{parent}` takes no keys here."));
         } else {
             msg.push_str(&format!(" Allowed keys in `{parent}`: {list}."));
+            // A section the model reads part of (`proxy`: `https`) may hold z2jh keys with rules.
+            let with_rules = parent
+                .dotted_keys()
+                .map(|p| ignored::children_with_rules(&p))
+                .unwrap_or_default();
+            if !with_rules.is_empty() {
+                let known = with_rules
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                msg.push_str(&format!(
+                    " Of z2jh's other keys there, hubfleet knows {known} (each ignored or refused with a reason)."
+                ));
+            }
         }
         msg.push_str(&format!(" Fix the key or remove it ({SEE_DOCS})."));
         let (file, pos) = self.locate(path, false);
@@ -667,6 +684,7 @@ fn read(
         cull: raw.cull,
         hubfleet: raw.hubfleet,
         custom: raw.custom,
+        proxy: raw.proxy,
         source,
         warnings: Vec::new(),
     };

@@ -1048,6 +1048,10 @@ pub struct Hubfleet {
     /// `hubfleet.auth`: login settings of our own (OIDC issuer, login page, rate limits).
     #[serde(deserialize_with = "null_default")]
     pub auth: crate::auth::HubfleetAuth,
+    /// `hubfleet.http_redirect_listen`: with `proxy.https`, where plain HTTP is sent to HTTPS
+    /// and ACME HTTP-01 challenges are answered (usually `0.0.0.0:80`).
+    #[serde(deserialize_with = "crate::https::opt_socket_addr")]
+    pub http_redirect_listen: Option<SocketAddr>,
 }
 
 impl Default for Hubfleet {
@@ -1060,6 +1064,7 @@ impl Default for Hubfleet {
             public_url: None,
             culler: CullerKind::Auto,
             auth: Default::default(),
+            http_redirect_listen: None,
         }
     }
 }

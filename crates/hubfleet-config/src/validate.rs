@@ -21,6 +21,7 @@ pub(crate) fn validate(config: &HubConfig, ctx: &Ctx<'_>, f: &mut Findings) {
     check_hub_settings(config, ctx, f);
     check_cull(config, ctx, f);
     crate::profiles::check(config, ctx, f);
+    crate::https::check(config, ctx, f);
 }
 
 /// `prefix` (dotted, no user-chosen names) followed by `keys` taken literally.

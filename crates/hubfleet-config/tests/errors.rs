@@ -103,18 +103,20 @@ fn unknown_top_level_key() {
     assert_eq!(e.line, 2);
     assert_contains(
         &e.display,
-        "unknown key `something`. Allowed top-level keys: `hub`, `singleuser`, `cull`, `hubfleet`, `custom`.",
+        "unknown key `something`. Allowed top-level keys: `hub`, `singleuser`, `cull`, `hubfleet`, `custom`, `proxy`.",
     );
 }
 
 #[test]
-fn unknown_key_under_a_section_hubfleet_only_knows_from_z2jh() {
-    let e = invalid("proxy:\n  secretToken: x\n  hosts: [a]\n");
+fn unknown_key_under_a_section_names_the_z2jh_keys_known_there_too() {
+    let e = invalid("proxy:\n  secretToken: x\n  htps: [a]\n");
     assert_eq!(e.line, 3);
-    assert_eq!(e.key.as_deref(), Some("proxy.hosts"));
+    assert_eq!(e.key.as_deref(), Some("proxy.htps"));
+    assert_contains(&e.display, "did you mean `https`?");
+    assert_contains(&e.display, "Allowed keys in `proxy`: `https`.");
     assert_contains(
         &e.display,
-        "hubfleet has no `proxy` settings; of z2jh's keys under it, it knows `annotations`, `chp`,",
+        "Of z2jh's other keys there, hubfleet knows `annotations`, `chp`,",
     );
     assert_contains(&e.display, "`secretToken`");
 }

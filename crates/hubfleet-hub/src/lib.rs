@@ -18,12 +18,14 @@ use hubfleet_spawn::Spawner;
 use hubfleet_store::Store;
 
 mod access;
+mod acme;
 mod admin;
 mod api;
 mod auth_refresh;
 mod config_groups;
 mod cookie_secret;
 pub mod culler;
+pub mod https;
 mod identity;
 pub mod lifecycle;
 mod login;
@@ -91,6 +93,8 @@ pub struct Settings {
     /// Variables of `hub.extraEnv` passed on to servers and services instead of the process's
     /// (upstream's `env_keep`: `PATH`, `LANG`, …).
     pub kept_env: BTreeMap<String, String>,
+    /// HTTPS on `listen` (`proxy.https`), when the hub ends TLS itself.
+    pub https: Option<https::HttpsOptions>,
 }
 
 /// A group from the config file (`hub.config.JupyterHub.load_groups`).
@@ -147,6 +151,7 @@ impl Settings {
             authenticate_prometheus: true,
             groups: Vec::new(),
             kept_env: BTreeMap::new(),
+            https: None,
         }
     }
 
@@ -324,6 +329,8 @@ pub enum HubError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Https(#[from] https::HttpsError),
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -371,6 +378,7 @@ pub struct Hub {
     pub state: AppState,
     shutdown: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    https: Option<https::Running>,
 }
 
 impl Hub {
@@ -391,7 +399,7 @@ impl Hub {
     /// backlog until the hub serves.
     pub async fn start_on(
         listener: std::net::TcpListener,
-        settings: Settings,
+        mut settings: Settings,
         store: Store,
         authenticator: DynAuthenticator,
         spawner: Arc<dyn Spawner>,
@@ -407,6 +415,23 @@ impl Hub {
             std::fs::create_dir_all(&dir)
                 .map_err(|source| HubError::DataDir { path: dir, source })?;
         }
+        let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
+        // The certificate comes before the rest: without one the hub does not start.
+        let https = match settings.https.take() {
+            Some(options) => {
+                let users_domain = settings.subdomain_host.as_ref().map(|s| s.domain());
+                Some(
+                    https::start(
+                        options,
+                        &settings.data_dir,
+                        users_domain,
+                        shutdown_rx.clone(),
+                    )
+                    .await?,
+                )
+            }
+            None => None,
+        };
         match &settings.subdomain_host {
             Some(sub) => tracing::info!(
                 hub = %sub.hub_origin(),
@@ -468,12 +493,14 @@ impl Hub {
         if let Some(cull) = state.settings.culler.clone() {
             culler::start(&state, cull).await?;
         }
-        let (shutdown, mut shutdown_rx) = tokio::sync::watch::channel(false);
         let app = router(state.clone());
         // With subdomains the proxy routes on host and path (`alice.localhost/user/alice/`);
-        // the hub's own route `/` still catches every host.
+        // the hub's own route `/` still catches every host. With HTTPS, users' servers still
+        // reach the API at `http://<listen>/hub/api` from this machine.
         let proxy_config = hubfleet_proxy::ServeConfig {
             host_routing: state.settings.subdomain_host.is_some(),
+            tls: https.as_ref().map(|h| h.tls.clone()),
+            plain_http_from_this_machine: https.is_some(),
             ..Default::default()
         };
         let server = tokio::spawn(hubfleet_proxy::serve_with(
@@ -494,7 +521,15 @@ impl Hub {
             state,
             shutdown,
             server,
+            https,
         })
+    }
+
+    /// SIGHUP: read the certificate files again (`proxy.https.type: secret`).
+    pub fn reload_certificate(&self) {
+        if let Some(https) = &self.https {
+            https.reload();
+        }
     }
 
     /// Stop serving. Running servers are left running, to be re-adopted.

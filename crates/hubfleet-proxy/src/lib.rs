@@ -25,7 +25,7 @@ mod server;
 mod tls;
 
 pub use api::{api_router, serve_api, ApiOptions};
-pub use listen::{serve_https_redirect, Listener};
+pub use listen::{serve_https_redirect, serve_https_redirect_with, Listener};
 pub use metrics::{open_fds, resident_bytes, serve_metrics, Metrics};
 pub use routes::{normalize as normalize_route, Route, RouteTable};
 pub use server::{serve, serve_with, ServeConfig};
@@ -69,6 +69,9 @@ pub enum ProxyError {
         path: std::path::PathBuf,
         reason: String,
     },
+    /// A certificate or key given as PEM text could not be used.
+    #[error("TLS certificate {what}: {reason}")]
+    TlsCertificate { what: String, reason: String },
     /// A `--custom-header` that is not `name: value`.
     #[error("custom header {0:?}: expected \"name: value\" with a valid name and value")]
     CustomHeader(String),

@@ -208,9 +208,20 @@ pub async fn serve_https_redirect(
     https_port: u16,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    serve_https_redirect_with(listener, https_port, axum::Router::new(), shutdown).await
+}
+
+/// [`serve_https_redirect`], answering the requests that `routes` has a route for itself (the
+/// hub's ACME HTTP-01 challenges, which must be served over plain HTTP).
+pub async fn serve_https_redirect_with(
+    listener: impl Into<Listener>,
+    https_port: u16,
+    routes: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
     use axum::http::{header, StatusCode, Uri};
     use axum::response::IntoResponse;
-    let app = axum::Router::new().fallback(move |uri: Uri, headers: axum::http::HeaderMap| async move {
+    let app = routes.fallback(move |uri: Uri, headers: axum::http::HeaderMap| async move {
         let host = headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())

@@ -105,6 +105,10 @@ pub struct ServeConfig {
     pub max_connections: usize,
     /// Terminate TLS on the public port.
     pub tls: Option<Tls>,
+    /// With `tls`, also serve plain HTTP to connections from this machine (the loopback, or the
+    /// listener's own address), told apart by their first byte: users' servers reach the hub's
+    /// API at `http://<listen>/hub/api`. Plain HTTP from elsewhere is sent to https.
+    pub plain_http_from_this_machine: bool,
     /// Where the proxy counts what it does.
     pub metrics: Metrics,
     /// 0: serve on the caller's runtime. N > 0: N threads, each with its own single-threaded
@@ -136,6 +140,7 @@ impl Default for ServeConfig {
             pool_idle_timeout: Duration::from_secs(30),
             max_connections: 100_000,
             tls: None,
+            plain_http_from_this_machine: false,
             metrics: Metrics::new(),
             threads: 0,
         }
@@ -160,6 +165,8 @@ struct Peer {
     /// None over a unix socket.
     addr: Option<SocketAddr>,
     ip_value: Option<HeaderValue>,
+    /// X-Forwarded-Proto: how this connection reached us.
+    proto: HeaderValue,
 }
 
 fn connector(config: &ServeConfig) -> HttpConnector {
@@ -424,12 +431,13 @@ impl Worker {
         permit: OwnedSemaphorePermit,
         stop: tokio::sync::watch::Receiver<()>,
     ) {
-        let peer = Peer {
+        let mut peer = Peer {
             addr,
             ip_value: addr.map(|a| {
                 HeaderValue::from_str(&a.ip().to_canonical().to_string())
                     .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
             }),
+            proto: self.shared.proto_value.clone(),
         };
         let st = self.shared.clone();
         let builder = self.builder.clone();
@@ -441,11 +449,82 @@ impl Worker {
                 Stream::Tcp(s) => {
                     // Small proxied writes (websocket frames, SSE events) must not wait for Nagle.
                     let _ = s.set_nodelay(true);
-                    accept_connection(st, builder, s, peer, stop).await
+                    if st.config.tls.is_none() || !st.config.plain_http_from_this_machine {
+                        return accept_connection(st, builder, s, peer, stop).await;
+                    }
+                    match first_byte(&s).await {
+                        // A TLS handshake starts with a handshake record (RFC 8446 §5.1).
+                        Some(0x16) => accept_connection(st, builder, s, peer, stop).await,
+                        Some(_) if from_this_machine(&s) => {
+                            peer.proto = HeaderValue::from_static("http");
+                            serve_connection(st, builder, s, peer, stop).await
+                        }
+                        Some(_) => redirect_to_https(builder, s).await,
+                        None => {}
+                    }
                 }
                 Stream::Unix(s) => accept_connection(st, builder, s, peer, stop).await,
             }
         });
+    }
+}
+
+/// The connection's first byte, without taking it; None if it closed or sent nothing in time.
+async fn first_byte(stream: &tokio::net::TcpStream) -> Option<u8> {
+    let mut byte = [0u8; 1];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut byte)).await {
+        Ok(Ok(1)) => Some(byte[0]),
+        _ => None,
+    }
+}
+
+/// From the loopback, or from this machine's own address to itself (what a server reaching
+/// `http://<listen address>` sends).
+fn from_this_machine(stream: &tokio::net::TcpStream) -> bool {
+    match (stream.peer_addr(), stream.local_addr()) {
+        (Ok(peer), Ok(local)) => {
+            let peer = peer.ip().to_canonical();
+            peer.is_loopback() || peer == local.ip().to_canonical()
+        }
+        _ => false,
+    }
+}
+
+/// Plain HTTP on the HTTPS port from elsewhere: a 301 to the same host (and port) and path over
+/// https, and the connection closed.
+async fn redirect_to_https<I>(builder: hyper::server::conn::http1::Builder, io: I)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| !h.is_empty() && !h.contains(['/', '@', '\\', ' ']));
+        let mut resp = match host {
+            Some(host) => {
+                let path = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
+                let mut resp = simple(
+                    StatusCode::MOVED_PERMANENTLY,
+                    "This port serves HTTPS.\n".to_owned(),
+                );
+                if let Ok(location) = HeaderValue::from_str(&format!("https://{host}{path}")) {
+                    resp.headers_mut().insert(header::LOCATION, location);
+                }
+                resp
+            }
+            None => simple(
+                StatusCode::BAD_REQUEST,
+                "This port serves HTTPS.\n".to_owned(),
+            ),
+        };
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        Ok::<_, Infallible>(resp)
+    });
+    if let Err(e) = builder.serve_connection(TokioIo::new(io), svc).await {
+        tracing::debug!(error = %e, "plain HTTP connection on the HTTPS port ended with error");
     }
 }
 
@@ -536,6 +615,7 @@ where
                     req.headers_mut().insert(header::HOST, host);
                 }
             }
+            join_cookie_fields(req.headers_mut());
             let st = st.clone();
             let peer = peer.clone();
             async move { Ok::<_, Infallible>(handle(&st, &peer, req).await) }
@@ -566,6 +646,25 @@ where
     conn.as_mut().graceful_shutdown();
     if let Err(e) = conn.await {
         tracing::debug!(peer = ?addr, error = %e, "HTTP/2 client connection ended with error");
+    }
+}
+
+/// HTTP/2 clients may send each cookie as a `cookie` field of its own (browsers do); before the
+/// request goes on as HTTP/1.1 they must become one `Cookie` header joined with "; " (RFC 9113
+/// §8.2.3): an HTTP/1.1 server reading several (Tornado joins them with ",") loses them.
+fn join_cookie_fields(headers: &mut HeaderMap) {
+    let mut fields = headers.get_all(header::COOKIE).iter();
+    if fields.nth(1).is_none() {
+        return;
+    }
+    let joined = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect::<Vec<_>>()
+        .join(&b"; "[..]);
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, value);
     }
 }
 
@@ -678,7 +777,7 @@ async fn to_hub(
     peer: &Peer,
     mut req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    add_forwarded_headers(req.headers_mut(), peer, &st.port_value, &st.proto_value);
+    add_forwarded_headers(req.headers_mut(), peer, &st.port_value, &peer.proto);
     if let Some(addr) = peer.addr {
         req.extensions_mut().insert(ConnectInfo(addr));
     }
@@ -739,7 +838,7 @@ async fn forward(
     let headers = req.headers_mut();
     strip_hop_by_hop(headers, upgrade);
     if st.config.x_forward {
-        add_forwarded_headers(headers, peer, &st.port_value, &st.proto_value);
+        add_forwarded_headers(headers, peer, &st.port_value, &peer.proto);
     }
     for (name, value) in &st.config.custom_headers {
         headers.insert(name.clone(), value.clone());
@@ -1259,7 +1358,44 @@ mod tests {
         Peer {
             addr: Some("[::ffff:10.0.0.7]:5555".parse().unwrap()),
             ip_value: Some(HeaderValue::from_static("10.0.0.7")),
+            proto: HeaderValue::from_static("http"),
         }
+    }
+
+    #[tokio::test]
+    async fn plain_http_from_elsewhere_on_the_https_port_is_sent_to_https() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(4096);
+        tokio::spawn(redirect_to_https(
+            hyper::server::conn::http1::Builder::new(),
+            server,
+        ));
+        client
+            .write_all(b"GET /hub/login?next=%2F HTTP/1.1\r\nHost: hub.example.org:8443\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        client.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 301"), "{response}");
+        assert!(
+            response.contains("location: https://hub.example.org:8443/hub/login?next=%2F\r\n"),
+            "{response}"
+        );
+        assert!(response.contains("connection: close"), "{response}");
+    }
+
+    #[test]
+    fn http2_cookie_fields_become_one_header() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, "a=1".parse().unwrap());
+        h.append(header::COOKIE, "b=2; c=3".parse().unwrap());
+        join_cookie_fields(&mut h);
+        let all: Vec<_> = h.get_all(header::COOKIE).iter().collect();
+        assert_eq!(all, ["a=1; b=2; c=3"]);
+        let mut one = HeaderMap::new();
+        one.insert(header::COOKIE, "a=1".parse().unwrap());
+        join_cookie_fields(&mut one);
+        assert_eq!(one[header::COOKIE], "a=1");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! TLS with rustls: termination from PEM certificate and key files, reloadable at run time,
+//! TLS with rustls: termination from PEM certificate and key files (or PEM text), reloadable
+//! or replaceable at run time,
 //! optionally asking clients for certificates (CHP's `--ssl-request-cert`, `--api-ssl-*`); and
 //! the client side for `https://` targets (`--client-ssl-*`, `--insecure`).
 //!
@@ -18,15 +19,30 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::ProxyError;
 
-/// A certificate chain and key loaded from files, and the acceptor built from them.
+/// A certificate chain and key, from files or PEM text, and the acceptor built from them.
 #[derive(Clone)]
 pub struct Tls {
-    cert: PathBuf,
-    key: PathBuf,
+    source: Arc<RwLock<Source>>,
     clients: ClientCerts,
     /// Offer HTTP/2 in ALPN (`h2` before `http/1.1`).
     http2: bool,
     current: Arc<RwLock<TlsAcceptor>>,
+}
+
+/// Where the certificate and key are read from.
+#[derive(Clone)]
+enum Source {
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
+    /// PEM text held in memory (a config file's inline certificate, an ACME certificate);
+    /// `label` names it in errors.
+    Pem {
+        cert: Arc<[u8]>,
+        key: Arc<[u8]>,
+        label: String,
+    },
 }
 
 /// Whether a TLS listener asks its clients for certificates (Node's `requestCert` and
@@ -79,17 +95,43 @@ fn read_roots(path: &Path) -> Result<RootCertStore, ProxyError> {
     Ok(roots)
 }
 
-fn load(
-    cert: &Path,
-    key: &Path,
-    clients: &ClientCerts,
-    http2: bool,
-) -> Result<TlsAcceptor, ProxyError> {
-    let certs = read_certs(cert)?;
-    let key_der = read_key(key)?;
+fn pem_err(label: &str, reason: impl Into<String>) -> ProxyError {
+    ProxyError::TlsCertificate {
+        what: label.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// A chain and key from PEM text (leaf first).
+fn parse_pem(
+    cert: &[u8],
+    key: &[u8],
+    label: &str,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ProxyError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<_, _>>()
+        .map_err(|e| pem_err(label, format!("the certificate: {e}")))?;
+    if certs.is_empty() {
+        return Err(pem_err(label, "no PEM certificate in the certificate text"));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key)
+        .map_err(|e| pem_err(label, format!("the private key: {e}")))?;
+    Ok((certs, key))
+}
+
+fn load(source: &Source, clients: &ClientCerts, http2: bool) -> Result<TlsAcceptor, ProxyError> {
+    let (certs, key_der) = match source {
+        Source::Files { cert, key } => (read_certs(cert)?, read_key(key)?),
+        Source::Pem { cert, key, label } => parse_pem(cert, key, label)?,
+    };
+    // Errors about the pair name the key's file, or the label.
+    let fail = |reason: String| match source {
+        Source::Files { key, .. } => tls_err(key, reason),
+        Source::Pem { label, .. } => pem_err(label, reason),
+    };
     let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| tls_err(cert, e.to_string()))?;
+        .map_err(|e| fail(e.to_string()))?;
     let builder = match clients {
         ClientCerts::None => builder.with_no_client_auth(),
         ClientCerts::Optional { ca } | ClientCerts::Required { ca } => {
@@ -105,7 +147,7 @@ fn load(
     };
     let mut config = builder
         .with_single_cert(certs, key_der)
-        .map_err(|e| tls_err(key, format!("certificate and key do not fit: {e}")))?;
+        .map_err(|e| fail(format!("certificate and key do not fit: {e}")))?;
     config.alpn_protocols = if http2 {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     } else {
@@ -116,10 +158,12 @@ fn load(
 
 impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tls")
-            .field("cert", &self.cert)
-            .field("key", &self.key)
-            .finish_non_exhaustive()
+        let mut out = f.debug_struct("Tls");
+        match &*self.source.read().unwrap_or_else(PoisonError::into_inner) {
+            Source::Files { cert, key } => out.field("cert", cert).field("key", key),
+            Source::Pem { label, .. } => out.field("pem", label),
+        };
+        out.finish_non_exhaustive()
     }
 }
 
@@ -138,15 +182,58 @@ impl Tls {
         key: impl Into<PathBuf>,
         clients: ClientCerts,
     ) -> Result<Self, ProxyError> {
-        let (cert, key) = (cert.into(), key.into());
-        let acceptor = load(&cert, &key, &clients, false)?;
+        let source = Source::Files {
+            cert: cert.into(),
+            key: key.into(),
+        };
+        Self::from_source(source, clients)
+    }
+
+    /// A certificate chain (PEM, leaf first) and its key (PEM) held in memory; `label` names
+    /// them in errors (e.g. the config key they came from).
+    pub fn from_pem(
+        cert: impl AsRef<[u8]>,
+        key: impl AsRef<[u8]>,
+        label: impl Into<String>,
+    ) -> Result<Self, ProxyError> {
+        let source = Source::Pem {
+            cert: cert.as_ref().into(),
+            key: key.as_ref().into(),
+            label: label.into(),
+        };
+        Self::from_source(source, ClientCerts::None)
+    }
+
+    fn from_source(source: Source, clients: ClientCerts) -> Result<Self, ProxyError> {
+        let acceptor = load(&source, &clients, false)?;
         Ok(Tls {
-            cert,
-            key,
+            source: Arc::new(RwLock::new(source)),
             clients,
             http2: false,
             current: Arc::new(RwLock::new(acceptor)),
         })
+    }
+
+    /// Use this chain and key (PEM) for connections made from now on (a renewed certificate);
+    /// connections already open keep theirs. On error nothing changes.
+    pub fn replace_pem(
+        &self,
+        cert: impl AsRef<[u8]>,
+        key: impl AsRef<[u8]>,
+    ) -> Result<(), ProxyError> {
+        let label = match &*self.source.read().unwrap_or_else(PoisonError::into_inner) {
+            Source::Pem { label, .. } => label.clone(),
+            Source::Files { cert, .. } => cert.display().to_string(),
+        };
+        let source = Source::Pem {
+            cert: cert.as_ref().into(),
+            key: key.as_ref().into(),
+            label,
+        };
+        let acceptor = load(&source, &self.clients, self.http2)?;
+        *self.source.write().unwrap_or_else(PoisonError::into_inner) = source;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = acceptor;
+        Ok(())
     }
 
     /// Offer HTTP/2 to clients as well as HTTP/1.1 (only for a listener that serves both).
@@ -159,7 +246,12 @@ impl Tls {
     /// Read the files (and the client CA) again and use them for new connections. On error the
     /// old ones stay.
     pub fn reload(&self) -> Result<(), ProxyError> {
-        let acceptor = load(&self.cert, &self.key, &self.clients, self.http2)?;
+        let source = self
+            .source
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let acceptor = load(&source, &self.clients, self.http2)?;
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = acceptor;
         Ok(())
     }

@@ -117,8 +117,26 @@ fn init_logging(format: LogFormat, default_filter: &str) {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    // systemd's `AmbientCapabilities=CAP_NET_BIND_SERVICE` lets the hub bind ports 443 and 80;
+    // the ambient set would also pass it on to every program the hub starts (users' servers).
+    // Cleared here, before any thread exists (capabilities are per thread): the hub keeps the
+    // capability in its own effective set, its children do not get it.
+    let ambient_cleared = caps::clear(None, caps::CapSet::Ambient);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(ambient_cleared))
+}
+
+async fn run(ambient_cleared: Result<(), caps::errors::CapsError>) -> std::process::ExitCode {
     let cli = Cli::parse();
     let default_filter = match &cli.command {
         Command::Proxy(args) => match proxy_cmd::log_filter(&args.flags.log_level) {
@@ -131,6 +149,9 @@ async fn main() -> std::process::ExitCode {
         _ => "info,sqlx=warn,hyper=warn",
     };
     init_logging(cli.log_format, default_filter);
+    if let Err(e) = ambient_cleared {
+        tracing::warn!(error = %e, "cannot clear the ambient capabilities: programs the hub starts may inherit them");
+    }
     let result = match cli.command {
         Command::Check { config, strict } => return check_cmd::run(&config, strict),
         Command::Serve { config } => serve(&config).await,
@@ -207,15 +228,8 @@ fn settings(config: &HubConfig) -> Result<Settings> {
         .transpose()
         .map_err(|e| anyhow::anyhow!("hub.config.JupyterHub.subdomain_host: {e}"))?;
     settings.base_url = config.hub.base_url.as_str().to_owned();
-    settings.secure_cookies = config
-        .hubfleet
-        .public_url
-        .as_deref()
-        .is_some_and(|u| u.starts_with("https://"))
-        || settings
-            .subdomain_host
-            .as_ref()
-            .is_some_and(|sub| sub.is_https());
+    settings.secure_cookies = config.reached_over_https();
+    settings.https = https_options(config);
     // Logins normalise names to lower case, as JupyterHub does.
     settings.admin_users = config
         .auth_settings()
@@ -306,11 +320,37 @@ fn settings(config: &HubConfig) -> Result<Settings> {
     Ok(settings)
 }
 
+/// `proxy.https` as the hub serves it, when the hub ends TLS itself.
+fn https_options(config: &HubConfig) -> Option<hubfleet_hub::https::HttpsOptions> {
+    let hubfleet_config::HttpsMode::Terminate(https) = config.https_mode() else {
+        return None;
+    };
+    // The URL users open, when the config says it: its host and (https) port.
+    let public = [
+        config.hub.config.jupyterhub.subdomain_host.as_deref(),
+        config.hubfleet.public_url.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|u| url::Url::parse(u).ok());
+    Some(hubfleet_hub::https::HttpsOptions {
+        certificate: https.certificate,
+        hosts: https.hosts,
+        redirect_listen: https.redirect_listen,
+        public_port: public
+            .as_ref()
+            .and_then(url::Url::port_or_known_default)
+            .unwrap_or(config.hubfleet.listen.port()),
+        hub_host: public.and_then(|u| u.host_str().map(str::to_ascii_lowercase)),
+        redirect_listener: None,
+    })
+}
+
 async fn start_hub(config: &HubConfig) -> Result<Hub> {
     preflight::check(config)?;
-    let settings = settings(config)?;
-    // The port is bound here and kept; nothing is created before these checks pass.
-    let listener = start_checks::check(config, &settings)?;
+    let mut settings = settings(config)?;
+    // The ports are bound here and kept; nothing is created before these checks pass.
+    let listener = start_checks::check(config, &mut settings)?;
     let store = open_store(config).await?;
     let store = hubfleet_auth::with_auth_state_keys(
         store,
@@ -333,14 +373,21 @@ async fn start_hub(config: &HubConfig) -> Result<Hub> {
     Ok(hub)
 }
 
-/// Wait for Ctrl-C or SIGTERM, then stop serving; servers keep running.
+/// Wait for Ctrl-C or SIGTERM, then stop serving; servers keep running. SIGHUP reads the
+/// certificate files again.
 async fn run_until_signal(hub: Hub) -> Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
     let api_shutdown = hub.shutdown_requested();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-        _ = api_shutdown => {}
+    tokio::pin!(api_shutdown);
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = &mut api_shutdown => break,
+            _ = hangup.recv() => hub.reload_certificate(),
+        }
     }
     tracing::info!(
         "shutting down; running servers keep running and are re-adopted at the next start"
@@ -353,9 +400,13 @@ async fn run_until_signal(hub: Hub) -> Result<()> {
 /// under `hub.baseUrl`.
 fn hub_url(config: &HubConfig, hub: &Hub) -> String {
     let base = config.hub.base_url.as_str();
+    let scheme = match config.https_mode() {
+        hubfleet_config::HttpsMode::Terminate(_) => "https",
+        _ => "http",
+    };
     match &config.hub.config.jupyterhub.subdomain_host {
         Some(host) => format!("{}{base}", host.trim_end_matches('/')),
-        None => format!("http://{}{base}", hub.addr),
+        None => format!("{scheme}://{}{base}", hub.addr),
     }
 }
 

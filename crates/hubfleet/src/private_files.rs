@@ -1,7 +1,7 @@
 //! The hub's own files are private to the hub's account: the database (and SQLite's `-wal`,
-//! `-shm`, `-journal`), the logs, the services' pid files. Made so before the database is opened,
-//! also in a data dir an older hub left with looser modes; files are created with their mode
-//! given, so no umask loosens them.
+//! `-shm`, `-journal`), the logs, the services' pid files, the ACME account and certificate keys
+//! (`tls/`). Made so before the database is opened, also in a data dir an older hub left with
+//! looser modes; files are created with their mode given, so no umask loosens them.
 //!
 //! With `hubfleet.local.system_users` the servers' accounts must still pass through the data dir
 //! to their homes, the shared folder and the environments `hubfleet env create` makes there, and
@@ -32,6 +32,14 @@ pub fn secure_data_dir(config: &HubConfig) -> Result<()> {
     if services.is_dir() {
         set_mode(&services, 0o700)?;
         for entry in read_dir(&services)? {
+            set_mode(&entry, 0o600)?;
+        }
+    }
+    // The ACME account key and the certificate's private key (`proxy.https`).
+    let tls = data_dir.join("tls");
+    if tls.is_dir() {
+        set_mode(&tls, 0o700)?;
+        for entry in read_dir(&tls)? {
             set_mode(&entry, 0o600)?;
         }
     }

@@ -1,7 +1,9 @@
 //! What `serve` checks after the configuration and before it creates anything: the port is free
 //! (it is bound here and kept), the directories it will make can be made, the auth_state key is
-//! usable and the template overrides parse. Every problem is reported at once; only when there
-//! is none does the hub create its data directory and open its database.
+//! usable and the template overrides parse; with `proxy.https`, the redirect port is free (bound
+//! and kept too) and a `manual` or `secret` certificate can be used. Every problem is reported
+//! at once; only when there is none does the hub create its data directory and open its
+//! database.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -10,8 +12,9 @@ use anyhow::{bail, Result};
 use hubfleet_config::HubConfig;
 use hubfleet_hub::Settings;
 
-/// Check everything; the bound listener when all is well.
-pub fn check(config: &HubConfig, settings: &Settings) -> Result<std::net::TcpListener> {
+/// Check everything; the bound listener when all is well (the redirect listener of
+/// `proxy.https` goes into `settings.https`).
+pub fn check(config: &HubConfig, settings: &mut Settings) -> Result<std::net::TcpListener> {
     let mut problems = Vec::new();
     let listener = match hubfleet_hub::bind(config.hubfleet.listen) {
         Ok(listener) => Some(listener),
@@ -20,6 +23,17 @@ pub fn check(config: &HubConfig, settings: &Settings) -> Result<std::net::TcpLis
             None
         }
     };
+    if let Some(https) = settings.https.as_mut() {
+        if let Some(addr) = https.redirect_listen {
+            match hubfleet_hub::https::bind_redirect(addr) {
+                Ok(bound) => https.redirect_listener = Some(bound),
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        if let Err(e) = hubfleet_hub::https::check_certificate(https) {
+            problems.push(e.to_string());
+        }
+    }
     problems.extend(path_problems(config));
     if let Err(e) = auth_state_key(config) {
         problems.push(e);

@@ -181,10 +181,14 @@ impl TestHub {
         // it: then try another.
         for attempt in 1.. {
             hub.port = free_port();
+            // `{hub_port}` in the config (and in `hubfleet_extra`) is the port the hub gets
+            // (e.g. in an https `subdomain_host`).
+            let yaml = yaml.replace("{hub_port}", &hub.port.to_string());
             let yaml = match mode {
-                Mode::Paths => yaml.to_owned(),
-                Mode::Subdomains => with_subdomain_host(yaml, hub.port),
+                Mode::Paths => yaml,
+                Mode::Subdomains => with_subdomain_host(&yaml, hub.port),
             };
+            let hubfleet_extra = hubfleet_extra.replace("{hub_port}", &hub.port.to_string());
             let full = format!(
                 "{yaml}\nhubfleet:\n  listen: 127.0.0.1:{}\n  data_dir: {}\n  local:\n    python_env: {}\n{allow_root}{hubfleet_extra}",
                 hub.port,
@@ -247,6 +251,11 @@ impl TestHub {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The hub process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Kill the hub process at once (as a crash would); servers keep running.
