@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use hubfleet_auth::DynAuthenticator;
 use hubfleet_config::{CullerKind, HubConfig};
 use hubfleet_hub::{Hub, Settings};
@@ -20,6 +20,7 @@ mod env_cmd;
 mod preflight;
 mod private_files;
 mod proxy_cmd;
+mod render_cmd;
 mod start_checks;
 
 #[derive(Parser)]
@@ -85,6 +86,11 @@ enum Command {
         #[command(subcommand)]
         action: env_cmd::EnvAction,
     },
+    /// Render what a hub would create on Kubernetes, from z2jh values (no cluster needed).
+    Render {
+        #[command(subcommand)]
+        what: render_cmd::RenderWhat,
+    },
     /// Manage accounts of the native authenticator.
     Users {
         /// The hub's config file (for the database location).
@@ -129,7 +135,12 @@ fn init_logging(format: LogFormat, default_filter: &str) {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // The matches too: `render pod` reads the order of `--values` and `--unwrap`.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Command::Render { what } = cli.command {
+        return render_cmd::run(what, Some(&matches));
+    }
     let default_filter = match &cli.command {
         Command::Proxy(args) => match proxy_cmd::log_filter(&args.flags.log_level) {
             Ok(filter) => filter,
@@ -164,6 +175,7 @@ async fn main() -> std::process::ExitCode {
             data_dir,
             action,
         } => users(config.as_deref(), &data_dir, action).await,
+        Command::Render { what } => return render_cmd::run(what, None),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
