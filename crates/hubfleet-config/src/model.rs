@@ -132,7 +132,6 @@ impl BaseUrl {
     }
 }
 
-
 /// The shortest `hub.cookieSecret` accepted, in bytes (z2jh and upstream make 32).
 pub const COOKIE_SECRET_MIN_BYTES: usize = 32;
 

@@ -168,8 +168,9 @@ impl Reader<'_> {
                 .ok_or_else(|| self.error(mark, "alias to an unknown anchor")),
             Event::Scalar(text, style, anchor, tag) => {
                 let value = match tag {
-                    Some(tag) => tagged_scalar(&tag.suffix, &text)
-                        .ok_or_else(|| self.error(mark, format!("cannot read `{text}` as !!{}", tag.suffix)))?,
+                    Some(tag) => tagged_scalar(&tag.suffix, &text).ok_or_else(|| {
+                        self.error(mark, format!("cannot read `{text}` as !!{}", tag.suffix))
+                    })?,
                     None if style == TScalarStyle::Plain => plain_scalar(&text),
                     None => Value::String(text),
                 };
@@ -207,7 +208,11 @@ impl Reader<'_> {
                                 for item in items {
                                     match item {
                                         Value::Mapping(m) => merged.push(m),
-                                        _ => return Err(self.error(mark, "`<<` merges mappings only")),
+                                        _ => {
+                                            return Err(
+                                                self.error(mark, "`<<` merges mappings only")
+                                            )
+                                        }
                                     }
                                 }
                             }
@@ -302,7 +307,8 @@ fn yaml11_int(text: &str) -> Option<Number> {
         }
         i128::from_str_radix(&clean, radix).ok()
     };
-    let valid = |s: &str, ok: fn(char) -> bool| !s.is_empty() && s.chars().all(|c| c == '_' || ok(c));
+    let valid =
+        |s: &str, ok: fn(char) -> bool| !s.is_empty() && s.chars().all(|c| c == '_' || ok(c));
     let magnitude = if let Some(bin) = body.strip_prefix("0b") {
         if !valid(bin, |c| c == '0' || c == '1') {
             return None;
@@ -324,7 +330,9 @@ fn yaml11_int(text: &str) -> Option<Number> {
         // base 60: 1:30 is 90
         let mut parts = body.split(':');
         let first = parts.next()?;
-        if !first.starts_with(|c: char| ('1'..='9').contains(&c)) || !valid(first, |c| c.is_ascii_digit()) {
+        if !first.starts_with(|c: char| ('1'..='9').contains(&c))
+            || !valid(first, |c| c.is_ascii_digit())
+        {
             return None;
         }
         let mut total = digits(first, 10)?;
@@ -340,7 +348,9 @@ fn yaml11_int(text: &str) -> Option<Number> {
         }
         total
     } else {
-        if !body.starts_with(|c: char| ('1'..='9').contains(&c)) || !valid(body, |c| c.is_ascii_digit()) {
+        if !body.starts_with(|c: char| ('1'..='9').contains(&c))
+            || !valid(body, |c| c.is_ascii_digit())
+        {
             return None;
         }
         digits(body, 10)?

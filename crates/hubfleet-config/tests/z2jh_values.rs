@@ -382,14 +382,24 @@ fn upstream_traits_with_a_hubfleet_key_name_it() {
 
 #[test]
 fn base_urls_are_paths_and_upstreams_spelling_names_the_key() {
-    for (value, base) in [("/", "/"), ("/jupyter/", "/jupyter/"), ("jupyter", "/jupyter/")] {
+    for (value, base) in [
+        ("/", "/"),
+        ("/jupyter/", "/jupyter/"),
+        ("jupyter", "/jupyter/"),
+    ] {
         let report = check(&[("t.yaml", &format!("hub:\n  baseUrl: {value}\n"))]);
-        assert!(report.errors.is_empty() && report.warnings.is_empty(), "{value}");
+        assert!(
+            report.errors.is_empty() && report.warnings.is_empty(),
+            "{value}"
+        );
         let config = report.config.expect("a config");
         assert_eq!(config.hub.base_url.as_str(), base);
     }
     let report = check(&[("t.yaml", "hub:\n  baseUrl: /a/../b/\n")]);
-    assert!(errors(&report)[0].contains("not a plain URL path"), "{report:?}");
+    assert!(
+        errors(&report)[0].contains("not a plain URL path"),
+        "{report:?}"
+    );
     let report = check(&[(
         "t.yaml",
         "hub:\n  config:\n    JupyterHub:\n      base_url: /jupyter/\n",

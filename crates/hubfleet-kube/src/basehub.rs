@@ -215,7 +215,9 @@ impl Basehub {
         if let Some(admin) = self.admin.as_ref().filter(|_| spawner.user_admin) {
             let mounts: Vec<Value> = match admin.get("extraVolumeMounts") {
                 Some(Value::Mapping(m)) => m.values().filter(|v| !v.is_null()).cloned().collect(),
-                None => Vec::new(),
+                // `extraVolumeMounts: null` removes basehub's default; Python trips over it
+                // when basehub's values are layered as a file, Helm drops the key.
+                None | Some(Value::Null) => Vec::new(),
                 Some(_) => {
                     return Err(KubeError::invalid(
                         "custom.singleuserAdmin.extraVolumeMounts",
@@ -227,12 +229,17 @@ impl Basehub {
             let notebook = containers
                 .and_then(|c| c.iter_mut().find(|c| c["name"] == "notebook"))
                 .ok_or_else(|| {
-                    KubeError::Refused("No container named 'notebook' found in pod definition".into())
+                    KubeError::Refused(
+                        "No container named 'notebook' found in pod definition".into(),
+                    )
                 })?;
             let list = notebook["volumeMounts"].as_array_mut();
             let mut added = Vec::new();
             for m in mounts {
-                added.push(crate::pod::to_json(&m, "custom.singleuserAdmin.extraVolumeMounts")?);
+                added.push(crate::pod::to_json(
+                    &m,
+                    "custom.singleuserAdmin.extraVolumeMounts",
+                )?);
             }
             match list {
                 Some(list) => list.extend(added),
@@ -352,21 +359,34 @@ fn daskhub_setup(values: &Values, config: &mut SpawnerConfig) -> Result<(), Kube
         .unwrap_or_else(|| FROM.to_owned());
     config.set_kube("extra_labels", Value::Mapping(labels), &labels_from);
 
-    let release = values.get_set("Release.Name").map(python::str_of).unwrap_or_default();
+    let release = values
+        .get_set("Release.Name")
+        .map(python::str_of)
+        .unwrap_or_default();
     let namespace = values
         .get_set("Release.Namespace")
         .map(python::str_of)
         .unwrap_or_else(|| release.clone());
     let https = values.get("proxy.https");
-    let enabled = https.and_then(|h| h.get("enabled")).is_some_and(|v| truthy(Some(v)));
-    let kind = https.and_then(|h| h.get("type")).map(python::str_of).unwrap_or_default();
-    let hosts = https.and_then(|h| h.get("hosts")).is_some_and(|v| truthy(Some(v)));
+    let enabled = https
+        .and_then(|h| h.get("enabled"))
+        .is_some_and(|v| truthy(Some(v)));
+    let kind = https
+        .and_then(|h| h.get("type"))
+        .map(python::str_of)
+        .unwrap_or_default();
+    let hosts = https
+        .and_then(|h| h.get("hosts"))
+        .is_some_and(|v| truthy(Some(v)));
     // The proxy-http Service exists with letsencrypt (and hosts) or offloaded TLS.
     let proxy_http = enabled && ((kind == "letsencrypt" && hosts) || kind == "offload");
     let gateway = if proxy_http {
         let fullname = crate::names::ChartNames::new(
             values,
-            &values.get_set("Chart.Name").map(python::str_of).unwrap_or_else(|| "jupyterhub".into()),
+            &values
+                .get_set("Chart.Name")
+                .map(python::str_of)
+                .unwrap_or_else(|| "jupyterhub".into()),
             &release,
         )
         .fullname;
@@ -382,7 +402,12 @@ fn daskhub_setup(values: &Values, config: &mut SpawnerConfig) -> Result<(), Kube
     let mut env = match config.value("environment") {
         Value::Mapping(m) => m,
         Value::Null => Mapping::new(),
-        _ => return Err(KubeError::invalid("singleuser.extraEnv", "must be a mapping")),
+        _ => {
+            return Err(KubeError::invalid(
+                "singleuser.extraEnv",
+                "must be a mapping",
+            ))
+        }
     };
     let set_default = |env: &mut Mapping, k: &str, v: String| {
         if !env.contains_key(k) {
@@ -395,9 +420,16 @@ fn daskhub_setup(values: &Values, config: &mut SpawnerConfig) -> Result<(), Kube
         "DASK_GATEWAY__PROXY_ADDRESS",
         format!("gateway://traefik-{release}-dask-gateway.{namespace}:80"),
     );
-    set_default(&mut env, "DASK_GATEWAY__PUBLIC_ADDRESS", "/services/dask-gateway/".into());
+    set_default(
+        &mut env,
+        "DASK_GATEWAY__PUBLIC_ADDRESS",
+        "/services/dask-gateway/".into(),
+    );
     set_default(&mut env, "DASK_GATEWAY__AUTH__TYPE", "jupyterhub".into());
-    env.insert(s("DASK_GATEWAY__CLUSTER__OPTIONS__IMAGE"), s("{{JUPYTER_IMAGE_SPEC}}"));
+    env.insert(
+        s("DASK_GATEWAY__CLUSTER__OPTIONS__IMAGE"),
+        s("{{JUPYTER_IMAGE_SPEC}}"),
+    );
     env.insert(
         s("DASK_GATEWAY__CLUSTER__OPTIONS__ENVIRONMENT"),
         s(r#"{{"SCRATCH_BUCKET": "$(SCRATCH_BUCKET)", "PANGEO_SCRATCH": "$(PANGEO_SCRATCH)"}}"#),

@@ -78,10 +78,19 @@ fn camel(snake: &str) -> String {
 /// The authenticator's traitlets section for `JupyterHub.authenticator_class`.
 fn authenticator_section(class: &str) -> Option<&'static str> {
     Some(match class {
-        "github" | "oauthenticator.GitHubOAuthenticator" | "oauthenticator.github.GitHubOAuthenticator" => "GitHubOAuthenticator",
-        "generic-oauth" | "generic" | "oauthenticator.generic.GenericOAuthenticator" | "oauthenticator.GenericOAuthenticator" => "GenericOAuthenticator",
-        "cilogon" | "oauthenticator.CILogonOAuthenticator" | "oauthenticator.cilogon.CILogonOAuthenticator" => "CILogonOAuthenticator",
-        "google" | "oauthenticator.GoogleOAuthenticator" | "oauthenticator.google.GoogleOAuthenticator" => "GoogleOAuthenticator",
+        "github"
+        | "oauthenticator.GitHubOAuthenticator"
+        | "oauthenticator.github.GitHubOAuthenticator" => "GitHubOAuthenticator",
+        "generic-oauth"
+        | "generic"
+        | "oauthenticator.generic.GenericOAuthenticator"
+        | "oauthenticator.GenericOAuthenticator" => "GenericOAuthenticator",
+        "cilogon"
+        | "oauthenticator.CILogonOAuthenticator"
+        | "oauthenticator.cilogon.CILogonOAuthenticator" => "CILogonOAuthenticator",
+        "google"
+        | "oauthenticator.GoogleOAuthenticator"
+        | "oauthenticator.google.GoogleOAuthenticator" => "GoogleOAuthenticator",
         "gitlab" => "GitLabOAuthenticator",
         "azuread" => "AzureAdOAuthenticator",
         "auth0" => "Auth0OAuthenticator",
@@ -131,7 +140,11 @@ impl HubSetup {
             labels.insert(s("chart"), s(&chart));
         }
         labels.insert(s("app.kubernetes.io/managed-by"), s("kubespawner"));
-        config.set_kube("common_labels", Value::Mapping(labels), "the chart's labels");
+        config.set_kube(
+            "common_labels",
+            Value::Mapping(labels),
+            "the chart's labels",
+        );
         config.set_kube("namespace", s(&namespace), "Release.Namespace");
 
         let set_if = |config: &mut SpawnerConfig, trait_name: &str, key: &str| {
@@ -152,11 +165,20 @@ impl HubSetup {
             ("storage_extra_labels", Some("storage.extraLabels")),
             ("node_selector", None),
             ("node_affinity_required", Some("extraNodeAffinity.required")),
-            ("node_affinity_preferred", Some("extraNodeAffinity.preferred")),
+            (
+                "node_affinity_preferred",
+                Some("extraNodeAffinity.preferred"),
+            ),
             ("pod_affinity_required", Some("extraPodAffinity.required")),
             ("pod_affinity_preferred", Some("extraPodAffinity.preferred")),
-            ("pod_anti_affinity_required", Some("extraPodAntiAffinity.required")),
-            ("pod_anti_affinity_preferred", Some("extraPodAntiAffinity.preferred")),
+            (
+                "pod_anti_affinity_required",
+                Some("extraPodAntiAffinity.required"),
+            ),
+            (
+                "pod_anti_affinity_preferred",
+                Some("extraPodAntiAffinity.preferred"),
+            ),
             ("lifecycle_hooks", None),
             ("init_containers", None),
             ("extra_containers", None),
@@ -165,7 +187,10 @@ impl HubSetup {
             ("cpu_limit", Some("cpu.limit")),
             ("cpu_guarantee", Some("cpu.guarantee")),
             ("extra_resource_limits", Some("extraResource.limits")),
-            ("extra_resource_guarantees", Some("extraResource.guarantees")),
+            (
+                "extra_resource_guarantees",
+                Some("extraResource.guarantees"),
+            ),
             ("environment", Some("extraEnv")),
             ("profile_list", None),
             ("extra_pod_config", None),
@@ -177,9 +202,15 @@ impl HubSetup {
             set_if(&mut config, trait_name, &key);
         }
 
-        if let Some(name) = values.get_set("singleuser.image.name").filter(|v| truthy(Some(v))) {
+        if let Some(name) = values
+            .get_set("singleuser.image.name")
+            .filter(|v| truthy(Some(v)))
+        {
             let mut image = python::str_of(name);
-            if let Some(tag) = values.get_set("singleuser.image.tag").filter(|v| truthy(Some(v))) {
+            if let Some(tag) = values
+                .get_set("singleuser.image.tag")
+                .filter(|v| truthy(Some(v)))
+            {
                 image = format!("{image}:{}", python::str_of(tag));
             }
             config.set_kube("image", s(&image), "singleuser.image.name");
@@ -256,7 +287,10 @@ impl HubSetup {
                     Value::Null => Vec::new(),
                     _ => {
                         return Err(KubeError::invalid(
-                            format!("singleuser.extraNodeAffinity.{}", trait_name.rsplit('_').next().unwrap_or("")),
+                            format!(
+                                "singleuser.extraNodeAffinity.{}",
+                                trait_name.rsplit('_').next().unwrap_or("")
+                            ),
                             "must be a list",
                         ))
                     }
@@ -271,7 +305,10 @@ impl HubSetup {
         }
 
         let mut tolerations = Vec::new();
-        for key in ["scheduling.userPods.tolerations", "singleuser.extraTolerations"] {
+        for key in [
+            "scheduling.userPods.tolerations",
+            "singleuser.extraTolerations",
+        ] {
             match values.get(key) {
                 Some(Value::Sequence(items)) => tolerations.extend(items.iter().cloned()),
                 None | Some(Value::Null) => {}
@@ -296,7 +333,10 @@ impl HubSetup {
             config.set_spawner("default_url", url.clone(), "singleuser.defaultUrl");
         }
 
-        if matches!(values.get("singleuser.cloudMetadata.blockWithIptables"), Some(Value::Bool(true))) {
+        if matches!(
+            values.get("singleuser.cloudMetadata.blockWithIptables"),
+            Some(Value::Bool(true))
+        ) {
             let image = format!(
                 "{}:{}",
                 text("singleuser.networkTools.image.name").unwrap_or_else(|| "None".into()),
@@ -310,22 +350,25 @@ impl HubSetup {
             if let Some(resources) = values.get_set("singleuser.networkTools.resources") {
                 container.insert(s("resources"), resources.clone());
             }
-            let mut list = match config.value("init_containers") {
-                Value::Sequence(l) => l,
-                Value::Null => Vec::new(),
-                _ => {
-                    return Err(KubeError::invalid(
+            let mut list =
+                match config.value("init_containers") {
+                    Value::Sequence(l) => l,
+                    Value::Null => Vec::new(),
+                    _ => return Err(KubeError::invalid(
                         "singleuser.initContainers",
                         "must be a list when singleuser.cloudMetadata.blockWithIptables is true",
-                    ))
-                }
-            };
+                    )),
+                };
             // Kept apart from the values' containers: they are not template-expanded.
             list.push(Value::Tagged(Box::new(serde_yaml_ng::value::TaggedValue {
                 tag: serde_yaml_ng::value::Tag::new(crate::pod::MODEL_TAG),
                 value: Value::Mapping(container),
             })));
-            config.set_kube("init_containers", Value::Sequence(list), "singleuser.initContainers");
+            config.set_kube(
+                "init_containers",
+                Value::Sequence(list),
+                "singleuser.initContainers",
+            );
         }
 
         if truthy(values.get("debug.enabled")) {
@@ -374,9 +417,12 @@ impl HubSetup {
                             "admin_access" => admin_access = truthy(Some(v)),
                             "subdomain_host" => subdomain_host = python::str_of(v),
                             "public_url" => public_url = python::str_of(v),
-                            "cookie_host_prefix_enabled" => cookie_host_prefix_enabled = truthy(Some(v)),
+                            "cookie_host_prefix_enabled" => {
+                                cookie_host_prefix_enabled = truthy(Some(v))
+                            }
                             "tornado_settings" => {
-                                cookie_options = v.get("cookie_options").filter(|c| truthy(Some(c))).cloned()
+                                cookie_options =
+                                    v.get("cookie_options").filter(|c| truthy(Some(c))).cloned()
                             }
                             "load_groups" => {
                                 if let Value::Mapping(groups) = v {
@@ -386,7 +432,9 @@ impl HubSetup {
                                             other => Some(other.clone()),
                                         };
                                         let members = match members {
-                                            Some(Value::Sequence(l)) => l.iter().map(python::str_of).collect(),
+                                            Some(Value::Sequence(l)) => {
+                                                l.iter().map(python::str_of).collect()
+                                            }
                                             _ => Vec::new(),
                                         };
                                         load_groups.push((python::str_of(g), members));
@@ -437,7 +485,11 @@ impl HubSetup {
 
 /// `singleuser.storage`, `singleuser.extraFiles` and the extra volumes, as z2jh turns them into
 /// KubeSpawner's `volumes` and `volume_mounts` (mappings, used in the order of their keys).
-fn storage(values: &Values, names: &ChartNames, config: &mut SpawnerConfig) -> Result<(), KubeError> {
+fn storage(
+    values: &Values,
+    names: &ChartNames,
+    config: &mut SpawnerConfig,
+) -> Result<(), KubeError> {
     let mut volumes = Mapping::new();
     let mut mounts = Mapping::new();
     let get = |key: &str| values.get(key).cloned().unwrap_or(Value::Null);
@@ -456,16 +508,34 @@ fn storage(values: &Values, names: &ChartNames, config: &mut SpawnerConfig) -> R
         m.insert(s("persistentVolumeClaim"), Value::Mapping(pvc));
         Value::Mapping(m)
     };
-    match values.get("singleuser.storage.type").map(python::str_of).as_deref() {
+    match values
+        .get("singleuser.storage.type")
+        .map(python::str_of)
+        .as_deref()
+    {
         Some("dynamic") => {
-            if let Some(t) = values.get_set("singleuser.storage.dynamic.pvcNameTemplate").filter(|v| truthy(Some(v))) {
-                config.set_kube("pvc_name_template", t.clone(), "singleuser.storage.dynamic.pvcNameTemplate");
+            if let Some(t) = values
+                .get_set("singleuser.storage.dynamic.pvcNameTemplate")
+                .filter(|v| truthy(Some(v)))
+            {
+                config.set_kube(
+                    "pvc_name_template",
+                    t.clone(),
+                    "singleuser.storage.dynamic.pvcNameTemplate",
+                );
             }
             let volume_name = python::str_of(&get("singleuser.storage.dynamic.volumeNameTemplate"));
-            config.set_kube("storage_pvc_ensure", Value::Bool(true), "singleuser.storage.type");
+            config.set_kube(
+                "storage_pvc_ensure",
+                Value::Bool(true),
+                "singleuser.storage.type",
+            );
             for (trait_name, key) in [
                 ("storage_class", "singleuser.storage.dynamic.storageClass"),
-                ("storage_access_modes", "singleuser.storage.dynamic.storageAccessModes"),
+                (
+                    "storage_access_modes",
+                    "singleuser.storage.dynamic.storageAccessModes",
+                ),
                 ("storage_capacity", "singleuser.storage.capacity"),
             ] {
                 if let Some(v) = values.get_set(key) {
@@ -479,13 +549,22 @@ fn storage(values: &Values, names: &ChartNames, config: &mut SpawnerConfig) -> R
             );
         }
         Some("static") => {
-            volumes.insert(s("home"), claim("home", get("singleuser.storage.static.pvcName")));
-            mounts.insert(s("home"), mount("home", get("singleuser.storage.static.subPath")));
+            volumes.insert(
+                s("home"),
+                claim("home", get("singleuser.storage.static.pvcName")),
+            );
+            mounts.insert(
+                s("home"),
+                mount("home", get("singleuser.storage.static.subPath")),
+            );
         }
         _ => {}
     }
 
-    if let Some(Value::Mapping(files)) = values.get("singleuser.extraFiles").filter(|v| truthy(Some(v))) {
+    if let Some(Value::Mapping(files)) = values
+        .get("singleuser.extraFiles")
+        .filter(|v| truthy(Some(v)))
+    {
         let mut items = Vec::new();
         for (file_key, details) in files {
             let mut item = Mapping::new();
@@ -557,7 +636,11 @@ fn storage(values: &Values, names: &ChartNames, config: &mut SpawnerConfig) -> R
         _ => {}
     }
     config.set_kube("volumes", Value::Mapping(volumes), "singleuser.storage");
-    config.set_kube("volume_mounts", Value::Mapping(mounts), "singleuser.storage");
+    config.set_kube(
+        "volume_mounts",
+        Value::Mapping(mounts),
+        "singleuser.storage",
+    );
     Ok(())
 }
 

@@ -98,7 +98,8 @@ impl UserOptions {
 
     /// Set option `key` to a string.
     pub fn set(&mut self, key: &str, value: &str) {
-        self.0.insert(key.to_owned(), Value::String(value.to_owned()));
+        self.0
+            .insert(key.to_owned(), Value::String(value.to_owned()));
     }
 
     /// Options from a JSON object (BinderHub's launch options).
@@ -220,7 +221,12 @@ pub fn hub_env(
     }
     put(
         "JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED",
-        if setup.cookie_host_prefix_enabled { "1" } else { "0" }.into(),
+        if setup.cookie_host_prefix_enabled {
+            "1"
+        } else {
+            "0"
+        }
+        .into(),
     );
     put("JUPYTERHUB_HOST", setup.subdomain_host.clone());
     let user_url = python::url_path_join(&[
@@ -231,14 +237,24 @@ pub fn hub_env(
     ]);
     put(
         "JUPYTERHUB_OAUTH_CALLBACK_URL",
-        python::url_path_join(&[&user_url, &python::quote(&server.name, "@~"), "oauth_callback"]),
+        python::url_path_join(&[
+            &user_url,
+            &python::quote(&server.name, "@~"),
+            "oauth_callback",
+        ]),
     );
     let scopes = Value::Sequence(vec![
-        Value::String(format!("access:servers!server={}/{}", user.name, server.name)),
+        Value::String(format!(
+            "access:servers!server={}/{}",
+            user.name, server.name
+        )),
         Value::String(format!("access:servers!user={}", user.name)),
     ]);
     put("JUPYTERHUB_OAUTH_SCOPES", python::json_dumps(&scopes));
-    put("JUPYTERHUB_OAUTH_ACCESS_SCOPES", python::json_dumps(&scopes));
+    put(
+        "JUPYTERHUB_OAUTH_ACCESS_SCOPES",
+        python::json_dumps(&scopes),
+    );
     let allowed = setup.config.value("oauth_client_allowed_scopes");
     put(
         "JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES",
@@ -253,14 +269,22 @@ pub fn hub_env(
     let api_url = python::url_path_join(&[&setup.hub_connect_url, &format!("{hub_prefix}api")]);
     put(
         "JUPYTERHUB_ACTIVITY_URL",
-        python::url_path_join(&[&api_url, "users", &python::quote(&user.name, "@~"), "activity"]),
+        python::url_path_join(&[
+            &api_url,
+            "users",
+            &python::quote(&user.name, "@~"),
+            "activity",
+        ]),
     );
     put("JUPYTERHUB_API_URL", api_url);
     put("JUPYTERHUB_BASE_URL", setup.base_url.clone());
     let base_url = server_base_url(&setup, &user, server);
     put("JUPYTERHUB_SERVICE_PREFIX", base_url.clone());
     let (public_url, public_hub_url) = match url_origin(&setup.public_url) {
-        Some(origin) => (format!("{origin}{base_url}"), format!("{origin}{hub_prefix}")),
+        Some(origin) => (
+            format!("{origin}{base_url}"),
+            format!("{origin}{hub_prefix}"),
+        ),
         None => (String::new(), String::new()),
     };
     put("JUPYTERHUB_PUBLIC_URL", public_url);
@@ -313,11 +337,19 @@ pub fn render(
         let from = format!("group_overrides.{key}");
         let groups: Vec<String> = match go.get("groups") {
             Some(Value::Sequence(g)) => g.iter().map(python::str_of).collect(),
-            _ => return Err(KubeError::invalid(&from, "needs `groups`: a list of group names")),
+            _ => {
+                return Err(KubeError::invalid(
+                    &from,
+                    "needs `groups`: a list of group names",
+                ))
+            }
         };
         if groups.iter().any(|g| user.groups.contains(g)) {
             let Some(Value::Mapping(o)) = go.get("spawner_override") else {
-                return Err(KubeError::invalid(&from, "needs `spawner_override`: a mapping of settings"));
+                return Err(KubeError::invalid(
+                    &from,
+                    "needs `spawner_override`: a mapping of settings",
+                ));
             };
             spawner.apply_overrides(o, &format!("{from}.spawner_override"));
         }
@@ -330,7 +362,10 @@ pub fn render(
             .expand(template)
             .map_err(|e| KubeError::invalid("custom.singleuser.extraPVCs", e))?;
         let mut component = Mapping::new();
-        component.insert(Value::String("component".into()), Value::String("extra-pvc".into()));
+        component.insert(
+            Value::String("component".into()),
+            Value::String("extra-pvc".into()),
+        );
         pvcs_json.push(pod::pvc_manifest(
             &spawner,
             &name,
@@ -419,8 +454,9 @@ pub fn render(
     let pvcs = pvcs_json
         .iter()
         .map(|p| {
-            serde_json::from_value(p.clone())
-                .map_err(|e| KubeError::invalid("the PVC", format!("not a valid PersistentVolumeClaim: {e}")))
+            serde_json::from_value(p.clone()).map_err(|e| {
+                KubeError::invalid("the PVC", format!("not a valid PersistentVolumeClaim: {e}"))
+            })
         })
         .collect::<Result<Vec<PersistentVolumeClaim>, _>>()?;
     notes.sort();
@@ -476,7 +512,10 @@ fn binder_args(
     args.extend(spawner.sorted_values("args")?.iter().map(python::str_of));
     let server_app: Vec<String> = args
         .iter()
-        .filter_map(|a| a.strip_prefix("--NotebookApp.").map(|rest| format!("--ServerApp.{rest}")))
+        .filter_map(|a| {
+            a.strip_prefix("--NotebookApp.")
+                .map(|rest| format!("--ServerApp.{rest}"))
+        })
         .collect();
     args.extend(server_app);
     Ok(args)

@@ -238,7 +238,12 @@ fn sorted_env(env: &Env) -> Result<Vec<Json>, KubeError> {
         };
         // a later key with the same name replaces the earlier one (a dict keyed by name)
         unsorted.retain(|v| v.name != name);
-        unsorted.push(Var { key, name, deps, json });
+        unsorted.push(Var {
+            key,
+            name,
+            deps,
+            json,
+        });
     }
     let mut sorted: Vec<Var> = Vec::new();
     loop {
@@ -303,7 +308,9 @@ fn expanded_models(spawner: &Spawner, name: &str) -> Result<Vec<Json>, KubeError
 fn quantity(v: &Value) -> Json {
     match v {
         Value::String(s) => Json::String(s.clone()),
-        Value::Number(n) if n.is_f64() => Json::String(python::float_repr(n.as_f64().unwrap_or(0.0))),
+        Value::Number(n) if n.is_f64() => {
+            Json::String(python::float_repr(n.as_f64().unwrap_or(0.0)))
+        }
         Value::Number(n) => Json::String(n.to_string()),
         other => Json::String(python::str_of(other)),
     }
@@ -320,7 +327,10 @@ fn update_model(target: &mut Json, changes: &Mapping, from: &str) -> Result<(), 
 }
 
 /// The labels KubeSpawner gives everything it makes for a user (`_build_common_labels`).
-pub(crate) fn common_labels(spawner: &Spawner, extra: &Mapping) -> Result<Map<String, Json>, KubeError> {
+pub(crate) fn common_labels(
+    spawner: &Spawner,
+    extra: &Mapping,
+) -> Result<Map<String, Json>, KubeError> {
     let mut labels = Map::new();
     labels.insert(
         "hub.jupyter.org/username".into(),
@@ -371,12 +381,21 @@ fn expanded_mapping(spawner: &Spawner, name: &str) -> Result<Mapping, KubeError>
 }
 
 /// `get_pod_manifest` + `make_pod`, as JSON.
-pub(crate) fn pod_manifest(spawner: &Spawner, env: &Env, args: Vec<String>) -> Result<Json, KubeError> {
+pub(crate) fn pod_manifest(
+    spawner: &Spawner,
+    env: &Env,
+    args: Vec<String>,
+) -> Result<Json, KubeError> {
     let cmd = match spawner.get("cmd") {
         Value::Null => None,
         Value::String(s) => Some(vec![s]),
         Value::Sequence(items) => Some(items.iter().map(python::str_of).collect()),
-        _ => return Err(KubeError::invalid(spawner.from("cmd"), "must be a command: a string or a list of strings")),
+        _ => {
+            return Err(KubeError::invalid(
+                spawner.from("cmd"),
+                "must be a command: a string or a list of strings",
+            ))
+        }
     };
     // an empty command is "the image's own"
     let real_cmd = cmd.filter(|c| !c.is_empty()).map(|mut c| {
@@ -387,7 +406,10 @@ pub(crate) fn pod_manifest(spawner: &Spawner, env: &Env, args: Vec<String>) -> R
     let extra_labels = expanded_mapping(spawner, "extra_labels")?;
     let mut labels = common_labels(spawner, &extra_labels)?;
     let component = spawner.string("component_label")?.unwrap_or_default();
-    labels.insert("app.kubernetes.io/component".into(), Json::String(component.clone()));
+    labels.insert(
+        "app.kubernetes.io/component".into(),
+        Json::String(component.clone()),
+    );
     labels.insert("component".into(), Json::String(component));
     labels.insert(
         "hub.jupyter.org/servername".into(),
@@ -408,12 +430,23 @@ pub(crate) fn pod_manifest(spawner: &Spawner, env: &Env, args: Vec<String>) -> R
             })
             .collect::<Result<_, _>>()?,
         Value::Null => Vec::new(),
-        _ => return Err(KubeError::invalid(spawner.from("image_pull_secrets"), "must be a list of secret names")),
+        _ => {
+            return Err(KubeError::invalid(
+                spawner.from("image_pull_secrets"),
+                "must be a list of secret names",
+            ))
+        }
     };
     spec.insert("imagePullSecrets".into(), Json::Array(pull_secrets));
     let node_selector = spawner.mapping("node_selector")?;
     if !node_selector.is_empty() {
-        spec.insert("nodeSelector".into(), to_json(&Value::Mapping(node_selector), &spawner.from("node_selector"))?);
+        spec.insert(
+            "nodeSelector".into(),
+            to_json(
+                &Value::Mapping(node_selector),
+                &spawner.from("node_selector"),
+            )?,
+        );
     }
 
     let mut psc = Map::new();
@@ -424,7 +457,11 @@ pub(crate) fn pod_manifest(spawner: &Spawner, env: &Env, args: Vec<String>) -> R
     if !supplemental.is_empty() {
         let gids: Vec<i64> = supplemental
             .iter()
-            .map(|g| g.as_i64().ok_or_else(|| KubeError::invalid(spawner.from("supplemental_gids"), "must be whole numbers")))
+            .map(|g| {
+                g.as_i64().ok_or_else(|| {
+                    KubeError::invalid(spawner.from("supplemental_gids"), "must be whole numbers")
+                })
+            })
             .collect::<Result<_, _>>()?;
         psc.insert("supplementalGroups".into(), json!(gids));
     }
@@ -452,10 +489,15 @@ pub(crate) fn pod_manifest(spawner: &Spawner, env: &Env, args: Vec<String>) -> R
     container.insert("name".into(), json!("notebook"));
     container.insert("image".into(), json!(spawner.string("image")?));
     if let Some(dir) = spawner.string("working_dir")? {
-        let dir = spawner.expand(&dir).map_err(|e| KubeError::invalid(spawner.from("working_dir"), e))?;
+        let dir = spawner
+            .expand(&dir)
+            .map_err(|e| KubeError::invalid(spawner.from("working_dir"), e))?;
         container.insert("workingDir".into(), json!(dir));
     }
-    container.insert("ports".into(), json!([{ "name": "notebook-port", "containerPort": port }]));
+    container.insert(
+        "ports".into(),
+        json!([{ "name": "notebook-port", "containerPort": port }]),
+    );
     container.insert("env".into(), Json::Array(sorted_env(env)?));
     if let Some(cmd) = real_cmd {
         container.insert("args".into(), json!(cmd));
@@ -491,21 +533,36 @@ pub(crate) fn pod_manifest(spawner: &Spawner, env: &Env, args: Vec<String>) -> R
     for (k, v) in spawner.mapping("extra_resource_limits")? {
         limits.insert(python::str_of(&k), quantity(&v));
     }
-    container.insert("resources".into(), json!({ "requests": requests, "limits": limits }));
+    container.insert(
+        "resources".into(),
+        json!({ "requests": requests, "limits": limits }),
+    );
 
     let mounts_from = spawner.from("volume_mounts");
-    let mounts = spawner.expand_all(&Value::Sequence(spawner.sorted_values("volume_mounts")?), &mounts_from)?;
-    let mounts = list_of_models(mounts.as_sequence().map(Vec::as_slice).unwrap_or(&[]), &mounts_from)?;
+    let mounts = spawner.expand_all(
+        &Value::Sequence(spawner.sorted_values("volume_mounts")?),
+        &mounts_from,
+    )?;
+    let mounts = list_of_models(
+        mounts.as_sequence().map(Vec::as_slice).unwrap_or(&[]),
+        &mounts_from,
+    )?;
     container.insert("volumeMounts".into(), Json::Array(mounts));
     if !csc.is_empty() {
         container.insert("securityContext".into(), Json::Object(csc));
     }
     let mut container = Json::Object(container);
     let extra_container_config = spawner.mapping("extra_container_config")?;
-    update_model(&mut container, &extra_container_config, &spawner.from("extra_container_config"))?;
+    update_model(
+        &mut container,
+        &extra_container_config,
+        &spawner.from("extra_container_config"),
+    )?;
 
     if let Some(sa) = spawner.string("service_account")? {
-        let sa = spawner.expand(&sa).map_err(|e| KubeError::invalid(spawner.from("service_account"), e))?;
+        let sa = spawner
+            .expand(&sa)
+            .map_err(|e| KubeError::invalid(spawner.from("service_account"), e))?;
         spec.insert("serviceAccountName".into(), json!(sa));
     }
     match spawner.flag("automount_service_account_token")? {
@@ -523,15 +580,24 @@ pub(crate) fn pod_manifest(spawner: &Spawner, env: &Env, args: Vec<String>) -> R
     spec.insert("containers".into(), Json::Array(containers));
     let tolerations = spawner.sorted_values("tolerations")?;
     if !tolerations.is_empty() {
-        spec.insert("tolerations".into(), Json::Array(list_of_models(&tolerations, &spawner.from("tolerations"))?));
+        spec.insert(
+            "tolerations".into(),
+            Json::Array(list_of_models(&tolerations, &spawner.from("tolerations"))?),
+        );
     }
     let init = expanded_models(spawner, "init_containers")?;
     if !init.is_empty() {
         spec.insert("initContainers".into(), Json::Array(init));
     }
     let volumes_from = spawner.from("volumes");
-    let volumes = spawner.expand_all(&Value::Sequence(spawner.sorted_values("volumes")?), &volumes_from)?;
-    let volumes = list_of_models(volumes.as_sequence().map(Vec::as_slice).unwrap_or(&[]), &volumes_from)?;
+    let volumes = spawner.expand_all(
+        &Value::Sequence(spawner.sorted_values("volumes")?),
+        &volumes_from,
+    )?;
+    let volumes = list_of_models(
+        volumes.as_sequence().map(Vec::as_slice).unwrap_or(&[]),
+        &volumes_from,
+    )?;
     spec.insert("volumes".into(), Json::Array(volumes));
     if let Some(name) = spawner.string("scheduler_name")?.filter(|s| !s.is_empty()) {
         spec.insert("schedulerName".into(), json!(name));
@@ -541,11 +607,17 @@ pub(crate) fn pod_manifest(spawner: &Spawner, env: &Env, args: Vec<String>) -> R
         list_of_models(&spawner.sorted_values(name)?, &spawner.from(name))
     };
     let mut affinity = Map::new();
-    let (np, nr) = (terms("node_affinity_preferred")?, terms("node_affinity_required")?);
+    let (np, nr) = (
+        terms("node_affinity_preferred")?,
+        terms("node_affinity_required")?,
+    );
     if !np.is_empty() || !nr.is_empty() {
         let mut node = Map::new();
         if !np.is_empty() {
-            node.insert("preferredDuringSchedulingIgnoredDuringExecution".into(), Json::Array(np));
+            node.insert(
+                "preferredDuringSchedulingIgnoredDuringExecution".into(),
+                Json::Array(np),
+            );
         }
         if !nr.is_empty() {
             node.insert(
@@ -556,8 +628,16 @@ pub(crate) fn pod_manifest(spawner: &Spawner, env: &Env, args: Vec<String>) -> R
         affinity.insert("nodeAffinity".into(), Json::Object(node));
     }
     for (kind, preferred, required) in [
-        ("podAffinity", "pod_affinity_preferred", "pod_affinity_required"),
-        ("podAntiAffinity", "pod_anti_affinity_preferred", "pod_anti_affinity_required"),
+        (
+            "podAffinity",
+            "pod_affinity_preferred",
+            "pod_affinity_required",
+        ),
+        (
+            "podAntiAffinity",
+            "pod_anti_affinity_preferred",
+            "pod_anti_affinity_required",
+        ),
     ] {
         let (p, r) = (terms(preferred)?, terms(required)?);
         if p.is_empty() && r.is_empty() {
@@ -565,22 +645,35 @@ pub(crate) fn pod_manifest(spawner: &Spawner, env: &Env, args: Vec<String>) -> R
         }
         let mut part = Map::new();
         if !p.is_empty() {
-            part.insert("preferredDuringSchedulingIgnoredDuringExecution".into(), Json::Array(p));
+            part.insert(
+                "preferredDuringSchedulingIgnoredDuringExecution".into(),
+                Json::Array(p),
+            );
         }
         if !r.is_empty() {
-            part.insert("requiredDuringSchedulingIgnoredDuringExecution".into(), Json::Array(r));
+            part.insert(
+                "requiredDuringSchedulingIgnoredDuringExecution".into(),
+                Json::Array(r),
+            );
         }
         affinity.insert(kind.into(), Json::Object(part));
     }
     if !affinity.is_empty() {
         spec.insert("affinity".into(), Json::Object(affinity));
     }
-    if let Some(p) = spawner.string("priority_class_name")?.filter(|s| !s.is_empty()) {
+    if let Some(p) = spawner
+        .string("priority_class_name")?
+        .filter(|s| !s.is_empty())
+    {
         spec.insert("priorityClassName".into(), json!(p));
     }
     let mut spec = Json::Object(spec);
     let extra_pod_config = expanded_mapping(spawner, "extra_pod_config")?;
-    update_model(&mut spec, &extra_pod_config, &spawner.from("extra_pod_config"))?;
+    update_model(
+        &mut spec,
+        &extra_pod_config,
+        &spawner.from("extra_pod_config"),
+    )?;
 
     Ok(json!({
         "apiVersion": "v1",
@@ -610,15 +703,24 @@ pub(crate) fn pvc_manifest(
     labels.extend(component_labels(spawner, component)?);
     let mut annotations = common_annotations(spawner, extra_annotations);
     let mut spec = Map::new();
-    spec.insert("accessModes".into(), to_json(access_modes, "storage_access_modes")?);
+    spec.insert(
+        "accessModes".into(),
+        to_json(access_modes, "storage_access_modes")?,
+    );
     spec.insert("resources".into(), json!({ "requests": { "storage": match storage { Value::Null => Json::Null, v => quantity(v) } } }));
     if !storage_class.is_null() {
         let class = python::str_of(storage_class);
-        annotations.insert("volume.beta.kubernetes.io/storage-class".into(), json!(class));
+        annotations.insert(
+            "volume.beta.kubernetes.io/storage-class".into(),
+            json!(class),
+        );
         spec.insert("storageClassName".into(), json!(class));
     }
     if !selector.is_empty() {
-        spec.insert("selector".into(), to_json(&Value::Mapping(selector.clone()), "storage_selector")?);
+        spec.insert(
+            "selector".into(),
+            to_json(&Value::Mapping(selector.clone()), "storage_selector")?,
+        );
     }
     Ok(json!({
         "apiVersion": "v1",

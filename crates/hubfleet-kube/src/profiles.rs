@@ -89,9 +89,9 @@ pub(crate) fn initialize(list: &[Value], from: &str) -> Result<Vec<Mapping>, Kub
                     continue;
                 };
                 if let Some(Value::Mapping(choices)) = option.get_mut("choices") {
-                    let has_default = choices.values().any(|c| {
-                        matches!(c, Value::Mapping(c) if truthy(c.get("default")))
-                    });
+                    let has_default = choices
+                        .values()
+                        .any(|c| matches!(c, Value::Mapping(c) if truthy(c.get("default"))));
                     if !has_default {
                         if let Some((_, Value::Mapping(first))) = choices.iter_mut().next() {
                             first.insert(key("default"), Value::Bool(true));
@@ -102,9 +102,7 @@ pub(crate) fn initialize(list: &[Value], from: &str) -> Result<Vec<Mapping>, Kub
                     .entry(key("unlisted_choice"))
                     .or_insert_with(|| Value::Mapping(Mapping::new()));
                 if let Value::Mapping(unlisted) = unlisted {
-                    unlisted
-                        .entry(key("enabled"))
-                        .or_insert(Value::Bool(false));
+                    unlisted.entry(key("enabled")).or_insert(Value::Bool(false));
                     if truthy(unlisted.get("enabled")) {
                         unlisted
                             .entry(key("display_name_in_choices"))
@@ -193,7 +191,9 @@ pub(crate) fn load(
             // Python's re.match anchors at the start only.
             let re = regex::Regex::new(&format!("^(?:{pattern})")).map_err(|e| {
                 KubeError::invalid(
-                    format!("{from}[{slug}].profile_options.{name}.unlisted_choice.validation_regex"),
+                    format!(
+                        "{from}[{slug}].profile_options.{name}.unlisted_choice.validation_regex"
+                    ),
                     format!("not a pattern hubfleet can use: {e}"),
                 )
             })?;
@@ -229,7 +229,10 @@ pub(crate) fn load(
                     }
                 }
             }
-            (out, format!("{option_from}.unlisted_choice.kubespawner_override"))
+            (
+                out,
+                format!("{option_from}.unlisted_choice.kubespawner_override"),
+            )
         } else if let Some(choice) = choice {
             let Some(Value::Mapping(c)) = choices.get(choice.as_str()) else {
                 return Err(KubeError::UserOptions(format!(
@@ -310,7 +313,10 @@ pub(crate) fn summary(list: &[Mapping]) -> serde_json::Value {
                 .map(|v| serde_json::Value::String(python::str_of(v)))
                 .unwrap_or(serde_json::Value::Null),
         );
-        item.insert("default".into(), serde_json::Value::Bool(truthy(p.get("default"))));
+        item.insert(
+            "default".into(),
+            serde_json::Value::Bool(truthy(p.get("default"))),
+        );
         let mut opts = serde_json::Map::new();
         if let Some(Value::Mapping(options)) = p.get("profile_options") {
             for (name, o) in options {

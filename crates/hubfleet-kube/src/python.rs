@@ -265,15 +265,24 @@ mod tests {
             "alice-{x}"
         );
         assert!(format("{nope}", &vars, false).is_err());
-        assert_eq!(format("{nope} {username}", &vars, true).unwrap(), "{nope} alice");
+        assert_eq!(
+            format("{nope} {username}", &vars, true).unwrap(),
+            "{nope} alice"
+        );
         assert!(format("a}b", &vars, true).is_err());
     }
 
     #[test]
     fn url_helpers() {
         assert_eq!(quote("a b@c~d/é", "@~"), "a%20b@c~d%2F%C3%A9");
-        assert_eq!(url_path_join(&["/user/alice/", "", "oauth_callback"]), "/user/alice/oauth_callback");
+        assert_eq!(
+            url_path_join(&["/user/alice/", "", "oauth_callback"]),
+            "/user/alice/oauth_callback"
+        );
         assert_eq!(url_path_join(&["/", "hub/"]), "/hub/");
-        assert_eq!(url_path_join(&["http://hub:8081", "/hub/api"]), "http://hub:8081/hub/api");
+        assert_eq!(
+            url_path_join(&["http://hub:8081", "/hub/api"]),
+            "http://hub:8081/hub/api"
+        );
     }
 }

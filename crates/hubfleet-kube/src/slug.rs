@@ -62,7 +62,11 @@ fn extract_safe_name(name: &str, max_length: usize) -> String {
             in_run = true;
         }
     }
-    let trimmed: String = safe.trim_start_matches('-').chars().take(max_length).collect();
+    let trimmed: String = safe
+        .trim_start_matches('-')
+        .chars()
+        .take(max_length)
+        .collect();
     let mut safe = trimmed.trim_end_matches('-').to_owned();
     if !safe.is_empty() && !safe.starts_with(|c: char| c.is_ascii_lowercase()) {
         let keep: String = safe.chars().take(max_length.saturating_sub(2)).collect();

@@ -102,38 +102,123 @@ pub(crate) fn default_of(name: &str) -> Option<Value> {
 
 /// Settings hubfleet reads to build the pod.
 const POD_SETTINGS: &[&str] = &[
-    "cmd", "args", "image", "image_pull_policy", "image_pull_secrets", "node_selector", "uid",
-    "gid", "fs_gid", "supplemental_gids", "privileged", "allow_privilege_escalation",
-    "container_security_context", "pod_security_context", "environment", "volumes",
-    "volume_mounts", "working_dir", "extra_labels", "extra_annotations", "cpu_limit",
-    "cpu_guarantee", "mem_limit", "mem_guarantee", "extra_resource_limits",
-    "extra_resource_guarantees", "lifecycle_hooks", "init_containers", "service_account",
-    "automount_service_account_token", "extra_container_config", "extra_pod_config",
-    "extra_containers", "scheduler_name", "tolerations", "node_affinity_preferred",
-    "node_affinity_required", "pod_affinity_preferred", "pod_affinity_required",
-    "pod_anti_affinity_preferred", "pod_anti_affinity_required", "priority_class_name",
-    "common_labels", "component_label", "pod_name_template", "pvc_name_template",
-    "storage_pvc_ensure", "storage_class", "storage_access_modes", "storage_capacity",
-    "storage_selector", "storage_extra_labels", "storage_extra_annotations", "slug_scheme",
-    "port", "ip", "default_url", "notebook_dir", "debug", "disable_user_config",
-    "profile_list", "group_overrides", "oauth_client_allowed_scopes", "namespace",
+    "cmd",
+    "args",
+    "image",
+    "image_pull_policy",
+    "image_pull_secrets",
+    "node_selector",
+    "uid",
+    "gid",
+    "fs_gid",
+    "supplemental_gids",
+    "privileged",
+    "allow_privilege_escalation",
+    "container_security_context",
+    "pod_security_context",
+    "environment",
+    "volumes",
+    "volume_mounts",
+    "working_dir",
+    "extra_labels",
+    "extra_annotations",
+    "cpu_limit",
+    "cpu_guarantee",
+    "mem_limit",
+    "mem_guarantee",
+    "extra_resource_limits",
+    "extra_resource_guarantees",
+    "lifecycle_hooks",
+    "init_containers",
+    "service_account",
+    "automount_service_account_token",
+    "extra_container_config",
+    "extra_pod_config",
+    "extra_containers",
+    "scheduler_name",
+    "tolerations",
+    "node_affinity_preferred",
+    "node_affinity_required",
+    "pod_affinity_preferred",
+    "pod_affinity_required",
+    "pod_anti_affinity_preferred",
+    "pod_anti_affinity_required",
+    "priority_class_name",
+    "common_labels",
+    "component_label",
+    "pod_name_template",
+    "pvc_name_template",
+    "storage_pvc_ensure",
+    "storage_class",
+    "storage_access_modes",
+    "storage_capacity",
+    "storage_selector",
+    "storage_extra_labels",
+    "storage_extra_annotations",
+    "slug_scheme",
+    "port",
+    "ip",
+    "default_url",
+    "notebook_dir",
+    "debug",
+    "disable_user_config",
+    "profile_list",
+    "group_overrides",
+    "oauth_client_allowed_scopes",
+    "namespace",
 ];
 
 /// Settings that exist but do not change the pod (timeouts, hooks run in Python, the form).
 const OTHER_SETTINGS: &[&str] = &[
-    "http_timeout", "start_timeout", "events_enabled", "consecutive_failure_limit",
-    "profile_form_template", "additional_profile_form_template_paths", "options_form",
-    "options_from_form", "poll_interval", "poll_jitter", "delete_grace_period", "delete_pvc",
-    "delete_stopped_pods", "k8s_api_host", "k8s_api_ssl_ca_cert", "k8s_api_verify_ssl",
-    "k8s_api_request_timeout", "k8s_api_request_retry_timeout", "k8s_api_threadpool_workers",
-    "slow_spawn_message", "slow_spawn_message_frequency", "slow_spawn_message_threshold",
-    "remember_pvc_name", "handle_legacy_names", "dns_name_template", "user_namespace_template",
-    "user_namespace_labels", "user_namespace_annotations", "oauth_roles", "server_token_scopes",
-    "pre_spawn_hook", "post_stop_hook", "modify_pod_hook", "after_pod_created_hook",
-    "auth_state_hook", "progress_ready_hook", "get_pod_url", "pod_connect_ip",
-    "ssl_alt_names", "ssl_alt_names_include_local", "secret_name_template", "secret_mount_path",
-    "services_enabled", "hub_connect_ip", "hub_connect_port", "hub_connect_url", "env_keep",
-    "cpu_limit", "mem_limit",
+    "http_timeout",
+    "start_timeout",
+    "events_enabled",
+    "consecutive_failure_limit",
+    "profile_form_template",
+    "additional_profile_form_template_paths",
+    "options_form",
+    "options_from_form",
+    "poll_interval",
+    "poll_jitter",
+    "delete_grace_period",
+    "delete_pvc",
+    "delete_stopped_pods",
+    "k8s_api_host",
+    "k8s_api_ssl_ca_cert",
+    "k8s_api_verify_ssl",
+    "k8s_api_request_timeout",
+    "k8s_api_request_retry_timeout",
+    "k8s_api_threadpool_workers",
+    "slow_spawn_message",
+    "slow_spawn_message_frequency",
+    "slow_spawn_message_threshold",
+    "remember_pvc_name",
+    "handle_legacy_names",
+    "dns_name_template",
+    "user_namespace_template",
+    "user_namespace_labels",
+    "user_namespace_annotations",
+    "oauth_roles",
+    "server_token_scopes",
+    "pre_spawn_hook",
+    "post_stop_hook",
+    "modify_pod_hook",
+    "after_pod_created_hook",
+    "auth_state_hook",
+    "progress_ready_hook",
+    "get_pod_url",
+    "pod_connect_ip",
+    "ssl_alt_names",
+    "ssl_alt_names_include_local",
+    "secret_name_template",
+    "secret_mount_path",
+    "services_enabled",
+    "hub_connect_ip",
+    "hub_connect_port",
+    "hub_connect_url",
+    "env_keep",
+    "cpu_limit",
+    "mem_limit",
 ];
 
 /// What hubfleet makes of a KubeSpawner setting it meets in config or an override.
@@ -309,7 +394,10 @@ impl Spawner {
             Value::Null => Ok(None),
             Value::Number(n) => Ok(n.as_f64()),
             Value::String(s) => s.trim().parse::<f64>().map(Some).map_err(|_| {
-                KubeError::invalid(self.from(name), format!("{s:?} is not a number of CPUs (e.g. 0.5 or 2)"))
+                KubeError::invalid(
+                    self.from(name),
+                    format!("{s:?} is not a number of CPUs (e.g. 0.5 or 2)"),
+                )
             }),
             _ => Err(KubeError::invalid(self.from(name), "must be a number")),
         }
@@ -342,7 +430,10 @@ impl Spawner {
             Value::String(s) => s.trim().parse().map(Some).map_err(|_| {
                 KubeError::invalid(self.from(name), format!("{s:?} is not a whole number"))
             }),
-            _ => Err(KubeError::invalid(self.from(name), "must be a whole number")),
+            _ => Err(KubeError::invalid(
+                self.from(name),
+                "must be a whole number",
+            )),
         }
     }
 
@@ -411,8 +502,8 @@ impl Spawner {
     /// A template with the user's names filled in; a trailing `-` left by an empty server name
     /// is dropped.
     pub(crate) fn expand(&self, template: &str) -> Result<String, String> {
-        let rendered = python::format(template, &|f| self.template_field(f), false)
-            .map_err(|e| e.0)?;
+        let rendered =
+            python::format(template, &|f| self.template_field(f), false).map_err(|e| e.0)?;
         if template.ends_with('-') {
             Ok(rendered)
         } else {
@@ -459,17 +550,32 @@ fn deprecated_name(name: &str) -> String {
         return "image".into();
     }
     const OLD: &[&str] = &[
-        "singleuser_working_dir", "singleuser_service_account", "singleuser_extra_labels",
-        "singleuser_extra_annotations", "singleuser_image_spec", "singleuser_image_pull_secrets",
-        "singleuser_node_selector", "singleuser_uid", "singleuser_fs_gid",
-        "singleuser_supplemental_gids", "singleuser_privileged", "singleuser_allow_privilege_escalation",
-        "singleuser_lifecycle_hooks", "singleuser_extra_pod_config", "singleuser_init_containers",
-        "singleuser_extra_container_config", "singleuser_extra_containers",
+        "singleuser_working_dir",
+        "singleuser_service_account",
+        "singleuser_extra_labels",
+        "singleuser_extra_annotations",
+        "singleuser_image_spec",
+        "singleuser_image_pull_secrets",
+        "singleuser_node_selector",
+        "singleuser_uid",
+        "singleuser_fs_gid",
+        "singleuser_supplemental_gids",
+        "singleuser_privileged",
+        "singleuser_allow_privilege_escalation",
+        "singleuser_lifecycle_hooks",
+        "singleuser_extra_pod_config",
+        "singleuser_init_containers",
+        "singleuser_extra_container_config",
+        "singleuser_extra_containers",
         "singleuser_image_pull_policy",
     ];
     if OLD.contains(&name) {
         let new = &name["singleuser_".len()..];
-        return if new == "image_spec" { "image".into() } else { new.to_owned() };
+        return if new == "image_spec" {
+            "image".into()
+        } else {
+            new.to_owned()
+        };
     }
     name.to_owned()
 }
