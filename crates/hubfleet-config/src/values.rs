@@ -18,9 +18,25 @@ use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// A merged values document.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Values {
     doc: Value,
+}
+
+/// Values hold secrets (client secrets, tokens): debug output names the top-level keys only.
+impl std::fmt::Debug for Values {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<String> = self
+            .doc
+            .as_mapping()
+            .map(|m| {
+                m.keys()
+                    .map(|k| k.as_str().unwrap_or("?").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        f.debug_struct("Values").field("keys", &keys).finish()
+    }
 }
 
 impl Values {
