@@ -236,7 +236,7 @@ impl Basehub {
             let list = notebook["volumeMounts"].as_array_mut();
             let mut added = Vec::new();
             for m in mounts {
-                added.push(crate::pod::to_json(
+                added.push(crate::pod::model(
                     &m,
                     "custom.singleuserAdmin.extraVolumeMounts",
                 )?);

@@ -368,14 +368,16 @@ pub fn render(
         );
         pvcs_json.push(pod::pvc_manifest(
             &spawner,
-            &name,
-            "extra-pvc",
-            &component,
-            &Mapping::new(),
-            class,
-            &Value::Sequence(vec![Value::String("ReadWriteOnce".into())]),
-            &Mapping::new(),
-            capacity,
+            &pod::PvcSpec {
+                name: &name,
+                component: "extra-pvc",
+                extra_labels: &component,
+                extra_annotations: &Mapping::new(),
+                storage_class: class,
+                access_modes: &Value::Sequence(vec![Value::String("ReadWriteOnce".into())]),
+                selector: &Mapping::new(),
+                storage: capacity,
+            },
         )?);
     }
 
@@ -424,14 +426,16 @@ pub fn render(
         };
         pvcs_json.push(pod::pvc_manifest(
             &spawner,
-            &spawner.pvc_name.clone(),
-            "singleuser-storage",
-            &extra_labels,
-            &extra_annotations,
-            &spawner.get("storage_class"),
-            &spawner.get("storage_access_modes"),
-            &selector,
-            &spawner.get("storage_capacity"),
+            &pod::PvcSpec {
+                name: &spawner.pvc_name,
+                component: "singleuser-storage",
+                extra_labels: &extra_labels,
+                extra_annotations: &extra_annotations,
+                storage_class: &spawner.get("storage_class"),
+                access_modes: &spawner.get("storage_access_modes"),
+                selector: &selector,
+                storage: &spawner.get("storage_capacity"),
+            },
         )?);
     }
 

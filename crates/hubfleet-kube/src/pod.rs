@@ -43,8 +43,8 @@ fn camel(key: &str) -> String {
 }
 
 /// YAML → JSON (keys as strings, tags dropped).
-pub(crate) fn to_json(value: &Value, from: &str) -> Result<Json, KubeError> {
-    Ok(match value {
+pub(crate) fn to_json(value: &Value) -> Json {
+    match value {
         Value::Null => Json::Null,
         Value::Bool(b) => Json::Bool(*b),
         Value::Number(n) => {
@@ -57,27 +57,22 @@ pub(crate) fn to_json(value: &Value, from: &str) -> Result<Json, KubeError> {
             }
         }
         Value::String(s) => Json::String(s.clone()),
-        Value::Sequence(items) => Json::Array(
-            items
-                .iter()
-                .map(|i| to_json(i, from))
-                .collect::<Result<_, _>>()?,
-        ),
+        Value::Sequence(items) => Json::Array(items.iter().map(to_json).collect()),
         Value::Mapping(m) => {
             let mut out = Map::new();
             for (k, v) in m {
-                out.insert(python::str_of(k), to_json(v, from)?);
+                out.insert(python::str_of(k), to_json(v));
             }
             Json::Object(out)
         }
-        Value::Tagged(t) => to_json(&t.value, from)?,
-    })
+        Value::Tagged(t) => to_json(&t.value),
+    }
 }
 
 /// A Kubernetes object given as a mapping, as KubeSpawner's `get_k8s_model` reads it: its own
 /// keys may be `snake_case` or `camelCase`; what is below them is kept as written.
-fn model(value: &Value, from: &str) -> Result<Json, KubeError> {
-    let Json::Object(map) = to_json(value, from)? else {
+pub(crate) fn model(value: &Value, from: &str) -> Result<Json, KubeError> {
+    let Json::Object(map) = to_json(value) else {
         return Err(KubeError::invalid(from, "each item must be a mapping"));
     };
     Ok(Json::Object(
@@ -275,7 +270,7 @@ fn security_context(spawner: &Spawner, name: &str) -> Result<Map<String, Json>, 
                 format!("keys must be Kubernetes' camelCase names, got '{k}'"),
             ));
         }
-        out.insert(k, to_json(v, &spawner.from(name))?);
+        out.insert(k, to_json(v));
     }
     Ok(out)
 }
@@ -318,12 +313,11 @@ fn quantity(v: &Value) -> Json {
 
 /// KubeSpawner's `update_k8s_model`: each key of `changes` (snake or camel case) replaces that
 /// field of `target`.
-fn update_model(target: &mut Json, changes: &Mapping, from: &str) -> Result<(), KubeError> {
+fn update_model(target: &mut Json, changes: &Mapping) {
     for (k, v) in changes {
         let key = camel(&python::str_of(k));
-        target[&key] = to_json(v, from)?;
+        target[&key] = to_json(v);
     }
-    Ok(())
 }
 
 /// The labels KubeSpawner gives everything it makes for a user (`_build_common_labels`).
@@ -442,10 +436,7 @@ pub(crate) fn pod_manifest(
     if !node_selector.is_empty() {
         spec.insert(
             "nodeSelector".into(),
-            to_json(
-                &Value::Mapping(node_selector),
-                &spawner.from("node_selector"),
-            )?,
+            to_json(&Value::Mapping(node_selector)),
         );
     }
 
@@ -553,11 +544,7 @@ pub(crate) fn pod_manifest(
     }
     let mut container = Json::Object(container);
     let extra_container_config = spawner.mapping("extra_container_config")?;
-    update_model(
-        &mut container,
-        &extra_container_config,
-        &spawner.from("extra_container_config"),
-    )?;
+    update_model(&mut container, &extra_container_config);
 
     if let Some(sa) = spawner.string("service_account")? {
         let sa = spawner
@@ -669,11 +656,7 @@ pub(crate) fn pod_manifest(
     }
     let mut spec = Json::Object(spec);
     let extra_pod_config = expanded_mapping(spawner, "extra_pod_config")?;
-    update_model(
-        &mut spec,
-        &extra_pod_config,
-        &spawner.from("extra_pod_config"),
-    )?;
+    update_model(&mut spec, &extra_pod_config);
 
     Ok(json!({
         "apiVersion": "v1",
@@ -687,45 +670,52 @@ pub(crate) fn pod_manifest(
     }))
 }
 
+/// What a PVC is made of (`make_pvc`'s arguments).
+pub(crate) struct PvcSpec<'a> {
+    pub(crate) name: &'a str,
+    /// `singleuser-storage` for the home PVC (KubeSpawner), another for basehub's extra ones.
+    pub(crate) component: &'a str,
+    pub(crate) extra_labels: &'a Mapping,
+    pub(crate) extra_annotations: &'a Mapping,
+    pub(crate) storage_class: &'a Value,
+    pub(crate) access_modes: &'a Value,
+    pub(crate) selector: &'a Mapping,
+    pub(crate) storage: &'a Value,
+}
+
 /// `make_pvc` with the labels and annotations KubeSpawner gives a user's PVC.
-pub(crate) fn pvc_manifest(
-    spawner: &Spawner,
-    name: &str,
-    component: &str,
-    extra_labels: &Mapping,
-    extra_annotations: &Mapping,
-    storage_class: &Value,
-    access_modes: &Value,
-    selector: &Mapping,
-    storage: &Value,
-) -> Result<Json, KubeError> {
-    let mut labels = common_labels(spawner, extra_labels)?;
-    labels.extend(component_labels(spawner, component)?);
-    let mut annotations = common_annotations(spawner, extra_annotations);
+pub(crate) fn pvc_manifest(spawner: &Spawner, pvc: &PvcSpec<'_>) -> Result<Json, KubeError> {
+    let mut labels = common_labels(spawner, pvc.extra_labels)?;
+    labels.extend(component_labels(spawner, pvc.component)?);
+    let mut annotations = common_annotations(spawner, pvc.extra_annotations);
     let mut spec = Map::new();
+    spec.insert("accessModes".into(), to_json(pvc.access_modes));
+    let storage = match pvc.storage {
+        Value::Null => Json::Null,
+        v => quantity(v),
+    };
     spec.insert(
-        "accessModes".into(),
-        to_json(access_modes, "storage_access_modes")?,
+        "resources".into(),
+        json!({ "requests": { "storage": storage } }),
     );
-    spec.insert("resources".into(), json!({ "requests": { "storage": match storage { Value::Null => Json::Null, v => quantity(v) } } }));
-    if !storage_class.is_null() {
-        let class = python::str_of(storage_class);
+    if !pvc.storage_class.is_null() {
+        let class = python::str_of(pvc.storage_class);
         annotations.insert(
             "volume.beta.kubernetes.io/storage-class".into(),
             json!(class),
         );
         spec.insert("storageClassName".into(), json!(class));
     }
-    if !selector.is_empty() {
+    if !pvc.selector.is_empty() {
         spec.insert(
             "selector".into(),
-            to_json(&Value::Mapping(selector.clone()), "storage_selector")?,
+            to_json(&Value::Mapping(pvc.selector.clone())),
         );
     }
     Ok(json!({
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": { "name": name, "labels": labels, "annotations": annotations },
+        "metadata": { "name": pvc.name, "labels": labels, "annotations": annotations },
         "spec": spec,
     }))
 }
