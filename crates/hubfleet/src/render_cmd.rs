@@ -14,7 +14,7 @@ use hubfleet_kube::{HelmRelease, ServerFacts, UserFacts, UserOptions};
 #[derive(Subcommand)]
 pub enum RenderWhat {
     /// The pod KubeSpawner would create for a user of a z2jh deployment (JSON on stdout).
-    Pod(PodArgs),
+    Pod(Box<PodArgs>),
 }
 
 /// The flags of `render pod`.

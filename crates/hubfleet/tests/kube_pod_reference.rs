@@ -284,8 +284,7 @@ fn reference(python: &Path, shared: &Path, args: &[String]) -> Result<Json, Stri
         let err = String::from_utf8_lossy(&out.stderr);
         return Err(err
             .lines()
-            .filter(|l| !l.trim().is_empty())
-            .last()
+            .rfind(|l| !l.trim().is_empty())
             .unwrap_or("")
             .to_owned());
     }
@@ -298,8 +297,7 @@ fn ours(args: &[String]) -> Result<Json, String> {
         let err = String::from_utf8_lossy(&out.stderr);
         return Err(err
             .lines()
-            .filter(|l| l.starts_with("error"))
-            .last()
+            .rfind(|l| l.starts_with("error"))
             .unwrap_or("")
             .to_owned());
     }
@@ -427,6 +425,9 @@ fn fields(doc: &Json) -> BTreeMap<&'static str, Json> {
     out
 }
 
+/// One case's outcome: its name, then what KubeSpawner and hubfleet printed (or their errors).
+type Outcome = (String, Result<Json, String>, Result<Json, String>);
+
 /// A short account of how two values differ.
 fn describe(a: &Json, b: &Json) -> String {
     let (a, b) = (a.to_string(), b.to_string());
@@ -447,8 +448,7 @@ fn pods_match_kubespawner() {
     let python = reference_python();
     let cases = cases(&shared);
     let queue = Mutex::new(cases.clone());
-    let results: Mutex<Vec<(String, Result<Json, String>, Result<Json, String>)>> =
-        Mutex::new(Vec::new());
+    let results: Mutex<Vec<Outcome>> = Mutex::new(Vec::new());
     // Two at a time: the reference takes a few seconds per pod.
     std::thread::scope(|scope| {
         for _ in 0..2 {
