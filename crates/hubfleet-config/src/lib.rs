@@ -47,6 +47,7 @@ pub mod pages;
 pub mod profiles;
 mod suggest;
 mod validate;
+pub mod values;
 
 pub use auth::{AuthSettings, OAuthProvider, OAuthSettings, Secret};
 pub use error::{ConfigError, ConfigWarning};
@@ -99,6 +100,9 @@ pub struct HubConfig {
     /// The config file this was loaded from (absolute), or `None` when it came from a string
     /// or a constructor. Relative paths are resolved against its directory.
     pub source: Option<PathBuf>,
+    /// The merged document the configuration was read from (the files layered, before any
+    /// default), for what reads z2jh keys itself: the Kubernetes pod builder (`hubfleet-kube`).
+    pub values: values::Values,
     /// Things accepted but worth telling the operator (ignored z2jh keys, settings of an
     /// authenticator that is not selected). Already logged with `tracing::warn!` when loading.
     pub warnings: Vec<ConfigWarning>,

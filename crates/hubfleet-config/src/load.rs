@@ -535,30 +535,6 @@ impl Problem {
     }
 }
 
-/// Layer `over` onto `base` as Helm merges values files: mappings merge key by key, anything
-/// else (lists included) is replaced, and a `null` in `over` deletes the key.
-pub(crate) fn merge(base: &mut Value, over: Value) {
-    match (base, over) {
-        (Value::Mapping(base), Value::Mapping(over)) => {
-            for (key, value) in over {
-                if value.is_null() {
-                    base.shift_remove(&key);
-                    continue;
-                }
-                match base.get_mut(&key) {
-                    Some(existing @ Value::Mapping(_)) if value.is_mapping() => {
-                        merge(existing, value)
-                    }
-                    _ => {
-                        base.insert(key, value);
-                    }
-                }
-            }
-        }
-        (base, over) => *base = over,
-    }
-}
-
 /// The names between backticks in serde's "expected one of `a`, `b`" tail.
 fn backticked(s: &str) -> Vec<&str> {
     s.split('`').skip(1).step_by(2).collect()
@@ -612,7 +588,7 @@ pub(crate) fn load(sources: Vec<ConfigSource>) -> Loaded {
     for layer in &layers {
         match layer.parse() {
             Ok(doc) if merged.is_null() => merged = doc,
-            Ok(doc) => merge(&mut merged, doc),
+            Ok(doc) => crate::values::layer(&mut merged, doc),
             Err(e) => findings.error(e),
         }
     }
@@ -679,6 +655,7 @@ fn read(
     }
     let raw = raw?;
     let config = HubConfig {
+        values: crate::values::Values::new(merged.clone()),
         hub: raw.hub,
         singleuser: raw.singleuser,
         cull: raw.cull,
@@ -754,7 +731,7 @@ mod tests {
     #[test]
     fn merges_as_helm() {
         let mut base = yaml("a: {b: 1, c: [1, 2], d: x}\ne: 1\nf: keep\n");
-        merge(
+        crate::values::layer(
             &mut base,
             yaml("a: {b: 2, c: [3], d: null, g: new}\ne: {now: a map}\nf: null\n"),
         );

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use hubfleet_auth::DynAuthenticator;
 use hubfleet_config::{CullerKind, HubConfig};
 use hubfleet_hub::{Hub, Settings};
@@ -21,6 +21,7 @@ mod env_cmd;
 mod preflight;
 mod private_files;
 mod proxy_cmd;
+mod render_cmd;
 mod start_checks;
 mod users_cmd;
 
@@ -89,6 +90,11 @@ enum Command {
     },
     /// Copy the hub's database consistently while it runs (SQLite or PostgreSQL).
     Backup(backup_cmd::BackupArgs),
+    /// Render what a hub would create on Kubernetes, from z2jh values (no cluster needed).
+    Render {
+        #[command(subcommand)]
+        what: render_cmd::RenderWhat,
+    },
     /// Manage the hub's users: list, add, remove, admin, approve.
     Users {
         /// The hub's config file (for the database location); before or after the action.
@@ -137,7 +143,12 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(ambient_cleared: Result<(), caps::errors::CapsError>) -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // The matches too: `render pod` reads the order of `--values` and `--unwrap`.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Command::Render { what } = cli.command {
+        return render_cmd::run(what, Some(&matches));
+    }
     let default_filter = match &cli.command {
         Command::Proxy(args) => match proxy_cmd::log_filter(&args.flags.log_level) {
             Ok(filter) => filter,
@@ -176,6 +187,7 @@ async fn run(ambient_cleared: Result<(), caps::errors::CapsError>) -> std::proce
             data_dir,
             action,
         } => users_cmd::run(&config, &data_dir, action).await,
+        Command::Render { what } => return render_cmd::run(what, None),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,622 @@
+//! `hubfleet render pod` against the real KubeSpawner: the reference tool of the shared material
+//! (`$HUBFLEET_SHARED_DIR/tools/kubespawner-reference`) runs KubeSpawner 7.1 under z2jh's hub
+//! config with no cluster, and prints the pod it would create. Both run with the same command
+//! line on z2jh's defaults and on every hub of the 2i2c fixture (its `cluster.yaml` files, their
+//! values files, the `--unwrap`s of basehub and daskhub, binder launches, a default and a chosen
+//! profile), and the pods are compared field by field. Differences that remain are listed in
+//! [`KNOWN_DIFFERENCES`] with their reason; any other fails the test, and so does a listed one
+//! that no longer happens.
+//!
+//! The reference needs its own Python venv (`$HUBFLEET_KUBESPAWNER_ENV`; `scripts/test` makes it).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde_json::Value as Json;
+use serde_yaml_ng::Value as Yaml;
+
+/// (case, field, why): differences that stay, and why. A case is `cluster--hub[/variant]`.
+const KNOWN_DIFFERENCES: &[(&str, &str, &str)] = &[
+    ("leap--public/admin", "spawn", ADMIN_MOUNTS_NULL),
+    ("nasa-veda--binder/admin", "spawn", ADMIN_MOUNTS_NULL),
+    ("opensci--big-binder/admin", "spawn", ADMIN_MOUNTS_NULL),
+    ("opensci--climaterisk/admin", "spawn", ADMIN_MOUNTS_NULL),
+    ("opensci--small-binder/admin", "spawn", ADMIN_MOUNTS_NULL),
+    (
+        "projectpythia--pythia-binder/admin",
+        "spawn",
+        ADMIN_MOUNTS_NULL,
+    ),
+];
+
+/// Why admins of some hubs get a pod from hubfleet and an error from the reference.
+const ADMIN_MOUNTS_NULL: &str = "the hub sets `custom.singleuserAdmin.extraVolumeMounts: null` to \
+    drop basehub's mounts; layered as files (the reference's rules) the null stays, and basehub's \
+    modify_pod_hook fails on `None.values()` for admins. Helm itself drops a null that overrides a \
+    chart default, so hubfleet reads it as no mounts and builds the pod";
+
+/// The chart version basehub pins (the reference's `run_2i2c_examples.py` uses the same).
+const BASEHUB_Z2JH_VERSION: &str = "4.3.3";
+
+fn shared_dir() -> PathBuf {
+    let dir = std::env::var_os("HUBFLEET_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    assert!(
+        dir.join("tools/kubespawner-reference/kubespawner_reference.py")
+            .is_file()
+            && dir.join("fixtures/2i2c-infrastructure").is_dir(),
+        "the shared reference material is missing: {} should hold tools/kubespawner-reference and \
+         fixtures/2i2c-infrastructure. Point HUBFLEET_SHARED_DIR at it (default: ../shared beside \
+         the repository)",
+        dir.display()
+    );
+    dir
+}
+
+fn reference_python() -> PathBuf {
+    let env = std::env::var_os("HUBFLEET_KUBESPAWNER_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            panic!(
+            "HUBFLEET_KUBESPAWNER_ENV is not set: point it at a Python venv with the reference \
+             tool's packages (jupyterhub==5.5.0 jupyterhub-kubespawner==7.1.0 \
+             kubernetes-asyncio==36.1.0 traitlets==5.15.1 pyyaml oauthenticator \
+             jupyterhub-fancy-profiles); scripts/test creates one in .venv-kubespawner"
+        )
+        });
+    let python = env.join("bin/python");
+    let ok = Command::new(&python)
+        .args(["-c", "import kubespawner, jupyterhub, kubernetes_asyncio, oauthenticator, jupyterhub_fancy_profiles"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "{} lacks the reference tool's packages: pip install 'jupyterhub==5.5.0' \
+         'jupyterhub-kubespawner==7.1.0' 'kubernetes-asyncio==36.1.0' 'traitlets==5.15.1' pyyaml \
+         oauthenticator jupyterhub-fancy-profiles",
+        env.display()
+    );
+    python
+}
+
+/// One comparison: a name and the command line both tools get.
+#[derive(Clone)]
+struct Case {
+    name: String,
+    args: Vec<String>,
+}
+
+fn s(x: &str) -> String {
+    x.to_owned()
+}
+
+/// The command line of a 2i2c hub, as `run_2i2c_examples.py` builds it.
+fn hub_args(
+    fixture: &Path,
+    cluster_dir: &Path,
+    cluster: &str,
+    hub: &Yaml,
+) -> (String, Vec<String>) {
+    let hub_name = hub["name"].as_str().expect("a hub has a name");
+    let chart = hub
+        .get("helm_chart")
+        .and_then(Yaml::as_str)
+        .unwrap_or("basehub");
+    let name = format!("{cluster}--{hub_name}");
+    let mut args = vec![
+        s("--chart-version"),
+        s(BASEHUB_Z2JH_VERSION),
+        s("--release-name"),
+        s(hub_name),
+        s("--unwrap"),
+        s("jupyterhub"),
+        s("--values"),
+        fixture
+            .join("helm-charts/basehub/values.yaml")
+            .display()
+            .to_string(),
+    ];
+    if chart == "daskhub" {
+        args.extend([s("--unwrap"), s("basehub.jupyterhub")]);
+    }
+    for file in hub
+        .get("helm_chart_values_files")
+        .and_then(Yaml::as_sequence)
+        .into_iter()
+        .flatten()
+        .filter_map(Yaml::as_str)
+    {
+        // sops-encrypted and jsonnet files are left out by both (hubfleet notes the skip)
+        if file.starts_with("enc-") || file.contains(".secret.") || file.ends_with(".jsonnet") {
+            continue;
+        }
+        args.extend([s("--values"), cluster_dir.join(file).display().to_string()]);
+    }
+    // Every profile of LEAP's hubs is limited to groups (basehub's 05-profile-groups).
+    if cluster == "leap" && (hub_name == "staging" || hub_name == "prod") {
+        args.extend([s("--group"), s("leap-stc:leap-pangeo-full-access")]);
+    }
+    if hub_name.contains("binder") {
+        args.extend([
+            s("--user-options-json"),
+            s(r#"{"token": "<BINDER_LAUNCH_TOKEN>", "image": "quay.io/example/binder-image:abc123", "repo_url": "https://github.com/example/repo"}"#),
+        ]);
+    }
+    (name, args)
+}
+
+fn hubfleet(args: &[String]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hubfleet"))
+        .args(["render", "pod"])
+        .args(args)
+        .env("HUBFLEET_SHARED_DIR", shared_dir())
+        .output()
+        .expect("run hubfleet")
+}
+
+/// The profiles hubfleet offers this case's user (to pick a non-default one and its choices).
+fn profiles(args: &[String]) -> Vec<Json> {
+    let out = hubfleet(&[args, &[s("--list-profiles")]].concat());
+    assert!(
+        out.status.success(),
+        "hubfleet render pod --list-profiles failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Json>(&out.stdout)
+        .expect("profiles as JSON")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The last profile, with the last choice of each option (or an unlisted choice where allowed).
+fn chosen_profile(profile: &Json) -> Vec<String> {
+    let mut args = vec![
+        s("--profile"),
+        profile["slug"].as_str().unwrap_or("").to_owned(),
+    ];
+    if let Some(options) = profile["profile_options"].as_object() {
+        for (name, option) in options {
+            if option["unlisted_choice"] == Json::Bool(true) {
+                args.extend([
+                    s("--option"),
+                    format!("{name}--unlisted-choice=quay.io/example/chosen-image:1.0"),
+                ]);
+            } else if let Some(last) = option["choices"].as_array().and_then(|c| c.last()) {
+                args.extend([
+                    s("--option"),
+                    format!("{name}={}", last.as_str().unwrap_or("")),
+                ]);
+            }
+        }
+    }
+    args
+}
+
+fn cases(shared: &Path) -> Vec<Case> {
+    let mut cases = vec![
+        Case {
+            name: s("z2jh-defaults"),
+            args: vec![s("--user"), s("alice")],
+        },
+        Case {
+            name: s("z2jh-defaults/named-server"),
+            args: vec![
+                s("--user"),
+                s("Alice.Smith@example.org"),
+                s("--server-name"),
+                s("My Server--1"),
+            ],
+        },
+    ];
+    let fixture = shared.join("fixtures/2i2c-infrastructure");
+    let mut clusters: Vec<PathBuf> = std::fs::read_dir(fixture.join("config/clusters"))
+        .expect("the 2i2c fixture's clusters")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("cluster.yaml"))
+        .filter(|p| p.is_file())
+        .collect();
+    clusters.sort();
+    for cluster_yaml in clusters {
+        let text = std::fs::read_to_string(&cluster_yaml).expect("read cluster.yaml");
+        let cluster: Yaml = serde_yaml_ng::from_str(&text).expect("cluster.yaml is YAML");
+        let cluster_name = cluster["name"].as_str().unwrap_or_default().to_owned();
+        let dir = cluster_yaml.parent().expect("a directory").to_path_buf();
+        for hub in cluster
+            .get("hubs")
+            .and_then(Yaml::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            let (name, mut args) = hub_args(&fixture, &dir, &cluster_name, hub);
+            args.extend([s("--user"), s("alice")]);
+            let profiles = profiles(&args);
+            cases.push(Case {
+                name: name.clone(),
+                args: args.clone(),
+            });
+            if let Some(last) = profiles.last() {
+                let mut chosen = args.clone();
+                chosen.extend(chosen_profile(last));
+                cases.push(Case {
+                    name: format!("{name}/profile"),
+                    args: chosen,
+                });
+            }
+            // basehub's extras for admins (custom.singleuserAdmin) on the hubs that set them
+            if sets_singleuser_admin(&dir, hub) {
+                let mut admin = args.clone();
+                admin.push(s("--admin"));
+                cases.push(Case {
+                    name: format!("{name}/admin"),
+                    args: admin,
+                });
+            }
+        }
+    }
+    cases
+}
+
+/// Whether a hub's own values files set `custom.singleuserAdmin`.
+fn sets_singleuser_admin(dir: &Path, hub: &Yaml) -> bool {
+    hub.get("helm_chart_values_files")
+        .and_then(Yaml::as_sequence)
+        .into_iter()
+        .flatten()
+        .filter_map(Yaml::as_str)
+        .filter(|f| !f.starts_with("enc-"))
+        .any(|f| std::fs::read_to_string(dir.join(f)).is_ok_and(|t| t.contains("singleuserAdmin:")))
+}
+
+/// What the reference printed, or its error.
+fn reference(python: &Path, shared: &Path, args: &[String]) -> Result<Json, String> {
+    let out = Command::new(python)
+        .arg(shared.join("tools/kubespawner-reference/kubespawner_reference.py"))
+        .args(args)
+        .arg("--pvc")
+        .output()
+        .expect("run the reference tool");
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(err
+            .lines()
+            .rfind(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .to_owned());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("reference output is not JSON: {e}"))
+}
+
+fn ours(args: &[String]) -> Result<Json, String> {
+    let out = hubfleet(&[args, &[s("--pvc")]].concat());
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(err
+            .lines()
+            .rfind(|l| l.starts_with("error"))
+            .unwrap_or("")
+            .to_owned());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("hubfleet output is not JSON: {e}"))
+}
+
+/// `null`s dropped (the Kubernetes client leaves out unset fields; nested ones may show as null).
+fn without_nulls(v: &Json) -> Json {
+    match v {
+        Json::Object(m) => Json::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), without_nulls(v)))
+                .collect(),
+        ),
+        Json::Array(a) => Json::Array(a.iter().map(without_nulls).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Quantities: KubeSpawner sends numbers (`1073741824`, `0.5`), the Kubernetes types strings.
+fn quantities(v: &Json) -> Json {
+    match v {
+        Json::Object(m) => {
+            Json::Object(m.iter().map(|(k, v)| (k.clone(), quantities(v))).collect())
+        }
+        Json::Number(n) => Json::from(n.as_f64().unwrap_or(0.0)),
+        Json::String(s) => s
+            .parse::<f64>()
+            .map(Json::from)
+            .unwrap_or_else(|_| Json::String(s.clone())),
+        other => other.clone(),
+    }
+}
+
+/// The fields compared, each a piece of the pod (or the PVCs).
+fn fields(doc: &Json) -> BTreeMap<&'static str, Json> {
+    let items = doc["items"].as_array().cloned().unwrap_or_default();
+    let pod = without_nulls(items.first().unwrap_or(&Json::Null));
+    let spec = &pod["spec"];
+    let containers = spec["containers"].as_array().cloned().unwrap_or_default();
+    let notebook = containers
+        .iter()
+        .find(|c| c["name"] == "notebook")
+        .cloned()
+        .unwrap_or(Json::Null);
+    let pick = |v: &Json, keys: &[&str]| -> Json {
+        Json::Object(
+            keys.iter()
+                .filter_map(|k| v.get(*k).map(|x| (k.to_string(), x.clone())))
+                .collect(),
+        )
+    };
+    let mut env = notebook["env"].clone();
+    for e in env.as_array_mut().into_iter().flatten() {
+        if matches!(
+            e["name"].as_str(),
+            Some("JUPYTERHUB_API_TOKEN" | "JPY_API_TOKEN")
+        ) {
+            e["value"] = Json::String("<token>".into());
+        }
+    }
+    let mut out = BTreeMap::new();
+    out.insert("image", pick(&notebook, &["image", "imagePullPolicy"]));
+    out.insert(
+        "command and args",
+        pick(&notebook, &["command", "args", "workingDir", "ports"]),
+    );
+    out.insert("env", env);
+    out.insert("resources", quantities(&notebook["resources"]));
+    out.insert("volumes", spec["volumes"].clone());
+    out.insert("volume mounts", notebook["volumeMounts"].clone());
+    out.insert(
+        "scheduling",
+        pick(
+            spec,
+            &[
+                "nodeSelector",
+                "tolerations",
+                "affinity",
+                "schedulerName",
+                "priorityClassName",
+            ],
+        ),
+    );
+    out.insert(
+        "security context",
+        Json::Array(vec![
+            spec["securityContext"].clone(),
+            notebook["securityContext"].clone(),
+        ]),
+    );
+    out.insert("init containers", spec["initContainers"].clone());
+    out.insert("lifecycle hooks", notebook["lifecycle"].clone());
+    out.insert(
+        "service account",
+        pick(
+            spec,
+            &["serviceAccountName", "automountServiceAccountToken"],
+        ),
+    );
+    out.insert(
+        "extra containers",
+        Json::Array(
+            containers
+                .iter()
+                .filter(|c| c["name"] != "notebook")
+                .cloned()
+                .collect(),
+        ),
+    );
+    out.insert("labels", pod["metadata"]["labels"].clone());
+    out.insert("annotations", pod["metadata"]["annotations"].clone());
+    out.insert("name", pod["metadata"]["name"].clone());
+    out.insert(
+        "pod spec (the rest)",
+        pick(spec, &["restartPolicy", "imagePullSecrets"]),
+    );
+    let pvcs: Vec<Json> = items
+        .iter()
+        .skip(1)
+        .map(|p| quantities(&without_nulls(p)))
+        .collect();
+    out.insert("pvcs", Json::Array(pvcs));
+    out
+}
+
+/// One case's outcome: its name, then what KubeSpawner and hubfleet printed (or their errors).
+type Outcome = (String, Result<Json, String>, Result<Json, String>);
+
+/// A short account of how two values differ.
+fn describe(a: &Json, b: &Json) -> String {
+    let (a, b) = (a.to_string(), b.to_string());
+    let cut = |s: &str| {
+        if s.len() > 400 {
+            format!("{}…", &s[..400])
+        } else {
+            s.to_owned()
+        }
+    };
+    format!("KubeSpawner {} / hubfleet {}", cut(&a), cut(&b))
+}
+
+#[test]
+fn pods_match_kubespawner() {
+    let started = Instant::now();
+    let shared = shared_dir();
+    let python = reference_python();
+    let cases = cases(&shared);
+    let queue = Mutex::new(cases.clone());
+    let results: Mutex<Vec<Outcome>> = Mutex::new(Vec::new());
+    // Two at a time: the reference takes a few seconds per pod.
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| loop {
+                let Some(case) = queue.lock().unwrap().pop() else {
+                    break;
+                };
+                let theirs = reference(&python, &shared, &case.args);
+                let mine = ours(&case.args);
+                results.lock().unwrap().push((case.name, theirs, mine));
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap();
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let mut unexpected = Vec::new();
+    let mut seen_known = Vec::new();
+    let mut table =
+        String::from("case                                  fields matching  differences\n");
+    let mut fully = 0;
+    for (name, theirs, mine) in &results {
+        let (theirs, mine) = match (theirs, mine) {
+            (Ok(t), Ok(m)) => (t, m),
+            (Err(t), Err(m)) => {
+                // both refuse the spawn: compare nothing but say so
+                table.push_str(&format!("{name:<38} both refuse: {t} / {m}\n"));
+                continue;
+            }
+            (t, m) => {
+                let known = KNOWN_DIFFERENCES
+                    .iter()
+                    .any(|(c, f, _)| c == name && *f == "spawn");
+                if known {
+                    seen_known.push((name.clone(), s("spawn")));
+                } else {
+                    unexpected.push(format!(
+                        "{name}: spawn: KubeSpawner {:?} / hubfleet {:?}",
+                        t.as_ref().err(),
+                        m.as_ref().err()
+                    ));
+                }
+                table.push_str(&format!(
+                    "{name:<38} spawn differs: KubeSpawner {} / hubfleet {}\n",
+                    t.as_ref().err().map_or("made a pod", String::as_str),
+                    m.as_ref().err().map_or("made a pod", String::as_str)
+                ));
+                continue;
+            }
+        };
+        let (a, b) = (fields(theirs), fields(mine));
+        let mut differing = Vec::new();
+        for (field, value) in &a {
+            if b.get(field) != Some(value) {
+                differing.push(*field);
+                let known = KNOWN_DIFFERENCES
+                    .iter()
+                    .any(|(c, f, _)| c == name && f == field);
+                if known {
+                    seen_known.push((name.clone(), field.to_string()));
+                } else {
+                    unexpected.push(format!(
+                        "{name}: {field}: {}",
+                        describe(value, b.get(field).unwrap_or(&Json::Null))
+                    ));
+                }
+            }
+        }
+        if differing.is_empty() {
+            fully += 1;
+        }
+        table.push_str(&format!(
+            "{name:<38} {:>2}/{:<2}            {}\n",
+            a.len() - differing.len(),
+            a.len(),
+            if differing.is_empty() {
+                "-".to_owned()
+            } else {
+                differing.join(", ")
+            }
+        ));
+    }
+    let stale: Vec<String> = KNOWN_DIFFERENCES
+        .iter()
+        .filter(|(c, f, _)| !seen_known.iter().any(|(n, g)| n == c && g == f))
+        .map(|(c, f, why)| format!("{c}: {f} ({why})"))
+        .collect();
+    println!("{table}");
+    println!(
+        "{fully} of {} cases match KubeSpawner in every field; {} known differences; {:.0?}",
+        results.len(),
+        seen_known.len(),
+        started.elapsed()
+    );
+    assert!(
+        unexpected.is_empty(),
+        "differences from KubeSpawner that are not in KNOWN_DIFFERENCES:\n{}",
+        unexpected.join("\n")
+    );
+    assert!(
+        stale.is_empty(),
+        "KNOWN_DIFFERENCES lists differences that no longer happen (remove them):\n{}",
+        stale.join("\n")
+    );
+}
+
+#[test]
+fn bad_values_are_errors_that_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(&file, "singleuser:\n  memory:\n    limit: 2 gigs\n").unwrap();
+    let out = hubfleet(&[
+        s("--values"),
+        file.display().to_string(),
+        s("--user"),
+        s("alice"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("singleuser.memory.limit") && err.contains("K, M, G or T"),
+        "{err}"
+    );
+
+    std::fs::write(
+        &file,
+        "singleuser:\n  profileList:\n  - display_name: Small\n    slug: small\n",
+    )
+    .unwrap();
+    let out = hubfleet(&[
+        s("--values"),
+        file.display().to_string(),
+        s("--user"),
+        s("alice"),
+        s("--profile"),
+        s("large"),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("No such profile: large. Options include: small"),
+        "{err}"
+    );
+
+    std::fs::write(&file, "singleuser: [not, a, mapping\n").unwrap();
+    let out = hubfleet(&[
+        s("--values"),
+        file.display().to_string(),
+        s("--user"),
+        s("alice"),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.yaml:") && err.contains("invalid YAML"),
+        "{err}"
+    );
+
+    let secret = dir.path().join("enc-prod.secret.values.yaml");
+    std::fs::write(&secret, "sops: {}\n").unwrap();
+    let out = hubfleet(&[
+        s("--values"),
+        secret.display().to_string(),
+        s("--user"),
+        s("alice"),
+    ]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("note: skipped") && err.contains("sops"),
+        "{err}"
+    );
+}
