@@ -15,7 +15,7 @@ impl Store {
     /// `None`: unchanged.
     pub async fn record_cookie_secret(&self, fingerprint: &str) -> Result<Option<u64>> {
         let _changing = self.bump();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let recorded: Option<String> = sqlx::query("SELECT value FROM hub_secrets WHERE name = $1")
             .bind(FINGERPRINT)
             .fetch_optional(&mut *tx)

@@ -105,7 +105,7 @@ impl Store {
         members: &[String],
     ) -> Result<Vec<Group>, GroupError> {
         let _changing = self.bump();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let member_ids = user_ids(&mut *tx, members).await?;
         let mut ids = Vec::with_capacity(names.len());
         for name in names {
@@ -279,7 +279,7 @@ impl Store {
         users: &[String],
         add: bool,
     ) -> Result<Group, GroupError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let group_id: i64 = sqlx::query("SELECT id FROM groups WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut *tx)

@@ -692,6 +692,16 @@ impl Store {
         Ok(())
     }
 
+    /// A transaction that writes. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`):
+    /// a deferred one that reads first and writes after another connection has written fails
+    /// with "database is locked" at once, whatever the busy timeout; this one waits its turn.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// The hub's secret named `name` (32 random bytes), made by whichever replica asks first
     /// and the same for all of them afterwards.
     pub async fn hub_secret(&self, name: &str) -> Result<Vec<u8>> {
@@ -738,7 +748,7 @@ impl Store {
     /// Log out: the session and every token issued under its session id.
     pub async fn end_session(&self, secret: &str) -> Result<()> {
         let _changing = self.bump();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query("SELECT user_id, session_id FROM sessions WHERE token_hash = $1")
             .bind(secret::lookup_hash(secret))
             .fetch_optional(&mut *tx)
@@ -1086,7 +1096,7 @@ impl Store {
     /// clients at each spawn, when the old server's tokens must die anyway.
     pub async fn upsert_oauth_client(&self, client: &OAuthClient, secret: &str) -> Result<()> {
         let _changing = self.bump();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM api_tokens WHERE client_id = $1")
             .bind(&client.identifier)
             .execute(&mut *tx)
@@ -1146,7 +1156,7 @@ impl Store {
     /// Remove a client with its codes and every token it issued.
     pub async fn delete_oauth_client(&self, identifier: &str) -> Result<()> {
         let _changing = self.bump();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM api_tokens WHERE client_id = $1")
             .bind(identifier)
             .execute(&mut *tx)
@@ -1163,7 +1173,7 @@ impl Store {
     /// registering a client and cleaning up), with their tokens. Service clients stay.
     pub async fn delete_stale_oauth_clients(&self) -> Result<u64> {
         let _changing = self.bump();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let stale = "SELECT identifier FROM oauth_clients WHERE identifier NOT LIKE 'service-%' \
              AND (server_id IS NULL OR server_id IN (SELECT id FROM servers WHERE phase = $1))";
         sqlx::query(&format!(

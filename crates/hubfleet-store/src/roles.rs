@@ -34,7 +34,7 @@ impl Store {
     /// Members that do not exist yet are created (users, groups); unknown services are skipped.
     pub async fn put_role(&self, role: &StoredRole, members: &RoleMembers) -> Result<()> {
         let _changing = self.bump();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM roles WHERE name = $1")
             .bind(&role.name)
             .execute(&mut *tx)

@@ -175,7 +175,7 @@ impl Store {
         scopes: &[String],
     ) -> Result<Share> {
         let _changing = self.bump();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let owner_id: i64 = sqlx::query("SELECT user_id FROM servers WHERE id = $1")
             .bind(server_id)
             .fetch_optional(&mut *tx)
@@ -259,7 +259,7 @@ impl Store {
     ) -> Result<Option<Share>> {
         let _changing = self.bump();
         let (column, id) = with_column(with);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(&format!(
             "SELECT id, scopes FROM shares WHERE server_id = $1 AND {column} = $2"
         ))

@@ -242,7 +242,7 @@ impl Store {
         user_options: Option<&serde_json::Value>,
     ) -> Result<()> {
         let _changing = self.bump();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if let Some(name) = name {
             sqlx::query("UPDATE servers SET name = $1 WHERE id = $2")
                 .bind(name)
@@ -293,7 +293,7 @@ impl Store {
     pub async fn create_users(&self, names: &[String], admin: bool) -> Result<Vec<User>> {
         let _changing = self.bump();
         let mut created = Vec::new();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let now = to_micros(chrono::Utc::now());
         for name in names {
             let row = sqlx::query(
