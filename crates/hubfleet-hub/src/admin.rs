@@ -157,7 +157,7 @@ async fn server_log(
             None,
         ));
     }
-    if state.store.user_by_name(&target).await?.is_none() {
+    let Some(user) = state.store.user_by_name(&target).await? else {
         return Ok(error_page(
             &state,
             StatusCode::NOT_FOUND,
@@ -165,14 +165,19 @@ async fn server_log(
             &format!("No such user: {target}"),
             None,
         ));
-    }
-    let path = state.settings.log_path(&target, &server_name);
-    let log = hubfleet_spawn::tail_log(&path, LOG_TAIL_BYTES).unwrap_or_default();
+    };
+    let (log, source) = match state
+        .lifecycle
+        .log_tail(&user, &server_name, LOG_TAIL_BYTES)
+        .await?
+    {
+        Some(log) => (log.text, log.source),
+        None => (String::new(), String::new()),
+    };
     let body = state.templates.render(
         "admin_log.html",
         context! {
-            target, server_name, log, limit => LOG_TAIL_BYTES,
-            path => path.display().to_string(), ..nav(&me)
+            target, server_name, log, source, limit => LOG_TAIL_BYTES, ..nav(&me)
         },
     );
     Ok((StatusCode::OK, Html(body)).into_response())

@@ -76,7 +76,7 @@ pub struct Settings {
     pub roles: Vec<RoleDefinition>,
     pub culler: Option<culler::CullSettings>,
     pub metrics: metrics::Metrics,
-    /// Profiles, limits, environments, isolation and storage of user servers.
+    /// Profiles, limits, environments and storage of user servers.
     pub spawn_options: profiles::SpawnOptions,
     /// Template overrides and variables (branding, announcements).
     pub pages: PageSettings,
@@ -266,19 +266,6 @@ impl Settings {
     /// Names, paths and flags of the hub's own cookies.
     pub(crate) fn cookies(&self) -> identity::HubCookies {
         identity::HubCookies::new(self)
-    }
-
-    pub fn home_dir(&self, user: &str) -> PathBuf {
-        profiles::homes_dir(&self.spawn_options, &self.data_dir).join(user)
-    }
-
-    pub fn log_path(&self, user: &str, server: &str) -> PathBuf {
-        let file = if server.is_empty() {
-            format!("{user}.log")
-        } else {
-            format!("{user}--{server}.log")
-        };
-        self.data_dir.join("logs").join(file)
     }
 }
 

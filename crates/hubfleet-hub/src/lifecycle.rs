@@ -4,6 +4,9 @@
 //! route and the progress stream are derived from it. Every step that fails
 //! undoes what came before it, so a failed start leaves no process, route,
 //! token or OAuth client behind.
+//!
+//! How a server runs (process or pod, home, log, GPUs) is the [`Spawner`]'s: the lifecycle
+//! hands it a [`LaunchSpec`] and shows the progress it reports between its own steps.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +15,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use hubfleet_proxy::RouteTable;
-use hubfleet_spawn::{LaunchSpec, PollStatus, Spawner};
+use hubfleet_spawn::{
+    LaunchSpec, Owner, PollStatus, ProfileChoice, ProgressSender, ServerRef, SpawnError,
+    SpawnProgress, Spawner, Started, Storage,
+};
 use hubfleet_store::{NewToken, OAuthClient, Phase, Server, ServerUpdate, Store, User};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -52,10 +58,14 @@ impl ProgressEvent {
     pub fn from_phase_detail(detail: &str) -> Self {
         let (progress, message) = match detail {
             "requested" => (0, "Server requested"),
-            "allocating" => (10, "Starting the server process"),
-            "waiting for HTTP" => (40, "Server process started; waiting for it to answer"),
+            "allocating" => (SPAWNER_STARTS, "Starting the server process"),
+            "waiting for HTTP" => (
+                SPAWNER_STARTED,
+                "Server process started; waiting for it to answer",
+            ),
             "adding route" => (90, "Server is up; adding its route"),
-            other => (50, other),
+            // The spawner's own progress ("pulling image"), between those two.
+            other => (SPAWNER_STARTS + 1, other),
         };
         ProgressEvent::step(progress, message)
     }
@@ -131,9 +141,6 @@ struct Inner {
     /// entry here is reported from its database row.
     progress: Mutex<HashMap<ServerKey, watch::Sender<Vec<ProgressEvent>>>>,
     ops: Mutex<HashMap<ServerKey, Arc<ServerOp>>>,
-    /// GPU devices (`hubfleet.local.gpus`) held by each server, from the request of its start
-    /// until it is torn down; rebuilt from the servers' state at restart.
-    gpus: Mutex<HashMap<ServerKey, Vec<u32>>>,
     /// Identifies this hub process as a lease owner.
     replica: String,
 }
@@ -142,6 +149,12 @@ struct Inner {
 const LEASE: chrono::Duration = chrono::Duration::minutes(15);
 /// Time a server gets between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// The progress (percent) of a start when the spawner is asked to start the server, and when
+/// it has; the spawner's own events fall in between.
+const SPAWNER_STARTS: u8 = 10;
+const SPAWNER_STARTED: u8 = 40;
+/// How much of a server's log a failed start shows.
+const FAILED_START_LOG_BYTES: u64 = 2000;
 
 impl Lifecycle {
     pub fn new(
@@ -158,7 +171,6 @@ impl Lifecycle {
                 settings,
                 progress: Mutex::new(HashMap::new()),
                 ops: Mutex::new(HashMap::new()),
-                gpus: Mutex::new(HashMap::new()),
                 replica: format!("hub-{}-{}", std::process::id(), hubfleet_store::new_token()),
             }),
         }
@@ -179,26 +191,23 @@ impl Lifecycle {
     pub async fn spawn(&self, user: &User, server_name: &str) -> Result<SpawnOutcome, HubError> {
         let inner = &self.inner;
         let server = inner.store.ensure_server(user.id, server_name).await?;
-        let mut reserved_gpus = false;
         if server.phase == Phase::Stopped {
-            // Refuse bad profile choices, and GPUs that are not there, before anything is
-            // recorded or started.
-            let resolved = self
-                .resolve_options(user, &server)
+            // Refuse bad profile choices, and starts the spawner cannot serve (GPUs that are
+            // not free), before anything is recorded or started.
+            let spec = self
+                .launch_spec(user, &server, BTreeMap::new())
                 .await?
                 .map_err(HubError::BadRequest)?;
-            reserved_gpus = self
-                .reserve_gpus(&user.name, server_name, resolved.gpus)
-                .map_err(HubError::BadRequest)?;
+            inner.spawner.check(&spec).await.map_err(|e| match e {
+                SpawnError::Refused(message) => HubError::BadRequest(message),
+                other => HubError::SpawnFailed(other.to_string()),
+            })?;
         }
         let began = inner
             .store
             .begin_start(server.id, &inner.replica, Utc::now() + LEASE)
-            .await;
-        if reserved_gpus && !matches!(began, Ok(true)) {
-            self.release_gpus(&user.name, server_name);
-        }
-        if !began? {
+            .await?;
+        if !began {
             let current = inner.store.server(user.id, server_name).await?;
             return match current.map(|s| s.phase) {
                 Some(Phase::Ready) => Ok(SpawnOutcome::AlreadyRunning),
@@ -257,63 +266,6 @@ impl Lifecycle {
         Ok(SpawnOutcome::Started)
     }
 
-    /// Set aside `count` free GPUs for a start. `Ok(false)` when nothing new was reserved
-    /// (none asked for, or this server already holds its devices).
-    fn reserve_gpus(&self, user: &str, server: &str, count: u32) -> Result<bool, String> {
-        if count == 0 {
-            return Ok(false);
-        }
-        let configured = &self.inner.settings.spawn_options.gpus;
-        let mut held = self.inner.gpus.lock().expect("gpus lock");
-        if held.contains_key(&key(user, server)) {
-            return Ok(false);
-        }
-        let taken: Vec<u32> = held.values().flatten().copied().collect();
-        let free: Vec<u32> = configured
-            .iter()
-            .copied()
-            .filter(|gpu| !taken.contains(gpu))
-            .collect();
-        let asked = if count == 1 {
-            "1 GPU".to_string()
-        } else {
-            format!("{count} GPUs")
-        };
-        if configured.is_empty() {
-            return Err(format!(
-                "this server asks for {asked}, but this hub has none (hubfleet.local.gpus is empty); pick a profile without a GPU"
-            ));
-        }
-        if free.len() < count as usize {
-            return Err(format!(
-                "this server asks for {asked}, but only {} of the hub's {} GPU(s) {} free; try again when another GPU server stops, or pick a profile without a GPU",
-                free.len(),
-                configured.len(),
-                if free.len() == 1 { "is" } else { "are" },
-            ));
-        }
-        held.insert(key(user, server), free[..count as usize].to_vec());
-        Ok(true)
-    }
-
-    fn release_gpus(&self, user: &str, server: &str) {
-        self.inner
-            .gpus
-            .lock()
-            .expect("gpus lock")
-            .remove(&key(user, server));
-    }
-
-    fn gpus_of(&self, user: &str, server: &str) -> Vec<u32> {
-        self.inner
-            .gpus
-            .lock()
-            .expect("gpus lock")
-            .get(&key(user, server))
-            .cloned()
-            .unwrap_or_default()
-    }
-
     fn emit(&self, user: &str, server: &str, event: ProgressEvent) {
         if let Some(tx) = self
             .inner
@@ -341,19 +293,106 @@ impl Lifecycle {
             .await;
     }
 
-    /// The user's profile choices for `server`, checked against their groups (`Err` inside:
-    /// the message for the user).
-    async fn resolve_options(
+    /// A spawner's progress event, as a step of the start: its message, at a point between
+    /// the hub's steps around `Spawner::start` (never going back).
+    async fn spawner_step(&self, user: &str, server: &Server, event: SpawnProgress) {
+        let last = self
+            .inner
+            .progress
+            .lock()
+            .expect("progress lock")
+            .get(&key(user, &server.name))
+            .and_then(|tx| tx.borrow().last().map(|e| e.progress))
+            .unwrap_or(SPAWNER_STARTS);
+        let span = u16::from(SPAWNER_STARTED - SPAWNER_STARTS - 1);
+        let progress = match event.percent {
+            Some(percent) => SPAWNER_STARTS + (u16::from(percent.min(100)) * span / 100) as u8,
+            None => last,
+        };
+        let message = event.message;
+        self.step(user, server, progress.max(last), &message, message.clone())
+            .await;
+    }
+
+    /// [`Spawner::start`], with the progress the spawner reports shown as it comes, in order,
+    /// and all of it before the hub's next step.
+    async fn start_reporting(
+        &self,
+        user: &str,
+        server: &Server,
+        spec: &LaunchSpec,
+    ) -> Result<Started, SpawnError> {
+        let (sender, mut events) = ProgressSender::channel();
+        let start = self.inner.spawner.start(spec, &sender);
+        tokio::pin!(start);
+        let result = loop {
+            tokio::select! {
+                biased;
+                Some(event) = events.recv() => self.spawner_step(user, server, event).await,
+                result = &mut start => break result,
+            }
+        };
+        // What the spawner sends from now on belongs to no step of this start.
+        events.close();
+        while let Ok(event) = events.try_recv() {
+            self.spawner_step(user, server, event).await;
+        }
+        result
+    }
+
+    /// What a start of `server` asks for: the user's profile choices, checked against their
+    /// groups (`Err` inside: the message for the user), as a launch spec with `env` (the
+    /// hub's part of the server's environment) completed by the profile.
+    async fn launch_spec(
         &self,
         user: &User,
         server: &Server,
-    ) -> Result<Result<crate::profiles::Resolved, String>, HubError> {
+        mut env: BTreeMap<String, String>,
+    ) -> Result<Result<LaunchSpec, String>, HubError> {
+        let settings = &self.inner.settings;
+        let options = &settings.spawn_options;
         let groups = self.inner.store.groups_of_user(user.id).await?;
-        Ok(crate::profiles::resolve(
-            &self.inner.settings.spawn_options,
-            &groups,
-            &server.user_options,
-        ))
+        let resolved = match crate::profiles::resolve(options, &groups, &server.user_options) {
+            Ok(resolved) => resolved,
+            Err(message) => return Ok(Err(message)),
+        };
+        let mut cmd = settings.command();
+        crate::profiles::apply(
+            options,
+            &resolved,
+            settings.cmd.as_ref(),
+            &mut cmd,
+            &mut env,
+        );
+        let (labels, annotations) = kubespawner_metadata(&user.name, &server.name);
+        let user_options = match &server.user_options {
+            serde_json::Value::Null => serde_json::json!({}),
+            given => given.clone(),
+        };
+        Ok(Ok(LaunchSpec {
+            owner: Owner {
+                name: user.name.clone(),
+                id: user.id,
+                admin: user.admin,
+                groups,
+            },
+            server_name: server.name.clone(),
+            cmd,
+            image: resolved.image.clone(),
+            resources: resolved.resources(),
+            storage: Storage {
+                home: user.name.clone(),
+                capacity: options.storage_capacity,
+            },
+            env,
+            service_prefix: settings.server_prefix(&user.name, &server.name),
+            labels,
+            annotations,
+            profile: ProfileChoice {
+                user_options,
+                resolved,
+            },
+        }))
     }
 
     /// Follow a start: the events so far, then each new one. `None` when this hub
@@ -369,6 +408,30 @@ impl Lifecycle {
             .expect("progress lock")
             .get(&key(user, server))
             .map(|tx| tx.subscribe())
+    }
+
+    /// The end of a server's log, as its spawner keeps it (while it runs, from its state).
+    pub async fn log_tail(
+        &self,
+        user: &User,
+        server_name: &str,
+        max_bytes: u64,
+    ) -> Result<Option<hubfleet_spawn::ServerLog>, HubError> {
+        let state = self
+            .inner
+            .store
+            .server(user.id, server_name)
+            .await?
+            .and_then(|server| server.spawn_state);
+        Ok(self
+            .inner
+            .spawner
+            .log_tail(
+                &ServerRef::new(&user.name, server_name),
+                state.as_ref(),
+                max_bytes,
+            )
+            .await)
     }
 
     /// Wait up to `timeout` for a start to finish.
@@ -407,7 +470,6 @@ impl Lifecycle {
         let prefix = settings.server_prefix(&user.name, &server.name);
         let route = settings.route_spec(&user.name, &server.name);
         let client_id = urls::oauth_client_id(&user.name, &server.name);
-        let log_path = settings.log_path(&user.name, &server.name);
         let started_at = Instant::now();
         let cancelled = || op.cancel.load(Ordering::SeqCst);
 
@@ -457,82 +519,26 @@ impl Lifecycle {
                 return Err("Spawn cancelled".to_string());
             }
 
-            let resolved = self
-                .resolve_options(user, server)
+            let env = settings.server_env(user, &server.name, &api_token, &access_scope);
+            let spec = self
+                .launch_spec(user, server, env)
                 .await
                 .map_err(|e| e.to_string())??;
-            let options = &settings.spawn_options;
-            let mut cmd = settings.command();
-            let mut env = settings.server_env(user, &server.name, &api_token, &access_scope);
-            crate::profiles::apply(
-                options,
-                &resolved,
-                settings.cmd.as_ref(),
-                &mut cmd,
-                &mut env,
-            );
-            let gpus = self.gpus_of(&user.name, &server.name);
-            if (gpus.len() as u32) < resolved.gpus {
-                return Err(format!(
-                    "this server asks for {} GPU(s) that were not set aside for it; start it again",
-                    resolved.gpus
-                ));
-            }
-            // Only the devices given to this server; an empty list hides every GPU.
-            if !options.gpus.is_empty() {
-                let visible = gpus
-                    .iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",");
-                env.insert("CUDA_VISIBLE_DEVICES".into(), visible.clone());
-                env.insert(
-                    "NVIDIA_VISIBLE_DEVICES".into(),
-                    if gpus.is_empty() {
-                        "void".into()
-                    } else {
-                        visible
-                    },
-                );
-            }
-            let home_dir = settings.home_dir(&user.name);
-            crate::profiles::prepare_shared(options, &settings.data_dir)
-                .map_err(|e| format!("could not prepare the shared folder: {e}"))?;
-            let spec = LaunchSpec {
-                user: user.name.clone(),
-                server_name: server.name.clone(),
-                cmd,
-                env,
-                service_prefix: prefix.clone(),
-                mounts: crate::profiles::storage(
-                    options,
-                    &settings.data_dir,
-                    &home_dir,
-                    user.admin,
-                ),
-                home_dir,
-                log_path: log_path.clone(),
-                limits: resolved.limits,
-                storage_capacity: options.storage_capacity,
-                system_user: crate::profiles::system_user(options, &user.name, user.admin),
-            };
             self.step(
                 &user.name,
                 server,
-                10,
+                SPAWNER_STARTS,
                 "allocating",
                 "Starting the server process".into(),
             )
             .await;
-            let mut started = inner
-                .spawner
-                .start(&spec)
+            let mut started = self
+                .start_reporting(&user.name, server, &spec)
                 .await
                 .map_err(|e| e.to_string())?;
             if let Some(state) = started.state.as_object_mut() {
                 // For admins: the server model's `state` shows what the server got.
-                state.insert("profile".into(), resolved.summary());
-                state.insert("gpus".into(), serde_json::json!(gpus));
+                state.insert("profile".into(), spec.profile.resolved.summary());
             }
             inner
                 .store
@@ -549,7 +555,7 @@ impl Lifecycle {
             self.step(
                 &user.name,
                 server,
-                40,
+                SPAWNER_STARTED,
                 "waiting for HTTP",
                 format!(
                     "Server process started; waiting for it to answer at {}",
@@ -559,7 +565,7 @@ impl Lifecycle {
             .await;
 
             let deadline = started_at + settings.start_timeout;
-            wait_up(
+            let up = wait_up(
                 &*inner.spawner,
                 &started.state,
                 &started.target,
@@ -567,15 +573,22 @@ impl Lifecycle {
                 deadline,
                 &op.cancel,
             )
-            .await
-            .map_err(|reason| {
-                let tail = hubfleet_spawn::tail_log(&log_path, 2000).unwrap_or_default();
-                if tail.trim().is_empty() || cancelled() {
-                    reason
-                } else {
-                    format!("{reason}. The server's log ends with:\n{tail}")
+            .await;
+            if let Err(reason) = up {
+                if cancelled() {
+                    return Err(reason);
                 }
-            })?;
+                let log = inner
+                    .spawner
+                    .log_tail(&spec.server(), Some(&started.state), FAILED_START_LOG_BYTES)
+                    .await;
+                return Err(match log {
+                    Some(log) if !log.text.trim().is_empty() => {
+                        format!("{reason}. The server's log ends with:\n{}", log.text)
+                    }
+                    _ => reason,
+                });
+            }
 
             self.step(
                 &user.name,
@@ -725,7 +738,6 @@ impl Lifecycle {
                 tracing::warn!(user = user_name, server = %server.name, error = %e, "stopping the server process");
             }
         }
-        self.release_gpus(user_name, &server.name);
         let mut first_error: Option<HubError> = None;
         let mut note = |result: Result<(), hubfleet_store::StoreError>| {
             if let Err(e) = result {
@@ -802,19 +814,12 @@ impl Lifecycle {
             let this = self.clone();
             async move {
                 let alive = server.phase == Phase::Ready && this.process_running(&server).await;
-                if let (true, Some(target)) = (alive, &server.target) {
-                    let gpus: Vec<u32> = server
-                        .spawn_state
-                        .as_ref()
-                        .and_then(|s| serde_json::from_value(s.get("gpus")?.clone()).ok())
-                        .unwrap_or_default();
-                    if !gpus.is_empty() {
-                        this.inner
-                            .gpus
-                            .lock()
-                            .expect("gpus lock")
-                            .insert(key(&user_name, &server.name), gpus);
-                    }
+                if let (true, Some(target), Some(state)) = (alive, &server.target, &server.spawn_state) {
+                    // What it holds (GPUs) is taken back before anything new starts.
+                    this.inner
+                        .spawner
+                        .adopt(&ServerRef::new(&user_name, &server.name), state)
+                        .await;
                     let route = this.inner.settings.route_spec(&user_name, &server.name);
                     this.inner.routes.add(&route, target, route_data(&user_name, &server.name));
                     let _ = this.inner.store.release_lease(server.id, "").await;
@@ -928,17 +933,10 @@ impl Lifecycle {
         let new = kills.count - noted;
         let at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let log_line = match new {
-            1 => format!("[hubfleet] {at} {message}\n"),
-            n => format!("[hubfleet] {at} {message} ({n} processes)\n"),
+            1 => format!("[hubfleet] {at} {message}"),
+            n => format!("[hubfleet] {at} {message} ({n} processes)"),
         };
-        let log = self.inner.settings.log_path(user_name, &server.name);
-        if let Err(e) = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&log)
-            .and_then(|mut file| std::io::Write::write_all(&mut file, log_line.as_bytes()))
-        {
-            tracing::warn!(log = %log.display(), error = %e, "writing to a server's log");
-        }
+        self.inner.spawner.note_in_log(state, &log_line).await;
         tracing::warn!(user = %user_name, server = %server.name, count = kills.count, "{message}");
         let mut updated = state.clone();
         if let Some(map) = updated.as_object_mut() {
@@ -1040,6 +1038,31 @@ fn display_name(user: &str, server: &str) -> String {
     } else {
         format!("{user}'s server `{server}`")
     }
+}
+
+/// KubeSpawner's labels and annotations of a user's server: the names as label values (made
+/// valid as KubeSpawner 7 makes them), and as they are.
+fn kubespawner_metadata(
+    user: &str,
+    server: &str,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    use hubfleet_kube::slug::{is_valid_label, safe_slug};
+    let labels = BTreeMap::from([
+        (
+            "hub.jupyter.org/username".to_string(),
+            safe_slug(user, is_valid_label, None),
+        ),
+        (
+            "hub.jupyter.org/servername".to_string(),
+            safe_slug(server, is_valid_label, None),
+        ),
+    ]);
+    let mut annotations =
+        BTreeMap::from([("hub.jupyter.org/username".to_string(), user.to_string())]);
+    if !server.is_empty() {
+        annotations.insert("hub.jupyter.org/servername".to_string(), server.to_string());
+    }
+    (labels, annotations)
 }
 
 fn route_data(user: &str, server: &str) -> serde_json::Map<String, serde_json::Value> {

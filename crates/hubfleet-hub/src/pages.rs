@@ -618,6 +618,9 @@ async fn spawn_pending_named(
     pending_page(state, &headers, &me, &name, &server_name, query.next).await
 }
 
+/// How much of a server's log the failed-spawn page shows.
+const FAILED_SPAWN_LOG_BYTES: u64 = 4000;
+
 /// `/hub/spawn-pending/<user>[/<server>]`: progress while starting, the log if the start
 /// failed, and on to the server once it is ready.
 async fn pending_page(
@@ -677,10 +680,14 @@ async fn pending_page(
                 Some((summary, log)) => (summary.to_string(), Some(log.to_string())),
                 None => (reason.to_string(), None),
             };
-            let log = log.or_else(|| {
-                hubfleet_spawn::tail_log(&state.settings.log_path(&user.name, server_name), 4000)
-                    .ok()
-            });
+            let log = match log {
+                Some(log) => Some(log),
+                None => state
+                    .lifecycle
+                    .log_tail(&user, server_name, FAILED_SPAWN_LOG_BYTES)
+                    .await?
+                    .map(|log| log.text),
+            };
             Ok(error_page(
                 &state,
                 StatusCode::INTERNAL_SERVER_ERROR,

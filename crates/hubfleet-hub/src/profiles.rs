@@ -1,6 +1,7 @@
 //! What a start gets: the profile and options a user chose (KubeSpawner's `profile_list`
 //! semantics), checked against what their groups allow, turned into the launch spec's command,
-//! environment, limits, isolation and shared folders.
+//! environment and resources. Where a server's home, account and shared folders are is the
+//! spawner's business.
 //!
 //! `user_options` are KubeSpawner's: `{"profile": <slug>, <option>: <choice>,
 //! "<option>--unlisted-choice": <free text>}`. A missing profile means the default one (the
@@ -12,8 +13,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use hubfleet_config::profiles::{Choice, Overrides, Profile, ProfileOption};
-use hubfleet_spawn::{Limits, Mount, SystemUser};
-use serde_json::{json, Value};
+use hubfleet_spawn::Limits;
+pub use hubfleet_spawn::ResolvedProfile;
+use serde_json::Value;
 
 /// The user-option key of an option's free-text value.
 pub fn unlisted_key(option: &str) -> String {
@@ -31,7 +33,7 @@ pub struct Environment {
     pub env: BTreeMap<String, String>,
 }
 
-/// Everything about profiles, limits, environments, isolation and storage, from the config.
+/// Everything about profiles, limits, environments and storage, from the config.
 #[derive(Clone, Debug, Default)]
 pub struct SpawnOptions {
     pub profiles: Vec<Profile>,
@@ -40,63 +42,8 @@ pub struct SpawnOptions {
     /// `singleuser.memory` / `singleuser.cpu`.
     pub limits: Limits,
     pub environments: Vec<(String, Environment)>,
-    /// `hubfleet.local.system_users`.
-    pub system_users: bool,
-    /// `hubfleet.local.homes_dir` (absolute), else `<data_dir>/homes`.
-    pub homes_dir: Option<PathBuf>,
-    /// `hubfleet.local.shared_dir` (absolute), else `<data_dir>/shared`.
-    pub shared_dir: Option<PathBuf>,
     /// `singleuser.storage.capacity`: the quota of each home, in bytes.
     pub storage_capacity: Option<u64>,
-    /// `hubfleet.local.gpus`: the GPU device indices servers may be given.
-    pub gpus: Vec<u32>,
-}
-
-/// The group whose members may write to the shared folder (admins, with system users).
-pub const SHARED_WRITERS_GROUP: &str = "jupyterhub-admins";
-
-/// The outcome of a user's choices: what the launch spec gets.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Resolved {
-    /// The chosen profile's slug and display name.
-    pub profile: Option<(String, String)>,
-    /// Option name → chosen choice key, or the free text for an unlisted choice.
-    pub choices: BTreeMap<String, String>,
-    pub image: Option<String>,
-    pub limits: Limits,
-    pub default_url: Option<String>,
-    /// Variables from the overrides and the environment.
-    pub env: BTreeMap<String, String>,
-    /// The local environment the image maps to.
-    pub environment: Option<String>,
-    /// Kubernetes-only overrides in effect (reported, not used locally).
-    pub kubernetes: BTreeMap<String, Value>,
-    /// GPUs asked for (`extra_resource_limits: {nvidia.com/gpu: N}`).
-    pub gpus: u32,
-}
-
-impl Resolved {
-    /// What the server model's `state` shows admins.
-    pub fn summary(&self) -> Value {
-        json!({
-            "profile": self.profile.as_ref().map(|(slug, _)| slug),
-            "profile_display_name": self.profile.as_ref().map(|(_, name)| name),
-            "options": self.choices,
-            "image": self.image,
-            "environment": self.environment,
-            "limits": {
-                "mem_limit": self.limits.mem_limit,
-                "mem_guarantee": self.limits.mem_guarantee,
-                "cpu_limit": self.limits.cpu_limit.map(cpu_float),
-                "cpu_guarantee": self.limits.cpu_guarantee.map(cpu_float),
-                "gpus": self.gpus,
-            },
-        })
-    }
-}
-
-fn cpu_float(milli: u64) -> f64 {
-    milli as f64 / 1000.0
 }
 
 /// CPUs as Python writes a float (`2.0`, `0.5`), as upstream's `CPU_LIMIT`.
@@ -170,7 +117,7 @@ pub fn resolve(
     options: &SpawnOptions,
     groups: &[String],
     user_options: &Value,
-) -> Result<Resolved, String> {
+) -> Result<ResolvedProfile, String> {
     let empty = serde_json::Map::new();
     let given = match user_options {
         Value::Object(map) => map,
@@ -193,7 +140,7 @@ pub fn resolve(
         cpu_guarantee: Some(options.limits.cpu_guarantee),
         ..Default::default()
     };
-    let mut resolved = Resolved::default();
+    let mut resolved = ResolvedProfile::default();
     if !options.profiles.is_empty() {
         let mine = visible(options, groups);
         let names = || {
@@ -332,84 +279,16 @@ pub fn resolve(
 }
 
 /// The local environment a resolved start uses, if its image maps to one.
-pub fn environment<'a>(options: &'a SpawnOptions, resolved: &Resolved) -> Option<&'a Environment> {
+pub fn environment<'a>(
+    options: &'a SpawnOptions,
+    resolved: &ResolvedProfile,
+) -> Option<&'a Environment> {
     let name = resolved.environment.as_deref()?;
     options
         .environments
         .iter()
         .find(|(n, _)| n == name)
         .map(|(_, e)| e)
-}
-
-/// Where homes live.
-pub fn homes_dir(options: &SpawnOptions, data_dir: &Path) -> PathBuf {
-    options
-        .homes_dir
-        .clone()
-        .unwrap_or_else(|| data_dir.join("homes"))
-}
-
-/// Where the shared folder lives.
-pub fn shared_dir(options: &SpawnOptions, data_dir: &Path) -> PathBuf {
-    options
-        .shared_dir
-        .clone()
-        .unwrap_or_else(|| data_dir.join("shared"))
-}
-
-/// With `singleuser.storage.capacity`: why quotas cannot be enforced on the homes, if they
-/// cannot (said once at start-up; each server's state says it again).
-pub fn storage_quota_problem(options: &SpawnOptions, data_dir: &Path) -> Option<String> {
-    let capacity = options.storage_capacity?;
-    match hubfleet_spawn::quota::support(&homes_dir(options, data_dir)) {
-        hubfleet_spawn::quota::QuotaSupport::Unsupported(why) => {
-            Some(hubfleet_spawn::quota::not_enforced(capacity, &why))
-        }
-        _ => None,
-    }
-}
-
-/// 2i2c's folders in a home: `shared` (read-only) for everyone, `shared-readwrite` for admins.
-pub fn storage(options: &SpawnOptions, data_dir: &Path, home: &Path, admin: bool) -> Vec<Mount> {
-    let shared = shared_dir(options, data_dir);
-    let mut mounts = vec![Mount {
-        source: shared.clone(),
-        target: home.join("shared"),
-        read_only: true,
-    }];
-    if admin {
-        mounts.push(Mount {
-            source: shared,
-            target: home.join("shared-readwrite"),
-            read_only: false,
-        });
-    }
-    mounts
-}
-
-/// The Unix account a user's server runs as, when `system_users` is on.
-pub fn system_user(options: &SpawnOptions, user: &str, admin: bool) -> Option<SystemUser> {
-    options.system_users.then(|| SystemUser {
-        account: hubfleet_spawn::system_user::account_name(user),
-        group: admin.then(|| SHARED_WRITERS_GROUP.to_string()),
-    })
-}
-
-/// With system users: the shared folder is owned by root and [`SHARED_WRITERS_GROUP`], mode
-/// 2775 (admins' servers run with that group), so users only read it.
-pub fn prepare_shared(options: &SpawnOptions, data_dir: &Path) -> Result<(), String> {
-    let shared = shared_dir(options, data_dir);
-    std::fs::create_dir_all(&shared).map_err(|e| format!("{}: {e}", shared.display()))?;
-    use std::os::unix::fs::PermissionsExt;
-    if options.system_users {
-        let gid = hubfleet_spawn::system_user::ensure_group(SHARED_WRITERS_GROUP)
-            .map_err(|e| e.to_string())?;
-        std::os::unix::fs::chown(&shared, Some(0), Some(gid.as_raw()))
-            .map_err(|e| format!("{}: {e}", shared.display()))?;
-        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o2775))
-            .map_err(|e| format!("{}: {e}", shared.display()))?;
-    }
-    Ok(())
 }
 
 /// A server's `PATH`: its environment's `bin/`, then the system's directories. Never the hub's
@@ -426,7 +305,7 @@ pub fn server_path(prefix: Option<&Path>) -> String {
 /// `JUPYTERHUB_*` variables), and the profile's `default_url`.
 pub fn apply(
     options: &SpawnOptions,
-    resolved: &Resolved,
+    resolved: &ResolvedProfile,
     configured_cmd: Option<&Vec<String>>,
     cmd: &mut Vec<String>,
     env: &mut BTreeMap<String, String>,
@@ -513,9 +392,9 @@ pub fn server_programs(settings: &crate::Settings) -> Vec<ServerProgram> {
         settings.python_env.as_deref(),
     );
     for (name, environment) in &settings.spawn_options.environments {
-        let resolved = Resolved {
+        let resolved = ResolvedProfile {
             environment: Some(name.clone()),
-            ..Resolved::default()
+            ..ResolvedProfile::default()
         };
         let mut cmd = default_cmd.clone();
         let mut env = BTreeMap::from([("PATH".to_string(), default_path.clone())]);
@@ -539,6 +418,7 @@ pub fn server_programs(settings: &crate::Settings) -> Vec<ServerProgram> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn options() -> SpawnOptions {
         let yaml = r#"

@@ -1,10 +1,11 @@
 //! Spawners: how a single-user server is started, watched and stopped.
 //!
-//! The hub owns the lifecycle (state machine, readiness probe, routes, database);
-//! a [`Spawner`] only knows how to run one server process somewhere and how to
-//! find it again from its saved [`SpawnState`] after a hub restart.
+//! The hub owns the lifecycle (state machine, leases, tokens, OAuth clients, routes, the
+//! readiness probe, the ledger, progress); a [`Spawner`] is the only one that knows how a
+//! server runs: it turns a [`LaunchSpec`] into its own objects (a local process with its home,
+//! log, account, mounts, cgroup and GPUs; a pod), reports progress while it starts, and finds
+//! the server again from its saved [`SpawnState`] after a hub restart.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -12,51 +13,25 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub mod cgroup;
+mod gpus;
 mod local;
 pub mod mounts;
+mod progress;
 pub mod quota;
+mod spec;
 pub mod system_user;
 
 pub use local::{process_alive, process_start_time, tail_log, LocalOptions, LocalProcessSpawner};
+pub use progress::{ProgressSender, SpawnProgress};
+pub use spec::{
+    LaunchSpec, Limits, Owner, ProfileChoice, ResolvedProfile, Resources, ServerRef, Storage,
+    GPU_RESOURCE,
+};
 
 /// The `PATH` of a server, after its environment's own `bin/`: the system's directories only,
 /// never the hub's own `PATH` (which may hold the operator's private tools, as
 /// `/root/.cargo/bin`).
 pub const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// Resource limits of a server (KubeSpawner's `mem_limit`, `mem_guarantee`, `cpu_limit`,
-/// `cpu_guarantee`). Memory in bytes, CPU in millicores.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Limits {
-    pub mem_limit: Option<u64>,
-    pub mem_guarantee: Option<u64>,
-    pub cpu_limit: Option<u64>,
-    pub cpu_guarantee: Option<u64>,
-}
-
-impl Limits {
-    pub fn is_empty(&self) -> bool {
-        *self == Limits::default()
-    }
-}
-
-/// A folder shown at `target` (absolute, usually inside the home): a bind mount of `source`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Mount {
-    pub source: PathBuf,
-    pub target: PathBuf,
-    pub read_only: bool,
-}
-
-/// Run the server as a Unix account of its own (created if missing).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SystemUser {
-    /// The account, e.g. `jupyter-alice` (see [`system_user::account_name`]).
-    pub account: String,
-    /// Run with this group as the primary group instead of the account's own (admins get the
-    /// group that may write to the shared folder).
-    pub group: Option<String>,
-}
 
 /// Memory as people write it: `1G`, `512M`, `1.5G`, else bytes.
 pub fn format_bytes(bytes: u64) -> String {
@@ -75,35 +50,6 @@ pub fn format_bytes(bytes: u64) -> String {
         }
     }
     bytes.to_string()
-}
-
-/// Everything needed to launch one server. Built by the hub from config (protocol §5).
-#[derive(Clone, Debug)]
-pub struct LaunchSpec {
-    /// Owner's user name.
-    pub user: String,
-    /// `""` for the default server.
-    pub server_name: String,
-    /// Program and arguments, e.g. `[".../bin/jupyterhub-singleuser"]`.
-    pub cmd: Vec<String>,
-    /// Environment for the server (protocol §5.1). The spawner adds
-    /// `JUPYTERHUB_SERVICE_URL` once it has chosen where the server listens.
-    pub env: BTreeMap<String, String>,
-    /// URL prefix the server is served under, e.g. `/user/alice/`.
-    pub service_prefix: String,
-    /// Working directory and `HOME` for the server; created if missing.
-    pub home_dir: PathBuf,
-    /// Where stdout and stderr of the server go (appended).
-    pub log_path: PathBuf,
-    /// Memory and CPU limits (cgroups), if any.
-    pub limits: Limits,
-    /// Run as this Unix account instead of the hub's own user.
-    pub system_user: Option<SystemUser>,
-    /// Folders shown in the home (shared folders).
-    pub mounts: Vec<Mount>,
-    /// Most bytes the home may hold (`singleuser.storage.capacity`), as a project quota where
-    /// the filesystem has them.
-    pub storage_capacity: Option<u64>,
 }
 
 /// What a spawner persists about a started server, so a restarted hub can find it.
@@ -147,22 +93,65 @@ pub enum SpawnError {
     NoPort(std::io::Error),
     #[error("saved server state is not understood ({0}); the server is treated as stopped")]
     BadState(String),
+    /// The start cannot be served as asked (e.g. more GPUs than are free): the user's to fix,
+    /// so the hub answers 400 when it learns it before the start is recorded.
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Other(String),
 }
 
+/// The end of a server's log, for the admin log viewer and the failed-spawn page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerLog {
+    pub text: String,
+    /// Where it comes from, for people: a file's path, a pod's name.
+    pub source: String,
+}
+
 #[async_trait]
 pub trait Spawner: Send + Sync + 'static {
-    /// Start the server and return where it listens. Must not wait for readiness:
-    /// the hub probes the server itself.
-    async fn start(&self, spec: &LaunchSpec) -> Result<Started, SpawnError>;
+    /// Can this start be served, now? Called before the hub records anything: a
+    /// [`SpawnError::Refused`] is a 400 and nothing starts. Reserves nothing: `start` checks
+    /// again (its spec then also has the hub's environment: token, URLs).
+    async fn check(&self, _spec: &LaunchSpec) -> Result<(), SpawnError> {
+        Ok(())
+    }
+
+    /// Start the server and return where it listens, reporting steps worth showing to
+    /// `progress` as it goes. Must not wait for the server to answer: the hub probes it itself.
+    /// A failed start leaves nothing behind.
+    async fn start(
+        &self,
+        spec: &LaunchSpec,
+        progress: &ProgressSender,
+    ) -> Result<Started, SpawnError>;
 
     /// Is the server described by `state` still running?
     async fn poll(&self, state: &SpawnState) -> Result<PollStatus, SpawnError>;
 
-    /// Stop the server: a polite signal first, a forced one after `grace`.
+    /// Stop the server: a polite signal first, a forced one after `grace`; free what it held.
     /// Stopping a server that is already gone is not an error.
     async fn stop(&self, state: &SpawnState, grace: Duration) -> Result<(), SpawnError>;
+
+    /// At the hub's start, for each server that still runs, before any new start: take back
+    /// what it holds (the local spawner's GPUs).
+    async fn adopt(&self, _server: &ServerRef, _state: &SpawnState) {}
+
+    /// At most the last `max_bytes` of the server's log (`state`: the running server's, when
+    /// there is one). `None` when there is no log.
+    async fn log_tail(
+        &self,
+        _server: &ServerRef,
+        _state: Option<&SpawnState>,
+        _max_bytes: u64,
+    ) -> Option<ServerLog> {
+        None
+    }
+
+    /// Add a line of the hub's to the server's log (e.g. that a kernel was killed at the
+    /// memory limit), where the backend keeps one.
+    async fn note_in_log(&self, _state: &SpawnState, _line: &str) {}
 
     /// Why a server that is no longer running ended, when the spawner knows better than an
     /// exit code (e.g. `killed: memory limit 1G reached`). The reason is also written to the

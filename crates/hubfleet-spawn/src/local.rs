@@ -1,14 +1,18 @@
 //! [`LocalProcessSpawner`]: runs each single-user server as a local process of
 //! the hub's own user, like JupyterHub's `LocalProcessSpawner` (protocol §5.1, §6).
 //!
+//! * What a server gets on this machine is decided here, from [`LocalOptions`]: its home
+//!   (`<homes_dir>/<user>`), its log (`<logs_dir>/<user>[--<server>].log`), its Unix account
+//!   (with `system_users`), the shared folders in its home, its cgroup and its GPUs.
 //! * The server gets a fresh environment (`env_clear`): only the variables named
 //!   in [`LocalOptions::env_keep`] are copied from the hub, plus `USER`/`SHELL`,
-//!   `HOME` (= the launch spec's home dir), the spec's own variables and
-//!   `JUPYTERHUB_SERVICE_URL`. Secrets of the hub such as
+//!   `HOME`, the spec's own variables, `JUPYTERHUB_SERVICE_URL` and, with GPUs configured,
+//!   `CUDA_VISIBLE_DEVICES`/`NVIDIA_VISIBLE_DEVICES`. Secrets of the hub such as
 //!   `CONFIGPROXY_AUTH_TOKEN` therefore never leak into user servers.
 //! * The server runs in its own process group, so it outlives the hub and is not
 //!   hit by a Ctrl-C sent to the hub's terminal.
-//! * The persisted state is `{"pid", "pgid", "start_time", "port", "ip"}`;
+//! * The persisted state is `{"pid", "pgid", "start_time", "port", "ip", "user", "server",
+//!   "log", "gpus", …}`;
 //!   `start_time` (field 22 of `/proc/<pid>/stat`) guards against pid reuse: a
 //!   pid whose start time differs is another process and is never signalled.
 //! * Processes this spawner started are reaped by a background task, so there
@@ -21,7 +25,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,9 +38,11 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::cgroup::Cgroup;
+use crate::gpus::GpuPool;
+use crate::mounts::Mount;
 use crate::{
-    format_bytes, mounts, system_user, LaunchSpec, MemoryKills, PollStatus, SpawnError, SpawnState,
-    Spawner, Started,
+    format_bytes, mounts, system_user, LaunchSpec, MemoryKills, Owner, PollStatus, ProgressSender,
+    ServerLog, ServerRef, SpawnError, SpawnState, Spawner, Started,
 };
 
 /// How often `stop` looks whether the process is gone.
@@ -55,7 +61,7 @@ const STALE_CGROUP_AGE: Duration = Duration::from_secs(60);
 /// Variables never copied from the hub's environment, even if listed in `env_keep`.
 const NEVER_KEEP: &[&str] = &["CONFIGPROXY_AUTH_TOKEN"];
 
-/// Options of the [`LocalProcessSpawner`].
+/// Options of the [`LocalProcessSpawner`]: everything about this machine that servers get.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalOptions {
     /// Address servers listen on (default `127.0.0.1`).
@@ -70,10 +76,24 @@ pub struct LocalOptions {
     pub allow_root: bool,
     /// With system users: which existing accounts servers may run as.
     pub system_accounts: system_user::SystemAccounts,
+    /// Run each user's server as a Unix account of their own, `jupyter-<name>`
+    /// (`hubfleet.local.system_users`).
+    pub system_users: bool,
+    /// Where servers' logs go: `<logs_dir>/<user>.log`, `<user>--<server>.log`.
+    pub logs_dir: PathBuf,
+    /// Where homes live: `<homes_dir>/<user>` (`hubfleet.local.homes_dir`).
+    pub homes_dir: PathBuf,
+    /// The folder shown in every home as `shared` (read-only; admins also get it read-write as
+    /// `shared-readwrite`): `hubfleet.local.shared_dir`. `None`: no shared folder.
+    pub shared_dir: Option<PathBuf>,
+    /// GPU device indices servers may be given (`hubfleet.local.gpus`).
+    pub gpus: Vec<u32>,
 }
 
-impl Default for LocalOptions {
-    fn default() -> Self {
+impl LocalOptions {
+    /// The defaults for a hub whose data directory is `data_dir`: logs, homes and the shared
+    /// folder under it.
+    pub fn new(data_dir: &Path) -> Self {
         LocalOptions {
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             env_keep: [
@@ -91,8 +111,23 @@ impl Default for LocalOptions {
             .collect(),
             allow_root: false,
             system_accounts: Default::default(),
+            system_users: false,
+            logs_dir: data_dir.join("logs"),
+            homes_dir: data_dir.join("homes"),
+            shared_dir: Some(data_dir.join("shared")),
+            gpus: Vec::new(),
         }
     }
+}
+
+/// Run the server as a Unix account of its own (created if missing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct SystemUser {
+    /// The account, e.g. `jupyter-alice` (see [`system_user::account_name`]).
+    account: String,
+    /// Run with this group as the primary group instead of the account's own (admins get the
+    /// group that may write to the shared folder).
+    group: Option<String>,
 }
 
 /// Exit of an own child: the exit code (negative signal number when killed by a
@@ -109,11 +144,13 @@ struct OwnChild {
 pub struct LocalProcessSpawner {
     options: LocalOptions,
     children: Arc<Mutex<HashMap<i32, OwnChild>>>,
+    gpus: GpuPool,
 }
 
 impl LocalProcessSpawner {
     pub fn new(options: LocalOptions) -> Self {
         LocalProcessSpawner {
+            gpus: GpuPool::new(options.gpus.clone()),
             options,
             children: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -123,9 +160,96 @@ impl LocalProcessSpawner {
         &self.options
     }
 
+    /// A user's home (shared by their servers).
+    pub fn home_dir(&self, home: &str) -> PathBuf {
+        self.options.homes_dir.join(home)
+    }
+
+    /// Where a server's output goes.
+    pub fn log_path(&self, server: &ServerRef) -> PathBuf {
+        let file = if server.server.is_empty() {
+            format!("{}.log", server.user)
+        } else {
+            format!("{}--{}.log", server.user, server.server)
+        };
+        self.options.logs_dir.join(file)
+    }
+
+    /// The GPU devices `server` holds now.
+    pub fn gpus_held_by(&self, server: &ServerRef) -> Vec<u32> {
+        self.gpus.held_by(server)
+    }
+
+    /// With `singleuser.storage.capacity`: why quotas cannot be enforced on the homes, if they
+    /// cannot (said once at start-up; each server's state says it again).
+    pub fn quota_problem(&self, capacity: u64) -> Option<String> {
+        match crate::quota::support(&self.options.homes_dir) {
+            crate::quota::QuotaSupport::Unsupported(why) => {
+                Some(crate::quota::not_enforced(capacity, &why))
+            }
+            _ => None,
+        }
+    }
+
+    /// The Unix account a user's server runs as, with `system_users`.
+    fn system_user(&self, owner: &Owner) -> Option<SystemUser> {
+        self.options.system_users.then(|| SystemUser {
+            account: system_user::account_name(&owner.name),
+            group: owner
+                .admin
+                .then(|| system_user::SHARED_WRITERS_GROUP.to_string()),
+        })
+    }
+
+    /// 2i2c's folders in a home: `shared` (read-only) for everyone, `shared-readwrite` for
+    /// admins.
+    fn mounts(&self, home: &Path, admin: bool) -> Vec<Mount> {
+        let Some(shared) = &self.options.shared_dir else {
+            return Vec::new();
+        };
+        let mut mounts = vec![Mount {
+            source: shared.clone(),
+            target: home.join("shared"),
+            read_only: true,
+        }];
+        if admin {
+            mounts.push(Mount {
+                source: shared.clone(),
+                target: home.join("shared-readwrite"),
+                read_only: false,
+            });
+        }
+        mounts
+    }
+
+    /// The shared folder exists; with system users it is owned by root and
+    /// [`system_user::SHARED_WRITERS_GROUP`], mode 2775 (admins' servers run with that group),
+    /// so users only read it.
+    fn prepare_shared(&self) -> Result<(), String> {
+        let Some(shared) = &self.options.shared_dir else {
+            return Ok(());
+        };
+        std::fs::create_dir_all(shared).map_err(|e| format!("{}: {e}", shared.display()))?;
+        if self.options.system_users {
+            let gid = system_user::ensure_group(system_user::SHARED_WRITERS_GROUP)
+                .map_err(|e| e.to_string())?;
+            std::os::unix::fs::chown(shared, Some(0), Some(gid.as_raw()))
+                .map_err(|e| format!("{}: {e}", shared.display()))?;
+            std::fs::set_permissions(shared, std::fs::Permissions::from_mode(0o2775))
+                .map_err(|e| format!("{}: {e}", shared.display()))?;
+        }
+        Ok(())
+    }
+
     /// The environment of a server: kept hub variables, `USER`/`SHELL`, the
-    /// spec's variables, `HOME` and `JUPYTERHUB_SERVICE_URL`.
-    fn build_env(&self, spec: &LaunchSpec, service_url: &str) -> Vec<(String, std::ffi::OsString)> {
+    /// spec's variables, `HOME`, `JUPYTERHUB_SERVICE_URL` and the GPUs it may see.
+    fn build_env(
+        &self,
+        spec: &LaunchSpec,
+        home_dir: &Path,
+        service_url: &str,
+        gpus: &[u32],
+    ) -> Vec<(String, std::ffi::OsString)> {
         let mut env: Vec<(String, std::ffi::OsString)> = Vec::new();
         let mut set = |k: &str, v: std::ffi::OsString| {
             env.retain(|(key, _)| key != k);
@@ -150,7 +274,22 @@ impl LocalProcessSpawner {
         for (k, v) in &spec.env {
             set(k, v.into());
         }
-        set("HOME", spec.home_dir.clone().into_os_string());
+        // Only the devices given to this server; an empty list hides every GPU.
+        if self.gpus.configured() {
+            let visible = gpus
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            let nvidia = if gpus.is_empty() {
+                "void".to_string()
+            } else {
+                visible.clone()
+            };
+            set("CUDA_VISIBLE_DEVICES", visible.into());
+            set("NVIDIA_VISIBLE_DEVICES", nvidia.into());
+        }
+        set("HOME", home_dir.as_os_str().to_owned());
         set("JUPYTERHUB_SERVICE_URL", service_url.into());
         env
     }
@@ -170,12 +309,6 @@ impl LocalProcessSpawner {
             Some((_, at)) => at.elapsed() < EXIT_RECORD_TTL,
             None => true,
         });
-    }
-}
-
-impl Default for LocalProcessSpawner {
-    fn default() -> Self {
-        Self::new(LocalOptions::default())
     }
 }
 
@@ -342,32 +475,80 @@ impl LocalProcessSpawner {
     }
 }
 
+/// Devices set aside for a start: given back unless the start went through.
+struct GpuReservation<'a> {
+    pool: &'a GpuPool,
+    server: ServerRef,
+    devices: Vec<u32>,
+    kept: bool,
+}
+
+impl GpuReservation<'_> {
+    fn keep(mut self) -> Vec<u32> {
+        self.kept = true;
+        std::mem::take(&mut self.devices)
+    }
+}
+
+impl Drop for GpuReservation<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.pool.release(Some(&self.server), &self.devices);
+        }
+    }
+}
+
 #[async_trait]
 impl Spawner for LocalProcessSpawner {
-    async fn start(&self, spec: &LaunchSpec) -> Result<Started, SpawnError> {
+    async fn check(&self, spec: &LaunchSpec) -> Result<(), SpawnError> {
+        self.gpus
+            .check(&spec.server(), spec.resources.gpus)
+            .map_err(SpawnError::Refused)
+    }
+
+    async fn start(
+        &self,
+        spec: &LaunchSpec,
+        _progress: &ProgressSender,
+    ) -> Result<Started, SpawnError> {
+        let user = &spec.owner.name;
         let Some(program) = spec.cmd.first() else {
             return Err(SpawnError::Other(format!(
-                "no command configured to start the server of {}",
-                spec.user
+                "no command configured to start the server of {user}"
             )));
         };
         self.forget_old_exits();
-        let as_root = spec.system_user.is_none() && nix::unistd::geteuid().is_root();
+        let system_user = self.system_user(&spec.owner);
+        let as_root = system_user.is_none() && nix::unistd::geteuid().is_root();
         if as_root && !self.options.allow_root {
             return Err(SpawnError::Other(format!(
-                "refusing to run the server of {} as root: run the hub as an unprivileged user, turn on hubfleet.local.system_users, or allow it with hubfleet.local.allow_root: true",
-                spec.user
+                "refusing to run the server of {user} as root: run the hub as an unprivileged user, turn on hubfleet.local.system_users, or allow it with hubfleet.local.allow_root: true"
             )));
         }
+        // Before anything is made: a start that cannot have its GPUs does nothing.
+        let server = spec.server();
+        let gpus = GpuReservation {
+            devices: self
+                .gpus
+                .reserve(&server, spec.resources.gpus)
+                .map_err(SpawnError::Refused)?,
+            pool: &self.gpus,
+            server: server.clone(),
+            kept: false,
+        };
+        let home_dir = self.home_dir(&spec.storage.home);
+        let log_path = self.log_path(&server);
+        self.prepare_shared()
+            .map_err(|e| SpawnError::Other(format!("could not prepare the shared folder: {e}")))?;
 
         // The account's own group (before an admin's server switches to the writers' group):
         // its members, the account alone, may read the server's log.
         let mut log_reader_group = None;
-        let account = match &spec.system_user {
+        let account = match &system_user {
             Some(system_user) => {
                 let mut account = system_user::ensure_account(
                     &system_user.account,
-                    &spec.home_dir,
+                    &home_dir,
                     &self.options.system_accounts,
                 )?;
                 log_reader_group = Some(account.gid);
@@ -379,12 +560,12 @@ impl Spawner for LocalProcessSpawner {
             None => None,
         };
         // After the account check: a refused account leaves nothing behind.
-        std::fs::create_dir_all(&spec.home_dir).map_err(|source| SpawnError::Io {
+        std::fs::create_dir_all(&home_dir).map_err(|source| SpawnError::Io {
             what: "home directory",
-            path: spec.home_dir.clone(),
+            path: home_dir.clone(),
             source,
         })?;
-        if let Some(parent) = spec.log_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Some(parent) = log_path.parent().filter(|p| !p.as_os_str().is_empty()) {
             // Accounts open their own log by name but may not list the others'.
             let mode = if log_reader_group.is_some() {
                 0o711
@@ -403,14 +584,14 @@ impl Spawner for LocalProcessSpawner {
         }
         let log_err = |source| SpawnError::Io {
             what: "log file",
-            path: spec.log_path.clone(),
+            path: log_path.clone(),
             source,
         };
         let log = OpenOptions::new()
             .create(true)
             .append(true)
             .mode(0o600)
-            .open(&spec.log_path)
+            .open(&log_path)
             .map_err(log_err)?;
         // Also a log left by an older hub: readable by the hub and the server's owner only.
         let log_mode = match log_reader_group {
@@ -425,13 +606,13 @@ impl Spawner for LocalProcessSpawner {
         let log2 = log.try_clone().map_err(log_err)?;
         let mut warn_log = log.try_clone().map_err(log_err)?;
         let mut warn = |message: &str| {
-            tracing::warn!(user = %spec.user, server = %spec.server_name, "{message}");
+            tracing::warn!(%user, server = %spec.server_name, "{message}");
             let _ = writeln!(warn_log, "[hubfleet] warning: {message}");
         };
 
         // After the account exists and owns the home: tagging files must not change owners.
-        let storage = spec.storage_capacity.map(|capacity| {
-            match crate::quota::apply(&spec.home_dir, capacity) {
+        let storage = spec.storage.capacity.map(|capacity| {
+            match crate::quota::apply(&home_dir, capacity) {
                 Ok(applied) => json!({
                     "capacity": capacity,
                     "enforced": true,
@@ -440,7 +621,7 @@ impl Spawner for LocalProcessSpawner {
                 Err(why) => {
                     // The hub's log says it once at start-up; the server's log each time.
                     let message = crate::quota::not_enforced(capacity, &why);
-                    tracing::debug!(user = %spec.user, "{message}");
+                    tracing::debug!(%user, "{message}");
                     if let Ok(mut log) = log.try_clone() {
                         let _ = writeln!(log, "[hubfleet] warning: {message}");
                     }
@@ -455,8 +636,9 @@ impl Spawner for LocalProcessSpawner {
         let target = format!("http://{host}:{port}");
         let service_url = format!("{target}{}", spec.service_prefix);
 
-        let group_name = format!("{}--{}--{port}", spec.user, spec.server_name);
-        let group = match Cgroup::create(&group_name, &spec.limits) {
+        let group_name = format!("{user}--{}--{port}", spec.server_name);
+        let limits = spec.resources.limits;
+        let group = match Cgroup::create(&group_name, &limits) {
             Ok(group) => group,
             Err(e) => {
                 warn(&e);
@@ -475,18 +657,19 @@ impl Spawner for LocalProcessSpawner {
             args.push("--allow-root".to_string());
         }
 
-        let mut env = self.build_env(spec, &service_url);
-        if let Some(system_user) = &spec.system_user {
+        let mut env = self.build_env(spec, &home_dir, &service_url, &gpus.devices);
+        if let Some(system_user) = &system_user {
             env.retain(|(k, _)| k != "USER" && k != "SHELL");
             env.push(("USER".into(), system_user.account.clone().into()));
             env.push(("SHELL".into(), "/bin/bash".into()));
         }
         let ids = account.map(|a| (a.uid.as_raw(), a.gid.as_raw()));
-        let wrapped = mounts::in_namespace(&spec.mounts, ids, program, &args);
+        let shared_mounts = self.mounts(&home_dir, spec.owner.admin);
+        let wrapped = mounts::in_namespace(&shared_mounts, ids, program, &args);
         let mounted = if wrapped.is_some() {
             Vec::new()
         } else {
-            let (mounted, mount_warnings) = mounts::apply(&spec.mounts);
+            let (mounted, mount_warnings) = mounts::apply(&shared_mounts);
             for w in &mount_warnings {
                 warn(w);
             }
@@ -511,7 +694,7 @@ impl Spawner for LocalProcessSpawner {
         };
         cmd.env_clear()
             .envs(env)
-            .current_dir(&spec.home_dir)
+            .current_dir(&home_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
@@ -526,7 +709,7 @@ impl Spawner for LocalProcessSpawner {
                 }
                 return Err(SpawnError::Exec {
                     program: program.clone(),
-                    user: spec.user.clone(),
+                    user: user.clone(),
                     source,
                 });
             }
@@ -570,7 +753,7 @@ impl Spawner for LocalProcessSpawner {
                     exit: rx,
                 },
             );
-        let user = spec.user.clone();
+        let exited_user = user.clone();
         tokio::spawn(async move {
             let code = match child.wait().await {
                 Ok(status) => exit_code(status),
@@ -579,17 +762,19 @@ impl Spawner for LocalProcessSpawner {
                     None
                 }
             };
-            tracing::info!(pid, %user, ?code, "server process exited");
+            tracing::info!(pid, user = %exited_user, ?code, "server process exited");
             let _ = tx.send(Some((code, Instant::now())));
         });
 
+        let gpus = gpus.keep();
         tracing::info!(
-            user = %spec.user,
+            %user,
             server = %spec.server_name,
             pid,
             port,
             program = %program,
-            log = %spec.log_path.display(),
+            log = %log_path.display(),
+            ?gpus,
             "started server process"
         );
         Ok(Started {
@@ -600,11 +785,14 @@ impl Spawner for LocalProcessSpawner {
                 "start_time": start_time,
                 "port": port,
                 "ip": ip.to_string(),
-                "log": spec.log_path,
+                "user": user,
+                "server": spec.server_name,
+                "log": log_path,
                 "cgroup": group,
                 "mounts": mounted,
-                "limits": spec.limits,
+                "limits": limits,
                 "storage": storage,
+                "gpus": gpus,
             }),
         })
     }
@@ -618,6 +806,7 @@ impl Spawner for LocalProcessSpawner {
         let saved = parse_state(state)?;
         if self.status(&saved).await != PollStatus::Running {
             clean_up(state).await;
+            self.release_gpus(state);
             return Ok(());
         }
         signal_server(&saved, Signal::SIGTERM);
@@ -648,8 +837,46 @@ impl Spawner for LocalProcessSpawner {
             let _ = killpg(Pid::from_raw(saved.pgid), Signal::SIGKILL);
         }
         clean_up(state).await;
+        self.release_gpus(state);
         tracing::info!(pid = saved.pid, "stopped server process");
         Ok(())
+    }
+
+    async fn adopt(&self, server: &ServerRef, state: &SpawnState) {
+        let devices = saved_gpus(state);
+        if !devices.is_empty() {
+            self.gpus.adopt(server, &devices);
+            tracing::info!(user = %server.user, server = %server.server, gpus = ?devices, "a re-adopted server keeps its GPUs");
+        }
+    }
+
+    async fn log_tail(
+        &self,
+        server: &ServerRef,
+        state: Option<&SpawnState>,
+        max_bytes: u64,
+    ) -> Option<ServerLog> {
+        let path = state
+            .and_then(saved_log)
+            .unwrap_or_else(|| self.log_path(server));
+        let text = tail_log(&path, max_bytes).ok()?;
+        Some(ServerLog {
+            text,
+            source: path.display().to_string(),
+        })
+    }
+
+    async fn note_in_log(&self, state: &SpawnState, line: &str) {
+        let Some(path) = saved_log(state) else {
+            return;
+        };
+        let written = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| writeln!(file, "{}", line.trim_end_matches('\n')));
+        if let Err(e) = written {
+            tracing::warn!(log = %path.display(), error = %e, "writing to a server's log");
+        }
     }
 
     async fn exit_reason(&self, state: &SpawnState) -> Option<String> {
@@ -662,7 +889,7 @@ impl Spawner for LocalProcessSpawner {
             Some(limit) => format!("killed: memory limit {} reached", format_bytes(limit)),
             None => "killed: out of memory".to_string(),
         };
-        if let Some(log) = state.get("log").and_then(|l| l.as_str()) {
+        if let Some(log) = saved_log(state) {
             if let Ok(mut file) = OpenOptions::new().append(true).open(log) {
                 let _ = writeln!(file, "[hubfleet] {reason}");
             }
@@ -695,6 +922,36 @@ impl Spawner for LocalProcessSpawner {
 /// The memory kills the hub has already noted in the server's state (`oom_kills`).
 fn noted_memory_kills(state: &SpawnState) -> u64 {
     state.get("oom_kills").and_then(|n| n.as_u64()).unwrap_or(0)
+}
+
+/// The server's log, as its state records it.
+fn saved_log(state: &SpawnState) -> Option<PathBuf> {
+    state.get("log")?.as_str().map(PathBuf::from)
+}
+
+/// The GPU devices the server was given.
+fn saved_gpus(state: &SpawnState) -> Vec<u32> {
+    state
+        .get("gpus")
+        .and_then(|gpus| serde_json::from_value(gpus.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// Whose server the state is of (`None` in states saved before it was recorded).
+fn saved_server(state: &SpawnState) -> Option<ServerRef> {
+    Some(ServerRef::new(
+        state.get("user")?.as_str()?,
+        state.get("server")?.as_str()?,
+    ))
+}
+
+impl LocalProcessSpawner {
+    fn release_gpus(&self, state: &SpawnState) {
+        let devices = saved_gpus(state);
+        if !devices.is_empty() {
+            self.gpus.release(saved_server(state).as_ref(), &devices);
+        }
+    }
 }
 
 fn saved_cgroup(state: &SpawnState) -> Option<Cgroup> {
@@ -758,7 +1015,6 @@ const _: () = {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
     #[test]
     fn stat_parsing_handles_odd_command_names() {
@@ -800,59 +1056,121 @@ mod tests {
         assert_eq!((s.pid, s.pgid, s.start_time), (5, 6, 3));
     }
 
+    fn spec(user: &str, env: &[(&str, &str)]) -> LaunchSpec {
+        LaunchSpec {
+            owner: Owner {
+                name: user.into(),
+                ..Default::default()
+            },
+            cmd: vec!["x".into()],
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            service_prefix: format!("/user/{user}/"),
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn env_is_built_from_keep_list_and_spec() {
         let spawner = LocalProcessSpawner::new(LocalOptions {
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             env_keep: vec!["PATH".into(), "CONFIGPROXY_AUTH_TOKEN".into()],
-            ..LocalOptions::default()
+            ..LocalOptions::new(Path::new("/data"))
         });
-        let mut env = std::collections::BTreeMap::new();
-        env.insert("PATH".to_string(), "/custom".to_string());
-        env.insert("HOME".to_string(), "/ignored".to_string());
-        let spec = LaunchSpec {
-            user: "alice".into(),
-            server_name: String::new(),
-            cmd: vec!["x".into()],
-            env,
-            service_prefix: "/user/alice/".into(),
-            home_dir: PathBuf::from("/home/alice"),
-            log_path: PathBuf::from("/tmp/x.log"),
-            limits: Default::default(),
-            system_user: None,
-            mounts: Vec::new(),
-            storage_capacity: None,
-        };
+        let spec = spec("alice", &[("PATH", "/custom"), ("HOME", "/ignored")]);
         let built: HashMap<String, std::ffi::OsString> = spawner
-            .build_env(&spec, "http://h:1/user/alice/")
+            .build_env(
+                &spec,
+                Path::new("/home/alice"),
+                "http://h:1/user/alice/",
+                &[],
+            )
             .into_iter()
             .collect();
         assert_eq!(built["PATH"], "/custom");
         assert_eq!(built["HOME"], "/home/alice");
         assert_eq!(built["JUPYTERHUB_SERVICE_URL"], "http://h:1/user/alice/");
         assert!(!built.contains_key("CONFIGPROXY_AUTH_TOKEN"));
+        assert!(!built.contains_key("CUDA_VISIBLE_DEVICES"), "no GPUs here");
     }
 
     #[test]
     fn servers_get_the_system_path_not_the_hubs() {
-        let spec = LaunchSpec {
-            user: "ada".into(),
-            server_name: String::new(),
-            cmd: vec!["x".into()],
-            env: Default::default(),
-            service_prefix: "/user/ada/".into(),
-            home_dir: PathBuf::from("/home/ada"),
-            log_path: PathBuf::from("/tmp/x.log"),
-            limits: Default::default(),
-            system_user: None,
-            mounts: Vec::new(),
-            storage_capacity: None,
-        };
-        let built: HashMap<String, std::ffi::OsString> = LocalProcessSpawner::default()
-            .build_env(&spec, "http://h:1/user/ada/")
+        let spawner = LocalProcessSpawner::new(LocalOptions::new(Path::new("/data")));
+        let built: HashMap<String, std::ffi::OsString> = spawner
+            .build_env(
+                &spec("ada", &[]),
+                Path::new("/h"),
+                "http://h:1/user/ada/",
+                &[],
+            )
             .into_iter()
             .collect();
         assert_eq!(built["PATH"], crate::SYSTEM_PATH);
+    }
+
+    #[test]
+    fn servers_see_only_their_gpus() {
+        let spawner = LocalProcessSpawner::new(LocalOptions {
+            gpus: vec![0, 1, 2],
+            ..LocalOptions::new(Path::new("/data"))
+        });
+        // A variable of the spec does not widen what the server sees.
+        let spec = spec("ada", &[("CUDA_VISIBLE_DEVICES", "0,1,2")]);
+        let visible = |gpus: &[u32]| {
+            let env: HashMap<String, std::ffi::OsString> = spawner
+                .build_env(&spec, Path::new("/h"), "http://h:1/", gpus)
+                .into_iter()
+                .collect();
+            (
+                env["CUDA_VISIBLE_DEVICES"].clone(),
+                env["NVIDIA_VISIBLE_DEVICES"].clone(),
+            )
+        };
+        assert_eq!(visible(&[1, 2]), ("1,2".into(), "1,2".into()));
+        assert_eq!(visible(&[]), ("".into(), "void".into()));
+    }
+
+    #[test]
+    fn homes_and_logs_are_the_spawners() {
+        let spawner = LocalProcessSpawner::new(LocalOptions {
+            homes_dir: PathBuf::from("/homes"),
+            ..LocalOptions::new(Path::new("/data"))
+        });
+        assert_eq!(spawner.home_dir("ada"), Path::new("/homes/ada"));
+        assert_eq!(
+            spawner.log_path(&ServerRef::new("ada", "")),
+            Path::new("/data/logs/ada.log")
+        );
+        assert_eq!(
+            spawner.log_path(&ServerRef::new("ada", "gpu")),
+            Path::new("/data/logs/ada--gpu.log")
+        );
+        let admin = Owner {
+            name: "ada".into(),
+            admin: true,
+            ..Default::default()
+        };
+        assert_eq!(spawner.system_user(&admin), None);
+        let mounts = spawner.mounts(Path::new("/homes/ada"), true);
+        assert_eq!(mounts.len(), 2);
+        assert_eq!(mounts[0].source, Path::new("/data/shared"));
+        assert_eq!(mounts[0].target, Path::new("/homes/ada/shared"));
+        assert!(mounts[0].read_only && !mounts[1].read_only);
+        assert_eq!(spawner.mounts(Path::new("/h"), false).len(), 1);
+        let with_accounts = LocalProcessSpawner::new(LocalOptions {
+            system_users: true,
+            ..LocalOptions::new(Path::new("/data"))
+        });
+        assert_eq!(
+            with_accounts.system_user(&admin),
+            Some(SystemUser {
+                account: "jupyter-ada".into(),
+                group: Some(system_user::SHARED_WRITERS_GROUP.into()),
+            })
+        );
     }
 
     #[test]

@@ -12,7 +12,13 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
-use crate::Mount;
+/// A folder shown at `target` (absolute, usually inside the home): a bind mount of `source`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub read_only: bool,
+}
 
 /// The shell run inside the new namespace: `<source> <target> <ro|rw>`… `--` `<command>`.
 const NAMESPACE_SCRIPT: &str = r#"set -e

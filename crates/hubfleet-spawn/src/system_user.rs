@@ -10,6 +10,9 @@ use nix::unistd::{Gid, Group, Uid, User};
 
 use crate::SpawnError;
 
+/// The group whose members may write to the shared folder (admins, with system users).
+pub const SHARED_WRITERS_GROUP: &str = "jupyterhub-admins";
+
 /// The longest Unix account name `useradd` accepts.
 const MAX_ACCOUNT: usize = 32;
 const PREFIX: &str = "jupyter-";

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hubfleet_spawn::{
-    tail_log, LaunchSpec, LocalOptions, LocalProcessSpawner, PollStatus, SpawnError, Spawner,
+    tail_log, LaunchSpec, LocalOptions, LocalProcessSpawner, Owner, PollStatus, ProgressSender,
+    Resources, ServerRef, SpawnError, Spawner, Started, Storage,
 };
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,25 +29,60 @@ impl TestDir {
         TestDir(dir)
     }
 
-    /// A launch spec whose home and log directories do not exist yet.
+    /// A launch spec for alice's default server; her home and log do not exist yet.
     fn spec(&self, cmd: &[&str], env: &[(&str, &str)]) -> LaunchSpec {
-        LaunchSpec {
-            user: "alice".into(),
-            server_name: String::new(),
-            cmd: cmd.iter().map(|s| s.to_string()).collect(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
-            service_prefix: "/user/alice/".into(),
-            home_dir: self.0.join("home/alice"),
-            log_path: self.0.join("logs/alice.log"),
-            limits: Default::default(),
-            system_user: None,
-            mounts: Vec::new(),
-            storage_capacity: None,
+        spec_of("alice", cmd, env)
+    }
+
+    /// The spawner's options for this directory: homes and logs in it, no shared folder.
+    fn options(&self) -> LocalOptions {
+        LocalOptions {
+            homes_dir: self.0.join("home"),
+            shared_dir: None,
+            ..LocalOptions::new(&self.0)
         }
     }
+
+    /// A spawner for these tests, which run as root in CI: servers may run as the hub's own
+    /// user, root included (`hubfleet.local.allow_root`).
+    fn spawner(&self) -> LocalProcessSpawner {
+        LocalProcessSpawner::new(LocalOptions {
+            allow_root: true,
+            ..self.options()
+        })
+    }
+
+    fn home(&self) -> PathBuf {
+        self.0.join("home/alice")
+    }
+
+    fn log(&self) -> PathBuf {
+        self.0.join("logs/alice.log")
+    }
+}
+
+fn spec_of(user: &str, cmd: &[&str], env: &[(&str, &str)]) -> LaunchSpec {
+    LaunchSpec {
+        owner: Owner {
+            name: user.into(),
+            ..Default::default()
+        },
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+        service_prefix: format!("/user/{user}/"),
+        storage: Storage {
+            home: user.into(),
+            capacity: None,
+        },
+        ..Default::default()
+    }
+}
+
+async fn start(spawner: &LocalProcessSpawner, spec: &LaunchSpec) -> Result<Started, SpawnError> {
+    spawner.start(spec, &ProgressSender::discard()).await
 }
 
 impl Drop for TestDir {
@@ -55,15 +91,6 @@ impl Drop for TestDir {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
-}
-
-/// A spawner for these tests, which run as root in CI: servers may run as the hub's own user,
-/// root included (`hubfleet.local.allow_root`).
-fn spawner() -> LocalProcessSpawner {
-    LocalProcessSpawner::new(LocalOptions {
-        allow_root: true,
-        ..LocalOptions::default()
-    })
 }
 
 fn sh(script: &str) -> Vec<&str> {
@@ -118,13 +145,13 @@ async fn poll_until_exited(spawner: &LocalProcessSpawner, state: &serde_json::Va
 #[tokio::test]
 async fn start_sets_env_home_and_log_then_stop() {
     let dir = TestDir::new("basic");
-    let spawner = spawner();
+    let spawner = dir.spawner();
     let spec = dir.spec(
         &sh(r#"echo "url=$JUPYTERHUB_SERVICE_URL home=$HOME foo=$FOO cwd=$(pwd)"; exec sleep 60"#),
         &[("FOO", "bar")],
     );
-    assert!(!spec.home_dir.exists());
-    let started = spawner.start(&spec).await.unwrap();
+    assert!(!dir.home().exists());
+    let started = start(&spawner, &spec).await.unwrap();
 
     let port = started.state["port"].as_u64().unwrap();
     assert_eq!(started.target, format!("http://127.0.0.1:{port}"));
@@ -132,18 +159,18 @@ async fn start_sets_env_home_and_log_then_stop() {
     let pid = pid_of(&started.state);
     assert_eq!(started.state["pgid"].as_i64(), Some(pid as i64));
     assert!(started.state["start_time"].as_u64().unwrap() > 0);
-    assert!(spec.home_dir.is_dir(), "home dir created");
+    assert!(dir.home().is_dir(), "home dir created");
 
     let expected = format!(
         "url=http://127.0.0.1:{port}/user/alice/ home={home} foo=bar cwd={home}",
-        home = spec.home_dir.display()
+        home = dir.home().display()
     );
     assert!(
-        eventually(Duration::from_secs(5), || read_log(&spec.log_path)
+        eventually(Duration::from_secs(5), || read_log(&dir.log())
             .contains(&expected))
         .await,
         "log: {:?}, expected {expected:?}",
-        read_log(&spec.log_path)
+        read_log(&dir.log())
     );
     assert_eq!(
         spawner.poll(&started.state).await.unwrap(),
@@ -173,7 +200,7 @@ async fn start_sets_env_home_and_log_then_stop() {
 #[tokio::test]
 async fn server_listens_on_the_chosen_port() {
     let dir = TestDir::new("http");
-    let spawner = spawner();
+    let spawner = dir.spawner();
     let script = r#"
 import os, http.server, urllib.parse
 url = urllib.parse.urlparse(os.environ["JUPYTERHUB_SERVICE_URL"])
@@ -187,7 +214,7 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer((url.hostname, url.port), H).serve_forever()
 "#;
     let spec = dir.spec(&["python3", "-c", script], &[]);
-    let started = spawner.start(&spec).await.unwrap();
+    let started = start(&spawner, &spec).await.unwrap();
     let addr = started.target.strip_prefix("http://").unwrap().to_string();
 
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -198,7 +225,7 @@ http.server.HTTPServer((url.hostname, url.port), H).serve_forever()
                 assert!(
                     Instant::now() < deadline,
                     "server never listened on {addr}: {e}; log: {}",
-                    read_log(&spec.log_path)
+                    read_log(&dir.log())
                 );
                 assert_eq!(
                     spawner.poll(&started.state).await.unwrap(),
@@ -231,20 +258,20 @@ http.server.HTTPServer((url.hostname, url.port), H).serve_forever()
 #[tokio::test]
 async fn immediate_exit_reports_code_and_log_tail() {
     let dir = TestDir::new("boom");
-    let spawner = spawner();
+    let spawner = dir.spawner();
     let spec = dir.spec(&sh("echo starting; echo boom >&2; exit 3"), &[]);
-    let started = spawner.start(&spec).await.unwrap();
+    let started = start(&spawner, &spec).await.unwrap();
     assert_eq!(
         poll_until_exited(&spawner, &started.state).await,
         PollStatus::Exited(Some(3))
     );
-    let tail = tail_log(&spec.log_path, 4096).unwrap();
+    let tail = tail_log(&dir.log(), 4096).unwrap();
     assert!(tail.contains("starting\n"), "{tail:?}");
     assert!(
         tail.contains("boom"),
         "stderr goes to the log too: {tail:?}"
     );
-    assert_eq!(tail_log(&spec.log_path, 5).unwrap(), "boom\n");
+    assert_eq!(tail_log(&dir.log(), 5).unwrap(), "boom\n");
     // Already gone: stop is not an error.
     spawner
         .stop(&started.state, Duration::from_secs(1))
@@ -255,25 +282,24 @@ async fn immediate_exit_reports_code_and_log_tail() {
 #[tokio::test]
 async fn log_is_appended_across_starts() {
     let dir = TestDir::new("append");
-    let spawner = spawner();
+    let spawner = dir.spawner();
     for word in ["one", "two"] {
         let spec = dir.spec(&sh(&format!("echo {word}")), &[]);
-        let started = spawner.start(&spec).await.unwrap();
+        let started = start(&spawner, &spec).await.unwrap();
         assert_eq!(
             poll_until_exited(&spawner, &started.state).await,
             PollStatus::Exited(Some(0))
         );
     }
-    let spec = dir.spec(&["true"], &[]);
-    assert_eq!(read_log(&spec.log_path), "one\ntwo\n");
+    assert_eq!(read_log(&dir.log()), "one\ntwo\n");
 }
 
 #[tokio::test]
 async fn missing_or_non_executable_program_is_an_exec_error() {
     let dir = TestDir::new("missing");
-    let spawner = spawner();
+    let spawner = dir.spawner();
     let program = "/nonexistent/hubfleet-no-such-program";
-    match spawner.start(&dir.spec(&[program, "--x"], &[])).await {
+    match start(&spawner, &dir.spec(&[program, "--x"], &[])).await {
         Err(err @ SpawnError::Exec { .. }) => {
             assert!(err.to_string().contains(program), "{err}");
             let SpawnError::Exec {
@@ -291,13 +317,13 @@ async fn missing_or_non_executable_program_is_an_exec_error() {
     let file = dir.0.join("not-executable");
     std::fs::write(&file, "#!/bin/sh\necho hi\n").unwrap();
     let file = file.to_str().unwrap();
-    match spawner.start(&dir.spec(&[file], &[])).await {
+    match start(&spawner, &dir.spec(&[file], &[])).await {
         Err(SpawnError::Exec { program, .. }) => assert_eq!(program, file),
         other => panic!("expected Exec error, got {other:?}"),
     }
 
     assert!(matches!(
-        spawner.start(&dir.spec(&[], &[])).await,
+        start(&spawner, &dir.spec(&[], &[])).await,
         Err(SpawnError::Other(_))
     ));
 }
@@ -305,16 +331,16 @@ async fn missing_or_non_executable_program_is_an_exec_error() {
 #[tokio::test]
 async fn sigterm_ignoring_server_is_killed_after_grace() {
     let dir = TestDir::new("stubborn");
-    let spawner = spawner();
+    let spawner = dir.spawner();
     // `sleep` runs as a separate process in the same group, ignoring TERM too.
     let spec = dir.spec(
         &sh("trap '' TERM; echo ready; sleep 60; echo survived"),
         &[],
     );
-    let started = spawner.start(&spec).await.unwrap();
+    let started = start(&spawner, &spec).await.unwrap();
     let pid = pid_of(&started.state);
     assert!(
-        eventually(Duration::from_secs(5), || read_log(&spec.log_path)
+        eventually(Duration::from_secs(5), || read_log(&dir.log())
             .contains("ready"))
         .await
     );
@@ -338,7 +364,7 @@ async fn sigterm_ignoring_server_is_killed_after_grace() {
         .await,
         "process group still has members"
     );
-    assert!(!read_log(&spec.log_path).contains("survived"));
+    assert!(!read_log(&dir.log()).contains("survived"));
 }
 
 #[tokio::test]
@@ -346,8 +372,8 @@ async fn restarted_hub_adopts_running_server() {
     let dir = TestDir::new("adopt");
     let spec = dir.spec(&sh("exec sleep 60"), &[]);
     let state = {
-        let first = spawner();
-        first.start(&spec).await.unwrap().state
+        let first = dir.spawner();
+        start(&first, &spec).await.unwrap().state
         // `first` (and with it the map of children) is dropped here.
     };
     let pid = pid_of(&state);
@@ -357,7 +383,7 @@ async fn restarted_hub_adopts_running_server() {
         "dropping the spawner must not kill the server"
     );
 
-    let second = spawner();
+    let second = dir.spawner();
     assert_eq!(second.poll(&state).await.unwrap(), PollStatus::Running);
 
     // Same pid, different start time: another process (pid reuse). Not ours.
@@ -387,7 +413,8 @@ async fn restarted_hub_adopts_running_server() {
 
 #[tokio::test]
 async fn bad_state_is_rejected() {
-    let spawner = spawner();
+    let dir = TestDir::new("bad-state");
+    let spawner = dir.spawner();
     for state in [
         json!({}),
         json!(null),
@@ -428,7 +455,7 @@ async fn environment_is_cleared_except_kept_variables() {
             "CONFIGPROXY_AUTH_TOKEN".into(),
         ],
         allow_root: true,
-        ..LocalOptions::default()
+        ..dir.options()
     });
     let spec = dir.spec(
         &sh("env; echo END"),
@@ -437,18 +464,18 @@ async fn environment_is_cleared_except_kept_variables() {
             ("JUPYTERHUB_API_TOKEN", "tok"),
         ],
     );
-    let started = spawner.start(&spec).await.unwrap();
+    let started = start(&spawner, &spec).await.unwrap();
     assert_eq!(
         poll_until_exited(&spawner, &started.state).await,
         PollStatus::Exited(Some(0))
     );
-    let log = read_log(&spec.log_path);
+    let log = read_log(&dir.log());
     let lines: Vec<&str> = log.lines().collect();
     assert!(lines.contains(&"END"), "{log}");
     assert!(lines.contains(&"HUBFLEET_TEST_KEEP=kept"), "{log}");
     assert!(lines.contains(&"HUBFLEET_TEST_OVERRIDE=from-spec"), "{log}");
     assert!(lines.contains(&"JUPYTERHUB_API_TOKEN=tok"), "{log}");
-    let home = format!("HOME={}", spec.home_dir.display());
+    let home = format!("HOME={}", dir.home().display());
     assert!(lines.contains(&home.as_str()), "{log}");
     assert!(
         lines
@@ -473,11 +500,11 @@ async fn jupyter_programs_get_allow_root_only_with_the_opt_in() {
     std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o755)).unwrap();
 
     let root = nix::unistd::geteuid().is_root();
-    let opted_in = spawner();
+    let opted_in = dir.spawner();
     for (prog, expect_flag) in [(&program, root), (&other, false)] {
         let spec = dir.spec(&[prog.to_str().unwrap(), "--debug"], &[]);
-        let _ = std::fs::remove_file(&spec.log_path);
-        let started = opted_in.start(&spec).await.unwrap();
+        let _ = std::fs::remove_file(dir.log());
+        let started = start(&opted_in, &spec).await.unwrap();
         assert_eq!(
             poll_until_exited(&opted_in, &started.state).await,
             PollStatus::Exited(Some(0))
@@ -487,14 +514,14 @@ async fn jupyter_programs_get_allow_root_only_with_the_opt_in() {
         } else {
             "args: --debug\n"
         };
-        assert_eq!(read_log(&spec.log_path), expected, "{}", prog.display());
+        assert_eq!(read_log(&dir.log()), expected, "{}", prog.display());
     }
 
     // Without the opt-in, a root hub starts nothing as root (and so never adds the flag).
     let spec = dir.spec(&[program.to_str().unwrap(), "--debug"], &[]);
-    let _ = std::fs::remove_file(&spec.log_path);
-    let not_opted_in = LocalProcessSpawner::default();
-    let result = not_opted_in.start(&spec).await;
+    let _ = std::fs::remove_file(dir.log());
+    let not_opted_in = LocalProcessSpawner::new(dir.options());
+    let result = start(&not_opted_in, &spec).await;
     if root {
         let err = result.expect_err("refused as root");
         assert!(
@@ -503,10 +530,155 @@ async fn jupyter_programs_get_allow_root_only_with_the_opt_in() {
                 && err.to_string().contains("hubfleet.local.allow_root"),
             "{err}"
         );
-        assert!(!spec.log_path.exists(), "nothing was started");
+        assert!(!dir.log().exists(), "nothing was started");
     } else {
         let started = result.unwrap();
         poll_until_exited(&not_opted_in, &started.state).await;
-        assert!(!read_log(&spec.log_path).contains("--allow-root"));
+        assert!(!read_log(&dir.log()).contains("--allow-root"));
+    }
+}
+
+/// A stand-in server that writes which GPUs it sees to its log, then waits.
+const SHOW_GPUS: &str =
+    r#"echo "cuda=$CUDA_VISIBLE_DEVICES nvidia=$NVIDIA_VISIBLE_DEVICES"; exec sleep 60"#;
+
+fn gpu_spec(user: &str, gpus: u32) -> LaunchSpec {
+    LaunchSpec {
+        resources: Resources {
+            gpus,
+            ..Default::default()
+        },
+        ..spec_of(user, &sh(SHOW_GPUS), &[])
+    }
+}
+
+#[tokio::test]
+async fn gpus_are_given_out_refused_when_taken_and_kept_across_a_restart() {
+    let dir = TestDir::new("gpus");
+    let options = LocalOptions {
+        gpus: vec![0],
+        allow_root: true,
+        ..dir.options()
+    };
+    let first = LocalProcessSpawner::new(options.clone());
+    let alice = gpu_spec("alice", 1);
+    let bob = gpu_spec("bob", 1);
+    first.check(&alice).await.unwrap();
+    let started = start(&first, &alice).await.unwrap();
+    assert_eq!(started.state["gpus"], json!([0]));
+    assert_eq!(started.state["user"], "alice");
+    assert_eq!(started.state["server"], "");
+    assert!(
+        eventually(Duration::from_secs(5), || read_log(&dir.log())
+            .contains("cuda=0 nvidia=0"))
+        .await,
+        "{}",
+        read_log(&dir.log())
+    );
+
+    // The only GPU is taken: bob is refused, by the check and by a start, before anything is
+    // made for him.
+    let refused = "asks for 1 GPU, but only 0 of the hub's 1 GPU(s) are free";
+    match first.check(&bob).await {
+        Err(SpawnError::Refused(message)) => assert!(message.contains(refused), "{message}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    match start(&first, &bob).await {
+        Err(SpawnError::Refused(message)) => assert!(message.contains(refused), "{message}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(!dir.0.join("home/bob").exists());
+    assert!(!dir.0.join("logs/bob.log").exists());
+    // A server without a GPU sees none.
+    let carol = start(&first, &gpu_spec("carol", 0)).await.unwrap();
+    assert_eq!(carol.state["gpus"], json!([]));
+    let carol_log = dir.0.join("logs/carol.log");
+    assert!(
+        eventually(Duration::from_secs(5), || read_log(&carol_log)
+            .contains("cuda= nvidia=void"))
+        .await,
+        "{}",
+        read_log(&carol_log)
+    );
+    first
+        .stop(&carol.state, Duration::from_secs(5))
+        .await
+        .unwrap();
+
+    // The hub restarts: a new spawner knows nothing until the hub hands it the running
+    // server's state.
+    drop(first);
+    let second = LocalProcessSpawner::new(options);
+    second.check(&bob).await.unwrap();
+    second
+        .adopt(&ServerRef::new("alice", ""), &started.state)
+        .await;
+    assert_eq!(second.gpus_held_by(&ServerRef::new("alice", "")), [0]);
+    assert!(matches!(
+        second.check(&bob).await,
+        Err(SpawnError::Refused(_))
+    ));
+
+    // Stopping alice's server frees its GPU for bob.
+    second
+        .stop(&started.state, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(second.gpus_held_by(&ServerRef::new("alice", "")).is_empty());
+    let bobs = start(&second, &bob).await.unwrap();
+    assert_eq!(bobs.state["gpus"], json!([0]));
+    second
+        .stop(&bobs.state, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(second.gpus_held_by(&ServerRef::new("bob", "")).is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_start_gives_its_gpus_back() {
+    let dir = TestDir::new("gpu-fail");
+    let spawner = LocalProcessSpawner::new(LocalOptions {
+        gpus: vec![0],
+        allow_root: true,
+        ..dir.options()
+    });
+    let broken = LaunchSpec {
+        cmd: vec!["/nonexistent/hubfleet-no-such-program".into()],
+        ..gpu_spec("alice", 1)
+    };
+    assert!(matches!(
+        start(&spawner, &broken).await,
+        Err(SpawnError::Exec { .. })
+    ));
+    assert!(spawner
+        .gpus_held_by(&ServerRef::new("alice", ""))
+        .is_empty());
+    spawner.check(&gpu_spec("bob", 1)).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_log_is_read_and_noted_through_the_spawner() {
+    let dir = TestDir::new("log");
+    let spawner = dir.spawner();
+    let alice = ServerRef::new("alice", "");
+    assert_eq!(
+        spawner.log_tail(&alice, None, 100).await,
+        None,
+        "no log yet"
+    );
+    let started = start(&spawner, &dir.spec(&sh("echo hello"), &[]))
+        .await
+        .unwrap();
+    assert_eq!(
+        poll_until_exited(&spawner, &started.state).await,
+        PollStatus::Exited(Some(0))
+    );
+    spawner
+        .note_in_log(&started.state, "[hubfleet] a note\n")
+        .await;
+    for state in [Some(&started.state), None] {
+        let log = spawner.log_tail(&alice, state, 100).await.unwrap();
+        assert_eq!(log.text, "hello\n[hubfleet] a note\n");
+        assert_eq!(log.source, dir.log().display().to_string());
     }
 }

@@ -172,8 +172,9 @@ fn create(python: &str, venv: &Path, packages: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// `singleuser.profileList`, `.image`, `.memory`, `.cpu` and `hubfleet.local.*` as the hub's
-/// [`SpawnOptions`].
+/// `singleuser.profileList`, `.image`, `.memory`, `.cpu`, `.storage` and
+/// `hubfleet.local.environments` as the hub's [`SpawnOptions`] (the rest of `hubfleet.local` is
+/// the local spawner's: `local_spawner`).
 pub fn spawn_options(config: &HubConfig) -> SpawnOptions {
     let local = &config.hubfleet.local;
     SpawnOptions {
@@ -199,11 +200,7 @@ pub fn spawn_options(config: &HubConfig) -> SpawnOptions {
                 )
             })
             .collect(),
-        system_users: local.system_users,
-        homes_dir: local.homes_dir.as_deref().map(|p| config.resolve_path(p)),
-        shared_dir: local.shared_dir.as_deref().map(|p| config.resolve_path(p)),
         storage_capacity: config.singleuser.storage.capacity,
-        gpus: local.gpus.clone(),
     }
 }
 

@@ -371,18 +371,42 @@ async fn start_hub(config: &HubConfig) -> Result<Hub> {
     )
     .await?;
     let auth = authenticator(config, &store)?;
-    let spawner = Arc::new(LocalProcessSpawner::new(LocalOptions {
-        allow_root: config.hubfleet.local.allow_root,
-        system_accounts: private_files::system_accounts(config),
-        ..LocalOptions::default()
-    }));
-    if let Some(problem) =
-        hubfleet_hub::profiles::storage_quota_problem(&settings.spawn_options, &settings.data_dir)
+    let spawner = local_spawner(config);
+    if let Some(problem) = config
+        .singleuser
+        .storage
+        .capacity
+        .and_then(|capacity| spawner.quota_problem(capacity))
     {
         tracing::warn!("{problem}; servers start without it");
     }
-    let hub = Hub::start_on(listener, settings, store, auth, spawner).await?;
+    let hub = Hub::start_on(listener, settings, store, auth, Arc::new(spawner)).await?;
     Ok(hub)
+}
+
+/// The local spawner with `hubfleet.local.*`: where homes, logs and the shared folder are,
+/// accounts, GPUs.
+fn local_spawner(config: &HubConfig) -> LocalProcessSpawner {
+    let local = &config.hubfleet.local;
+    let data_dir = config.data_dir();
+    let defaults = LocalOptions::new(&data_dir);
+    LocalProcessSpawner::new(LocalOptions {
+        allow_root: local.allow_root,
+        system_accounts: private_files::system_accounts(config),
+        system_users: local.system_users,
+        homes_dir: local
+            .homes_dir
+            .as_deref()
+            .map(|p| config.resolve_path(p))
+            .unwrap_or(defaults.homes_dir.clone()),
+        shared_dir: local
+            .shared_dir
+            .as_deref()
+            .map(|p| config.resolve_path(p))
+            .or(defaults.shared_dir.clone()),
+        gpus: local.gpus.clone(),
+        ..defaults
+    })
 }
 
 /// Wait for Ctrl-C or SIGTERM, then stop serving; servers keep running. SIGHUP reads the

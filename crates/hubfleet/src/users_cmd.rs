@@ -207,13 +207,7 @@ fn is_configured_admin(config: &HubConfig, name: &str) -> bool {
 /// nothing).
 fn lifecycle(config: &HubConfig, store: &Store) -> Result<hubfleet_hub::lifecycle::Lifecycle> {
     let settings = Arc::new(crate::settings(config)?);
-    let spawner = Arc::new(hubfleet_spawn::LocalProcessSpawner::new(
-        hubfleet_spawn::LocalOptions {
-            allow_root: config.hubfleet.local.allow_root,
-            system_accounts: crate::private_files::system_accounts(config),
-            ..Default::default()
-        },
-    ));
+    let spawner = Arc::new(crate::local_spawner(config));
     Ok(hubfleet_hub::lifecycle::Lifecycle::new(
         store.clone(),
         spawner,

@@ -146,6 +146,41 @@ async fn gpus_are_given_out_refused_when_taken_and_released_at_stop() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_hub_leaves_a_running_servers_gpus_with_it() {
+    let mut hub = TestHub::start_with(&config(""), "    gpus: [0]\n", &common::python_env());
+    let alice = Browser::new(&hub);
+    alice.login("restart-alice", "x").await;
+    let bob = Browser::new(&hub);
+    bob.login("restart-bob", "x").await;
+    let (status, body) = start(&alice, "restart-alice", "gpu").await;
+    assert_eq!(status, 201, "{body}\n{}", hub.log());
+
+    // Killed outright, as a crash would: alice's server keeps running, and the next hub
+    // finds it again with its GPU (the spawner takes it back from the server's state).
+    hub.kill();
+    hub.launch();
+    let (status, body) = start(&bob, "restart-bob", "gpu").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("only 0 of the hub's 1 GPU(s) are free"),
+        "{body}"
+    );
+    assert!(hub.server_pids("restart-bob").is_empty());
+
+    stop(&alice, "restart-alice").await;
+    let (status, body) = start(&bob, "restart-bob", "gpu").await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        var(&env_of(&hub, "restart-bob"), "CUDA_VISIBLE_DEVICES"),
+        Some("0")
+    );
+    stop(&bob, "restart-bob").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_gpu_profile_on_a_hub_without_gpus_is_refused_with_a_reason() {
     let hub = TestHub::start(&config(""));
     assert!(
