@@ -358,9 +358,14 @@ fn hub_config_problems(
     hub_values: &serde_yaml_ng::Value,
     overlay: &serde_yaml_ng::Value,
 ) -> Result<Vec<String>> {
+    let text = |doc: &serde_yaml_ng::Value| -> Result<String> {
+        Ok(hubfleet_kube::manifests::yaml::to_yaml(
+            &serde_json::to_value(doc)?,
+        ))
+    };
     let report = HubConfig::check(vec![
-        ConfigSource::text(VALUES_FILE, &serde_yaml_ng::to_string(hub_values)?),
-        ConfigSource::text(OVERLAY_FILE, &serde_yaml_ng::to_string(overlay)?),
+        ConfigSource::text(VALUES_FILE, &text(hub_values)?),
+        ConfigSource::text(OVERLAY_FILE, &text(overlay)?),
     ]);
     Ok(report.errors.iter().map(|e| e.to_string()).collect())
 }

@@ -33,6 +33,7 @@ mod netpol;
 mod secrets;
 mod typed;
 mod workloads;
+pub mod yaml;
 
 pub use secrets::SecretSeed;
 
@@ -174,11 +175,8 @@ impl HubManifests {
     pub fn to_yaml(&self) -> Result<String, KubeError> {
         let mut out = String::new();
         for object in &self.objects {
-            let text = serde_yaml_ng::to_string(&object.to_json()).map_err(|e| {
-                KubeError::invalid(object.kind(), format!("cannot be written as YAML: {e}"))
-            })?;
             out.push_str("---\n");
-            out.push_str(&text);
+            out.push_str(&yaml::to_yaml(&object.to_json()));
         }
         Ok(out)
     }
@@ -203,7 +201,6 @@ pub fn hub_manifests(
         ("hub.existingSecret", "the hub Secret made here holds the hub's secrets; give them in the values (hub.cookieSecret, hub.config.CryptKeeper.keys, …)"),
         ("hub.pdb.enabled", "PodDisruptionBudgets are not rendered"),
         ("proxy.chp.pdb.enabled", "PodDisruptionBudgets are not rendered"),
-        ("singleuser.extraFiles", "z2jh's `singleuser` Secret is not rendered: users' pods that mount it would not start"),
         ("httpRoute.enabled", "Gateway API routes are not rendered; use `ingress`"),
         ("prePuller.hook.enabled", "image pullers are not rendered"),
         ("prePuller.continuous.enabled", "image pullers are not rendered"),
@@ -220,6 +217,9 @@ pub fn hub_manifests(
     let mut objects = vec![HubObject::Secret(secret), HubObject::ConfigMap(config_map)];
     if let Some(pull) = secrets::image_pull_secret(&cx)? {
         objects.push(HubObject::Secret(pull));
+    }
+    if let Some(files) = secrets::singleuser_secret(&cx)? {
+        objects.push(HubObject::Secret(files));
     }
     objects.extend(workloads::service_account_and_rbac(&cx)?);
     if let Some(pvc) = workloads::hub_pvc(&cx)? {

@@ -291,9 +291,9 @@ pub(crate) fn hub_config(cx: &mut Cx, secrets: &Secrets) -> Result<(Value, Value
     Ok((doc, overlay))
 }
 
-fn yaml_text(what: &str, doc: &Value) -> Result<String, KubeError> {
-    serde_yaml_ng::to_string(doc)
-        .map_err(|e| KubeError::invalid(what, format!("cannot be written as YAML: {e}")))
+/// A config file's text, read the same by the hub's YAML 1.1 reader as it was meant.
+pub(crate) fn yaml_text(doc: &Value) -> String {
+    super::yaml::to_yaml(&crate::pod::to_json(doc))
 }
 
 /// The hub Secret (z2jh's keys, `values.yaml` the hub's config).
@@ -306,7 +306,7 @@ pub(crate) fn hub_secret(
     let mut put = |k: &str, v: &str| {
         data.insert(k.to_owned(), ByteString(v.as_bytes().to_vec()));
     };
-    put(VALUES_FILE, &yaml_text(VALUES_FILE, hub_values)?);
+    put(VALUES_FILE, &yaml_text(hub_values));
     put(COOKIE_SECRET_KEY, &secrets.cookie_secret);
     if let Some(keys) = &secrets.crypt_keys {
         put(CRYPT_KEY_KEY, keys);
@@ -338,7 +338,7 @@ pub(crate) fn hub_config_map(cx: &Cx, overlay: &Value) -> Result<ConfigMap, Kube
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": cx.metadata(&cx.names.hub(), "hub"),
-            "data": { OVERLAY_FILE: yaml_text(OVERLAY_FILE, overlay)? },
+            "data": { OVERLAY_FILE: yaml_text(overlay) },
         }),
     )
 }
@@ -376,6 +376,86 @@ pub(crate) fn image_pull_secret(cx: &Cx) -> Result<Option<Secret>, KubeError> {
         ".dockerconfigjson".to_owned(),
         ByteString(config.to_string().into_bytes()),
     )]));
+    Ok(Some(secret))
+}
+
+/// z2jh's `singleuser` Secret: the files of `singleuser.extraFiles`, which KubeSpawner mounts
+/// into users' pods (`stringData` as it is, `binaryData` decoded, `data` written as YAML or JSON
+/// by the file's extension).
+pub(crate) fn singleuser_secret(cx: &Cx) -> Result<Option<Secret>, KubeError> {
+    let files = super::mapping(cx.values, "singleuser.extraFiles")?;
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let mut data = BTreeMap::new();
+    for (name, file) in &files {
+        let key = format!("singleuser.extraFiles.{name}");
+        let field = |f: &str| file.get(f).filter(|v| !v.is_null());
+        let mount_path = field("mountPath").and_then(|v| v.as_str()).ok_or_else(|| {
+            KubeError::invalid(
+                &key,
+                "needs `mountPath`, where the file appears in users' pods",
+            )
+        })?;
+        let given: Vec<&str> = ["data", "stringData", "binaryData"]
+            .into_iter()
+            .filter(|f| field(f).is_some())
+            .collect();
+        let bytes = match given.as_slice() {
+            ["stringData"] => field("stringData")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| KubeError::invalid(format!("{key}.stringData"), "expected text"))?
+                .as_bytes()
+                .to_vec(),
+            ["binaryData"] => {
+                let text: String = field("binaryData")
+                    .and_then(|v| v.as_str())
+                    .ok_or_else(|| {
+                        KubeError::invalid(format!("{key}.binaryData"), "expected base64 text")
+                    })?
+                    .split_whitespace()
+                    .collect();
+                base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .map_err(|e| {
+                        KubeError::invalid(format!("{key}.binaryData"), format!("not base64: {e}"))
+                    })?
+            }
+            ["data"] => {
+                let value = field("data").cloned().unwrap_or_default();
+                let extension = mount_path.rsplit('.').next().unwrap_or("");
+                match extension {
+                    "yaml" | "yml" => serde_yaml_ng::to_string(&value)
+                        .map_err(|e| KubeError::invalid(format!("{key}.data"), e.to_string()))?
+                        .into_bytes(),
+                    "json" => value.to_string().into_bytes(),
+                    _ => {
+                        return Err(KubeError::invalid(
+                            format!("{key}.data"),
+                            format!("`{mount_path}`: `data` is written as YAML (.yaml, .yml) or JSON (.json) by the file's extension; give other files as `stringData`"),
+                        ))
+                    }
+                }
+            }
+            _ => {
+                return Err(KubeError::invalid(
+                    &key,
+                    "needs exactly one of `data`, `stringData` and `binaryData`",
+                ))
+            }
+        };
+        data.insert(name.clone(), ByteString(bytes));
+    }
+    let mut secret: Secret = super::object(
+        "the singleuser Secret",
+        json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": cx.metadata(&cx.names.singleuser(), "singleuser"),
+            "type": "Opaque",
+        }),
+    )?;
+    secret.data = Some(data);
     Ok(Some(secret))
 }
 

@@ -238,7 +238,7 @@ fn the_hub_runs_hubfleet_with_its_config_and_probes() {
 fn hub_config_is_what_hubfleet_serve_reads_on_kubernetes() {
     let m = render("hub: {config: {CryptKeeper: {keys: [aa]}}, services: {grader: {url: 'http://grader:8000'}, given: {apiToken: a-given-token}}}");
     let values_yaml = secret_data(&m, VALUES_FILE);
-    let overlay = serde_yaml_ng::to_string(&m.hub_overlay).unwrap();
+    let overlay = secrets::yaml_text(&m.hub_overlay);
     let Some(HubObject::ConfigMap(cm)) = m.get("ConfigMap", "staging-jupyterhub-hub") else {
         panic!("no ConfigMap");
     };
@@ -459,5 +459,38 @@ fn bad_input_names_the_key() {
     assert_eq!(
         hub["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"],
         "0.5"
+    );
+}
+
+#[test]
+fn users_files_in_the_singleuser_secret() {
+    assert!(render("")
+        .get("Secret", "staging-jupyterhub-singleuser")
+        .is_none());
+    let m = render(
+        r#"
+singleuser:
+  extraFiles:
+    motd: {mountPath: /etc/motd, stringData: "hello\n"}
+    settings: {mountPath: /etc/jupyter/settings.json, data: {a: 1}}
+    logo: {mountPath: /srv/logo.png, binaryData: "aGk=\n"}
+"#,
+    );
+    let Some(HubObject::Secret(secret)) = m.get("Secret", "staging-jupyterhub-singleuser") else {
+        panic!("no singleuser Secret");
+    };
+    let data = secret.data.as_ref().unwrap();
+    assert_eq!(data["motd"].0, b"hello\n");
+    assert_eq!(data["settings"].0, br#"{"a":1}"#);
+    assert_eq!(data["logo"].0, b"hi");
+    let e = render_err("singleuser: {extraFiles: {x: {mountPath: /x.toml, data: {a: 1}}}}");
+    assert!(
+        e.starts_with("singleuser.extraFiles.x.data: `/x.toml`"),
+        "{e}"
+    );
+    let e = render_err("singleuser: {extraFiles: {x: {stringData: a}}}");
+    assert!(
+        e.starts_with("singleuser.extraFiles.x: needs `mountPath`"),
+        "{e}"
     );
 }
