@@ -290,6 +290,24 @@ fn every_manifest_is_a_valid_kubernetes_object() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+
+    // The validator does see the objects: a misspelt field fails it.
+    let broken =
+        std::fs::read_to_string(&files[0])
+            .unwrap()
+            .replacen("targetPort:", "tragetPort:", 1);
+    let file = dir.path().join("broken.yaml");
+    std::fs::write(&file, broken).unwrap();
+    let out = Command::new(validators.join("bin/kubernetes-validate"))
+        .args(["--strict", "--quiet", "-k", KUBERNETES_VERSIONS[0]])
+        .arg(&file)
+        .output()
+        .expect("run kubernetes-validate");
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stdout).contains("tragetPort"),
+        "kubernetes-validate let a misspelt field through: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]

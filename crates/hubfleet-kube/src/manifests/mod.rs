@@ -86,7 +86,8 @@ pub enum HubObject {
     Role(Role),
     RoleBinding(RoleBinding),
     Service(Service),
-    Deployment(Deployment),
+    /// Boxed: a Deployment is several times larger than the other objects.
+    Deployment(Box<Deployment>),
     Ingress(Ingress),
 }
 
@@ -225,13 +226,13 @@ pub fn hub_manifests(
     if let Some(pvc) = workloads::hub_pvc(&cx)? {
         objects.push(HubObject::PersistentVolumeClaim(pvc));
     }
-    objects.push(HubObject::Deployment(workloads::hub_deployment(
+    objects.push(HubObject::Deployment(Box::new(workloads::hub_deployment(
         &mut cx, &image, &checksums, &secrets,
-    )?));
+    )?)));
     if cx.separate_proxy {
-        objects.push(HubObject::Deployment(workloads::proxy_deployment(
-            &cx, &image, &secrets,
-        )?));
+        objects.push(HubObject::Deployment(Box::new(
+            workloads::proxy_deployment(&cx, &image, &secrets)?,
+        )));
     }
     objects.extend(expose::services(&cx)?.into_iter().map(HubObject::Service));
     if let Some(ingress) = expose::ingress(&cx)? {

@@ -107,7 +107,7 @@ impl Secrets {
             match values.get_set("hub.config.CryptKeeper.keys") {
                 Some(Value::Sequence(keys)) if !keys.is_empty() => Some(
                     keys.iter()
-                        .map(|k| crate::python::str_of(k))
+                        .map(crate::python::str_of)
                         .collect::<Vec<_>>()
                         .join(";"),
                 ),
