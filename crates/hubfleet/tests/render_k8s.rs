@@ -340,6 +340,10 @@ fn renders_are_stable_and_the_hub_reads_its_config() {
             "{}: the seed makes the secrets",
             case.name
         );
+        // the hub takes the crypt key from its environment (JUPYTERHUB_CRYPT_KEY)
+        let keys = decode(&hub_secret["data"]["hub.config.CryptKeeper.keys"]);
+        hubfleet_store::CryptKeeper::from_keys(&keys)
+            .unwrap_or_else(|e| panic!("{}: the crypt key is not usable: {e}", case.name));
         if !case.hub_reads_its_config {
             continue;
         }

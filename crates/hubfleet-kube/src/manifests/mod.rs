@@ -275,6 +275,18 @@ const MANAGED_BY: &str = "hubfleet";
 
 impl<'a> Cx<'a> {
     fn new(values: &'a Values, release: &'a HelmRelease) -> Result<Cx<'a>, KubeError> {
+        // Both end up in names and label values: DNS labels, as Kubernetes requires there.
+        for (flag, name) in [
+            ("--namespace", &release.namespace),
+            ("--release-name", &release.release_name),
+        ] {
+            if !is_dns_label(name) {
+                return Err(KubeError::invalid(
+                    flag,
+                    format!("`{name}` is not a valid name: at most 63 lower-case letters, digits and `-`, starting and ending with a letter or digit"),
+                ));
+            }
+        }
         let names = ChartNames::new(values, &release.chart_name, &release.release_name);
         let app = text(values, "nameOverride")?.unwrap_or_else(|| release.chart_name.clone());
         let app: String = app.chars().take(63).collect();
@@ -382,6 +394,18 @@ impl<'a> Cx<'a> {
             self.notes.push(format!("{key}: not rendered: {why}"));
         }
     }
+}
+
+/// RFC 1123 label, as Kubernetes checks namespaces and label values.
+fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
 }
 
 /// An image whose repository's last path segment is hubfleet's (`ghcr.io/hubfleet/hubfleet`,

@@ -453,6 +453,21 @@ fn bad_input_names_the_key() {
         let e = render_err(extra);
         assert!(e.starts_with(start), "{extra}: {e}");
     }
+    let bad_namespace = ManifestOptions {
+        release: HelmRelease {
+            namespace: "Hub_1".into(),
+            ..release()
+        },
+        ..options("0123456789abcdef0123456789abcdef")
+    };
+    let e = hub_manifests(&values(""), &bad_namespace)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("--namespace: `Hub_1` is not a valid name"),
+        "{e}"
+    );
+    assert!(is_dns_label("hub-1") && !is_dns_label("-hub") && !is_dns_label(&"a".repeat(64)));
     // numbers are quantities, as Kubernetes reads them
     let m = render("hub: {resources: {requests: {cpu: 0.5, memory: 1Gi}}}");
     let hub = json_of(&m, "Deployment", "staging-jupyterhub-hub");
