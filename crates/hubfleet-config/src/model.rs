@@ -1052,6 +1052,45 @@ pub struct Hubfleet {
     /// and ACME HTTP-01 challenges are answered (usually `0.0.0.0:80`).
     #[serde(deserialize_with = "crate::https::opt_socket_addr")]
     pub http_redirect_listen: Option<SocketAddr>,
+    /// `hubfleet.kubernetes`: how `hubfleet render k8s` lays the hub out on Kubernetes.
+    #[serde(deserialize_with = "null_default")]
+    pub kubernetes: KubernetesConfig,
+}
+
+/// `Chart:` as z2jh's chart gives it to its hub (in the values it reads) and as `hubfleet render
+/// k8s` writes it: facts about the chart, read by the Kubernetes pod builder from
+/// [`HubConfig::values`](crate::HubConfig::values).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "PascalCase")]
+pub(crate) struct ChartFacts {
+    #[serde(deserialize_with = "opt_string")]
+    pub name: Option<String>,
+    #[serde(deserialize_with = "opt_string")]
+    pub version: Option<String>,
+    #[serde(deserialize_with = "opt_string")]
+    pub app_version: Option<String>,
+}
+
+/// `Release:`, as [`ChartFacts`]: the Helm release's name and namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "PascalCase")]
+pub(crate) struct ReleaseFacts {
+    #[serde(deserialize_with = "opt_string")]
+    pub name: Option<String>,
+    #[serde(deserialize_with = "opt_string")]
+    pub namespace: Option<String>,
+    #[serde(deserialize_with = "opt_string")]
+    pub service: Option<String>,
+}
+
+/// `hubfleet.kubernetes:`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesConfig {
+    /// `hubfleet.kubernetes.separate_proxy`: run the proxy as a Deployment of its own
+    /// (`hubfleet proxy`, as z2jh's `proxy` pod) instead of inside the hub's pod.
+    #[serde(deserialize_with = "bool_or_default")]
+    pub separate_proxy: bool,
 }
 
 impl Default for Hubfleet {
@@ -1065,6 +1104,7 @@ impl Default for Hubfleet {
             culler: CullerKind::Auto,
             auth: Default::default(),
             http_redirect_listen: None,
+            kubernetes: KubernetesConfig::default(),
         }
     }
 }
@@ -1134,6 +1174,8 @@ pub enum SpawnerKind {
     /// `local`: user servers are local processes.
     #[default]
     Local,
+    /// `kubernetes`: user servers are pods (what `hubfleet render k8s` configures).
+    Kubernetes,
 }
 
 impl SpawnerKind {
@@ -1141,6 +1183,7 @@ impl SpawnerKind {
     pub fn as_str(self) -> &'static str {
         match self {
             SpawnerKind::Local => "local",
+            SpawnerKind::Kubernetes => "kubernetes",
         }
     }
 }
@@ -1157,8 +1200,9 @@ impl FromStr for SpawnerKind {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim() {
             "local" => Ok(SpawnerKind::Local),
+            "kubernetes" => Ok(SpawnerKind::Kubernetes),
             other => Err(format!(
-                "spawner `{other}` is not supported yet; supported: local"
+                "spawner `{other}` is not supported; supported: local, kubernetes"
             )),
         }
     }
@@ -1166,7 +1210,7 @@ impl FromStr for SpawnerKind {
 
 impl<'de> Deserialize<'de> for SpawnerKind {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(NamedChoice::<SpawnerKind>::new("`local`"))
+        d.deserialize_any(NamedChoice::<SpawnerKind>::new("`local` or `kubernetes`"))
     }
 }
 
@@ -1283,7 +1327,7 @@ impl<'de> DeserializeSeed<'de> for TextSeed {
 }
 
 /// An optional string: `null` → `None`.
-fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+pub(crate) fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     struct V;
     impl<'de> Visitor<'de> for V {
         type Value = Option<String>;
