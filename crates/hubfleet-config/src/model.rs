@@ -1052,6 +1052,28 @@ pub struct Hubfleet {
     /// and ACME HTTP-01 challenges are answered (usually `0.0.0.0:80`).
     #[serde(deserialize_with = "crate::https::opt_socket_addr")]
     pub http_redirect_listen: Option<SocketAddr>,
+    /// `hubfleet.kubernetes`: where and how the `kubernetes` spawner runs servers as pods.
+    #[serde(deserialize_with = "null_default")]
+    pub kubernetes: KubernetesConfig,
+}
+
+/// `hubfleet.kubernetes:`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesConfig {
+    /// `hubfleet.kubernetes.namespace`: where users' pods and PVCs go. Default: the hub pod's
+    /// own namespace (its service account's), else the kubeconfig context's, else `default`.
+    #[serde(deserialize_with = "opt_string")]
+    pub namespace: Option<String>,
+    /// `hubfleet.kubernetes.chart_values`: z2jh's chart defaults (`jupyterhub/values.yaml`),
+    /// under which this config's values are laid, as Helm does. Unset: the config holds the
+    /// full values already (as z2jh's hub Secret, or what `hubfleet render k8s` writes).
+    #[serde(deserialize_with = "opt_path")]
+    pub chart_values: Option<PathBuf>,
+    /// `hubfleet.kubernetes.hub_connect_url`: where pods reach the hub's API (JupyterHub's
+    /// `hub_connect_url`, z2jh's `http://hub:8081`). Default: the address the hub listens on.
+    #[serde(deserialize_with = "public_url")]
+    pub hub_connect_url: Option<String>,
 }
 
 impl Default for Hubfleet {
@@ -1065,6 +1087,7 @@ impl Default for Hubfleet {
             culler: CullerKind::Auto,
             auth: Default::default(),
             http_redirect_listen: None,
+            kubernetes: KubernetesConfig::default(),
         }
     }
 }
@@ -1134,6 +1157,8 @@ pub enum SpawnerKind {
     /// `local`: user servers are local processes.
     #[default]
     Local,
+    /// `kubernetes`: user servers are pods (what `hubfleet render k8s` configures).
+    Kubernetes,
 }
 
 impl SpawnerKind {
@@ -1141,6 +1166,7 @@ impl SpawnerKind {
     pub fn as_str(self) -> &'static str {
         match self {
             SpawnerKind::Local => "local",
+            SpawnerKind::Kubernetes => "kubernetes",
         }
     }
 }
@@ -1157,8 +1183,9 @@ impl FromStr for SpawnerKind {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim() {
             "local" => Ok(SpawnerKind::Local),
+            "kubernetes" => Ok(SpawnerKind::Kubernetes),
             other => Err(format!(
-                "spawner `{other}` is not supported yet; supported: local"
+                "spawner `{other}` is not supported; supported: local, kubernetes"
             )),
         }
     }
@@ -1166,7 +1193,7 @@ impl FromStr for SpawnerKind {
 
 impl<'de> Deserialize<'de> for SpawnerKind {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(NamedChoice::<SpawnerKind>::new("`local`"))
+        d.deserialize_any(NamedChoice::<SpawnerKind>::new("`local` or `kubernetes`"))
     }
 }
 

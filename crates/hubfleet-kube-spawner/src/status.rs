@@ -72,7 +72,7 @@ pub fn exit_reason(pod: &Pod) -> Option<String> {
     })
 }
 
-/// The server container's memory limit, as written in the pod.
+/// The server container's memory limit, as people write it (`1G`; KubeSpawner writes bytes).
 fn memory_limit(pod: &Pod) -> Option<String> {
     let container = pod
         .spec
@@ -81,7 +81,11 @@ fn memory_limit(pod: &Pod) -> Option<String> {
         .iter()
         .find(|c| c.name == SERVER_CONTAINER)?;
     let limits = container.resources.as_ref()?.limits.as_ref()?;
-    Some(limits.get("memory")?.0.clone())
+    let quantity = &limits.get("memory")?.0;
+    Some(match quantity.parse::<u64>() {
+        Ok(bytes) => hubfleet_spawn::format_bytes(bytes),
+        Err(_) => quantity.clone(),
+    })
 }
 
 /// A container that waits for something other than its turn: `ImagePullBackOff: …`.

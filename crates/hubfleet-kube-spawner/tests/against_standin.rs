@@ -259,7 +259,7 @@ async fn oom_kills_are_the_exit_reason_and_a_new_spawner_adopts_running_pods() {
     );
     assert_eq!(
         second.exit_reason(&dave.state).await.as_deref(),
-        Some("killed: memory limit 1073741824 reached (OOMKilled)")
+        Some("killed: memory limit 1G reached (OOMKilled)")
     );
     assert_eq!(second.exit_reason(&erin.state).await, None);
 }
