@@ -415,14 +415,12 @@ fn failure(code: u16, reason: &str, message: &str) -> Response {
     )
 }
 
-fn kind_of(resource: &str) -> Result<Kind, Response> {
-    Kind::from_resource(resource).ok_or_else(|| {
-        failure(
-            404,
-            "NotFound",
-            &format!("the server could not find the requested resource ({resource})"),
-        )
-    })
+fn unknown_resource(resource: &str) -> Response {
+    failure(
+        404,
+        "NotFound",
+        &format!("the server could not find the requested resource ({resource})"),
+    )
 }
 
 type Params = HashMap<String, String>;
@@ -451,9 +449,8 @@ async fn list_or_watch(
     Path((namespace, resource)): Path<(String, String)>,
     Query(params): Query<Params>,
 ) -> Response {
-    let kind = match kind_of(&resource) {
-        Ok(kind) => kind,
-        Err(response) => return response,
+    let Some(kind) = Kind::from_resource(&resource) else {
+        return unknown_resource(&resource);
     };
     if flag(&params, "watch") {
         return watch(inner, kind, namespace, params).await;
@@ -602,9 +599,8 @@ async fn get_one(
     State(inner): State<Arc<Inner>>,
     Path((namespace, resource, name)): Path<(String, String, String)>,
 ) -> Response {
-    let kind = match kind_of(&resource) {
-        Ok(kind) => kind,
-        Err(response) => return response,
+    let Some(kind) = Kind::from_resource(&resource) else {
+        return unknown_resource(&resource);
     };
     inner.count(format!("get {resource}"));
     let object = inner
@@ -623,9 +619,8 @@ async fn create(
     Path((namespace, resource)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let kind = match kind_of(&resource) {
-        Ok(kind) => kind,
-        Err(response) => return response,
+    let Some(kind) = Kind::from_resource(&resource) else {
+        return unknown_resource(&resource);
     };
     inner.count(format!("create {resource}"));
     let Ok(mut object) = serde_json::from_slice::<Value>(&body) else {
@@ -696,9 +691,8 @@ async fn delete(
     Query(params): Query<Params>,
     body: Bytes,
 ) -> Response {
-    let kind = match kind_of(&resource) {
-        Ok(kind) => kind,
-        Err(response) => return response,
+    let Some(kind) = Kind::from_resource(&resource) else {
+        return unknown_resource(&resource);
     };
     inner.count(format!("delete {resource}"));
     let options: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
