@@ -1052,7 +1052,8 @@ pub struct Hubfleet {
     /// and ACME HTTP-01 challenges are answered (usually `0.0.0.0:80`).
     #[serde(deserialize_with = "crate::https::opt_socket_addr")]
     pub http_redirect_listen: Option<SocketAddr>,
-    /// `hubfleet.kubernetes`: how `hubfleet render k8s` lays the hub out on Kubernetes.
+    /// `hubfleet.kubernetes`: where and how the `kubernetes` spawner runs servers as pods, and
+    /// how `hubfleet render k8s` lays the hub out.
     #[serde(deserialize_with = "null_default")]
     pub kubernetes: KubernetesConfig,
 }
@@ -1091,6 +1092,19 @@ pub struct KubernetesConfig {
     /// (`hubfleet proxy`, as z2jh's `proxy` pod) instead of inside the hub's pod.
     #[serde(deserialize_with = "bool_or_default")]
     pub separate_proxy: bool,
+    /// `hubfleet.kubernetes.namespace`: where users' pods and PVCs go. Default: the hub pod's
+    /// own namespace (its service account's), else the kubeconfig context's, else `default`.
+    #[serde(deserialize_with = "opt_string")]
+    pub namespace: Option<String>,
+    /// `hubfleet.kubernetes.chart_values`: z2jh's chart defaults (`jupyterhub/values.yaml`),
+    /// under which this config's values are laid, as Helm does. Unset: the config holds the
+    /// full values already (as z2jh's hub Secret, or what `hubfleet render k8s` writes).
+    #[serde(deserialize_with = "opt_path")]
+    pub chart_values: Option<PathBuf>,
+    /// `hubfleet.kubernetes.hub_connect_url`: where pods reach the hub's API (JupyterHub's
+    /// `hub_connect_url`, z2jh's `http://hub:8081`). Default: the address the hub listens on.
+    #[serde(deserialize_with = "public_url")]
+    pub hub_connect_url: Option<String>,
 }
 
 impl Default for Hubfleet {

@@ -19,7 +19,7 @@ use serde_json::json;
 use serde_yaml_ng::{Mapping, Value};
 use sha2::Sha256;
 
-use super::{flag, text, Cx, DATA_DIR, HUB_PORT, OVERLAY_FILE, VALUES_FILE};
+use super::{flag, text, Cx, DATA_DIR, HUB_PORT, HUB_SERVICE_PORT, OVERLAY_FILE, VALUES_FILE};
 use crate::KubeError;
 
 /// The Secret key of the crypt key (z2jh's name), handed to the hub as `JUPYTERHUB_CRYPT_KEY`.
@@ -284,8 +284,10 @@ pub(crate) fn hub_config(cx: &mut Cx, secrets: &Secrets) -> Result<(Value, Value
     }
 
     let overlay: Value = serde_yaml_ng::from_str(&format!(
-        "hubfleet:\n  spawner: kubernetes\n  listen: \"0.0.0.0:{HUB_PORT}\"\n  data_dir: {DATA_DIR}\n  kubernetes:\n    separate_proxy: {}\n",
-        cx.separate_proxy
+        "hubfleet:\n  spawner: kubernetes\n  listen: \"0.0.0.0:{HUB_PORT}\"\n  data_dir: {DATA_DIR}\n  kubernetes:\n    separate_proxy: {}\n    hub_connect_url: \"http://{}:{HUB_SERVICE_PORT}\"\n",
+        cx.separate_proxy,
+        // users' pods reach the hub's API through its Service, as z2jh's hub_connect_url
+        cx.names.hub(),
     ))
     .map_err(|e| KubeError::invalid("hubfleet", format!("overlay: {e}")))?;
     Ok((doc, overlay))

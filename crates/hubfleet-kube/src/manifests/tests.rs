@@ -254,6 +254,11 @@ fn hub_config_is_what_hubfleet_serve_reads_on_kubernetes() {
         hubfleet_config::SpawnerKind::Kubernetes
     );
     assert_eq!(config.hubfleet.listen.port(), HUB_PORT as u16);
+    assert_eq!(
+        config.hubfleet.kubernetes.hub_connect_url.as_deref(),
+        Some("http://staging-jupyterhub-hub:8081"),
+        "pods reach the hub through its Service"
+    );
     assert_eq!(config.data_dir(), std::path::PathBuf::from(DATA_DIR));
     assert_eq!(
         config.values.get("Release.Name").and_then(|v| v.as_str()),
