@@ -24,7 +24,7 @@ use hubfleet_spawn::{
     LaunchSpec, PollStatus, ProgressSender, ServerLog, ServerRef, SpawnError, SpawnProgress,
     SpawnState, Spawner, Started,
 };
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, LogParams, PostParams, Preconditions};
 use kube::Api;
 use serde_json::json;
@@ -43,6 +43,8 @@ const CREATE_ATTEMPTS: u32 = 4;
 const GONE_MARGIN: Duration = Duration::from_secs(30);
 /// Lines of a pod's log asked for by `log_tail` (then cut to its byte budget).
 const LOG_LINES: i64 = 400;
+/// How long a start that saw its pod run waits for the events of its last steps.
+const EVENT_CATCH_UP: Duration = Duration::from_secs(2);
 
 /// Why the spawner could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -252,17 +254,11 @@ impl KubernetesSpawner {
             changes.borrow_and_update();
             let pod = self.watches.pod(name, Some(uid));
             let events = self.watches.events_of(name, Some(uid));
-            for event in &events {
-                let key = (
-                    event.metadata.name.clone().unwrap_or_default(),
-                    event.count.unwrap_or(1),
-                );
-                if told.insert(key) {
-                    progress.send(status::progress_of(event));
-                }
-            }
+            tell_new_events(&events, &mut told, progress);
             if let Some(pod) = &pod {
                 if status::is_running(pod) {
+                    self.catch_up_on_events(name, uid, &mut told, progress)
+                        .await;
                     return Ok(pod.clone());
                 }
                 if status::ended(pod).is_some() {
@@ -283,6 +279,31 @@ impl KubernetesSpawner {
                         status::why_not_running(pod.as_deref(), &events)
                     ));
                 }
+            }
+        }
+    }
+
+    /// The two watches deliver on their own: the pod may be seen running before the events of
+    /// its last steps ("Started container …"). Forward those too, waiting a little for them.
+    async fn catch_up_on_events(
+        &self,
+        name: &str,
+        uid: &str,
+        told: &mut HashSet<(String, i32)>,
+        progress: &ProgressSender,
+    ) {
+        let deadline = tokio::time::Instant::now() + EVENT_CATCH_UP;
+        let mut changes = self.watches.changes();
+        loop {
+            changes.borrow_and_update();
+            let events = self.watches.events_of(name, Some(uid));
+            tell_new_events(&events, told, progress);
+            if events.iter().any(status::is_container_started) {
+                return;
+            }
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep_until(deadline) => return,
             }
         }
     }
@@ -600,5 +621,18 @@ mod tests {
             pod_selector(&values),
             "component=singleuser-server,app=jupyterhub,release=jupyterhub"
         );
+    }
+}
+
+/// Send each event not told yet (an event counted again is news).
+fn tell_new_events(events: &[Event], told: &mut HashSet<(String, i32)>, progress: &ProgressSender) {
+    for event in events {
+        let key = (
+            event.metadata.name.clone().unwrap_or_default(),
+            event.count.unwrap_or(1),
+        );
+        if told.insert(key) {
+            progress.send(status::progress_of(event));
+        }
     }
 }

@@ -26,6 +26,16 @@ pub fn is_running(pod: &Pod) -> bool {
             .is_some_and(|all| !all.is_empty() && all.iter().all(|c| c.ready))
 }
 
+/// An event saying one of the pod's containers (not an init container) started.
+pub fn is_container_started(event: &Event) -> bool {
+    event.reason.as_deref() == Some("Started")
+        && event
+            .involved_object
+            .field_path
+            .as_deref()
+            .is_some_and(|path| path.starts_with("spec.containers{"))
+}
+
 fn server_container(pod: &Pod) -> Option<&ContainerStatus> {
     pod.status
         .as_ref()?

@@ -74,6 +74,19 @@ impl Runtime {
 impl Inner {
     /// Record a pod event (as the kubelet or the scheduler would).
     pub(crate) fn pod_event(&self, pod: &Value, kind: &str, reason: &str, message: &str) {
+        self.container_event(pod, "spec.containers{notebook}", kind, reason, message);
+    }
+
+    /// Record an event about one container of a pod (`field_path`, as the kubelet names it);
+    /// the scheduler's events name no container.
+    pub(crate) fn container_event(
+        &self,
+        pod: &Value,
+        field_path: &str,
+        kind: &str,
+        reason: &str,
+        message: &str,
+    ) {
         let namespace = pod["metadata"]["namespace"].as_str().unwrap_or_default();
         let name = pod["metadata"]["name"].as_str().unwrap_or_default();
         let source = if reason == "Scheduled" || reason == "FailedScheduling" {
@@ -99,7 +112,7 @@ impl Inner {
                 "namespace": namespace,
                 "name": name,
                 "uid": pod["metadata"]["uid"],
-                "fieldPath": if source == "kubelet" { "spec.containers{notebook}" } else { "" },
+                "fieldPath": if source == "kubelet" { field_path } else { "" },
             },
             "reason": reason,
             "message": message,
@@ -288,8 +301,10 @@ pub(crate) async fn run_pod(inner: Arc<Inner>, pod: Value) {
         .unwrap_or_default();
     for (i, init) in inits.iter().enumerate() {
         let cname = init["name"].as_str().unwrap_or_default();
-        inner.pod_event(
+        let init_path = format!("spec.initContainers{{{cname}}}");
+        inner.container_event(
             &pod,
+            &init_path,
             "Normal",
             "Pulled",
             &format!(
@@ -297,14 +312,16 @@ pub(crate) async fn run_pod(inner: Arc<Inner>, pod: Value) {
                 init["image"]
             ),
         );
-        inner.pod_event(
+        inner.container_event(
             &pod,
+            &init_path,
             "Normal",
             "Created",
             &format!("Created container {cname}"),
         );
-        inner.pod_event(
+        inner.container_event(
             &pod,
+            &init_path,
             "Normal",
             "Started",
             &format!("Started container {cname}"),

@@ -60,6 +60,9 @@ pub struct StandinOptions {
     pub containers: Containers,
     /// How long an in-process server container takes to stop.
     pub stop_time: Duration,
+    /// How late watches of events deliver each event: an API server's watches are
+    /// independent, so a pod may be seen running before the events of its last steps.
+    pub event_watch_lag: Duration,
 }
 
 impl Default for StandinOptions {
@@ -77,6 +80,7 @@ impl Default for StandinOptions {
             ]),
             containers: Containers::InProcess,
             stop_time: Duration::from_millis(200),
+            event_watch_lag: Duration::ZERO,
         }
     }
 }
@@ -573,6 +577,9 @@ async fn watch(inner: Arc<Inner>, kind: Kind, namespace: String, params: Params)
                     Ok(change) => {
                         seen = seen.max(change.rv);
                         if matches(&params, kind, &namespace, change.kind, &change.object) {
+                            if kind == Kind::Event && !inner.options.event_watch_lag.is_zero() {
+                                tokio::time::sleep(inner.options.event_watch_lag).await;
+                            }
                             open = tx.send(Ok(watch_line(change.kind_of_change, &change.object))).await.is_ok();
                         }
                     }

@@ -139,9 +139,11 @@ fn stopped(model: &Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_is_a_pod_with_progress_and_a_kept_claim() {
-    // Steps slow enough for the progress stream to be opened while the pod starts.
+    // Steps slow enough for the progress stream to be opened while the pod starts; events
+    // that reach the hub after the pod is seen running still make it to the stream.
     let standin = KubeStandin::start(StandinOptions {
         step: Duration::from_millis(400),
+        event_watch_lag: Duration::from_millis(250),
         ..StandinOptions::default()
     })
     .await;
