@@ -584,6 +584,19 @@ impl Spawner for KubernetesSpawner {
     }
 }
 
+/// Send each event not told yet (an event counted again is news).
+fn tell_new_events(events: &[Event], told: &mut HashSet<(String, i32)>, progress: &ProgressSender) {
+    for event in events {
+        let key = (
+            event.metadata.name.clone().unwrap_or_default(),
+            event.count.unwrap_or(1),
+        );
+        if told.insert(key) {
+            progress.send(status::progress_of(event));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -621,18 +634,5 @@ mod tests {
             pod_selector(&values),
             "component=singleuser-server,app=jupyterhub,release=jupyterhub"
         );
-    }
-}
-
-/// Send each event not told yet (an event counted again is news).
-fn tell_new_events(events: &[Event], told: &mut HashSet<(String, i32)>, progress: &ProgressSender) {
-    for event in events {
-        let key = (
-            event.metadata.name.clone().unwrap_or_default(),
-            event.count.unwrap_or(1),
-        );
-        if told.insert(key) {
-            progress.send(status::progress_of(event));
-        }
     }
 }
