@@ -145,6 +145,15 @@ impl FromStr for Phase {
     }
 }
 
+/// Servers by phase, for the spawn limits and the `running_servers` gauge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerCounts {
+    /// Phase `starting`.
+    pub starting: i64,
+    /// Any phase but `stopped`.
+    pub active: i64,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Server {
     pub id: i64,
@@ -836,14 +845,35 @@ impl Store {
         let rows = sqlx::query(
             "SELECT s.id, s.user_id, s.name, s.display_name, s.phase, s.phase_detail, s.target, s.spawn_state, \
              s.user_options, s.started, s.last_activity, s.failed_reason, u.name AS user_name \
-             FROM servers s JOIN users u ON u.id = s.user_id WHERE s.phase <> $1 ORDER BY s.id",
+             FROM servers s JOIN users u ON u.id = s.user_id \
+             WHERE s.phase IN ('starting', 'ready', 'stopping') ORDER BY s.id",
         )
-        .bind(Phase::Stopped.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|row| Ok((row.try_get("user_name")?, server_from_row(row)?)))
             .collect()
+    }
+
+    /// How many servers are starting, and how many are not stopped (upstream's "active":
+    /// from the request to start until fully stopped), from the `servers_phase` index.
+    pub async fn server_counts(&self) -> Result<ServerCounts> {
+        let rows = sqlx::query(
+            "SELECT phase, COUNT(*) AS n FROM servers \
+             WHERE phase IN ('starting', 'ready', 'stopping') GROUP BY phase",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut counts = ServerCounts::default();
+        for row in &rows {
+            let n: i64 = row.try_get("n")?;
+            let phase: String = row.try_get("phase")?;
+            counts.active += n;
+            if phase == Phase::Starting.as_str() {
+                counts.starting += n;
+            }
+        }
+        Ok(counts)
     }
 
     /// Write the given fields of a server; the others stay as they are.
