@@ -41,6 +41,11 @@ struct RawConfig {
     custom: crate::pages::Custom,
     #[serde(deserialize_with = "null_default")]
     proxy: crate::https::Proxy,
+    /// Facts z2jh's chart adds for its hub; checked, read from the values where needed.
+    #[serde(rename = "Chart", deserialize_with = "null_default")]
+    _chart: crate::model::ChartFacts,
+    #[serde(rename = "Release", deserialize_with = "null_default")]
+    _release: crate::model::ReleaseFacts,
 }
 
 fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>

@@ -1073,6 +1073,59 @@ pub struct Hubfleet {
     /// `hubfleet.api_rate_limit`: how many API requests each user may make.
     #[serde(deserialize_with = "null_default")]
     pub api_rate_limit: ApiRateLimit,
+    /// `hubfleet.kubernetes`: where and how the `kubernetes` spawner runs servers as pods, and
+    /// how `hubfleet render k8s` lays the hub out.
+    #[serde(deserialize_with = "null_default")]
+    pub kubernetes: KubernetesConfig,
+}
+
+/// `Chart:` as z2jh's chart gives it to its hub (in the values it reads) and as `hubfleet render
+/// k8s` writes it: facts about the chart, read by the Kubernetes pod builder from
+/// [`HubConfig::values`](crate::HubConfig::values).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "PascalCase")]
+pub(crate) struct ChartFacts {
+    #[serde(deserialize_with = "opt_string")]
+    pub name: Option<String>,
+    #[serde(deserialize_with = "opt_string")]
+    pub version: Option<String>,
+    #[serde(deserialize_with = "opt_string")]
+    pub app_version: Option<String>,
+}
+
+/// `Release:`, as [`ChartFacts`]: the Helm release's name and namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "PascalCase")]
+pub(crate) struct ReleaseFacts {
+    #[serde(deserialize_with = "opt_string")]
+    pub name: Option<String>,
+    #[serde(deserialize_with = "opt_string")]
+    pub namespace: Option<String>,
+    #[serde(deserialize_with = "opt_string")]
+    pub service: Option<String>,
+}
+
+/// `hubfleet.kubernetes:`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubernetesConfig {
+    /// `hubfleet.kubernetes.separate_proxy`: run the proxy as a Deployment of its own
+    /// (`hubfleet proxy`, as z2jh's `proxy` pod) instead of inside the hub's pod.
+    #[serde(deserialize_with = "bool_or_default")]
+    pub separate_proxy: bool,
+    /// `hubfleet.kubernetes.namespace`: where users' pods and PVCs go. Default: the hub pod's
+    /// own namespace (its service account's), else the kubeconfig context's, else `default`.
+    #[serde(deserialize_with = "opt_string")]
+    pub namespace: Option<String>,
+    /// `hubfleet.kubernetes.chart_values`: z2jh's chart defaults (`jupyterhub/values.yaml`),
+    /// under which this config's values are laid, as Helm does. Unset: the config holds the
+    /// full values already (as z2jh's hub Secret, or what `hubfleet render k8s` writes).
+    #[serde(deserialize_with = "opt_path")]
+    pub chart_values: Option<PathBuf>,
+    /// `hubfleet.kubernetes.hub_connect_url`: where pods reach the hub's API (JupyterHub's
+    /// `hub_connect_url`, z2jh's `http://hub:8081`). Default: the address the hub listens on.
+    #[serde(deserialize_with = "public_url")]
+    pub hub_connect_url: Option<String>,
 }
 
 /// Default `hubfleet.api_rate_limit.per_second`.
@@ -1121,6 +1174,7 @@ impl Default for Hubfleet {
             auth: Default::default(),
             http_redirect_listen: None,
             api_rate_limit: ApiRateLimit::default(),
+            kubernetes: KubernetesConfig::default(),
         }
     }
 }
@@ -1190,6 +1244,8 @@ pub enum SpawnerKind {
     /// `local`: user servers are local processes.
     #[default]
     Local,
+    /// `kubernetes`: user servers are pods (what `hubfleet render k8s` configures).
+    Kubernetes,
 }
 
 impl SpawnerKind {
@@ -1197,6 +1253,7 @@ impl SpawnerKind {
     pub fn as_str(self) -> &'static str {
         match self {
             SpawnerKind::Local => "local",
+            SpawnerKind::Kubernetes => "kubernetes",
         }
     }
 }
@@ -1213,8 +1270,9 @@ impl FromStr for SpawnerKind {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim() {
             "local" => Ok(SpawnerKind::Local),
+            "kubernetes" => Ok(SpawnerKind::Kubernetes),
             other => Err(format!(
-                "spawner `{other}` is not supported yet; supported: local"
+                "spawner `{other}` is not supported; supported: local, kubernetes"
             )),
         }
     }
@@ -1222,7 +1280,7 @@ impl FromStr for SpawnerKind {
 
 impl<'de> Deserialize<'de> for SpawnerKind {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(NamedChoice::<SpawnerKind>::new("`local`"))
+        d.deserialize_any(NamedChoice::<SpawnerKind>::new("`local` or `kubernetes`"))
     }
 }
 
@@ -1339,7 +1397,7 @@ impl<'de> DeserializeSeed<'de> for TextSeed {
 }
 
 /// An optional string: `null` → `None`.
-fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+pub(crate) fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     struct V;
     impl<'de> Visitor<'de> for V {
         type Value = Option<String>;

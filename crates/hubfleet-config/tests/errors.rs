@@ -103,7 +103,7 @@ fn unknown_top_level_key() {
     assert_eq!(e.line, 2);
     assert_contains(
         &e.display,
-        "unknown key `something`. Allowed top-level keys: `hub`, `singleuser`, `cull`, `hubfleet`, `custom`, `proxy`.",
+        "unknown key `something`. Allowed top-level keys: `hub`, `singleuser`, `cull`, `hubfleet`, `custom`, `proxy`, `Chart`, `Release`.",
     );
 }
 
@@ -422,12 +422,26 @@ fn listen_not_an_address() {
 
 #[test]
 fn unsupported_spawner() {
-    let e = invalid("hubfleet:\n  spawner: kubernetes\n");
+    let e = invalid("hubfleet:\n  spawner: docker\n");
     assert_eq!(e.line, 2);
     assert_contains(
         &e.display,
-        "hubfleet.spawner: spawner `kubernetes` is not supported yet; supported: local",
+        "hubfleet.spawner: spawner `docker` is not supported; supported: local, kubernetes",
     );
+}
+
+#[test]
+fn kubernetes_keys_are_strict() {
+    let e = invalid("hubfleet:\n  kubernetes:\n    separate_proxi: true\n");
+    assert_eq!(e.line, 3);
+    assert_contains(
+        &e.display,
+        "unknown key `hubfleet.kubernetes.separate_proxi`; did you mean `separate_proxy`?",
+    );
+    let e = invalid("hubfleet:\n  kubernetes:\n    separate_proxy: sure\n");
+    assert_contains(&e.display, "hubfleet.kubernetes.separate_proxy");
+    let e = invalid("Release:\n  Name: hub\n  Namespce: x\n");
+    assert_contains(&e.display, "unknown key `Release.Namespce`");
 }
 
 #[test]

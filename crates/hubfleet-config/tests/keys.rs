@@ -307,6 +307,18 @@ fn hubfleet_settings() {
     assert_eq!(c.python_env(), Some(PathBuf::from("/opt/venv")));
     assert_eq!(h.public_url.as_deref(), Some("https://hub.example.org/"));
 
+    let c = load(
+        "hubfleet:\n  spawner: kubernetes\n  kubernetes:\n    separate_proxy: true\nChart: {Name: jupyterhub, Version: 4.3.3, AppVersion: 5.5.0}\nRelease: {Name: staging, Namespace: hubs, Service: Helm}\n",
+    );
+    assert_eq!(c.hubfleet.spawner, SpawnerKind::Kubernetes);
+    assert!(c.hubfleet.kubernetes.separate_proxy);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(
+        c.values.get("Release.Namespace"),
+        Some(&serde_yaml_ng::Value::String("hubs".into()))
+    );
+    assert!(!load("").hubfleet.kubernetes.separate_proxy);
+
     let c = load("hubfleet:\n  listen: \"[::1]:8080\"\n");
     assert_eq!(
         c.hubfleet.listen,

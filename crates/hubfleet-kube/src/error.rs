@@ -14,6 +14,9 @@ pub enum KubeError {
     /// without its token).
     #[error("{0}")]
     Refused(String),
+    /// A secret must be derived and there is no (usable) seed to derive it from.
+    #[error("{0}")]
+    SecretSeed(String),
 }
 
 impl KubeError {

@@ -35,6 +35,7 @@ use hubfleet_config::values::Values;
 mod basehub;
 mod error;
 mod hub_config;
+pub mod manifests;
 mod names;
 mod pod;
 mod profiles;

@@ -50,6 +50,35 @@ impl ChartNames {
         self.dashed("hub")
     }
 
+    /// The hub's SQLite PVC (`hub-db-dir`).
+    pub fn hub_pvc(&self) -> String {
+        format!("{}-db-dir", self.hub())
+    }
+
+    /// The proxy's Deployment and NetworkPolicy (`proxy`).
+    pub fn proxy(&self) -> String {
+        self.dashed("proxy")
+    }
+
+    /// The proxy's REST API Service (`proxy-api`).
+    pub fn proxy_api(&self) -> String {
+        format!("{}-api", self.proxy())
+    }
+
+    /// The public Service (`proxy-public`).
+    pub fn proxy_public(&self) -> String {
+        format!("{}-public", self.proxy())
+    }
+
+    /// The Ingress (the full name, or `jupyterhub` when that is empty).
+    pub fn ingress(&self) -> String {
+        if self.fullname.is_empty() {
+            "jupyterhub".into()
+        } else {
+            self.fullname.clone()
+        }
+    }
+
     /// The Secret with `singleuser.extraFiles` (`singleuser`).
     pub fn singleuser(&self) -> String {
         self.dashed("singleuser")
@@ -88,12 +117,18 @@ mod tests {
         let empty = Values::new(serde_yaml_ng::from_str("fullnameOverride: ''").unwrap());
         let n = ChartNames::new(&empty, "jupyterhub", "staging");
         assert_eq!(n.hub(), "hub");
+        assert_eq!(n.hub_pvc(), "hub-db-dir");
+        assert_eq!(n.proxy_public(), "proxy-public");
+        assert_eq!(n.proxy_api(), "proxy-api");
+        assert_eq!(n.ingress(), "jupyterhub");
         assert_eq!(n.user_scheduler(), "staging-user-scheduler");
         assert_eq!(n.priority(), "staging-default-priority");
         let none = Values::default();
         let n = ChartNames::new(&none, "jupyterhub", "prod");
         assert_eq!(n.hub(), "prod-jupyterhub-hub");
         assert_eq!(n.priority(), "prod-jupyterhub");
+        assert_eq!(n.proxy_public(), "prod-jupyterhub-proxy-public");
+        assert_eq!(n.ingress(), "prod-jupyterhub");
         let n = ChartNames::new(&none, "jupyterhub", "my-jupyterhub");
         assert_eq!(n.singleuser(), "my-jupyterhub-singleuser");
     }

@@ -10,9 +10,10 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use hubfleet_auth::DynAuthenticator;
-use hubfleet_config::{CullerKind, HubConfig};
+use hubfleet_config::{CullerKind, HubConfig, SpawnerKind};
 use hubfleet_hub::{Hub, Settings};
-use hubfleet_spawn::{LocalOptions, LocalProcessSpawner};
+use hubfleet_kube_spawner::{KubeOptions, KubernetesSpawner};
+use hubfleet_spawn::{LocalOptions, LocalProcessSpawner, Spawner};
 use hubfleet_store::Store;
 
 mod backup_cmd;
@@ -218,6 +219,12 @@ fn authenticator(config: &HubConfig, store: &Store) -> Result<DynAuthenticator> 
 
 fn settings(config: &HubConfig) -> Result<Settings> {
     let mut settings = Settings::new(config.hubfleet.listen, config.data_dir());
+    if config.hubfleet.spawner == SpawnerKind::Kubernetes {
+        if let Some(url) = &config.hubfleet.kubernetes.hub_connect_url {
+            // Pods reach the hub's API through a Service, not the address it listens on.
+            settings.internal_base_url = url.trim_end_matches('/').to_string();
+        }
+    }
     settings.cmd = config.singleuser.cmd.clone();
     settings.python_env = config.python_env();
     settings.default_url = config.singleuser.default_url.clone();
@@ -383,17 +390,55 @@ async fn start_hub(config: &HubConfig) -> Result<Hub> {
     )
     .await?;
     let auth = authenticator(config, &store)?;
-    let spawner = local_spawner(config);
-    if let Some(problem) = config
-        .singleuser
-        .storage
-        .capacity
-        .and_then(|capacity| spawner.quota_problem(capacity))
-    {
-        tracing::warn!("{problem}; servers start without it");
-    }
-    let hub = Hub::start_on(listener, settings, store, auth, Arc::new(spawner)).await?;
+    let spawner: Arc<dyn Spawner> = match config.hubfleet.spawner {
+        SpawnerKind::Local => {
+            let spawner = local_spawner(config);
+            if let Some(problem) = config
+                .singleuser
+                .storage
+                .capacity
+                .and_then(|capacity| spawner.quota_problem(capacity))
+            {
+                tracing::warn!("{problem}; servers start without it");
+            }
+            Arc::new(spawner)
+        }
+        SpawnerKind::Kubernetes => Arc::new(kubernetes_spawner(config).await?),
+    };
+    let hub = Hub::start_on(listener, settings, store, auth, spawner).await?;
     Ok(hub)
+}
+
+/// The `kubernetes` spawner: the config's values (over the chart's defaults, when
+/// `hubfleet.kubernetes.chart_values` names them), the cluster as `kube::Config::infer` finds
+/// it.
+async fn kubernetes_spawner(config: &HubConfig) -> Result<KubernetesSpawner> {
+    let kubernetes = &config.hubfleet.kubernetes;
+    let values = match &kubernetes.chart_values {
+        Some(path) => {
+            let path = config.resolve_path(path);
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "hubfleet.kubernetes.chart_values: reading the chart's defaults {}",
+                    path.display()
+                )
+            })?;
+            let defaults = hubfleet_config::values::parse_yaml(&path.display().to_string(), &text)?;
+            let mut merged =
+                hubfleet_config::values::coalesce(config.values.as_value().clone(), &defaults);
+            hubfleet_config::values::drop_top_level_nulls(&mut merged);
+            hubfleet_config::values::Values::new(merged)
+        }
+        None => config.values.clone(),
+    };
+    let spawner = KubernetesSpawner::connect(KubeOptions {
+        namespace: kubernetes.namespace.clone(),
+        values,
+        start_timeout: config.singleuser.start_timeout,
+    })
+    .await?;
+    tracing::info!(namespace = %spawner.namespace(), "users' servers run as pods");
+    Ok(spawner)
 }
 
 /// The local spawner with `hubfleet.local.*`: where homes, logs and the shared folder are,

@@ -3,13 +3,30 @@
 //! reachable by the servers' accounts.
 
 use anyhow::{bail, Result};
-use hubfleet_config::HubConfig;
+use hubfleet_config::{HubConfig, SpawnerKind};
 
 /// Stop with what to change when the config cannot run safely on this machine.
 pub fn check(config: &HubConfig) -> Result<()> {
+    check_kubernetes(config)?;
+    // Pods run elsewhere, as the image's user: nothing of this machine's to check.
+    if config.hubfleet.spawner == SpawnerKind::Kubernetes {
+        return Ok(());
+    }
     check_root(config, nix::unistd::geteuid().is_root())?;
     if config.hubfleet.local.system_users {
         check_programs(config)?;
+    }
+    Ok(())
+}
+
+/// What `hubfleet render k8s` writes but this build cannot run yet: a clear stop rather than a
+/// hub that starts local processes inside its pod, or whose users' routes never reach the proxy.
+fn check_kubernetes(config: &HubConfig) -> Result<()> {
+    if config.hubfleet.kubernetes.separate_proxy {
+        bail!(
+            "hubfleet.kubernetes.separate_proxy: hubfleet serve does not send its routes to a separate proxy yet; \
+             remove the key (or set it to false): the proxy then runs inside the hub's pod"
+        );
     }
     Ok(())
 }
@@ -64,6 +81,19 @@ mod tests {
 
     fn config(yaml: &str) -> HubConfig {
         HubConfig::from_yaml_str(yaml, "t.yaml").unwrap()
+    }
+
+    #[test]
+    fn a_separate_proxy_is_refused_until_serve_can_drive_one() {
+        assert!(check_kubernetes(&config("")).is_ok());
+        assert!(check_kubernetes(&config("hubfleet: {spawner: kubernetes}")).is_ok());
+        let err = check_kubernetes(&config("hubfleet: {kubernetes: {separate_proxy: true}}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("hubfleet.kubernetes.separate_proxy:"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! `hubfleet render pod`: the pod (and PVCs) a user's server gets on Kubernetes, from z2jh
 //! values, as KubeSpawner would create it. The flags are those of the reference tool
 //! (`tools/kubespawner-reference`), so one command line drives both.
+//!
+//! `hubfleet render k8s`: the objects that run the hub itself (`kubectl apply -f -`), from the
+//! same values, read the same way.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,6 +11,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{ArgMatches, Args, Subcommand};
 use hubfleet_config::values::{self, ValuesInput};
+use hubfleet_config::{ConfigSource, HubConfig};
+use hubfleet_kube::manifests::{ManifestOptions, SecretSeed, OVERLAY_FILE, VALUES_FILE};
 use hubfleet_kube::{HelmRelease, ServerFacts, UserFacts, UserOptions};
 
 /// What to render.
@@ -15,11 +20,13 @@ use hubfleet_kube::{HelmRelease, ServerFacts, UserFacts, UserOptions};
 pub enum RenderWhat {
     /// The pod KubeSpawner would create for a user of a z2jh deployment (JSON on stdout).
     Pod(Box<PodArgs>),
+    /// The manifests that run the hub on Kubernetes (YAML on stdout, for `kubectl apply -f -`).
+    K8s(Box<K8sArgs>),
 }
 
-/// The flags of `render pod`.
+/// How the values are found and read: the same for `render pod` and `render k8s`.
 #[derive(Args)]
-pub struct PodArgs {
+pub struct ValuesArgs {
     /// A values file, merged in order after the chart defaults (repeatable). Files named
     /// `enc-*` or `*.secret.*` are skipped with a note.
     #[arg(long = "values", short = 'f', value_name = "FILE")]
@@ -45,6 +52,13 @@ pub struct PodArgs {
     /// The Helm release's name.
     #[arg(long, default_value = "jupyterhub")]
     release_name: String,
+}
+
+/// The flags of `render pod`.
+#[derive(Args)]
+pub struct PodArgs {
+    #[command(flatten)]
+    values: ValuesArgs,
     /// The namespace (default: the release name).
     #[arg(long)]
     namespace: Option<String>,
@@ -88,6 +102,23 @@ pub struct PodArgs {
     out: Option<PathBuf>,
 }
 
+/// The flags of `render k8s`.
+#[derive(Args)]
+pub struct K8sArgs {
+    #[command(flatten)]
+    values: ValuesArgs,
+    /// The namespace the hub runs in.
+    #[arg(long)]
+    namespace: String,
+    /// A file with the seed that the secrets the values do not give are derived from (at least
+    /// 16 bytes; `openssl rand -hex 32 > FILE`, once, and keep it).
+    #[arg(long, value_name = "FILE", env = "HUBFLEET_SECRET_SEED_FILE")]
+    secret_seed_file: Option<PathBuf>,
+    /// Write the YAML here instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
 /// Run `render …`; errors exit 2, as the reference tool's do.
 pub fn run(what: RenderWhat, matches: Option<&ArgMatches>) -> ExitCode {
     let result = match what {
@@ -96,6 +127,12 @@ pub fn run(what: RenderWhat, matches: Option<&ArgMatches>) -> ExitCode {
                 .and_then(|m| m.subcommand_matches("render"))
                 .and_then(|m| m.subcommand_matches("pod"));
             render_pod(&args, pod_matches)
+        }
+        RenderWhat::K8s(args) => {
+            let k8s_matches = matches
+                .and_then(|m| m.subcommand_matches("render"))
+                .and_then(|m| m.subcommand_matches("k8s"));
+            render_k8s(&args, k8s_matches)
         }
     };
     match result {
@@ -108,7 +145,7 @@ pub fn run(what: RenderWhat, matches: Option<&ArgMatches>) -> ExitCode {
 }
 
 /// `--values` and `--unwrap` in command-line order.
-fn ordered_inputs(args: &PodArgs, matches: Option<&ArgMatches>) -> Vec<ValuesInput> {
+fn ordered_inputs(args: &ValuesArgs, matches: Option<&ArgMatches>) -> Vec<ValuesInput> {
     let indexed = |id: &str| -> Vec<usize> {
         matches
             .and_then(|m| m.indices_of(id))
@@ -136,7 +173,7 @@ fn ordered_inputs(args: &PodArgs, matches: Option<&ArgMatches>) -> Vec<ValuesInp
 
 /// Where the chart defaults are: --chart-values, --z2jh-dir, else the copy in the shared
 /// reference material.
-fn chart_values_path(args: &PodArgs) -> Result<PathBuf> {
+fn chart_values_path(args: &ValuesArgs) -> Result<PathBuf> {
     if let Some(path) = &args.chart_values {
         return Ok(path.clone());
     }
@@ -189,7 +226,12 @@ fn is_version(rev: &str) -> bool {
             .is_some_and(|p| p.starts_with(|c: char| c.is_ascii_digit()))
 }
 
-fn render_pod(args: &PodArgs, matches: Option<&ArgMatches>) -> Result<()> {
+/// The merged values (skipped files noted on stderr) and the release they are for.
+fn load_values(
+    args: &ValuesArgs,
+    matches: Option<&ArgMatches>,
+    namespace: Option<&str>,
+) -> Result<(values::Values, HelmRelease)> {
     let chart_values = chart_values_path(args)?;
     let inputs = ordered_inputs(args, matches);
     let loaded = values::load_chart_values(&chart_values, &inputs)?;
@@ -199,10 +241,6 @@ fn render_pod(args: &PodArgs, matches: Option<&ArgMatches>) -> Result<()> {
             skipped.path.display(),
             skipped.reason
         );
-    }
-    if args.print_merged {
-        let text = serde_yaml_ng::to_string(loaded.values.as_value())?;
-        return emit(&text, args.out.as_deref());
     }
     let (chart_name, chart_version, app_version) = chart_facts(&chart_values)?;
     let chart_version = args
@@ -215,12 +253,20 @@ fn render_pod(args: &PodArgs, matches: Option<&ArgMatches>) -> Result<()> {
         chart_version,
         app_version,
         release_name: args.release_name.clone(),
-        namespace: args
-            .namespace
-            .clone()
+        namespace: namespace
+            .map(str::to_owned)
             .unwrap_or_else(|| args.release_name.clone()),
     };
-    let values = hubfleet_kube::with_release(&loaded.values, &release);
+    Ok((loaded.values, release))
+}
+
+fn render_pod(args: &PodArgs, matches: Option<&ArgMatches>) -> Result<()> {
+    let (merged, release) = load_values(&args.values, matches, args.namespace.as_deref())?;
+    if args.print_merged {
+        let text = serde_yaml_ng::to_string(merged.as_value())?;
+        return emit(&text, args.out.as_deref());
+    }
+    let values = hubfleet_kube::with_release(&merged, &release);
     let user = UserFacts {
         name: args.user.clone().context("--user is required")?,
         id: args.user_id,
@@ -278,6 +324,50 @@ fn render_pod(args: &PodArgs, matches: Option<&ArgMatches>) -> Result<()> {
         &format!("{}\n", serde_json::to_string_pretty(&doc)?),
         args.out.as_deref(),
     )
+}
+
+fn render_k8s(args: &K8sArgs, matches: Option<&ArgMatches>) -> Result<()> {
+    let (merged, release) = load_values(&args.values, matches, Some(&args.namespace))?;
+    let secret_seed = match &args.secret_seed_file {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| {
+                format!("--secret-seed-file {}: cannot read it", path.display())
+            })?;
+            Some(SecretSeed::new(&bytes, &path.display().to_string())?)
+        }
+        None => None,
+    };
+    let options = ManifestOptions {
+        release,
+        secret_seed,
+        default_image: hubfleet_kube::manifests::default_image(),
+    };
+    let manifests = hubfleet_kube::manifests::hub_manifests(&merged, &options)?;
+    for note in &manifests.notes {
+        eprintln!("note: {note}");
+    }
+    for problem in hub_config_problems(&manifests.hub_values, &manifests.hub_overlay)? {
+        eprintln!("note: the hub will refuse its config: {problem}");
+    }
+    emit(&manifests.to_yaml()?, args.out.as_deref())
+}
+
+/// What `hubfleet check` would say is wrong with the config the hub's pod reads (values a z2jh
+/// hub runs, which hubfleet does not all support yet): errors only, warnings are many.
+fn hub_config_problems(
+    hub_values: &serde_yaml_ng::Value,
+    overlay: &serde_yaml_ng::Value,
+) -> Result<Vec<String>> {
+    let text = |doc: &serde_yaml_ng::Value| -> Result<String> {
+        Ok(hubfleet_kube::manifests::yaml::to_yaml(
+            &serde_json::to_value(doc)?,
+        ))
+    };
+    let report = HubConfig::check(vec![
+        ConfigSource::text(VALUES_FILE, &text(hub_values)?),
+        ConfigSource::text(OVERLAY_FILE, &text(overlay)?),
+    ]);
+    Ok(report.errors.iter().map(|e| e.to_string()).collect())
 }
 
 fn emit(text: &str, out: Option<&Path>) -> Result<()> {
