@@ -365,7 +365,7 @@ class Upstream(Hub):
                 "INSERT INTO users (name, admin, created, cookie_id) VALUES (?, 0, ?, ?)",
                 ((user_name(i), now, uuid.uuid4().hex) for i in range(first, last)))
             c.execute(
-                "INSERT INTO user_role_map (user_id, role_id) SELECT id, ? FROM users "
+                "INSERT INTO user_role_map (user_id, role_id, managed_by_auth) SELECT id, ?, 0 FROM users "
                 "WHERE id NOT IN (SELECT user_id FROM user_role_map)", (role,))
         return time.perf_counter() - t0
 
@@ -474,7 +474,8 @@ async def spawn_storm(hub: Hub, n: int, limit_label: str, rec: Recorder) -> None
 
 def api(hub: Hub, method: str, path: str, **kw):
     import httpx
-    return httpx.request(method, hub.base + path, headers=auth(), timeout=600, **kw)
+    headers = {**auth(), **kw.pop("headers", {})}
+    return httpx.request(method, hub.base + path, headers=headers, timeout=600, **kw)
 
 
 def count(hub: Hub, state: str) -> int:
@@ -504,7 +505,7 @@ async def stop_all(hub: Hub, n: int) -> None:
     wait_none_active(hub)
 
 
-def time_listing(hub: Hub, rec: Recorder, rounds: int) -> None:
+def time_listing(hub: Hub, rec: Recorder, rounds: int, users: int, n: int) -> None:
     """`GET /hub/api/users?state=active`: as the culler walks it (paginated, following
     `next` at the default page size), and one page of 200."""
     import httpx
@@ -527,7 +528,7 @@ def time_listing(hub: Hub, rec: Recorder, rounds: int) -> None:
             r = client.get(f"{hub.base}/hub/api/users?state=active&limit=200")
             r.raise_for_status()
             singles.append(time.perf_counter() - t0)
-    scenario = "GET /hub/api/users?state=active, 10,000 users, 1,000 running"
+    scenario = f"GET /hub/api/users?state=active, {users:,} users, {n} running"
     rec.add(hub, scenario, "walk_ms", round(statistics.median(walks) * 1000, 1), "ms")
     rec.add(hub, scenario, "walk_pages", pages_seen, "pages")
     rec.add(hub, scenario, "walk_users", items_seen, "users")
@@ -583,7 +584,7 @@ def run_hub(hub: Hub, rec: Recorder, args) -> None:
     time.sleep(args.settle)
     record_rss(rec, hub, f"{args.users:,} users, {n} running")
     log(f"{hub.label}: GET /hub/api/users?state=active")
-    time_listing(hub, rec, args.rounds)
+    time_listing(hub, rec, args.rounds, args.users, n)
     log(f"{hub.label}: idle-culler pass, nothing to cull")
     scenario = f"idle-culler pass, {args.users:,} users, {n} running"
     rec.add(hub, scenario, "noop_pass_s", round(culler_pass(hub, 86400), 2), "s")
@@ -857,7 +858,9 @@ def reexec_with_venv() -> None:
         elif a.startswith("--venv="):
             venv = a.split("=", 1)[1]
     python = Path(venv or "", "bin", "python")
-    if venv and python.exists() and Path(sys.executable).resolve() != python.resolve():
+    # A venv's python is a symlink to the system's: compare the paths, not what they resolve to.
+    if venv and python.exists() and not os.environ.get("HUBFLEET_BENCH_REEXEC"):
+        os.environ["HUBFLEET_BENCH_REEXEC"] = "1"
         os.environ.setdefault("HUBFLEET_BENCH_CMD", " ".join(["python3"] + sys.argv))
         os.execv(str(python), [str(python)] + sys.argv)
     raise SystemExit("error: httpx is missing: run with the Python of a venv that has "
