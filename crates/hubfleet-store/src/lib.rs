@@ -362,6 +362,9 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
+/// How long a request may wait for one of SQLite's connections.
+const SQLITE_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 impl Store {
     /// Connect and bring the schema up to date. `url` is `sqlite://…` or `postgres(ql)://…`.
     pub async fn connect(url: &str) -> Result<Store> {
@@ -376,21 +379,26 @@ impl Store {
         // Retry briefly (a database that is still starting), then say what is wrong.
         let mut options = AnyPoolOptions::new().acquire_timeout(std::time::Duration::from_secs(10));
         if backend == Backend::Sqlite {
-            // SQLite takes one writer at a time; a small pool avoids busy waits.
-            options = options.max_connections(4).after_connect(|conn, _| {
-                Box::pin(async move {
-                    sqlx::query("PRAGMA foreign_keys = ON")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA busy_timeout = 10000")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA synchronous = NORMAL")
-                        .execute(&mut *conn)
-                        .await?;
-                    Ok(())
-                })
-            });
+            // SQLite takes one writer at a time; a small pool avoids busy waits. A local file
+            // has no server to wait for: a wait for a connection is a queue of work (a thousand
+            // starts at once), which should be served in turn rather than fail after 10 s.
+            options = options
+                .acquire_timeout(SQLITE_ACQUIRE_TIMEOUT)
+                .max_connections(4)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        sqlx::query("PRAGMA foreign_keys = ON")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 10000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                });
             if url.contains(":memory:") {
                 // Each connection to `:memory:` is a database of its own: keep exactly one.
                 options = options
