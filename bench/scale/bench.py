@@ -386,6 +386,15 @@ class Recorder:
         self.rows.append(row)
         log(f"  {hub.label} {scenario} {metric} = {value} {unit}")
 
+    def keep_others(self, only: str) -> None:
+        """With `--only`: the other hub's rows of the last run stay in the CSV files."""
+        for name, rows in (("scale.csv", self.rows), ("spawns.csv", self.spawns)):
+            try:
+                with open(OUT / name) as f:
+                    rows[:0] = [r for r in csv.DictReader(f) if r["hub"] != only]
+            except OSError:
+                pass
+
     def write(self) -> None:
         OUT.mkdir(parents=True, exist_ok=True)
         with open(OUT / "scale.csv", "w", newline="") as f:
@@ -940,6 +949,8 @@ def main() -> int:
             log(f"ABORTED: {e}")
         finally:
             kill_under(tmp)
+            if args.only and not failed:
+                rec.keep_others(args.only)
             rec.write()
             if failed or args.keep:
                 log(f"kept {tmp}")
@@ -957,6 +968,17 @@ def main() -> int:
             "sizes": {"spawns": args.spawns, "users": args.users, "big_users": args.big_users,
                       "rounds": args.rounds},
         }
+        if args.only and meta_path.exists():
+            # The other hub's figures come from an earlier run: say which.
+            old = json.loads(meta_path.read_text())
+            kept = dict(old.get("kept", {}))
+            for key in LABELS:
+                if key != args.only and key not in kept:
+                    kept[key] = {k: old.get(k) for k in ("command", "started", "ended",
+                                                          "provenance", "load_start",
+                                                          "load_end")}
+            kept.pop(args.only, None)
+            meta["kept"] = kept
         meta_path.write_text(json.dumps(meta, indent=2) + "\n")
 
     body = report(args)
@@ -990,6 +1012,12 @@ def main() -> int:
         "average when it was taken) and [spawns.csv](benchmarks/scale/spawns.csv) (every "
         "start).\n\n"
         f"Command (from the repository root): `{meta['command']}`\n\n"
+        + "".join(
+            f"{LABELS[key]}'s figures are from the run before, kept in the CSV: `{k['command']}` "
+            f"({k['started']} to {k['ended']}, load average {k['load_start']} to "
+            f"{k['load_end']}).\n\n"
+            for key, k in meta.get("kept", {}).items())
+        +
         f"Run: {meta['started']} to {meta['ended']}; hubfleet {v['hubfleet']} "
         f"({meta['provenance']}); JupyterHub {v['jupyterhub']}, configurable-http-proxy "
         f"{v['chp']} on node {v['node']}.\n\n"
