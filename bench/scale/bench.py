@@ -780,6 +780,14 @@ def svg_spawn_times(spawns: list[dict], path: Path, n: int) -> None:
     path.write_text("\n".join(out) + "\n")
 
 
+def notes() -> str:
+    """What the figures mean, written by hand: `notes.md` beside the CSV, if there is one."""
+    try:
+        return (OUT / "notes.md").read_text().strip() + "\n\n"
+    except OSError:
+        return ""
+
+
 def write_doc(body: str) -> None:
     text = DOC.read_text()
     section = SECTION + "\n\n" + body.strip() + "\n"
@@ -1006,6 +1014,7 @@ def main() -> int:
         "load average in the CSV. Ratios are JupyterHub's figure over hubfleet's (above 1: "
         "hubfleet is faster or smaller).\n\n"
         + body + "\n\n"
+        + notes() +
         "![Summary: hubfleet and JupyterHub side by side](benchmarks/scale/summary.svg)\n\n"
         "![Each server's time to ready, sorted](benchmarks/scale/spawn-times.svg)\n\n"
         "Data: [scale.csv](benchmarks/scale/scale.csv) (every figure, with the 1-minute load "

@@ -596,7 +596,7 @@ impl Lifecycle {
                 // For admins: the server model's `state` shows what the server got.
                 state.insert("profile".into(), spec.profile.resolved.summary());
             }
-            inner
+            let saved = inner
                 .store
                 .update_server(
                     server.id,
@@ -606,8 +606,15 @@ impl Lifecycle {
                         ..Default::default()
                     },
                 )
-                .await
-                .map_err(|e| format!("could not save the server's state: {e}"))?;
+                .await;
+            if let Err(e) = saved {
+                // The tear-down finds the process through the saved state, which is not there:
+                // stop it here, or it would run on with nobody knowing of it.
+                if let Err(stop) = inner.spawner.stop(&started.state, STOP_GRACE).await {
+                    tracing::warn!(user = %user.name, server = %server.name, error = %stop, "stopping the server process");
+                }
+                return Err(format!("could not save the server's state: {e}").into());
+            }
             self.step(
                 &user.name,
                 server,
