@@ -446,8 +446,8 @@ fn free_port_at(ip: IpAddr, now: Instant) -> Result<u16, SpawnError> {
     for _ in 0..64 {
         let listener = TcpListener::bind(SocketAddr::new(ip, 0)).map_err(SpawnError::NoPort)?;
         let port = listener.local_addr().map_err(SpawnError::NoPort)?.port();
-        if !handed_out.contains_key(&port) {
-            handed_out.insert(port, now);
+        if let std::collections::hash_map::Entry::Vacant(entry) = handed_out.entry(port) {
+            entry.insert(now);
             return Ok(port);
         }
         probes.push(listener);
