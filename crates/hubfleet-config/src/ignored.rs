@@ -137,7 +137,6 @@ pub const IGNORED_KEYS: &[IgnoredKey] = &[
     k8s("hub.lifecycle", "lifecycle hooks of the hub's container"),
     k8s("hub.serviceAccount", "the hub pod's Kubernetes service account"),
     k8s("hub.extraPodSpec", "more fields of the hub pod"),
-    ignored("hub.concurrentSpawnLimit", "hubfleet does not limit how many servers start at once yet"),
     ignored("hub.consecutiveFailureLimit", "hubfleet keeps running after failed starts (each is logged, shown to its user and kept in the usage ledger); z2jh uses it to have Kubernetes restart a failing hub"),
     k8s("hub.db.pvc", "storage is a file in hubfleet.data_dir here, not a PersistentVolumeClaim"),
     ignored("hub.db.upgrade", "hubfleet upgrades its own database schema at startup"),
@@ -213,7 +212,6 @@ const KUBESPAWNER_TRAITS: [UnsupportedKey; 12] = spawner_traits!("KubeSpawner");
 
 /// Keys hubfleet refuses with a reason (and, where it has one, the key to use instead).
 const OTHER_UNSUPPORTED: &[UnsupportedKey] = &[
-    missing("hub.activeServerLimit", "hubfleet does not limit the number of running servers yet"),
     UnsupportedKey {
         key: "hub.db.password",
         reason: "hubfleet reads the database password from the database URL",
@@ -243,8 +241,6 @@ const OTHER_UNSUPPORTED: &[UnsupportedKey] = &[
         instead: None,
         harmless_value: Some("false"),
     },
-    missing("hub.config.JupyterHub.active_server_limit", "hubfleet does not limit the number of running servers yet"),
-    missing("hub.config.JupyterHub.concurrent_spawn_limit", "hubfleet does not limit how many servers start at once yet"),
     missing("hub.config.JupyterHub.tornado_settings", "hubfleet is not built on Tornado"),
     moved("hub.config.CryptKeeper.keys", "`JUPYTERHUB_CRYPT_KEY` in the hub's environment or in `hub.extraEnv`"),
 ];

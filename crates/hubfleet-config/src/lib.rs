@@ -55,13 +55,17 @@ pub use https::{CertificateSource, HttpsMode, HttpsSettings};
 pub use ignored::{unsupported_keys, IgnoredKey, UnsupportedKey, IGNORED_KEYS};
 pub use model::COOKIE_SECRET_MIN_BYTES;
 pub use model::{
-    AuthenticatorConfig, AuthenticatorKind, BaseUrl, CookieSecret, Cull, CullerKind, Db, DbType,
-    DummyAuthenticatorConfig, GroupConfig, Hub, HubEnv, HubTraitletConfig, Hubfleet,
+    ApiRateLimit, AuthenticatorConfig, AuthenticatorKind, BaseUrl, CookieSecret, Cull, CullerKind,
+    Db, DbType, DummyAuthenticatorConfig, GroupConfig, Hub, HubEnv, HubTraitletConfig, Hubfleet,
     JupyterHubConfig, KubernetesConfig, LocalSpawnerConfig, NativeAuthenticatorConfig, RoleConfig,
     ServiceConfig, SharedPasswordAuthenticatorConfig, Singleuser, SpawnerKind,
     DEFAULT_CULL_CONCURRENCY, DEFAULT_CULL_EVERY_SECS, DEFAULT_CULL_TIMEOUT_SECS, DEFAULT_DATA_DIR,
     DEFAULT_LISTEN, DEFAULT_SINGLEUSER_CMD, DEFAULT_START_TIMEOUT_SECS, SQLITE_FILE_NAME,
 };
+pub use model::{DEFAULT_API_RATE_BURST, DEFAULT_API_RATE_PER_SECOND};
+
+/// Default of `hub.concurrentSpawnLimit`, as in z2jh's values.yaml.
+pub const DEFAULT_CONCURRENT_SPAWN_LIMIT: u32 = 64;
 
 /// Variables of the hub's environment that hubfleet itself reads (`hub.extraEnv` first, then
 /// the process's environment): see [`HubConfig::hub_env`].
@@ -293,6 +297,25 @@ impl HubConfig {
             .redirect_to_server
             .or(self.hub.config.jupyterhub.redirect_to_server)
             .unwrap_or(false)
+    }
+
+    /// Starts in progress at once before further ones are refused with 429 (0: no limit):
+    /// `hub.concurrentSpawnLimit`, else `hub.config.JupyterHub.concurrent_spawn_limit`, else
+    /// 64, z2jh's default (upstream JupyterHub's own is 100).
+    pub fn concurrent_spawn_limit(&self) -> u32 {
+        self.hub
+            .concurrent_spawn_limit
+            .or(self.hub.config.jupyterhub.concurrent_spawn_limit)
+            .unwrap_or(DEFAULT_CONCURRENT_SPAWN_LIMIT)
+    }
+
+    /// Servers not stopped before starts are refused with 429 (0: no limit):
+    /// `hub.activeServerLimit`, else `hub.config.JupyterHub.active_server_limit`, else 0.
+    pub fn active_server_limit(&self) -> u32 {
+        self.hub
+            .active_server_limit
+            .or(self.hub.config.jupyterhub.active_server_limit)
+            .unwrap_or(0)
     }
 
     /// Whether logging out stops the user's running servers: `hub.shutdownOnLogout`, else

@@ -93,6 +93,16 @@ pub struct Hub {
     /// `hub.authenticatePrometheus` (z2jh spelling of `c.JupyterHub.authenticate_prometheus`).
     #[serde(deserialize_with = "opt_bool")]
     pub authenticate_prometheus: Option<bool>,
+    /// `hub.concurrentSpawnLimit` (z2jh spelling of `c.JupyterHub.concurrent_spawn_limit`):
+    /// starts in progress at once before further ones get 429; `Some(0)` means no limit. Use
+    /// [`HubConfig::concurrent_spawn_limit`](crate::HubConfig::concurrent_spawn_limit).
+    #[serde(deserialize_with = "opt_u32")]
+    pub concurrent_spawn_limit: Option<u32>,
+    /// `hub.activeServerLimit` (z2jh spelling of `c.JupyterHub.active_server_limit`): servers
+    /// not stopped (starting, running or stopping) before starts get 429; `Some(0)` means no
+    /// limit. Use [`HubConfig::active_server_limit`](crate::HubConfig::active_server_limit).
+    #[serde(deserialize_with = "opt_u32")]
+    pub active_server_limit: Option<u32>,
 }
 
 /// A URL path prefix that starts and ends with `/` (`hub.baseUrl`).
@@ -565,6 +575,14 @@ pub struct JupyterHubConfig {
     /// (admins reach servers through the `admin` role's scopes); accepted with a warning.
     #[serde(deserialize_with = "opt_bool")]
     pub admin_access: Option<bool>,
+    /// `hub.config.JupyterHub.concurrent_spawn_limit` (upstream spelling of
+    /// `hub.concurrentSpawnLimit`).
+    #[serde(deserialize_with = "opt_u32")]
+    pub concurrent_spawn_limit: Option<u32>,
+    /// `hub.config.JupyterHub.active_server_limit` (upstream spelling of
+    /// `hub.activeServerLimit`).
+    #[serde(deserialize_with = "opt_u32")]
+    pub active_server_limit: Option<u32>,
 }
 
 /// Which authenticator the hub uses (`hub.config.JupyterHub.authenticator_class`).
@@ -1052,6 +1070,9 @@ pub struct Hubfleet {
     /// and ACME HTTP-01 challenges are answered (usually `0.0.0.0:80`).
     #[serde(deserialize_with = "crate::https::opt_socket_addr")]
     pub http_redirect_listen: Option<SocketAddr>,
+    /// `hubfleet.api_rate_limit`: how many API requests each user may make.
+    #[serde(deserialize_with = "null_default")]
+    pub api_rate_limit: ApiRateLimit,
     /// `hubfleet.kubernetes`: where and how the `kubernetes` spawner runs servers as pods, and
     /// how `hubfleet render k8s` lays the hub out.
     #[serde(deserialize_with = "null_default")]
@@ -1107,6 +1128,40 @@ pub struct KubernetesConfig {
     pub hub_connect_url: Option<String>,
 }
 
+/// Default `hubfleet.api_rate_limit.per_second`.
+pub const DEFAULT_API_RATE_PER_SECOND: u32 = 10;
+/// Default `hubfleet.api_rate_limit.burst`.
+pub const DEFAULT_API_RATE_BURST: u32 = 100;
+
+/// `hubfleet.api_rate_limit:` — a token bucket per user over their API requests (by token or
+/// by their browser's cookie, their servers' tokens included). Admins and services are not
+/// limited.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiRateLimit {
+    /// `hubfleet.api_rate_limit.per_second`: requests a second a user may keep up (the bucket
+    /// refills at this rate); 0 turns the limit off.
+    #[serde(deserialize_with = "u32_or_default::<DEFAULT_API_RATE_PER_SECOND, _>")]
+    pub per_second: u32,
+    /// `hubfleet.api_rate_limit.burst`: requests a user may make at once (the bucket's size).
+    #[serde(deserialize_with = "u32_or_default::<DEFAULT_API_RATE_BURST, _>")]
+    pub burst: u32,
+}
+
+impl Default for ApiRateLimit {
+    fn default() -> Self {
+        ApiRateLimit {
+            per_second: DEFAULT_API_RATE_PER_SECOND,
+            burst: DEFAULT_API_RATE_BURST,
+        }
+    }
+}
+
+/// A whole number, `DEFAULT` when `null`.
+fn u32_or_default<'de, const DEFAULT: u32, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    Ok(opt_u32(d)?.unwrap_or(DEFAULT))
+}
+
 impl Default for Hubfleet {
     fn default() -> Self {
         Hubfleet {
@@ -1118,6 +1173,7 @@ impl Default for Hubfleet {
             culler: CullerKind::Auto,
             auth: Default::default(),
             http_redirect_listen: None,
+            api_rate_limit: ApiRateLimit::default(),
             kubernetes: KubernetesConfig::default(),
         }
     }

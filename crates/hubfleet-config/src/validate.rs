@@ -264,6 +264,29 @@ fn check_hub_settings(config: &HubConfig, ctx: &Ctx<'_>, f: &mut Findings) {
     ] {
         f.check(spellings_agree(ctx, (z2jh, a), (upstream, b)));
     }
+    for (z2jh, upstream, a, b) in [
+        (
+            "hub.concurrentSpawnLimit",
+            "hub.config.JupyterHub.concurrent_spawn_limit",
+            hub.concurrent_spawn_limit,
+            jh.concurrent_spawn_limit,
+        ),
+        (
+            "hub.activeServerLimit",
+            "hub.config.JupyterHub.active_server_limit",
+            hub.active_server_limit,
+            jh.active_server_limit,
+        ),
+    ] {
+        f.check(spellings_agree(ctx, (z2jh, a), (upstream, b)));
+    }
+    let rate = &config.hubfleet.api_rate_limit;
+    if rate.per_second > 0 && rate.burst == 0 {
+        f.check(Err(ctx.at_key(
+            "hubfleet.api_rate_limit.burst",
+            "is 0, which refuses every API request of every user; set it to at least 1 (or `per_second: 0` for no limit)",
+        )));
+    }
 
     let env = &hub.extra_env;
     if !env.from_kubernetes.is_empty() {

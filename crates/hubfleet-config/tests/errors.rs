@@ -92,7 +92,7 @@ fn unknown_key_without_close_match_lists_allowed_keys() {
     assert_eq!(e.key.as_deref(), Some("hub.something"));
     assert_contains(
         &e.display,
-        "/etc/hub.yaml:2:3: unknown key `hub.something`. Allowed keys in `hub`: `config`, `db`, `services`, `loadRoles`, `allowNamedServers`, `namedServerLimitPerUser`, `templatePaths`, `templateVars`, `baseUrl`, `cookieSecret`, `extraEnv`, `redirectToServer`, `shutdownOnLogout`, `authenticatePrometheus`.",
+        "/etc/hub.yaml:2:3: unknown key `hub.something`. Allowed keys in `hub`: `config`, `db`, `services`, `loadRoles`, `allowNamedServers`, `namedServerLimitPerUser`, `templatePaths`, `templateVars`, `baseUrl`, `cookieSecret`, `extraEnv`, `redirectToServer`, `shutdownOnLogout`, `authenticatePrometheus`, `concurrentSpawnLimit`, `activeServerLimit`.",
     );
     assert!(!e.display.contains("did you mean"));
 }
@@ -132,7 +132,7 @@ fn unknown_traitlets_class_and_trait() {
     assert_eq!(e.key.as_deref(), Some("hub.config.JupyterHub.admin_acces"));
     assert_contains(
         &e.display,
-        "did you mean `admin_access`? Allowed keys in `hub.config.JupyterHub`: `authenticator_class`, `allow_named_servers`, `named_server_limit_per_user`, `subdomain_host`, `redirect_to_server`, `shutdown_on_logout`, `authenticate_prometheus`, `load_groups`, `admin_access`.",
+        "did you mean `admin_access`? Allowed keys in `hub.config.JupyterHub`: `authenticator_class`, `allow_named_servers`, `named_server_limit_per_user`, `subdomain_host`, `redirect_to_server`, `shutdown_on_logout`, `authenticate_prometheus`, `load_groups`, `admin_access`, `concurrent_spawn_limit`, `active_server_limit`.",
     );
 }
 

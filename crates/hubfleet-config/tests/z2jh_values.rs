@@ -601,6 +601,46 @@ fn z2jh_and_upstream_spellings_of_the_login_and_metrics_settings() {
 }
 
 #[test]
+fn spawn_limits_in_both_spellings_and_the_api_rate_limit() {
+    let config = HubConfig::default();
+    // z2jh's defaults: 64 starts at once, no limit on running servers.
+    assert_eq!(config.concurrent_spawn_limit(), 64);
+    assert_eq!(config.active_server_limit(), 0);
+    assert_eq!(config.hubfleet.api_rate_limit.per_second, 10);
+    assert_eq!(config.hubfleet.api_rate_limit.burst, 100);
+
+    let config = load("hub:\n  concurrentSpawnLimit: 0\n  activeServerLimit: 300\n");
+    assert_eq!(config.concurrent_spawn_limit(), 0);
+    assert_eq!(config.active_server_limit(), 300);
+    let config = load(
+        "hub:\n  config:\n    JupyterHub:\n      concurrent_spawn_limit: 100\n      active_server_limit: 5\n",
+    );
+    assert_eq!(config.concurrent_spawn_limit(), 100);
+    assert_eq!(config.active_server_limit(), 5);
+    // z2jh's `null` means the default.
+    assert_eq!(
+        load("hub:\n  concurrentSpawnLimit:\n").concurrent_spawn_limit(),
+        64
+    );
+    let config = load("hubfleet:\n  api_rate_limit:\n    per_second: 0\n");
+    assert_eq!(config.hubfleet.api_rate_limit.per_second, 0);
+    assert_eq!(config.hubfleet.api_rate_limit.burst, 100);
+
+    let report = check(&[(
+        "t.yaml",
+        "hub:\n  concurrentSpawnLimit: 10\n  config:\n    JupyterHub:\n      concurrent_spawn_limit: 20\n",
+    )]);
+    assert_eq!(
+        errors(&report),
+        ["t.yaml:2:3: hub.concurrentSpawnLimit: is `10` but `hub.config.JupyterHub.concurrent_spawn_limit` (line 5) is `20`; they are two spellings of the same setting: keep only one"]
+    );
+    let report = check(&[("t.yaml", "hub:\n  activeServerLimit: -1\n")]);
+    assert_has(&errors(&report), "hub.activeServerLimit");
+    let report = check(&[("t.yaml", "hubfleet:\n  api_rate_limit:\n    burst: 0\n")]);
+    assert_has(&errors(&report), "hubfleet.api_rate_limit.burst: is 0");
+}
+
+#[test]
 fn reading_errors_come_with_the_report() {
     let report = HubConfig::check_paths(&[std::path::PathBuf::from("/nonexistent/hub.yaml")]);
     assert!(matches!(

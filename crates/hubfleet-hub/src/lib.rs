@@ -35,6 +35,7 @@ mod oauth;
 mod pages;
 mod password_login;
 pub mod profiles;
+pub mod rate_limit;
 pub mod services;
 mod spawn_page;
 mod static_files;
@@ -95,6 +96,14 @@ pub struct Settings {
     pub kept_env: BTreeMap<String, String>,
     /// HTTPS on `listen` (`proxy.https`), when the hub ends TLS itself.
     pub https: Option<https::HttpsOptions>,
+    /// Starts in progress at once before more are refused with 429 (0: no limit).
+    pub concurrent_spawn_limit: u32,
+    /// Servers not stopped before starts are refused with 429 (0: no limit).
+    pub active_server_limit: u32,
+    /// `hubfleet.api_rate_limit`.
+    pub api_rate_limit: rate_limit::ApiRateLimiter,
+    /// When the hub process began starting, for `jupyterhub_hub_startup_duration_seconds`.
+    pub process_started: std::time::Instant,
 }
 
 /// A group from the config file (`hub.config.JupyterHub.load_groups`).
@@ -152,6 +161,13 @@ impl Settings {
             groups: Vec::new(),
             kept_env: BTreeMap::new(),
             https: None,
+            concurrent_spawn_limit: hubfleet_config::DEFAULT_CONCURRENT_SPAWN_LIMIT,
+            active_server_limit: 0,
+            api_rate_limit: rate_limit::ApiRateLimiter::new(
+                hubfleet_config::DEFAULT_API_RATE_PER_SECOND,
+                hubfleet_config::DEFAULT_API_RATE_BURST,
+            ),
+            process_started: std::time::Instant::now(),
         }
     }
 
@@ -306,6 +322,15 @@ pub enum HubError {
     /// Too many failed logins: 429 with `Retry-After`.
     #[error("{}", password_login::lockout_message(*.0))]
     LockedOut(Duration),
+    /// `concurrent_spawn_limit` reached: 429 with `Retry-After` (seconds), upstream's message.
+    #[error("Too many users trying to log in right now. Try again in {}.", lifecycle::human_retry(*.0))]
+    SpawnThrottled(u64),
+    /// `active_server_limit` reached: 429, upstream's message.
+    #[error("Active user limit exceeded. Try again in a few minutes.")]
+    ActiveServerLimit,
+    /// `hubfleet.api_rate_limit`: 429 with `Retry-After`.
+    #[error("{}", rate_limit::message(*.0))]
+    RateLimited(Duration),
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error(
@@ -335,7 +360,10 @@ impl HubError {
             HubError::Conflict(_) => StatusCode::CONFLICT,
             HubError::SpawnFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
             HubError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            HubError::LockedOut(_) => StatusCode::TOO_MANY_REQUESTS,
+            HubError::LockedOut(_)
+            | HubError::SpawnThrottled(_)
+            | HubError::ActiveServerLimit
+            | HubError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -349,13 +377,25 @@ impl IntoResponse for HubError {
             tracing::error!(error = %self, "request failed");
         }
         let mut response = api::json_error(status, &self.to_string());
-        if let HubError::LockedOut(wait) = self {
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                password_login::retry_seconds(wait).into(),
-            );
+        if let Some(seconds) = self.retry_after() {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
         response
+    }
+}
+
+impl HubError {
+    /// Seconds for `Retry-After`, for the errors that say when to try again.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            HubError::LockedOut(wait) | HubError::RateLimited(wait) => {
+                Some(password_login::retry_seconds(*wait))
+            }
+            HubError::SpawnThrottled(seconds) => Some(*seconds),
+            _ => None,
+        }
     }
 }
 
@@ -503,6 +543,11 @@ impl Hub {
             },
         ));
         spawn_background(state.clone());
+        tokio::spawn(metrics::watch_event_loop(state.clone()));
+        state
+            .settings
+            .metrics
+            .startup(state.settings.process_started.elapsed().as_secs_f64());
         Ok(Hub {
             addr,
             state,
@@ -684,10 +729,7 @@ fn router(state: AppState) -> axum::Router {
                 StatusCode::OK
             }),
         )
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            metrics::track_requests,
-        ))
+        .route_layer(axum::middleware::from_fn(metrics::name_handler))
         .fallback(pages::fallback)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -702,6 +744,11 @@ fn router(state: AppState) -> axum::Router {
         }))
         .layer(axum::middleware::from_fn(api_errors_as_json))
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
+        // Outermost: every request the hub answers is counted, routed or not.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track_requests,
+        ))
         .with_state(state.clone());
     // Under `hub.baseUrl`, handlers see paths without it (`/hub/home`); what they write is put
     // back under it (redirects by `redirects_under_base_url`, pages by the `base_url` global).

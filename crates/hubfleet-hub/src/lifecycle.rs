@@ -23,6 +23,7 @@ use hubfleet_store::{NewToken, OAuthClient, Phase, Server, ServerUpdate, Store, 
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::metrics::{spawn_reason, SpawnStatus};
 use crate::urls;
 use crate::{HubError, Settings};
 
@@ -143,6 +144,9 @@ struct Inner {
     ops: Mutex<HashMap<ServerKey, Arc<ServerOp>>>,
     /// Identifies this hub process as a lease owner.
     replica: String,
+    /// Held from counting servers for the spawn limits until the start is recorded, so two
+    /// starts never both take the last place (within this hub; replicas may overshoot a little).
+    admission: tokio::sync::Mutex<()>,
 }
 
 /// How long a start may hold a server's lease before another replica may take over.
@@ -172,6 +176,7 @@ impl Lifecycle {
                 progress: Mutex::new(HashMap::new()),
                 ops: Mutex::new(HashMap::new()),
                 replica: format!("hub-{}-{}", std::process::id(), hubfleet_store::new_token()),
+                admission: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -189,6 +194,7 @@ impl Lifecycle {
     /// Request a start. Returns once the request is recorded; the start goes on in
     /// the background, and [`Lifecycle::wait_ready`] or the progress stream follow it.
     pub async fn spawn(&self, user: &User, server_name: &str) -> Result<SpawnOutcome, HubError> {
+        let requested = Instant::now();
         let inner = &self.inner;
         let server = inner.store.ensure_server(user.id, server_name).await?;
         if server.phase == Phase::Stopped {
@@ -203,10 +209,21 @@ impl Lifecycle {
                 other => HubError::SpawnFailed(other.to_string()),
             })?;
         }
+        let limited = server.phase == Phase::Stopped
+            && (inner.settings.concurrent_spawn_limit > 0
+                || inner.settings.active_server_limit > 0);
+        let admission = match limited {
+            true => Some(inner.admission.lock().await),
+            false => None,
+        };
+        if limited {
+            self.admit(requested).await?;
+        }
         let began = inner
             .store
             .begin_start(server.id, &inner.replica, Utc::now() + LEASE)
             .await?;
+        drop(admission);
         if !began {
             let current = inner.store.server(user.id, server_name).await?;
             return match current.map(|s| s.phase) {
@@ -264,6 +281,42 @@ impl Lifecycle {
                 .await;
         });
         Ok(SpawnOutcome::Started)
+    }
+
+    /// Upstream's spawn limits (`BaseHandler.spawn_single_user`): too many starts in progress
+    /// is a 429 with a random `Retry-After` of 30 to 60 s; too many servers not stopped a 429
+    /// without. Each refusal is a `failure` in the spawn histogram, with its reason.
+    async fn admit(&self, requested: Instant) -> Result<(), HubError> {
+        let settings = &self.inner.settings;
+        let counts = self.inner.store.server_counts().await?;
+        let refuse = |reason: &'static str, error: HubError| {
+            settings.metrics.spawn_duration(
+                requested.elapsed().as_secs_f64(),
+                SpawnStatus::Failure,
+                reason,
+            );
+            Err(error)
+        };
+        let spawn_limit = i64::from(settings.concurrent_spawn_limit);
+        if spawn_limit > 0 && counts.starting >= spawn_limit {
+            let retry = rand::Rng::gen_range(&mut rand::thread_rng(), SPAWN_RETRY_RANGE);
+            tracing::warn!(
+                pending = counts.starting,
+                "{} pending spawns, throttling. Suggested retry in {retry} seconds.",
+                counts.starting
+            );
+            return refuse(spawn_reason::THROTTLED, HubError::SpawnThrottled(retry));
+        }
+        let active_limit = i64::from(settings.active_server_limit);
+        if active_limit > 0 && counts.active >= active_limit {
+            tracing::info!(
+                active = counts.active,
+                "{} servers active, no space available",
+                counts.active
+            );
+            return refuse(spawn_reason::TOO_MANY_USERS, HubError::ActiveServerLimit);
+        }
+        Ok(())
     }
 
     fn emit(&self, user: &str, server: &str, event: ProgressEvent) {
@@ -473,7 +526,7 @@ impl Lifecycle {
         let started_at = Instant::now();
         let cancelled = || op.cancel.load(Ordering::SeqCst);
 
-        let result: Result<String, String> = async {
+        let result: Result<String, StartFailure> = async {
             // The server's own API token, which is also its OAuth client secret.
             let api_token = hubfleet_store::new_token();
             let server_scopes = vec![
@@ -516,7 +569,7 @@ impl Lifecycle {
                 .await
                 .map_err(|e| format!("could not register the server's OAuth client: {e}"))?;
             if cancelled() {
-                return Err("Spawn cancelled".to_string());
+                return Err("Spawn cancelled".to_string().into());
             }
 
             let env = settings.server_env(user, &server.name, &api_token, &access_scope);
@@ -535,12 +588,15 @@ impl Lifecycle {
             let mut started = self
                 .start_reporting(&user.name, server, &spec)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| match e {
+                    SpawnError::Refused(_) => StartFailure::refused(e.to_string()),
+                    other => StartFailure::from(other.to_string()),
+                })?;
             if let Some(state) = started.state.as_object_mut() {
                 // For admins: the server model's `state` shows what the server got.
                 state.insert("profile".into(), spec.profile.resolved.summary());
             }
-            inner
+            let saved = inner
                 .store
                 .update_server(
                     server.id,
@@ -550,8 +606,15 @@ impl Lifecycle {
                         ..Default::default()
                     },
                 )
-                .await
-                .map_err(|e| format!("could not save the server's state: {e}"))?;
+                .await;
+            if let Err(e) = saved {
+                // The tear-down finds the process through the saved state, which is not there:
+                // stop it here, or it would run on with nobody knowing of it.
+                if let Err(stop) = inner.spawner.stop(&started.state, STOP_GRACE).await {
+                    tracing::warn!(user = %user.name, server = %server.name, error = %stop, "stopping the server process");
+                }
+                return Err(format!("could not save the server's state: {e}").into());
+            }
             self.step(
                 &user.name,
                 server,
@@ -574,20 +637,21 @@ impl Lifecycle {
                 &op.cancel,
             )
             .await;
-            if let Err(reason) = up {
+            if let Err(mut failure) = up {
                 if cancelled() {
-                    return Err(reason);
+                    return Err(failure);
                 }
                 let log = inner
                     .spawner
                     .log_tail(&spec.server(), Some(&started.state), FAILED_START_LOG_BYTES)
                     .await;
-                return Err(match log {
-                    Some(log) if !log.text.trim().is_empty() => {
-                        format!("{reason}. The server's log ends with:\n{}", log.text)
-                    }
-                    _ => reason,
-                });
+                if let Some(log) = log.filter(|log| !log.text.trim().is_empty()) {
+                    failure.reason = format!(
+                        "{}. The server's log ends with:\n{}",
+                        failure.reason, log.text
+                    );
+                }
+                return Err(failure);
             }
 
             self.step(
@@ -619,14 +683,16 @@ impl Lifecycle {
                 )
                 .await
                 .map_err(|e| format!("could not record the server as ready: {e}"))?;
-            Ok(settings.server_url(&user.name, &server.name))
+            Ok::<_, StartFailure>(settings.server_url(&user.name, &server.name))
         }
         .await;
 
         match result {
             Ok(url) => {
                 let seconds = started_at.elapsed().as_secs_f64();
-                settings.metrics.spawn_duration(seconds, true, "");
+                settings
+                    .metrics
+                    .spawn_duration(seconds, SpawnStatus::Success, spawn_reason::NONE);
                 let _ = inner
                     .store
                     .append_event(
@@ -642,17 +708,12 @@ impl Lifecycle {
                 // The stop that cancelled this start cleans up once we let go of the lock.
                 Err("Spawn cancelled".to_string())
             }
-            Err(reason) => {
-                let why = if reason.contains("exited") {
-                    "exited"
-                } else if reason.contains("timeout") || reason.contains("did not answer") {
-                    "timeout"
-                } else {
-                    "error"
-                };
+            Err(failure) => {
+                let (status, why) = failure.metric_labels();
                 settings
                     .metrics
-                    .spawn_duration(started_at.elapsed().as_secs_f64(), false, why);
+                    .spawn_duration(started_at.elapsed().as_secs_f64(), status, why);
+                let reason = failure.reason;
                 if let Err(e) = self
                     .tear_down(&user.name, server.id, Some(&reason), "failed")
                     .await
@@ -997,7 +1058,13 @@ impl Lifecycle {
                     .add(&route, target, route_data(&user_name, &server.name));
             }
         }
-        for (path, route) in self.inner.routes.all() {
+        let poll_started = Instant::now();
+        let routes = self.inner.routes.all();
+        self.inner
+            .settings
+            .metrics
+            .proxy_poll(poll_started.elapsed().as_secs_f64());
+        for (path, route) in routes {
             if route.data.contains_key("user") && !expected.contains(&path) {
                 tracing::info!(route = %path, "removing a route with no ready server");
                 self.inner.routes.remove(&path);
@@ -1025,6 +1092,71 @@ impl Lifecycle {
             }
         }
         Ok(())
+    }
+}
+
+/// Why a start failed: what people see, and how the spawn histogram counts it.
+#[derive(Debug)]
+struct StartFailure {
+    reason: String,
+    kind: FailureKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailureKind {
+    /// Something went wrong (upstream's `error`, reason `""`): a timeout, the spawner failed.
+    Error,
+    /// The server's process exited before it answered (upstream's `error`, reason `exited`).
+    Exited,
+    /// The spawner refused the start on purpose (upstream's `failure` of a `SpawnException`).
+    Refused,
+}
+
+impl From<String> for StartFailure {
+    fn from(reason: String) -> Self {
+        StartFailure {
+            reason,
+            kind: FailureKind::Error,
+        }
+    }
+}
+
+impl StartFailure {
+    fn exited(reason: String) -> Self {
+        StartFailure {
+            reason,
+            kind: FailureKind::Exited,
+        }
+    }
+
+    fn refused(reason: String) -> Self {
+        StartFailure {
+            reason,
+            kind: FailureKind::Refused,
+        }
+    }
+
+    /// `status` and `reason` in `jupyterhub_server_spawn_duration_seconds`, as upstream 6.1.1.
+    fn metric_labels(&self) -> (SpawnStatus, &'static str) {
+        match self.kind {
+            FailureKind::Error => (SpawnStatus::Error, spawn_reason::NONE),
+            FailureKind::Exited => (SpawnStatus::Error, spawn_reason::EXITED),
+            FailureKind::Refused => (SpawnStatus::Failure, spawn_reason::NONE),
+        }
+    }
+}
+
+/// The range `Retry-After` is drawn from when starts are throttled (upstream's
+/// `spawn_throttle_retry_range`).
+const SPAWN_RETRY_RANGE: std::ops::RangeInclusive<u64> = 30..=60;
+
+/// A `Retry-After` in words, rounded as upstream's page says it: up to 90 s up to the next
+/// 10 seconds, beyond to whole minutes.
+pub fn human_retry(seconds: u64) -> String {
+    if seconds <= 90 {
+        format!("{}0 seconds", seconds.div_ceil(10))
+    } else {
+        format!("{} minutes", (seconds as f64 / 60.0).round())
     }
 }
 
@@ -1082,7 +1214,7 @@ async fn wait_up(
     prefix: &str,
     deadline: Instant,
     cancel: &AtomicBool,
-) -> Result<(), String> {
+) -> Result<(), StartFailure> {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(5))
@@ -1094,20 +1226,20 @@ async fn wait_up(
     let mut wait = Duration::from_millis(20);
     loop {
         if cancel.load(Ordering::SeqCst) {
-            return Err("Spawn cancelled".to_string());
+            return Err("Spawn cancelled".to_string().into());
         }
         if let Ok(PollStatus::Exited(code)) = spawner.poll(state).await {
             if let Some(reason) = spawner.exit_reason(state).await {
-                return Err(format!(
+                return Err(StartFailure::exited(format!(
                     "the server process was {reason} before it was ready"
-                ));
+                )));
             }
-            return Err(match code {
+            return Err(StartFailure::exited(match code {
                 Some(code) => {
                     format!("the server process exited with status {code} before it was ready")
                 }
                 None => "the server process exited before it was ready".to_string(),
-            });
+            }));
         }
         if let Ok(response) = client.get(&url).send().await {
             if response.status().as_u16() < 500 {
@@ -1117,7 +1249,8 @@ async fn wait_up(
         if Instant::now() + wait > deadline {
             return Err(format!(
                 "the server did not answer at {url} within the start timeout (singleuser.startTimeout)"
-            ));
+            )
+            .into());
         }
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(Duration::from_millis(100));

@@ -285,22 +285,36 @@ async fn oauth_callback(
             "OAuth callback made without a code. Please log in again.",
         ));
     };
+    let started = std::time::Instant::now();
+    let login = |success: bool| {
+        state
+            .settings
+            .metrics
+            .login(started.elapsed().as_secs_f64(), success)
+    };
     match redirect.finish(code, &pending).await {
         Ok(Decision::Allowed(info)) => {
             let next = pending.next.as_deref().and_then(urls::safe_next);
             let mut response = complete_login(&state, info, next.as_deref()).await?;
+            login(true);
             response
                 .headers_mut()
                 .append(header::SET_COOKIE, state_cookie_clear(&state));
             Ok(response)
         }
-        Ok(Decision::Refused(message)) => Ok(refusal_page(
-            &state,
-            StatusCode::FORBIDDEN,
-            "Not allowed",
-            &message,
-        )),
-        Err(e) => Ok(login_error(&state, e)),
+        Ok(Decision::Refused(message)) => {
+            login(false);
+            Ok(refusal_page(
+                &state,
+                StatusCode::FORBIDDEN,
+                "Not allowed",
+                &message,
+            ))
+        }
+        Err(e) => {
+            login(false);
+            Ok(login_error(&state, e))
+        }
     }
 }
 
@@ -323,8 +337,15 @@ async fn tmp_login(
     if let Some(me) = identity::from_cookie(&state, &headers).await? {
         return Ok(found(&or_landing(&state, next, me.user()).await?));
     }
+    let started = std::time::Instant::now();
     let name = uuid::Uuid::new_v4().simple().to_string();
-    complete_login(&state, UserInfo::named(name, Some(false)), next.as_deref()).await
+    let response =
+        complete_login(&state, UserInfo::named(name, Some(false)), next.as_deref()).await?;
+    state
+        .settings
+        .metrics
+        .login(started.elapsed().as_secs_f64(), true);
+    Ok(response)
 }
 
 /// Make the groups of `user` exactly `groups` (creating groups as needed).

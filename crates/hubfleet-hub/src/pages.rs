@@ -274,11 +274,25 @@ async fn login_submit(
         username: form.username.clone(),
         password: form.password,
     };
+    let login_started = std::time::Instant::now();
+    let failed = || {
+        state
+            .settings
+            .metrics
+            .login(login_started.elapsed().as_secs_f64(), false)
+    };
     let info = match password_login::check_password(&state, &credentials, ip, "login form").await? {
         Outcome::Accepted(info) => info,
-        Outcome::Wrong => return Ok(refused("Invalid username or password")),
-        Outcome::NotAllowed(why) => return Ok(refused(&why)),
+        Outcome::Wrong => {
+            failed();
+            return Ok(refused("Invalid username or password"));
+        }
+        Outcome::NotAllowed(why) => {
+            failed();
+            return Ok(refused(&why));
+        }
         Outcome::Refused(refusal) => {
+            failed();
             let (status, username) = match &refusal {
                 // A name that long is not shown again.
                 Refusal::NameTooLong(_) => (StatusCode::BAD_REQUEST, ""),
@@ -301,7 +315,12 @@ async fn login_submit(
             return Ok(page);
         }
     };
-    crate::login::complete_login(&state, info, next.as_deref()).await
+    let response = crate::login::complete_login(&state, info, next.as_deref()).await?;
+    state
+        .settings
+        .metrics
+        .login(login_started.elapsed().as_secs_f64(), true);
+    Ok(response)
 }
 
 /// `/hub/`: home, or with `redirect_to_server` a logged-in user's server.
@@ -312,6 +331,7 @@ async fn hub_root(State(state): State<AppState>, headers: HeaderMap) -> Result<R
 }
 
 async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, HubError> {
+    let started = std::time::Instant::now();
     let hub_cookies = state.settings.cookies();
     if state.settings.shutdown_on_logout {
         if let Some(me) = identity::page_user(&state, &headers).await? {
@@ -337,6 +357,10 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
     ] {
         cookies.append(header::SET_COOKIE, hub_cookies.clear(name, path));
     }
+    state
+        .settings
+        .metrics
+        .logout(started.elapsed().as_secs_f64());
     Ok(response)
 }
 
@@ -582,6 +606,21 @@ pub(crate) async fn spawn_page(
                 &e.to_string(),
                 None,
             ))
+        }
+        Err(e @ (HubError::SpawnThrottled(_) | HubError::ActiveServerLimit)) => {
+            // Upstream's error page, status and `Retry-After` for its spawn limits.
+            let mut page = error_page(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too Many Requests",
+                &e.to_string(),
+                None,
+            );
+            if let Some(seconds) = e.retry_after() {
+                page.headers_mut()
+                    .insert(header::RETRY_AFTER, seconds.into());
+            }
+            return Ok(page);
         }
         Err(e) => return Err(e),
     }

@@ -422,9 +422,43 @@ fn url_host(ip: IpAddr) -> String {
     }
 }
 
+/// How long a port handed to a server is not handed to another: longer than any server takes
+/// to listen on it. Once it listens, the kernel does not offer the port again anyway.
+const PORT_RESERVATION: Duration = Duration::from_secs(15 * 60);
+
+/// Ports recently handed to servers, with when.
+static HANDED_OUT: Mutex<Option<HashMap<u16, Instant>>> = Mutex::new(None);
+
+/// A port for a new server: one the kernel says is free, and that was not handed to another
+/// server that may not listen on it yet. The kernel may offer a port again as soon as the probe
+/// that found it closes, so with many servers starting at once two of them could get the same
+/// port, and the second would fail with "Address already in use".
 fn free_port(ip: IpAddr) -> Result<u16, SpawnError> {
-    let listener = TcpListener::bind(SocketAddr::new(ip, 0)).map_err(SpawnError::NoPort)?;
-    let port = listener.local_addr().map_err(SpawnError::NoPort)?.port();
+    free_port_at(ip, Instant::now())
+}
+
+fn free_port_at(ip: IpAddr, now: Instant) -> Result<u16, SpawnError> {
+    let mut guard = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    let handed_out = guard.get_or_insert_with(HashMap::new);
+    handed_out.retain(|_, at| now.saturating_duration_since(*at) < PORT_RESERVATION);
+    // Probes stay open until one gives a new port, so that the kernel offers another each time.
+    let mut probes = Vec::new();
+    for _ in 0..64 {
+        let listener = TcpListener::bind(SocketAddr::new(ip, 0)).map_err(SpawnError::NoPort)?;
+        let port = listener.local_addr().map_err(SpawnError::NoPort)?.port();
+        if let std::collections::hash_map::Entry::Vacant(entry) = handed_out.entry(port) {
+            entry.insert(now);
+            return Ok(port);
+        }
+        probes.push(listener);
+    }
+    // Every probe gave a port still reserved: take the last one rather than fail the start.
+    let port = probes
+        .last()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.port())
+        .unwrap_or_default();
+    handed_out.insert(port, now);
     Ok(port)
 }
 
@@ -1015,6 +1049,19 @@ const _: () = {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_handed_out_are_not_handed_out_again_before_they_are_bound() {
+        // None of these ports is listened on, so the kernel is free to offer each again.
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let now = Instant::now();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..500 {
+            let port = free_port_at(ip, now).unwrap();
+            assert_ne!(port, 0);
+            assert!(seen.insert(port), "port {port} handed out twice");
+        }
+    }
 
     #[test]
     fn stat_parsing_handles_odd_command_names() {

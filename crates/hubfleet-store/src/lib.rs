@@ -145,6 +145,15 @@ impl FromStr for Phase {
     }
 }
 
+/// Servers by phase, for the spawn limits and the `running_servers` gauge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerCounts {
+    /// Phase `starting`.
+    pub starting: i64,
+    /// Any phase but `stopped`.
+    pub active: i64,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Server {
     pub id: i64,
@@ -353,6 +362,9 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
+/// How long a request may wait for one of SQLite's connections.
+const SQLITE_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 impl Store {
     /// Connect and bring the schema up to date. `url` is `sqlite://…` or `postgres(ql)://…`.
     pub async fn connect(url: &str) -> Result<Store> {
@@ -367,21 +379,26 @@ impl Store {
         // Retry briefly (a database that is still starting), then say what is wrong.
         let mut options = AnyPoolOptions::new().acquire_timeout(std::time::Duration::from_secs(10));
         if backend == Backend::Sqlite {
-            // SQLite takes one writer at a time; a small pool avoids busy waits.
-            options = options.max_connections(4).after_connect(|conn, _| {
-                Box::pin(async move {
-                    sqlx::query("PRAGMA foreign_keys = ON")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA busy_timeout = 10000")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA synchronous = NORMAL")
-                        .execute(&mut *conn)
-                        .await?;
-                    Ok(())
-                })
-            });
+            // SQLite takes one writer at a time; a small pool avoids busy waits. A local file
+            // has no server to wait for: a wait for a connection is a queue of work (a thousand
+            // starts at once), which should be served in turn rather than fail after 10 s.
+            options = options
+                .acquire_timeout(SQLITE_ACQUIRE_TIMEOUT)
+                .max_connections(4)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        sqlx::query("PRAGMA foreign_keys = ON")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 10000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA synchronous = NORMAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                });
             if url.contains(":memory:") {
                 // Each connection to `:memory:` is a database of its own: keep exactly one.
                 options = options
@@ -836,14 +853,35 @@ impl Store {
         let rows = sqlx::query(
             "SELECT s.id, s.user_id, s.name, s.display_name, s.phase, s.phase_detail, s.target, s.spawn_state, \
              s.user_options, s.started, s.last_activity, s.failed_reason, u.name AS user_name \
-             FROM servers s JOIN users u ON u.id = s.user_id WHERE s.phase <> $1 ORDER BY s.id",
+             FROM servers s JOIN users u ON u.id = s.user_id \
+             WHERE s.phase IN ('starting', 'ready', 'stopping') ORDER BY s.id",
         )
-        .bind(Phase::Stopped.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|row| Ok((row.try_get("user_name")?, server_from_row(row)?)))
             .collect()
+    }
+
+    /// How many servers are starting, and how many are not stopped (upstream's "active":
+    /// from the request to start until fully stopped), from the `servers_phase` index.
+    pub async fn server_counts(&self) -> Result<ServerCounts> {
+        let rows = sqlx::query(
+            "SELECT phase, COUNT(*) AS n FROM servers \
+             WHERE phase IN ('starting', 'ready', 'stopping') GROUP BY phase",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut counts = ServerCounts::default();
+        for row in &rows {
+            let n: i64 = row.try_get("n")?;
+            let phase: String = row.try_get("phase")?;
+            counts.active += n;
+            if phase == Phase::Starting.as_str() {
+                counts.starting += n;
+            }
+        }
+        Ok(counts)
     }
 
     /// Write the given fields of a server; the others stay as they are.

@@ -5,7 +5,8 @@
 
 use chrono::{Duration, Utc};
 use hubfleet_store::{
-    new_token, NewToken, OAuthClient, OAuthCode, Phase, ServerUpdate, Store, StoreError,
+    new_token, NewToken, OAuthClient, OAuthCode, Phase, ServerCounts, ServerUpdate, Store,
+    StoreError,
 };
 
 async fn sqlite_store() -> (Store, tempfile::TempDir) {
@@ -217,6 +218,38 @@ async fn servers(store: &Store) {
     let active = store.active_servers().await.unwrap();
     assert_eq!(active.len(), 1);
     assert_eq!(active[0].0, "alice");
+    // The spawn limits' counts: one server not stopped, none starting; then a second one
+    // starting.
+    assert_eq!(
+        store.server_counts().await.unwrap(),
+        ServerCounts {
+            starting: 0,
+            active: 1
+        }
+    );
+    let second = store.ensure_server(alice.id, "second").await.unwrap();
+    assert!(store
+        .begin_start(second.id, "test", Utc::now() + Duration::seconds(30))
+        .await
+        .unwrap());
+    assert_eq!(
+        store.server_counts().await.unwrap(),
+        ServerCounts {
+            starting: 1,
+            active: 2
+        }
+    );
+    store
+        .update_server(
+            second.id,
+            &ServerUpdate {
+                phase: Some(Phase::Stopped),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    store.release_lease(second.id, "test").await.unwrap();
 
     // Leases: one owner at a time until the lease runs out.
     let soon = Utc::now() + Duration::seconds(30);
@@ -258,6 +291,10 @@ async fn servers(store: &Store) {
         (Phase::Stopped, None, None)
     );
     assert!(store.active_servers().await.unwrap().is_empty());
+    assert_eq!(
+        store.server_counts().await.unwrap(),
+        ServerCounts::default()
+    );
 }
 
 async fn tokens(store: &Store) {

@@ -124,7 +124,11 @@ fn init_logging(format: LogFormat, default_filter: &str) {
     }
 }
 
+/// When this process began, for `jupyterhub_hub_startup_duration_seconds`.
+static PROCESS_STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
 fn main() -> std::process::ExitCode {
+    PROCESS_STARTED.get_or_init(std::time::Instant::now);
     // systemd's `AmbientCapabilities=CAP_NET_BIND_SERVICE` lets the hub bind ports 443 and 80;
     // the ambient set would also pass it on to every program the hub starts (users' servers).
     // Cleared here, before any thread exists (capabilities are per thread): the hub keeps the
@@ -275,6 +279,14 @@ fn settings(config: &HubConfig) -> Result<Settings> {
         .collect();
     settings.allow_named_servers = config.allow_named_servers();
     settings.named_server_limit_per_user = i64::from(config.named_server_limit_per_user());
+    settings.concurrent_spawn_limit = config.concurrent_spawn_limit();
+    settings.active_server_limit = config.active_server_limit();
+    let rate = &config.hubfleet.api_rate_limit;
+    settings.api_rate_limit =
+        hubfleet_hub::rate_limit::ApiRateLimiter::new(rate.per_second, rate.burst);
+    if let Some(started) = PROCESS_STARTED.get() {
+        settings.process_started = *started;
+    }
     settings.services = config
         .hub
         .services

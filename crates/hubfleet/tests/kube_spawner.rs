@@ -32,11 +32,16 @@ fn chart_values() -> PathBuf {
 /// A hub with the kubernetes spawner on the stand-in, an admin service token and dummy login;
 /// `singleuser` is the YAML of that section (indented two spaces).
 fn kube_hub(standin: &KubeStandin, singleuser: &str) -> TestHub {
+    kube_hub_with(standin, "", singleuser)
+}
+
+/// As [`kube_hub`], with more of `hub:` (`hub_extra`: YAML lines indented two spaces).
+fn kube_hub_with(standin: &KubeStandin, hub_extra: &str, singleuser: &str) -> TestHub {
     let dir = tempfile::tempdir().unwrap().keep();
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(&kubeconfig, standin.kubeconfig("default")).unwrap();
     let yaml = format!(
-        "hub:\n  services:\n    ops:\n      admin: true\n      apiToken: {TOKEN}\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [alice]\nsingleuser:\n{singleuser}\n"
+        "hub:\n{hub_extra}  services:\n    ops:\n      admin: true\n      apiToken: {TOKEN}\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [alice]\nsingleuser:\n{singleuser}\n"
     );
     let extra = format!(
         "  spawner: kubernetes\n  kubernetes:\n    namespace: {NS}\n    chart_values: {}\n",
@@ -232,6 +237,92 @@ async fn a_server_is_a_pod_with_progress_and_a_kept_claim() {
     );
     assert_eq!(standin.count("delete pods"), 1, "{:?}", standin.counts());
     assert_eq!(standin.count("delete persistentvolumeclaims"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_limits_hold_for_pods() {
+    // Pods that take a few seconds to start, so that one is pending while others are asked for.
+    let standin = KubeStandin::start(StandinOptions {
+        step: Duration::from_millis(800),
+        ..StandinOptions::default()
+    })
+    .await;
+    // z2jh's spellings, over the chart's defaults (64 and none).
+    let hub = kube_hub_with(
+        &standin,
+        "  concurrentSpawnLimit: 1\n  activeServerLimit: 2\n",
+        "  startTimeout: 60",
+    );
+    let client = TokenClient::new(&hub, TOKEN);
+    for user in ["alice", "bob", "carol"] {
+        let (status, body) = client
+            .call(Method::POST, &format!("/hub/api/users/{user}"), None)
+            .await;
+        assert!(status == 201 || status == 409, "{status} {body}");
+    }
+
+    // While alice's pod starts, the only place is taken: 429 with Retry-After, and no pod.
+    start(&client, "alice", serde_json::json!({})).await;
+    let throttled = client
+        .request(Method::POST, "/hub/api/users/bob/server")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(throttled.status(), 429, "{}", hub.log());
+    let retry: u64 = throttled.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((30..=60).contains(&retry), "Retry-After: {retry}");
+    let body: Value = throttled.json().await.unwrap();
+    assert_eq!(body["status"], 429);
+    assert!(standin.pod(NS, "jupyter-bob").is_none());
+    assert!(model(&client, "bob").await["pending"].is_null());
+
+    // Once it runs, there is room for one more server, not two.
+    until(&client, "alice", Duration::from_secs(30), ready).await;
+    start(&client, "bob", serde_json::json!({})).await;
+    until(&client, "bob", Duration::from_secs(30), ready).await;
+    let over = client
+        .request(Method::POST, "/hub/api/users/carol/server")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(over.status(), 429);
+    assert!(over.headers().get("retry-after").is_none());
+    assert!(standin.pod(NS, "jupyter-carol").is_none());
+    assert_eq!(standin.count("create pods"), 2, "{:?}", standin.counts());
+
+    // Stopping one makes room again; the refused starts left nothing behind.
+    let (status, body) = client
+        .call(Method::DELETE, "/hub/api/users/alice/server", None)
+        .await;
+    assert!(status == 204 || status == 202, "{status} {body}");
+    until(&client, "alice", Duration::from_secs(20), stopped).await;
+    start(&client, "carol", serde_json::json!({})).await;
+    until(&client, "carol", Duration::from_secs(30), ready).await;
+    assert!(standin.pod(NS, "jupyter-carol").is_some());
+
+    // The refusals are upstream's `failure`s with their reasons.
+    let metrics = client
+        .request(Method::GET, "/hub/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for reason in ["throttled", "too-many-users"] {
+        let label = format!("reason=\"{reason}\"");
+        let counted = metrics.lines().any(|line| {
+            line.starts_with("jupyterhub_server_spawn_duration_seconds_count{")
+                && line.contains(&label)
+                && line.contains("status=\"failure\"")
+                && line.ends_with(" 1")
+        });
+        assert!(counted, "no failure {label} counted once in:\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -433,6 +433,7 @@ async fn shutdown(
 /// Prometheus metrics (scope `read:metrics`; open to all with `authenticate_prometheus: false`).
 pub async fn metrics(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     caller: Result<Caller, HubError>,
 ) -> Result<Response, HubError> {
     if state.settings.authenticate_prometheus {
@@ -440,12 +441,14 @@ pub async fn metrics(
         access::check(&state, &me.scopes, &["read:metrics"], &Target::None).await?;
     }
     state.settings.metrics.refresh(&state).await?;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (format, content_type) = crate::metrics::negotiate(accept);
     Ok((
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.settings.metrics.render(),
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::VARY, "Accept"),
+        ],
+        state.settings.metrics.render(format),
     )
         .into_response())
 }

@@ -87,9 +87,20 @@ pub async fn caller(
     headers: &HeaderMap,
     xsrf: Option<&str>,
 ) -> Result<Identity, HubError> {
-    identity::identify(state, method, headers, xsrf)
+    let me = identity::identify(state, method, headers, xsrf)
         .await?
-        .ok_or_else(|| HubError::Forbidden(hubfleet_rbac::MISSING_CREDENTIALS_MESSAGE.into()))
+        .ok_or_else(|| HubError::Forbidden(hubfleet_rbac::MISSING_CREDENTIALS_MESSAGE.into()))?;
+    // `hubfleet.api_rate_limit`: users who are not admins, whatever their credential.
+    if let identity::Owner::User(user) = &me.owner {
+        if !user.admin {
+            state
+                .settings
+                .api_rate_limit
+                .take(user.id)
+                .map_err(HubError::RateLimited)?;
+        }
+    }
+    Ok(me)
 }
 
 /// A JSON body: empty means `None`; anything unparseable (or with unknown fields,
