@@ -565,6 +565,12 @@ pub struct JupyterHubConfig {
     /// (admins reach servers through the `admin` role's scopes); accepted with a warning.
     #[serde(deserialize_with = "opt_bool")]
     pub admin_access: Option<bool>,
+    /// `hub.config.JupyterHub.hub_connect_url`: where users' servers and services reach the
+    /// hub's API (`JUPYTERHUB_API_URL`). As upstream, only its origin counts: the path is the
+    /// hub's own (`<hub.baseUrl>hub/`). With several replicas, an address that outlives any one
+    /// of them (the load balancer's).
+    #[serde(deserialize_with = "public_url")]
+    pub hub_connect_url: Option<String>,
 }
 
 /// Which authenticator the hub uses (`hub.config.JupyterHub.authenticator_class`).

@@ -22,6 +22,7 @@ mod acme;
 mod admin;
 mod api;
 mod auth_refresh;
+pub mod cluster;
 mod config_groups;
 mod cookie_secret;
 pub mod culler;
@@ -283,6 +284,8 @@ pub struct AppState {
     pub xsrf_key: identity::XsrfKey,
     /// Notified when the hub should exit (`POST /hub/api/shutdown`).
     pub shutdown: Arc<tokio::sync::Notify>,
+    /// Whether this replica runs the idle culler and managed services now.
+    pub leader: cluster::Leadership,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -444,6 +447,7 @@ impl Hub {
             ]),
         );
         let lifecycle = Lifecycle::new(store.clone(), spawner, routes.clone(), settings.clone());
+        let leader = cluster::Leadership::elect(&store, lifecycle.replica()).await;
         let state = AppState {
             store: store.clone(),
             settings: settings.clone(),
@@ -457,6 +461,7 @@ impl Hub {
             services: services::Services::default(),
             xsrf_key: cookie_secret::xsrf_key(&settings, &store).await?,
             shutdown: Arc::new(tokio::sync::Notify::new()),
+            leader,
         };
         ensure_admins(&state).await?;
         config_groups::load(&state).await?;
@@ -503,6 +508,7 @@ impl Hub {
             },
         ));
         spawn_background(state.clone());
+        cluster::follow_route_changes(state.clone());
         Ok(Hub {
             addr,
             state,
@@ -523,6 +529,15 @@ impl Hub {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
+        // Another replica may lead at once (nothing if this one did not).
+        let _ = self
+            .state
+            .store
+            .release_hub_lease(
+                hubfleet_store::cluster::LEADER,
+                self.state.lifecycle.replica(),
+            )
+            .await;
     }
 
     /// Resolves when the API asked the hub to shut down.

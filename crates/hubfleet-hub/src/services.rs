@@ -254,10 +254,19 @@ impl Services {
             .join(format!("{}.pid", definition.name));
         let definition = definition.clone();
         let running = self.running.clone();
+        let mut leader = state.leader.clone();
         tokio::spawn(async move {
             end_orphan(&definition.name, &pid_file).await;
             let mut backoff = Duration::from_secs(1);
             loop {
+                // With replicas, managed services run on the leader only.
+                if !leader.is_leader() {
+                    tracing::info!(service = %definition.name, "service waits for this replica to lead");
+                    tokio::select! {
+                        _ = leader.until_leader() => {}
+                        _ = stop_rx.changed() => return,
+                    }
+                }
                 let child = spawn_service(&definition, &env, &log_path);
                 let mut child = match child {
                     Ok(child) => child,
@@ -284,7 +293,8 @@ impl Services {
                     record_pid(&pid_file, pid);
                 }
                 let started = std::time::Instant::now();
-                tokio::select! {
+                // Stopped, or no longer the leader: end the process.
+                let stopped = tokio::select! {
                     status = child.wait() => {
                         tracing::warn!(service = %definition.name, ?status, "service exited; restarting");
                         if started.elapsed() > Duration::from_secs(60) {
@@ -295,19 +305,29 @@ impl Services {
                             _ = stop_rx.changed() => return,
                         }
                         backoff = (backoff * 2).min(Duration::from_secs(60));
+                        continue;
                     }
-                    _ = stop_rx.changed() => {
-                        if let Some(pid) = pid {
-                            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
-                        }
-                        if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
-                            let _ = child.kill().await;
-                        }
-                        let _ = std::fs::remove_file(&pid_file);
-                        tracing::info!(service = %definition.name, "service stopped");
-                        return;
-                    }
+                    _ = stop_rx.changed() => true,
+                    _ = leader.until_not_leader() => false,
+                };
+                if let Some(pid) = pid {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
                 }
+                if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = child.kill().await;
+                }
+                let _ = std::fs::remove_file(&pid_file);
+                if stopped {
+                    tracing::info!(service = %definition.name, "service stopped");
+                    return;
+                }
+                tracing::info!(service = %definition.name, "service stopped: another replica leads now");
             }
         });
     }

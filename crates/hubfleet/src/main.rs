@@ -215,11 +215,8 @@ fn authenticator(config: &HubConfig, store: &Store) -> Result<DynAuthenticator> 
 
 fn settings(config: &HubConfig) -> Result<Settings> {
     let mut settings = Settings::new(config.hubfleet.listen, config.data_dir());
-    if config.hubfleet.spawner == SpawnerKind::Kubernetes {
-        if let Some(url) = &config.hubfleet.kubernetes.hub_connect_url {
-            // Pods reach the hub's API through a Service, not the address it listens on.
-            settings.internal_base_url = url.trim_end_matches('/').to_string();
-        }
+    if let Some((origin, _)) = hub_connect_origin(config) {
+        settings.internal_base_url = origin;
     }
     settings.cmd = config.singleuser.cmd.clone();
     settings.python_env = config.python_env();
@@ -339,6 +336,40 @@ fn settings(config: &HubConfig) -> Result<Settings> {
     Ok(settings)
 }
 
+/// Where users' servers and services reach the hub's API, when not at the address it listens
+/// on: the origin (`scheme://host[:port]`, the path is the hub's own) of, first to be set,
+/// `hub.config.JupyterHub.hub_connect_url`, `hubfleet.kubernetes.hub_connect_url` (with the
+/// kubernetes spawner), and `hubfleet.public_url` when the database is PostgreSQL (replicas
+/// behind a load balancer). With the key it came from.
+fn hub_connect_origin(config: &HubConfig) -> Option<(String, &'static str)> {
+    let kubernetes = (config.hubfleet.spawner == SpawnerKind::Kubernetes)
+        .then_some(config.hubfleet.kubernetes.hub_connect_url.as_deref())
+        .flatten();
+    let replicated = config.hub.db.kind == hubfleet_config::DbType::Postgres;
+    let public = replicated
+        .then_some(config.hubfleet.public_url.as_deref())
+        .flatten();
+    [
+        (
+            config.hub.config.jupyterhub.hub_connect_url.as_deref(),
+            "hub.config.JupyterHub.hub_connect_url",
+        ),
+        (kubernetes, "hubfleet.kubernetes.hub_connect_url"),
+        (public, "hubfleet.public_url"),
+    ]
+    .into_iter()
+    .find_map(|(url, key)| Some((url_origin(url?)?, key)))
+}
+
+/// `scheme://host[:port]` of an absolute URL (checked when the config was loaded).
+fn url_origin(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    match parsed.origin() {
+        origin @ url::Origin::Tuple(..) => Some(origin.ascii_serialization()),
+        url::Origin::Opaque(_) => None,
+    }
+}
+
 /// `proxy.https` as the hub serves it, when the hub ends TLS itself.
 fn https_options(config: &HubConfig) -> Option<hubfleet_hub::https::HttpsOptions> {
     let hubfleet_config::HttpsMode::Terminate(https) = config.https_mode() else {
@@ -368,6 +399,18 @@ fn https_options(config: &HubConfig) -> Option<hubfleet_hub::https::HttpsOptions
 async fn start_hub(config: &HubConfig) -> Result<Hub> {
     preflight::check(config)?;
     let mut settings = settings(config)?;
+    match hub_connect_origin(config) {
+        Some((url, key)) => {
+            tracing::info!(%url, from = key, "users' servers and services reach the hub's API here")
+        }
+        None if config.hub.db.kind == hubfleet_config::DbType::Postgres => tracing::warn!(
+            "users' servers reach the hub's API at this replica's own address {}: with several \
+             replicas, set hub.config.JupyterHub.hub_connect_url (or hubfleet.public_url) to the \
+             load balancer's, so that servers keep reaching the hub when this replica stops",
+            settings.internal_base_url
+        ),
+        None => {}
+    }
     // The ports are bound here and kept; nothing is created before these checks pass.
     let listener = start_checks::check(config, &mut settings)?;
     let store = open_store(config).await?;
