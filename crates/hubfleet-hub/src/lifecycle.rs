@@ -152,8 +152,8 @@ struct Inner {
 /// How long a start or stop holds a server's lease without renewing it; the replica driving a
 /// start renews it every [`LEASE_RENEWAL`]. A replica that dies leaves its leases to expire,
 /// and then another finishes (cleans up) what it was doing.
-const LEASE: chrono::Duration = chrono::Duration::seconds(60);
-const LEASE_RENEWAL: Duration = Duration::from_secs(20);
+const LEASE: chrono::Duration = chrono::Duration::seconds(30);
+const LEASE_RENEWAL: Duration = Duration::from_secs(10);
 /// How often a replica driving a start looks whether a stop came through another one.
 const REMOTE_STOP_CHECK: Duration = Duration::from_secs(1);
 /// Time a server gets between SIGTERM and SIGKILL.
