@@ -603,10 +603,20 @@ impl Lifecycle {
                 "Starting the server process".into(),
             )
             .await;
-            let mut started = self
-                .start_reporting(&user.name, server, &spec)
-                .await
-                .map_err(|e| e.to_string())?;
+            // A spawner whose start never returns (an API that stops answering) is bound by
+            // the start timeout too.
+            let deadline = started_at + settings.start_timeout;
+            let starting = self.start_reporting(&user.name, server, &spec);
+            let mut started =
+                match tokio::time::timeout_at(deadline.into(), starting).await {
+                    Ok(started) => started.map_err(|e| e.to_string())?,
+                    Err(_) => {
+                        return Err(format!(
+                            "the spawner did not start the server within the start timeout ({} s, singleuser.startTimeout)",
+                            settings.start_timeout.as_secs()
+                        ))
+                    }
+                };
             if let Some(state) = started.state.as_object_mut() {
                 // For admins: the server model's `state` shows what the server got.
                 state.insert("profile".into(), spec.profile.resolved.summary());
@@ -635,7 +645,6 @@ impl Lifecycle {
             )
             .await;
 
-            let deadline = started_at + settings.start_timeout;
             let up = wait_up(
                 &*inner.spawner,
                 &started.state,
