@@ -339,19 +339,50 @@ impl HubError {
             HubError::SpawnFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
             HubError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             HubError::LockedOut(_) => StatusCode::TOO_MANY_REQUESTS,
+            _ if self.database_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
+
+    /// The database cannot be reached or written for now (see
+    /// [`hubfleet_store::StoreError::is_unavailable`]): a 503 the client may retry.
+    pub fn database_unavailable(&self) -> bool {
+        match self {
+            HubError::Store(e) | HubError::Auth(hubfleet_auth::AuthError::Store(e)) => {
+                e.is_unavailable()
+            }
+            _ => false,
+        }
+    }
 }
+
+/// Seconds a client is asked to wait when the database is unavailable.
+const DATABASE_RETRY_SECONDS: u32 = 5;
 
 /// API errors are JSON `{"status", "message"}` as JupyterHub writes them.
 impl IntoResponse for HubError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        let unavailable = self.database_unavailable();
+        let message = if unavailable {
+            format!(
+                "The hub's database is unavailable for now; try again in a few seconds ({self})"
+            )
+        } else {
+            self.to_string()
+        };
+        if unavailable {
+            tracing::warn!(error = %self, "request failed: the database is unavailable");
+        } else if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        let mut response = api::json_error(status, &self.to_string());
+        let mut response = api::json_error(status, &message);
+        if unavailable {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                DATABASE_RETRY_SECONDS.into(),
+            );
+        }
         if let HubError::LockedOut(wait) = self {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,

@@ -64,6 +64,42 @@ pub enum StoreError {
     Corrupt { what: &'static str, detail: String },
 }
 
+impl StoreError {
+    /// The database cannot be reached or cannot write for now (a restart, a lost connection,
+    /// a full disk), as opposed to a request it refuses: worth trying again later.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Connect { .. } => true,
+            StoreError::Sql(e) => is_unavailable(e),
+            _ => false,
+        }
+    }
+}
+
+/// See [`StoreError::is_unavailable`].
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            match code.parse::<i64>() {
+                // SQLite's (extended) result codes: BUSY, LOCKED, IOERR, FULL, CANTOPEN.
+                Ok(n) => matches!(n & 0xff, 5 | 6 | 10 | 13 | 14),
+                // PostgreSQL's SQLSTATE: connection exceptions, insufficient resources (a
+                // full disk), shutting down or starting up.
+                Err(_) => {
+                    code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
+                }
+            }
+        }
+        _ => false,
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,16 +10,17 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{free_port, python_env, TestHub};
+#[path = "support/api_load.rs"]
+mod api_load;
+use api_load::{call, client, server_answers, server_state, start_and_wait, Tally, TOKEN};
 use sqlx::Executor;
-
-const TOKEN: &str = "ha-test-token-0123456789abcdef0123";
 
 /// A fresh database on the test PostgreSQL server.
 async fn fresh_database(tag: &str) -> String {
@@ -124,128 +125,18 @@ impl Drop for Nginx {
 const NGINX_HTTP: &str = "    map $http_upgrade $connection_upgrade {\n        default upgrade;\n        '' close;\n    }\n";
 const NGINX_LOCATION: &str = "        location / {\n            proxy_pass http://hubs;\n            proxy_http_version 1.1;\n            proxy_set_header Host $http_host;\n            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n            proxy_set_header X-Forwarded-Proto $scheme;\n            proxy_set_header Upgrade $http_upgrade;\n            proxy_set_header Connection $connection_upgrade;\n            proxy_buffering off;\n            proxy_read_timeout 1h;\n            proxy_connect_timeout 2s;\n            proxy_next_upstream error timeout;\n        }\n";
 
-fn replica_config(db_url: &str, lb_port: u16, server_script: &Path) -> String {
+fn replica_config(db_url: &str, lb_port: u16) -> String {
     format!(
-        "hub:\n  db:\n    type: postgres\n    url: {db_url}\n  services:\n    ops:\n      admin: true\n      apiToken: {TOKEN}\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n      hub_connect_url: http://127.0.0.1:{lb_port}\nsingleuser:\n  cmd: [python3, {}]\n  extraEnv:\n    TINY_SERVER_DELAY: '1.5'\n",
-        server_script.display()
+        "hub:\n  db:\n    type: postgres\n    url: {db_url}\n  services:\n    ops:\n      admin: true\n      apiToken: {TOKEN}\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n      hub_connect_url: http://127.0.0.1:{lb_port}\nsingleuser:\n  cmd: {}\n  extraEnv:\n    TINY_SERVER_DELAY: '1.5'\n",
+        api_load::tiny_server_cmd()
     )
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-/// `method path` with the admin service's token; the status and JSON body, or the error.
-async fn call(
-    client: &reqwest::Client,
-    base: &str,
-    method: reqwest::Method,
-    path: &str,
-) -> Result<(u16, serde_json::Value), String> {
-    let response = client
-        .request(method, format!("{base}{path}"))
-        .header("Authorization", format!("token {TOKEN}"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let text = response.text().await.map_err(|e| e.to_string())?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(text.into())))
-}
-
-/// The server's state as the REST API says: `ready`, `pending`, or `stopped`.
-async fn server_state(client: &reqwest::Client, base: &str, user: &str) -> String {
-    match call(
-        client,
-        base,
-        reqwest::Method::GET,
-        &format!("/hub/api/users/{user}"),
-    )
-    .await
-    {
-        Ok((200, model)) => {
-            let server = &model["servers"][""];
-            if server["ready"] == true {
-                "ready".into()
-            } else if server["pending"].is_string() {
-                "pending".into()
-            } else {
-                "stopped".into()
-            }
-        }
-        other => format!("unknown: {other:?}"),
-    }
-}
-
-/// Start `user`'s server through `base` and wait (generously) until the API says it is
-/// ready.
-async fn start_and_wait(client: &reqwest::Client, base: &str, user: &str) -> Result<(), String> {
-    let path = format!("/hub/api/users/{user}/server");
-    match call(client, base, reqwest::Method::POST, &path).await? {
-        (201 | 202 | 400, _) => {}
-        other => return Err(format!("start of {user}: {other:?}")),
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match server_state(client, base, user).await.as_str() {
-            "ready" => return Ok(()),
-            "stopped" => return Err(format!("{user}'s start failed")),
-            _ => {}
-        }
-        if Instant::now() > deadline {
-            return Err(format!("{user}'s server was not ready within 60 s"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Through the load balancer: the server answers, and it reached the hub's API itself.
-async fn server_answers(client: &reqwest::Client, lb: &str, user: &str) -> Result<(), String> {
-    let response = client
-        .get(format!("{lb}/user/{user}/"))
-        .header("Authorization", format!("token {TOKEN}"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let body = response.text().await.unwrap_or_default();
-    match status {
-        200 => Ok(()),
-        _ => Err(format!("{user}'s server: {status} {body}")),
-    }
-}
-
-#[derive(Default)]
-struct Tally {
-    ok: AtomicUsize,
-    failed: AtomicUsize,
-    failures: std::sync::Mutex<Vec<String>>,
-}
-
-impl Tally {
-    fn note(&self, result: Result<(), String>) {
-        match result {
-            Ok(()) => {
-                self.ok.fetch_add(1, Ordering::SeqCst);
-            }
-            Err(e) => {
-                self.failed.fetch_add(1, Ordering::SeqCst);
-                self.failures.lock().unwrap().push(e);
-            }
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_killed_under_load_loses_nothing_but_requests_in_flight() {
     let db_url = fresh_database("ha").await;
     let lb_port = free_port();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/tiny_server.py");
-    let config = replica_config(&db_url, lb_port, &script);
+    let config = replica_config(&db_url, lb_port);
     // Started first, `doomed` leads (runs the culler and services) until it dies.
     let mut doomed = TestHub::start_with(&config, "", &python_env());
     let survivor = TestHub::start_with(&config, "", &python_env());
