@@ -212,6 +212,7 @@ async fn a_replica_killed_under_load_loses_nothing_but_requests_in_flight() {
                         &lb,
                         reqwest::Method::GET,
                         &format!("/hub/api/users/{user}"),
+                        None,
                     )
                     .await
                     {
@@ -262,6 +263,7 @@ async fn a_replica_killed_under_load_loses_nothing_but_requests_in_flight() {
                 &base,
                 reqwest::Method::POST,
                 &format!("/hub/api/users/{user}/server"),
+                None,
             )
             .await;
         });

@@ -26,19 +26,22 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// `method path` with the admin service's token; the status and JSON body, or the error.
+/// `method path` (with a JSON body) with the admin service's token; the status and JSON body,
+/// or the error.
 pub async fn call(
     client: &reqwest::Client,
     base: &str,
     method: reqwest::Method,
     path: &str,
+    body: Option<serde_json::Value>,
 ) -> Result<(u16, serde_json::Value), String> {
-    let response = client
+    let mut request = client
         .request(method, format!("{base}{path}"))
-        .header("Authorization", format!("token {TOKEN}"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+        .header("Authorization", format!("token {TOKEN}"));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     let text = response.text().await.map_err(|e| e.to_string())?;
     Ok((status, serde_json::from_str(&text).unwrap_or(text.into())))
@@ -51,6 +54,7 @@ pub async fn server_state(client: &reqwest::Client, base: &str, user: &str) -> S
         base,
         reqwest::Method::GET,
         &format!("/hub/api/users/{user}"),
+        None,
     )
     .await
     {
@@ -76,7 +80,7 @@ pub async fn start_and_wait(
     user: &str,
 ) -> Result<(), String> {
     let path = format!("/hub/api/users/{user}/server");
-    match call(client, base, reqwest::Method::POST, &path).await? {
+    match call(client, base, reqwest::Method::POST, &path, None).await? {
         (201 | 202 | 400, _) => {}
         other => return Err(format!("start of {user}: {other:?}")),
     }
