@@ -132,7 +132,7 @@ fn unknown_traitlets_class_and_trait() {
     assert_eq!(e.key.as_deref(), Some("hub.config.JupyterHub.admin_acces"));
     assert_contains(
         &e.display,
-        "did you mean `admin_access`? Allowed keys in `hub.config.JupyterHub`: `authenticator_class`, `allow_named_servers`, `named_server_limit_per_user`, `subdomain_host`, `redirect_to_server`, `shutdown_on_logout`, `authenticate_prometheus`, `load_groups`, `admin_access`.",
+        "did you mean `admin_access`? Allowed keys in `hub.config.JupyterHub`: `authenticator_class`, `allow_named_servers`, `named_server_limit_per_user`, `subdomain_host`, `redirect_to_server`, `shutdown_on_logout`, `authenticate_prometheus`, `load_groups`, `admin_access`, `hub_connect_url`.",
     );
 }
 
@@ -590,5 +590,15 @@ fn subdomain_host_must_be_scheme_host_and_port() {
     assert_eq!(
         ok.hub.config.jupyterhub.subdomain_host.as_deref(),
         Some("http://localhost:8000")
+    );
+}
+
+#[test]
+fn bad_hub_connect_url() {
+    let e = invalid("hub:\n  config:\n    JupyterHub:\n      hub_connect_url: hub:8081\n");
+    assert_eq!(e.line, 4);
+    assert_eq!(
+        e.key.as_deref(),
+        Some("hub.config.JupyterHub.hub_connect_url")
     );
 }

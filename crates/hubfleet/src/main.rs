@@ -670,3 +670,53 @@ async fn demo(data_dir: &Path, listen: SocketAddr, python_env: Option<PathBuf>) 
     );
     run_until_signal(hub).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(yaml: &str) -> Option<(String, &'static str)> {
+        hub_connect_origin(&HubConfig::from_yaml_str(yaml, "t.yaml").unwrap())
+    }
+
+    #[test]
+    fn where_servers_reach_the_hub() {
+        // Nothing set: the address the hub listens on.
+        assert_eq!(origin(""), None);
+        // hub_connect_url: its origin (upstream puts the hub's own path on it).
+        let jh = "hub:\n  config:\n    JupyterHub:\n      hub_connect_url: http://lb.internal:8000/some/path\n";
+        assert_eq!(
+            origin(jh),
+            Some((
+                "http://lb.internal:8000".into(),
+                "hub.config.JupyterHub.hub_connect_url"
+            ))
+        );
+        // public_url only with PostgreSQL (replicas): with SQLite servers keep the direct
+        // address.
+        let public = "hubfleet:\n  public_url: https://hub.example.org/\n";
+        assert_eq!(origin(public), None);
+        let postgres = "hub:\n  db:\n    type: postgres\n    url: postgresql://db/hub\n";
+        assert_eq!(
+            origin(&format!("{postgres}{public}")),
+            Some(("https://hub.example.org".into(), "hubfleet.public_url"))
+        );
+        // hub_connect_url wins over public_url, and over the kubernetes key.
+        let both = format!(
+            "hub:\n  db:\n    type: postgres\n    url: postgresql://db/hub\n  config:\n    JupyterHub:\n      hub_connect_url: http://lb:80\n{public}"
+        );
+        assert_eq!(origin(&both).unwrap().0, "http://lb");
+        let kube = "hubfleet:\n  spawner: kubernetes\n  kubernetes:\n    hub_connect_url: http://hub:8081\n";
+        assert_eq!(
+            origin(kube),
+            Some((
+                "http://hub:8081".into(),
+                "hubfleet.kubernetes.hub_connect_url"
+            ))
+        );
+        let kube_and_jh = format!(
+            "{kube}hub:\n  config:\n    JupyterHub:\n      hub_connect_url: http://lb:8000\n"
+        );
+        assert_eq!(origin(&kube_and_jh).unwrap().0, "http://lb:8000");
+    }
+}

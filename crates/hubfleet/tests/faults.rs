@@ -338,9 +338,7 @@ async fn postgres_restart_gives_clean_503s_and_recovers() {
     let pg = PrivatePostgres::start();
     let db = format!("  db:\n    type: postgres\n    url: {}\n", pg.url());
     let hub = TestHub::start_with(&hub_config(&db), "", &python_env());
-    let users: Vec<String> = (0..server_count().min(4))
-        .map(|i| format!("p{i}"))
-        .collect();
+    let users: Vec<String> = (0..server_count()).map(|i| format!("p{i}")).collect();
     start_servers(&hub, &users).await;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -506,7 +504,7 @@ async fn integrity_check(db: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_on_a_full_disk_fails_clearly_and_recovers() {
-    let Some(disk) = SmallDisk::mount(4) else {
+    let Some(disk) = SmallDisk::mount(16) else {
         return;
     };
     let db_file = disk.path().join("hub.sqlite");
@@ -515,9 +513,7 @@ async fn sqlite_on_a_full_disk_fails_clearly_and_recovers() {
         db_file.display()
     );
     let mut hub = TestHub::start_with(&hub_config(&db), "", &python_env());
-    let users: Vec<String> = (0..server_count().min(4))
-        .map(|i| format!("d{i}"))
-        .collect();
+    let users: Vec<String> = (0..server_count()).map(|i| format!("d{i}")).collect();
     start_servers(&hub, &users).await;
     let http = client();
     let base = hub.direct_url("");
