@@ -7,7 +7,8 @@
 //!
 //! (A spawner whose start hangs: crates/hubfleet-hub/tests/hanging_spawner.rs.) Times are
 //! printed, not asserted; `bench/faults` runs these with more servers and records them.
-//! HUBFLEET_FAULT_SERVERS sets how many servers run (default 8).
+//! HUBFLEET_FAULT_SERVERS sets how many servers run (default 8), HUBFLEET_FAULT_PG_DOWN_SECONDS
+//! how long PostgreSQL stays down (default 5).
 
 mod common;
 
@@ -352,7 +353,11 @@ async fn postgres_restart_gives_clean_503s_and_recovers() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     pg.stop_server();
     let stopped = Instant::now();
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let down = std::env::var("HUBFLEET_FAULT_PG_DOWN_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    tokio::time::sleep(Duration::from_secs(down)).await;
     pg.start_server();
     let back = Instant::now();
     // The hub recovers by itself: API reads answer again.
