@@ -190,7 +190,7 @@ async fn hub_killed_and_restarted_loses_no_server() {
     for task in tasks {
         task.await.unwrap();
     }
-    let requests = seen.requests.lock().unwrap();
+    let requests = std::mem::take(&mut *seen.requests.lock().unwrap());
     let failed = requests.iter().filter(|r| r.1 != 200).count();
     println!(
         "hub SIGKILL + restart with {} servers: answering after {:.2} s, all routes back after {:.2} s; {} requests, {failed} failed while it was down",
@@ -208,7 +208,6 @@ async fn hub_killed_and_restarted_loses_no_server() {
         late.is_empty(),
         "failures after the routes were back: {late:?}"
     );
-    drop(requests);
 
     all_servers_answer(&hub, &users).await;
     let after: Vec<Vec<i32>> = users.iter().map(|u| hub.server_pids(u)).collect();
@@ -383,7 +382,7 @@ async fn postgres_restart_gives_clean_503s_and_recovers() {
         task.await.unwrap();
     }
 
-    let requests = seen.requests.lock().unwrap();
+    let requests = std::mem::take(&mut *seen.requests.lock().unwrap());
     let unavailable = requests.iter().filter(|r| r.1 == 503).count();
     let slowest = requests.iter().map(|r| r.2).max().unwrap_or_default();
     println!(
@@ -419,7 +418,6 @@ async fn postgres_restart_gives_clean_503s_and_recovers() {
         slowest < Duration::from_secs(30),
         "a request waited {slowest:?} (a hang)"
     );
-    drop(requests);
 
     // Nothing lost, and the hub works as before: servers answer (and reach the API), a new
     // spawn works.
