@@ -26,6 +26,7 @@ pub mod cluster;
 mod config_groups;
 mod cookie_secret;
 pub mod culler;
+pub mod external_proxy;
 pub mod https;
 mod identity;
 pub mod lifecycle;
@@ -96,6 +97,9 @@ pub struct Settings {
     pub kept_env: BTreeMap<String, String>,
     /// HTTPS on `listen` (`proxy.https`), when the hub ends TLS itself.
     pub https: Option<https::HttpsOptions>,
+    /// A separate proxy the hub drives through its REST API
+    /// (`hub.config.ConfigurableHTTPProxy.api_url`); `None`: the built-in proxy on `listen`.
+    pub external_proxy: Option<external_proxy::ExternalProxy>,
 }
 
 /// A group from the config file (`hub.config.JupyterHub.load_groups`).
@@ -153,6 +157,7 @@ impl Settings {
             groups: Vec::new(),
             kept_env: BTreeMap::new(),
             https: None,
+            external_proxy: None,
         }
     }
 
@@ -526,9 +531,25 @@ impl Hub {
             plain_http_from_this_machine: https.is_some(),
             ..Default::default()
         };
+        // With a separate proxy, users' routes go there; this listener serves only the hub.
+        let served = match &state.settings.external_proxy {
+            Some(proxy) => {
+                external_proxy::start(
+                    proxy.clone(),
+                    routes.clone(),
+                    state.settings.internal_base_url.clone(),
+                );
+                let hub_only = RouteTable::new();
+                if let Some(hub) = routes.get("/") {
+                    hub_only.add("/", HUB_TARGET, hub.data);
+                }
+                hub_only
+            }
+            None => routes.clone(),
+        };
         let server = tokio::spawn(hubfleet_proxy::serve_with(
             listener,
-            routes.clone(),
+            served,
             hubfleet_proxy::ProxyOptions {
                 hub: Some(app),
                 hub_base_url: state.settings.base_url.clone(),

@@ -218,6 +218,7 @@ fn settings(config: &HubConfig) -> Result<Settings> {
     if let Some((origin, _)) = hub_connect_origin(config) {
         settings.internal_base_url = origin;
     }
+    settings.external_proxy = external_proxy(config)?;
     settings.cmd = config.singleuser.cmd.clone();
     settings.python_env = config.python_env();
     settings.default_url = config.singleuser.default_url.clone();
@@ -334,6 +335,42 @@ fn settings(config: &HubConfig) -> Result<Settings> {
         });
     }
     Ok(settings)
+}
+
+/// `hub.config.ConfigurableHTTPProxy.api_url`: the separate proxy the hub drives, with its token
+/// (`auth_token`, else `CONFIGPROXY_AUTH_TOKEN` in the hub's environment, as upstream).
+fn external_proxy(
+    config: &HubConfig,
+) -> Result<Option<hubfleet_hub::external_proxy::ExternalProxy>> {
+    let chp = &config.hub.config.configurable_http_proxy;
+    let Some(api_url) = &chp.api_url else {
+        return Ok(None);
+    };
+    let token = chp
+        .auth_token
+        .clone()
+        .or_else(|| std::env::var("CONFIGPROXY_AUTH_TOKEN").ok())
+        .filter(|t| !t.is_empty());
+    let Some(auth_token) = token else {
+        bail!(
+            "hub.config.ConfigurableHTTPProxy.api_url is set but the proxy's API token is not: \
+             set hub.config.ConfigurableHTTPProxy.auth_token, or CONFIGPROXY_AUTH_TOKEN in the \
+             hub's environment (the same token the proxy was started with)"
+        );
+    };
+    if matches!(
+        config.https_mode(),
+        hubfleet_config::HttpsMode::Terminate(_)
+    ) {
+        bail!(
+            "proxy.https with hub.config.ConfigurableHTTPProxy.api_url: with a separate proxy, \
+             TLS ends at that proxy (`hubfleet proxy --ssl-cert … --ssl-key …`), not at the hub"
+        );
+    }
+    Ok(Some(hubfleet_hub::external_proxy::ExternalProxy {
+        api_url: api_url.clone(),
+        auth_token,
+    }))
 }
 
 /// Where users' servers and services reach the hub's API, when not at the address it listens
