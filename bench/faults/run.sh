@@ -12,7 +12,7 @@ export HUBFLEET_FAULT_SERVERS="${1:-50}"
 export RUST_BACKTRACE=0
 run() {
   cargo test -q "$@" -- --nocapture --test-threads 1 2>&1 |
-    grep -E '(hub SIGKILL|PostgreSQL down|a write on the full disk|writes work again|other starts ready|under load, one replica|starts the killed|skipped:)|^test result|panicked'
+    grep -E '(hub SIGKILL|proxy SIGKILL|PostgreSQL down|a write on the full disk|writes work again|other starts ready|under load, one replica|starts the killed|skipped:)|^test result|panicked'
 }
 echo "== $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD), $HUBFLEET_FAULT_SERVERS servers, load average $(cut -d' ' -f1 /proc/loadavg)"
 run -p hubfleet --test faults
@@ -20,3 +20,4 @@ run -p hubfleet --test faults
 (export HUBFLEET_FAULT_PG_DOWN_SECONDS=15; run -p hubfleet --test faults postgres)
 run -p hubfleet-hub --test hanging_spawner
 run -p hubfleet --test ha
+run -p hubfleet --test external_proxy
