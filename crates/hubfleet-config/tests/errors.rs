@@ -602,3 +602,23 @@ fn bad_hub_connect_url() {
         Some("hub.config.JupyterHub.hub_connect_url")
     );
 }
+
+#[test]
+fn a_proxy_hubfleet_would_have_to_start_is_refused() {
+    let e = invalid(
+        "hub:\n  config:\n    ConfigurableHTTPProxy:\n      api_url: http://127.0.0.1:8001\n      should_start: true\n",
+    );
+    assert_eq!(
+        e.key.as_deref(),
+        Some("hub.config.ConfigurableHTTPProxy.should_start")
+    );
+    assert_contains(&e.display, "does not start a proxy");
+    let config = HubConfig::from_yaml_str(
+        "hub:\n  config:\n    ConfigurableHTTPProxy:\n      api_url: http://127.0.0.1:8001\n      auth_token: t\n      should_start: false\n",
+        "hub.yaml",
+    )
+    .unwrap();
+    let chp = &config.hub.config.configurable_http_proxy;
+    assert_eq!(chp.api_url.as_deref(), Some("http://127.0.0.1:8001"));
+    assert_eq!(chp.auth_token.as_deref(), Some("t"));
+}
