@@ -692,6 +692,12 @@ fn spawn_background(state: AppState) {
             if let Err(e) = state.lifecycle.check_routes().await {
                 tracing::warn!(error = %e, "checking routes");
             }
+            // Services added or removed through another replica.
+            if state.store.backend() == hubfleet_store::Backend::Postgres {
+                if let Err(e) = state.services.check_routes(&state).await {
+                    tracing::warn!(error = %e, "checking services' routes");
+                }
+            }
             if rounds.is_multiple_of(6) {
                 if let Err(e) = state.lifecycle.import_proxy_activity().await {
                     tracing::warn!(error = %e, "importing proxy activity");

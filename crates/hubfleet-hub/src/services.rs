@@ -175,6 +175,9 @@ impl Services {
             let token = token.unwrap_or_default();
             self.supervise(state, &definition, token);
         }
+        if has_url {
+            notify_replicas(state, &definition.name).await;
+        }
         Ok(service)
     }
 
@@ -187,19 +190,29 @@ impl Services {
             state.store.delete_oauth_client(client).await?;
         }
         state.store.delete_service(service.id).await?;
+        notify_replicas(state, &service.name).await;
         Ok(())
     }
 
-    /// Re-add the routes of services with a URL.
+    /// Make the services' routes match the database: re-add those of services with a URL
+    /// (added through another replica too), drop those of services that are gone.
     pub async fn check_routes(&self, state: &AppState) -> Result<(), HubError> {
+        let mut expected = std::collections::BTreeSet::new();
         for service in state.store.list_services().await? {
             if let Some(target) = origin(&service.url) {
                 let prefix = state.settings.service_route_spec(&service.name);
+                expected.insert(hubfleet_proxy::normalize_route(&prefix).into_owned());
                 if state.routes.get(&prefix).is_none_or(|r| r.target != target) {
                     state
                         .routes
                         .add(&prefix, &target, route_data(&service.name));
                 }
+            }
+        }
+        for (path, route) in state.routes.all() {
+            if route.data.contains_key("service") && !expected.contains(&path) {
+                tracing::info!(route = %path, "removing the route of a service that is gone");
+                state.routes.remove(&path);
             }
         }
         Ok(())
@@ -330,6 +343,13 @@ impl Services {
                 tracing::info!(service = %definition.name, "service stopped: another replica leads now");
             }
         });
+    }
+}
+
+/// Tell the other replicas that a service's route changed (PostgreSQL only).
+async fn notify_replicas(state: &AppState, name: &str) {
+    if let Err(e) = state.store.notify_route_changed("services", name).await {
+        tracing::warn!(service = name, error = %e, "telling the other replicas about a service's route");
     }
 }
 

@@ -261,4 +261,52 @@ async fn starts_and_stops_through_two_replicas_never_run_a_server_twice() {
         1,
         "one process for bob"
     );
+
+    // A service added through one replica gets its route on the other; removed, it goes.
+    let (status, body) = call(
+        &http,
+        &base_a,
+        reqwest::Method::POST,
+        "/hub/api/services/web",
+        Some(serde_json::json!({ "url": "http://127.0.0.1:9" })),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let has_route = |base: String| {
+        let http = http.clone();
+        async move {
+            let (_, routes) = call(&http, &base, reqwest::Method::GET, "/hub/api/proxy", None)
+                .await
+                .unwrap();
+            routes.get("/services/web/").is_some()
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !has_route(base_b.clone()).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service's route never reached the other replica\n{}",
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = call(
+        &http,
+        &base_a,
+        reqwest::Method::DELETE,
+        "/hub/api/services/web",
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(status == 200 || status == 204, "{status} {body}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while has_route(base_b.clone()).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service's route stayed on the other replica"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
