@@ -140,7 +140,6 @@ pub const IGNORED_KEYS: &[IgnoredKey] = &[
     ignored("hub.consecutiveFailureLimit", "hubfleet keeps running after failed starts (each is logged, shown to its user and kept in the usage ledger); z2jh uses it to have Kubernetes restart a failing hub"),
     k8s("hub.db.pvc", "storage is a file in hubfleet.data_dir here, not a PersistentVolumeClaim"),
     ignored("hub.db.upgrade", "hubfleet upgrades its own database schema at startup"),
-    ignored("hub.config.ConfigurableHTTPProxy", "hubfleet's proxy is built into the hub"),
     k8s("hub.config.KubeSpawner", "KubeSpawner's own settings (pods, volumes, node selection)"),
     // proxy.
     ignored("proxy.secretToken", "the built-in proxy needs no token"),

@@ -535,6 +535,28 @@ pub struct HubTraitletConfig {
     /// `hub.config.GoogleOAuthenticator`.
     #[serde(rename = "GoogleOAuthenticator", deserialize_with = "null_default")]
     pub google_oauthenticator: crate::auth::GoogleOAuthenticatorConfig,
+    /// `hub.config.ConfigurableHTTPProxy`: a separate proxy the hub drives.
+    #[serde(rename = "ConfigurableHTTPProxy", deserialize_with = "null_default")]
+    pub configurable_http_proxy: ChpConfig,
+}
+
+/// `hub.config.ConfigurableHTTPProxy`: with `api_url`, users' routes go to a proxy of its own
+/// (configurable-http-proxy, or `hubfleet proxy`) through its REST API, as upstream's
+/// `ConfigurableHTTPProxy` with `should_start: false`; the hub serves only itself on
+/// `hubfleet.listen`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChpConfig {
+    /// `api_url`: the proxy's REST API, e.g. `http://127.0.0.1:8001`.
+    #[serde(deserialize_with = "public_url")]
+    pub api_url: Option<String>,
+    /// `auth_token`: the proxy's API token (else `CONFIGPROXY_AUTH_TOKEN` in the hub's
+    /// environment, as upstream).
+    #[serde(deserialize_with = "opt_string")]
+    pub auth_token: Option<String>,
+    /// `should_start`: hubfleet never starts the proxy; `true` with `api_url` is refused.
+    #[serde(deserialize_with = "opt_bool")]
+    pub should_start: Option<bool>,
 }
 
 /// `hub.config.JupyterHub:`.
@@ -583,6 +605,12 @@ pub struct JupyterHubConfig {
     /// `hub.activeServerLimit`).
     #[serde(deserialize_with = "opt_u32")]
     pub active_server_limit: Option<u32>,
+    /// `hub.config.JupyterHub.hub_connect_url`: where users' servers and services reach the
+    /// hub's API (`JUPYTERHUB_API_URL`). As upstream, only its origin counts: the path is the
+    /// hub's own (`<hub.baseUrl>hub/`). With several replicas, an address that outlives any one
+    /// of them (the load balancer's).
+    #[serde(deserialize_with = "public_url")]
+    pub hub_connect_url: Option<String>,
 }
 
 /// Which authenticator the hub uses (`hub.config.JupyterHub.authenticator_class`).

@@ -319,6 +319,20 @@ fn check_hub_settings(config: &HubConfig, ctx: &Ctx<'_>, f: &mut Findings) {
         ));
     }
 
+    let chp = &hub.config.configurable_http_proxy;
+    if chp.api_url.is_some() && chp.should_start == Some(true) {
+        f.error(ctx.at_key(
+            "hub.config.ConfigurableHTTPProxy.should_start",
+            "hubfleet serve does not start a proxy: run it yourself (`hubfleet proxy`, or configurable-http-proxy) and set `should_start: false`, or remove `api_url` to use the proxy built into the hub",
+        ));
+    }
+    if chp.api_url.is_none() && (chp.auth_token.is_some() || chp.should_start.is_some()) {
+        f.warn(ctx.warning(
+            "hub.config.ConfigurableHTTPProxy",
+            "has no effect without `api_url`: the hub serves users' servers through its built-in proxy",
+        ));
+    }
+
     if let Some(admin_access) = jh.admin_access {
         let what = if admin_access {
             "admins reach users' servers anyway"

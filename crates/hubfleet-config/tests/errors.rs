@@ -132,7 +132,7 @@ fn unknown_traitlets_class_and_trait() {
     assert_eq!(e.key.as_deref(), Some("hub.config.JupyterHub.admin_acces"));
     assert_contains(
         &e.display,
-        "did you mean `admin_access`? Allowed keys in `hub.config.JupyterHub`: `authenticator_class`, `allow_named_servers`, `named_server_limit_per_user`, `subdomain_host`, `redirect_to_server`, `shutdown_on_logout`, `authenticate_prometheus`, `load_groups`, `admin_access`, `concurrent_spawn_limit`, `active_server_limit`.",
+        "did you mean `admin_access`? Allowed keys in `hub.config.JupyterHub`: `authenticator_class`, `allow_named_servers`, `named_server_limit_per_user`, `subdomain_host`, `redirect_to_server`, `shutdown_on_logout`, `authenticate_prometheus`, `load_groups`, `admin_access`, `concurrent_spawn_limit`, `active_server_limit`, `hub_connect_url`.",
     );
 }
 
@@ -591,4 +591,34 @@ fn subdomain_host_must_be_scheme_host_and_port() {
         ok.hub.config.jupyterhub.subdomain_host.as_deref(),
         Some("http://localhost:8000")
     );
+}
+
+#[test]
+fn bad_hub_connect_url() {
+    let e = invalid("hub:\n  config:\n    JupyterHub:\n      hub_connect_url: hub:8081\n");
+    assert_eq!(e.line, 4);
+    assert_eq!(
+        e.key.as_deref(),
+        Some("hub.config.JupyterHub.hub_connect_url")
+    );
+}
+
+#[test]
+fn a_proxy_hubfleet_would_have_to_start_is_refused() {
+    let e = invalid(
+        "hub:\n  config:\n    ConfigurableHTTPProxy:\n      api_url: http://127.0.0.1:8001\n      should_start: true\n",
+    );
+    assert_eq!(
+        e.key.as_deref(),
+        Some("hub.config.ConfigurableHTTPProxy.should_start")
+    );
+    assert_contains(&e.display, "does not start a proxy");
+    let config = HubConfig::from_yaml_str(
+        "hub:\n  config:\n    ConfigurableHTTPProxy:\n      api_url: http://127.0.0.1:8001\n      auth_token: t\n      should_start: false\n",
+        "hub.yaml",
+    )
+    .unwrap();
+    let chp = &config.hub.config.configurable_http_proxy;
+    assert_eq!(chp.api_url.as_deref(), Some("http://127.0.0.1:8001"));
+    assert_eq!(chp.auth_token.as_deref(), Some("t"));
 }

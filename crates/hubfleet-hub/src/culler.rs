@@ -47,6 +47,10 @@ pub async fn start(state: &AppState, cull: CullSettings) -> Result<(), HubError>
                 tick.tick().await;
                 loop {
                     tick.tick().await;
+                    // With replicas, one culls: the leader.
+                    if !state.leader.is_leader() {
+                        continue;
+                    }
                     if let Err(e) = cull_once(&state, &cull).await {
                         tracing::warn!(error = %e, "culling idle servers");
                     }

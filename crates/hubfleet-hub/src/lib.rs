@@ -22,9 +22,11 @@ mod acme;
 mod admin;
 mod api;
 mod auth_refresh;
+pub mod cluster;
 mod config_groups;
 mod cookie_secret;
 pub mod culler;
+pub mod external_proxy;
 pub mod https;
 mod identity;
 pub mod lifecycle;
@@ -104,6 +106,9 @@ pub struct Settings {
     pub api_rate_limit: rate_limit::ApiRateLimiter,
     /// When the hub process began starting, for `jupyterhub_hub_startup_duration_seconds`.
     pub process_started: std::time::Instant,
+    /// A separate proxy the hub drives through its REST API
+    /// (`hub.config.ConfigurableHTTPProxy.api_url`); `None`: the built-in proxy on `listen`.
+    pub external_proxy: Option<external_proxy::ExternalProxy>,
 }
 
 /// A group from the config file (`hub.config.JupyterHub.load_groups`).
@@ -168,6 +173,7 @@ impl Settings {
                 hubfleet_config::DEFAULT_API_RATE_BURST,
             ),
             process_started: std::time::Instant::now(),
+            external_proxy: None,
         }
     }
 
@@ -299,6 +305,8 @@ pub struct AppState {
     pub xsrf_key: identity::XsrfKey,
     /// Notified when the hub should exit (`POST /hub/api/shutdown`).
     pub shutdown: Arc<tokio::sync::Notify>,
+    /// Whether this replica runs the idle culler and managed services now.
+    pub leader: cluster::Leadership,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -364,20 +372,50 @@ impl HubError {
             | HubError::SpawnThrottled(_)
             | HubError::ActiveServerLimit
             | HubError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            _ if self.database_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
+
+    /// The database cannot be reached or written for now (see
+    /// [`hubfleet_store::StoreError::is_unavailable`]): a 503 the client may retry.
+    pub fn database_unavailable(&self) -> bool {
+        match self {
+            HubError::Store(e) | HubError::Auth(hubfleet_auth::AuthError::Store(e)) => {
+                e.is_unavailable()
+            }
+            _ => false,
+        }
+    }
 }
+
+/// Seconds a client is asked to wait when the database is unavailable.
+const DATABASE_RETRY_SECONDS: u32 = 5;
 
 /// API errors are JSON `{"status", "message"}` as JupyterHub writes them.
 impl IntoResponse for HubError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        let unavailable = self.database_unavailable();
+        let message = if unavailable {
+            format!(
+                "The hub's database is unavailable for now; try again in a few seconds ({self})"
+            )
+        } else {
+            self.to_string()
+        };
+        if unavailable {
+            tracing::warn!(error = %self, "request failed: the database is unavailable");
+        } else if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        let mut response = api::json_error(status, &self.to_string());
-        if let Some(seconds) = self.retry_after() {
+        let mut response = api::json_error(status, &message);
+        let retry_after = if unavailable {
+            Some(u64::from(DATABASE_RETRY_SECONDS))
+        } else {
+            self.retry_after()
+        };
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, seconds.into());
@@ -484,6 +522,7 @@ impl Hub {
             ]),
         );
         let lifecycle = Lifecycle::new(store.clone(), spawner, routes.clone(), settings.clone());
+        let leader = cluster::Leadership::elect(&store, lifecycle.replica()).await;
         let state = AppState {
             store: store.clone(),
             settings: settings.clone(),
@@ -497,6 +536,7 @@ impl Hub {
             services: services::Services::default(),
             xsrf_key: cookie_secret::xsrf_key(&settings, &store).await?,
             shutdown: Arc::new(tokio::sync::Notify::new()),
+            leader,
         };
         ensure_admins(&state).await?;
         config_groups::load(&state).await?;
@@ -530,9 +570,25 @@ impl Hub {
             plain_http_from_this_machine: https.is_some(),
             ..Default::default()
         };
+        // With a separate proxy, users' routes go there; this listener serves only the hub.
+        let served = match &state.settings.external_proxy {
+            Some(proxy) => {
+                external_proxy::start(
+                    proxy.clone(),
+                    routes.clone(),
+                    state.settings.internal_base_url.clone(),
+                );
+                let hub_only = RouteTable::new();
+                if let Some(hub) = routes.get("/") {
+                    hub_only.add("/", HUB_TARGET, hub.data);
+                }
+                hub_only
+            }
+            None => routes.clone(),
+        };
         let server = tokio::spawn(hubfleet_proxy::serve_with(
             listener,
-            routes.clone(),
+            served,
             hubfleet_proxy::ProxyOptions {
                 hub: Some(app),
                 hub_base_url: state.settings.base_url.clone(),
@@ -548,6 +604,7 @@ impl Hub {
             .settings
             .metrics
             .startup(state.settings.process_started.elapsed().as_secs_f64());
+        cluster::follow_route_changes(state.clone());
         Ok(Hub {
             addr,
             state,
@@ -568,6 +625,15 @@ impl Hub {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
+        // Another replica may lead at once (nothing if this one did not).
+        let _ = self
+            .state
+            .store
+            .release_hub_lease(
+                hubfleet_store::cluster::LEADER,
+                self.state.lifecycle.replica(),
+            )
+            .await;
     }
 
     /// Resolves when the API asked the hub to shut down.
@@ -669,6 +735,12 @@ fn spawn_background(state: AppState) {
             // lose their routes here.
             if let Err(e) = state.lifecycle.check_routes().await {
                 tracing::warn!(error = %e, "checking routes");
+            }
+            // Services added or removed through another replica.
+            if state.store.backend() == hubfleet_store::Backend::Postgres {
+                if let Err(e) = state.services.check_routes(&state).await {
+                    tracing::warn!(error = %e, "checking services' routes");
+                }
             }
             if rounds.is_multiple_of(6) {
                 if let Err(e) = state.lifecycle.import_proxy_activity().await {

@@ -126,6 +126,9 @@ pub enum StartResult {
 struct ServerOp {
     lock: tokio::sync::Mutex<()>,
     cancel: AtomicBool,
+    /// The cancel came from the database (a stop through another replica): the start cleans
+    /// up itself, as no stop here waits for the lock.
+    remote_cancel: AtomicBool,
 }
 
 #[derive(Clone)]
@@ -142,15 +145,21 @@ struct Inner {
     /// entry here is reported from its database row.
     progress: Mutex<HashMap<ServerKey, watch::Sender<Vec<ProgressEvent>>>>,
     ops: Mutex<HashMap<ServerKey, Arc<ServerOp>>>,
-    /// Identifies this hub process as a lease owner.
+    /// Identifies this hub replica as a lease owner: its host and address, the same across
+    /// restarts, so that a replica started again takes back what it held.
     replica: String,
     /// Held from counting servers for the spawn limits until the start is recorded, so two
     /// starts never both take the last place (within this hub; replicas may overshoot a little).
     admission: tokio::sync::Mutex<()>,
 }
 
-/// How long a start may hold a server's lease before another replica may take over.
-const LEASE: chrono::Duration = chrono::Duration::minutes(15);
+/// How long a start or stop holds a server's lease without renewing it; the replica driving a
+/// start renews it every [`LEASE_RENEWAL`]. A replica that dies leaves its leases to expire,
+/// and then another finishes (cleans up) what it was doing.
+const LEASE: chrono::Duration = chrono::Duration::seconds(30);
+const LEASE_RENEWAL: Duration = Duration::from_secs(10);
+/// How often a replica driving a start looks whether a stop came through another one.
+const REMOTE_STOP_CHECK: Duration = Duration::from_secs(1);
 /// Time a server gets between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// The progress (percent) of a start when the spawner is asked to start the server, and when
@@ -167,6 +176,7 @@ impl Lifecycle {
         routes: RouteTable,
         settings: Arc<Settings>,
     ) -> Self {
+        let settings_listen = settings.listen;
         Lifecycle {
             inner: Arc::new(Inner {
                 store,
@@ -175,10 +185,19 @@ impl Lifecycle {
                 settings,
                 progress: Mutex::new(HashMap::new()),
                 ops: Mutex::new(HashMap::new()),
-                replica: format!("hub-{}-{}", std::process::id(), hubfleet_store::new_token()),
+                replica: replica_id(settings_listen),
                 admission: tokio::sync::Mutex::new(()),
             }),
         }
+    }
+
+    /// This replica's name as a lease owner (`<host>/<listen address>`).
+    pub fn replica(&self) -> &str {
+        &self.inner.replica
+    }
+
+    fn replicated(&self) -> bool {
+        self.inner.store.backend() == hubfleet_store::Backend::Postgres
     }
 
     fn op(&self, user: &str, server: &str) -> Arc<ServerOp> {
@@ -257,14 +276,20 @@ impl Lifecycle {
             let name = server.name.clone();
             // A stop may have come (and finished) before this task got the lock.
             let current = this.inner.store.server(user.id, &name).await.ok().flatten();
-            if op.cancel.load(Ordering::SeqCst)
-                || current.as_ref().map(|s| s.phase) != Some(Phase::Starting)
-            {
+            let phase = current.as_ref().map(|s| s.phase);
+            if op.cancel.load(Ordering::SeqCst) || phase != Some(Phase::Starting) {
+                if phase == Some(Phase::Stopping) && !op.cancel.load(Ordering::SeqCst) {
+                    // Stopped through another replica, which waits for this one to clean up.
+                    let _ = this.tear_down(&user.name, server.id, None, "stopped").await;
+                }
                 this.emit(&user.name, &name, ProgressEvent::failed("Spawn cancelled"));
                 return;
             }
             let started = Instant::now();
-            match this.run_spawn(&user, &server, &op).await {
+            let watch = this.watch_start(&user, &server, &op);
+            let outcome = this.run_spawn(&user, &server, &op).await;
+            watch.abort();
+            match outcome {
                 Ok(url) => {
                     tracing::info!(user = %user.name, server = %name, seconds = started.elapsed().as_secs_f64(), "server ready");
                     this.emit(&user.name, &name, ProgressEvent::ready_at(&url));
@@ -317,6 +342,52 @@ impl Lifecycle {
             return refuse(spawn_reason::TOO_MANY_USERS, HubError::ActiveServerLimit);
         }
         Ok(())
+    }
+
+    /// While a start runs: renew its lease, and (with replicas) cancel it when the row says
+    /// a stop came through another replica.
+    fn watch_start(
+        &self,
+        user: &User,
+        server: &Server,
+        op: &Arc<ServerOp>,
+    ) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        let (user_id, name, server_id) = (user.id, server.name.clone(), server.id);
+        let op = op.clone();
+        let check = if self.replicated() {
+            REMOTE_STOP_CHECK
+        } else {
+            LEASE_RENEWAL
+        };
+        tokio::spawn(async move {
+            let store = &this.inner.store;
+            let mut renewed = Instant::now();
+            loop {
+                tokio::time::sleep(check).await;
+                if renewed.elapsed() >= LEASE_RENEWAL {
+                    renewed = Instant::now();
+                    if let Err(e) = store
+                        .acquire_lease(server_id, &this.inner.replica, Utc::now() + LEASE)
+                        .await
+                    {
+                        tracing::warn!(server = %name, error = %e, "renewing a start's lease");
+                    }
+                }
+                if !this.replicated() {
+                    continue;
+                }
+                if let Ok(Some(current)) = store.server(user_id, &name).await {
+                    if current.phase == Phase::Stopping {
+                        // A stop here sets `cancel` before it writes the row.
+                        if !op.cancel.swap(true, Ordering::SeqCst) {
+                            op.remote_cancel.store(true, Ordering::SeqCst);
+                        }
+                        return;
+                    }
+                }
+            }
+        })
     }
 
     fn emit(&self, user: &str, server: &str, event: ProgressEvent) {
@@ -585,13 +656,22 @@ impl Lifecycle {
                 "Starting the server process".into(),
             )
             .await;
-            let mut started = self
-                .start_reporting(&user.name, server, &spec)
-                .await
-                .map_err(|e| match e {
+            // A spawner whose start never returns (an API that stops answering) is bound by
+            // the start timeout too.
+            let deadline = started_at + settings.start_timeout;
+            let starting = self.start_reporting(&user.name, server, &spec);
+            let mut started = match tokio::time::timeout_at(deadline.into(), starting).await {
+                Ok(started) => started.map_err(|e| match e {
                     SpawnError::Refused(_) => StartFailure::refused(e.to_string()),
                     other => StartFailure::from(other.to_string()),
-                })?;
+                })?,
+                Err(_) => {
+                    return Err(StartFailure::from(format!(
+                        "the spawner did not start the server within the start timeout ({} s, singleuser.startTimeout)",
+                        settings.start_timeout.as_secs()
+                    )))
+                }
+            };
             if let Some(state) = started.state.as_object_mut() {
                 // For admins: the server model's `state` shows what the server got.
                 state.insert("profile".into(), spec.profile.resolved.summary());
@@ -627,7 +707,6 @@ impl Lifecycle {
             )
             .await;
 
-            let deadline = started_at + settings.start_timeout;
             let up = wait_up(
                 &*inner.spawner,
                 &started.state,
@@ -671,18 +750,25 @@ impl Lifecycle {
             settings
                 .metrics
                 .proxy_add(route_started.elapsed().as_secs_f64());
-            inner
+            let ready = inner
                 .store
-                .update_server(
-                    server.id,
-                    &ServerUpdate {
-                        phase: Some(Phase::Ready),
-                        phase_detail: Some(None),
-                        ..Default::default()
-                    },
-                )
+                .finish_start(server.id)
                 .await
                 .map_err(|e| format!("could not record the server as ready: {e}"))?;
+            if !ready {
+                // Stopped meanwhile through another replica: undo this start here.
+                if !op.cancel.swap(true, Ordering::SeqCst) {
+                    op.remote_cancel.store(true, Ordering::SeqCst);
+                }
+                return Err("Spawn cancelled".to_string().into());
+            }
+            if let Err(e) = inner
+                .store
+                .notify_route_changed(&user.name, &server.name)
+                .await
+            {
+                tracing::warn!(error = %e, "telling the other replicas about a new route");
+            }
             Ok::<_, StartFailure>(settings.server_url(&user.name, &server.name))
         }
         .await;
@@ -705,7 +791,14 @@ impl Lifecycle {
                 Ok(url)
             }
             Err(_) if cancelled() => {
-                // The stop that cancelled this start cleans up once we let go of the lock.
+                if op.remote_cancel.swap(false, Ordering::SeqCst) {
+                    // Stopped through another replica, which waits for this one to clean up.
+                    if let Err(e) = self.tear_down(&user.name, server.id, None, "stopped").await {
+                        tracing::error!(user = %user.name, error = %e, "cleaning up a start stopped through another replica");
+                    }
+                    op.cancel.store(false, Ordering::SeqCst);
+                }
+                // Else the stop that cancelled this start cleans up once we let go of the lock.
                 Err("Spawn cancelled".to_string())
             }
             Err(failure) => {
@@ -736,8 +829,12 @@ impl Lifecycle {
         }
         let op = self.op(&user.name, server_name);
         op.cancel.store(true, Ordering::SeqCst);
-        self.inner
-            .store
+        let store = &self.inner.store;
+        let replica = &self.inner.replica;
+        let mut leased = store
+            .acquire_lease(server.id, replica, Utc::now() + LEASE)
+            .await?;
+        store
             .update_server(
                 server.id,
                 &ServerUpdate {
@@ -748,6 +845,21 @@ impl Lifecycle {
             )
             .await?;
         let started = Instant::now();
+        // Another replica is starting it: it sees `stopping` and cleans up; if it dies
+        // instead, its lease runs out and this stop goes on.
+        while !leased {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            match store.server(user.id, server_name).await? {
+                Some(current) if current.phase != Phase::Stopped => {}
+                _ => {
+                    op.cancel.store(false, Ordering::SeqCst);
+                    return Ok(());
+                }
+            }
+            leased = store
+                .acquire_lease(server.id, replica, Utc::now() + LEASE)
+                .await?;
+        }
         let _guard = op.lock.lock().await;
         let result = self.tear_down(&user.name, server.id, None, "stopped").await;
         op.cancel.store(false, Ordering::SeqCst);
@@ -843,6 +955,13 @@ impl Lifecycle {
                 .await,
         );
         note(inner.store.release_lease(server.id, &inner.replica).await);
+        if let Err(e) = inner
+            .store
+            .notify_route_changed(user_name, &server.name)
+            .await
+        {
+            tracing::warn!(error = %e, "telling the other replicas about a removed route");
+        }
         let _ = inner.store.touch_user(user.id, now).await;
         let detail = match failed_reason {
             Some(reason) => serde_json::json!({ "reason": reason }),
@@ -885,8 +1004,13 @@ impl Lifecycle {
                     this.inner.routes.add(&route, target, route_data(&user_name, &server.name));
                     let _ = this.inner.store.release_lease(server.id, "").await;
                     tracing::info!(user = %user_name, server = %server.name, "re-adopted a running server");
-                    true
+                    Some(true)
                 } else {
+                    // With replicas, a start or stop that another live replica drives is its
+                    // own: leave it.
+                    if this.replicated() && !this.take_over(&server).await {
+                        return None;
+                    }
                     let reason = (server.phase == Phase::Starting)
                         .then_some("the hub restarted while the server was starting; start it again");
                     tracing::info!(user = %user_name, server = %server.name, phase = server.phase.as_str(), "server stopped while the hub was down");
@@ -895,31 +1019,66 @@ impl Lifecycle {
                     }
                     // The previous hub process held the lease: it is gone.
                     let _ = this.inner.store.force_release_lease(server.id).await;
-                    false
+                    Some(false)
                 }
             }
         });
         let results = futures_util::future::join_all(checks).await;
-        let adopted = results.iter().filter(|alive| **alive).count();
+        let adopted = results.iter().filter(|r| **r == Some(true)).count();
+        let cleaned = results.iter().filter(|r| **r == Some(false)).count();
         self.inner
             .settings
             .metrics
             .init_spawners(started.elapsed().as_secs_f64());
-        Ok((adopted, results.len() - adopted))
+        Ok((adopted, cleaned))
+    }
+
+    /// Take the lease of a server whose start or stop nobody alive drives (no lease, an
+    /// expired one, or this replica's from before it restarted): true when this replica may
+    /// now clean it up.
+    async fn take_over(&self, server: &Server) -> bool {
+        let store = &self.inner.store;
+        let free = match store.server_lease(server.id).await {
+            Ok(None) => true,
+            Ok(Some((owner, until))) => owner == self.inner.replica || until < Utc::now(),
+            Err(_) => false,
+        };
+        free && store
+            .acquire_lease(server.id, &self.inner.replica, Utc::now() + LEASE)
+            .await
+            .unwrap_or(false)
     }
 
     /// After [`Lifecycle::restore`]: let the spawner remove what servers that are gone left
     /// behind (cgroups of a hub killed outright), keeping what running servers use.
     pub async fn clean_up_leftovers(&self) -> Result<Vec<String>, HubError> {
-        let running: Vec<hubfleet_spawn::SpawnState> = self
-            .inner
-            .store
-            .active_servers()
-            .await?
+        let active = self.inner.store.active_servers().await?;
+        if self.replicated() && active.iter().any(|(_, s)| s.phase != Phase::Ready) {
+            // Another replica may be starting a server whose state is not saved yet.
+            return Ok(Vec::new());
+        }
+        let running: Vec<hubfleet_spawn::SpawnState> = active
             .into_iter()
             .filter_map(|(_, server)| server.spawn_state)
             .collect();
         Ok(self.inner.spawner.clean_up_leftovers(&running).await)
+    }
+
+    /// A start or stop nobody drives any more: its lease (taken at its beginning, renewed
+    /// while it runs) expired. Takes the lease when so.
+    async fn stranded(&self, server: &Server) -> bool {
+        let store = &self.inner.store;
+        let expired = match store.server_lease(server.id).await {
+            Ok(Some((_, until))) => until < Utc::now(),
+            // A stop takes the lease before it marks the server; a start with it.
+            Ok(None) => false,
+            Err(_) => false,
+        };
+        expired
+            && store
+                .acquire_lease(server.id, &self.inner.replica, Utc::now() + LEASE)
+                .await
+                .unwrap_or(false)
     }
 
     async fn process_running(&self, server: &Server) -> bool {
@@ -942,13 +1101,21 @@ impl Lifecycle {
     /// with a start or stop in this hub are left to that operation.
     pub async fn poll_all(&self) -> Result<(), HubError> {
         for (user_name, server) in self.inner.store.active_servers().await? {
-            if server.phase != Phase::Ready {
-                continue;
-            }
             let op = self.op(&user_name, &server.name);
             let Ok(_guard) = op.lock.try_lock() else {
                 continue;
             };
+            if server.phase != Phase::Ready {
+                // A start or stop whose replica died (its lease ran out): finish it here.
+                if self.replicated() && self.stranded(&server).await {
+                    tracing::warn!(user = %user_name, server = %server.name, phase = server.phase.as_str(), "the replica driving this server's start or stop is gone: cleaning up");
+                    let reason = (server.phase == Phase::Starting)
+                        .then_some("the hub replica starting it stopped; start it again");
+                    self.tear_down(&user_name, server.id, reason, "stopped")
+                        .await?;
+                }
+                continue;
+            }
             // Re-read under the lock: the snapshot may be stale.
             let Some(user) = self.inner.store.user_by_name(&user_name).await? else {
                 continue;
@@ -960,6 +1127,15 @@ impl Lifecycle {
                 continue;
             }
             if !self.process_running(&current).await {
+                // Of several replicas that see it, one cleans up.
+                if !self
+                    .inner
+                    .store
+                    .acquire_lease(current.id, &self.inner.replica, Utc::now() + LEASE)
+                    .await?
+                {
+                    continue;
+                }
                 let reason = match &current.spawn_state {
                     Some(state) => self.inner.spawner.exit_reason(state).await,
                     None => None,
@@ -1158,6 +1334,17 @@ pub fn human_retry(seconds: u64) -> String {
     } else {
         format!("{} minutes", (seconds as f64 / 60.0).round())
     }
+}
+
+/// `<host>/<listen address>`: one name per replica, kept across its restarts.
+fn replica_id(listen: std::net::SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}/{listen}")
 }
 
 fn key(user: &str, server: &str) -> ServerKey {

@@ -175,6 +175,9 @@ impl Services {
             let token = token.unwrap_or_default();
             self.supervise(state, &definition, token);
         }
+        if has_url {
+            notify_replicas(state, &definition.name).await;
+        }
         Ok(service)
     }
 
@@ -187,19 +190,29 @@ impl Services {
             state.store.delete_oauth_client(client).await?;
         }
         state.store.delete_service(service.id).await?;
+        notify_replicas(state, &service.name).await;
         Ok(())
     }
 
-    /// Re-add the routes of services with a URL.
+    /// Make the services' routes match the database: re-add those of services with a URL
+    /// (added through another replica too), drop those of services that are gone.
     pub async fn check_routes(&self, state: &AppState) -> Result<(), HubError> {
+        let mut expected = std::collections::BTreeSet::new();
         for service in state.store.list_services().await? {
             if let Some(target) = origin(&service.url) {
                 let prefix = state.settings.service_route_spec(&service.name);
+                expected.insert(hubfleet_proxy::normalize_route(&prefix).into_owned());
                 if state.routes.get(&prefix).is_none_or(|r| r.target != target) {
                     state
                         .routes
                         .add(&prefix, &target, route_data(&service.name));
                 }
+            }
+        }
+        for (path, route) in state.routes.all() {
+            if route.data.contains_key("service") && !expected.contains(&path) {
+                tracing::info!(route = %path, "removing the route of a service that is gone");
+                state.routes.remove(&path);
             }
         }
         Ok(())
@@ -254,10 +267,19 @@ impl Services {
             .join(format!("{}.pid", definition.name));
         let definition = definition.clone();
         let running = self.running.clone();
+        let mut leader = state.leader.clone();
         tokio::spawn(async move {
             end_orphan(&definition.name, &pid_file).await;
             let mut backoff = Duration::from_secs(1);
             loop {
+                // With replicas, managed services run on the leader only.
+                if !leader.is_leader() {
+                    tracing::info!(service = %definition.name, "service waits for this replica to lead");
+                    tokio::select! {
+                        _ = leader.until_leader() => {}
+                        _ = stop_rx.changed() => return,
+                    }
+                }
                 let child = spawn_service(&definition, &env, &log_path);
                 let mut child = match child {
                     Ok(child) => child,
@@ -284,7 +306,8 @@ impl Services {
                     record_pid(&pid_file, pid);
                 }
                 let started = std::time::Instant::now();
-                tokio::select! {
+                // Stopped, or no longer the leader: end the process.
+                let stopped = tokio::select! {
                     status = child.wait() => {
                         tracing::warn!(service = %definition.name, ?status, "service exited; restarting");
                         if started.elapsed() > Duration::from_secs(60) {
@@ -295,21 +318,38 @@ impl Services {
                             _ = stop_rx.changed() => return,
                         }
                         backoff = (backoff * 2).min(Duration::from_secs(60));
+                        continue;
                     }
-                    _ = stop_rx.changed() => {
-                        if let Some(pid) = pid {
-                            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
-                        }
-                        if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
-                            let _ = child.kill().await;
-                        }
-                        let _ = std::fs::remove_file(&pid_file);
-                        tracing::info!(service = %definition.name, "service stopped");
-                        return;
-                    }
+                    _ = stop_rx.changed() => true,
+                    _ = leader.until_not_leader() => false,
+                };
+                if let Some(pid) = pid {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
                 }
+                if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = child.kill().await;
+                }
+                let _ = std::fs::remove_file(&pid_file);
+                if stopped {
+                    tracing::info!(service = %definition.name, "service stopped");
+                    return;
+                }
+                tracing::info!(service = %definition.name, "service stopped: another replica leads now");
             }
         });
+    }
+}
+
+/// Tell the other replicas that a service's route changed (PostgreSQL only).
+async fn notify_replicas(state: &AppState, name: &str) {
+    if let Err(e) = state.store.notify_route_changed("services", name).await {
+        tracing::warn!(service = name, error = %e, "telling the other replicas about a service's route");
     }
 }
 

@@ -378,6 +378,15 @@ impl RouteTable {
             .map(|e| (e.prefix.to_string(), e.to_route()))
     }
 
+    /// Mark activity on a route at `at` (another proxy's record of it), unless it has later.
+    pub fn note_activity(&self, prefix: &str, at: DateTime<Utc>) {
+        let key = normalize(prefix);
+        if let Some(e) = self.read().get(&key) {
+            e.last_activity_us
+                .fetch_max(at.timestamp_micros(), Ordering::Relaxed);
+        }
+    }
+
     /// Mark activity on a route now.
     pub fn touch(&self, prefix: &str) {
         let key = normalize(prefix);

@@ -16,6 +16,7 @@ use sqlx::{AnyPool, Row};
 pub mod auth_state;
 pub mod backup;
 mod changes;
+pub mod cluster;
 mod cookie_secret;
 pub mod groups;
 pub mod roles;
@@ -63,6 +64,42 @@ pub enum StoreError {
     Corrupt { what: &'static str, detail: String },
 }
 
+impl StoreError {
+    /// The database cannot be reached or cannot write for now (a restart, a lost connection,
+    /// a full disk), as opposed to a request it refuses: worth trying again later.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Connect { .. } => true,
+            StoreError::Sql(e) => is_unavailable(e),
+            _ => false,
+        }
+    }
+}
+
+/// See [`StoreError::is_unavailable`].
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            match code.parse::<i64>() {
+                // SQLite's (extended) result codes: BUSY, LOCKED, IOERR, FULL, CANTOPEN.
+                Ok(n) => matches!(n & 0xff, 5 | 6 | 10 | 13 | 14),
+                // PostgreSQL's SQLSTATE: connection exceptions, insufficient resources (a
+                // full disk), shutting down or starting up.
+                Err(_) => {
+                    code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
+                }
+            }
+        }
+        _ => false,
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +118,24 @@ pub struct Store {
     user_views: changes::UserViewCache,
     /// The keys auth_state is encrypted with (`JUPYTERHUB_CRYPT_KEY`); see [`auth_state`].
     crypt: Option<std::sync::Arc<CryptKeeper>>,
+    /// PostgreSQL's URL, for listening to the other replicas (see [`cluster`]).
+    url: Option<DatabaseUrl>,
+}
+
+/// A database URL, which may hold a password: shown redacted.
+#[derive(Clone)]
+pub(crate) struct DatabaseUrl(std::sync::Arc<str>);
+
+impl DatabaseUrl {
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact(&self.0))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -433,6 +488,7 @@ impl Store {
             counters: Default::default(),
             user_views: Default::default(),
             crypt: None,
+            url: (backend == Backend::Postgres).then(|| DatabaseUrl(url.into())),
         })
     }
 
@@ -1006,6 +1062,33 @@ impl Store {
         .bind(to_micros(until))
         .bind(server_id)
         .bind(to_micros(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Who holds the lease of a server, and until when (maybe in the past).
+    pub async fn server_lease(&self, server_id: i64) -> Result<Option<(String, DateTime<Utc>)>> {
+        let row = sqlx::query("SELECT lease_owner, lease_until FROM servers WHERE id = $1")
+            .bind(server_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let owner: Option<String> = row.try_get("lease_owner")?;
+        let until: Option<i64> = row.try_get("lease_until")?;
+        Ok(owner.map(|owner| (owner, from_micros(until.unwrap_or(0)))))
+    }
+
+    /// Move a starting server to `ready`, unless it is no longer starting (a stop came, maybe
+    /// through another replica): false then.
+    pub async fn finish_start(&self, server_id: i64) -> Result<bool> {
+        let _changing = self.bump();
+        let done = sqlx::query(
+            "UPDATE servers SET phase = $1, phase_detail = NULL WHERE id = $2 AND phase = $3",
+        )
+        .bind(Phase::Ready.as_str())
+        .bind(server_id)
+        .bind(Phase::Starting.as_str())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)

@@ -1140,3 +1140,58 @@ async fn hub_secrets(store: &Store) {
     assert_eq!(store.hub_secret("xsrf").await.unwrap(), key);
     assert_ne!(store.hub_secret("other").await.unwrap(), key);
 }
+
+/// Replicas: the leader lease has one holder until it runs out; route changes reach a
+/// listener (PostgreSQL), and go nowhere on SQLite.
+async fn cluster(store: &Store) {
+    use hubfleet_store::cluster::{Change, LEADER};
+    let soon = Utc::now() + Duration::seconds(30);
+    assert!(store.hold_lease(LEADER, "a", soon).await.unwrap());
+    assert!(!store.hold_lease(LEADER, "b", soon).await.unwrap());
+    assert!(
+        store.hold_lease(LEADER, "a", soon).await.unwrap(),
+        "renewed"
+    );
+    assert_eq!(
+        store.lease_holder(LEADER).await.unwrap().map(|(o, _)| o),
+        Some("a".to_string())
+    );
+    // A holder that stops renewing loses it once it runs out.
+    let past = Utc::now() - Duration::seconds(1);
+    assert!(store.hold_lease(LEADER, "a", past).await.unwrap());
+    assert!(store.hold_lease(LEADER, "b", soon).await.unwrap());
+    store.release_hub_lease(LEADER, "a").await.unwrap();
+    assert!(
+        !store.hold_lease(LEADER, "a", soon).await.unwrap(),
+        "not a's to give up"
+    );
+    store.release_hub_lease(LEADER, "b").await.unwrap();
+    assert!(store.hold_lease(LEADER, "a", soon).await.unwrap());
+
+    match store.listen_changes().await.unwrap() {
+        Some(mut listener) => {
+            store.notify_route_changed("alice", "lab").await.unwrap();
+            let change = tokio::time::timeout(std::time::Duration::from_secs(10), listener.next())
+                .await
+                .expect("a notification within 10 s")
+                .unwrap();
+            assert_eq!(change, Change::Routes("alice/lab".into()));
+        }
+        None => {
+            assert_eq!(store.backend(), hubfleet_store::Backend::Sqlite);
+            store.notify_route_changed("alice", "lab").await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn cluster_on_sqlite() {
+    let (store, _dir) = sqlite_store().await;
+    cluster(&store).await;
+}
+
+#[tokio::test]
+async fn cluster_on_postgres() {
+    let store = postgres_store().await;
+    cluster(&store).await;
+}

@@ -219,12 +219,10 @@ fn authenticator(config: &HubConfig, store: &Store) -> Result<DynAuthenticator> 
 
 fn settings(config: &HubConfig) -> Result<Settings> {
     let mut settings = Settings::new(config.hubfleet.listen, config.data_dir());
-    if config.hubfleet.spawner == SpawnerKind::Kubernetes {
-        if let Some(url) = &config.hubfleet.kubernetes.hub_connect_url {
-            // Pods reach the hub's API through a Service, not the address it listens on.
-            settings.internal_base_url = url.trim_end_matches('/').to_string();
-        }
+    if let Some((origin, _)) = hub_connect_origin(config) {
+        settings.internal_base_url = origin;
     }
+    settings.external_proxy = external_proxy(config)?;
     settings.cmd = config.singleuser.cmd.clone();
     settings.python_env = config.python_env();
     settings.default_url = config.singleuser.default_url.clone();
@@ -351,6 +349,76 @@ fn settings(config: &HubConfig) -> Result<Settings> {
     Ok(settings)
 }
 
+/// `hub.config.ConfigurableHTTPProxy.api_url`: the separate proxy the hub drives, with its token
+/// (`auth_token`, else `CONFIGPROXY_AUTH_TOKEN` in the hub's environment, as upstream).
+fn external_proxy(
+    config: &HubConfig,
+) -> Result<Option<hubfleet_hub::external_proxy::ExternalProxy>> {
+    let chp = &config.hub.config.configurable_http_proxy;
+    let Some(api_url) = &chp.api_url else {
+        return Ok(None);
+    };
+    let token = chp
+        .auth_token
+        .clone()
+        .or_else(|| std::env::var("CONFIGPROXY_AUTH_TOKEN").ok())
+        .filter(|t| !t.is_empty());
+    let Some(auth_token) = token else {
+        bail!(
+            "hub.config.ConfigurableHTTPProxy.api_url is set but the proxy's API token is not: \
+             set hub.config.ConfigurableHTTPProxy.auth_token, or CONFIGPROXY_AUTH_TOKEN in the \
+             hub's environment (the same token the proxy was started with)"
+        );
+    };
+    if matches!(
+        config.https_mode(),
+        hubfleet_config::HttpsMode::Terminate(_)
+    ) {
+        bail!(
+            "proxy.https with hub.config.ConfigurableHTTPProxy.api_url: with a separate proxy, \
+             TLS ends at that proxy (`hubfleet proxy --ssl-cert … --ssl-key …`), not at the hub"
+        );
+    }
+    Ok(Some(hubfleet_hub::external_proxy::ExternalProxy {
+        api_url: api_url.clone(),
+        auth_token,
+    }))
+}
+
+/// Where users' servers and services reach the hub's API, when not at the address it listens
+/// on: the origin (`scheme://host[:port]`, the path is the hub's own) of, first to be set,
+/// `hub.config.JupyterHub.hub_connect_url`, `hubfleet.kubernetes.hub_connect_url` (with the
+/// kubernetes spawner), and `hubfleet.public_url` when the database is PostgreSQL (replicas
+/// behind a load balancer). With the key it came from.
+fn hub_connect_origin(config: &HubConfig) -> Option<(String, &'static str)> {
+    let kubernetes = (config.hubfleet.spawner == SpawnerKind::Kubernetes)
+        .then_some(config.hubfleet.kubernetes.hub_connect_url.as_deref())
+        .flatten();
+    let replicated = config.hub.db.kind == hubfleet_config::DbType::Postgres;
+    let public = replicated
+        .then_some(config.hubfleet.public_url.as_deref())
+        .flatten();
+    [
+        (
+            config.hub.config.jupyterhub.hub_connect_url.as_deref(),
+            "hub.config.JupyterHub.hub_connect_url",
+        ),
+        (kubernetes, "hubfleet.kubernetes.hub_connect_url"),
+        (public, "hubfleet.public_url"),
+    ]
+    .into_iter()
+    .find_map(|(url, key)| Some((url_origin(url?)?, key)))
+}
+
+/// `scheme://host[:port]` of an absolute URL (checked when the config was loaded).
+fn url_origin(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    match parsed.origin() {
+        origin @ url::Origin::Tuple(..) => Some(origin.ascii_serialization()),
+        url::Origin::Opaque(_) => None,
+    }
+}
+
 /// `proxy.https` as the hub serves it, when the hub ends TLS itself.
 fn https_options(config: &HubConfig) -> Option<hubfleet_hub::https::HttpsOptions> {
     let hubfleet_config::HttpsMode::Terminate(https) = config.https_mode() else {
@@ -380,6 +448,18 @@ fn https_options(config: &HubConfig) -> Option<hubfleet_hub::https::HttpsOptions
 async fn start_hub(config: &HubConfig) -> Result<Hub> {
     preflight::check(config)?;
     let mut settings = settings(config)?;
+    match hub_connect_origin(config) {
+        Some((url, key)) => {
+            tracing::info!(%url, from = key, "users' servers and services reach the hub's API here")
+        }
+        None if config.hub.db.kind == hubfleet_config::DbType::Postgres => tracing::warn!(
+            "users' servers reach the hub's API at this replica's own address {}: with several \
+             replicas, set hub.config.JupyterHub.hub_connect_url (or hubfleet.public_url) to the \
+             load balancer's, so that servers keep reaching the hub when this replica stops",
+            settings.internal_base_url
+        ),
+        None => {}
+    }
     // The ports are bound here and kept; nothing is created before these checks pass.
     let listener = start_checks::check(config, &mut settings)?;
     let store = open_store(config).await?;
@@ -638,4 +718,54 @@ async fn demo(data_dir: &Path, listen: SocketAddr, python_env: Option<PathBuf>) 
         hub_url(&config, &hub)
     );
     run_until_signal(hub).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(yaml: &str) -> Option<(String, &'static str)> {
+        hub_connect_origin(&HubConfig::from_yaml_str(yaml, "t.yaml").unwrap())
+    }
+
+    #[test]
+    fn where_servers_reach_the_hub() {
+        // Nothing set: the address the hub listens on.
+        assert_eq!(origin(""), None);
+        // hub_connect_url: its origin (upstream puts the hub's own path on it).
+        let jh = "hub:\n  config:\n    JupyterHub:\n      hub_connect_url: http://lb.internal:8000/some/path\n";
+        assert_eq!(
+            origin(jh),
+            Some((
+                "http://lb.internal:8000".into(),
+                "hub.config.JupyterHub.hub_connect_url"
+            ))
+        );
+        // public_url only with PostgreSQL (replicas): with SQLite servers keep the direct
+        // address.
+        let public = "hubfleet:\n  public_url: https://hub.example.org/\n";
+        assert_eq!(origin(public), None);
+        let postgres = "hub:\n  db:\n    type: postgres\n    url: postgresql://db/hub\n";
+        assert_eq!(
+            origin(&format!("{postgres}{public}")),
+            Some(("https://hub.example.org".into(), "hubfleet.public_url"))
+        );
+        // hub_connect_url wins over public_url, and over the kubernetes key.
+        let both = format!(
+            "hub:\n  db:\n    type: postgres\n    url: postgresql://db/hub\n  config:\n    JupyterHub:\n      hub_connect_url: http://lb:80\n{public}"
+        );
+        assert_eq!(origin(&both).unwrap().0, "http://lb");
+        let kube = "hubfleet:\n  spawner: kubernetes\n  kubernetes:\n    hub_connect_url: http://hub:8081\n";
+        assert_eq!(
+            origin(kube),
+            Some((
+                "http://hub:8081".into(),
+                "hubfleet.kubernetes.hub_connect_url"
+            ))
+        );
+        let kube_and_jh = format!(
+            "{kube}hub:\n  config:\n    JupyterHub:\n      hub_connect_url: http://lb:8000\n"
+        );
+        assert_eq!(origin(&kube_and_jh).unwrap().0, "http://lb:8000");
+    }
 }

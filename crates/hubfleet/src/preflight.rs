@@ -24,8 +24,10 @@ pub fn check(config: &HubConfig) -> Result<()> {
 fn check_kubernetes(config: &HubConfig) -> Result<()> {
     if config.hubfleet.kubernetes.separate_proxy {
         bail!(
-            "hubfleet.kubernetes.separate_proxy: hubfleet serve does not send its routes to a separate proxy yet; \
-             remove the key (or set it to false): the proxy then runs inside the hub's pod"
+            "hubfleet.kubernetes.separate_proxy: the manifests of `hubfleet render k8s` do not give the hub \
+             the proxy pod's API address yet; remove the key (or set it to false): the proxy then runs \
+             inside the hub's pod. (A proxy of your own, outside Kubernetes, is driven with \
+             hub.config.ConfigurableHTTPProxy.api_url)"
         );
     }
     Ok(())

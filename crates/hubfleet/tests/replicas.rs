@@ -9,12 +9,14 @@ mod common;
 use std::time::Duration;
 
 use common::{python_env, TestHub, TokenClient};
+#[path = "support/api_load.rs"]
+mod api_load;
 use sqlx::Executor;
 
 const TOKEN: &str = "replica-test-token-0123456789abcdef";
 
 /// A fresh database on the test PostgreSQL server.
-async fn fresh_database() -> String {
+async fn fresh_database(tag: &str) -> String {
     let base = std::env::var("HUBFLEET_TEST_POSTGRES_URL").unwrap_or_else(|_| {
         panic!(
             "HUBFLEET_TEST_POSTGRES_URL is not set: start a server with \
@@ -25,7 +27,7 @@ async fn fresh_database() -> String {
     let admin = sqlx::AnyPool::connect(&base)
         .await
         .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL server at {base}: {e}"));
-    let name = format!("hubfleet_replicas_{}", std::process::id());
+    let name = format!("hubfleet_replicas_{tag}_{}", std::process::id());
     for statement in [
         format!("DROP DATABASE IF EXISTS {name}"),
         format!("CREATE DATABASE {name}"),
@@ -45,7 +47,7 @@ fn replica_config(db_url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn progress_of_a_start_driven_by_another_replica() {
-    let db_url = fresh_database().await;
+    let db_url = fresh_database("progress").await;
     let config = replica_config(&db_url);
     let driving = TestHub::start_with(&config, "", &python_env());
     let watching = TestHub::start_with(&config, "", &python_env());
@@ -115,4 +117,196 @@ async fn progress_of_a_start_driven_by_another_replica() {
         .call(reqwest::Method::GET, "/hub/api/users/ada", None)
         .await;
     assert_eq!(model["servers"][""]["ready"], true, "{model}");
+}
+
+/// The processes of `user`'s servers, whichever replica started them (each has a home under
+/// its own data dir).
+fn server_processes(hubs: &[&TestHub], user: &str) -> Vec<i32> {
+    hubs.iter().flat_map(|hub| hub.server_pids(user)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn starts_and_stops_through_two_replicas_never_run_a_server_twice() {
+    use api_load::{call, client, server_state, TOKEN};
+    let db_url = fresh_database("twice").await;
+    let config = format!(
+        "hub:\n  db:\n    type: postgres\n    url: {db_url}\n  services:\n    ops:\n      admin: true\n      apiToken: {TOKEN}\n  config:\n    JupyterHub:\n      authenticator_class: dummy\nsingleuser:\n  cmd: {}\n  extraEnv:\n    TINY_SERVER_DELAY: '2'\n",
+        api_load::tiny_server_cmd()
+    );
+    let a = TestHub::start_with(&config, "", &python_env());
+    let b = TestHub::start_with(&config, "", &python_env());
+    let (base_a, base_b) = (a.direct_url(""), b.direct_url(""));
+    let http = client();
+    for user in ["ada", "bob"] {
+        let (status, body) = call(
+            &http,
+            &base_a,
+            reqwest::Method::POST,
+            &format!("/hub/api/users/{user}"),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 201, "{body}");
+    }
+
+    // Two starts of one server at once, one through each replica: one server runs.
+    let path = "/hub/api/users/ada/server";
+    let (first, second) = tokio::join!(
+        call(&http, &base_a, reqwest::Method::POST, path, None),
+        call(&http, &base_b, reqwest::Method::POST, path, None)
+    );
+    let statuses = [first.unwrap().0, second.unwrap().0];
+    assert!(
+        statuses.iter().all(|s| [201, 202, 400].contains(s)),
+        "{statuses:?}\n{}\n{}",
+        a.log(),
+        b.log()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while server_state(&http, &base_b, "ada").await != "ready" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ada never ready\n{}\n{}",
+            a.log(),
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        server_processes(&[&a, &b], "ada").len(),
+        1,
+        "one process for ada"
+    );
+
+    // A stop through one replica while the other is starting the server: the start is
+    // cancelled there, nothing runs, and the server can start again.
+    let starting = {
+        let (http, base_a) = (http.clone(), base_a.clone());
+        tokio::spawn(async move {
+            call(
+                &http,
+                &base_a,
+                reqwest::Method::POST,
+                "/hub/api/users/bob/server",
+                None,
+            )
+            .await
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while server_state(&http, &base_b, "bob").await != "pending" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bob's start never showed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = call(
+        &http,
+        &base_b,
+        reqwest::Method::DELETE,
+        "/hub/api/users/bob/server",
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(status == 204 || status == 202, "{status} {body}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while server_state(&http, &base_a, "bob").await != "stopped" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bob's server never stopped\n{}\n{}",
+            a.log(),
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = starting.await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !server_processes(&[&a, &b], "bob").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bob's process outlived the stop\n{}",
+            a.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        a.log().contains("Spawn cancelled"),
+        "the replica starting it cancelled:\n{}",
+        a.log()
+    );
+    let (status, body) = call(
+        &http,
+        &base_b,
+        reqwest::Method::POST,
+        "/hub/api/users/bob/server",
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(status == 201 || status == 202, "{status} {body}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while server_state(&http, &base_a, "bob").await != "ready" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "bob never ready again\n{}",
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        server_processes(&[&a, &b], "bob").len(),
+        1,
+        "one process for bob"
+    );
+
+    // A service added through one replica gets its route on the other; removed, it goes.
+    let (status, body) = call(
+        &http,
+        &base_a,
+        reqwest::Method::POST,
+        "/hub/api/services/web",
+        Some(serde_json::json!({ "url": "http://127.0.0.1:9" })),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let has_route = |base: String| {
+        let http = http.clone();
+        async move {
+            let (_, routes) = call(&http, &base, reqwest::Method::GET, "/hub/api/proxy", None)
+                .await
+                .unwrap();
+            routes.get("/services/web/").is_some()
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !has_route(base_b.clone()).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service's route never reached the other replica\n{}",
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = call(
+        &http,
+        &base_a,
+        reqwest::Method::DELETE,
+        "/hub/api/services/web",
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(status == 200 || status == 204, "{status} {body}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while has_route(base_b.clone()).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service's route stayed on the other replica"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
