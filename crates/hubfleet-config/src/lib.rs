@@ -52,8 +52,8 @@ pub mod values;
 pub use auth::{AuthSettings, OAuthProvider, OAuthSettings, Secret};
 pub use error::{ConfigError, ConfigWarning};
 pub use https::{CertificateSource, HttpsMode, HttpsSettings};
-pub use locate::{KeyPositions, KeySeg};
 pub use ignored::{unsupported_keys, IgnoredKey, UnsupportedKey, IGNORED_KEYS};
+pub use locate::{KeyPositions, KeySeg};
 pub use model::COOKIE_SECRET_MIN_BYTES;
 pub use model::{
     AuthenticatorConfig, AuthenticatorKind, BaseUrl, CookieSecret, Cull, CullerKind, Db, DbType,

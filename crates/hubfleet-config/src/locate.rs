@@ -660,4 +660,3 @@ mod fixture_tests {
         assert!(checked > 1000, "only {checked} keys checked");
     }
 }
-
