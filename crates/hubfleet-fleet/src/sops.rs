@@ -152,8 +152,8 @@ impl Format {
         match self {
             Format::Yaml => serde_yaml_ng::to_string(doc).unwrap_or_default(),
             Format::Json => {
-                let json = serde_json::to_value(doc).unwrap_or(serde_json::Value::Null);
-                let mut s = serde_json::to_string_pretty(&json).unwrap_or_default();
+                // Straight from the document, so that keys keep their order.
+                let mut s = serde_json::to_string_pretty(doc).unwrap_or_default();
                 s.push('\n');
                 s
             }
@@ -162,17 +162,17 @@ impl Format {
 }
 
 fn parse(file: &str, text: &str) -> Result<Value, SopsError> {
-    let doc: Value = match Format::of(text) {
-        Format::Json => serde_json::from_str::<serde_json::Value>(text)
-            .map_err(|e| e.to_string())
-            .and_then(|j| serde_yaml_ng::to_value(j).map_err(|e| e.to_string())),
-        Format::Yaml => serde_yaml_ng::from_str(text).map_err(|e| e.to_string()),
-    }
-    .map_err(|message| SopsError::Parse {
+    // JSON is read as YAML (flow style), which keeps the keys in file order: the MAC is over
+    // the values in that order. Tabs between tokens are not YAML's, so they become spaces
+    // (outside strings JSON has no other use for them; inside strings they are `\t`).
+    let text = match Format::of(text) {
+        Format::Json => text.replace('\t', " "),
+        Format::Yaml => text.to_owned(),
+    };
+    serde_yaml_ng::from_str(&text).map_err(|e| SopsError::Parse {
         file: file.to_owned(),
-        message: format!("not YAML or JSON: {message}"),
-    })?;
-    Ok(doc)
+        message: format!("not YAML or JSON: {e}"),
+    })
 }
 
 fn b64(data: &[u8]) -> String {
@@ -270,7 +270,11 @@ fn typed(file: &str, bytes: Vec<u8>, kind: &str) -> Result<Value, SopsError> {
     };
     Ok(match kind {
         "int" => Value::Number(text.parse::<i64>().map_err(|_| bad("int"))?.into()),
-        "float" => Value::Number(text.parse::<f64>().map_err(|_| bad("float"))?.into()),
+        // sops writes JSON's numbers as floats: `3` stays `3` (as sops prints it).
+        "float" => match text.parse::<i64>() {
+            Ok(i) => Value::Number(i.into()),
+            Err(_) => Value::Number(text.parse::<f64>().map_err(|_| bad("float"))?.into()),
+        },
         "bool" => Value::Bool(match text.to_ascii_lowercase().as_str() {
             "true" | "1" | "t" => true,
             "false" | "0" | "f" => false,
@@ -290,11 +294,7 @@ struct Meta {
 
 /// Walk the leaves in file order with their sops path (map keys only; list items keep their
 /// list's path).
-fn walk(
-    value: &mut Value,
-    path: &mut Vec<String>,
-    f: &mut LeafFn<'_>,
-) -> Result<(), SopsError> {
+fn walk(value: &mut Value, path: &mut Vec<String>, f: &mut LeafFn<'_>) -> Result<(), SopsError> {
     match value {
         Value::Mapping(m) => {
             for (k, v) in m.iter_mut() {
