@@ -68,6 +68,20 @@ pub enum Source {
     Encrypted(String),
 }
 
+impl Source {
+    /// A word for it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Source::Chart => "chart defaults",
+            Source::ChartJsonnet => "chart jsonnet",
+            Source::File => "values",
+            Source::Jsonnet => "jsonnet",
+            Source::Decrypted => "sops, decrypted",
+            Source::Encrypted(_) => "sops, not decrypted: keys only",
+        }
+    }
+}
+
 /// One file of a hub's values.
 #[derive(Debug)]
 pub struct Layer {

@@ -42,6 +42,14 @@ pub enum FleetAction {
         #[arg(long, short)]
         verbose: bool,
     },
+    /// Print a hub's effective values (chart defaults, values.jsonnet and its files, layered),
+    /// what runs it, and what its values ask for that the target does not do.
+    Render {
+        /// The cluster (a folder under config/clusters/).
+        cluster: String,
+        /// The hub (a `name` in its cluster.yaml).
+        hub: String,
+    },
     /// sops files with the age backend.
     Secrets {
         #[command(subcommand)]
@@ -91,6 +99,7 @@ pub fn run(args: FleetArgs) -> ExitCode {
             &cluster,
             verbose,
         ),
+        FleetAction::Render { cluster, hub } => render(args.repo.dir.as_deref(), &cluster, &hub),
         FleetAction::Secrets { action } => secrets(action).map(|()| true),
     };
     match result {
@@ -186,6 +195,60 @@ fn validate(dir: Option<&Path>, clusters: &[String], verbose: bool) -> Result<bo
         }
     );
     Ok(errors == 0)
+}
+
+fn render(dir: Option<&Path>, cluster: &str, hub: &str) -> Result<bool> {
+    let repo = repo(dir)?;
+    let keys = Keyring::from_env();
+    let (cluster, findings) = repo.cluster(cluster)?;
+    let entry = cluster.hub(hub)?.clone();
+    let values = hubfleet_fleet::hub::load(&repo, &cluster, &entry, &keys);
+    let errors: Vec<_> = findings
+        .iter()
+        .chain(values.findings.iter())
+        .filter(|f| f.kind == Kind::Error && f.hub.as_deref().is_none_or(|h| h == entry.name))
+        .collect();
+    if !errors.is_empty() {
+        for f in &errors {
+            eprintln!("{f}");
+        }
+        anyhow::bail!(
+            "{} problems in the values of {}/{}; `hubfleet fleet validate` lists them all",
+            errors.len(),
+            cluster.name,
+            entry.name
+        );
+    }
+    println!(
+        "# {}/{} ({}), {}",
+        cluster.name,
+        entry.name,
+        entry.domain,
+        if entry.is_staging() {
+            "staging"
+        } else {
+            "production"
+        }
+    );
+    println!("# layered, in order:");
+    for layer in &values.layers {
+        println!("#   {} ({})", layer.label, layer.source.name());
+    }
+    match cluster.target() {
+        hubfleet_fleet::Target::Local => println!(
+            "# runs as: a supervised `hubfleet serve` on this machine, behind the fleet's front proxy for Host {}",
+            entry.domain
+        ),
+        hubfleet_fleet::Target::Kubernetes => println!(
+            "# runs as: the manifests of `hubfleet render k8s` in namespace {} (provider {})",
+            entry.name, cluster.provider
+        ),
+    }
+    for f in values.findings.iter().filter(|f| f.kind != Kind::Error) {
+        println!("# note: {f}");
+    }
+    print!("{}", serde_yaml_ng::to_string(&values.merged)?);
+    Ok(true)
 }
 
 fn heading(kind: Kind) -> &'static str {
