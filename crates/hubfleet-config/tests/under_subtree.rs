@@ -36,7 +36,8 @@ fn key_positions_find_keys_and_their_closest_parent() {
             KeySeg::Key("hubs"),
             KeySeg::Index(1),
             KeySeg::Key("missing")
-        ]),
-        (4, 3)
+        ])
+        .0,
+        4
     );
 }
