@@ -16,6 +16,10 @@ pub struct RepoArgs {
     /// the current directory.
     #[arg(long, value_name = "DIR", global = true)]
     dir: Option<PathBuf>,
+    /// The fleet data directory of the local target (hubs' configs, data and logs, what is
+    /// deployed); default: $HUBFLEET_FLEET_DATA_DIR, else ~/.local/share/hubfleet/fleet.
+    #[arg(long, value_name = "DIR", global = true, env = "HUBFLEET_FLEET_DATA_DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 /// `hubfleet fleet …`.
@@ -49,6 +53,47 @@ pub enum FleetAction {
         cluster: String,
         /// The hub (a `name` in its cluster.yaml).
         hub: String,
+    },
+    /// What `deploy` would do, per hub: add, change (with a diff of the effective config),
+    /// remove, unchanged; read from what runs. Exits 0.
+    Plan {
+        /// Only this cluster (repeatable).
+        #[arg(long)]
+        cluster: Vec<String>,
+    },
+    /// Deploy the changed hubs of `provider: local` clusters: staging hubs first, then
+    /// production; a staging hub failing its health check stops its cluster.
+    Deploy {
+        /// Only this cluster (repeatable).
+        #[arg(long)]
+        cluster: Vec<String>,
+        /// Only this hub (with one --cluster); no removals.
+        #[arg(long, requires = "cluster")]
+        hub: Option<String>,
+        /// Hubs started at once in a cluster.
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+        /// The front proxy's address, when it is not running yet ("" for every interface).
+        #[arg(long, default_value = "")]
+        proxy_ip: String,
+        /// The front proxy's port, when it is not running yet.
+        #[arg(long, default_value_t = 8000)]
+        proxy_port: u16,
+    },
+    /// Check a deployed hub: as its `hub-health` service start a server for
+    /// `deployment-service-check`, run print(6*7) in a kernel, stop the server.
+    Health {
+        cluster: String,
+        hub: String,
+    },
+    /// Every deployed hub: version, config revision, process, last health, users, servers.
+    Status,
+    /// Stop every hub (their users' servers first) and the front proxy; what is deployed is
+    /// kept, and `deploy` starts it again.
+    Stop {
+        /// Only this cluster's hubs (repeatable); the front proxy keeps running.
+        #[arg(long)]
+        cluster: Vec<String>,
     },
     /// sops files with the age backend.
     Secrets {
@@ -101,6 +146,31 @@ pub fn run(args: FleetArgs) -> ExitCode {
         ),
         FleetAction::Render { cluster, hub } => render(args.repo.dir.as_deref(), &cluster, &hub),
         FleetAction::Secrets { action } => secrets(action).map(|()| true),
+        FleetAction::Plan { cluster } => {
+            crate::fleet_deploy::plan_cmd(args.repo.dir.as_deref(), &fleet_dir(&args.repo), &cluster)
+        }
+        FleetAction::Deploy {
+            cluster,
+            hub,
+            concurrency,
+            proxy_ip,
+            proxy_port,
+        } => crate::fleet_deploy::deploy_cmd(
+            args.repo.dir.as_deref(),
+            &fleet_dir(&args.repo),
+            &cluster,
+            hub.as_deref(),
+            concurrency.max(1),
+            &proxy_ip,
+            proxy_port,
+        ),
+        FleetAction::Health { cluster, hub } => {
+            crate::fleet_deploy::health_cmd(&fleet_dir(&args.repo), &cluster, &hub)
+        }
+        FleetAction::Status => crate::fleet_deploy::status_cmd(&fleet_dir(&args.repo)),
+        FleetAction::Stop { cluster } => {
+            crate::fleet_deploy::stop_cmd(&fleet_dir(&args.repo), &cluster)
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -112,7 +182,17 @@ pub fn run(args: FleetArgs) -> ExitCode {
     }
 }
 
-fn repo(dir: Option<&Path>) -> Result<Repo> {
+fn fleet_dir(args: &RepoArgs) -> crate::fleet_local::FleetDir {
+    let dir = args.data_dir.clone().unwrap_or_else(|| {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(".local/share/hubfleet/fleet")
+    });
+    crate::fleet_local::FleetDir(std::path::absolute(&dir).unwrap_or(dir))
+}
+
+pub fn repo(dir: Option<&Path>) -> Result<Repo> {
     let start = match dir {
         Some(d) => d.to_path_buf(),
         None => std::env::current_dir().context("cannot read the current directory")?,

@@ -20,6 +20,8 @@ mod backup_cmd;
 mod check_cmd;
 mod env_cmd;
 mod fleet_cmd;
+mod fleet_deploy;
+mod fleet_local;
 mod preflight;
 mod private_files;
 mod proxy_cmd;
