@@ -8,11 +8,17 @@ use futures_util::StreamExt;
 use crate::fleet_cmd::{bar, repo};
 use crate::fleet_local::{self as local, Action, Deployed, Desired, FleetDir};
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?)
+/// Runs futures to completion from the (synchronous) commands, inside `main`'s runtime.
+struct Rt;
+
+impl Rt {
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+    }
+}
+
+fn runtime() -> Result<Rt> {
+    Ok(Rt)
 }
 
 /// The front proxy's port for hubs' public URLs: the running proxy's, else `default`.
