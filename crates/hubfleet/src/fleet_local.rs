@@ -299,8 +299,14 @@ pub fn desired(
         .map(|f| f.to_string())
         .collect();
     if !errors.is_empty() {
+        let encrypted = values.findings.iter().any(|f| f.kind == Kind::Encrypted);
         bail!(
-            "{what} cannot be deployed: its values have problems (an encrypted file needs its age key in SOPS_AGE_KEY_FILE):\n  {}\n`hubfleet fleet validate` lists them all",
+            "{what} cannot be deployed: its values have problems{}:\n  {}\n`hubfleet fleet validate` lists them all",
+            if encrypted {
+                " (an encrypted file is decrypted with its age key from SOPS_AGE_KEY_FILE or SOPS_AGE_KEY)"
+            } else {
+                ""
+            },
             errors.join("\n  ")
         );
     }
