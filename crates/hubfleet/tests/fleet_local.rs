@@ -305,11 +305,15 @@ async fn a_local_fleet_deploys_plans_restarts_only_what_changed_and_removes() {
     for (i, hub) in ["staging", "prod-b"].iter().enumerate() {
         let i = i * 2;
         assert_eq!(fleet.state(hub)["pid"], before[i].0, "{hub} kept running");
-        assert_eq!(fleet.server_pids(hub, "alice"), before[i].1, "{hub}: same server");
+        // The server's process (the first; its children come and go).
+        assert!(
+            fleet.server_pids(hub, "alice").contains(&before[i].1[0]),
+            "{hub}: the same server runs"
+        );
         assert!(fleet.server_answers(hub, "alice").await, "{hub}: server answers");
     }
     // The restarted hub found its user's server again.
-    assert_eq!(fleet.server_pids("prod-a", "alice"), before[1].1);
+    assert!(fleet.server_pids("prod-a", "alice").contains(&before[1].1[0]));
     assert!(fleet.server_answers("prod-a", "alice").await);
     assert!(fleet.ok(&["plan"]).contains("0 to change"));
 
@@ -325,9 +329,10 @@ async fn a_local_fleet_deploys_plans_restarts_only_what_changed_and_removes() {
     let out = fleet.deploy();
     assert!(out.status.success(), "deploy failed");
     assert!(common::live_process_start(prod_b_pid).is_none(), "prod-b stopped");
-    for pid in &before[2].1 {
-        assert!(common::live_process_start(*pid).is_none(), "prod-b's servers stopped");
-    }
+    assert!(
+        common::live_process_start(before[2].1[0]).is_none(),
+        "prod-b's server stopped"
+    );
     assert!(!fleet.data.join("deployed/lab/prod-b.json").exists());
     let kept: Vec<_> = std::fs::read_dir(fleet.data.join("removed/lab"))
         .unwrap()
