@@ -18,7 +18,12 @@ pub struct RepoArgs {
     dir: Option<PathBuf>,
     /// The fleet data directory of the local target (hubs' configs, data and logs, what is
     /// deployed); default: $HUBFLEET_FLEET_DATA_DIR, else ~/.local/share/hubfleet/fleet.
-    #[arg(long, value_name = "DIR", global = true, env = "HUBFLEET_FLEET_DATA_DIR")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        global = true,
+        env = "HUBFLEET_FLEET_DATA_DIR"
+    )]
     data_dir: Option<PathBuf>,
 }
 
@@ -82,10 +87,7 @@ pub enum FleetAction {
     },
     /// Check a deployed hub: as its `hub-health` service start a server for
     /// `deployment-service-check`, run print(6*7) in a kernel, stop the server.
-    Health {
-        cluster: String,
-        hub: String,
-    },
+    Health { cluster: String, hub: String },
     /// Every deployed hub: version, config revision, process, last health, users, servers.
     Status,
     /// Stop every hub (their users' servers first) and the front proxy; what is deployed is
@@ -146,9 +148,11 @@ pub fn run(args: FleetArgs) -> ExitCode {
         ),
         FleetAction::Render { cluster, hub } => render(args.repo.dir.as_deref(), &cluster, &hub),
         FleetAction::Secrets { action } => secrets(action).map(|()| true),
-        FleetAction::Plan { cluster } => {
-            crate::fleet_deploy::plan_cmd(args.repo.dir.as_deref(), &fleet_dir(&args.repo), &cluster)
-        }
+        FleetAction::Plan { cluster } => crate::fleet_deploy::plan_cmd(
+            args.repo.dir.as_deref(),
+            &fleet_dir(&args.repo),
+            &cluster,
+        ),
         FleetAction::Deploy {
             cluster,
             hub,

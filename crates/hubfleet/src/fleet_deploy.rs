@@ -61,8 +61,8 @@ async fn deploy_one(
 ) -> Result<String> {
     let what = format!("{}/{}", desired.cluster, desired.hub);
     let d = dir.clone();
-    let state = tokio::task::spawn_blocking(move || local::start_hub(&d, &desired, old.as_ref()))
-        .await??;
+    let state =
+        tokio::task::spawn_blocking(move || local::start_hub(&d, &desired, old.as_ref())).await??;
     local::route(dir, proxy, &state.domain, Some(state.port)).await?;
     let record = local::health(dir, &state.cluster, &state.hub).await;
     print_health(&what, &record);
@@ -71,7 +71,10 @@ async fn deploy_one(
             "{what}: deployed revision {} (pid {}, port {})",
             state.revision, state.pid, state.port
         )),
-        Some(e) => anyhow::bail!("{what}: deployed revision {} but its health check failed: {e}", state.revision),
+        Some(e) => anyhow::bail!(
+            "{what}: deployed revision {} but its health check failed: {e}",
+            state.revision
+        ),
     }
 }
 
@@ -150,8 +153,9 @@ pub fn deploy_cmd(
     }
     let mut failed = false;
     for (cluster, actions) in by_cluster {
-        let (removals, rest): (Vec<_>, Vec<_>) =
-            actions.into_iter().partition(|a| matches!(a, Action::Remove(_)));
+        let (removals, rest): (Vec<_>, Vec<_>) = actions
+            .into_iter()
+            .partition(|a| matches!(a, Action::Remove(_)));
         let (staging, production): (Vec<_>, Vec<_>) = rest.into_iter().partition(Action::staging);
         let staged: Vec<String> = staging.iter().map(|a| a.key().1).collect();
         let failures = rt.block_on(apply(dir, &proxy, staging, limit, &progress));
@@ -194,7 +198,10 @@ pub fn status_cmd(dir: &FleetDir) -> Result<bool> {
         .proxy()
         .filter(|p| local::process_start(p.pid) == Some(p.start_time));
     match &proxy {
-        Some(p) => println!("front proxy: pid {}, port {} (routes by Host)", p.pid, p.port),
+        Some(p) => println!(
+            "front proxy: pid {}, port {} (routes by Host)",
+            p.pid, p.port
+        ),
         None => println!("front proxy: not running"),
     }
     let mut rows = vec![[

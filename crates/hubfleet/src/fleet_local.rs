@@ -48,7 +48,10 @@ impl FleetDir {
             .join(format!("{hub}.json"))
     }
     fn health_file(&self, cluster: &str, hub: &str) -> PathBuf {
-        self.0.join("health").join(cluster).join(format!("{hub}.json"))
+        self.0
+            .join("health")
+            .join(cluster)
+            .join(format!("{hub}.json"))
     }
     fn proxy_dir(&self) -> PathBuf {
         self.0.join("proxy")
@@ -213,8 +216,7 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
 
 fn write_file(path: &Path, text: &str) -> Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
@@ -332,7 +334,10 @@ pub fn desired(
                     notes.push(format!("left out `{key}`: {}", f.message));
                 }
             }
-            None => notes.push(format!("not run on the local target: `{key}`: {}", f.message)),
+            None => notes.push(format!(
+                "not run on the local target: `{key}`: {}",
+                f.message
+            )),
         }
     }
     let hub_dir = dir.hub_dir(&cluster.name, &entry.name);
@@ -346,7 +351,10 @@ pub fn desired(
             "hub",
             yaml_map(vec![(
                 "services",
-                yaml_map(vec![(SERVICE, yaml_map(vec![("admin", Value::Bool(true))]))]),
+                yaml_map(vec![(
+                    SERVICE,
+                    yaml_map(vec![("admin", Value::Bool(true))]),
+                )]),
             )]),
         ),
         (
@@ -431,7 +439,9 @@ pub enum Action {
 impl Action {
     pub fn key(&self) -> (String, String) {
         match self {
-            Action::Add(d) | Action::Change { desired: d, .. } => (d.cluster.clone(), d.hub.clone()),
+            Action::Add(d) | Action::Change { desired: d, .. } => {
+                (d.cluster.clone(), d.hub.clone())
+            }
             Action::Unchanged(s) | Action::Remove(s) => (s.cluster.clone(), s.hub.clone()),
         }
     }
@@ -553,7 +563,10 @@ pub fn print_plan(plan: &Plan, dir: &FleetDir) -> usize {
         match a {
             Action::Add(d) => {
                 counts[0] += 1;
-                println!("{c}/{h}: add ({kind}, {}, revision {})", d.domain, d.revision);
+                println!(
+                    "{c}/{h}: add ({kind}, {}, revision {})",
+                    d.domain, d.revision
+                );
                 for n in &d.notes {
                     println!("  note: {n}");
                 }
@@ -682,7 +695,12 @@ fn http() -> reqwest::Client {
 }
 
 /// Add (or replace) the front proxy's route for a hub's domain.
-pub async fn route(dir: &FleetDir, proxy: &ProxyState, domain: &str, port: Option<u16>) -> Result<()> {
+pub async fn route(
+    dir: &FleetDir,
+    proxy: &ProxyState,
+    domain: &str,
+    port: Option<u16>,
+) -> Result<()> {
     let token = std::fs::read_to_string(dir.proxy_dir().join("token"))?;
     let url = format!(
         "http://127.0.0.1:{}/api/routes/{}",
@@ -701,7 +719,10 @@ pub async fn route(dir: &FleetDir, proxy: &ProxyState, domain: &str, port: Optio
         .await
         .context("cannot reach the front proxy's API")?;
     if !resp.status().is_success() && resp.status() != reqwest::StatusCode::NOT_FOUND {
-        bail!("the front proxy refused the route for {domain}: {}", resp.status());
+        bail!(
+            "the front proxy refused the route for {domain}: {}",
+            resp.status()
+        );
     }
     Ok(())
 }
@@ -712,8 +733,7 @@ fn hub_health_ok(port: u16) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s
-        .write_all(b"GET /hub/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    if s.write_all(b"GET /hub/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .is_err()
     {
         return false;
@@ -748,7 +768,10 @@ pub fn start_hub(dir: &FleetDir, want: &Desired, old: Option<&Deployed>) -> Resu
             "hub",
             yaml_map(vec![(
                 "services",
-                yaml_map(vec![(SERVICE, yaml_map(vec![("apiToken", Value::from(token()))]))]),
+                yaml_map(vec![(
+                    SERVICE,
+                    yaml_map(vec![("apiToken", Value::from(token()))]),
+                )]),
             )]),
         )]);
         write_private(&secret, &serde_yaml_ng::to_string(&doc)?)?;
@@ -784,7 +807,10 @@ pub fn start_hub(dir: &FleetDir, want: &Desired, old: Option<&Deployed>) -> Resu
         }
         if Instant::now() > deadline {
             signal(pid, nix::sys::signal::Signal::SIGKILL);
-            bail!("{what}: the hub did not answer /hub/health within 60 s; see {}", log_path.display());
+            bail!(
+                "{what}: the hub did not answer /hub/health within 60 s; see {}",
+                log_path.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -869,7 +895,10 @@ pub async fn stop_hub(dir: &FleetDir, state: &Deployed) -> Result<()> {
 /// Remove a hub: stop it, drop its route, move its directory under `removed/`.
 pub async fn remove_hub(dir: &FleetDir, state: &Deployed) -> Result<PathBuf> {
     stop_hub(dir, state).await?;
-    if let Some(proxy) = dir.proxy().filter(|p| process_start(p.pid) == Some(p.start_time)) {
+    if let Some(proxy) = dir
+        .proxy()
+        .filter(|p| process_start(p.pid) == Some(p.start_time))
+    {
         let _ = route(dir, &proxy, &state.domain, None).await;
     }
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
@@ -881,9 +910,8 @@ pub async fn remove_hub(dir: &FleetDir, state: &Deployed) -> Result<PathBuf> {
     std::fs::create_dir_all(kept.parent().unwrap_or(&dir.0))?;
     let hub_dir = dir.hub_dir(&state.cluster, &state.hub);
     if hub_dir.exists() {
-        std::fs::rename(&hub_dir, &kept).with_context(|| {
-            format!("cannot move {} to {}", hub_dir.display(), kept.display())
-        })?;
+        std::fs::rename(&hub_dir, &kept)
+            .with_context(|| format!("cannot move {} to {}", hub_dir.display(), kept.display()))?;
     }
     write_file(
         &kept.join("deployed.json"),
@@ -903,7 +931,10 @@ pub async fn health(dir: &FleetDir, cluster: &str, hub: &str) -> HealthRecord {
     let revision = dir
         .deployed(&[cluster.to_owned()])
         .ok()
-        .and_then(|d| d.get(&(cluster.to_owned(), hub.to_owned())).map(|s| s.revision.clone()))
+        .and_then(|d| {
+            d.get(&(cluster.to_owned(), hub.to_owned()))
+                .map(|s| s.revision.clone())
+        })
         .unwrap_or_default();
     let record = HealthRecord {
         ok: result.is_ok(),
@@ -964,32 +995,51 @@ async fn health_steps(
             .header("Authorization", &auth)
     };
     timed(steps, "create user", async {
-        let r = api(reqwest::Method::POST, &format!("/hub/api/users/{user}")).send().await?;
+        let r = api(reqwest::Method::POST, &format!("/hub/api/users/{user}"))
+            .send()
+            .await?;
         if !(r.status().is_success() || r.status() == reqwest::StatusCode::CONFLICT) {
-            bail!("POST /hub/api/users/{user}: {}: {}", r.status(), r.text().await?);
+            bail!(
+                "POST /hub/api/users/{user}: {}: {}",
+                r.status(),
+                r.text().await?
+            );
         }
         Ok(())
     })
     .await?;
     let server_url = timed(steps, "start server", async {
-        let r = api(reqwest::Method::POST, &format!("/hub/api/users/{user}/server")).send().await?;
+        let r = api(
+            reqwest::Method::POST,
+            &format!("/hub/api/users/{user}/server"),
+        )
+        .send()
+        .await?;
         if !(r.status().is_success() || r.status() == reqwest::StatusCode::BAD_REQUEST) {
-            bail!("POST /hub/api/users/{user}/server: {}: {}", r.status(), r.text().await?);
+            bail!(
+                "POST /hub/api/users/{user}/server: {}: {}",
+                r.status(),
+                r.text().await?
+            );
         }
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let model: serde_json::Value = api(reqwest::Method::GET, &format!("/hub/api/users/{user}"))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
+            let model: serde_json::Value =
+                api(reqwest::Method::GET, &format!("/hub/api/users/{user}"))
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?;
             let server = &model["servers"][""];
             if server["ready"] == true {
                 return Ok(server["url"].as_str().unwrap_or("/user/x/").to_owned());
             }
             if server.is_null() {
-                bail!("the server stopped while starting; the hub's log: {}", dir.hub_dir(cluster, hub).join("hub.log").display());
+                bail!(
+                    "the server stopped while starting; the hub's log: {}",
+                    dir.hub_dir(cluster, hub).join("hub.log").display()
+                );
             }
             if Instant::now() > deadline {
                 bail!("the server was not ready within 120 s");
@@ -998,20 +1048,35 @@ async fn health_steps(
         }
     })
     .await?;
-    let result = run_code(&client, &base, &server_url, &auth, &proxy, &state.domain, steps).await;
+    let result = run_code(
+        &client,
+        &base,
+        &server_url,
+        &auth,
+        &proxy,
+        &state.domain,
+        steps,
+    )
+    .await;
     let stopped = timed(steps, "stop server", async {
-        let r = api(reqwest::Method::DELETE, &format!("/hub/api/users/{user}/server")).send().await?;
+        let r = api(
+            reqwest::Method::DELETE,
+            &format!("/hub/api/users/{user}/server"),
+        )
+        .send()
+        .await?;
         if !r.status().is_success() && r.status() != reqwest::StatusCode::BAD_REQUEST {
             bail!("DELETE /hub/api/users/{user}/server: {}", r.status());
         }
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let model: serde_json::Value = api(reqwest::Method::GET, &format!("/hub/api/users/{user}"))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
+            let model: serde_json::Value =
+                api(reqwest::Method::GET, &format!("/hub/api/users/{user}"))
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?;
             if model["servers"].get("").is_none() {
                 return Ok(());
             }
@@ -1090,10 +1155,13 @@ async fn run_code(
                     continue;
                 }
                 match reply["msg_type"].as_str() {
-                    Some("stream") => output.push_str(reply["content"]["text"].as_str().unwrap_or("")),
+                    Some("stream") => {
+                        output.push_str(reply["content"]["text"].as_str().unwrap_or(""))
+                    }
                     Some("error") => bail!(
                         "the code raised {}: {}",
-                        reply["content"]["ename"], reply["content"]["evalue"]
+                        reply["content"]["ename"],
+                        reply["content"]["evalue"]
                     ),
                     Some("status") if reply["content"]["execution_state"] == "idle" => {
                         return Ok(())

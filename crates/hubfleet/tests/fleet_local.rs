@@ -136,7 +136,11 @@ impl Fleet {
             .send()
             .await
             .unwrap();
-        assert!(r.status().is_success() || r.status() == 409, "{}", r.status());
+        assert!(
+            r.status().is_success() || r.status() == 409,
+            "{}",
+            r.status()
+        );
         let r = c
             .post(self.url(hub, &format!("/hub/api/users/{user}/server")))
             .header("Authorization", &auth)
@@ -158,7 +162,10 @@ impl Fleet {
             if model["servers"][""]["ready"] == true {
                 return;
             }
-            assert!(Instant::now() < deadline, "{hub}: {user}'s server never got ready");
+            assert!(
+                Instant::now() < deadline,
+                "{hub}: {user}'s server never got ready"
+            );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
@@ -174,11 +181,7 @@ impl Fleet {
     }
 
     fn server_pids(&self, hub: &str, user: &str) -> Vec<i32> {
-        let mut pids = processes_in(
-            &self
-                .data
-                .join(format!("hubs/lab/{hub}/data/homes/{user}")),
-        );
+        let mut pids = processes_in(&self.data.join(format!("hubs/lab/{hub}/data/homes/{user}")));
         pids.sort();
         pids
     }
@@ -193,7 +196,11 @@ impl Drop for Fleet {
         // Whatever is left (a hub `stop` could not reach, users' servers): by their pids.
         let mut pids = processes_in(&self.data);
         for dir in ["deployed/lab", "proxy"] {
-            for e in std::fs::read_dir(self.data.join(dir)).into_iter().flatten().flatten() {
+            for e in std::fs::read_dir(self.data.join(dir))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 if let Ok(text) = std::fs::read_to_string(e.path()) {
                     if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
                         if let Some(pid) = v["pid"].as_i64() {
@@ -217,8 +224,8 @@ fn write(path: &Path, text: &str) {
 }
 
 fn cluster_yaml(hubs: &[&str]) -> String {
-    let mut s = "name: lab\nprovider: local\nmetadata: {2i2c: {hubspot_deal_id: 1}}\nhubs:\n"
-        .to_owned();
+    let mut s =
+        "name: lab\nprovider: local\nmetadata: {2i2c: {hubspot_deal_id: 1}}\nhubs:\n".to_owned();
     for hub in hubs {
         s.push_str(&format!(
             "- name: {hub}\n  domain: {hub}.lab.test\n  helm_chart: basehub\n  helm_chart_values_files: [common.values.yaml, {hub}.values.yaml]\n"
@@ -240,13 +247,18 @@ async fn a_local_fleet_deploys_plans_restarts_only_what_changed_and_removes() {
     let fleet = Fleet::new();
     fleet.ok(&["validate"]);
     let plan = fleet.ok(&["plan"]);
-    assert!(plan.contains("plan: 3 to add, 0 to change, 0 to remove"), "{plan}");
+    assert!(
+        plan.contains("plan: 3 to add, 0 to change, 0 to remove"),
+        "{plan}"
+    );
 
     // Deploy: staging first, each hub checked.
     let out = fleet.deploy();
     assert!(out.status.success(), "deploy failed");
     let text = stdout(&out);
-    let staging_at = text.find("lab/staging: deployed").expect("staging deployed");
+    let staging_at = text
+        .find("lab/staging: deployed")
+        .expect("staging deployed");
     for hub in ["prod-a", "prod-b"] {
         let at = text
             .find(&format!("lab/{hub}: deployed"))
@@ -301,7 +313,11 @@ async fn a_local_fleet_deploys_plans_restarts_only_what_changed_and_removes() {
     let out = fleet.deploy();
     assert!(out.status.success(), "deploy failed");
     assert!(!stdout(&out).contains("lab/staging: deployed"));
-    assert_ne!(fleet.state("prod-a")["pid"], before[1].0, "prod-a restarted");
+    assert_ne!(
+        fleet.state("prod-a")["pid"],
+        before[1].0,
+        "prod-a restarted"
+    );
     for (i, hub) in ["staging", "prod-b"].iter().enumerate() {
         let i = i * 2;
         assert_eq!(fleet.state(hub)["pid"], before[i].0, "{hub} kept running");
@@ -310,10 +326,15 @@ async fn a_local_fleet_deploys_plans_restarts_only_what_changed_and_removes() {
             fleet.server_pids(hub, "alice").contains(&before[i].1[0]),
             "{hub}: the same server runs"
         );
-        assert!(fleet.server_answers(hub, "alice").await, "{hub}: server answers");
+        assert!(
+            fleet.server_answers(hub, "alice").await,
+            "{hub}: server answers"
+        );
     }
     // The restarted hub found its user's server again.
-    assert!(fleet.server_pids("prod-a", "alice").contains(&before[1].1[0]));
+    assert!(fleet
+        .server_pids("prod-a", "alice")
+        .contains(&before[1].1[0]));
     assert!(fleet.server_answers("prod-a", "alice").await);
     assert!(fleet.ok(&["plan"]).contains("0 to change"));
 
@@ -324,11 +345,17 @@ async fn a_local_fleet_deploys_plans_restarts_only_what_changed_and_removes() {
     );
     let plan = fleet.ok(&["plan"]);
     assert!(plan.contains("lab/prod-b: remove"), "{plan}");
-    assert!(plan.contains("plan: 0 to add, 0 to change, 1 to remove"), "{plan}");
+    assert!(
+        plan.contains("plan: 0 to add, 0 to change, 1 to remove"),
+        "{plan}"
+    );
     let prod_b_pid = fleet.state("prod-b")["pid"].as_i64().unwrap() as i32;
     let out = fleet.deploy();
     assert!(out.status.success(), "deploy failed");
-    assert!(common::live_process_start(prod_b_pid).is_none(), "prod-b stopped");
+    assert!(
+        common::live_process_start(prod_b_pid).is_none(),
+        "prod-b stopped"
+    );
     assert!(
         common::live_process_start(before[2].1[0]).is_none(),
         "prod-b's server stopped"
@@ -345,7 +372,10 @@ async fn a_local_fleet_deploys_plans_restarts_only_what_changed_and_removes() {
         .unwrap()
         .to_string_lossy()
         .starts_with("prod-b-"));
-    assert!(kept[0].join("data/homes/alice").is_dir(), "prod-b's data kept");
+    assert!(
+        kept[0].join("data/homes/alice").is_dir(),
+        "prod-b's data kept"
+    );
     assert!(fleet.ok(&["plan"]).contains("0 to remove"));
 
     // A staging hub failing its health check blocks production.
@@ -361,7 +391,10 @@ async fn a_local_fleet_deploys_plans_restarts_only_what_changed_and_removes() {
     let plan = fleet.ok(&["plan"]);
     assert!(plan.contains("2 to change"), "{plan}");
     let out = fleet.deploy();
-    assert!(!out.status.success(), "a failed staging hub fails the deploy");
+    assert!(
+        !out.status.success(),
+        "a failed staging hub fails the deploy"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("lab/staging"), "{err}");
     assert!(err.contains("production hubs"), "{err}");
