@@ -99,7 +99,7 @@ enum Command {
         #[command(subcommand)]
         what: render_cmd::RenderWhat,
     },
-    /// Many hubs from one repository laid out as 2i2c's infrastructure: validate, secrets.
+    /// Many hubs from one repository laid out as 2i2c's infrastructure: validate, render, secrets, plan, deploy, health, status, stop.
     Fleet(fleet_cmd::FleetArgs),
     /// Manage the hub's users: list, add, remove, admin, approve.
     Users {
