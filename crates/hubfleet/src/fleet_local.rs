@@ -949,6 +949,17 @@ pub async fn health(dir: &FleetDir, cluster: &str, hub: &str) -> HealthRecord {
     record
 }
 
+/// A refused API call: its status and the first line of the hub's message.
+async fn answer(r: reqwest::Response) -> String {
+    let status = r.status();
+    let body = r.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_owned))
+        .unwrap_or(body);
+    format!("{status}: {}", message.lines().next().unwrap_or_default())
+}
+
 async fn timed<T>(
     steps: &mut Vec<(String, f64)>,
     name: &str,
@@ -999,11 +1010,7 @@ async fn health_steps(
             .send()
             .await?;
         if !(r.status().is_success() || r.status() == reqwest::StatusCode::CONFLICT) {
-            bail!(
-                "POST /hub/api/users/{user}: {}: {}",
-                r.status(),
-                r.text().await?
-            );
+            bail!("POST /hub/api/users/{user}: {}", answer(r).await);
         }
         Ok(())
     })
@@ -1017,9 +1024,12 @@ async fn health_steps(
         .await?;
         if !(r.status().is_success() || r.status() == reqwest::StatusCode::BAD_REQUEST) {
             bail!(
-                "POST /hub/api/users/{user}/server: {}: {}",
-                r.status(),
-                r.text().await?
+                "POST /hub/api/users/{user}/server: {}; the server's log: {}",
+                answer(r).await,
+                dir.hub_dir(cluster, hub)
+                    .join("data/logs")
+                    .join(format!("{user}.log"))
+                    .display()
             );
         }
         let deadline = Instant::now() + Duration::from_secs(120);
