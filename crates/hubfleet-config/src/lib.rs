@@ -41,11 +41,11 @@ pub mod fixtures;
 pub mod https;
 mod ignored;
 mod load;
-mod locate;
+pub(crate) mod locate;
 mod model;
 pub mod pages;
 pub mod profiles;
-mod suggest;
+pub mod suggest;
 mod validate;
 pub mod values;
 
@@ -53,6 +53,7 @@ pub use auth::{AuthSettings, OAuthProvider, OAuthSettings, Secret};
 pub use error::{ConfigError, ConfigWarning};
 pub use https::{CertificateSource, HttpsMode, HttpsSettings};
 pub use ignored::{unsupported_keys, IgnoredKey, UnsupportedKey, IGNORED_KEYS};
+pub use locate::{KeyPositions, KeySeg};
 pub use model::COOKIE_SECRET_MIN_BYTES;
 pub use model::{
     ApiRateLimit, AuthenticatorConfig, AuthenticatorKind, BaseUrl, CookieSecret, Cull, CullerKind,
@@ -122,6 +123,10 @@ pub struct ConfigSource {
     pub text: String,
     /// The file's absolute path, if it is a file.
     pub path: Option<PathBuf>,
+    /// The key path of the subtree that holds the hub's values (`["jupyterhub"]` for 2i2c's
+    /// basehub files, `["basehub", "jupyterhub"]` for daskhub), empty for the whole file.
+    /// Findings keep their line in the file; their key paths are within the subtree.
+    pub under: Vec<String>,
 }
 
 impl ConfigSource {
@@ -135,6 +140,7 @@ impl ConfigSource {
             label: path.display().to_string(),
             text,
             path: Some(std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())),
+            under: Vec::new(),
         })
     }
 
@@ -144,7 +150,19 @@ impl ConfigSource {
             label: label.to_owned(),
             text: text.to_owned(),
             path: None,
+            under: Vec::new(),
         }
+    }
+
+    /// Read only the subtree at the dotted `key` of this file (`jupyterhub`,
+    /// `basehub.jupyterhub`); `.` or an empty key for the whole file.
+    pub fn under(mut self, key: &str) -> ConfigSource {
+        self.under = key
+            .split('.')
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .collect();
+        self
     }
 }
 

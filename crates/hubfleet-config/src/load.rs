@@ -85,6 +85,8 @@ pub(crate) struct Layer {
     label: String,
     text: String,
     index: KeyIndex,
+    /// The subtree of the file that is read (empty: all of it).
+    under: Vec<Seg>,
 }
 
 /// Where findings point: the files (in the order they were layered) and the merged document.
@@ -443,9 +445,20 @@ impl Ctx<'_> {
 }
 
 impl Layer {
-    fn new(label: String, text: String) -> Layer {
+    fn new(label: String, text: String, under: Vec<String>) -> Layer {
         let index = KeyIndex::build(&text);
-        Layer { label, text, index }
+        let under: Vec<Seg> = under.into_iter().map(Seg::Key).collect();
+        let index = if under.is_empty() {
+            index
+        } else {
+            index.rebase(&KeyPath(under.clone()))
+        };
+        Layer {
+            label,
+            text,
+            index,
+            under,
+        }
     }
 
     fn error(&self, pos: Pos, key: Option<String>, message: String) -> ConfigError {
@@ -463,6 +476,12 @@ impl Layer {
         let mut doc: Value =
             serde_yaml_ng::from_str(&self.text).map_err(|e| self.syntax_error(&e))?;
         doc.apply_merge().map_err(|e| self.syntax_error(&e))?;
+        if !self.under.is_empty() {
+            doc = KeyPath(self.under.clone())
+                .get(&doc)
+                .cloned()
+                .unwrap_or(Value::Null);
+        }
         match doc {
             Value::Null | Value::Mapping(_) => Ok(doc),
             _ => Err(self.error(
@@ -586,7 +605,7 @@ pub(crate) fn load(sources: Vec<ConfigSource>) -> Loaded {
     let source = sources.iter().rev().find_map(|s| s.path.clone());
     let layers: Vec<Layer> = sources
         .into_iter()
-        .map(|s| Layer::new(s.label, s.text))
+        .map(|s| Layer::new(s.label, s.text, s.under))
         .collect();
     let mut findings = Findings::default();
     let mut merged = Value::Null;

@@ -210,6 +210,27 @@ impl KeyIndex {
             })
     }
 
+    /// The entries under `prefix`, with `prefix` taken off their paths (a file's subtree read
+    /// as if it were the whole file; positions stay those of the file).
+    pub(crate) fn rebase(self, prefix: &KeyPath) -> KeyIndex {
+        let strip = |path: &KeyPath| -> Option<KeyPath> {
+            (path.0.len() > prefix.0.len() && prefix.is_prefix_of(path))
+                .then(|| KeyPath(path.0[prefix.0.len()..].to_vec()))
+        };
+        KeyIndex {
+            entries: self
+                .entries
+                .iter()
+                .filter_map(|(k, v)| strip(k).map(|k| (k, *v)))
+                .collect(),
+            duplicates: self
+                .duplicates
+                .iter()
+                .filter_map(|(k, p)| strip(k).map(|k| (k, *p)))
+                .collect(),
+        }
+    }
+
     fn lookup(&self, path: &KeyPath, prefer_value: bool) -> Pos {
         let mut segs = path.0.as_slice();
         loop {
@@ -405,6 +426,52 @@ impl MarkedEventReceiver for Builder {
             | Event::DocumentEnd
             | Event::Nothing => {}
         }
+    }
+}
+
+/// One step of a key path, for [`KeyPositions`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySeg<'a> {
+    /// A mapping key.
+    Key(&'a str),
+    /// A list index.
+    Index(usize),
+}
+
+/// Where the keys of a YAML text are: for tools that check values themselves (a JSON schema)
+/// and need to point at the line of a key path.
+#[derive(Debug, Default)]
+pub struct KeyPositions(KeyIndex);
+
+impl KeyPositions {
+    /// Index the keys of `yaml` (a text that is not YAML gives what could be read).
+    pub fn of(yaml: &str) -> KeyPositions {
+        KeyPositions(KeyIndex::build(yaml))
+    }
+
+    fn path(segs: &[KeySeg<'_>]) -> KeyPath {
+        KeyPath(
+            segs.iter()
+                .map(|s| match s {
+                    KeySeg::Key(k) => Seg::Key((*k).to_owned()),
+                    KeySeg::Index(i) => Seg::Index(*i),
+                })
+                .collect(),
+        )
+    }
+
+    /// The 1-based (line, column) of exactly this key path, if the text spells it out.
+    pub fn exact(&self, segs: &[KeySeg<'_>]) -> Option<(usize, usize)> {
+        self.0
+            .exact(&Self::path(segs), false)
+            .map(|p| (p.line, p.column))
+    }
+
+    /// The 1-based (line, column) of the key path, else of its closest enclosing key that the
+    /// text spells out, else (1, 1).
+    pub fn find(&self, segs: &[KeySeg<'_>]) -> (usize, usize) {
+        let pos = self.0.key_pos(&Self::path(segs));
+        (pos.line, pos.column)
     }
 }
 

@@ -38,7 +38,7 @@ fn fold(s: &str) -> String {
 
 /// The candidate closest to `wrong`, if it is close enough to be a plausible typo: the same key
 /// up to case and `_`/`-`, or within an edit distance of a third of its length (at least 1).
-pub(crate) fn nearest<'a>(wrong: &str, candidates: &[&'a str]) -> Option<&'a str> {
+pub fn nearest<'a>(wrong: &str, candidates: &[&'a str]) -> Option<&'a str> {
     let folded = fold(wrong);
     if let Some(exact) = candidates.iter().find(|c| fold(c) == folded) {
         return Some(exact);

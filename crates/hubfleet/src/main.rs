@@ -19,6 +19,9 @@ use hubfleet_store::Store;
 mod backup_cmd;
 mod check_cmd;
 mod env_cmd;
+mod fleet_cmd;
+mod fleet_deploy;
+mod fleet_local;
 mod preflight;
 mod private_files;
 mod proxy_cmd;
@@ -96,6 +99,8 @@ enum Command {
         #[command(subcommand)]
         what: render_cmd::RenderWhat,
     },
+    /// Many hubs from one repository laid out as 2i2c's infrastructure: validate, render, secrets, plan, deploy, health, status, stop.
+    Fleet(fleet_cmd::FleetArgs),
     /// Manage the hub's users: list, add, remove, admin, approve.
     Users {
         /// The hub's config file (for the database location); before or after the action.
@@ -154,6 +159,9 @@ async fn run(ambient_cleared: Result<(), caps::errors::CapsError>) -> std::proce
     if let Command::Render { what } = cli.command {
         return render_cmd::run(what, Some(&matches));
     }
+    if let Command::Fleet(args) = cli.command {
+        return fleet_cmd::run(args);
+    }
     let default_filter = match &cli.command {
         Command::Proxy(args) => match proxy_cmd::log_filter(&args.flags.log_level) {
             Ok(filter) => filter,
@@ -193,6 +201,7 @@ async fn run(ambient_cleared: Result<(), caps::errors::CapsError>) -> std::proce
             action,
         } => users_cmd::run(&config, &data_dir, action).await,
         Command::Render { what } => return render_cmd::run(what, None),
+        Command::Fleet(args) => return fleet_cmd::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
