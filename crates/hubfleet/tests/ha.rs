@@ -356,6 +356,25 @@ async fn a_replica_killed_under_load_loses_nothing_but_requests_in_flight() {
             .contains("this replica leads"),
         "the replica started first led"
     );
+    // The managed services (z2jh's idle culler) moved with it: the survivor waited, then
+    // started them.
+    let survivor_log = survivor.log();
+    assert!(
+        survivor_log.contains("service waits for this replica to lead service=idle-culler"),
+        "{survivor_log}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !survivor
+        .log()
+        .contains("service started service=idle-culler")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the survivor never started the idle culler\n{}",
+            survivor.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // New spawns work: every user not running yet (a new one, and any whose start failed).
     for user in users[6..].iter() {
