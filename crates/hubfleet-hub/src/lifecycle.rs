@@ -160,6 +160,9 @@ const LEASE: chrono::Duration = chrono::Duration::seconds(30);
 const LEASE_RENEWAL: Duration = Duration::from_secs(10);
 /// How often a replica driving a start looks whether a stop came through another one.
 const REMOTE_STOP_CHECK: Duration = Duration::from_secs(1);
+/// How much longer than the start timeout a spawner's `start` may take before the hub gives up
+/// on it: spawners that keep the timeout themselves report first, with their reason.
+const SPAWNER_GRACE: Duration = Duration::from_secs(10);
 /// Time a server gets between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// The progress (percent) of a start when the spawner is asked to start the server, and when
@@ -657,21 +660,25 @@ impl Lifecycle {
             )
             .await;
             // A spawner whose start never returns (an API that stops answering) is bound by
-            // the start timeout too.
+            // the start timeout too, with a grace for spawners that keep that timeout themselves
+            // and say why the start did not finish (the kubernetes spawner).
             let deadline = started_at + settings.start_timeout;
+            let spawner_deadline = deadline + SPAWNER_GRACE;
             let starting = self.start_reporting(&user.name, server, &spec);
-            let mut started = match tokio::time::timeout_at(deadline.into(), starting).await {
-                Ok(started) => started.map_err(|e| match e {
-                    SpawnError::Refused(_) => StartFailure::refused(e.to_string()),
-                    other => StartFailure::from(other.to_string()),
-                })?,
-                Err(_) => {
-                    return Err(StartFailure::from(format!(
-                        "the spawner did not start the server within the start timeout ({} s, singleuser.startTimeout)",
-                        settings.start_timeout.as_secs()
-                    )))
-                }
-            };
+            let mut started =
+                match tokio::time::timeout_at(spawner_deadline.into(), starting).await {
+                    Ok(started) => started.map_err(|e| match e {
+                        SpawnError::Refused(_) => StartFailure::refused(e.to_string()),
+                        other => StartFailure::from(other.to_string()),
+                    })?,
+                    Err(_) => {
+                        return Err(StartFailure::from(format!(
+                            "the spawner did not start the server within the start timeout ({} s, singleuser.startTimeout, and {} s more)",
+                            settings.start_timeout.as_secs(),
+                            SPAWNER_GRACE.as_secs()
+                        )))
+                    }
+                };
             if let Some(state) = started.state.as_object_mut() {
                 // For admins: the server model's `state` shows what the server got.
                 state.insert("profile".into(), spec.profile.resolved.summary());

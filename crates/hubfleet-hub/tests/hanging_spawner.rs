@@ -157,7 +157,7 @@ async fn a_hanging_start_times_out_and_other_starts_are_unaffected() {
         "{reason} (start answered {status} {body})"
     );
     println!(
-        "other starts ready after {:.2} s; the stuck one failed after {:.2} s (timeout 3 s): {reason}",
+        "other starts ready after {:.2} s; the stuck one failed after {:.2} s (timeout 3 s, and 10 s for the spawner): {reason}",
         others_ready.as_secs_f64(),
         began.elapsed().as_secs_f64()
     );

@@ -19,15 +19,15 @@ pub fn check(config: &HubConfig) -> Result<()> {
     Ok(())
 }
 
-/// What `hubfleet render k8s` writes but this build cannot run yet: a clear stop rather than a
-/// hub that starts local processes inside its pod, or whose users' routes never reach the proxy.
+/// A proxy in a pod of its own (`hubfleet.kubernetes.separate_proxy`) that the hub has no API
+/// address for: a clear stop rather than a hub whose users' routes never reach the proxy.
 fn check_kubernetes(config: &HubConfig) -> Result<()> {
-    if config.hubfleet.kubernetes.separate_proxy {
+    let drives_a_proxy = config.hub.config.configurable_http_proxy.api_url.is_some();
+    if config.hubfleet.kubernetes.separate_proxy && !drives_a_proxy {
         bail!(
-            "hubfleet.kubernetes.separate_proxy: the manifests of `hubfleet render k8s` do not give the hub \
-             the proxy pod's API address yet; remove the key (or set it to false): the proxy then runs \
-             inside the hub's pod. (A proxy of your own, outside Kubernetes, is driven with \
-             hub.config.ConfigurableHTTPProxy.api_url)"
+            "hubfleet.kubernetes.separate_proxy: the proxy runs in a pod of its own, but the hub does not know \
+             its API: set hub.config.ConfigurableHTTPProxy.api_url (`hubfleet render k8s` writes it, with \
+             the token as CONFIGPROXY_AUTH_TOKEN), or remove separate_proxy to run the proxy inside the hub's pod"
         );
     }
     Ok(())
@@ -86,7 +86,7 @@ mod tests {
     }
 
     #[test]
-    fn a_separate_proxy_is_refused_until_serve_can_drive_one() {
+    fn a_separate_proxy_needs_its_api_url() {
         assert!(check_kubernetes(&config("")).is_ok());
         assert!(check_kubernetes(&config("hubfleet: {spawner: kubernetes}")).is_ok());
         let err = check_kubernetes(&config("hubfleet: {kubernetes: {separate_proxy: true}}"))
@@ -96,6 +96,10 @@ mod tests {
             err.starts_with("hubfleet.kubernetes.separate_proxy:"),
             "{err}"
         );
+        assert!(check_kubernetes(&config(
+            "hubfleet: {kubernetes: {separate_proxy: true}}\nhub: {config: {ConfigurableHTTPProxy: {api_url: 'http://proxy-api:8001', should_start: false}}}"
+        ))
+        .is_ok());
     }
 
     #[test]

@@ -93,7 +93,12 @@ async fn the_hub_restores_every_route_of_a_restarted_proxy() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let users: Vec<String> = (0..6).map(|i| format!("x{i}")).collect();
+    // HUBFLEET_FAULT_SERVERS servers (bench/faults runs 50).
+    let count = std::env::var("HUBFLEET_FAULT_SERVERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(6);
+    let users: Vec<String> = (0..count).map(|i| format!("x{i}")).collect();
     let (status, body) = call(
         &http,
         &public,
@@ -104,8 +109,15 @@ async fn the_hub_restores_every_route_of_a_restarted_proxy() {
     .await
     .unwrap();
     assert_eq!(status, 201, "{body}");
-    for user in &users {
-        if let Err(e) = start_and_wait(&http, &public, user).await {
+    let starts: Vec<_> = users
+        .iter()
+        .map(|user| {
+            let (http, public, user) = (http.clone(), public.clone(), user.clone());
+            tokio::spawn(async move { start_and_wait(&http, &public, &user).await })
+        })
+        .collect();
+    for start in starts {
+        if let Err(e) = start.await.unwrap() {
             panic!("{e}\n{}", hub.log());
         }
     }
@@ -158,7 +170,8 @@ async fn the_hub_restores_every_route_of_a_restarted_proxy() {
     stop.store(true, Ordering::SeqCst);
     reader.await.unwrap();
     println!(
-        "proxy SIGKILL + restart: every route back {:.2} s after the new proxy listened; {} requests ok, {} failed meanwhile",
+        "proxy SIGKILL + restart with {} servers: every route back {:.2} s after the new proxy listened; {} requests ok, {} failed meanwhile",
+        users.len(),
         restored.as_secs_f64(),
         reads.ok.load(Ordering::SeqCst),
         reads.failed.load(Ordering::SeqCst)

@@ -8,7 +8,7 @@
 //! (A spawner whose start hangs: crates/hubfleet-hub/tests/hanging_spawner.rs.) Times are
 //! printed, not asserted; `bench/faults` runs these with more servers and records them.
 //! HUBFLEET_FAULT_SERVERS sets how many servers run (default 8), HUBFLEET_FAULT_PG_DOWN_SECONDS
-//! how long PostgreSQL stays down (default 5).
+//! how long PostgreSQL stays down (default 12: longer than a request waits for a connection).
 
 mod common;
 
@@ -137,15 +137,26 @@ fn load(
 async fn all_servers_answer(hub: &TestHub, users: &[String]) {
     let http = client();
     let base = hub.direct_url("");
+    // Right after a fault an API call may still fail (a 503 while connections come back): ask
+    // again; a server that is not `ready` is lost.
+    let deadline = Instant::now() + Duration::from_secs(30);
     for user in users {
-        assert_eq!(
-            server_state(&http, &base, user).await,
-            "ready",
-            "{user}\n{}",
-            hub.log()
-        );
-        if let Err(e) = server_answers(&http, &base, user).await {
-            panic!("{e}\nlog:\n{}", hub.log());
+        loop {
+            let state = server_state(&http, &base, user).await;
+            match state.as_str() {
+                "ready" => break,
+                "stopped" | "pending" => panic!("{user}'s server is {state}\n{}", hub.log()),
+                _ if Instant::now() < deadline => {
+                    println!("{user}: {state}; asking again");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                _ => panic!("{user}: {state}\n{}", hub.log()),
+            }
+        }
+        while let Err(e) = server_answers(&http, &base, user).await {
+            assert!(Instant::now() < deadline, "{e}\nlog:\n{}", hub.log());
+            println!("{user}'s server: {e}; asking again");
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 }
@@ -355,7 +366,7 @@ async fn postgres_restart_gives_clean_503s_and_recovers() {
     let down = std::env::var("HUBFLEET_FAULT_PG_DOWN_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+        .unwrap_or(12);
     tokio::time::sleep(Duration::from_secs(down)).await;
     pg.start_server();
     let back = Instant::now();
@@ -409,11 +420,15 @@ async fn postgres_restart_gives_clean_503s_and_recovers() {
         "unclean failures: {unclean:?}\n{}",
         hub.log()
     );
-    assert!(
-        unavailable > 0,
-        "no request met the outage: {} requests",
-        requests.len()
-    );
+    // Longer than the 10 s a request waits for a connection: some requests end with 503. (In a
+    // shorter outage they may all just wait.)
+    if down >= 12 {
+        assert!(
+            unavailable > 0,
+            "no request answered 503 during the outage: {} requests",
+            requests.len()
+        );
+    }
     assert!(
         slowest < Duration::from_secs(30),
         "a request waited {slowest:?} (a hang)"

@@ -3,7 +3,8 @@
 //! SIGKILL in the middle. Only requests in flight on the killed replica may fail; every
 //! server stays reachable through the survivor (and reaches the hub from there, through
 //! `hub.config.JupyterHub.hub_connect_url`); starts the dead replica was driving are cleaned
-//! up; the leader lease moves; new spawns work.
+//! up; the leader lease moves; new spawns work. And a browser through the load balancer: login,
+//! the Start button and JupyterLab's OAuth dance across both replicas, then through the survivor.
 //!
 //! Needs HUBFLEET_TEST_POSTGRES_URL (`scripts/postgres.sh start`; `.ci/run` sets it) and
 //! nginx (on PATH or /usr/sbin/nginx; `.ci/run` installs it).
@@ -355,6 +356,25 @@ async fn a_replica_killed_under_load_loses_nothing_but_requests_in_flight() {
             .contains("this replica leads"),
         "the replica started first led"
     );
+    // The managed services (z2jh's idle culler) moved with it: the survivor waited, then
+    // started them.
+    let survivor_log = survivor.log();
+    assert!(
+        survivor_log.contains("service waits for this replica to lead service=idle-culler"),
+        "{survivor_log}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !survivor
+        .log()
+        .contains("service started service=idle-culler")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the survivor never started the idle culler\n{}",
+            survivor.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // New spawns work: every user not running yet (a new one, and any whose start failed).
     for user in users[6..].iter() {
@@ -368,5 +388,79 @@ async fn a_replica_killed_under_load_loses_nothing_but_requests_in_flight() {
             panic!("{e}\n{}", logs(&nginx, &doomed, &survivor));
         }
     }
+    drop(nginx);
+}
+
+/// A browser through the load balancer, each of its requests going to either replica: login,
+/// the Start button, JupyterLab (a real jupyterhub-singleuser, whose OAuth dance crosses the
+/// replicas), and the same after one replica is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pages_oauth_and_jupyterlab_through_either_replica() {
+    let db_url = fresh_database("ha_browser").await;
+    let lb_port = free_port();
+    let config = format!(
+        "hub:\n  db:\n    type: postgres\n    url: {db_url}\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n      hub_connect_url: http://127.0.0.1:{lb_port}\nsingleuser:\n  defaultUrl: /lab\n"
+    );
+    let mut first = TestHub::start_with(&config, "", &python_env());
+    let second = TestHub::start_with(&config, "", &python_env());
+    let nginx = Nginx::start(lb_port, &[first.port, second.port]);
+    let lb = format!("http://127.0.0.1:{lb_port}");
+    let browser = common::Browser::new(common::BaseUrl::at(lb.clone()));
+    let logs = |first: &TestHub, second: &TestHub| {
+        format!(
+            "first replica:\n{}\nsecond:\n{}\nnginx:\n{}",
+            first.log(),
+            second.log(),
+            nginx.log()
+        )
+    };
+
+    browser.login("ada", "any").await;
+    let model = browser.start_server("ada", Duration::from_secs(120)).await;
+    assert_eq!(model["server"], "/user/ada/", "{}", logs(&first, &second));
+    let open_lab = || async {
+        let lab = browser
+            .client
+            .get(format!("{lb}/user/ada/lab"))
+            .send()
+            .await
+            .unwrap();
+        let status = lab.status();
+        let url = lab.url().clone();
+        let body = lab.text().await.unwrap();
+        (status, url, body)
+    };
+    let (status, url, body) = open_lab().await;
+    assert!(
+        status == 200 && body.contains("jupyter-config-data"),
+        "JupyterLab through the load balancer: {status} at {url}: {body:.300}\n{}",
+        logs(&first, &second)
+    );
+
+    // One replica dies: the session, the server and its OAuth cookie work through the other.
+    first.kill();
+    for _ in 0..4 {
+        let (status, url, body) = open_lab().await;
+        assert!(
+            status == 200 && body.contains("jupyter-config-data"),
+            "JupyterLab after a replica died: {status} at {url}: {body:.300}\n{}",
+            logs(&first, &second)
+        );
+        let home = browser
+            .client
+            .get(format!("{lb}/hub/home"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(home.status(), 200, "{}", logs(&first, &second));
+        assert!(home.text().await.unwrap().contains("ada"));
+    }
+    let status = browser
+        .client
+        .get(format!("{lb}/user/ada/api/status"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.status(), 200, "{}", logs(&first, &second));
     drop(nginx);
 }

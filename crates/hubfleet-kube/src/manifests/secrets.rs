@@ -290,6 +290,23 @@ pub(crate) fn hub_config(cx: &mut Cx, secrets: &Secrets) -> Result<(Value, Value
         cx.names.hub(),
     ))
     .map_err(|e| KubeError::invalid("hubfleet", format!("overlay: {e}")))?;
+    let overlay = if cx.separate_proxy {
+        // The hub drives the proxy pod through its API Service; the token reaches the hub as
+        // CONFIGPROXY_AUTH_TOKEN (from the Secret).
+        let proxy: Value = serde_yaml_ng::from_str(&format!(
+            "hub:\n  config:\n    ConfigurableHTTPProxy:\n      api_url: \"http://{}:{}\"\n      should_start: false\n",
+            cx.names.proxy_api(),
+            super::PROXY_API_PORT,
+        ))
+        .map_err(|e| KubeError::invalid("hubfleet", format!("overlay: {e}")))?;
+        let mut merged = overlay;
+        if let (Value::Mapping(into), Value::Mapping(from)) = (&mut merged, proxy) {
+            into.extend(from);
+        }
+        merged
+    } else {
+        overlay
+    };
     Ok((doc, overlay))
 }
 

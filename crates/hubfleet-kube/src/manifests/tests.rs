@@ -387,6 +387,17 @@ fn a_separate_proxy() {
         .unwrap()
         .iter()
         .any(|e| e["name"] == "CONFIGPROXY_AUTH_TOKEN"));
+    // The hub drives that proxy through its API Service.
+    let chp = &m.hub_overlay["hub"]["config"]["ConfigurableHTTPProxy"];
+    assert_eq!(
+        chp["api_url"].as_str(),
+        Some("http://staging-jupyterhub-proxy-api:8001")
+    );
+    assert_eq!(chp["should_start"].as_bool(), Some(false));
+    assert_eq!(
+        m.hub_overlay["hubfleet"]["kubernetes"]["separate_proxy"].as_bool(),
+        Some(true)
+    );
 }
 
 #[test]
