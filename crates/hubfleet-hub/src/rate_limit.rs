@@ -1,5 +1,7 @@
 //! Per-user API rate limits (`hubfleet.api_rate_limit`): a token bucket per user, over every
-//! API request made as them (their tokens, their servers' tokens, their browser's cookie).
+//! API request made as them (their tokens, OAuth tokens their servers got for them, their
+//! browser's cookie). The token the hub gives each server (activity, access checks) is not
+//! counted: it is the hub's own machinery.
 //! Admins and services are not limited: they are the operator's, and their bulk actions (the
 //! admin page's "stop all", the idle culler) are normal use.
 

@@ -9,6 +9,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{admin_token, Browser, TestHub, TokenClient};
+
+#[path = "support/api_load.rs"]
+#[allow(dead_code)]
+mod api_load;
 use reqwest::Method;
 use serde_json::json;
 
@@ -153,4 +157,34 @@ async fn api_requests_of_a_user_are_rate_limited() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (status, _) = script.call(Method::GET, "/hub/api/user", None).await;
     assert_eq!(status, 200);
+}
+
+/// A user's server posts its activity with the token the hub gave it: the hub's own machinery,
+/// not the user's requests, so the user's bucket does not limit it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_servers_own_token_is_not_rate_limited() {
+    let hub = TestHub::start_with(
+        &format!(
+            "hub:\n  services:\n    ops:\n      admin: true\n      apiToken: {}\n  config:\n    JupyterHub:\n      authenticator_class: dummy\nsingleuser:\n  cmd: {}\ncull:\n  enabled: false\n",
+            api_load::TOKEN,
+            api_load::tiny_server_cmd()
+        ),
+        "  api_rate_limit:\n    per_second: 1\n    burst: 5\n",
+        &common::python_env(),
+    );
+    let http = api_load::client();
+    let base = hub.direct_url("");
+    let (status, body) = api_load::call(&http, &base, Method::POST, "/hub/api/users/alice", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+    api_load::start_and_wait(&http, &base, "alice")
+        .await
+        .unwrap();
+    // Each request to the tiny server makes it post activity to the hub first.
+    for _ in 0..20 {
+        if let Err(e) = api_load::server_answers(&http, &base, "alice").await {
+            panic!("{e}\n{}", hub.log());
+        }
+    }
 }

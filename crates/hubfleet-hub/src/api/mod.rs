@@ -90,9 +90,15 @@ pub async fn caller(
     let me = identity::identify(state, method, headers, xsrf)
         .await?
         .ok_or_else(|| HubError::Forbidden(hubfleet_rbac::MISSING_CREDENTIALS_MESSAGE.into()))?;
-    // `hubfleet.api_rate_limit`: users who are not admins, whatever their credential.
+    // `hubfleet.api_rate_limit`: users who are not admins, whatever their credential, except
+    // the token the hub gave a server of theirs (its activity and access checks are the hub's
+    // own machinery, not requests the user makes).
+    let servers_own_token = me
+        .token
+        .as_ref()
+        .is_some_and(|t| t.server_id.is_some() && t.client_id == "jupyterhub");
     if let identity::Owner::User(user) = &me.owner {
-        if !user.admin {
+        if !user.admin && !servers_own_token {
             state
                 .settings
                 .api_rate_limit
