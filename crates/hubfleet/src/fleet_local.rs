@@ -461,7 +461,7 @@ pub struct Plan {
 }
 
 /// A free loopback port.
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -746,6 +746,18 @@ fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// The command line that runs a hub: `hubfleet serve` with the two files in its directory.
+pub fn serve_command(exe: &str, hub_dir: &Path) -> Vec<String> {
+    vec![
+        exe.to_owned(),
+        "serve".into(),
+        "--config".into(),
+        hub_dir.join("hub.yaml").display().to_string(),
+        "--config".into(),
+        hub_dir.join("secret.yaml").display().to_string(),
+    ]
 }
 
 /// Write a hub's config and start it (stopping what runs with an older config); its state.

@@ -246,6 +246,11 @@ fn stdout(out: &Output) -> String {
 async fn a_local_fleet_deploys_plans_restarts_only_what_changed_and_removes() {
     let fleet = Fleet::new();
     fleet.ok(&["validate"]);
+    let render = fleet.ok(&["render", "lab", "staging"]);
+    assert!(
+        render.contains("runs as: a supervised `hubfleet serve`"),
+        "{render}"
+    );
     let plan = fleet.ok(&["plan"]);
     assert!(
         plan.contains("plan: 3 to add, 0 to change, 0 to remove"),
@@ -272,6 +277,17 @@ async fn a_local_fleet_deploys_plans_restarts_only_what_changed_and_removes() {
         std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
         0o600
     );
+
+    // `fleet render` prints the hub.yaml deploy wrote, the command line, the token redacted.
+    let render = fleet.ok(&["render", "lab", "prod-a"]);
+    let hub_yaml = std::fs::read_to_string(fleet.data.join("hubs/lab/prod-a/hub.yaml")).unwrap();
+    assert!(render.contains(&hub_yaml), "{render}");
+    assert!(render.contains(" serve --config "), "{render}");
+    assert!(render.contains("apiToken: <redacted>"), "{render}");
+    assert!(!render.contains(&fleet.token("prod-a")), "{render}");
+    for doc in serde_yaml_ng::Deserializer::from_str(&render) {
+        let _: serde_yaml_ng::Value = serde::Deserialize::deserialize(doc).unwrap();
+    }
 
     // `fleet health` on each hub.
     for hub in ["staging", "prod-a", "prod-b"] {
