@@ -97,6 +97,17 @@ pub enum FleetAction {
         #[arg(long)]
         cluster: Vec<String>,
     },
+    /// Run one local hub's `hubfleet serve` and start it again when it dies on its own (started
+    /// by `deploy`; SIGTERM stops the hub and the supervisor).
+    #[command(hide = true)]
+    Supervise {
+        /// The hub's directory in the fleet data directory (hub.yaml, secret.yaml).
+        #[arg(long, value_name = "DIR")]
+        hub_dir: PathBuf,
+        /// The hub's loopback port (to know when it first answers).
+        #[arg(long)]
+        port: u16,
+    },
     /// sops files with the age backend.
     Secrets {
         #[command(subcommand)]
@@ -153,6 +164,7 @@ pub fn run(args: FleetArgs) -> ExitCode {
             &hub,
         ),
         FleetAction::Secrets { action } => secrets(action).map(|()| true),
+        FleetAction::Supervise { hub_dir, port } => crate::fleet_supervise::run(&hub_dir, port),
         FleetAction::Plan { cluster } => crate::fleet_deploy::plan_cmd(
             args.repo.dir.as_deref(),
             &fleet_dir(&args.repo),
@@ -374,7 +386,11 @@ fn render_local(
         entry.domain
     );
     println!(
-        "# command: {}",
+        "# command: {exe} fleet supervise --hub-dir {} --port {port}",
+        hub_dir.display()
+    );
+    println!(
+        "#   which runs, and starts again (with a backoff) whenever it dies on its own: {}",
         crate::fleet_local::serve_command(&exe, &hub_dir).join(" ")
     );
     println!("# its log: {}", hub_dir.join("hub.log").display());
