@@ -76,8 +76,8 @@ fn say(what: &str) {
     eprintln!("{} hubfleet fleet supervise: {what}", now());
 }
 
-/// Run `fleet supervise`: false when the hub exited before it ever answered (nothing to
-/// restart: its config or environment is wrong; the log says why).
+/// Run `fleet supervise`: false when the hub exited by itself (not killed by a signal) before it
+/// ever answered (nothing to restart: its config or environment is wrong; the log says why).
 pub fn run(hub_dir: &Path, port: u16) -> Result<bool> {
     tokio::task::block_in_place(|| {
         tokio::runtime::Handle::current().block_on(supervise(hub_dir.to_path_buf(), port))
@@ -150,7 +150,9 @@ async fn supervise(hub_dir: PathBuf, port: u16) -> Result<bool> {
                 }
             }
         };
-        if !answered {
+        // A hub killed by a signal is always started again; one that exited by itself before it
+        // ever answered has a config or environment it refuses (its log says why).
+        if !answered && std::os::unix::process::ExitStatusExt::signal(&status).is_none() {
             say(&format!(
                 "the hub (pid {pid}) exited ({status}) before it ever answered /hub/health: not started again"
             ));
