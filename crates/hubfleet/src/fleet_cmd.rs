@@ -97,6 +97,17 @@ pub enum FleetAction {
         #[arg(long)]
         cluster: Vec<String>,
     },
+    /// Run one local hub's `hubfleet serve` and start it again when it dies on its own (started
+    /// by `deploy`; SIGTERM stops the hub and the supervisor).
+    #[command(hide = true)]
+    Supervise {
+        /// The hub's directory in the fleet data directory (hub.yaml, secret.yaml).
+        #[arg(long, value_name = "DIR")]
+        hub_dir: PathBuf,
+        /// The hub's loopback port (to know when it first answers).
+        #[arg(long)]
+        port: u16,
+    },
     /// sops files with the age backend.
     Secrets {
         #[command(subcommand)]
@@ -146,8 +157,14 @@ pub fn run(args: FleetArgs) -> ExitCode {
             &cluster,
             verbose,
         ),
-        FleetAction::Render { cluster, hub } => render(args.repo.dir.as_deref(), &cluster, &hub),
+        FleetAction::Render { cluster, hub } => render(
+            args.repo.dir.as_deref(),
+            &fleet_dir(&args.repo),
+            &cluster,
+            &hub,
+        ),
         FleetAction::Secrets { action } => secrets(action).map(|()| true),
+        FleetAction::Supervise { hub_dir, port } => crate::fleet_supervise::run(&hub_dir, port),
         FleetAction::Plan { cluster } => crate::fleet_deploy::plan_cmd(
             args.repo.dir.as_deref(),
             &fleet_dir(&args.repo),
@@ -281,7 +298,12 @@ fn validate(dir: Option<&Path>, clusters: &[String], verbose: bool) -> Result<bo
     Ok(errors == 0)
 }
 
-fn render(dir: Option<&Path>, cluster: &str, hub: &str) -> Result<bool> {
+fn render(
+    dir: Option<&Path>,
+    fleet: &crate::fleet_local::FleetDir,
+    cluster: &str,
+    hub: &str,
+) -> Result<bool> {
     let repo = repo(dir)?;
     let keys = Keyring::from_env();
     let (cluster, findings) = repo.cluster(cluster)?;
@@ -318,21 +340,155 @@ fn render(dir: Option<&Path>, cluster: &str, hub: &str) -> Result<bool> {
     for layer in &values.layers {
         println!("#   {} ({})", layer.label, layer.source.name());
     }
-    match cluster.target() {
-        hubfleet_fleet::Target::Local => println!(
-            "# runs as: a supervised `hubfleet serve` on this machine, behind the fleet's front proxy for Host {}",
-            entry.domain
-        ),
-        hubfleet_fleet::Target::Kubernetes => println!(
-            "# runs as: the manifests of `hubfleet render k8s` in namespace {} (provider {})",
-            entry.name, cluster.provider
-        ),
-    }
     for f in values.findings.iter().filter(|f| f.kind != Kind::Error) {
         println!("# note: {f}");
     }
+    let runs = match cluster.target() {
+        hubfleet_fleet::Target::Local => render_local(&repo, fleet, &cluster, &entry, &keys)?,
+        hubfleet_fleet::Target::Kubernetes => render_kubernetes(&repo, &cluster, &entry, &values)?,
+    };
+    println!("---\n# the effective values (the chart's defaults and the files above, layered)");
     print!("{}", serde_yaml_ng::to_string(&values.merged)?);
+    print!("{runs}");
     Ok(true)
+}
+
+/// Comment lines, one per line of `text`.
+fn commented(text: &str) -> String {
+    text.lines().map(|l| format!("# {l}\n")).collect()
+}
+
+/// What runs a `provider: local` hub: the notes (printed now), then the files `deploy` writes
+/// (returned: YAML documents, the service token redacted).
+fn render_local(
+    repo: &Repo,
+    fleet: &crate::fleet_local::FleetDir,
+    cluster: &hubfleet_fleet::Cluster,
+    entry: &hubfleet_fleet::HubEntry,
+    keys: &Keyring,
+) -> Result<String> {
+    let deployed = fleet.deployed(std::slice::from_ref(&cluster.name))?;
+    let (port, chosen) = match deployed.get(&(cluster.name.clone(), entry.name.clone())) {
+        Some(state) => (state.port, "its port, kept from the first deploy"),
+        None => (
+            crate::fleet_local::free_port()?,
+            "a free port now; the first deploy chooses one and keeps it",
+        ),
+    };
+    let public_port = fleet.proxy().map(|p| p.port).unwrap_or(8000);
+    let want = crate::fleet_local::desired(repo, cluster, entry, keys, fleet, port, public_port)?;
+    let hub_dir = fleet.hub_dir(&cluster.name, &entry.name);
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "hubfleet".into());
+    println!(
+        "# runs as: a supervised `hubfleet serve` on this machine, on 127.0.0.1:{port} ({chosen}), behind the fleet's front proxy (port {public_port}) for Host {}",
+        entry.domain
+    );
+    println!(
+        "# command: {exe} fleet supervise --hub-dir {} --port {port}",
+        hub_dir.display()
+    );
+    println!(
+        "#   which runs, and starts again (with a backoff) whenever it dies on its own: {}",
+        crate::fleet_local::serve_command(&exe, &hub_dir).join(" ")
+    );
+    println!("# its log: {}", hub_dir.join("hub.log").display());
+    println!("# revision: {}", want.revision);
+    for n in &want.notes {
+        println!("# note: {n}");
+    }
+    Ok(format!(
+        "---\n# {}\n{}---\n# {} (0600; made at the first deploy)\nhub:\n  services:\n    {}:\n      apiToken: <redacted>\n",
+        hub_dir.join("hub.yaml").display(),
+        want.config,
+        hub_dir.join("secret.yaml").display(),
+        crate::fleet_local::SERVICE,
+    ))
+}
+
+/// The z2jh version basehub's chart depends on (its `Chart.yaml`), if it says.
+fn z2jh_version(repo: &Repo) -> Option<String> {
+    let path = repo.root.join("helm-charts/basehub/Chart.yaml");
+    let text = std::fs::read_to_string(path).ok()?;
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).ok()?;
+    doc.get("dependencies")?
+        .as_sequence()?
+        .iter()
+        .find(|d| d.get("name").and_then(|n| n.as_str()) == Some("jupyterhub"))?
+        .get("version")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Every Secret's values replaced by `<redacted>`.
+fn redact_secrets(object: &mut serde_json::Value) {
+    if object["kind"] != "Secret" {
+        return;
+    }
+    for field in ["data", "stringData"] {
+        if let Some(map) = object.get_mut(field).and_then(|m| m.as_object_mut()) {
+            for v in map.values_mut() {
+                *v = serde_json::Value::String("<redacted>".into());
+            }
+        }
+    }
+}
+
+/// What runs a hub on Kubernetes: the notes (printed now), then the manifests of `hubfleet
+/// render k8s` in the namespace named after the hub (returned; Secrets' values redacted).
+fn render_kubernetes(
+    repo: &Repo,
+    cluster: &hubfleet_fleet::Cluster,
+    entry: &hubfleet_fleet::HubEntry,
+    values: &hubfleet_fleet::hub::HubValues,
+) -> Result<String> {
+    let mut z2jh = values.merged.clone();
+    for p in entry.jupyterhub_key().split('.') {
+        z2jh = z2jh.get(p).cloned().unwrap_or(serde_yaml_ng::Value::Null);
+    }
+    if !z2jh.is_mapping() {
+        z2jh = serde_yaml_ng::Value::Mapping(Default::default());
+    }
+    let seed = match std::env::var_os("HUBFLEET_SECRET_SEED_FILE") {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            let bytes = std::fs::read(&path).with_context(|| {
+                format!(
+                    "HUBFLEET_SECRET_SEED_FILE {}: cannot read it",
+                    path.display()
+                )
+            })?;
+            hubfleet_kube::manifests::SecretSeed::new(&bytes, &path.display().to_string())?
+        }
+        None => hubfleet_kube::manifests::SecretSeed::new(
+            b"hubfleet fleet render: a placeholder seed, not a secret",
+            "placeholder",
+        )?,
+    };
+    let (manifests, problems) =
+        crate::render_cmd::fleet_hub_manifests(z2jh, &entry.name, z2jh_version(repo), seed)?;
+    println!(
+        "# runs as: the manifests of `hubfleet render k8s` (below), release and namespace `{}` (provider {}); Secrets' values are redacted",
+        entry.name, cluster.provider
+    );
+    for note in &manifests.notes {
+        println!("# note: {note}");
+    }
+    for problem in &problems {
+        print!(
+            "{}",
+            commented(&format!("note: the hub will refuse its config: {problem}"))
+        );
+    }
+    let mut out = String::new();
+    for object in &manifests.objects {
+        let mut json = object.to_json();
+        redact_secrets(&mut json);
+        out.push_str("---\n");
+        out.push_str(&hubfleet_kube::manifests::yaml::to_yaml(&json));
+    }
+    Ok(out)
 }
 
 fn heading(kind: Kind) -> &'static str {

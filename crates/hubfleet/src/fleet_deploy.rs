@@ -68,7 +68,7 @@ async fn deploy_one(
     print_health(&what, &record);
     match record.error {
         None => Ok(format!(
-            "{what}: deployed revision {} (pid {}, port {})",
+            "{what}: deployed revision {} (supervisor pid {}, port {})",
             state.revision, state.pid, state.port
         )),
         Some(e) => anyhow::bail!(
@@ -210,6 +210,7 @@ pub fn status_cmd(dir: &FleetDir) -> Result<bool> {
         "VERSION".into(),
         "REVISION".into(),
         "PROCESS".into(),
+        "RESTARTS".into(),
         "HEALTH".into(),
         "USERS".into(),
         "SERVERS".into(),
@@ -234,6 +235,24 @@ pub fn status_cmd(dir: &FleetDir) -> Result<bool> {
         } else {
             ("-".into(), "-".into())
         };
+        // The hub's `hubfleet serve`, run by its supervisor (`s.pid`).
+        let supervisor = crate::fleet_supervise::SupervisorState::read(&dir.hub_dir(c, h))
+            .filter(|sup| sup.pid == s.pid && sup.alive());
+        let process = match (&supervisor, alive) {
+            (Some(sup), _) if sup.serve_alive() => format!("pid {} :{}", sup.serve_pid, s.port),
+            (Some(_), _) => "RESTARTING".into(),
+            (None, true) => format!("pid {} :{}", s.pid, s.port),
+            (None, false) => "NOT RUNNING".into(),
+        };
+        let restarts = match &supervisor {
+            Some(sup) if sup.restarts > 0 => format!(
+                "{} (last {})",
+                sup.restarts,
+                sup.last_exit_at.as_deref().unwrap_or("?")
+            ),
+            Some(_) => "0".into(),
+            None => "-".into(),
+        };
         let health = match dir.health(c, h) {
             Some(r) if r.ok && r.revision == s.revision => format!("ok {}", r.at),
             Some(r) if r.ok => format!("ok {} (older revision)", r.at),
@@ -245,17 +264,14 @@ pub fn status_cmd(dir: &FleetDir) -> Result<bool> {
             s.domain.clone(),
             s.version.clone(),
             s.revision.clone(),
-            if alive {
-                format!("pid {} :{}", s.pid, s.port)
-            } else {
-                "NOT RUNNING".into()
-            },
+            process,
+            restarts,
             health,
             users,
             servers,
         ]);
     }
-    let widths: Vec<usize> = (0..8)
+    let widths: Vec<usize> = (0..9)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     for r in rows {

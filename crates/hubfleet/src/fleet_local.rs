@@ -1,6 +1,7 @@
-//! The fleet's local target (`provider: local`): each hub a detached `hubfleet serve` on a
-//! loopback port, behind one shared front proxy (`hubfleet proxy --host-routing`) that routes
-//! by the hub's domain. See docs/fleet.md, "The local target".
+//! The fleet's local target (`provider: local`): each hub a `hubfleet serve` run by a detached
+//! supervisor (`fleet supervise`, which starts it again when it dies), on a loopback port,
+//! behind one shared front proxy (`hubfleet proxy --host-routing`) that routes by the hub's
+//! domain. See docs/fleet.md, "The local target".
 //!
 //! The fleet data directory:
 //!
@@ -10,7 +11,8 @@
 //! hubs/<cluster>/<hub>/hub.yaml     the hub's effective config (what `plan` diffs)
 //! hubs/<cluster>/<hub>/secret.yaml  the `hub-health` service's token (0600)
 //! hubs/<cluster>/<hub>/data/        the hub's data_dir (database, homes)
-//! hubs/<cluster>/<hub>/hub.log      its log
+//! hubs/<cluster>/<hub>/hub.log      its log (and its supervisor's)
+//! hubs/<cluster>/<hub>/supervisor.json  the supervisor: the hub's pid, restarts, last exit
 //! deployed/<cluster>/<hub>.json     what runs: revision, config, port, pid, version
 //! health/<cluster>/<hub>.json       the last health check
 //! removed/<cluster>/<hub>-<time>/   a removed hub's directory, kept
@@ -127,6 +129,7 @@ pub struct Deployed {
     /// The hubfleet version that started it.
     pub version: String,
     pub port: u16,
+    /// The hub's supervisor (`hubfleet fleet supervise`, which runs its `hubfleet serve`).
     pub pid: i32,
     /// The process's start time (field 22 of /proc/<pid>/stat), so a reused pid is not taken
     /// for the hub.
@@ -176,6 +179,16 @@ pub fn process_start(pid: i32) -> Option<u64> {
 
 fn signal(pid: i32, sig: nix::sys::signal::Signal) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+}
+
+/// Stop a hub's process (its supervisor, which stops its `hubfleet serve`), and its `hubfleet
+/// serve` by its own pid if it is left (a supervisor that was killed); true when both are gone.
+fn stop_hub_process(hub_dir: &Path, pid: i32, start_time: u64) -> bool {
+    let stopped = stop_process(pid, start_time);
+    match crate::fleet_supervise::SupervisorState::read(hub_dir) {
+        Some(s) if s.serve_alive() => stop_process(s.serve_pid, s.serve_start_time) && stopped,
+        _ => stopped,
+    }
 }
 
 /// SIGTERM, then SIGKILL after 15 s; true when the process is gone.
@@ -461,7 +474,7 @@ pub struct Plan {
 }
 
 /// A free loopback port.
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -727,7 +740,7 @@ pub async fn route(
     Ok(())
 }
 
-fn hub_health_ok(port: u16) -> bool {
+pub fn hub_health_ok(port: u16) -> bool {
     use std::io::Read;
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return false;
@@ -748,12 +761,25 @@ fn log_tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
+/// The command line that runs a hub: `hubfleet serve` with the two files in its directory.
+pub fn serve_command(exe: &str, hub_dir: &Path) -> Vec<String> {
+    vec![
+        exe.to_owned(),
+        "serve".into(),
+        "--config".into(),
+        hub_dir.join("hub.yaml").display().to_string(),
+        "--config".into(),
+        hub_dir.join("secret.yaml").display().to_string(),
+    ]
+}
+
 /// Write a hub's config and start it (stopping what runs with an older config); its state.
 pub fn start_hub(dir: &FleetDir, want: &Desired, old: Option<&Deployed>) -> Result<Deployed> {
     let port = want.port;
     let what = format!("{}/{}", want.cluster, want.hub);
     if let Some(old) = old {
-        if !stop_process(old.pid, old.start_time) {
+        let old_dir = dir.hub_dir(&old.cluster, &old.hub);
+        if !stop_hub_process(&old_dir, old.pid, old.start_time) {
             bail!("{what}: the running hub (pid {}) did not stop", old.pid);
         }
     }
@@ -781,17 +807,18 @@ pub fn start_hub(dir: &FleetDir, want: &Desired, old: Option<&Deployed>) -> Resu
         .create(true)
         .append(true)
         .open(&log_path)?;
+    let _ = std::fs::remove_file(crate::fleet_supervise::SupervisorState::file(&hub_dir));
     let mut child = Command::new(std::env::current_exe()?)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .arg("--config")
-        .arg(&secret)
+        .args(["fleet", "supervise", "--hub-dir"])
+        .arg(&hub_dir)
+        .arg("--port")
+        .arg(port.to_string())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
         .process_group(0)
         .spawn()
-        .with_context(|| format!("{what}: cannot start `hubfleet serve`"))?;
+        .with_context(|| format!("{what}: cannot start `hubfleet fleet supervise`"))?;
     let pid = child.id() as i32;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -806,7 +833,7 @@ pub fn start_hub(dir: &FleetDir, want: &Desired, old: Option<&Deployed>) -> Resu
             break;
         }
         if Instant::now() > deadline {
-            signal(pid, nix::sys::signal::Signal::SIGKILL);
+            stop_hub_process(&hub_dir, pid, process_start(pid).unwrap_or_default());
             bail!(
                 "{what}: the hub did not answer /hub/health within 60 s; see {}",
                 log_path.display()
@@ -885,7 +912,9 @@ pub async fn stop_hub(dir: &FleetDir, state: &Deployed) -> Result<()> {
         }
     }
     let (pid, start) = (state.pid, state.start_time);
-    let stopped = tokio::task::spawn_blocking(move || stop_process(pid, start)).await?;
+    let hub_dir = dir.hub_dir(&state.cluster, &state.hub);
+    let stopped =
+        tokio::task::spawn_blocking(move || stop_hub_process(&hub_dir, pid, start)).await?;
     if !stopped {
         bail!("{}/{}: pid {pid} did not stop", state.cluster, state.hub);
     }

@@ -22,6 +22,7 @@ mod env_cmd;
 mod fleet_cmd;
 mod fleet_deploy;
 mod fleet_local;
+mod fleet_supervise;
 mod preflight;
 mod private_files;
 mod proxy_cmd;

@@ -180,6 +180,11 @@ fn chart_values_path(args: &ValuesArgs) -> Result<PathBuf> {
     if let Some(dir) = &args.z2jh_dir {
         return Ok(dir.join("jupyterhub/values.yaml"));
     }
+    default_chart_values()
+}
+
+/// z2jh's chart defaults in the shared reference material ($HUBFLEET_SHARED_DIR).
+fn default_chart_values() -> Result<PathBuf> {
     let shared = std::env::var_os("HUBFLEET_SHARED_DIR").map(PathBuf::from);
     let Some(shared) = shared else {
         bail!("no chart defaults: pass --chart-values FILE (z2jh's jupyterhub/values.yaml), or set HUBFLEET_SHARED_DIR to the shared reference material that holds fixtures/zero-to-jupyterhub");
@@ -350,6 +355,44 @@ fn render_k8s(args: &K8sArgs, matches: Option<&ArgMatches>) -> Result<()> {
         eprintln!("note: the hub will refuse its config: {problem}");
     }
     emit(&manifests.to_yaml()?, args.out.as_deref())
+}
+
+/// The manifests of `render k8s` for one hub of a fleet: `z2jh` (the hub's values under
+/// basehub's `jupyterhub:`) over z2jh's chart defaults (from $HUBFLEET_SHARED_DIR), release and
+/// namespace `name` (as 2i2c's deployer installs each hub), Chart.Version `chart_version` (the
+/// z2jh version basehub depends on) when given. Secrets the values do not give are derived from
+/// `seed`. Also what the hub would refuse in its config.
+pub fn fleet_hub_manifests(
+    z2jh: serde_yaml_ng::Value,
+    name: &str,
+    chart_version: Option<String>,
+    seed: SecretSeed,
+) -> Result<(hubfleet_kube::manifests::HubManifests, Vec<String>)> {
+    let chart_values = default_chart_values()?;
+    let defaults = values::parse_yaml(
+        &chart_values.display().to_string(),
+        &std::fs::read_to_string(&chart_values)
+            .with_context(|| format!("cannot read {}", chart_values.display()))?,
+    )?;
+    let mut merged = values::coalesce(z2jh, &defaults);
+    values::drop_top_level_nulls(&mut merged);
+    let (chart_name, version, app_version) = chart_facts(&chart_values)?;
+    let release = HelmRelease {
+        chart_name,
+        chart_version: chart_version.unwrap_or(version),
+        app_version,
+        release_name: name.to_owned(),
+        namespace: name.to_owned(),
+    };
+    let options = ManifestOptions {
+        release,
+        secret_seed: Some(seed),
+        default_image: hubfleet_kube::manifests::default_image(),
+    };
+    let manifests =
+        hubfleet_kube::manifests::hub_manifests(&values::Values::new(merged), &options)?;
+    let problems = hub_config_problems(&manifests.hub_values, &manifests.hub_overlay)?;
+    Ok((manifests, problems))
 }
 
 /// What `hubfleet check` would say is wrong with the config the hub's pod reads (values a z2jh

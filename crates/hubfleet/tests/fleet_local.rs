@@ -103,6 +103,14 @@ impl Fleet {
         serde_json::from_str(&text).unwrap()
     }
 
+    /// `hubs/lab/<hub>/supervisor.json`: the supervisor and the hub's `hubfleet serve`.
+    fn supervisor(&self, hub: &str) -> serde_json::Value {
+        let text =
+            std::fs::read_to_string(self.data.join(format!("hubs/lab/{hub}/supervisor.json")))
+                .unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
     fn token(&self, hub: &str) -> String {
         let text =
             std::fs::read_to_string(self.data.join(format!("hubs/lab/{hub}/secret.yaml"))).unwrap();
@@ -210,6 +218,16 @@ impl Drop for Fleet {
                 }
             }
         }
+        for hub in ["staging", "prod-a", "prod-b"] {
+            let path = self.data.join(format!("hubs/lab/{hub}/supervisor.json"));
+            if let Ok(text) = std::fs::read_to_string(path) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                    if let Some(pid) = v["serve_pid"].as_i64().filter(|p| *p > 0) {
+                        pids.push(pid as i32);
+                    }
+                }
+            }
+        }
         for pid in pids {
             if common::live_process_start(pid).is_some() {
                 let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
@@ -246,6 +264,11 @@ fn stdout(out: &Output) -> String {
 async fn a_local_fleet_deploys_plans_restarts_only_what_changed_and_removes() {
     let fleet = Fleet::new();
     fleet.ok(&["validate"]);
+    let render = fleet.ok(&["render", "lab", "staging"]);
+    assert!(
+        render.contains("runs as: a supervised `hubfleet serve`"),
+        "{render}"
+    );
     let plan = fleet.ok(&["plan"]);
     assert!(
         plan.contains("plan: 3 to add, 0 to change, 0 to remove"),
@@ -273,6 +296,17 @@ async fn a_local_fleet_deploys_plans_restarts_only_what_changed_and_removes() {
         0o600
     );
 
+    // `fleet render` prints the hub.yaml deploy wrote, the command line, the token redacted.
+    let render = fleet.ok(&["render", "lab", "prod-a"]);
+    let hub_yaml = std::fs::read_to_string(fleet.data.join("hubs/lab/prod-a/hub.yaml")).unwrap();
+    assert!(render.contains(&hub_yaml), "{render}");
+    assert!(render.contains(" serve --config "), "{render}");
+    assert!(render.contains("apiToken: <redacted>"), "{render}");
+    assert!(!render.contains(&fleet.token("prod-a")), "{render}");
+    for doc in serde_yaml_ng::Deserializer::from_str(&render) {
+        let _: serde_yaml_ng::Value = serde::Deserialize::deserialize(doc).unwrap();
+    }
+
     // `fleet health` on each hub.
     for hub in ["staging", "prod-a", "prod-b"] {
         let out = fleet.ok(&["health", "lab", hub]);
@@ -295,6 +329,67 @@ async fn a_local_fleet_deploys_plans_restarts_only_what_changed_and_removes() {
     for (_, pids) in &before {
         assert!(!pids.is_empty(), "alice's servers run");
     }
+
+    // A hub that dies on its own is started again by its supervisor, without `deploy`, and
+    // finds its user's server again.
+    let supervisor = fleet.supervisor("prod-b");
+    assert_eq!(
+        supervisor["pid"], before[2].0,
+        "deployed.json names the supervisor"
+    );
+    assert_eq!(supervisor["restarts"], 0);
+    let crashed = supervisor["serve_pid"].as_i64().unwrap() as i32;
+    assert!(common::live_process_start(crashed).is_some());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(crashed),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = fleet.supervisor("prod-b");
+        let pid = s["serve_pid"].as_i64().unwrap_or(0) as i32;
+        if s["restarts"] == 1
+            && pid != 0
+            && pid != crashed
+            && fleet
+                .client()
+                .get(fleet.url("prod-b", "/hub/health"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prod-b was not started again: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(fleet.supervisor("prod-b")["last_exit"]
+        .as_str()
+        .unwrap()
+        .contains("9"));
+    assert!(
+        fleet
+            .server_pids("prod-b", "alice")
+            .contains(&before[2].1[0]),
+        "prod-b: alice's server kept running"
+    );
+    assert!(
+        fleet.server_answers("prod-b", "alice").await,
+        "prod-b: alice's server answers through the restarted hub"
+    );
+    assert_eq!(fleet.state("prod-b")["pid"], before[2].0);
+    let plan = fleet.ok(&["plan"]);
+    assert!(plan.contains("lab/prod-b: unchanged"), "{plan}");
+    let status = fleet.ok(&["status"]);
+    let row = status
+        .lines()
+        .find(|l| l.starts_with("lab/prod-b"))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(row.contains(" 1 (last "), "{status}");
 
     // Change one hub's values: the plan shows exactly that hub, with the diff.
     write(

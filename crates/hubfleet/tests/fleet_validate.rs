@@ -278,3 +278,50 @@ fn seeded_mistakes_each_fail_with_file_line_and_key() {
     }
     assert!(checked >= 10, "only {checked} seeded mistakes checked");
 }
+
+/// `fleet render` of hubs on Kubernetes clusters (aws, gcp): the manifests of `hubfleet render
+/// k8s` in the hub's namespace, Secrets redacted, the whole output YAML documents.
+#[test]
+fn render_of_a_kubernetes_hub_prints_its_manifests() {
+    for (cluster, hub) in [("opensci", "staging"), ("leap", "prod")] {
+        let out = hubfleet()
+            .args(["fleet", "render", cluster, hub, "--dir"])
+            .arg(fixture())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains(&format!("release and namespace `{hub}`")),
+            "{text}"
+        );
+        assert!(
+            text.contains("# note: hub.extraFiles: not rendered"),
+            "{text}"
+        );
+        let docs: Vec<serde_yaml_ng::Value> = serde_yaml_ng::Deserializer::from_str(&text)
+            .map(|d| serde::Deserialize::deserialize(d).unwrap_or_else(|e| panic!("{e}\n{text}")))
+            .collect();
+        // The effective values first, then the objects.
+        assert!(docs[0].get("jupyterhub").is_some() || docs[0].get("basehub").is_some());
+        let kinds: Vec<&str> = docs[1..]
+            .iter()
+            .map(|d| d["kind"].as_str().unwrap_or_default())
+            .collect();
+        assert!(kinds.contains(&"Deployment"), "{kinds:?}");
+        let hub_deployment = docs
+            .iter()
+            .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "hub")
+            .expect("the hub's Deployment");
+        assert_eq!(hub_deployment["metadata"]["namespace"], hub);
+        for secret in docs.iter().filter(|d| d["kind"] == "Secret") {
+            for (_, v) in secret["data"].as_mapping().into_iter().flatten() {
+                assert_eq!(v, "<redacted>");
+            }
+        }
+    }
+}
