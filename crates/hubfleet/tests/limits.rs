@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use common::{admin_token, Browser, TestHub, TokenClient};
 
 #[path = "support/api_load.rs"]
-#[allow(dead_code)]
 mod api_load;
 use reqwest::Method;
 use serde_json::json;
