@@ -1022,8 +1022,11 @@ async fn health_steps(
         .context("the front proxy is not running; `hubfleet fleet deploy` starts it")?;
     let token = dir.token(cluster, hub)?;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], proxy.port));
+    // No redirects: a server that sends us to a login page has refused the token, and that
+    // must show as such rather than as a page that is not JSON.
     let client = reqwest::Client::builder()
         .resolve(&state.domain, addr)
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(60))
         .build()?;
     let base = format!("http://{}:{}", state.domain, proxy.port);
@@ -1130,6 +1133,9 @@ async fn health_steps(
     stopped
 }
 
+/// How long the health check keeps asking a just-started server for a kernel.
+const KERNEL_START_PATIENCE: Duration = Duration::from_secs(20);
+
 async fn run_code(
     client: &reqwest::Client,
     base: &str,
@@ -1141,19 +1147,30 @@ async fn run_code(
 ) -> Result<()> {
     let prefix = server_url.trim_end_matches('/');
     let kernel_id = timed(steps, "start kernel", async {
-        let kernel: serde_json::Value = client
-            .post(format!("{base}{prefix}/api/kernels"))
-            .header("Authorization", auth)
-            .json(&serde_json::json!({ "name": "python3" }))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        kernel["id"]
-            .as_str()
-            .map(str::to_owned)
-            .context("the server's answer has no kernel id")
+        // A server that has just become ready may still be settling (its first token check
+        // with the hub): ask again for a few seconds before calling it broken.
+        let deadline = Instant::now() + KERNEL_START_PATIENCE;
+        loop {
+            let response = client
+                .post(format!("{base}{prefix}/api/kernels"))
+                .header("Authorization", auth)
+                .json(&serde_json::json!({ "name": "python3" }))
+                .send()
+                .await?;
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            let kernel = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .filter(|_| status.is_success());
+            if let Some(id) = kernel.as_ref().and_then(|k| k["id"].as_str()) {
+                return Ok(id.to_owned());
+            }
+            if Instant::now() > deadline {
+                let head: String = body.chars().take(300).collect();
+                bail!("POST {prefix}/api/kernels answered {status}, not a kernel: {head}");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     })
     .await?;
     let out = timed(steps, "run print(6*7)", async {
