@@ -512,7 +512,7 @@ fn secrets(action: SecretsAction) -> Result<()> {
                 &text,
                 &keys.identities,
             )?;
-            write_out(out.as_deref(), &plain)
+            crate::render_cmd::emit(&plain, out.as_deref())
         }
         SecretsAction::Encrypt { file, age, out } => {
             let text = std::fs::read_to_string(&file)
@@ -523,7 +523,7 @@ fn secrets(action: SecretsAction) -> Result<()> {
                 &text,
                 &recipients,
             )?;
-            write_out(Some(out.as_deref().unwrap_or(&file)), &enc)
+            crate::render_cmd::emit(&enc, Some(out.as_deref().unwrap_or(&file)))
         }
         SecretsAction::Edit { file } => edit(&file, &keys),
     }
@@ -586,18 +586,5 @@ fn edit(file: &Path, keys: &Keyring) -> Result<()> {
         return Ok(());
     }
     let enc = hubfleet_fleet::sops::encrypt_text(&label, &edited, &recipients)?;
-    write_out(Some(file), &enc)
-}
-
-fn write_out(out: Option<&Path>, text: &str) -> Result<()> {
-    match out {
-        Some(path) => {
-            std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
-        }
-        None => {
-            use std::io::Write;
-            std::io::stdout().write_all(text.as_bytes())?;
-            Ok(())
-        }
-    }
+    crate::render_cmd::emit(&enc, Some(file))
 }

@@ -1037,6 +1037,15 @@ async fn health_steps(
             .request(method, format!("{base}{path}"))
             .header("Authorization", &auth)
     };
+    let user_model = || async {
+        let model: serde_json::Value = api(reqwest::Method::GET, &format!("/hub/api/users/{user}"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        anyhow::Ok(model)
+    };
     timed(steps, "create user", async {
         let r = api(reqwest::Method::POST, &format!("/hub/api/users/{user}"))
             .send()
@@ -1066,13 +1075,7 @@ async fn health_steps(
         }
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            let model: serde_json::Value =
-                api(reqwest::Method::GET, &format!("/hub/api/users/{user}"))
-                    .send()
-                    .await?
-                    .error_for_status()?
-                    .json()
-                    .await?;
+            let model = user_model().await?;
             let server = &model["servers"][""];
             if server["ready"] == true {
                 return Ok(server["url"].as_str().unwrap_or("/user/x/").to_owned());
@@ -1112,13 +1115,7 @@ async fn health_steps(
         }
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let model: serde_json::Value =
-                api(reqwest::Method::GET, &format!("/hub/api/users/{user}"))
-                    .send()
-                    .await?
-                    .error_for_status()?
-                    .json()
-                    .await?;
+            let model = user_model().await?;
             if model["servers"].get("").is_none() {
                 return Ok(());
             }

@@ -413,7 +413,8 @@ fn hub_config_problems(
     Ok(report.errors.iter().map(|e| e.to_string()).collect())
 }
 
-fn emit(text: &str, out: Option<&Path>) -> Result<()> {
+/// `text` to the file `out`, or to standard output.
+pub(crate) fn emit(text: &str, out: Option<&Path>) -> Result<()> {
     match out {
         Some(path) => {
             std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
