@@ -29,6 +29,13 @@ mod render_cmd;
 mod start_checks;
 mod users_cmd;
 
+/// mimalloc rather than glibc's malloc. A burst (1,000 spawns at once, their progress streams
+/// and proxied requests) spreads over glibc's per-thread arenas, which keep the freed memory:
+/// measured with 1,000 running servers, glibc held 115 MB for 15 MB in use (RSS 117-136 MiB),
+/// and even `malloc_trim` left 79 MiB; mimalloc hands freed pages back to the system by itself.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "hubfleet",
