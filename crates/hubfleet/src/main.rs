@@ -36,6 +36,29 @@ mod users_cmd;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Two of mimalloc's options, numbered as in the `mi_option_e` of the `mimalloc.h` (v3) that
+/// `libmimalloc-sys` builds (the numbers stay put across versions: retired options keep theirs).
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// mimalloc's defaults commit its arenas eagerly on Linux and purge freed pages only 1 s later,
+/// and only when the freeing thread allocates again: an idle hub after a burst kept ~35 MiB
+/// more than with these two off (measured with 1,000 servers: 108 against 73 MiB). Their
+/// `MIMALLOC_*` variables still win when set.
+#[allow(unsafe_code)]
+fn tune_allocator() {
+    for (option, var) in [
+        (MI_OPTION_ARENA_EAGER_COMMIT, "MIMALLOC_ARENA_EAGER_COMMIT"),
+        (MI_OPTION_PURGE_DELAY, "MIMALLOC_PURGE_DELAY"),
+    ] {
+        if std::env::var_os(var).is_none() {
+            // SAFETY: `mi_option_set` stores an integer in mimalloc's option table, which it
+            // reads (atomically) on each arena reservation and purge; any value is valid.
+            unsafe { libmimalloc_sys::mi_option_set(option, 0) };
+        }
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "hubfleet",
@@ -141,6 +164,7 @@ static PROCESS_STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::Onc
 
 fn main() -> std::process::ExitCode {
     PROCESS_STARTED.get_or_init(std::time::Instant::now);
+    tune_allocator();
     // systemd's `AmbientCapabilities=CAP_NET_BIND_SERVICE` lets the hub bind ports 443 and 80;
     // the ambient set would also pass it on to every program the hub starts (users' servers).
     // Cleared here, before any thread exists (capabilities are per thread): the hub keeps the
