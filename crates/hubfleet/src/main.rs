@@ -32,30 +32,25 @@ mod users_cmd;
 /// mimalloc rather than glibc's malloc. A burst (1,000 spawns at once, their progress streams
 /// and proxied requests) spreads over glibc's per-thread arenas, which keep the freed memory:
 /// measured with 1,000 running servers, glibc held 115 MB for 15 MB in use (RSS 117-136 MiB),
-/// and even `malloc_trim` left 79 MiB; mimalloc hands freed pages back to the system by itself.
+/// and even `malloc_trim` left 79 MiB. mimalloc is built without its `MADV_HUGEPAGE` advice
+/// (feature `no_thp`): with it, where THP is `madvise`, its arenas were backed by 2 MiB pages
+/// and the same hub held 36 MiB idle and 108 MiB with 1,000 servers (27 and 68 without).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Two of mimalloc's options, numbered as in the `mi_option_e` of the `mimalloc.h` (v3) that
+/// mimalloc's `purge_delay`, numbered as in the `mi_option_e` of the `mimalloc.h` (v3) that
 /// `libmimalloc-sys` builds (the numbers stay put across versions: retired options keep theirs).
-const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// mimalloc's defaults commit its arenas eagerly on Linux and purge freed pages only 1 s later,
-/// and only when the freeing thread allocates again: an idle hub after a burst kept ~35 MiB
-/// more than with these two off (measured with 1,000 servers: 108 against 73 MiB). Their
-/// `MIMALLOC_*` variables still win when set.
+/// mimalloc purges freed pages 1 s after they empty by default, and only when the freeing
+/// thread allocates again, so a hub that goes quiet after a burst keeps them: purged at once
+/// instead. `MIMALLOC_PURGE_DELAY` still wins when set.
 #[allow(unsafe_code)]
 fn tune_allocator() {
-    for (option, var) in [
-        (MI_OPTION_ARENA_EAGER_COMMIT, "MIMALLOC_ARENA_EAGER_COMMIT"),
-        (MI_OPTION_PURGE_DELAY, "MIMALLOC_PURGE_DELAY"),
-    ] {
-        if std::env::var_os(var).is_none() {
-            // SAFETY: `mi_option_set` stores an integer in mimalloc's option table, which it
-            // reads (atomically) on each arena reservation and purge; any value is valid.
-            unsafe { libmimalloc_sys::mi_option_set(option, 0) };
-        }
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: `mi_option_set` stores an integer in mimalloc's option table, which it
+        // reads (atomically) on each purge; any value is valid.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
     }
 }
 
