@@ -30,6 +30,31 @@ mod render_cmd;
 mod start_checks;
 mod users_cmd;
 
+/// mimalloc rather than glibc's malloc. A burst (1,000 spawns at once, their progress streams
+/// and proxied requests) spreads over glibc's per-thread arenas, which keep the freed memory:
+/// measured with 1,000 running servers, glibc held 115 MB for 15 MB in use (RSS 117-136 MiB),
+/// and even `malloc_trim` left 79 MiB. mimalloc is built without its `MADV_HUGEPAGE` advice
+/// (feature `no_thp`): with it, where THP is `madvise`, its arenas were backed by 2 MiB pages
+/// and the same hub held 36 MiB idle and 108 MiB with 1,000 servers (27 and 68 without).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc's `purge_delay`, numbered as in the `mi_option_e` of the `mimalloc.h` (v3) that
+/// `libmimalloc-sys` builds (the numbers stay put across versions: retired options keep theirs).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// mimalloc purges freed pages 1 s after they empty by default, and only when the freeing
+/// thread allocates again, so a hub that goes quiet after a burst keeps them: purged at once
+/// instead. `MIMALLOC_PURGE_DELAY` still wins when set.
+#[allow(unsafe_code)]
+fn tune_allocator() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: `mi_option_set` stores an integer in mimalloc's option table, which it
+        // reads (atomically) on each purge; any value is valid.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "hubfleet",
@@ -135,6 +160,7 @@ static PROCESS_STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::Onc
 
 fn main() -> std::process::ExitCode {
     PROCESS_STARTED.get_or_init(std::time::Instant::now);
+    tune_allocator();
     // systemd's `AmbientCapabilities=CAP_NET_BIND_SERVICE` lets the hub bind ports 443 and 80;
     // the ambient set would also pass it on to every program the hub starts (users' servers).
     // Cleared here, before any thread exists (capabilities are per thread): the hub keeps the
