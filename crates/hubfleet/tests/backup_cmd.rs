@@ -162,33 +162,9 @@ fn postgres_program(program: &str) -> PathBuf {
     found.pop().unwrap_or_else(|| PathBuf::from(program))
 }
 
-/// A new, empty database on the test PostgreSQL server; its URL.
-async fn fresh_database(tag: &str) -> String {
-    use sqlx::Executor;
-    let base = std::env::var("HUBFLEET_TEST_POSTGRES_URL").unwrap_or_else(|_| {
-        panic!(
-            "HUBFLEET_TEST_POSTGRES_URL is not set: start a server with \
-             `scripts/postgres.sh start` and export the URL it prints (.ci/run does this)"
-        )
-    });
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&base)
-        .await
-        .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL server at {base}: {e}"));
-    let name = format!("hubfleet_backup_{tag}_{}", std::process::id());
-    for statement in [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        admin.execute(statement.as_str()).await.unwrap();
-    }
-    let (root, _) = base.rsplit_once('/').expect("URL has a database part");
-    format!("{root}/{name}")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_backup_restores_with_pg_restore() {
-    let source = fresh_database("source").await;
+    let source = common::fresh_postgres_database("backup_source").await;
     let hub = TestHub::start(&native_yaml(&format!(
         "  db:\n    type: postgres\n    url: {source}\n"
     )));
@@ -200,7 +176,7 @@ async fn a_postgres_backup_restores_with_pg_restore() {
     assert!(stdout.starts_with("backup written to"), "{stdout}");
     drop(hub);
 
-    let target = fresh_database("target").await;
+    let target = common::fresh_postgres_database("backup_target").await;
     let restore = Command::new(postgres_program("pg_restore"))
         .args(["--no-owner", "--exit-on-error", "--dbname", &target])
         .arg(&out)

@@ -14,7 +14,7 @@ use common::{free_port, python_env, TestHub};
 
 #[path = "support/api_load.rs"]
 mod api_load;
-use api_load::{call, client, server_answers, start_and_wait, Tally, TOKEN};
+use api_load::{call, client, server_answers, Tally, TOKEN};
 
 const PROXY_TOKEN: &str = "proxy-api-token-0123456789abcdef";
 
@@ -99,27 +99,8 @@ async fn the_hub_restores_every_route_of_a_restarted_proxy() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(6);
     let users: Vec<String> = (0..count).map(|i| format!("x{i}")).collect();
-    let (status, body) = call(
-        &http,
-        &public,
-        reqwest::Method::POST,
-        "/hub/api/users",
-        Some(serde_json::json!({ "usernames": users })),
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 201, "{body}");
-    let starts: Vec<_> = users
-        .iter()
-        .map(|user| {
-            let (http, public, user) = (http.clone(), public.clone(), user.clone());
-            tokio::spawn(async move { start_and_wait(&http, &public, &user).await })
-        })
-        .collect();
-    for start in starts {
-        if let Err(e) = start.await.unwrap() {
-            panic!("{e}\n{}", hub.log());
-        }
+    if let Err(e) = api_load::create_and_start_all(&http, &public, &users).await {
+        panic!("{e}\n{}", hub.log());
     }
     let answer_all = |users: Vec<String>| {
         let (http, public) = (http.clone(), public.clone());

@@ -40,29 +40,8 @@ fn hub_config(db: &str) -> String {
 
 /// Make `users` and start their servers, all at once; panics with the hub's log if one fails.
 async fn start_servers(hub: &TestHub, users: &[String]) {
-    let http = client();
-    let base = hub.direct_url("");
-    let (status, body) = call(
-        &http,
-        &base,
-        reqwest::Method::POST,
-        "/hub/api/users",
-        Some(serde_json::json!({ "usernames": users })),
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 201, "{body}");
-    let starts: Vec<_> = users
-        .iter()
-        .map(|user| {
-            let (http, base, user) = (http.clone(), base.clone(), user.clone());
-            tokio::spawn(async move { start_and_wait(&http, &base, &user).await })
-        })
-        .collect();
-    for start in starts {
-        if let Err(e) = start.await.unwrap() {
-            panic!("{e}\nlog:\n{}", hub.log());
-        }
+    if let Err(e) = api_load::create_and_start_all(&client(), &hub.direct_url(""), users).await {
+        panic!("{e}\nlog:\n{}", hub.log());
     }
 }
 

@@ -21,31 +21,6 @@ use common::{free_port, python_env, TestHub};
 #[path = "support/api_load.rs"]
 mod api_load;
 use api_load::{call, client, server_answers, server_state, start_and_wait, Tally, TOKEN};
-use sqlx::Executor;
-
-/// A fresh database on the test PostgreSQL server.
-async fn fresh_database(tag: &str) -> String {
-    let base = std::env::var("HUBFLEET_TEST_POSTGRES_URL").unwrap_or_else(|_| {
-        panic!(
-            "HUBFLEET_TEST_POSTGRES_URL is not set: start a server with \
-             `scripts/postgres.sh start` and export the URL it prints (.ci/run does this)"
-        )
-    });
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&base)
-        .await
-        .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL server at {base}: {e}"));
-    let name = format!("hubfleet_{tag}_{}", std::process::id());
-    for statement in [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        admin.execute(statement.as_str()).await.unwrap();
-    }
-    admin.close().await;
-    let (root, _) = base.rsplit_once('/').expect("URL has a database part");
-    format!("{root}/{name}")
-}
 
 fn nginx_binary() -> PathBuf {
     let on_path = std::env::var_os("PATH").and_then(|paths| {
@@ -135,7 +110,7 @@ fn replica_config(db_url: &str, lb_port: u16) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_killed_under_load_loses_nothing_but_requests_in_flight() {
-    let db_url = fresh_database("ha").await;
+    let db_url = common::fresh_postgres_database("ha").await;
     let lb_port = free_port();
     let config = replica_config(&db_url, lb_port);
     // Started first, `doomed` leads (runs the culler and services) until it dies.
@@ -396,7 +371,7 @@ async fn a_replica_killed_under_load_loses_nothing_but_requests_in_flight() {
 /// replicas), and the same after one replica is killed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pages_oauth_and_jupyterlab_through_either_replica() {
-    let db_url = fresh_database("ha_browser").await;
+    let db_url = common::fresh_postgres_database("ha_browser").await;
     let lb_port = free_port();
     let config = format!(
         "hub:\n  db:\n    type: postgres\n    url: {db_url}\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n      hub_connect_url: http://127.0.0.1:{lb_port}\nsingleuser:\n  defaultUrl: /lab\n"

@@ -11,32 +11,8 @@ use std::time::Duration;
 use common::{python_env, TestHub, TokenClient};
 #[path = "support/api_load.rs"]
 mod api_load;
-use sqlx::Executor;
 
 const TOKEN: &str = "replica-test-token-0123456789abcdef";
-
-/// A fresh database on the test PostgreSQL server.
-async fn fresh_database(tag: &str) -> String {
-    let base = std::env::var("HUBFLEET_TEST_POSTGRES_URL").unwrap_or_else(|_| {
-        panic!(
-            "HUBFLEET_TEST_POSTGRES_URL is not set: start a server with \
-             `scripts/postgres.sh start` and export the URL it prints (.ci/run does this)"
-        )
-    });
-    sqlx::any::install_default_drivers();
-    let admin = sqlx::AnyPool::connect(&base)
-        .await
-        .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL server at {base}: {e}"));
-    let name = format!("hubfleet_replicas_{tag}_{}", std::process::id());
-    for statement in [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        admin.execute(statement.as_str()).await.unwrap();
-    }
-    let (root, _) = base.rsplit_once('/').expect("URL has a database part");
-    format!("{root}/{name}")
-}
 
 fn replica_config(db_url: &str) -> String {
     // The server takes a few seconds to answer, so the start is seen in progress.
@@ -47,7 +23,7 @@ fn replica_config(db_url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn progress_of_a_start_driven_by_another_replica() {
-    let db_url = fresh_database("progress").await;
+    let db_url = common::fresh_postgres_database("replicas_progress").await;
     let config = replica_config(&db_url);
     let driving = TestHub::start_with(&config, "", &python_env());
     let watching = TestHub::start_with(&config, "", &python_env());
@@ -128,7 +104,7 @@ fn server_processes(hubs: &[&TestHub], user: &str) -> Vec<i32> {
 #[tokio::test(flavor = "multi_thread")]
 async fn starts_and_stops_through_two_replicas_never_run_a_server_twice() {
     use api_load::{call, client, server_state, TOKEN};
-    let db_url = fresh_database("twice").await;
+    let db_url = common::fresh_postgres_database("replicas_twice").await;
     let config = format!(
         "hub:\n  db:\n    type: postgres\n    url: {db_url}\n  services:\n    ops:\n      admin: true\n      apiToken: {TOKEN}\n  config:\n    JupyterHub:\n      authenticator_class: dummy\nsingleuser:\n  cmd: {}\n  extraEnv:\n    TINY_SERVER_DELAY: '2'\n",
         api_load::tiny_server_cmd()

@@ -885,3 +885,28 @@ impl Drop for SystemAccounts {
         delete_accounts(&self.0);
     }
 }
+
+/// A new, empty database `hubfleet_<tag>_<pid>` on the test PostgreSQL server; its URL.
+pub async fn fresh_postgres_database(tag: &str) -> String {
+    use sqlx::Executor;
+    let base = std::env::var("HUBFLEET_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!(
+            "HUBFLEET_TEST_POSTGRES_URL is not set: start a server with \
+             `scripts/postgres.sh start` and export the URL it prints (.ci/run does this)"
+        )
+    });
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&base)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL server at {base}: {e}"));
+    let name = format!("hubfleet_{tag}_{}", std::process::id());
+    for statement in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        admin.execute(statement.as_str()).await.unwrap();
+    }
+    admin.close().await;
+    let (root, _) = base.rsplit_once('/').expect("URL has a database part");
+    format!("{root}/{name}")
+}

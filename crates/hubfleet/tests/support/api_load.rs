@@ -99,6 +99,37 @@ pub async fn start_and_wait(
 }
 
 /// Through the load balancer: the server answers, and it reached the hub's API itself.
+/// Make `users` and start their servers, all at once, until each is ready.
+pub async fn create_and_start_all(
+    client: &reqwest::Client,
+    base: &str,
+    users: &[String],
+) -> Result<(), String> {
+    match call(
+        client,
+        base,
+        reqwest::Method::POST,
+        "/hub/api/users",
+        Some(serde_json::json!({ "usernames": users })),
+    )
+    .await?
+    {
+        (201, _) => {}
+        other => return Err(format!("creating the users: {other:?}")),
+    }
+    let starts: Vec<_> = users
+        .iter()
+        .map(|user| {
+            let (client, base, user) = (client.clone(), base.to_string(), user.clone());
+            tokio::spawn(async move { start_and_wait(&client, &base, &user).await })
+        })
+        .collect();
+    for start in starts {
+        start.await.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
 pub async fn server_answers(client: &reqwest::Client, lb: &str, user: &str) -> Result<(), String> {
     let response = client
         .get(format!("{lb}/user/{user}/"))
