@@ -187,3 +187,48 @@ async fn a_servers_own_token_is_not_rate_limited() {
         }
     }
 }
+
+/// The token the rate limit does not count can do nothing but its server's own work: a user
+/// who reads it from their server's environment gets no unthrottled access to anything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_servers_own_token_grants_nothing_beyond_its_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("server-token");
+    let tiny = api_load::tiny_server_cmd();
+    let tiny_script = tiny.trim_start_matches("[python3, ").trim_end_matches(']');
+    let hub = TestHub::start_with(
+        &format!(
+            "hub:\n  services:\n    ops:\n      admin: true\n      apiToken: {}\n  config:\n    JupyterHub:\n      authenticator_class: dummy\nsingleuser:\n  cmd: [sh, -c, 'printenv JUPYTERHUB_API_TOKEN > {}; exec python3 {}', sh]\ncull:\n  enabled: false\n",
+            api_load::TOKEN,
+            token_file.display(),
+            tiny_script
+        ),
+        "  api_rate_limit:\n    per_second: 1\n    burst: 5\n",
+        &common::python_env(),
+    );
+    let http = api_load::client();
+    let base = hub.direct_url("");
+    let (status, body) = api_load::call(&http, &base, Method::POST, "/hub/api/users/alice", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+    api_load::start_and_wait(&http, &base, "alice")
+        .await
+        .unwrap();
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let server = TokenClient::new(&hub, token.trim());
+    for (method, path) in [
+        (Method::GET, "/hub/api/users/bob"),
+        (Method::GET, "/hub/api/users"),
+        (Method::POST, "/hub/api/users/alice/tokens"),
+        (Method::POST, "/hub/api/users/bob/activity"),
+        (Method::DELETE, "/hub/api/users/alice/server"),
+    ] {
+        let (status, body) = server.call(method.clone(), path, None).await;
+        // 404 where upstream hides whether the user exists
+        assert!(
+            status == 403 || status == 404,
+            "{method} {path} with the server's token: {status} {body}"
+        );
+    }
+}
