@@ -162,24 +162,7 @@ async fn api_requests_of_a_user_are_rate_limited() {
 /// not the user's requests, so the user's bucket does not limit it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_servers_own_token_is_not_rate_limited() {
-    let hub = TestHub::start_with(
-        &format!(
-            "hub:\n  services:\n    ops:\n      admin: true\n      apiToken: {}\n  config:\n    JupyterHub:\n      authenticator_class: dummy\nsingleuser:\n  cmd: {}\ncull:\n  enabled: false\n",
-            api_load::TOKEN,
-            api_load::tiny_server_cmd()
-        ),
-        "  api_rate_limit:\n    per_second: 1\n    burst: 5\n",
-        &common::python_env(),
-    );
-    let http = api_load::client();
-    let base = hub.direct_url("");
-    let (status, body) = api_load::call(&http, &base, Method::POST, "/hub/api/users/alice", None)
-        .await
-        .unwrap();
-    assert_eq!(status, 201, "{body}");
-    api_load::start_and_wait(&http, &base, "alice")
-        .await
-        .unwrap();
+    let (hub, http, base) = alice_running_on_a_rate_limited_hub(&api_load::tiny_server_cmd()).await;
     // Each request to the tiny server makes it post activity to the hub first.
     for _ in 0..20 {
         if let Err(e) = api_load::server_answers(&http, &base, "alice").await {
@@ -196,25 +179,12 @@ async fn a_servers_own_token_grants_nothing_beyond_its_server() {
     let token_file = dir.path().join("server-token");
     let tiny = api_load::tiny_server_cmd();
     let tiny_script = tiny.trim_start_matches("[python3, ").trim_end_matches(']');
-    let hub = TestHub::start_with(
-        &format!(
-            "hub:\n  services:\n    ops:\n      admin: true\n      apiToken: {}\n  config:\n    JupyterHub:\n      authenticator_class: dummy\nsingleuser:\n  cmd: [sh, -c, 'printenv JUPYTERHUB_API_TOKEN > {}; exec python3 {}', sh]\ncull:\n  enabled: false\n",
-            api_load::TOKEN,
-            token_file.display(),
-            tiny_script
-        ),
-        "  api_rate_limit:\n    per_second: 1\n    burst: 5\n",
-        &common::python_env(),
+    let cmd = format!(
+        "[sh, -c, 'printenv JUPYTERHUB_API_TOKEN > {}; exec python3 {}', sh]",
+        token_file.display(),
+        tiny_script
     );
-    let http = api_load::client();
-    let base = hub.direct_url("");
-    let (status, body) = api_load::call(&http, &base, Method::POST, "/hub/api/users/alice", None)
-        .await
-        .unwrap();
-    assert_eq!(status, 201, "{body}");
-    api_load::start_and_wait(&http, &base, "alice")
-        .await
-        .unwrap();
+    let (hub, _http, _base) = alice_running_on_a_rate_limited_hub(&cmd).await;
     let token = std::fs::read_to_string(&token_file).unwrap();
     let server = TokenClient::new(&hub, token.trim());
     for (method, path) in [
@@ -231,4 +201,27 @@ async fn a_servers_own_token_grants_nothing_beyond_its_server() {
             "{method} {path} with the server's token: {status} {body}"
         );
     }
+}
+
+/// A hub limiting each user to 1 API request a second (burst 5), whose servers run `cmd`
+/// (YAML), with alice's server running; the hub, a client and the hub's URL.
+async fn alice_running_on_a_rate_limited_hub(cmd: &str) -> (TestHub, reqwest::Client, String) {
+    let hub = TestHub::start_with(
+        &format!(
+            "hub:\n  services:\n    ops:\n      admin: true\n      apiToken: {}\n  config:\n    JupyterHub:\n      authenticator_class: dummy\nsingleuser:\n  cmd: {cmd}\ncull:\n  enabled: false\n",
+            api_load::TOKEN,
+        ),
+        "  api_rate_limit:\n    per_second: 1\n    burst: 5\n",
+        &common::python_env(),
+    );
+    let http = api_load::client();
+    let base = hub.direct_url("");
+    let (status, body) = api_load::call(&http, &base, Method::POST, "/hub/api/users/alice", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+    api_load::start_and_wait(&http, &base, "alice")
+        .await
+        .unwrap();
+    (hub, http, base)
 }
