@@ -9,12 +9,12 @@
 //!
 //! The reference needs its own Python venv (`$HUBFLEET_KUBESPAWNER_ENV`; `scripts/test` makes it).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use hubfleet_kube::compare::pod_fields;
 use serde_json::Value as Json;
 use serde_yaml_ng::Value as Yaml;
 
@@ -304,127 +304,6 @@ fn ours(args: &[String]) -> Result<Json, String> {
     serde_json::from_slice(&out.stdout).map_err(|e| format!("hubfleet output is not JSON: {e}"))
 }
 
-/// `null`s dropped (the Kubernetes client leaves out unset fields; nested ones may show as null).
-fn without_nulls(v: &Json) -> Json {
-    match v {
-        Json::Object(m) => Json::Object(
-            m.iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k.clone(), without_nulls(v)))
-                .collect(),
-        ),
-        Json::Array(a) => Json::Array(a.iter().map(without_nulls).collect()),
-        other => other.clone(),
-    }
-}
-
-/// Quantities: KubeSpawner sends numbers (`1073741824`, `0.5`), the Kubernetes types strings.
-fn quantities(v: &Json) -> Json {
-    match v {
-        Json::Object(m) => {
-            Json::Object(m.iter().map(|(k, v)| (k.clone(), quantities(v))).collect())
-        }
-        Json::Number(n) => Json::from(n.as_f64().unwrap_or(0.0)),
-        Json::String(s) => s
-            .parse::<f64>()
-            .map(Json::from)
-            .unwrap_or_else(|_| Json::String(s.clone())),
-        other => other.clone(),
-    }
-}
-
-/// The fields compared, each a piece of the pod (or the PVCs).
-fn fields(doc: &Json) -> BTreeMap<&'static str, Json> {
-    let items = doc["items"].as_array().cloned().unwrap_or_default();
-    let pod = without_nulls(items.first().unwrap_or(&Json::Null));
-    let spec = &pod["spec"];
-    let containers = spec["containers"].as_array().cloned().unwrap_or_default();
-    let notebook = containers
-        .iter()
-        .find(|c| c["name"] == "notebook")
-        .cloned()
-        .unwrap_or(Json::Null);
-    let pick = |v: &Json, keys: &[&str]| -> Json {
-        Json::Object(
-            keys.iter()
-                .filter_map(|k| v.get(*k).map(|x| (k.to_string(), x.clone())))
-                .collect(),
-        )
-    };
-    let mut env = notebook["env"].clone();
-    for e in env.as_array_mut().into_iter().flatten() {
-        if matches!(
-            e["name"].as_str(),
-            Some("JUPYTERHUB_API_TOKEN" | "JPY_API_TOKEN")
-        ) {
-            e["value"] = Json::String("<token>".into());
-        }
-    }
-    let mut out = BTreeMap::new();
-    out.insert("image", pick(&notebook, &["image", "imagePullPolicy"]));
-    out.insert(
-        "command and args",
-        pick(&notebook, &["command", "args", "workingDir", "ports"]),
-    );
-    out.insert("env", env);
-    out.insert("resources", quantities(&notebook["resources"]));
-    out.insert("volumes", spec["volumes"].clone());
-    out.insert("volume mounts", notebook["volumeMounts"].clone());
-    out.insert(
-        "scheduling",
-        pick(
-            spec,
-            &[
-                "nodeSelector",
-                "tolerations",
-                "affinity",
-                "schedulerName",
-                "priorityClassName",
-            ],
-        ),
-    );
-    out.insert(
-        "security context",
-        Json::Array(vec![
-            spec["securityContext"].clone(),
-            notebook["securityContext"].clone(),
-        ]),
-    );
-    out.insert("init containers", spec["initContainers"].clone());
-    out.insert("lifecycle hooks", notebook["lifecycle"].clone());
-    out.insert(
-        "service account",
-        pick(
-            spec,
-            &["serviceAccountName", "automountServiceAccountToken"],
-        ),
-    );
-    out.insert(
-        "extra containers",
-        Json::Array(
-            containers
-                .iter()
-                .filter(|c| c["name"] != "notebook")
-                .cloned()
-                .collect(),
-        ),
-    );
-    out.insert("labels", pod["metadata"]["labels"].clone());
-    out.insert("annotations", pod["metadata"]["annotations"].clone());
-    out.insert("name", pod["metadata"]["name"].clone());
-    out.insert(
-        "pod spec (the rest)",
-        pick(spec, &["restartPolicy", "imagePullSecrets"]),
-    );
-    let pvcs: Vec<Json> = items
-        .iter()
-        .skip(1)
-        .map(|p| quantities(&without_nulls(p)))
-        .collect();
-    out.insert("pvcs", Json::Array(pvcs));
-    out
-}
-
 /// One case's outcome: its name, then what KubeSpawner and hubfleet printed (or their errors).
 type Outcome = (String, Result<Json, String>, Result<Json, String>);
 
@@ -499,7 +378,7 @@ fn pods_match_kubespawner() {
                 continue;
             }
         };
-        let (a, b) = (fields(theirs), fields(mine));
+        let (a, b) = (pod_fields(theirs), pod_fields(mine));
         let mut differing = Vec::new();
         for (field, value) in &a {
             if b.get(field) != Some(value) {
