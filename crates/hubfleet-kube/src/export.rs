@@ -553,6 +553,8 @@ pub struct ReadmeFacts {
     pub pod_differences: Vec<String>,
     /// The user and server the pods were compared for.
     pub pods_compared_for: String,
+    /// Why the pods could not be compared, if they could not.
+    pub pods_not_compared: Option<String>,
     /// The users.json / homes.tar.zst section, when the hub's data was exported.
     pub hub_data: Option<String>,
 }
@@ -642,8 +644,10 @@ pub fn readme(export: &Export, facts: &ReadmeFacts) -> String {
     p(&mut s, "");
     p(&mut s, "## The same pods");
     p(&mut s, "");
-    p(&mut s, &format!("The pod KubeSpawner makes from these values was compared, field by field, with the pod hubfleet makes from the hub's own files, for {}.", facts.pods_compared_for));
-    if facts.pod_differences.is_empty() {
+    p(&mut s, &format!("hubfleet's pod from the hub's own files is compared, field by field, with its pod from these values (which `hubfleet`'s tests check against the real KubeSpawner's), for {}.", facts.pods_compared_for));
+    if let Some(why) = &facts.pods_not_compared {
+        p(&mut s, &format!("Here they could not be compared: {why}."));
+    } else if facts.pod_differences.is_empty() {
         p(&mut s, "No field differs.");
     } else {
         p(&mut s, "Fields that differ:");
