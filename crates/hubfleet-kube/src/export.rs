@@ -83,6 +83,31 @@ pub const BASEHUB_OUTSIDE_KEYS: &[(&str, &str)] = &[
     ("global", "Helm globals of basehub's sub-charts"),
 ];
 
+/// Why 2i2c's compute usage quotas are dropped.
+const USAGE_QUOTAS: &str = "2i2c's compute usage quotas (`jupyterhub_usage_quotas`): need 2i2c's hub image, its Prometheus and the objects basehub's templates make (`usage-quotas-config`, `prometheus-auth`)";
+
+/// z2jh keys that basehub sets but that need what only basehub's templates (or 2i2c's hub
+/// image) provide: left out, with why. Besides these, `hub.extraConfig` snippets that import
+/// `jupyterhub_usage_quotas` and the hub's volume `usage-quotas` (and its mounts) go too.
+pub const BASEHUB_ONLY_KEYS: &[(&str, &str)] = &[
+    ("hub.config.UsageQuotaManager", USAGE_QUOTAS),
+    ("hub.config.UsageViewer", USAGE_QUOTAS),
+    ("hub.services.usage-quota", USAGE_QUOTAS),
+    ("hub.loadRoles.usage-quota-service", USAGE_QUOTAS),
+    ("hub.extraEnv.JUPYTERHUB_USAGE_QUOTAS_METRICS_TOKEN", USAGE_QUOTAS),
+    ("hub.extraEnv.JUPYTERHUB_USAGE_QUOTAS_PROMETHEUS_USERNAME", USAGE_QUOTAS),
+    ("hub.extraEnv.JUPYTERHUB_USAGE_QUOTAS_PROMETHEUS_PASSWORD", USAGE_QUOTAS),
+    ("hub.extraEnv.BASEHUB_K8S_DIST", "read from the ConfigMap `basehub-cluster-info` that basehub's templates make (for Dask Gateway's options); the hub would not start without it"),
+];
+
+/// The ConfigMap basehub makes for the homepage's git init containers, and which of
+/// `custom.homepage` each of its keys holds.
+const TEMPLATES_CONFIG_MAP: &str = "hub-custom-templates-config";
+const TEMPLATES_CONFIG_KEYS: &[(&str, &str)] = &[
+    ("GIT_REPO_URL", "gitRepoUrl"),
+    ("GIT_REPO_BRANCH", "gitRepoBranch"),
+];
+
 /// Why any other basehub key outside `jupyterhub:` is dropped.
 pub const OTHER_BASEHUB_KEY: &str =
     "a setting of basehub's own templates, outside z2jh's values; z2jh has no equivalent";
@@ -154,11 +179,16 @@ pub struct Export {
 
 /// The fate of the `hubfleet:` key `dotted` (by its longest listed prefix).
 pub fn hubfleet_fate(dotted: &str) -> Option<Fate> {
+    hubfleet_entry(dotted).map(|(_, f)| f)
+}
+
+/// The entry of [`HUBFLEET_KEYS`] that covers `dotted`: its key and fate.
+fn hubfleet_entry(dotted: &str) -> Option<(&'static str, Fate)> {
     HUBFLEET_KEYS
         .iter()
         .filter(|(k, _)| dotted == *k || dotted.starts_with(&format!("{k}.")))
         .max_by_key(|(k, _)| k.len())
-        .map(|(_, f)| *f)
+        .copied()
 }
 
 fn key(s: &str) -> Value {
@@ -181,11 +211,11 @@ fn take_path(doc: &mut Value, path: &[String]) -> Option<Value> {
         return map.shift_remove(first.as_str());
     }
     let child = map.get_mut(first.as_str())?;
-    let taken = take_path(child, rest);
+    let taken = take_path(child, rest)?;
     if child.as_mapping().is_some_and(Mapping::is_empty) {
         map.shift_remove(first.as_str());
     }
-    taken
+    Some(taken)
 }
 
 /// Set `path` in `doc`, making mappings on the way.
@@ -282,6 +312,7 @@ pub fn export(values: Value, sops: &[SopsKey]) -> Export {
         translate_hubfleet(&hubfleet, &mut values, &mut out);
     }
     translate_basehub(&mut values, &mut out);
+    drop_basehub_only(&mut values, &mut out);
 
     // Secrets: what sops files set, then the keys that are secrets anywhere.
     let mut secret_paths: Vec<(Vec<String>, Option<String>)> = Vec::new();
@@ -302,6 +333,10 @@ pub fn export(values: Value, sops: &[SopsKey]) -> Export {
         }
     }
     for (path, placeholder) in secret_paths {
+        // A secret left unset (z2jh's defaults) stays as it is: the chart generates it.
+        if get_path(&values, &path).is_none_or(Value::is_null) {
+            continue;
+        }
         let Some(value) = take_path(&mut values, &path) else {
             continue;
         };
@@ -309,7 +344,13 @@ pub fn export(values: Value, sops: &[SopsKey]) -> Export {
         let value = match placeholder {
             Some(p) => {
                 out.placeholders.push(dotted);
-                Value::String(p)
+                // A text gets the placeholder; a flag or number keeps the stand-in of its type
+                // (a text there would read as true), and the README and the file's head say.
+                if value.is_string() {
+                    Value::String(p)
+                } else {
+                    value
+                }
             }
             None => value,
         };
@@ -324,63 +365,61 @@ pub fn export(values: Value, sops: &[SopsKey]) -> Export {
 }
 
 fn translate_hubfleet(hubfleet: &Value, values: &mut Value, out: &mut Export) {
-    let mut seen_environments = false;
-    let mut seen_gpus = false;
     for path in leaf_paths(hubfleet) {
         let dotted = path.join(".");
-        let full = format!("hubfleet.{dotted}");
         let value = get_path(hubfleet, &path).cloned().unwrap_or(Value::Null);
-        match hubfleet_fate(&dotted) {
-            None => out.dropped.push(Dropped {
-                key: full,
+        let Some((entry, fate)) = hubfleet_entry(&dotted) else {
+            out.dropped.push(Dropped {
+                key: format!("hubfleet.{dotted}"),
                 reason: "not a hubfleet setting the export knows".into(),
-            }),
-            Some(Fate::Dropped(why)) => out.dropped.push(Dropped {
-                key: full,
-                reason: why.into(),
-            }),
-            Some(Fate::Translated(how)) => {
-                if dotted == "auth.login_announcement" {
-                    let to = path_of("hub.templateVars.announcement_login");
-                    if get_path(values, &to).is_none() {
-                        set_path(values, &to, value.clone());
-                    }
-                } else if dotted == "public_url" {
-                    out.host = value.as_str().and_then(|u| url_host(u)).map(str::to_owned);
-                } else if dotted == "kubernetes.namespace" {
-                    out.namespace = value.as_str().map(str::to_owned);
-                } else if dotted.starts_with("local.environments") && !seen_environments {
-                    seen_environments = true;
-                    let names: Vec<String> = hubfleet
-                        .get("local")
-                        .and_then(|l| l.get("environments"))
-                        .and_then(Value::as_mapping)
-                        .map(|m| {
-                            m.keys()
-                                .filter_map(Value::as_str)
-                                .map(str::to_owned)
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    out.notes.push(format!(
-                        "local environments ({}) are Python environments on this machine: build an image with each one's packages and set it as `singleuser.image` (or the profile's `kubespawner_override.image` that named it)",
-                        names.join(", ")
-                    ));
-                } else if dotted.starts_with("local.gpus") && !seen_gpus {
-                    seen_gpus = true;
-                    out.notes.push("GPUs: give the profiles that need one `kubespawner_override.extra_resource_limits: {nvidia.com/gpu: 1}` and run NVIDIA's device plugin in the cluster".into());
+            });
+            continue;
+        };
+        let from = format!("hubfleet.{entry}");
+        let first = !out.dropped.iter().any(|d| d.key == from)
+            && !out.translated.iter().any(|t| t.from == from);
+        match fate {
+            Fate::Dropped(why) => {
+                if first {
+                    out.dropped.push(Dropped {
+                        key: from,
+                        reason: why.into(),
+                    });
                 }
-                let to = how.to_owned();
-                if !out.translated.iter().any(|t| {
-                    t.from == full
-                        || (full.starts_with("hubfleet.local.environments")
-                            && t.from.starts_with("hubfleet.local.environments"))
-                        || (full.starts_with("hubfleet.local.gpus")
-                            && t.from.starts_with("hubfleet.local.gpus"))
-                }) {
-                    out.translated.push(Translated { from: full, to });
+                continue;
+            }
+            Fate::Translated(how) => {
+                if first {
+                    out.translated.push(Translated {
+                        from,
+                        to: how.to_owned(),
+                    });
                 }
             }
+        }
+        match entry {
+            "auth.login_announcement" => {
+                let to = path_of("hub.templateVars.announcement_login");
+                if get_path(values, &to).is_none() {
+                    set_path(values, &to, value);
+                }
+            }
+            "public_url" => out.host = value.as_str().and_then(url_host).map(str::to_owned),
+            "kubernetes.namespace" => out.namespace = value.as_str().map(str::to_owned),
+            "local.environments" if first => {
+                let names: Vec<String> = hubfleet
+                    .get("local")
+                    .and_then(|l| l.get("environments"))
+                    .and_then(Value::as_mapping)
+                    .map(|m| m.keys().filter_map(Value::as_str).map(str::to_owned).collect())
+                    .unwrap_or_default();
+                out.notes.push(format!(
+                    "local environments ({}) are Python environments on this machine: build an image with each one's packages and set it as `singleuser.image` (or the profile's `kubespawner_override.image` that named it)",
+                    names.join(", ")
+                ));
+            }
+            "local.gpus" if first => out.notes.push("GPUs: give the profiles that need one `kubespawner_override.extra_resource_limits: {nvidia.com/gpu: 1}` and run NVIDIA's device plugin in the cluster".into()),
+            _ => {}
         }
     }
 }
@@ -477,6 +516,95 @@ fn translate_basehub(values: &mut Value, out: &mut Export) {
                 ),
             });
         }
+    }
+}
+
+/// Leave out what needs basehub's own templates ([`BASEHUB_ONLY_KEYS`]), and give the homepage's
+/// git containers their settings as values instead of from basehub's ConfigMap.
+fn drop_basehub_only(values: &mut Value, out: &mut Export) {
+    for (dotted, why) in BASEHUB_ONLY_KEYS {
+        if take_path(values, &path_of(dotted)).is_some() {
+            out.dropped.push(Dropped {
+                key: (*dotted).to_owned(),
+                reason: (*why).to_owned(),
+            });
+        }
+    }
+    for name in remove_snippets(values, "jupyterhub_usage_quotas") {
+        out.dropped.push(Dropped {
+            key: format!("hub.extraConfig.{name}"),
+            reason: USAGE_QUOTAS.to_owned(),
+        });
+    }
+    let volume = "usage-quotas";
+    for list in ["extraVolumes", "extraVolumeMounts"] {
+        let Some(items) = values
+            .get_mut("hub")
+            .and_then(|h| h.get_mut(list))
+            .and_then(Value::as_sequence_mut)
+        else {
+            continue;
+        };
+        let before = items.len();
+        items.retain(|v| v.get("name").and_then(Value::as_str) != Some(volume));
+        if items.len() != before {
+            out.dropped.push(Dropped {
+                key: format!("hub.{list}[name={volume}]"),
+                reason: USAGE_QUOTAS.to_owned(),
+            });
+        }
+    }
+    let homepage = values
+        .get("custom")
+        .and_then(|c| c.get("homepage"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let mut replaced = Vec::new();
+    for list in ["initContainers", "extraContainers"] {
+        let Some(containers) = values
+            .get_mut("hub")
+            .and_then(|h| h.get_mut(list))
+            .and_then(Value::as_sequence_mut)
+        else {
+            continue;
+        };
+        for container in containers.iter_mut() {
+            let Some(env) = container.get_mut("env").and_then(Value::as_sequence_mut) else {
+                continue;
+            };
+            for var in env.iter_mut() {
+                let from_map = var
+                    .get("valueFrom")
+                    .and_then(|v| v.get("configMapKeyRef"))
+                    .filter(|r| r.get("name").and_then(Value::as_str) == Some(TEMPLATES_CONFIG_MAP))
+                    .and_then(|r| r.get("key"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                let Some(map_key) = from_map else { continue };
+                let Some((_, custom_key)) =
+                    TEMPLATES_CONFIG_KEYS.iter().find(|(k, _)| *k == map_key)
+                else {
+                    continue;
+                };
+                let value = homepage.get(*custom_key).cloned().unwrap_or(Value::Null);
+                if let Some(m) = var.as_mapping_mut() {
+                    m.shift_remove("valueFrom");
+                    m.insert(key("value"), value);
+                }
+                replaced.push(format!("{map_key} (`custom.homepage.{custom_key}`)"));
+            }
+        }
+    }
+    if !replaced.is_empty() {
+        replaced.sort();
+        replaced.dedup();
+        out.translated.push(Translated {
+            from: format!("the ConfigMap `{TEMPLATES_CONFIG_MAP}` of basehub's templates"),
+            to: format!(
+                "the homepage's git containers get {} as values",
+                replaced.join(", ")
+            ),
+        });
     }
 }
 
@@ -830,5 +958,39 @@ mod tests {
         assert!(r.contains("helm repo add jupyterhub https://hub.jupyter.org/helm-chart/"));
         assert!(r.contains("--version 4.3.3 --namespace demo --create-namespace --values values.yaml --values secrets.values.yaml"));
         assert!(r.contains(HUB_DATA_HEADING));
+    }
+}
+
+#[cfg(test)]
+mod basehub_only_tests {
+    use super::*;
+
+    #[test]
+    fn what_needs_basehubs_templates_goes() {
+        let doc: Value = serde_yaml_ng::from_str(
+            "custom: {homepage: {gitRepoUrl: https://g/x, gitRepoBranch: main}}\nhub:\n  extraEnv:\n    KEEP: 1\n    BASEHUB_K8S_DIST: {valueFrom: {configMapKeyRef: {name: basehub-cluster-info, key: K8S_DIST}}}\n  extraConfig: {11-q: 'from jupyterhub_usage_quotas import x', 12-k: pass}\n  extraVolumes: [{name: usage-quotas}, {name: keep}]\n  extraVolumeMounts: [{name: usage-quotas}]\n  initContainers:\n  - name: clone\n    env: [{name: GIT_REPO_URL, valueFrom: {configMapKeyRef: {name: hub-custom-templates-config, key: GIT_REPO_URL}}}]\n",
+        )
+        .unwrap();
+        let e = export(doc, &[]);
+        let text = serde_yaml_ng::to_string(&e.values).unwrap();
+        assert!(!text.contains("configMapKeyRef"), "{text}");
+        assert!(
+            !text.contains("usage-quotas") && !text.contains("11-q"),
+            "{text}"
+        );
+        assert!(
+            text.contains("value: https://g/x") && text.contains("KEEP"),
+            "{text}"
+        );
+        let keys: Vec<&str> = e.dropped.iter().map(|d| d.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "hub.extraConfig.11-q",
+                "hub.extraEnv.BASEHUB_K8S_DIST",
+                "hub.extraVolumeMounts[name=usage-quotas]",
+                "hub.extraVolumes[name=usage-quotas]"
+            ]
+        );
     }
 }

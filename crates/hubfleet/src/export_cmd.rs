@@ -177,10 +177,16 @@ fn write_export(
     }
     values_text.push_str(&serde_yaml_ng::to_string(&exported.values)?);
     write_file(&out.join("values.yaml"), &values_text, 0o644)?;
-    let secrets_text = format!(
-        "# Secrets for the Zero to JupyterHub chart, exported by hubfleet. Keep this file private.\n{}",
-        serde_yaml_ng::to_string(&exported.secrets)?
+    let mut secrets_text = String::from(
+        "# Secrets for the Zero to JupyterHub chart, exported by hubfleet. Keep this file private.\n",
     );
+    for key in &exported.placeholders {
+        secrets_text.push_str(&format!(
+            "# {}: {key} could not be decrypted here; put its value in\n",
+            export::CHANGE_ME
+        ));
+    }
+    secrets_text.push_str(&serde_yaml_ng::to_string(&exported.secrets)?);
     write_file(&out.join("secrets.values.yaml"), &secrets_text, 0o600)?;
     let readme = export::readme(&exported, &facts);
     write_file(&out.join("README.md"), &readme, 0o644)?;
