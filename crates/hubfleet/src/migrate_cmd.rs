@@ -154,12 +154,12 @@ pub async fn migrate(from: MigrateFrom) -> Result<()> {
     let upstream = Upstream::new(&args.url, &args.token, args.page_size)?;
     let source = upstream.read().await?;
     println!(
-        "{}: {} users ({} admins), {} groups, {} custom roles held",
+        "{}: {}, {}, {}, {} held",
         upstream.base,
-        source.users.len(),
-        source.users.iter().filter(|u| u.admin).count(),
-        source.groups.len(),
-        source.roles.len()
+        plural(source.users.len(), "user"),
+        plural(source.users.iter().filter(|u| u.admin).count(), "admin"),
+        plural(source.groups.len(), "group"),
+        plural(source.roles.len(), "custom role"),
     );
     let store = crate::open_store(&config).await?;
     let result = sync(
@@ -178,6 +178,11 @@ pub async fn migrate(from: MigrateFrom) -> Result<()> {
     }
     println!("{}", login_advice(&config));
     Ok(())
+}
+
+/// `1 user`, `2 users`.
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 fn roles_file(configs: &[PathBuf], given: Option<&Path>) -> PathBuf {
@@ -668,8 +673,8 @@ fn login_advice(config: &HubConfig) -> String {
     let how = match kind {
         AuthenticatorKind::Native => {
             "this hub keeps its own passwords (native): give each person one with \
-             `hubfleet users add NAME` (it prints a new password), or let them use the \
-             \"forgot password\" route your hub offers"
+             `hubfleet users add NAME` (it prints a new password) and send it to them; they \
+             can change it after logging in"
         }
         AuthenticatorKind::Dummy | AuthenticatorKind::SharedPassword => {
             "people log in with the same username and this hub's shared password"

@@ -22,7 +22,9 @@ use serde_json::json;
 
 const TOKEN: &str = "import-test-token-0123456789abcdef";
 
-fn hub_config(role: &str) -> String {
+/// A hub with a service token for the test; `role` goes under `hub.loadRoles`, `auth` under
+/// `Authenticator:`.
+fn hub_config(role: &str, auth: &str) -> String {
     format!(
         r#"
 hub:
@@ -39,6 +41,7 @@ hub:
       authenticator_class: dummy
     Authenticator:
       allow_all: true
+{auth}
 "#
     )
 }
@@ -109,16 +112,9 @@ fn tree(dir: &Path) -> BTreeMap<PathBuf, (String, u32, u32, u32)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hubs_people_and_homes_move_to_a_fresh_hub() {
-    let old = TestHub::start(&hub_config(COURSE_STAFF));
+    let old = TestHub::start(&hub_config(COURSE_STAFF, "      admin_users: [ada]"));
     let old_api = Api::new(old.direct_url(""), TOKEN);
-    let (status, body) = old_api
-        .call(
-            Method::POST,
-            "/users",
-            Some(json!({"usernames": ["ada"], "admin": true})),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    // `ada` is an admin from the config.
     let (status, body) = old_api
         .call(
             Method::POST,
@@ -183,7 +179,7 @@ async fn a_hubs_people_and_homes_move_to_a_fresh_hub() {
     .unwrap();
     assert_eq!(users_json["format"], "hubfleet-users/1");
 
-    let mut fresh = TestHub::start(&hub_config(""));
+    let mut fresh = TestHub::start(&hub_config("", ""));
     fresh.kill();
     let fresh_homes = fresh.data_dir().join("homes");
     let roles_file = fresh.config.parent().unwrap().join("imported-roles.yaml");

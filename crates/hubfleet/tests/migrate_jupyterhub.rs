@@ -17,7 +17,7 @@ use std::process::Command;
 use common::TestHub;
 use people_api::Api;
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 use upstream_jupyterhub::UpstreamHub;
 
 const TOKEN: &str = "migrate-test-token-0123456789abcdef";
@@ -31,6 +31,7 @@ fn upstream_config() -> String {
         r#"
 c.JupyterHub.authenticator_class = "dummy"
 c.Authenticator.allow_all = True
+c.Authenticator.admin_users = {{"user000", "user001"}}
 c.JupyterHub.api_page_default_limit = {PAGE}
 c.JupyterHub.api_page_max_limit = {PAGE}
 c.JupyterHub.services = [
@@ -90,18 +91,9 @@ fn members(group: &str) -> Vec<String> {
 }
 
 async fn populate(upstream: &Api) {
-    let admins = [user(0), user(1)];
-    let (status, body) = upstream
-        .call(
-            Method::POST,
-            "/users",
-            Some(json!({"usernames": admins, "admin": true})),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    // user007 and user042 exist already: JupyterHub made them for the role.
-    let others: Vec<String> = (2..250)
-        .filter(|i| ![7, 42].contains(i))
+    // JupyterHub made the admins (admin_users) and user007 and user042 (the role's).
+    let others: Vec<String> = (0..250)
+        .filter(|i| ![0, 1, 7, 42].contains(i))
         .map(user)
         .collect();
     let (status, body) = upstream
@@ -226,6 +218,7 @@ async fn a_jupyterhub_moves_in_and_both_hubs_agree() {
 
     let first = migrate(&url, TOKEN, &[&config], &[]);
     assert!(first.ok, "{}\n{}", first.stdout, first.stderr);
+    println!("first run:\n{}{}", first.stdout, first.stderr);
     assert!(
         first.stdout.contains("done: 250 users created"),
         "{}",
@@ -250,6 +243,7 @@ async fn a_jupyterhub_moves_in_and_both_hubs_agree() {
     // Again, with the roles file layered as the output says: nothing to do.
     let again = migrate(&url, TOKEN, &[&config, &roles_file], &[]);
     assert!(again.ok, "{}\n{}", again.stdout, again.stderr);
+    println!("second run:\n{}{}", again.stdout, again.stderr);
     assert!(
         again.stdout.contains("nothing to change"),
         "{}",
