@@ -333,24 +333,23 @@ impl Plan {
     }
 
     pub fn summary(&self) -> String {
-        let mut parts = Vec::new();
-        let mut count = |n: usize, what: &str| {
-            if n > 0 {
-                parts.push(format!("{n} {what}"));
-            }
-        };
-        count(self.create_users.len(), "users created");
-        count(self.set_admin.len(), "admin flags set");
-        count(self.create_groups.len(), "groups created");
-        count(self.set_properties.len(), "groups' properties set");
-        count(
-            self.members
-                .iter()
-                .map(|(_, add, remove)| add.len() + remove.len())
-                .sum(),
-            "memberships changed",
-        );
-        count(self.put_roles.len(), "roles given");
+        let memberships: usize = self
+            .members
+            .iter()
+            .map(|(_, add, remove)| add.len() + remove.len())
+            .sum();
+        let mut parts: Vec<String> = [
+            (self.create_users.len(), "user", "created"),
+            (self.set_admin.len(), "admin flag", "set"),
+            (self.create_groups.len(), "group", "created"),
+            (self.set_properties.len(), "group property set", "replaced"),
+            (memberships, "membership", "changed"),
+            (self.put_roles.len(), "role", "given"),
+        ]
+        .into_iter()
+        .filter(|(n, _, _)| *n > 0)
+        .map(|(n, what, done)| format!("{} {done}", plural(n, what)))
+        .collect();
         if self.write_roles_file.is_some() {
             parts.push("roles file written".into());
         }
@@ -677,7 +676,7 @@ fn login_advice(config: &HubConfig) -> String {
              can change it after logging in"
         }
         AuthenticatorKind::Dummy | AuthenticatorKind::SharedPassword => {
-            "people log in with the same username and this hub's shared password"
+            "people log in with the same username (and this hub's password, if it has one)"
         }
         AuthenticatorKind::Tmp => {
             "this hub gives each visitor a new temporary user: the copied users cannot log in"

@@ -131,6 +131,57 @@ async fn populate(upstream: &Api) {
     assert_eq!(status, 200, "{body}");
 }
 
+/// Python's plain HTTP server (404 pages in HTML for /hub/api), stopped on drop.
+struct NotAHub {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl NotAHub {
+    fn start() -> NotAHub {
+        let dir = tempfile::tempdir().unwrap();
+        let port = common::free_port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+            ])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "http.server did not listen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        NotAHub {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NotAHub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 struct Run {
     ok: bool,
     stdout: String,
@@ -193,6 +244,16 @@ async fn a_jupyterhub_moves_in_and_both_hubs_agree() {
         "{}",
         dead.stderr
     );
+
+    // Something that is not a JupyterHub: a plain web server.
+    let not_a_hub = NotAHub::start();
+    let wrong = migrate(&not_a_hub.url(), TOKEN, &[&config], &[]);
+    assert!(
+        !wrong.ok && wrong.stderr.contains("is --url a JupyterHub?"),
+        "{}",
+        wrong.stderr
+    );
+    drop(not_a_hub);
 
     let dry = migrate(&url, TOKEN, &[&config], &["--dry-run"]);
     assert!(dry.ok, "{}\n{}", dry.stdout, dry.stderr);
