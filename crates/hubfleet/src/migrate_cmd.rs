@@ -975,3 +975,125 @@ fn from_models(users: &[Value], groups: &[Value]) -> UsersFile {
         roles: roles.into_values().collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str, admin: bool) -> UserRecord {
+        UserRecord {
+            name: name.into(),
+            admin,
+            ..Default::default()
+        }
+    }
+
+    fn group(name: &str, users: &[&str]) -> GroupRecord {
+        GroupRecord {
+            name: name.into(),
+            users: users.iter().map(|u| u.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn file(users: Vec<UserRecord>, groups: Vec<GroupRecord>, roles: Vec<RoleRecord>) -> UsersFile {
+        UsersFile {
+            format: hub_data::USERS_FORMAT.into(),
+            users,
+            groups,
+            roles,
+        }
+    }
+
+    #[test]
+    fn the_plan_makes_the_sources_groups_exact_and_leaves_other_users() {
+        let roles_file = Path::new("/nonexistent/imported-roles.yaml");
+        let current = file(
+            vec![user("ada", false), user("bob", false), user("local", true)],
+            vec![group("staff", &["ada", "bob"])],
+            vec![],
+        );
+        let role = RoleRecord {
+            name: "ta".into(),
+            users: vec!["cy".into()],
+            groups: vec!["staff".into()],
+            ..Default::default()
+        };
+        let mut staff = group("staff", &["ada", "cy"]);
+        staff.properties.insert("room".into(), 12.into());
+        let source = file(
+            vec![user("ada", true), user("bob", false), user("cy", false)],
+            vec![staff, group("new", &["ghost", "bob"])],
+            vec![role],
+        );
+        let mut config = HubConfig::default();
+        config.hub.load_roles.insert(
+            "ta".into(),
+            hubfleet_config::RoleConfig {
+                scopes: vec!["list:users".into()],
+                ..Default::default()
+            },
+        );
+        let plan = plan(&source, &current, &config, roles_file).unwrap();
+        assert_eq!(names(plan.create_users.iter()), ["cy"]);
+        assert_eq!(plan.set_admin, [("ada".to_string(), true)]);
+        assert_eq!(plan.create_groups.len(), 1);
+        assert_eq!(
+            plan.create_groups[0].users,
+            ["bob"],
+            "unknown `ghost` left out"
+        );
+        assert!(plan.warnings.iter().any(|w| w.contains("ghost")));
+        assert_eq!(plan.set_properties.len(), 1);
+        assert_eq!(
+            plan.members,
+            [(
+                "staff".to_string(),
+                vec!["cy".to_string()],
+                vec!["bob".to_string()]
+            )]
+        );
+        assert_eq!(plan.put_roles.len(), 1);
+        assert_eq!(
+            plan.put_roles[0].scopes.as_deref(),
+            Some(&["list:users".to_string()][..]),
+            "scopes from hub.loadRoles when the source has none"
+        );
+        assert_eq!(plan.write_roles_file.as_deref(), Some(roles_file));
+        assert!(!plan.is_empty());
+
+        // Once applied (the hub as the source says), nothing is left to do.
+        let mut applied = source.clone();
+        applied.users.push(user("local", true));
+        applied.groups[1].users = vec!["bob".into()];
+        applied.roles[0].scopes = Some(vec!["list:users".into()]);
+        config.hub.load_roles.get_mut("ta").unwrap().users = vec!["cy".into()];
+        config.hub.load_roles.get_mut("ta").unwrap().groups = vec!["staff".into()];
+        let again = super::plan(&source, &applied, &config, roles_file).unwrap();
+        assert!(again.is_empty(), "{:?}", again.describe());
+    }
+
+    #[test]
+    fn role_holders_come_from_the_user_and_group_models() {
+        let users = [
+            serde_json::json!({"name": "ada", "admin": true, "groups": ["staff"], "roles": ["admin", "user", "ta"]}),
+            serde_json::json!({"name": "bob", "admin": false, "groups": [], "roles": ["user"]}),
+        ];
+        let groups = [
+            serde_json::json!({"name": "staff", "users": ["ada"], "roles": ["ta"], "properties": {"a": 1}}),
+        ];
+        let source = from_models(&users, &groups);
+        assert_eq!(source.users.len(), 2);
+        assert!(source.users[0].admin);
+        assert_eq!(
+            source.users[0].roles,
+            ["ta"],
+            "default roles are not copied"
+        );
+        assert_eq!(source.roles.len(), 1);
+        assert_eq!(source.roles[0].users, ["ada"]);
+        assert_eq!(source.roles[0].groups, ["staff"]);
+        assert_eq!(source.roles[0].scopes, None);
+        assert_eq!(source.groups[0].properties["a"], 1);
+    }
+}
