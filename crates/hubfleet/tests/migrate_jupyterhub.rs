@@ -40,6 +40,8 @@ c.JupyterHub.services = [
 ]
 c.JupyterHub.load_roles = [
     {{"name": "tester", "scopes": ["admin:users", "admin:groups"], "services": ["tester"]}},
+    # Only admins may take the admin flag away (the test does, upstream).
+    {{"name": "admin", "services": ["tester"]}},
     {{"name": "weak", "scopes": ["list:users", "read:users"], "services": ["weak"]}},
     {{
         "name": "course-staff",
@@ -328,5 +330,44 @@ async fn a_jupyterhub_moves_in_and_both_hubs_agree() {
         assert_eq!(our_users.get(name), Some(theirs), "user {name}");
     }
     assert_eq!(our_users.len(), their_users.len(), "users only in hubfleet");
+    assert_eq!(our_groups, their_groups);
+
+    // Upstream changes: a member leaves a group, an admin is no longer one. The next run
+    // brings exactly that (while hubfleet runs), and the hubs agree again.
+    let (status, body) = upstream_api
+        .call(
+            Method::DELETE,
+            "/groups/alumni/users",
+            Some(json!({"users": ["user007"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = upstream_api
+        .call(
+            Method::PATCH,
+            "/users/user001",
+            Some(json!({"admin": false})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let update = migrate(&url, TOKEN, &[&config, &roles_file], &[]);
+    assert!(update.ok, "{}\n{}", update.stdout, update.stderr);
+    assert!(
+        update
+            .stdout
+            .contains("remove from group alumni: 1 user (user007)")
+            && update.stdout.contains("no longer make user001 an admin")
+            && update
+                .stdout
+                .contains("done: 1 admin flag set, 1 membership changed"),
+        "{}",
+        update.stdout
+    );
+    ours.kill();
+    ours.launch();
+    let (their_users, their_groups) = upstream_api.people().await;
+    let (our_users, our_groups) = ours_api.people().await;
+    assert_eq!(our_users["user001"]["admin"], json!(false));
+    assert_eq!(our_users, their_users);
     assert_eq!(our_groups, their_groups);
 }
