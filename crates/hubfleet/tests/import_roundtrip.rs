@@ -4,7 +4,8 @@
 //! hub imports them with `hubfleet import --from DIR --config hub.yaml`, and then shows the
 //! same people through its REST API and has the same files, modes, owners and links. A second
 //! import changes nothing; `--dry-run` changes nothing; an archive with a link out of its home
-//! is refused before anything is written.
+//! is refused before anything is written. The first hub keeps its data in SQLite, the fresh
+//! one in PostgreSQL (`HUBFLEET_TEST_POSTGRES_URL`), so both stores are read and written.
 
 mod common;
 #[path = "support/people_api.rs"]
@@ -22,9 +23,9 @@ use serde_json::json;
 
 const TOKEN: &str = "import-test-token-0123456789abcdef";
 
-/// A hub with a service token for the test; `role` goes under `hub.loadRoles`, `auth` under
-/// `Authenticator:`.
-fn hub_config(role: &str, auth: &str) -> String {
+/// A hub with a service token for the test; `role` goes under `hub.loadRoles`, `db` under
+/// `hub:`, `auth` under `Authenticator:`.
+fn hub_config(role: &str, db: &str, auth: &str) -> String {
     format!(
         r#"
 hub:
@@ -36,6 +37,7 @@ hub:
       scopes: [admin:users, admin:groups]
       services: [tester]
 {role}
+{db}
   config:
     JupyterHub:
       authenticator_class: dummy
@@ -112,7 +114,7 @@ fn tree(dir: &Path) -> BTreeMap<PathBuf, (String, u32, u32, u32)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hubs_people_and_homes_move_to_a_fresh_hub() {
-    let old = TestHub::start(&hub_config(COURSE_STAFF, "      admin_users: [ada]"));
+    let old = TestHub::start(&hub_config(COURSE_STAFF, "", "      admin_users: [ada]"));
     let old_api = Api::new(old.direct_url(""), TOKEN);
     // `ada` is an admin from the config.
     let (status, body) = old_api
@@ -179,7 +181,14 @@ async fn a_hubs_people_and_homes_move_to_a_fresh_hub() {
     .unwrap();
     assert_eq!(users_json["format"], "hubfleet-users/1");
 
-    let mut fresh = TestHub::start(&hub_config("", ""));
+    let mut fresh = TestHub::start(&hub_config(
+        "",
+        &format!(
+            "  db:\n    type: postgres\n    url: {}",
+            common::fresh_postgres_database("import_roundtrip").await
+        ),
+        "",
+    ));
     fresh.kill();
     let fresh_homes = fresh.data_dir().join("homes");
     let roles_file = fresh.config.parent().unwrap().join("imported-roles.yaml");
