@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -205,8 +205,16 @@ const MOUNTED_IN_HOMES: [&str; 2] = ["shared", "shared-readwrite"];
 /// [`restore_instructions`]. A home that changes while it is read (a running server) is
 /// archived as read.
 pub fn write_homes_archive(homes_dir: &Path, out: &Path) -> Result<HomesSummary> {
-    let file = File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let encoder = zstd::Encoder::new(BufWriter::new(file), 3)?.auto_finish();
+    // 0600: homes hold people's private files (keys, tokens in their configs).
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| format!("creating {}", out.display()))?;
+    std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o600))?;
+    let encoder = zstd::Encoder::new(BufWriter::new(file), 3)?;
     let mut builder = tar::Builder::new(encoder);
     builder.follow_symlinks(false);
     builder.mode(tar::HeaderMode::Complete);
@@ -235,7 +243,8 @@ pub fn write_homes_archive(homes_dir: &Path, out: &Path) -> Result<HomesSummary>
     }
     builder
         .into_inner()
-        .and_then(|mut encoder| encoder.flush())
+        .and_then(|encoder| encoder.finish())
+        .and_then(|mut file| file.flush())
         .with_context(|| format!("finishing {}", out.display()))?;
     Ok(summary)
 }
@@ -403,6 +412,9 @@ pub fn check_homes_archive(archive: &Path) -> Result<HomesSummary> {
             _ => None,
         };
         let problem = match (kind, &link) {
+            (tar::EntryType::Char | tar::EntryType::Block, _) => {
+                Some("it is a device file, which no home holds".to_string())
+            }
             (tar::EntryType::Link, Some(target)) => entry_problem(target, None, &links)
                 .map(|p| format!("it is a hard link to {} and {p}", target.display()))
                 .or_else(|| entry_problem(&path, None, &links)),

@@ -180,6 +180,11 @@ async fn a_hubs_people_and_homes_move_to_a_fresh_hub() {
     )
     .unwrap();
     assert_eq!(users_json["format"], "hubfleet-users/1");
+    let archive_mode = std::fs::metadata(export_dir.path().join("homes.tar.zst"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(archive_mode & 0o777, 0o600, "homes hold private files");
 
     let mut fresh = TestHub::start(&hub_config(
         "",
@@ -287,8 +292,38 @@ fn escaping_archive(path: &Path) {
     builder.into_inner().unwrap();
 }
 
+/// A homes archive with a character device (as `/dev/sda` would be).
+fn device_archive(path: &Path) {
+    let file = std::fs::File::create(path).unwrap();
+    let encoder = zstd::Encoder::new(file, 3).unwrap().auto_finish();
+    let mut builder = tar::Builder::new(encoder);
+    let mut device = tar::Header::new_gnu();
+    device.set_entry_type(tar::EntryType::Char);
+    device.set_size(0);
+    device.set_mode(0o666);
+    device.set_device_major(8).unwrap();
+    device.set_device_minor(0).unwrap();
+    builder
+        .append_data(&mut device, "ada/disk", std::io::empty())
+        .unwrap();
+    builder.into_inner().unwrap();
+}
+
 #[test]
 fn an_archive_that_leaves_its_home_is_refused() {
+    for (archive, refused, why) in [
+        (
+            escaping_archive as fn(&Path),
+            "ada/escape",
+            "outside the home",
+        ),
+        (device_archive, "ada/disk", "device file"),
+    ] {
+        refused_import(archive, refused, why);
+    }
+}
+
+fn refused_import(archive: fn(&Path), refused: &str, why: &str) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("hub.yaml");
     std::fs::write(
@@ -301,12 +336,13 @@ fn an_archive_that_leaves_its_home_is_refused() {
     .unwrap();
     let from = dir.path().join("export");
     std::fs::create_dir_all(&from).unwrap();
-    escaping_archive(&from.join("homes.tar.zst"));
+    archive(&from.join("homes.tar.zst"));
     let run = hubfleet(&["import"], &[("--from", &from), ("--config", &config)]);
     assert!(!run.ok, "{}", run.stdout);
     assert!(
-        run.stderr.contains("refusing the entry `ada/escape`")
-            && run.stderr.contains("outside the home"),
+        run.stderr
+            .contains(&format!("refusing the entry `{refused}`"))
+            && run.stderr.contains(why),
         "{}",
         run.stderr
     );
