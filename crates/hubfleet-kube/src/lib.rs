@@ -33,7 +33,9 @@ use serde_yaml_ng::{Mapping, Value};
 use hubfleet_config::values::Values;
 
 mod basehub;
+pub mod compare;
 mod error;
+pub mod export;
 mod hub_config;
 pub mod manifests;
 mod names;

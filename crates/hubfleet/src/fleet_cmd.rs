@@ -59,6 +59,17 @@ pub enum FleetAction {
         /// The hub (a `name` in its cluster.yaml).
         hub: String,
     },
+    /// Write a hub's values for upstream Zero to JupyterHub (values.yaml, secrets.values.yaml
+    /// with the sops files decrypted, README.md) into a directory: docs/leaving.md.
+    Export {
+        /// The cluster (a folder under config/clusters/).
+        cluster: String,
+        /// The hub (a `name` in its cluster.yaml).
+        hub: String,
+        /// The directory to write into (made if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// What `deploy` would do, per hub: add, change (with a diff of the effective config),
     /// remove, unchanged; read from what runs. Exits 0.
     Plan {
@@ -163,6 +174,9 @@ pub fn run(args: FleetArgs) -> ExitCode {
             &cluster,
             &hub,
         ),
+        FleetAction::Export { cluster, hub, out } => {
+            crate::export_cmd::run_fleet(args.repo.dir.as_deref(), &cluster, &hub, &out)
+        }
         FleetAction::Secrets { action } => secrets(action).map(|()| true),
         FleetAction::Supervise { hub_dir, port } => crate::fleet_supervise::run(&hub_dir, port),
         FleetAction::Plan { cluster } => crate::fleet_deploy::plan_cmd(

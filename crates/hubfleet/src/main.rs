@@ -19,6 +19,7 @@ use hubfleet_store::Store;
 mod backup_cmd;
 mod check_cmd;
 mod env_cmd;
+mod export_cmd;
 mod fleet_cmd;
 mod fleet_deploy;
 mod fleet_local;
@@ -127,6 +128,9 @@ enum Command {
         #[command(subcommand)]
         what: render_cmd::RenderWhat,
     },
+    /// Write a hub's values for upstream Zero to JupyterHub (values.yaml, secrets.values.yaml,
+    /// README.md) into a directory: docs/leaving.md.
+    Export(export_cmd::ExportArgs),
     /// Many hubs from one repository laid out as 2i2c's infrastructure: validate, render, secrets, plan, deploy, health, status, stop.
     Fleet(fleet_cmd::FleetArgs),
     /// Manage the hub's users: list, add, remove, admin, approve.
@@ -240,6 +244,7 @@ async fn run(ambient_cleared: Result<(), caps::errors::CapsError>) -> std::proce
         Command::Migrate { from } => migrate_cmd::migrate(from).await,
         Command::Render { what } => return render_cmd::run(what, None),
         Command::Fleet(args) => return fleet_cmd::run(args),
+        Command::Export(args) => export_cmd::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -184,7 +184,7 @@ fn chart_values_path(args: &ValuesArgs) -> Result<PathBuf> {
 }
 
 /// z2jh's chart defaults in the shared reference material ($HUBFLEET_SHARED_DIR).
-fn default_chart_values() -> Result<PathBuf> {
+pub(crate) fn default_chart_values() -> Result<PathBuf> {
     let shared = std::env::var_os("HUBFLEET_SHARED_DIR").map(PathBuf::from);
     let Some(shared) = shared else {
         bail!("no chart defaults: pass --chart-values FILE (z2jh's jupyterhub/values.yaml), or set HUBFLEET_SHARED_DIR to the shared reference material that holds fixtures/zero-to-jupyterhub");
@@ -200,7 +200,7 @@ fn default_chart_values() -> Result<PathBuf> {
 }
 
 /// `Chart.yaml` beside the chart's values: (name, version, appVersion).
-fn chart_facts(chart_values: &Path) -> Result<(String, String, String)> {
+pub(crate) fn chart_facts(chart_values: &Path) -> Result<(String, String, String)> {
     let chart_yaml = chart_values.with_file_name("Chart.yaml");
     let text = match std::fs::read_to_string(&chart_yaml) {
         Ok(t) => t,

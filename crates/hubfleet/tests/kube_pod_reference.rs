@@ -9,12 +9,17 @@
 //!
 //! The reference needs its own Python venv (`$HUBFLEET_KUBESPAWNER_ENV`; `scripts/test` makes it).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
 use std::time::Instant;
 
+#[path = "support/kubespawner_reference.rs"]
+mod kubespawner_reference;
+
+use hubfleet_kube::compare::pod_fields;
+use kubespawner_reference::{
+    describe, hub_args, hubfleet, ours, reference, reference_python, s, shared_dir,
+};
 use serde_json::Value as Json;
 use serde_yaml_ng::Value as Yaml;
 
@@ -38,124 +43,11 @@ const ADMIN_MOUNTS_NULL: &str = "the hub sets `custom.singleuserAdmin.extraVolum
     modify_pod_hook fails on `None.values()` for admins. Helm itself drops a null that overrides a \
     chart default, so hubfleet reads it as no mounts and builds the pod";
 
-/// The chart version basehub pins (the reference's `run_2i2c_examples.py` uses the same).
-const BASEHUB_Z2JH_VERSION: &str = "4.3.3";
-
-fn shared_dir() -> PathBuf {
-    let dir = std::env::var_os("HUBFLEET_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    assert!(
-        dir.join("tools/kubespawner-reference/kubespawner_reference.py")
-            .is_file()
-            && dir.join("fixtures/2i2c-infrastructure").is_dir(),
-        "the shared reference material is missing: {} should hold tools/kubespawner-reference and \
-         fixtures/2i2c-infrastructure. Point HUBFLEET_SHARED_DIR at it (default: ../shared beside \
-         the repository)",
-        dir.display()
-    );
-    dir
-}
-
-fn reference_python() -> PathBuf {
-    let env = std::env::var_os("HUBFLEET_KUBESPAWNER_ENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            panic!(
-            "HUBFLEET_KUBESPAWNER_ENV is not set: point it at a Python venv with the reference \
-             tool's packages (jupyterhub==5.5.0 jupyterhub-kubespawner==7.1.0 \
-             kubernetes-asyncio==36.1.0 traitlets==5.15.1 pyyaml oauthenticator \
-             jupyterhub-fancy-profiles); scripts/test creates one in .venv-kubespawner"
-        )
-        });
-    let python = env.join("bin/python");
-    let ok = Command::new(&python)
-        .args(["-c", "import kubespawner, jupyterhub, kubernetes_asyncio, oauthenticator, jupyterhub_fancy_profiles"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "{} lacks the reference tool's packages: pip install 'jupyterhub==5.5.0' \
-         'jupyterhub-kubespawner==7.1.0' 'kubernetes-asyncio==36.1.0' 'traitlets==5.15.1' pyyaml \
-         oauthenticator jupyterhub-fancy-profiles",
-        env.display()
-    );
-    python
-}
-
 /// One comparison: a name and the command line both tools get.
 #[derive(Clone)]
 struct Case {
     name: String,
     args: Vec<String>,
-}
-
-fn s(x: &str) -> String {
-    x.to_owned()
-}
-
-/// The command line of a 2i2c hub, as `run_2i2c_examples.py` builds it.
-fn hub_args(
-    fixture: &Path,
-    cluster_dir: &Path,
-    cluster: &str,
-    hub: &Yaml,
-) -> (String, Vec<String>) {
-    let hub_name = hub["name"].as_str().expect("a hub has a name");
-    let chart = hub
-        .get("helm_chart")
-        .and_then(Yaml::as_str)
-        .unwrap_or("basehub");
-    let name = format!("{cluster}--{hub_name}");
-    let mut args = vec![
-        s("--chart-version"),
-        s(BASEHUB_Z2JH_VERSION),
-        s("--release-name"),
-        s(hub_name),
-        s("--unwrap"),
-        s("jupyterhub"),
-        s("--values"),
-        fixture
-            .join("helm-charts/basehub/values.yaml")
-            .display()
-            .to_string(),
-    ];
-    if chart == "daskhub" {
-        args.extend([s("--unwrap"), s("basehub.jupyterhub")]);
-    }
-    for file in hub
-        .get("helm_chart_values_files")
-        .and_then(Yaml::as_sequence)
-        .into_iter()
-        .flatten()
-        .filter_map(Yaml::as_str)
-    {
-        // sops-encrypted and jsonnet files are left out by both (hubfleet notes the skip)
-        if file.starts_with("enc-") || file.contains(".secret.") || file.ends_with(".jsonnet") {
-            continue;
-        }
-        args.extend([s("--values"), cluster_dir.join(file).display().to_string()]);
-    }
-    // Every profile of LEAP's hubs is limited to groups (basehub's 05-profile-groups).
-    if cluster == "leap" && (hub_name == "staging" || hub_name == "prod") {
-        args.extend([s("--group"), s("leap-stc:leap-pangeo-full-access")]);
-    }
-    if hub_name.contains("binder") {
-        args.extend([
-            s("--user-options-json"),
-            s(r#"{"token": "<BINDER_LAUNCH_TOKEN>", "image": "quay.io/example/binder-image:abc123", "repo_url": "https://github.com/example/repo"}"#),
-        ]);
-    }
-    (name, args)
-}
-
-fn hubfleet(args: &[String]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_hubfleet"))
-        .args(["render", "pod"])
-        .args(args)
-        .env("HUBFLEET_SHARED_DIR", shared_dir())
-        .output()
-        .expect("run hubfleet")
 }
 
 /// The profiles hubfleet offers this case's user (to pick a non-default one and its choices).
@@ -272,174 +164,8 @@ fn sets_singleuser_admin(dir: &Path, hub: &Yaml) -> bool {
         .any(|f| std::fs::read_to_string(dir.join(f)).is_ok_and(|t| t.contains("singleuserAdmin:")))
 }
 
-/// What the reference printed, or its error.
-fn reference(python: &Path, shared: &Path, args: &[String]) -> Result<Json, String> {
-    let out = Command::new(python)
-        .arg(shared.join("tools/kubespawner-reference/kubespawner_reference.py"))
-        .args(args)
-        .arg("--pvc")
-        .output()
-        .expect("run the reference tool");
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(err
-            .lines()
-            .rfind(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .to_owned());
-    }
-    serde_json::from_slice(&out.stdout).map_err(|e| format!("reference output is not JSON: {e}"))
-}
-
-fn ours(args: &[String]) -> Result<Json, String> {
-    let out = hubfleet(&[args, &[s("--pvc")]].concat());
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(err
-            .lines()
-            .rfind(|l| l.starts_with("error"))
-            .unwrap_or("")
-            .to_owned());
-    }
-    serde_json::from_slice(&out.stdout).map_err(|e| format!("hubfleet output is not JSON: {e}"))
-}
-
-/// `null`s dropped (the Kubernetes client leaves out unset fields; nested ones may show as null).
-fn without_nulls(v: &Json) -> Json {
-    match v {
-        Json::Object(m) => Json::Object(
-            m.iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k.clone(), without_nulls(v)))
-                .collect(),
-        ),
-        Json::Array(a) => Json::Array(a.iter().map(without_nulls).collect()),
-        other => other.clone(),
-    }
-}
-
-/// Quantities: KubeSpawner sends numbers (`1073741824`, `0.5`), the Kubernetes types strings.
-fn quantities(v: &Json) -> Json {
-    match v {
-        Json::Object(m) => {
-            Json::Object(m.iter().map(|(k, v)| (k.clone(), quantities(v))).collect())
-        }
-        Json::Number(n) => Json::from(n.as_f64().unwrap_or(0.0)),
-        Json::String(s) => s
-            .parse::<f64>()
-            .map(Json::from)
-            .unwrap_or_else(|_| Json::String(s.clone())),
-        other => other.clone(),
-    }
-}
-
-/// The fields compared, each a piece of the pod (or the PVCs).
-fn fields(doc: &Json) -> BTreeMap<&'static str, Json> {
-    let items = doc["items"].as_array().cloned().unwrap_or_default();
-    let pod = without_nulls(items.first().unwrap_or(&Json::Null));
-    let spec = &pod["spec"];
-    let containers = spec["containers"].as_array().cloned().unwrap_or_default();
-    let notebook = containers
-        .iter()
-        .find(|c| c["name"] == "notebook")
-        .cloned()
-        .unwrap_or(Json::Null);
-    let pick = |v: &Json, keys: &[&str]| -> Json {
-        Json::Object(
-            keys.iter()
-                .filter_map(|k| v.get(*k).map(|x| (k.to_string(), x.clone())))
-                .collect(),
-        )
-    };
-    let mut env = notebook["env"].clone();
-    for e in env.as_array_mut().into_iter().flatten() {
-        if matches!(
-            e["name"].as_str(),
-            Some("JUPYTERHUB_API_TOKEN" | "JPY_API_TOKEN")
-        ) {
-            e["value"] = Json::String("<token>".into());
-        }
-    }
-    let mut out = BTreeMap::new();
-    out.insert("image", pick(&notebook, &["image", "imagePullPolicy"]));
-    out.insert(
-        "command and args",
-        pick(&notebook, &["command", "args", "workingDir", "ports"]),
-    );
-    out.insert("env", env);
-    out.insert("resources", quantities(&notebook["resources"]));
-    out.insert("volumes", spec["volumes"].clone());
-    out.insert("volume mounts", notebook["volumeMounts"].clone());
-    out.insert(
-        "scheduling",
-        pick(
-            spec,
-            &[
-                "nodeSelector",
-                "tolerations",
-                "affinity",
-                "schedulerName",
-                "priorityClassName",
-            ],
-        ),
-    );
-    out.insert(
-        "security context",
-        Json::Array(vec![
-            spec["securityContext"].clone(),
-            notebook["securityContext"].clone(),
-        ]),
-    );
-    out.insert("init containers", spec["initContainers"].clone());
-    out.insert("lifecycle hooks", notebook["lifecycle"].clone());
-    out.insert(
-        "service account",
-        pick(
-            spec,
-            &["serviceAccountName", "automountServiceAccountToken"],
-        ),
-    );
-    out.insert(
-        "extra containers",
-        Json::Array(
-            containers
-                .iter()
-                .filter(|c| c["name"] != "notebook")
-                .cloned()
-                .collect(),
-        ),
-    );
-    out.insert("labels", pod["metadata"]["labels"].clone());
-    out.insert("annotations", pod["metadata"]["annotations"].clone());
-    out.insert("name", pod["metadata"]["name"].clone());
-    out.insert(
-        "pod spec (the rest)",
-        pick(spec, &["restartPolicy", "imagePullSecrets"]),
-    );
-    let pvcs: Vec<Json> = items
-        .iter()
-        .skip(1)
-        .map(|p| quantities(&without_nulls(p)))
-        .collect();
-    out.insert("pvcs", Json::Array(pvcs));
-    out
-}
-
 /// One case's outcome: its name, then what KubeSpawner and hubfleet printed (or their errors).
 type Outcome = (String, Result<Json, String>, Result<Json, String>);
-
-/// A short account of how two values differ.
-fn describe(a: &Json, b: &Json) -> String {
-    let (a, b) = (a.to_string(), b.to_string());
-    let cut = |s: &str| {
-        if s.len() > 400 {
-            format!("{}…", &s[..400])
-        } else {
-            s.to_owned()
-        }
-    };
-    format!("KubeSpawner {} / hubfleet {}", cut(&a), cut(&b))
-}
 
 #[test]
 fn pods_match_kubespawner() {
@@ -499,7 +225,7 @@ fn pods_match_kubespawner() {
                 continue;
             }
         };
-        let (a, b) = (fields(theirs), fields(mine));
+        let (a, b) = (pod_fields(theirs), pod_fields(mine));
         let mut differing = Vec::new();
         for (field, value) in &a {
             if b.get(field) != Some(value) {
