@@ -197,6 +197,48 @@ impl Store {
 }
 
 impl Store {
+    /// Every stored role with who holds it directly (names sorted), in name order: what
+    /// `users.json` and the import/migrate plan compare.
+    pub async fn roles_with_members(&self) -> Result<Vec<(StoredRole, RoleMembers)>> {
+        let mut roles: Vec<(StoredRole, RoleMembers)> = self
+            .list_roles()
+            .await?
+            .into_iter()
+            .map(|role| (role, RoleMembers::default()))
+            .collect();
+        let rows = sqlx::query(
+            "SELECT r.name AS role_name, u.name AS user_name, g.name AS group_name, \
+             s.name AS service_name FROM role_members m JOIN roles r ON r.id = m.role_id \
+             LEFT JOIN users u ON u.id = m.user_id LEFT JOIN groups g ON g.id = m.group_id \
+             LEFT JOIN services s ON s.id = m.service_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            let role: String = row.try_get("role_name")?;
+            let Some((_, members)) = roles.iter_mut().find(|(r, _)| r.name == role) else {
+                continue;
+            };
+            if let Some(user) = row.try_get::<Option<String>, _>("user_name")? {
+                members.users.push(user);
+            }
+            if let Some(group) = row.try_get::<Option<String>, _>("group_name")? {
+                members.groups.push(group);
+            }
+            if let Some(service) = row.try_get::<Option<String>, _>("service_name")? {
+                members.services.push(service);
+            }
+        }
+        for (_, members) in &mut roles {
+            members.users.sort();
+            members.groups.sort();
+            members.services.sort();
+        }
+        Ok(roles)
+    }
+}
+
+impl Store {
     /// user id → names of roles given to that user directly (listing pages).
     pub async fn all_direct_roles(&self) -> Result<std::collections::BTreeMap<i64, Vec<String>>> {
         let rows = sqlx::query(

@@ -1023,6 +1023,11 @@ async fn user_views(store: &Store) {
     assert_eq!(view.groups, ["viewers"]);
     assert_eq!(view.roles, ["reader"]);
     assert!(view.user.admin);
+    let roles = store.roles_with_members().await.unwrap();
+    let (reader, members) = roles.iter().find(|(r, _)| r.name == "reader").unwrap();
+    assert_eq!(reader.scopes, ["read:users"]);
+    assert_eq!(members.users, ["viv"]);
+    assert!(members.groups.is_empty() && members.services.is_empty());
 
     store
         .set_auth_state(viv.id, Some(&serde_json::json!({"token": "t"})))

@@ -24,6 +24,8 @@ mod fleet_cmd;
 mod fleet_deploy;
 mod fleet_local;
 mod fleet_supervise;
+mod hub_data;
+mod migrate_cmd;
 mod preflight;
 mod private_files;
 mod proxy_cmd;
@@ -143,6 +145,13 @@ enum Command {
         #[command(subcommand)]
         action: users_cmd::UsersAction,
     },
+    /// Bring in the users, groups, roles and homes that `hubfleet export` wrote (idempotent).
+    Import(migrate_cmd::ImportArgs),
+    /// Bring in the users, groups and roles of another hub: `migrate from-jupyterhub`.
+    Migrate {
+        #[command(subcommand)]
+        from: migrate_cmd::MigrateFrom,
+    },
 }
 
 fn init_logging(format: LogFormat, default_filter: &str) {
@@ -231,6 +240,8 @@ async fn run(ambient_cleared: Result<(), caps::errors::CapsError>) -> std::proce
             data_dir,
             action,
         } => users_cmd::run(&config, &data_dir, action).await,
+        Command::Import(args) => migrate_cmd::import(args).await,
+        Command::Migrate { from } => migrate_cmd::migrate(from).await,
         Command::Render { what } => return render_cmd::run(what, None),
         Command::Fleet(args) => return fleet_cmd::run(args),
         Command::Export(args) => export_cmd::run(&args),
@@ -572,11 +583,7 @@ fn local_spawner(config: &HubConfig) -> LocalProcessSpawner {
         allow_root: local.allow_root,
         system_accounts: private_files::system_accounts(config),
         system_users: local.system_users,
-        homes_dir: local
-            .homes_dir
-            .as_deref()
-            .map(|p| config.resolve_path(p))
-            .unwrap_or(defaults.homes_dir.clone()),
+        homes_dir: hub_data::homes_dir(config),
         shared_dir: local
             .shared_dir
             .as_deref()

@@ -39,6 +39,13 @@ pub enum UsersAction {
     },
     /// Approve a pending sign-up (native accounts): the account is created with its password.
     Approve { name: String },
+    /// Write `users.json` (users, groups, admin flags, roles) and `homes.tar.zst` (homes,
+    /// owners and modes kept) into a directory, for `hubfleet import` on another hub.
+    Export {
+        /// The directory to write (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 pub async fn run(config_paths: &[PathBuf], data_dir: &Path, action: UsersAction) -> Result<()> {
@@ -64,6 +71,7 @@ async fn act(config: &HubConfig, store: &Store, action: UsersAction) -> Result<(
         UsersAction::Remove { name, force } => remove(config, store, &name, force).await,
         UsersAction::Admin { name, revoke } => set_admin(config, store, &name, !revoke).await,
         UsersAction::Approve { name } => approve(store, &name).await,
+        UsersAction::Export { out } => export(config, store, &out).await,
     }
 }
 
@@ -82,6 +90,31 @@ async fn existing_user(store: &Store, name: &str) -> Result<User> {
         );
     }
     bail!("there is no user named {name}; `hubfleet users list` shows them")
+}
+
+async fn export(config: &HubConfig, store: &Store, out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let users = crate::hub_data::write_users_json(store, &out.join("users.json")).await?;
+    println!(
+        "{}: {} users, {} groups, {} roles",
+        out.join("users.json").display(),
+        users.users.len(),
+        users.groups.len(),
+        users.roles.len()
+    );
+    let homes = crate::hub_data::homes_dir(config);
+    let summary = crate::hub_data::write_homes_archive(&homes, &out.join("homes.tar.zst"))?;
+    println!(
+        "{}: {} from {}",
+        out.join("homes.tar.zst").display(),
+        crate::hub_data::describe(&summary),
+        homes.display()
+    );
+    for skipped in &summary.skipped {
+        println!("  left out: {skipped}");
+    }
+    println!("\n{}", crate::hub_data::restore_instructions());
+    Ok(())
 }
 
 async fn list(store: &Store) -> Result<()> {

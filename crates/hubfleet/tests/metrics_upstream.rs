@@ -9,15 +9,16 @@
 //! interpreter's) and the `*_created` gauges Python's client adds in the text format.
 
 mod common;
+#[path = "support/upstream_jupyterhub.rs"]
+mod upstream_jupyterhub;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, python_env, Browser, TestHub};
+use common::{Browser, TestHub};
 use reqwest::Method;
 use serde_json::Value;
+use upstream_jupyterhub::UpstreamHub;
 
 const TOKEN: &str = "metrics-test-token-0123456789abcdef";
 const PASSWORD: &str = "the-password";
@@ -33,43 +34,10 @@ esac
 exec python3 -m http.server --bind 127.0.0.1 "$port"
 "#;
 
-fn chp() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/chp");
-    let bin = dir.join("node_modules/.bin/configurable-http-proxy");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `npm ci` in {} (scripts/test does)",
-        bin.display(),
-        dir.display()
-    );
-    bin
-}
-
-/// Upstream JupyterHub behind configurable-http-proxy; stopped (with its servers) on drop.
-struct Upstream {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Upstream {
-    fn start() -> Upstream {
-        let venv = python_env();
-        let dir = tempfile::tempdir().unwrap();
-        let (port, hub_port, api_port) = (free_port(), free_port(), free_port());
-        let d = dir.path().display();
-        std::fs::write(dir.path().join("server.sh"), SERVER_SH).unwrap();
-        let config = format!(
-            r#"
-c.JupyterHub.bind_url = "http://127.0.0.1:{port}"
-c.JupyterHub.hub_ip = "127.0.0.1"
-c.JupyterHub.hub_port = {hub_port}
-c.JupyterHub.db_url = "sqlite:///{d}/jupyterhub.sqlite"
-c.JupyterHub.cookie_secret_file = "{d}/cookie_secret"
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{api_port}"
-c.ConfigurableHTTPProxy.command = ["{chp}"]
-c.ConfigurableHTTPProxy.auth_token = "proxy-token-0123456789abcdef"
-c.ConfigurableHTTPProxy.pid_file = "{d}/proxy.pid"
+/// Upstream's settings for this test (ports, database and proxy are the helper's).
+fn upstream_config() -> String {
+    format!(
+        r#"
 c.JupyterHub.authenticator_class = "dummy"
 c.DummyAuthenticator.password = "{PASSWORD}"
 c.Authenticator.allow_all = True
@@ -77,8 +45,8 @@ c.Authenticator.admin_users = {{"admin"}}
 c.JupyterHub.redirect_to_server = False
 c.JupyterHub.authenticate_prometheus = False
 c.JupyterHub.spawner_class = "simple"
-c.SimpleLocalProcessSpawner.home_dir_template = "{d}/homes/{{username}}"
-c.Spawner.cmd = ["/bin/sh", "{d}/server.sh"]
+c.SimpleLocalProcessSpawner.home_dir_template = "{{dir}}/homes/{{username}}"
+c.Spawner.cmd = ["/bin/sh", "{{dir}}/server.sh"]
 c.Spawner.start_timeout = 20
 # Longer than the API's wait (slow_spawn_timeout, 10 s), after which JupyterHub looks for an
 # exited process.
@@ -92,64 +60,8 @@ c.JupyterHub.load_roles = [{{
     "services": ["tester"],
 }}]
 c.JupyterHub.cleanup_servers = True
-"#,
-            chp = chp().display(),
-        );
-        let config_path = dir.path().join("jupyterhub_config.py");
-        std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("jupyterhub.log")).unwrap();
-        let path = format!(
-            "{}/bin:{}",
-            venv.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let child = Command::new(venv.join("bin/jupyterhub"))
-            .arg("-f")
-            .arg(&config_path)
-            .current_dir(dir.path())
-            .env("PATH", path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Upstream {
-            child: Some(child),
-            dir,
-            port,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("jupyterhub.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let proxy_pid = std::fs::read_to_string(self.dir.path().join("proxy.pid")).ok();
-        if let Some(mut child) = self.child.take() {
-            // SIGTERM: JupyterHub stops its servers (cleanup_servers) and its proxy.
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if let Some(pid) = proxy_pid {
-            let _ = Command::new("kill")
-                .args(["-9", pid.trim()])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
+"#
+    )
 }
 
 /// One hub under test, as the actions see it.
@@ -470,7 +382,7 @@ fn compared(family: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_match_upstream_after_the_same_actions() {
-    let upstream = Upstream::start();
+    let mut upstream = UpstreamHub::start(&upstream_config(), &[("server.sh", SERVER_SH)]);
     let ours_dir = tempfile::tempdir().unwrap();
     let server_sh = ours_dir.path().join("server.sh");
     std::fs::write(&server_sh, SERVER_SH).unwrap();
@@ -504,25 +416,8 @@ cull:
         server_sh.display()
     ));
 
-    let upstream_side = Side::new("JupyterHub", format!("http://127.0.0.1:{}", upstream.port));
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let up = upstream_side
-            .client
-            .get(format!("{}/hub/health", upstream_side.base))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200);
-        if up {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "JupyterHub did not start; log:\n{}",
-            upstream.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    upstream.wait_up().await;
+    let upstream_side = Side::new("JupyterHub", upstream.url());
     let ours_side = Side::new("hubfleet", ours.url(""));
 
     let upstream_seen = act(

@@ -117,6 +117,8 @@ pub struct TestHub {
     /// Extra environment of the hub process (e.g. `JUPYTERHUB_CRYPT_KEY`), applied at each
     /// [`TestHub::launch`].
     pub env: Vec<(String, String)>,
+    /// More config files layered after `config` at each [`TestHub::launch`].
+    pub extra_configs: Vec<PathBuf>,
     child: Option<Child>,
 }
 
@@ -167,6 +169,7 @@ impl TestHub {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            extra_configs: Vec::new(),
             child: None,
         };
         // Tests run as root in CI: servers may then run as root (a hub refuses that unless told),
@@ -222,6 +225,11 @@ impl TestHub {
         let child = Command::new(env!("CARGO_BIN_EXE_hubfleet"))
             .args(["serve", "--config"])
             .arg(&self.config)
+            .args(
+                self.extra_configs
+                    .iter()
+                    .flat_map(|c| [std::ffi::OsStr::new("--config"), c.as_os_str()]),
+            )
             .env("RUST_LOG", "info,hubfleet_hub=debug")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())

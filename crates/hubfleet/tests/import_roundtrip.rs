@@ -1,0 +1,351 @@
+//! Round trip: a hub with users, groups (members, properties), an admin, a custom role (held
+//! by a user and a group) and files in homes (modes 0600, 0755, 0640, a 0750 subfolder, a
+//! file owned by another uid, a symbolic link) writes `users.json` and `homes.tar.zst`; a fresh
+//! hub imports them with `hubfleet import --from DIR --config hub.yaml`, and then shows the
+//! same people through its REST API and has the same files, modes, owners and links. A second
+//! import changes nothing; `--dry-run` changes nothing; an archive with a link out of its home
+//! is refused before anything is written. The first hub keeps its data in SQLite, the fresh
+//! one in PostgreSQL (`HUBFLEET_TEST_POSTGRES_URL`), so both stores are read and written.
+
+mod common;
+#[path = "support/people_api.rs"]
+mod people_api;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::TestHub;
+use people_api::Api;
+use reqwest::Method;
+use serde_json::json;
+
+const TOKEN: &str = "import-test-token-0123456789abcdef";
+
+/// A hub with a service token for the test; `role` goes under `hub.loadRoles`, `db` under
+/// `hub:`, `auth` under `Authenticator:`.
+fn hub_config(role: &str, db: &str, auth: &str) -> String {
+    format!(
+        r#"
+hub:
+  services:
+    tester:
+      apiToken: {TOKEN}
+  loadRoles:
+    tester:
+      scopes: [admin:users, admin:groups]
+      services: [tester]
+{role}
+{db}
+  config:
+    JupyterHub:
+      authenticator_class: dummy
+    Authenticator:
+      allow_all: true
+{auth}
+"#
+    )
+}
+
+const COURSE_STAFF: &str = "    course-staff:
+      description: Teaching assistants
+      scopes: [admin-ui, list:users, read:users]
+      users: [cy]
+      groups: [staff]";
+
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn hubfleet(args: &[&str], paths: &[(&str, &Path)]) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hubfleet"));
+    command.args(args);
+    for (flag, path) in paths {
+        command.arg(flag).arg(path);
+    }
+    let output = command.env_remove("RUST_LOG").output().unwrap();
+    Run {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn write(path: &Path, content: &str, mode: u32) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Every entry below `dir`: relative path → (kind and content or link target, mode, uid, gid).
+fn tree(dir: &Path) -> BTreeMap<PathBuf, (String, u32, u32, u32)> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, (String, u32, u32, u32)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = path.symlink_metadata().unwrap();
+            let what = if meta.file_type().is_symlink() {
+                format!("link to {}", std::fs::read_link(&path).unwrap().display())
+            } else if meta.is_dir() {
+                "folder".to_string()
+            } else {
+                format!("file: {}", std::fs::read_to_string(&path).unwrap())
+            };
+            let mode = if meta.file_type().is_symlink() {
+                0
+            } else {
+                meta.mode() & 0o7777
+            };
+            out.insert(
+                path.strip_prefix(root).unwrap().to_path_buf(),
+                (what, mode, meta.uid(), meta.gid()),
+            );
+            if meta.is_dir() {
+                walk(root, &path, out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hubs_people_and_homes_move_to_a_fresh_hub() {
+    let old = TestHub::start(&hub_config(COURSE_STAFF, "", "      admin_users: [ada]"));
+    let old_api = Api::new(old.direct_url(""), TOKEN);
+    // `ada` is an admin from the config.
+    let (status, body) = old_api
+        .call(
+            Method::POST,
+            "/users",
+            Some(json!({"usernames": ["bob", "dee"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    // `staff` and `cy` exist: the hub made them for the role.
+    let (status, body) = old_api
+        .call(
+            Method::POST,
+            "/groups/staff/users",
+            Some(json!({"users": ["ada", "bob"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = old_api
+        .call(
+            Method::POST,
+            "/groups/readers",
+            Some(json!({"users": ["dee"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = old_api
+        .call(
+            Method::PUT,
+            "/groups/readers/properties",
+            Some(json!({"room": 12})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let homes = old.data_dir().join("homes");
+    write(&homes.join("ada/notes.txt"), "private notes", 0o600);
+    write(&homes.join("ada/run.sh"), "#!/bin/sh\necho hi\n", 0o755);
+    write(&homes.join("ada/results/table.csv"), "a,b\n1,2\n", 0o640);
+    std::fs::set_permissions(
+        homes.join("ada/results"),
+        std::fs::Permissions::from_mode(0o750),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("results/table.csv", homes.join("ada/latest")).unwrap();
+    write(&homes.join("bob/hello.py"), "print('hello')\n", 0o644);
+    let owned_elsewhere = homes.join("bob/hello.py");
+    let as_root = nix::unistd::geteuid().is_root();
+    if as_root {
+        std::os::unix::fs::chown(&owned_elsewhere, Some(4321), Some(4322)).unwrap();
+    }
+
+    let export_dir = tempfile::tempdir().unwrap();
+    let export = hubfleet(
+        &["users", "export"],
+        &[("--config", &old.config), ("--out", export_dir.path())],
+    );
+    assert!(export.ok, "{}\n{}", export.stdout, export.stderr);
+    assert!(export.stdout.contains("2 homes"), "{}", export.stdout);
+    let users_json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(export_dir.path().join("users.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(users_json["format"], "hubfleet-users/1");
+    let archive_mode = std::fs::metadata(export_dir.path().join("homes.tar.zst"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(archive_mode & 0o777, 0o600, "homes hold private files");
+
+    let mut fresh = TestHub::start(&hub_config(
+        "",
+        &format!(
+            "  db:\n    type: postgres\n    url: {}",
+            common::fresh_postgres_database("import_roundtrip").await
+        ),
+        "",
+    ));
+    fresh.kill();
+    let fresh_homes = fresh.data_dir().join("homes");
+    let roles_file = fresh.config.parent().unwrap().join("imported-roles.yaml");
+
+    let dry = hubfleet(
+        &["import", "--dry-run"],
+        &[("--from", export_dir.path()), ("--config", &fresh.config)],
+    );
+    assert!(dry.ok, "{}\n{}", dry.stdout, dry.stderr);
+    assert!(dry.stdout.contains("would change"), "{}", dry.stdout);
+    assert!(
+        dry.stdout.contains("would restore 2 homes"),
+        "{}",
+        dry.stdout
+    );
+    assert!(
+        !fresh_homes.join("ada").exists(),
+        "--dry-run restored homes"
+    );
+    assert!(!roles_file.exists(), "--dry-run wrote the roles file");
+    let listed = hubfleet(&["users", "list"], &[("--config", &fresh.config)]);
+    assert_eq!(listed.stdout, "", "--dry-run created users");
+
+    let first = hubfleet(
+        &["import"],
+        &[("--from", export_dir.path()), ("--config", &fresh.config)],
+    );
+    assert!(first.ok, "{}\n{}", first.stdout, first.stderr);
+    assert!(
+        first.stdout.contains("done: 4 users created"),
+        "{}",
+        first.stdout
+    );
+    let again = hubfleet(
+        &["import"],
+        &[
+            ("--from", export_dir.path()),
+            ("--config", &fresh.config),
+            ("--config", &roles_file),
+        ],
+    );
+    assert!(again.ok, "{}\n{}", again.stdout, again.stderr);
+    assert!(
+        again.stdout.contains("nothing to change"),
+        "{}",
+        again.stdout
+    );
+
+    fresh.extra_configs = vec![roles_file];
+    fresh.launch();
+    let fresh_api = Api::new(fresh.direct_url(""), TOKEN);
+    let (old_users, old_groups) = old_api.people().await;
+    let (new_users, new_groups) = fresh_api.people().await;
+    assert_eq!(old_users.len(), 4, "{old_users:?}");
+    assert_eq!(old_users["cy"]["roles"], json!(["course-staff", "user"]));
+    assert_eq!(new_users, old_users);
+    assert_eq!(new_groups, old_groups);
+
+    let old_tree = tree(&homes);
+    let new_tree = tree(&fresh_homes);
+    assert_eq!(
+        old_tree[Path::new("ada/notes.txt")].1,
+        0o600,
+        "the files as made"
+    );
+    assert_eq!(new_tree, old_tree);
+    if as_root {
+        assert_eq!(
+            (
+                new_tree[Path::new("bob/hello.py")].2,
+                new_tree[Path::new("bob/hello.py")].3
+            ),
+            (4321, 4322)
+        );
+    }
+}
+
+/// A homes archive with a link out of its home, and a file written through it.
+fn escaping_archive(path: &Path) {
+    let file = std::fs::File::create(path).unwrap();
+    let encoder = zstd::Encoder::new(file, 3).unwrap().auto_finish();
+    let mut builder = tar::Builder::new(encoder);
+    let mut link = tar::Header::new_gnu();
+    link.set_entry_type(tar::EntryType::Symlink);
+    link.set_size(0);
+    link.set_mode(0o777);
+    builder
+        .append_link(&mut link, "ada/escape", "../../outside")
+        .unwrap();
+    let mut file = tar::Header::new_gnu();
+    file.set_size(5);
+    file.set_mode(0o644);
+    builder
+        .append_data(&mut file, "ada/escape/owned", &b"owned"[..])
+        .unwrap();
+    builder.into_inner().unwrap();
+}
+
+/// A homes archive with a character device (as `/dev/sda` would be).
+fn device_archive(path: &Path) {
+    let file = std::fs::File::create(path).unwrap();
+    let encoder = zstd::Encoder::new(file, 3).unwrap().auto_finish();
+    let mut builder = tar::Builder::new(encoder);
+    let mut device = tar::Header::new_gnu();
+    device.set_entry_type(tar::EntryType::Char);
+    device.set_size(0);
+    device.set_mode(0o666);
+    device.set_device_major(8).unwrap();
+    device.set_device_minor(0).unwrap();
+    builder
+        .append_data(&mut device, "ada/disk", std::io::empty())
+        .unwrap();
+    builder.into_inner().unwrap();
+}
+
+#[test]
+fn an_archive_that_leaves_its_home_is_refused() {
+    for (archive, refused, why) in [
+        (
+            escaping_archive as fn(&Path),
+            "ada/escape",
+            "outside the home",
+        ),
+        (device_archive, "ada/disk", "device file"),
+    ] {
+        refused_import(archive, refused, why);
+    }
+}
+
+fn refused_import(archive: fn(&Path), refused: &str, why: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hub.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "hubfleet:\n  data_dir: {}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let from = dir.path().join("export");
+    std::fs::create_dir_all(&from).unwrap();
+    archive(&from.join("homes.tar.zst"));
+    let run = hubfleet(&["import"], &[("--from", &from), ("--config", &config)]);
+    assert!(!run.ok, "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains(&format!("refusing the entry `{refused}`"))
+            && run.stderr.contains(why),
+        "{}",
+        run.stderr
+    );
+    assert!(!dir.path().join("data/homes/ada").exists());
+    assert!(!dir.path().join("outside").exists());
+}
