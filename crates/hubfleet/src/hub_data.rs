@@ -173,7 +173,19 @@ pub fn read_users_json(path: &Path) -> Result<UsersFile> {
 /// whose servers run on this machine, `homes.tar.zst`; the README (already written) gets the
 /// restore steps. A hub that never ran here (no SQLite file yet) has neither.
 pub async fn export_people(config_paths: &[PathBuf], out: &Path) -> Result<()> {
-    let config = crate::check_cmd::load(config_paths)?;
+    // Quietly: the values export has said what the config holds. A config with errors never
+    // ran a hub, so there are no users to write.
+    let report = HubConfig::check_paths(config_paths);
+    let config = match report.config {
+        Some(config) if report.errors.is_empty() => config,
+        _ => {
+            println!(
+                "  no users.json or homes.tar.zst: hubfleet could not run a hub with this config \
+                 (`hubfleet check` says why), so it has no users"
+            );
+            return Ok(());
+        }
+    };
     if let Some(file) = config.sqlite_path() {
         if !file.exists() {
             println!(
