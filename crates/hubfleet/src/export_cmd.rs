@@ -35,6 +35,14 @@ pub struct ExportArgs {
     chart_values: Option<PathBuf>,
 }
 
+impl ExportArgs {
+    /// The config files and the output directory, for `users.json` and `homes.tar.zst`
+    /// (`hub_data::export_people`).
+    pub fn config_and_out(&self) -> (&[PathBuf], &Path) {
+        (&self.config, &self.out)
+    }
+}
+
 /// The user whose default server's pods are compared in the README.
 const COMPARED_USER: &str = "alice";
 

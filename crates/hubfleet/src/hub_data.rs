@@ -169,6 +169,77 @@ pub fn read_users_json(path: &Path) -> Result<UsersFile> {
     Ok(users)
 }
 
+/// `hubfleet export`'s people and files: `users.json` from the hub's database and, for a hub
+/// whose servers run on this machine, `homes.tar.zst`; the README (already written) gets the
+/// restore steps. A hub that never ran here (no SQLite file yet) has neither.
+pub async fn export_people(config_paths: &[PathBuf], out: &Path) -> Result<()> {
+    // Quietly: the values export has said what the config holds. A config with errors never
+    // ran a hub, so there are no users to write.
+    let report = HubConfig::check_paths(config_paths);
+    let config = match report.config {
+        Some(config) if report.errors.is_empty() => config,
+        _ => {
+            println!(
+                "  no users.json or homes.tar.zst: hubfleet could not run a hub with this config \
+                 (`hubfleet check` says why), so it has no users"
+            );
+            return Ok(());
+        }
+    };
+    if let Some(file) = config.sqlite_path() {
+        if !file.exists() {
+            println!(
+                "  no users.json or homes.tar.zst: the hub has no database at {} (it never ran here)",
+                file.display()
+            );
+            return Ok(());
+        }
+    }
+    let store = crate::open_store(&config).await.with_context(|| {
+        format!(
+            "values.yaml, secrets.values.yaml and README.md are in {}, but users.json is not",
+            out.display()
+        )
+    })?;
+    let users = write_users_json(&store, &out.join("users.json")).await;
+    store.close().await;
+    let users = users?;
+    println!(
+        "  users.json: {} users, {} groups, {} roles",
+        users.users.len(),
+        users.groups.len(),
+        users.roles.len()
+    );
+    let mut restore = String::new();
+    if config.hubfleet.spawner == hubfleet_config::SpawnerKind::Local {
+        let homes = homes_dir(&config);
+        let summary = write_homes_archive(&homes, &out.join("homes.tar.zst"))?;
+        println!(
+            "  homes.tar.zst (0600): {} from {}",
+            describe(&summary),
+            homes.display()
+        );
+        for skipped in &summary.skipped {
+            println!("    left out: {skipped}");
+        }
+        restore = restore_instructions();
+    }
+    let readme = out.join("README.md");
+    let text = std::fs::read_to_string(&readme).unwrap_or_default();
+    if !text.contains("## Users, groups and homes") {
+        let section = format!(
+            "\n## Users, groups and homes\n\n`users.json` lists the users, admin flags, groups \
+             (members, properties) and custom roles (scopes, holders); passwords and tokens are \
+             not in it. Bring them into a hubfleet hub with `hubfleet import --from DIR --config \
+             hub.yaml`; into upstream JupyterHub through its REST API (`POST /hub/api/users`, \
+             `POST /hub/api/groups/<name>`) and `hub.loadRoles`.\n\n{restore}"
+        );
+        std::fs::write(&readme, text + &section)
+            .with_context(|| format!("writing {}", readme.display()))?;
+    }
+    Ok(())
+}
+
 /// Where the local spawner keeps homes (`<homes_dir>/<user>`): `hubfleet.local.homes_dir`,
 /// by default `<data_dir>/homes`. The same with `system_users` (each home is then owned by
 /// the user's account).

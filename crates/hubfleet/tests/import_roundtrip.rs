@@ -1,11 +1,12 @@
-//! Round trip: a hub with users, groups (members, properties), an admin, a custom role (held
-//! by a user and a group) and files in homes (modes 0600, 0755, 0640, a 0750 subfolder, a
-//! file owned by another uid, a symbolic link) writes `users.json` and `homes.tar.zst`; a fresh
-//! hub imports them with `hubfleet import --from DIR --config hub.yaml`, and then shows the
-//! same people through its REST API and has the same files, modes, owners and links. A second
-//! import changes nothing; `--dry-run` changes nothing; an archive with a link out of its home
-//! is refused before anything is written. The first hub keeps its data in SQLite, the fresh
-//! one in PostgreSQL (`HUBFLEET_TEST_POSTGRES_URL`), so both stores are read and written.
+//! Round trip: `hubfleet export` of a hub with users, groups (members, properties), an admin,
+//! a custom role (held by a user and a group) and files in homes (modes 0600, 0755, 0640, a
+//! 0750 subfolder, a file owned by another uid, a symbolic link) writes `users.json`,
+//! `homes.tar.zst` and the README's restore steps; a fresh hub imports them with
+//! `hubfleet import --from DIR --config hub.yaml`, and then shows the same people through its
+//! REST API and has the same files, modes, owners and links. A second import changes nothing;
+//! `--dry-run` changes nothing; an archive with a link out of its home or a device file is
+//! refused before anything is written. The first hub keeps its data in SQLite, the fresh one in
+//! PostgreSQL (`HUBFLEET_TEST_POSTGRES_URL`), so both stores are read and written.
 
 mod common;
 #[path = "support/people_api.rs"]
@@ -170,11 +171,16 @@ async fn a_hubs_people_and_homes_move_to_a_fresh_hub() {
 
     let export_dir = tempfile::tempdir().unwrap();
     let export = hubfleet(
-        &["users", "export"],
+        &["export"],
         &[("--config", &old.config), ("--out", export_dir.path())],
     );
     assert!(export.ok, "{}\n{}", export.stdout, export.stderr);
     assert!(export.stdout.contains("2 homes"), "{}", export.stdout);
+    let readme = std::fs::read_to_string(export_dir.path().join("README.md")).unwrap();
+    assert!(
+        readme.contains("hubfleet import --from DIR") && readme.contains("zstd -dc homes.tar.zst"),
+        "{readme}"
+    );
     let users_json: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(export_dir.path().join("users.json")).unwrap(),
     )
