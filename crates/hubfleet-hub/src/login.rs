@@ -70,14 +70,14 @@ pub fn login_page_context(state: &AppState, next: Option<&str>) -> minijinja::Va
         });
     minijinja::context! {
         login_service,
-        login_url => login_url(state).map(|u| state.settings.with_base(&with_next(u, next))),
+        login_url => login_url(state).map(|u| state.settings().with_base(&with_next(u, next))),
         announcement => options.announcement.clone(),
         logo_url => options.logo_url.clone(),
         signup_url => state
             .authenticator
             .native_accounts()
             .filter(|a| a.settings.enable_signup)
-            .map(|_| state.settings.with_base("/hub/signup")),
+            .map(|_| state.settings().with_base("/hub/signup")),
         login_disabled => state.authenticator.login_disabled().then_some(true),
     }
 }
@@ -96,7 +96,7 @@ pub fn client_ip(connect: Option<&ConnectInfo<SocketAddr>>) -> Option<std::net::
 }
 
 fn state_cookie_clear(state: &AppState) -> HeaderValue {
-    state.settings.cookies().clear(STATE_COOKIE, "/hub/")
+    state.settings().cookies().clear(STATE_COOKIE, "/hub/")
 }
 
 fn refusal_page(state: &AppState, status: StatusCode, title: &str, message: &str) -> Response {
@@ -126,14 +126,14 @@ fn callback_url(state: &AppState, headers: &HeaderMap) -> Result<String, String>
         .ok_or_else(|| {
             "the request has no usable Host header; set `oauth_callback_url`".to_owned()
         })?;
-    let scheme = if state.settings.secure_cookies {
+    let scheme = if state.settings().secure_cookies {
         "https"
     } else {
         "http"
     };
     Ok(format!(
         "{scheme}://{host}{}",
-        state.settings.with_base("/hub/oauth_callback")
+        state.settings().with_base("/hub/oauth_callback")
     ))
 }
 
@@ -182,7 +182,7 @@ async fn oauth_login(
     response.headers_mut().append(
         header::SET_COOKIE,
         state
-            .settings
+            .settings()
             .cookies()
             .set(STATE_COOKIE, &value, "/hub/", Some(STATE_MAX_AGE)),
     );
@@ -250,7 +250,7 @@ async fn oauth_callback(
         ));
     }
     let pending = state
-        .settings
+        .settings()
         .cookies()
         .get(&headers, STATE_COOKIE)
         .and_then(|v| {
@@ -288,7 +288,7 @@ async fn oauth_callback(
     let started = std::time::Instant::now();
     let login = |success: bool| {
         state
-            .settings
+            .settings()
             .metrics
             .login(started.elapsed().as_secs_f64(), success)
     };
@@ -342,7 +342,7 @@ async fn tmp_login(
     let response =
         complete_login(&state, UserInfo::named(name, Some(false)), next.as_deref()).await?;
     state
-        .settings
+        .settings()
         .metrics
         .login(started.elapsed().as_secs_f64(), true);
     Ok(response)
@@ -403,7 +403,7 @@ pub(crate) async fn landing(
     state: &AppState,
     user: Option<&hubfleet_store::User>,
 ) -> Result<String, HubError> {
-    let Some(user) = user.filter(|_| state.settings.redirect_to_server) else {
+    let Some(user) = user.filter(|_| state.settings().redirect_to_server) else {
         return Ok("/hub/home".to_owned());
     };
     let active = state
@@ -417,7 +417,7 @@ pub(crate) async fn landing(
             )
         });
     Ok(if active {
-        state.settings.server_url(&user.name, "")
+        state.settings().server_url(&user.name, "")
     } else {
         "/hub/spawn".to_owned()
     })
@@ -490,10 +490,10 @@ pub async fn complete_login(
     state.store.touch_user(user.id, Utc::now()).await?;
     crate::auth_refresh::logged_in(state, &user);
     tracing::info!(user = %user.name, groups = ?info.groups, "logged in");
-    let hub_cookies = state.settings.cookies();
+    let hub_cookies = state.settings().cookies();
     let max_age = identity::LOGIN_DAYS * 86400;
     let next = match next {
-        Some(next) => state.settings.browser_location(next),
+        Some(next) => state.settings().browser_location(next),
         None => landing(state, Some(&user)).await?,
     };
     let mut response = found(&next);

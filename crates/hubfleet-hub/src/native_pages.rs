@@ -54,7 +54,7 @@ fn render(
 ) -> Response {
     let (xsrf, cookie) = identity::xsrf_token(state, headers, me.and_then(PageUser::session));
     let nav = me.map(crate::templates::nav).unwrap_or_default();
-    let body = state.templates.render(
+    let body = state.templates().render(
         template,
         minijinja::value::merge_maps([context! { xsrf }, extra, nav]),
     );

@@ -298,7 +298,7 @@ async fn get_proxy(
             // Host routes are written as upstream's proxies write them: `host/path/`.
             let routespec = if path == "/" {
                 path
-            } else if state.settings.subdomain_host.is_some() {
+            } else if state.settings().subdomain_host.is_some() {
                 format!("{}/", path.trim_start_matches('/'))
             } else {
                 format!("{path}/")
@@ -309,7 +309,7 @@ async fn get_proxy(
                 json!(super::isoformat(route.last_activity)),
             );
             let target = if route.target == hubfleet_proxy::HUB_TARGET {
-                state.settings.internal_base_url.clone()
+                state.settings().internal_base_url.clone()
             } else {
                 route.target.clone()
             };
@@ -436,11 +436,11 @@ pub async fn metrics(
     headers: axum::http::HeaderMap,
     caller: Result<Caller, HubError>,
 ) -> Result<Response, HubError> {
-    if state.settings.authenticate_prometheus {
+    if state.settings().authenticate_prometheus {
         let Caller(me) = caller?;
         access::check(&state, &me.scopes, &["read:metrics"], &Target::None).await?;
     }
-    state.settings.metrics.refresh(&state).await?;
+    state.settings().metrics.refresh(&state).await?;
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let (format, content_type) = crate::metrics::negotiate(accept);
     Ok((
@@ -448,7 +448,7 @@ pub async fn metrics(
             (header::CONTENT_TYPE, content_type),
             (header::VARY, "Accept"),
         ],
-        state.settings.metrics.render(format),
+        state.settings().metrics.render(format),
     )
         .into_response())
 }
