@@ -38,6 +38,7 @@ mod pages;
 mod password_login;
 pub mod profiles;
 pub mod rate_limit;
+pub mod reload;
 pub mod services;
 mod spawn_page;
 mod static_files;
@@ -336,6 +337,10 @@ pub struct AppState {
     pub shutdown: Arc<tokio::sync::Notify>,
     /// Whether this replica runs the idle culler and managed services now.
     pub leader: cluster::Leadership,
+    /// The built-in culler's task, stopped when a config reload changes the culler.
+    pub(crate) culler_task: Arc<std::sync::Mutex<Option<tokio::task::AbortHandle>>>,
+    /// Set by `hubfleet serve` (a hub started from files): reloads them.
+    pub config_reloader: Arc<std::sync::OnceLock<Arc<reload::ConfigReloader>>>,
 }
 
 impl AppState {
@@ -582,6 +587,8 @@ impl Hub {
             xsrf_key: cookie_secret::xsrf_key(&settings, &store).await?,
             shutdown: Arc::new(tokio::sync::Notify::new()),
             leader,
+            culler_task: Arc::default(),
+            config_reloader: Arc::default(),
         };
         ensure_admins(&state).await?;
         config_groups::load(&state).await?;
@@ -679,6 +686,26 @@ impl Hub {
                 self.state.lifecycle.replica(),
             )
             .await;
+    }
+
+    /// Reload the config from `paths` on demand (SIGHUP, the API); `current` is what the hub
+    /// was started with, `build` makes settings from a config as at start.
+    pub fn enable_config_reload(
+        &self,
+        paths: Vec<PathBuf>,
+        current: hubfleet_config::HubConfig,
+        build: reload::SettingsBuilder,
+    ) -> Arc<reload::ConfigReloader> {
+        reload::write_snapshot(&self.state.settings().data_dir, &current);
+        let reloader = Arc::new(reload::ConfigReloader::new(paths, current, build));
+        let _ = self.state.config_reloader.set(reloader.clone());
+        reloader
+    }
+
+    /// Reload the config files now (without reloader: nothing to do).
+    pub async fn reload_config(&self) -> Option<reload::ReloadSummary> {
+        let reloader = self.state.config_reloader.get()?.clone();
+        Some(reloader.reload(&self.state).await)
     }
 
     /// Resolves when the API asked the hub to shut down.

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::{AppState, HubError};
 
 /// A service as configured (`hub.services`) or added through the API.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ServiceDefinition {
     pub name: String,
     pub admin: bool,

@@ -32,6 +32,7 @@ pub fn routes() -> Router<AppState> {
             get(get_proxy).post(sync_proxy).patch(patch_proxy),
         )
         .route("/hub/api/shutdown", post(shutdown))
+        .route("/hub/api/config/reload", post(reload_config))
         .route("/hub/api/metrics", get(metrics))
 }
 
@@ -378,6 +379,29 @@ async fn patch_proxy(
     );
     state.lifecycle.check_routes().await?;
     Ok(StatusCode::OK.into_response())
+}
+
+/// `POST /hub/api/config/reload` (scope `admin:hub`, hubfleet's own): read the config files
+/// again; the JSON summary says what applies now, what needs a restart, and why files were
+/// refused (400, with `file:line:column`).
+async fn reload_config(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+) -> Result<Response, HubError> {
+    access::check(&state, &me.scopes, &["admin:hub"], &Target::None).await?;
+    let Some(reloader) = state.config_reloader.get().cloned() else {
+        return Err(HubError::Conflict(
+            "this hub was not started from config files (`hubfleet serve --config`): nothing to reload"
+                .into(),
+        ));
+    };
+    let summary = reloader.reload(&state).await;
+    let status = if summary.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Ok((status, Json(summary)).into_response())
 }
 
 #[derive(Deserialize, Default)]
