@@ -18,6 +18,8 @@ use hubfleet_store::Store;
 
 mod backup_cmd;
 mod check_cmd;
+mod config_cmd;
+mod config_watch;
 mod env_cmd;
 mod fleet_cmd;
 mod fleet_deploy;
@@ -127,6 +129,11 @@ enum Command {
     },
     /// Many hubs from one repository laid out as 2i2c's infrastructure: validate, render, secrets, plan, deploy, health, status, stop.
     Fleet(fleet_cmd::FleetArgs),
+    /// The config of a running hub: `diff` shows what a reload would change.
+    Config {
+        #[command(subcommand)]
+        action: config_cmd::ConfigAction,
+    },
     /// Manage the hub's users: list, add, remove, admin, approve.
     Users {
         /// The hub's config file (for the database location); before or after the action.
@@ -205,6 +212,7 @@ async fn run(ambient_cleared: Result<(), caps::errors::CapsError>) -> std::proce
     }
     let result = match cli.command {
         Command::Check { config, strict } => return check_cmd::run(&config, strict),
+        Command::Config { action } => return config_cmd::run(action),
         Command::Serve { config } => serve(&config).await,
         Command::Demo {
             data_dir,
@@ -316,8 +324,10 @@ fn settings(config: &HubConfig) -> Result<Settings> {
     settings.concurrent_spawn_limit = config.concurrent_spawn_limit();
     settings.active_server_limit = config.active_server_limit();
     let rate = &config.hubfleet.api_rate_limit;
-    settings.api_rate_limit =
-        hubfleet_hub::rate_limit::ApiRateLimiter::new(rate.per_second, rate.burst);
+    settings.api_rate_limit = Arc::new(hubfleet_hub::rate_limit::ApiRateLimiter::new(
+        rate.per_second,
+        rate.burst,
+    ));
     if let Some(started) = PROCESS_STARTED.get() {
         settings.process_started = *started;
     }
@@ -583,8 +593,9 @@ fn local_spawner(config: &HubConfig) -> LocalProcessSpawner {
 }
 
 /// Wait for Ctrl-C or SIGTERM, then stop serving; servers keep running. SIGHUP reads the
-/// certificate files again.
-async fn run_until_signal(hub: Hub) -> Result<()> {
+/// certificate files and the config files again; a change of the config files (`watch`)
+/// reloads them too.
+async fn run_until_signal(hub: Hub, mut watch: Option<config_watch::ConfigWatch>) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut hangup = signal(SignalKind::hangup())?;
@@ -595,7 +606,15 @@ async fn run_until_signal(hub: Hub) -> Result<()> {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
             _ = &mut api_shutdown => break,
-            _ = hangup.recv() => hub.reload_certificate(),
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reading the certificate and config files again");
+                hub.reload_certificate();
+                hub.reload_config().await;
+            }
+            _ = config_changed(&mut watch) => {
+                tracing::info!("the config files changed: reloading them");
+                hub.reload_config().await;
+            }
         }
     }
     tracing::info!(
@@ -603,6 +622,13 @@ async fn run_until_signal(hub: Hub) -> Result<()> {
     );
     hub.stop().await;
     Ok(())
+}
+
+async fn config_changed(watch: &mut Option<config_watch::ConfigWatch>) {
+    match watch {
+        Some(watch) => watch.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Where people open the hub: the subdomain host's origin, else the address it listens on,
@@ -623,7 +649,24 @@ async fn serve(config_paths: &[PathBuf]) -> Result<()> {
     let config = check_cmd::load(config_paths)?;
     let hub = start_hub(&config).await?;
     tracing::info!(url = %hub_url(&config, &hub), "hub is ready");
-    run_until_signal(hub).await
+    let watch = match config_watch::ConfigWatch::start(config_paths) {
+        Ok(watch) => Some(watch),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "config files are not watched: reload with SIGHUP or POST /hub/api/config/reload");
+            None
+        }
+    };
+    hub.enable_config_reload(
+        config_paths.to_vec(),
+        config,
+        // As at start: the same checks, the same settings.
+        Arc::new(|config: &HubConfig| {
+            preflight::check(config)
+                .and_then(|()| settings(config))
+                .map_err(|e| format!("{e:#}"))
+        }),
+    );
+    run_until_signal(hub, watch).await
 }
 
 fn has_singleuser(venv: &Path) -> bool {
@@ -753,7 +796,7 @@ async fn demo(data_dir: &Path, listen: SocketAddr, python_env: Option<PathBuf>) 
         "\nhubfleet is running at {}\n{root_note}{login}\nAdd people with `hubfleet users add NAME`. Press Ctrl-C to stop.",
         hub_url(&config, &hub)
     );
-    run_until_signal(hub).await
+    run_until_signal(hub, None).await
 }
 
 #[cfg(test)]
