@@ -85,6 +85,10 @@ enum Command {
         /// merge, lists are replaced, later files win, `null` deletes a key.
         #[arg(long, short, required = true)]
         config: Vec<PathBuf>,
+        /// Do not watch the config files (where file events do not arrive, e.g. some network
+        /// file systems): reload with SIGHUP or `POST /hub/api/config/reload` instead.
+        #[arg(long, env = "HUBFLEET_NO_WATCH")]
+        no_watch: bool,
     },
     /// Check config files and list every problem: exit 0 when clean (or with warnings only),
     /// 1 with errors, 2 with warnings only and `--strict`.
@@ -213,7 +217,7 @@ async fn run(ambient_cleared: Result<(), caps::errors::CapsError>) -> std::proce
     let result = match cli.command {
         Command::Check { config, strict } => return check_cmd::run(&config, strict),
         Command::Config { action } => return config_cmd::run(action),
-        Command::Serve { config } => serve(&config).await,
+        Command::Serve { config, no_watch } => serve(&config, !no_watch).await,
         Command::Demo {
             data_dir,
             listen,
@@ -645,11 +649,12 @@ fn hub_url(config: &HubConfig, hub: &Hub) -> String {
     }
 }
 
-async fn serve(config_paths: &[PathBuf]) -> Result<()> {
+async fn serve(config_paths: &[PathBuf], watch_files: bool) -> Result<()> {
     let config = check_cmd::load(config_paths)?;
     let hub = start_hub(&config).await?;
     tracing::info!(url = %hub_url(&config, &hub), "hub is ready");
     let watch = match config_watch::ConfigWatch::start(config_paths) {
+        _ if !watch_files => None,
         Ok(watch) => Some(watch),
         Err(e) => {
             tracing::warn!(error = %format!("{e:#}"), "config files are not watched: reload with SIGHUP or POST /hub/api/config/reload");
