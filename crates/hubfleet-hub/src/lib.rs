@@ -742,11 +742,7 @@ async fn ensure_admins(state: &AppState) -> Result<(), HubError> {
 /// Register configured services (and forget those removed from the config).
 async fn start_services(state: &AppState) -> Result<(), HubError> {
     let settings = state.settings();
-    let configured: Vec<&str> = settings
-        .services
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect();
+    let configured: Vec<&str> = settings.services.iter().map(|s| s.name.as_str()).collect();
     for stale in state.store.list_services().await? {
         if stale.from_config && !configured.contains(&stale.name.as_str()) {
             state.services.remove(state, &stale).await?;

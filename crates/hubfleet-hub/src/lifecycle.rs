@@ -872,7 +872,8 @@ impl Lifecycle {
         let result = self.tear_down(&user.name, server.id, None, "stopped").await;
         op.cancel.store(false, Ordering::SeqCst);
         self.inner
-            .settings.current()
+            .settings
+            .current()
             .metrics
             .stop_duration(started.elapsed().as_secs_f64(), result.is_ok());
         result
@@ -910,7 +911,8 @@ impl Lifecycle {
         let route_started = Instant::now();
         if inner.routes.remove(&route) {
             inner
-                .settings.current()
+                .settings
+                .current()
                 .metrics
                 .proxy_delete(route_started.elapsed().as_secs_f64());
         }
@@ -1035,7 +1037,8 @@ impl Lifecycle {
         let adopted = results.iter().filter(|r| **r == Some(true)).count();
         let cleaned = results.iter().filter(|r| **r == Some(false)).count();
         self.inner
-            .settings.current()
+            .settings
+            .current()
             .metrics
             .init_spawners(started.elapsed().as_secs_f64());
         Ok((adopted, cleaned))
@@ -1099,7 +1102,8 @@ impl Lifecycle {
             Ok(PollStatus::Running)
         );
         self.inner
-            .settings.current()
+            .settings
+            .current()
             .metrics
             .poll_duration(started.elapsed().as_secs_f64(), running);
         running
@@ -1222,14 +1226,22 @@ impl Lifecycle {
         for (user_name, server) in self.inner.store.active_servers().await? {
             if server.phase != Phase::Ready {
                 // Pending starts add their route themselves.
-                let route = self.inner.settings.current().route_spec(&user_name, &server.name);
+                let route = self
+                    .inner
+                    .settings
+                    .current()
+                    .route_spec(&user_name, &server.name);
                 expected.insert(hubfleet_proxy::normalize_route(&route).into_owned());
                 continue;
             }
             let Some(target) = &server.target else {
                 continue;
             };
-            let route = self.inner.settings.current().route_spec(&user_name, &server.name);
+            let route = self
+                .inner
+                .settings
+                .current()
+                .route_spec(&user_name, &server.name);
             expected.insert(hubfleet_proxy::normalize_route(&route).into_owned());
             if self
                 .inner
@@ -1245,7 +1257,8 @@ impl Lifecycle {
         let poll_started = Instant::now();
         let routes = self.inner.routes.all();
         self.inner
-            .settings.current()
+            .settings
+            .current()
             .metrics
             .proxy_poll(poll_started.elapsed().as_secs_f64());
         for (path, route) in routes {
@@ -1255,7 +1268,8 @@ impl Lifecycle {
             }
         }
         self.inner
-            .settings.current()
+            .settings
+            .current()
             .metrics
             .check_routes(started.elapsed().as_secs_f64());
         Ok(())
@@ -1265,7 +1279,11 @@ impl Lifecycle {
     pub async fn import_proxy_activity(&self) -> Result<(), HubError> {
         let routes = self.inner.routes.all();
         for (user_name, server) in self.inner.store.active_servers().await? {
-            let spec = self.inner.settings.current().route_spec(&user_name, &server.name);
+            let spec = self
+                .inner
+                .settings
+                .current()
+                .route_spec(&user_name, &server.name);
             let Some(route) = routes.get(hubfleet_proxy::normalize_route(&spec).as_ref()) else {
                 continue;
             };

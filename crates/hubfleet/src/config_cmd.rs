@@ -69,7 +69,9 @@ fn diff(paths: &[PathBuf], data_dir: Option<PathBuf>) -> Result<bool> {
     }
     let (live, restart): (Vec<_>, Vec<_>) = found.iter().partition(|c| c.live);
     if !live.is_empty() {
-        println!("Applies live (on reload: the file watch, SIGHUP or POST /hub/api/config/reload):");
+        println!(
+            "Applies live (on reload: the file watch, SIGHUP or POST /hub/api/config/reload):"
+        );
         for change in &live {
             println!("  {}", change.key);
         }

@@ -43,9 +43,8 @@ impl ConfigWatch {
                     return;
                 }
                 let ours = event.paths.iter().any(|p| {
-                    p.file_name().is_some_and(|n| {
-                        names.contains(n) || n.to_string_lossy().starts_with("..")
-                    })
+                    p.file_name()
+                        .is_some_and(|n| names.contains(n) || n.to_string_lossy().starts_with(".."))
                 });
                 if ours {
                     // Full: a reload is pending already.

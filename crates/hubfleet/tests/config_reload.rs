@@ -89,10 +89,16 @@ fn strings(value: &Value) -> Vec<String> {
 }
 
 /// The managed service `ticker`'s pid (from its model) once `wanted`, else the last seen.
-async fn service_pid_until(api: &TokenClient, bound: Duration, wanted: impl Fn(i32) -> bool) -> i32 {
+async fn service_pid_until(
+    api: &TokenClient,
+    bound: Duration,
+    wanted: impl Fn(i32) -> bool,
+) -> i32 {
     let deadline = Instant::now() + bound;
     loop {
-        let (_, model) = api.call(Method::GET, "/hub/api/services/ticker", None).await;
+        let (_, model) = api
+            .call(Method::GET, "/hub/api/services/ticker", None)
+            .await;
         let pid = model["pid"].as_i64().unwrap_or(0) as i32;
         if wanted(pid) || Instant::now() >= deadline {
             return pid;
@@ -180,7 +186,10 @@ async fn edits_of_the_watched_file_apply_live_and_bad_ones_are_refused() {
 
     // An invalid edit: a misspelt key, on a line of its own.
     replace_config(&hub, |old| {
-        old.replace("  templateVars:\n", "  templateVarz:\n    x: 1\n  templateVars:\n")
+        old.replace(
+            "  templateVars:\n",
+            "  templateVarz:\n    x: 1\n  templateVars:\n",
+        )
     });
     let bad_line = std::fs::read_to_string(&hub.config)
         .unwrap()
@@ -250,8 +259,9 @@ async fn edits_of_the_watched_file_apply_live_and_bad_ones_are_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_and_the_api_reload_and_config_diff_shows_what_would_change() {
     let service = "  services:\n    ticker:\n      command: [python3, -c, 'import time; time.sleep(3600)']\n      environment:\n        TICKER_VERSION: one\n";
-    let yaml = base_config(&profiles(&["Small"])).replacen("hub:\n", &format!("hub:\n{service}"), 1)
-        + "cull:\n  enabled: true\n  timeout: 3600\n  every: 600\n";
+    let yaml =
+        base_config(&profiles(&["Small"])).replacen("hub:\n", &format!("hub:\n{service}"), 1)
+            + "cull:\n  enabled: true\n  timeout: 3600\n  every: 600\n";
     let mut hub = TestHub::start_with_env(
         &yaml,
         "  culler: builtin\n",
@@ -296,7 +306,9 @@ async fn sighup_and_the_api_reload_and_config_diff_shows_what_would_change() {
         "{text}"
     );
     // Not watched: nothing applied yet.
-    assert!(page(&admin, "/hub/home").await.contains("Welcome to the first config"));
+    assert!(page(&admin, "/hub/home")
+        .await
+        .contains("Welcome to the first config"));
 
     // SIGHUP applies it.
     nix::sys::signal::kill(
@@ -305,10 +317,16 @@ async fn sighup_and_the_api_reload_and_config_diff_shows_what_would_change() {
     )
     .unwrap();
     let shown = within(SLOW, || async {
-        page(&admin, "/hub/home").await.contains("Maintenance at noon")
+        page(&admin, "/hub/home")
+            .await
+            .contains("Maintenance at noon")
     })
     .await;
-    assert!(shown, "SIGHUP did not apply the announcement; log:\n{}", hub.log());
+    assert!(
+        shown,
+        "SIGHUP did not apply the announcement; log:\n{}",
+        hub.log()
+    );
     let out = hubfleet(&["config", "diff", "--config", &config]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(!text.contains("hub.templateVars"), "{text}");
@@ -345,9 +363,12 @@ async fn sighup_and_the_api_reload_and_config_diff_shows_what_would_change() {
     );
     let (_, carol) = api.call(Method::GET, "/hub/api/users/carol", None).await;
     assert_eq!(carol["admin"], json!(true), "{carol}");
-    let new_service =
-        service_pid_until(&api, SLOW, |pid| pid != 0 && pid != old_service).await;
-    assert!(new_service != 0 && new_service != old_service, "the service was not restarted; log:\n{}", hub.log());
+    let new_service = service_pid_until(&api, SLOW, |pid| pid != 0 && pid != old_service).await;
+    assert!(
+        new_service != 0 && new_service != old_service,
+        "the service was not restarted; log:\n{}",
+        hub.log()
+    );
     assert!(
         environ(new_service).contains("TICKER_VERSION=two"),
         "{}",

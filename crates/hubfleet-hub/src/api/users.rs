@@ -470,7 +470,11 @@ fn is_admin(me: &Identity) -> bool {
 /// Whether `name` is listed in `admin_users`: whoever holds it becomes an admin at the
 /// hub's next start.
 fn is_configured_admin(state: &AppState, name: &str) -> bool {
-    state.settings().admin_users.iter().any(|admin| admin == name)
+    state
+        .settings()
+        .admin_users
+        .iter()
+        .any(|admin| admin == name)
 }
 
 /// Whether `user` is an admin account: an admin now, or holding an `admin_users` name.
