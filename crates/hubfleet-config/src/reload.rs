@@ -31,7 +31,6 @@ pub const LIVE_KEYS: &[&str] = &[
     "hub.config.JupyterHub.authenticate_prometheus",
     "hub.config.JupyterHub.concurrent_spawn_limit",
     "hub.config.JupyterHub.active_server_limit",
-    "hub.config.Authenticator.admin_users",
     "hub.allowNamedServers",
     "hub.namedServerLimitPerUser",
     "hub.redirectToServer",
@@ -45,6 +44,26 @@ pub const LIVE_KEYS: &[&str] = &[
     "hubfleet.local.environments",
 ];
 
+/// Settings of the authenticator (under `hub.config.<any class>`) that apply live: who may log
+/// in and who is an admin. Nobody has to log in again for them.
+pub const LIVE_AUTHENTICATOR_KEYS: &[&str] = &[
+    "admin_users",
+    "allowed_users",
+    "blocked_users",
+    "allow_all",
+    "allow_existing_users",
+];
+
+/// Whether `key` is a setting of the authenticator (`hub.config.<class>.…`, not `JupyterHub`).
+pub fn is_authenticator_key(key: &str) -> bool {
+    let mut parts = key.splitn(4, '.');
+    matches!(
+        (parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some("hub"), Some("config"), Some(class), Some(_))
+            if class != "JupyterHub" && class != "ConfigurableHTTPProxy"
+    )
+}
+
 /// One key whose value differs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigChange {
@@ -56,6 +75,10 @@ pub struct ConfigChange {
 
 /// Whether a change of `key` applies without a restart.
 pub fn applies_live(key: &str) -> bool {
+    if is_authenticator_key(key) {
+        let name = key.split('.').nth(3).unwrap_or_default();
+        return LIVE_AUTHENTICATOR_KEYS.contains(&name);
+    }
     LIVE_KEYS.iter().any(|live| {
         key == *live
             || key
@@ -219,6 +242,16 @@ mod tests {
         assert!(!applies_live("culler"));
         assert!(!applies_live("hub.db.url"));
         assert!(!applies_live("hub.servicesX"));
+        assert!(applies_live("hub.config.Authenticator.allowed_users"));
+        assert!(applies_live(
+            "hub.config.GitHubOAuthenticator.allowed_users"
+        ));
+        assert!(!applies_live(
+            "hub.config.GitHubOAuthenticator.client_secret"
+        ));
+        assert!(!applies_live("hub.config.Authenticator.max_failed_logins"));
+        assert!(applies_live("hub.config.JupyterHub.load_groups.x"));
+        assert!(!applies_live("hub.config.JupyterHub.subdomain_host"));
     }
 
     #[test]

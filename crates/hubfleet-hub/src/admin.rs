@@ -61,7 +61,7 @@ async fn admin_page(
     };
     let (xsrf, set) = identity::xsrf_token(&state, &headers, me.session());
     // Sign-ups waiting for an admin (native accounts): linked, with their number.
-    let signups = match state.authenticator.native_accounts() {
+    let signups = match state.authenticator().native_accounts() {
         Some(_) if me.user.admin => Some(state.store.signups().await?.len()),
         _ => None,
     };

@@ -325,7 +325,12 @@ pub struct AppState {
     pub store: Store,
     /// Read with [`AppState::settings`].
     pub shared_settings: SharedSettings,
-    pub authenticator: DynAuthenticator,
+    /// Read with [`AppState::authenticator`]; a reload may replace it (allow-lists).
+    pub(crate) shared_authenticator: Arc<arc_swap::ArcSwap<DynAuthenticator>>,
+    /// The authenticator the hub started with: its failed-login counts and native accounts'
+    /// settings serve every later one (a reload keeps those settings, which need a restart,
+    /// so lockouts survive it).
+    pub(crate) started_authenticator: DynAuthenticator,
     pub lifecycle: Lifecycle,
     pub routes: RouteTable,
     /// Read with [`AppState::templates`]; rebuilt when a reload changes the pages' settings.
@@ -347,6 +352,11 @@ impl AppState {
     /// The settings now (a config reload may replace them between two calls).
     pub fn settings(&self) -> Arc<Settings> {
         self.shared_settings.current()
+    }
+
+    /// The authenticator now (a config reload may replace it).
+    pub fn authenticator(&self) -> DynAuthenticator {
+        self.shared_authenticator.load().as_ref().clone()
     }
 
     pub(crate) fn templates(&self) -> Arc<templates::Templates> {
@@ -577,7 +587,8 @@ impl Hub {
         let state = AppState {
             store: store.clone(),
             shared_settings,
-            authenticator,
+            shared_authenticator: Arc::new(arc_swap::ArcSwap::from_pointee(authenticator.clone())),
+            started_authenticator: authenticator,
             lifecycle: lifecycle.clone(),
             routes: routes.clone(),
             shared_templates: Arc::new(arc_swap::ArcSwap::from_pointee(
@@ -689,15 +700,22 @@ impl Hub {
     }
 
     /// Reload the config from `paths` on demand (SIGHUP, the API); `current` is what the hub
-    /// was started with, `build` makes settings from a config as at start.
+    /// was started with, `build` and `build_authenticator` make settings and the authenticator
+    /// from a config as at start.
     pub fn enable_config_reload(
         &self,
         paths: Vec<PathBuf>,
         current: hubfleet_config::HubConfig,
         build: reload::SettingsBuilder,
+        build_authenticator: reload::AuthenticatorBuilder,
     ) -> Arc<reload::ConfigReloader> {
         reload::write_snapshot(&self.state.settings().data_dir, &current);
-        let reloader = Arc::new(reload::ConfigReloader::new(paths, current, build));
+        let reloader = Arc::new(reload::ConfigReloader::new(
+            paths,
+            current,
+            build,
+            build_authenticator,
+        ));
         let _ = self.state.config_reloader.set(reloader.clone());
         reloader
     }
@@ -830,7 +848,7 @@ fn spawn_background(state: AppState) {
 fn router(state: AppState) -> axum::Router {
     use axum::extract::State;
     use axum::routing::{get, post};
-    let login_logo = state.authenticator.options().logo_url.clone();
+    let login_logo = state.authenticator().options().logo_url.clone();
     let image_origins = state
         .settings()
         .pages

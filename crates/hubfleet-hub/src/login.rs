@@ -34,9 +34,9 @@ pub fn routes() -> Router<AppState> {
 
 /// Where the login page's button (or `auto_login`) sends the browser, if not to the form.
 pub fn login_url(state: &AppState) -> Option<&'static str> {
-    if state.authenticator.redirect_login().is_some() {
+    if state.authenticator().redirect_login().is_some() {
         Some("/hub/oauth_login")
-    } else if state.authenticator.temporary_users() {
+    } else if state.authenticator().temporary_users() {
         Some("/hub/tmplogin")
     } else {
         None
@@ -57,14 +57,15 @@ pub fn with_next(url: &str, next: Option<&str>) -> String {
 /// What the login page shows besides the form: the button of a redirect login, the
 /// announcement and the logo.
 pub fn login_page_context(state: &AppState, next: Option<&str>) -> minijinja::Value {
-    let options = state.authenticator.options();
+    let authenticator = state.authenticator();
+    let options = authenticator.options();
     let login_service = state
-        .authenticator
+        .authenticator()
         .redirect_login()
         .map(|r| r.login_service().to_owned())
         .or_else(|| {
             state
-                .authenticator
+                .authenticator()
                 .temporary_users()
                 .then(|| "a temporary account".to_owned())
         });
@@ -74,17 +75,17 @@ pub fn login_page_context(state: &AppState, next: Option<&str>) -> minijinja::Va
         announcement => options.announcement.clone(),
         logo_url => options.logo_url.clone(),
         signup_url => state
-            .authenticator
+            .authenticator()
             .native_accounts()
             .filter(|a| a.settings.enable_signup)
             .map(|_| state.settings().with_base("/hub/signup")),
-        login_disabled => state.authenticator.login_disabled().then_some(true),
+        login_disabled => state.authenticator().login_disabled().then_some(true),
     }
 }
 
 /// With `auto_login`, the login page is skipped.
 pub fn auto_login_redirect(state: &AppState, next: Option<&str>) -> Option<Response> {
-    if !state.authenticator.options().auto_login {
+    if !state.authenticator().options().auto_login {
         return None;
     }
     login_url(state).map(|u| found(&with_next(u, next)))
@@ -109,7 +110,7 @@ fn refusal_page(state: &AppState, status: StatusCode, title: &str, message: &str
 
 fn callback_url(state: &AppState, headers: &HeaderMap) -> Result<String, String> {
     if let Some(url) = state
-        .authenticator
+        .authenticator()
         .redirect_login()
         .and_then(|r| r.callback_url())
     {
@@ -148,7 +149,8 @@ async fn oauth_login(
     Query(query): Query<NextQuery>,
 ) -> Result<Response, HubError> {
     let next = query.next.as_deref().and_then(urls::safe_next);
-    let Some(redirect) = state.authenticator.redirect_login() else {
+    let authenticator = state.authenticator();
+    let Some(redirect) = authenticator.redirect_login() else {
         return Ok(error_page(
             &state,
             StatusCode::NOT_FOUND,
@@ -223,7 +225,8 @@ async fn oauth_callback(
     headers: HeaderMap,
     query: Result<Query<CallbackQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, HubError> {
-    let Some(redirect) = state.authenticator.redirect_login() else {
+    let authenticator = state.authenticator();
+    let Some(redirect) = authenticator.redirect_login() else {
         return Ok(error_page(
             &state,
             StatusCode::NOT_FOUND,
@@ -325,7 +328,7 @@ async fn tmp_login(
     Query(query): Query<NextQuery>,
 ) -> Result<Response, HubError> {
     let next = query.next.as_deref().and_then(urls::safe_next);
-    if !state.authenticator.temporary_users() {
+    if !state.authenticator().temporary_users() {
         return Ok(error_page(
             &state,
             StatusCode::NOT_FOUND,
@@ -466,7 +469,8 @@ pub async fn complete_login(
             state.store.set_admin(user.id, admin).await?;
         }
     }
-    let options = state.authenticator.options();
+    let authenticator = state.authenticator();
+    let options = authenticator.options();
     if options.manage_groups {
         if let Some(groups) = &info.groups {
             sync_groups(state, &user, groups).await?;

@@ -163,7 +163,7 @@ fn login_form(
     error: Option<&str>,
 ) -> Response {
     let (xsrf, set) = identity::xsrf_token(state, headers, None);
-    let hint = match state.authenticator.kind() {
+    let hint = match state.authenticator().kind() {
         "dummy" => Some("Development mode: any password is accepted unless one is configured."),
         _ => None,
     };
@@ -342,7 +342,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
         state.store.end_session(secret).await?;
     }
     let after = state
-        .authenticator
+        .authenticator()
         .redirect_login()
         .and_then(|r| r.logout_redirect_url())
         .unwrap_or("/hub/login")

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use hubfleet_config::reload::{changes, effective, ConfigChange};
+use hubfleet_config::reload::{changes, effective, is_authenticator_key, ConfigChange};
 use hubfleet_config::HubConfig;
 use serde::Serialize;
 
@@ -17,6 +17,13 @@ use crate::{AppState, Settings};
 
 /// Makes the hub's settings from a configuration (the binary's `settings`, as at start-up).
 pub type SettingsBuilder = Arc<dyn Fn(&HubConfig) -> Result<Settings, String> + Send + Sync>;
+
+/// Makes the authenticator from a configuration, as at start-up.
+pub type AuthenticatorBuilder = Arc<
+    dyn Fn(&HubConfig, &hubfleet_store::Store) -> Result<hubfleet_auth::DynAuthenticator, String>
+        + Send
+        + Sync,
+>;
 
 /// The file, in the data directory, holding the configuration the hub runs with (the merged
 /// values, with the keys that need a restart as at start): `hubfleet config diff` reads it.
@@ -41,14 +48,21 @@ pub struct ConfigReloader {
     /// The configuration in use (the effective one). Held during a reload.
     current: tokio::sync::Mutex<HubConfig>,
     build: SettingsBuilder,
+    build_authenticator: AuthenticatorBuilder,
 }
 
 impl ConfigReloader {
-    pub fn new(paths: Vec<PathBuf>, current: HubConfig, build: SettingsBuilder) -> Self {
+    pub fn new(
+        paths: Vec<PathBuf>,
+        current: HubConfig,
+        build: SettingsBuilder,
+        build_authenticator: AuthenticatorBuilder,
+    ) -> Self {
         ConfigReloader {
             paths,
             current: tokio::sync::Mutex::new(current),
             build,
+            build_authenticator,
         }
     }
 
@@ -102,10 +116,21 @@ impl ConfigReloader {
             Ok(templates) => templates,
             Err(e) => return refused(vec![format!("hub.templatePaths: {e}")]),
         };
+        let authenticator = if applied.iter().any(|key| is_authenticator_key(key)) {
+            match (self.build_authenticator)(&next, &state.store) {
+                Ok(authenticator) => Some(authenticator),
+                Err(e) => return refused(vec![e]),
+            }
+        } else {
+            None
+        };
         keep_runtime_parts(&mut settings, &old_settings);
         let settings = Arc::new(settings);
         state.shared_settings.replace(settings.clone());
         state.shared_templates.store(Arc::new(templates));
+        if let Some(authenticator) = authenticator {
+            state.shared_authenticator.store(Arc::new(authenticator));
+        }
         let errors = apply(state, &old_settings, &settings, &next).await;
         write_snapshot(&settings.data_dir, &next);
         *current = next;

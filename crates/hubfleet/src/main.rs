@@ -670,6 +670,9 @@ async fn serve(config_paths: &[PathBuf], watch_files: bool) -> Result<()> {
                 .and_then(|()| settings(config))
                 .map_err(|e| format!("{e:#}"))
         }),
+        Arc::new(|config: &HubConfig, store: &Store| {
+            authenticator(config, store).map_err(|e| format!("{e:#}"))
+        }),
     );
     run_until_signal(hub, watch).await
 }

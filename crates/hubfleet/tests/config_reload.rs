@@ -255,7 +255,8 @@ async fn edits_of_the_watched_file_apply_live_and_bad_ones_are_refused() {
 
 /// Without the file watch (`HUBFLEET_NO_WATCH`): `config diff` shows the pending change, grouped;
 /// the API needs `admin:hub`; SIGHUP applies the announcement; an API reload makes a new admin,
-/// restarts a managed service whose definition changed, and restarts the culler.
+/// blocks a user (the authenticator's lists), restarts a managed service whose definition
+/// changed, and restarts the culler.
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_and_the_api_reload_and_config_diff_shows_what_would_change() {
     let service = "  services:\n    ticker:\n      command: [python3, -c, 'import time; time.sleep(3600)']\n      environment:\n        TICKER_VERSION: one\n";
@@ -342,16 +343,28 @@ async fn sighup_and_the_api_reload_and_config_diff_shows_what_would_change() {
         hub.log()
     );
     assert!(environ(old_service).contains("TICKER_VERSION=one"));
+    let dave_logs_in = || async {
+        Browser::new(&hub)
+            .login_response("dave", "x", None)
+            .await
+            .status()
+            == 302
+    };
+    assert!(dave_logs_in().await, "dave cannot log in before the reload");
     replace_config(&hub, |old| {
-        old.replace("admin_users: [admin]", "admin_users: [admin, carol]")
-            .replace("TICKER_VERSION: one", "TICKER_VERSION: two")
-            .replace("timeout: 3600", "timeout: 1800")
+        old.replace(
+            "admin_users: [admin]",
+            "admin_users: [admin, carol]\n      blocked_users: [dave]",
+        )
+        .replace("TICKER_VERSION: one", "TICKER_VERSION: two")
+        .replace("timeout: 3600", "timeout: 1800")
     });
     let (status, summary) = reload(&api).await;
     assert_eq!(status, 200, "{summary}");
     let applied = strings(&summary["applied"]);
     for key in [
         "hub.config.Authenticator.admin_users",
+        "hub.config.Authenticator.blocked_users",
         "hub.services.ticker.environment.TICKER_VERSION",
         "cull.timeout",
     ] {
@@ -363,6 +376,11 @@ async fn sighup_and_the_api_reload_and_config_diff_shows_what_would_change() {
     );
     let (_, carol) = api.call(Method::GET, "/hub/api/users/carol", None).await;
     assert_eq!(carol["admin"], json!(true), "{carol}");
+    // The authenticator's allow-lists: dave is blocked now, without a restart.
+    assert!(
+        !dave_logs_in().await,
+        "dave still logs in after being blocked"
+    );
     let new_service = service_pid_until(&api, SLOW, |pid| pid != 0 && pid != old_service).await;
     assert!(
         new_service != 0 && new_service != old_service,

@@ -51,7 +51,7 @@ async fn info(State(state): State<AppState>, Caller(me): Caller) -> Result<Respo
         "version": JUPYTERHUB_VERSION,
         "python": format!("none: hubfleet {version} is written in Rust"),
         "sys_executable": std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
-        "authenticator": { "class": format!("hubfleet.{}", state.authenticator.kind()), "version": version },
+        "authenticator": { "class": format!("hubfleet.{}", state.authenticator().kind()), "version": version },
         "spawner": { "class": "hubfleet.local", "version": version },
     }))
     .into_response())
