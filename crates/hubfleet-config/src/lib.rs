@@ -45,6 +45,7 @@ pub(crate) mod locate;
 mod model;
 pub mod pages;
 pub mod profiles;
+pub mod reload;
 pub mod suggest;
 mod validate;
 pub mod values;

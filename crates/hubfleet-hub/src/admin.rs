@@ -61,14 +61,14 @@ async fn admin_page(
     };
     let (xsrf, set) = identity::xsrf_token(&state, &headers, me.session());
     // Sign-ups waiting for an admin (native accounts): linked, with their number.
-    let signups = match state.authenticator.native_accounts() {
+    let signups = match state.authenticator().native_accounts() {
         Some(_) if me.user.admin => Some(state.store.signups().await?.len()),
         _ => None,
     };
     let parsed = me.identity.scopes.parsed();
     let unfiltered =
         |base: &str| matches!(parsed.get(base), Some(hubfleet_rbac::ScopeFilters::All));
-    let body = state.templates.render(
+    let body = state.templates().render(
         "admin.html",
         context! {
             xsrf, signups,
@@ -174,7 +174,7 @@ async fn server_log(
         Some(log) => (log.text, log.source),
         None => (String::new(), String::new()),
     };
-    let body = state.templates.render(
+    let body = state.templates().render(
         "admin_log.html",
         context! {
             target, server_name, log, source, limit => LOG_TAIL_BYTES, ..nav(&me)

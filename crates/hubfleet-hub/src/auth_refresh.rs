@@ -21,7 +21,7 @@ pub async fn checked(state: &AppState, identity: Identity) -> Result<Option<Iden
 
 /// With `refresh_pre_spawn`: the user's auth_state is checked before their server starts.
 pub async fn before_spawn(state: &AppState, user: &User) -> Result<(), HubError> {
-    if !state.authenticator.options().refresh_pre_spawn || refresh(state, user, true).await? {
+    if !state.authenticator().options().refresh_pre_spawn || refresh(state, user, true).await? {
         return Ok(());
     }
     Err(HubError::Forbidden(format!(
@@ -33,7 +33,7 @@ pub async fn before_spawn(state: &AppState, user: &User) -> Result<(), HubError>
 /// A login counts as a fresh check.
 pub fn logged_in(state: &AppState, user: &User) {
     state
-        .authenticator
+        .authenticator()
         .options()
         .refresh_tracker
         .record(user.id, true);
@@ -41,7 +41,8 @@ pub fn logged_in(state: &AppState, user: &User) {
 
 /// Whether `user`'s login still holds; checks with the provider when due.
 async fn refresh(state: &AppState, user: &User, force: bool) -> Result<bool, HubError> {
-    let options = state.authenticator.options();
+    let authenticator = state.authenticator();
+    let options = authenticator.options();
     let tracker = &options.refresh_tracker;
     match tracker.due(user.id, options.auth_refresh_age, force) {
         Due::Fresh => return Ok(true),
@@ -60,7 +61,7 @@ async fn refresh(state: &AppState, user: &User, force: bool) -> Result<bool, Hub
     }
     let auth_state = state.store.auth_state(user.id).await?;
     let outcome = match state
-        .authenticator
+        .authenticator()
         .refresh_user(&user.name, auth_state.as_ref())
         .await
     {

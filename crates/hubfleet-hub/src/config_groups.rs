@@ -8,7 +8,7 @@ use crate::{AppState, HubError};
 
 pub(crate) async fn load(state: &AppState) -> Result<(), HubError> {
     let store = &state.store;
-    for group in &state.settings.groups {
+    for group in &state.settings().groups {
         let where_ = format!("hub.config.JupyterHub.load_groups.{}", group.name);
         let mut users = Vec::with_capacity(group.users.len());
         for raw in &group.users {

@@ -10,7 +10,7 @@ use hubfleet_store::Phase;
 use crate::services::ServiceDefinition;
 use crate::{AppState, HubError, RoleDefinition};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CullSettings {
     /// Seconds of inactivity after which a server is stopped.
     pub timeout: u64,
@@ -41,8 +41,9 @@ pub async fn start(state: &AppState, cull: CullSettings) -> Result<(), HubError>
                 every = cull.every,
                 "built-in idle culler enabled"
             );
+            let task_state = state.clone();
             let state = state.clone();
-            tokio::spawn(async move {
+            let task = tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(cull.every.max(1)));
                 tick.tick().await;
                 loop {
@@ -56,9 +57,29 @@ pub async fn start(state: &AppState, cull: CullSettings) -> Result<(), HubError>
                     }
                 }
             });
+            let previous = task_state
+                .culler_task
+                .lock()
+                .expect("culler lock")
+                .replace(task.abort_handle());
+            if let Some(previous) = previous {
+                previous.abort();
+            }
             Ok(())
         }
     }
+}
+
+/// Stop the culler (a config reload changed or removed it): the built-in task, or the
+/// `idle-culler` service.
+pub async fn stop(state: &AppState) -> Result<(), HubError> {
+    if let Some(task) = state.culler_task.lock().expect("culler lock").take() {
+        task.abort();
+    }
+    if let Some(service) = state.store.service_by_name(SERVICE_NAME).await? {
+        state.services.remove(state, &service).await?;
+    }
+    Ok(())
 }
 
 async fn start_idle_culler(

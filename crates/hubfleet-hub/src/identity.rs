@@ -165,7 +165,7 @@ pub async fn from_cookie(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Option<Identity>, HubError> {
-    let Some(secret) = state.settings.cookies().get(headers, LOGIN_COOKIE) else {
+    let Some(secret) = state.settings().cookies().get(headers, LOGIN_COOKIE) else {
         return Ok(None);
     };
     match cached(state, "session", secret, load_from_cookie(state, secret)).await? {
@@ -413,7 +413,7 @@ fn expected_xsrf(state: &AppState, headers: &HeaderMap, session: Option<&str>) -
         Some(session) => Some(key.sign("session", session)),
         None => {
             let nonce = state
-                .settings
+                .settings()
                 .cookies()
                 .get(headers, XSRF_COOKIE)
                 .filter(|n| is_nonce(n))?;
@@ -489,7 +489,7 @@ pub fn xsrf_token(
     if let Some(session) = session {
         return (state.xsrf_key.sign("session", session), None);
     }
-    let cookies = state.settings.cookies();
+    let cookies = state.settings().cookies();
     let existing = cookies.get(headers, XSRF_COOKIE).filter(|n| is_nonce(n));
     let (nonce, set) = match existing {
         Some(nonce) => (nonce.to_owned(), None),

@@ -38,6 +38,7 @@ mod pages;
 mod password_login;
 pub mod profiles;
 pub mod rate_limit;
+pub mod reload;
 pub mod services;
 mod spawn_page;
 mod static_files;
@@ -78,7 +79,8 @@ pub struct Settings {
     /// `hub.loadRoles`.
     pub roles: Vec<RoleDefinition>,
     pub culler: Option<culler::CullSettings>,
-    pub metrics: metrics::Metrics,
+    /// Shared by every version of the settings a reload makes.
+    pub metrics: Arc<metrics::Metrics>,
     /// Profiles, limits, environments and storage of user servers.
     pub spawn_options: profiles::SpawnOptions,
     /// Template overrides and variables (branding, announcements).
@@ -103,7 +105,7 @@ pub struct Settings {
     /// Servers not stopped before starts are refused with 429 (0: no limit).
     pub active_server_limit: u32,
     /// `hubfleet.api_rate_limit`.
-    pub api_rate_limit: rate_limit::ApiRateLimiter,
+    pub api_rate_limit: Arc<rate_limit::ApiRateLimiter>,
     /// When the hub process began starting, for `jupyterhub_hub_startup_duration_seconds`.
     pub process_started: std::time::Instant,
     /// A separate proxy the hub drives through its REST API
@@ -156,7 +158,7 @@ impl Settings {
             services: Vec::new(),
             roles: Vec::new(),
             culler: None,
-            metrics: metrics::Metrics::default(),
+            metrics: Arc::new(metrics::Metrics::default()),
             spawn_options: profiles::SpawnOptions::default(),
             pages: PageSettings::default(),
             cookie_secret: None,
@@ -168,10 +170,10 @@ impl Settings {
             https: None,
             concurrent_spawn_limit: hubfleet_config::DEFAULT_CONCURRENT_SPAWN_LIMIT,
             active_server_limit: 0,
-            api_rate_limit: rate_limit::ApiRateLimiter::new(
+            api_rate_limit: Arc::new(rate_limit::ApiRateLimiter::new(
                 hubfleet_config::DEFAULT_API_RATE_PER_SECOND,
                 hubfleet_config::DEFAULT_API_RATE_BURST,
-            ),
+            )),
             process_started: std::time::Instant::now(),
             external_proxy: None,
         }
@@ -291,15 +293,48 @@ impl Settings {
     }
 }
 
+/// The hub's settings as a config reload may replace them: readers take the current version
+/// (an atomic load, no lock) and keep it for as long as they need a consistent view.
+#[derive(Clone)]
+pub struct SharedSettings(Arc<arc_swap::ArcSwap<Settings>>);
+
+impl SharedSettings {
+    pub fn new(settings: Arc<Settings>) -> Self {
+        SharedSettings(Arc::new(arc_swap::ArcSwap::new(settings)))
+    }
+
+    /// The settings now.
+    pub fn current(&self) -> Arc<Settings> {
+        self.0.load_full()
+    }
+
+    pub(crate) fn replace(&self, settings: Arc<Settings>) {
+        self.0.store(settings);
+    }
+}
+
+impl From<Arc<Settings>> for SharedSettings {
+    fn from(settings: Arc<Settings>) -> Self {
+        SharedSettings::new(settings)
+    }
+}
+
 /// Shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
-    pub settings: Arc<Settings>,
-    pub authenticator: DynAuthenticator,
+    /// Read with [`AppState::settings`].
+    pub shared_settings: SharedSettings,
+    /// Read with [`AppState::authenticator`]; a reload may replace it (allow-lists).
+    pub(crate) shared_authenticator: Arc<arc_swap::ArcSwap<DynAuthenticator>>,
+    /// The authenticator the hub started with: its failed-login counts and native accounts'
+    /// settings serve every later one (a reload keeps those settings, which need a restart,
+    /// so lockouts survive it).
+    pub(crate) started_authenticator: DynAuthenticator,
     pub lifecycle: Lifecycle,
     pub routes: RouteTable,
-    pub templates: Arc<templates::Templates>,
+    /// Read with [`AppState::templates`]; rebuilt when a reload changes the pages' settings.
+    pub(crate) shared_templates: Arc<arc_swap::ArcSwap<templates::Templates>>,
     pub services: services::Services,
     /// Signs XSRF tokens (the hub's secret `xsrf`, shared by replicas through the database).
     pub xsrf_key: identity::XsrfKey,
@@ -307,6 +342,26 @@ pub struct AppState {
     pub shutdown: Arc<tokio::sync::Notify>,
     /// Whether this replica runs the idle culler and managed services now.
     pub leader: cluster::Leadership,
+    /// The built-in culler's task, stopped when a config reload changes the culler.
+    pub(crate) culler_task: Arc<std::sync::Mutex<Option<tokio::task::AbortHandle>>>,
+    /// Set by `hubfleet serve` (a hub started from files): reloads them.
+    pub config_reloader: Arc<std::sync::OnceLock<Arc<reload::ConfigReloader>>>,
+}
+
+impl AppState {
+    /// The settings now (a config reload may replace them between two calls).
+    pub fn settings(&self) -> Arc<Settings> {
+        self.shared_settings.current()
+    }
+
+    /// The authenticator now (a config reload may replace it).
+    pub fn authenticator(&self) -> DynAuthenticator {
+        self.shared_authenticator.load().as_ref().clone()
+    }
+
+    pub(crate) fn templates(&self) -> Arc<templates::Templates> {
+        self.shared_templates.load_full()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -521,22 +576,30 @@ impl Hub {
                 ("jupyterhub".into(), true.into()),
             ]),
         );
-        let lifecycle = Lifecycle::new(store.clone(), spawner, routes.clone(), settings.clone());
+        let shared_settings = SharedSettings::new(settings.clone());
+        let lifecycle = Lifecycle::new(
+            store.clone(),
+            spawner,
+            routes.clone(),
+            shared_settings.clone(),
+        );
         let leader = cluster::Leadership::elect(&store, lifecycle.replica()).await;
         let state = AppState {
             store: store.clone(),
-            settings: settings.clone(),
-            authenticator,
+            shared_settings,
+            shared_authenticator: Arc::new(arc_swap::ArcSwap::from_pointee(authenticator.clone())),
+            started_authenticator: authenticator,
             lifecycle: lifecycle.clone(),
             routes: routes.clone(),
-            templates: Arc::new(templates::Templates::load(
-                &settings.pages,
-                &settings.base_url,
-            )?),
+            shared_templates: Arc::new(arc_swap::ArcSwap::from_pointee(
+                templates::Templates::load(&settings.pages, &settings.base_url)?,
+            )),
             services: services::Services::default(),
             xsrf_key: cookie_secret::xsrf_key(&settings, &store).await?,
             shutdown: Arc::new(tokio::sync::Notify::new()),
             leader,
+            culler_task: Arc::default(),
+            config_reloader: Arc::default(),
         };
         ensure_admins(&state).await?;
         config_groups::load(&state).await?;
@@ -557,7 +620,7 @@ impl Hub {
         }
         start_services(&state).await?;
         load_roles(&state).await?;
-        if let Some(cull) = state.settings.culler.clone() {
+        if let Some(cull) = state.settings().culler.clone() {
             culler::start(&state, cull).await?;
         }
         let app = router(state.clone());
@@ -565,18 +628,18 @@ impl Hub {
         // the hub's own route `/` still catches every host. With HTTPS, users' servers still
         // reach the API at `http://<listen>/hub/api` from this machine.
         let proxy_config = hubfleet_proxy::ServeConfig {
-            host_routing: state.settings.subdomain_host.is_some(),
+            host_routing: state.settings().subdomain_host.is_some(),
             tls: https.as_ref().map(|h| h.tls.clone()),
             plain_http_from_this_machine: https.is_some(),
             ..Default::default()
         };
         // With a separate proxy, users' routes go there; this listener serves only the hub.
-        let served = match &state.settings.external_proxy {
+        let served = match &state.settings().external_proxy {
             Some(proxy) => {
                 external_proxy::start(
                     proxy.clone(),
                     routes.clone(),
-                    state.settings.internal_base_url.clone(),
+                    state.settings().internal_base_url.clone(),
                 );
                 let hub_only = RouteTable::new();
                 if let Some(hub) = routes.get("/") {
@@ -591,7 +654,7 @@ impl Hub {
             served,
             hubfleet_proxy::ProxyOptions {
                 hub: Some(app),
-                hub_base_url: state.settings.base_url.clone(),
+                hub_base_url: state.settings().base_url.clone(),
             },
             proxy_config,
             async move {
@@ -601,9 +664,9 @@ impl Hub {
         spawn_background(state.clone());
         tokio::spawn(metrics::watch_event_loop(state.clone()));
         state
-            .settings
+            .settings()
             .metrics
-            .startup(state.settings.process_started.elapsed().as_secs_f64());
+            .startup(state.settings().process_started.elapsed().as_secs_f64());
         cluster::follow_route_changes(state.clone());
         Ok(Hub {
             addr,
@@ -636,6 +699,33 @@ impl Hub {
             .await;
     }
 
+    /// Reload the config from `paths` on demand (SIGHUP, the API); `current` is what the hub
+    /// was started with, `build` and `build_authenticator` make settings and the authenticator
+    /// from a config as at start.
+    pub fn enable_config_reload(
+        &self,
+        paths: Vec<PathBuf>,
+        current: hubfleet_config::HubConfig,
+        build: reload::SettingsBuilder,
+        build_authenticator: reload::AuthenticatorBuilder,
+    ) -> Arc<reload::ConfigReloader> {
+        reload::write_snapshot(&self.state.settings().data_dir, &current);
+        let reloader = Arc::new(reload::ConfigReloader::new(
+            paths,
+            current,
+            build,
+            build_authenticator,
+        ));
+        let _ = self.state.config_reloader.set(reloader.clone());
+        reloader
+    }
+
+    /// Reload the config files now (without reloader: nothing to do).
+    pub async fn reload_config(&self) -> Option<reload::ReloadSummary> {
+        let reloader = self.state.config_reloader.get()?.clone();
+        Some(reloader.reload(&self.state).await)
+    }
+
     /// Resolves when the API asked the hub to shut down.
     pub fn shutdown_requested(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let notify = self.state.shutdown.clone();
@@ -655,7 +745,7 @@ pub fn check_pages(pages: &PageSettings) -> Result<(), HubError> {
 
 /// Users in `admin_users` exist and are admins.
 async fn ensure_admins(state: &AppState) -> Result<(), HubError> {
-    for name in &state.settings.admin_users {
+    for name in &state.settings().admin_users {
         match state.store.user_by_name(name).await? {
             Some(user) if !user.admin => state.store.set_admin(user.id, true).await?,
             Some(_) => {}
@@ -669,18 +759,14 @@ async fn ensure_admins(state: &AppState) -> Result<(), HubError> {
 
 /// Register configured services (and forget those removed from the config).
 async fn start_services(state: &AppState) -> Result<(), HubError> {
-    let configured: Vec<&str> = state
-        .settings
-        .services
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect();
+    let settings = state.settings();
+    let configured: Vec<&str> = settings.services.iter().map(|s| s.name.as_str()).collect();
     for stale in state.store.list_services().await? {
         if stale.from_config && !configured.contains(&stale.name.as_str()) {
             state.services.remove(state, &stale).await?;
         }
     }
-    for definition in &state.settings.services {
+    for definition in &state.settings().services {
         state.services.add(state, definition.clone()).await?;
     }
     Ok(())
@@ -689,7 +775,7 @@ async fn start_services(state: &AppState) -> Result<(), HubError> {
 /// Store `hub.loadRoles`, checking their scopes; roles removed from the config go.
 async fn load_roles(state: &AppState) -> Result<(), HubError> {
     let mut names = Vec::new();
-    for role in &state.settings.roles {
+    for role in &state.settings().roles {
         if role.name == "admin" {
             return Err(HubError::Config(
                 "the `admin` role cannot be redefined in hub.loadRoles".into(),
@@ -762,14 +848,14 @@ fn spawn_background(state: AppState) {
 fn router(state: AppState) -> axum::Router {
     use axum::extract::State;
     use axum::routing::{get, post};
-    let login_logo = state.authenticator.options().logo_url.clone();
+    let login_logo = state.authenticator().options().logo_url.clone();
     let image_origins = state
-        .settings
+        .settings()
         .pages
         .image_origins(login_logo.as_deref().as_slice());
     // With subdomains, forms (login, spawn, OAuth confirmation) may end on users' hosts.
     let form_targets: Vec<String> = state
-        .settings
+        .settings()
         .subdomain_host
         .iter()
         .map(|sub| sub.any_user_origin())
@@ -777,7 +863,7 @@ fn router(state: AppState) -> axum::Router {
     let page_csp = axum::http::HeaderValue::from_str(&static_files::page_csp(
         &image_origins,
         &form_targets,
-        &state.settings.with_base("/hub/security/csp-report"),
+        &state.settings().with_base("/hub/security/csp-report"),
     ))
     .unwrap_or(axum::http::HeaderValue::from_static(
         "default-src 'self'; frame-ancestors 'none'",
@@ -797,7 +883,7 @@ fn router(state: AppState) -> axum::Router {
         .route(
             "/hub/security/csp-report",
             post(|State(state): State<AppState>| async move {
-                state.settings.metrics.csp_report();
+                state.settings().metrics.csp_report();
                 StatusCode::OK
             }),
         )
@@ -824,10 +910,10 @@ fn router(state: AppState) -> axum::Router {
         .with_state(state.clone());
     // Under `hub.baseUrl`, handlers see paths without it (`/hub/home`); what they write is put
     // back under it (redirects by `redirects_under_base_url`, pages by the `base_url` global).
-    match state.settings.base_url.trim_end_matches('/') {
+    match state.settings().base_url.trim_end_matches('/') {
         "" => app,
         base => {
-            let home = state.settings.with_base("/hub/");
+            let home = state.settings().with_base("/hub/");
             axum::Router::new()
                 .nest(base, app)
                 .fallback(move |uri: axum::http::Uri| {

@@ -140,7 +140,7 @@ struct Inner {
     store: Store,
     spawner: Arc<dyn Spawner>,
     routes: RouteTable,
-    settings: Arc<Settings>,
+    settings: crate::SharedSettings,
     /// Progress of starts this hub drives, for the SSE stream. A server with no
     /// entry here is reported from its database row.
     progress: Mutex<HashMap<ServerKey, watch::Sender<Vec<ProgressEvent>>>>,
@@ -177,9 +177,10 @@ impl Lifecycle {
         store: Store,
         spawner: Arc<dyn Spawner>,
         routes: RouteTable,
-        settings: Arc<Settings>,
+        settings: impl Into<crate::SharedSettings>,
     ) -> Self {
-        let settings_listen = settings.listen;
+        let settings = settings.into();
+        let settings_listen = settings.current().listen;
         Lifecycle {
             inner: Arc::new(Inner {
                 store,
@@ -232,8 +233,8 @@ impl Lifecycle {
             })?;
         }
         let limited = server.phase == Phase::Stopped
-            && (inner.settings.concurrent_spawn_limit > 0
-                || inner.settings.active_server_limit > 0);
+            && (inner.settings.current().concurrent_spawn_limit > 0
+                || inner.settings.current().active_server_limit > 0);
         let admission = match limited {
             true => Some(inner.admission.lock().await),
             false => None,
@@ -315,7 +316,7 @@ impl Lifecycle {
     /// is a 429 with a random `Retry-After` of 30 to 60 s; too many servers not stopped a 429
     /// without. Each refusal is a `failure` in the spawn histogram, with its reason.
     async fn admit(&self, requested: Instant) -> Result<(), HubError> {
-        let settings = &self.inner.settings;
+        let settings = &self.inner.settings.current();
         let counts = self.inner.store.server_counts().await?;
         let refuse = |reason: &'static str, error: HubError| {
             settings.metrics.spawn_duration(
@@ -476,7 +477,7 @@ impl Lifecycle {
         server: &Server,
         mut env: BTreeMap<String, String>,
     ) -> Result<Result<LaunchSpec, String>, HubError> {
-        let settings = &self.inner.settings;
+        let settings = &self.inner.settings.current();
         let options = &settings.spawn_options;
         let groups = self.inner.store.groups_of_user(user.id).await?;
         let resolved = match crate::profiles::resolve(options, &groups, &server.user_options) {
@@ -593,7 +594,7 @@ impl Lifecycle {
         op: &ServerOp,
     ) -> Result<String, String> {
         let inner = &self.inner;
-        let settings = &inner.settings;
+        let settings = &inner.settings.current();
         let prefix = settings.server_prefix(&user.name, &server.name);
         let route = settings.route_spec(&user.name, &server.name);
         let client_id = urls::oauth_client_id(&user.name, &server.name);
@@ -872,6 +873,7 @@ impl Lifecycle {
         op.cancel.store(false, Ordering::SeqCst);
         self.inner
             .settings
+            .current()
             .metrics
             .stop_duration(started.elapsed().as_secs_f64(), result.is_ok());
         result
@@ -905,11 +907,12 @@ impl Lifecycle {
         let Some(server) = servers.into_iter().find(|s| s.id == server_id) else {
             return Ok(());
         };
-        let route = inner.settings.route_spec(user_name, &server.name);
+        let route = inner.settings.current().route_spec(user_name, &server.name);
         let route_started = Instant::now();
         if inner.routes.remove(&route) {
             inner
                 .settings
+                .current()
                 .metrics
                 .proxy_delete(route_started.elapsed().as_secs_f64());
         }
@@ -1007,7 +1010,7 @@ impl Lifecycle {
                         .spawner
                         .adopt(&ServerRef::new(&user_name, &server.name), state)
                         .await;
-                    let route = this.inner.settings.route_spec(&user_name, &server.name);
+                    let route = this.inner.settings.current().route_spec(&user_name, &server.name);
                     this.inner.routes.add(&route, target, route_data(&user_name, &server.name));
                     let _ = this.inner.store.release_lease(server.id, "").await;
                     tracing::info!(user = %user_name, server = %server.name, "re-adopted a running server");
@@ -1035,6 +1038,7 @@ impl Lifecycle {
         let cleaned = results.iter().filter(|r| **r == Some(false)).count();
         self.inner
             .settings
+            .current()
             .metrics
             .init_spawners(started.elapsed().as_secs_f64());
         Ok((adopted, cleaned))
@@ -1099,6 +1103,7 @@ impl Lifecycle {
         );
         self.inner
             .settings
+            .current()
             .metrics
             .poll_duration(started.elapsed().as_secs_f64(), running);
         running
@@ -1221,14 +1226,22 @@ impl Lifecycle {
         for (user_name, server) in self.inner.store.active_servers().await? {
             if server.phase != Phase::Ready {
                 // Pending starts add their route themselves.
-                let route = self.inner.settings.route_spec(&user_name, &server.name);
+                let route = self
+                    .inner
+                    .settings
+                    .current()
+                    .route_spec(&user_name, &server.name);
                 expected.insert(hubfleet_proxy::normalize_route(&route).into_owned());
                 continue;
             }
             let Some(target) = &server.target else {
                 continue;
             };
-            let route = self.inner.settings.route_spec(&user_name, &server.name);
+            let route = self
+                .inner
+                .settings
+                .current()
+                .route_spec(&user_name, &server.name);
             expected.insert(hubfleet_proxy::normalize_route(&route).into_owned());
             if self
                 .inner
@@ -1245,6 +1258,7 @@ impl Lifecycle {
         let routes = self.inner.routes.all();
         self.inner
             .settings
+            .current()
             .metrics
             .proxy_poll(poll_started.elapsed().as_secs_f64());
         for (path, route) in routes {
@@ -1255,6 +1269,7 @@ impl Lifecycle {
         }
         self.inner
             .settings
+            .current()
             .metrics
             .check_routes(started.elapsed().as_secs_f64());
         Ok(())
@@ -1264,7 +1279,11 @@ impl Lifecycle {
     pub async fn import_proxy_activity(&self) -> Result<(), HubError> {
         let routes = self.inner.routes.all();
         for (user_name, server) in self.inner.store.active_servers().await? {
-            let spec = self.inner.settings.route_spec(&user_name, &server.name);
+            let spec = self
+                .inner
+                .settings
+                .current()
+                .route_spec(&user_name, &server.name);
             let Some(route) = routes.get(hubfleet_proxy::normalize_route(&spec).as_ref()) else {
                 continue;
             };

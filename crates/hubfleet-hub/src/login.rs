@@ -34,9 +34,9 @@ pub fn routes() -> Router<AppState> {
 
 /// Where the login page's button (or `auto_login`) sends the browser, if not to the form.
 pub fn login_url(state: &AppState) -> Option<&'static str> {
-    if state.authenticator.redirect_login().is_some() {
+    if state.authenticator().redirect_login().is_some() {
         Some("/hub/oauth_login")
-    } else if state.authenticator.temporary_users() {
+    } else if state.authenticator().temporary_users() {
         Some("/hub/tmplogin")
     } else {
         None
@@ -57,34 +57,35 @@ pub fn with_next(url: &str, next: Option<&str>) -> String {
 /// What the login page shows besides the form: the button of a redirect login, the
 /// announcement and the logo.
 pub fn login_page_context(state: &AppState, next: Option<&str>) -> minijinja::Value {
-    let options = state.authenticator.options();
+    let authenticator = state.authenticator();
+    let options = authenticator.options();
     let login_service = state
-        .authenticator
+        .authenticator()
         .redirect_login()
         .map(|r| r.login_service().to_owned())
         .or_else(|| {
             state
-                .authenticator
+                .authenticator()
                 .temporary_users()
                 .then(|| "a temporary account".to_owned())
         });
     minijinja::context! {
         login_service,
-        login_url => login_url(state).map(|u| state.settings.with_base(&with_next(u, next))),
+        login_url => login_url(state).map(|u| state.settings().with_base(&with_next(u, next))),
         announcement => options.announcement.clone(),
         logo_url => options.logo_url.clone(),
         signup_url => state
-            .authenticator
+            .authenticator()
             .native_accounts()
             .filter(|a| a.settings.enable_signup)
-            .map(|_| state.settings.with_base("/hub/signup")),
-        login_disabled => state.authenticator.login_disabled().then_some(true),
+            .map(|_| state.settings().with_base("/hub/signup")),
+        login_disabled => state.authenticator().login_disabled().then_some(true),
     }
 }
 
 /// With `auto_login`, the login page is skipped.
 pub fn auto_login_redirect(state: &AppState, next: Option<&str>) -> Option<Response> {
-    if !state.authenticator.options().auto_login {
+    if !state.authenticator().options().auto_login {
         return None;
     }
     login_url(state).map(|u| found(&with_next(u, next)))
@@ -96,7 +97,7 @@ pub fn client_ip(connect: Option<&ConnectInfo<SocketAddr>>) -> Option<std::net::
 }
 
 fn state_cookie_clear(state: &AppState) -> HeaderValue {
-    state.settings.cookies().clear(STATE_COOKIE, "/hub/")
+    state.settings().cookies().clear(STATE_COOKIE, "/hub/")
 }
 
 fn refusal_page(state: &AppState, status: StatusCode, title: &str, message: &str) -> Response {
@@ -109,7 +110,7 @@ fn refusal_page(state: &AppState, status: StatusCode, title: &str, message: &str
 
 fn callback_url(state: &AppState, headers: &HeaderMap) -> Result<String, String> {
     if let Some(url) = state
-        .authenticator
+        .authenticator()
         .redirect_login()
         .and_then(|r| r.callback_url())
     {
@@ -126,14 +127,14 @@ fn callback_url(state: &AppState, headers: &HeaderMap) -> Result<String, String>
         .ok_or_else(|| {
             "the request has no usable Host header; set `oauth_callback_url`".to_owned()
         })?;
-    let scheme = if state.settings.secure_cookies {
+    let scheme = if state.settings().secure_cookies {
         "https"
     } else {
         "http"
     };
     Ok(format!(
         "{scheme}://{host}{}",
-        state.settings.with_base("/hub/oauth_callback")
+        state.settings().with_base("/hub/oauth_callback")
     ))
 }
 
@@ -148,7 +149,8 @@ async fn oauth_login(
     Query(query): Query<NextQuery>,
 ) -> Result<Response, HubError> {
     let next = query.next.as_deref().and_then(urls::safe_next);
-    let Some(redirect) = state.authenticator.redirect_login() else {
+    let authenticator = state.authenticator();
+    let Some(redirect) = authenticator.redirect_login() else {
         return Ok(error_page(
             &state,
             StatusCode::NOT_FOUND,
@@ -182,7 +184,7 @@ async fn oauth_login(
     response.headers_mut().append(
         header::SET_COOKIE,
         state
-            .settings
+            .settings()
             .cookies()
             .set(STATE_COOKIE, &value, "/hub/", Some(STATE_MAX_AGE)),
     );
@@ -223,7 +225,8 @@ async fn oauth_callback(
     headers: HeaderMap,
     query: Result<Query<CallbackQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, HubError> {
-    let Some(redirect) = state.authenticator.redirect_login() else {
+    let authenticator = state.authenticator();
+    let Some(redirect) = authenticator.redirect_login() else {
         return Ok(error_page(
             &state,
             StatusCode::NOT_FOUND,
@@ -250,7 +253,7 @@ async fn oauth_callback(
         ));
     }
     let pending = state
-        .settings
+        .settings()
         .cookies()
         .get(&headers, STATE_COOKIE)
         .and_then(|v| {
@@ -288,7 +291,7 @@ async fn oauth_callback(
     let started = std::time::Instant::now();
     let login = |success: bool| {
         state
-            .settings
+            .settings()
             .metrics
             .login(started.elapsed().as_secs_f64(), success)
     };
@@ -325,7 +328,7 @@ async fn tmp_login(
     Query(query): Query<NextQuery>,
 ) -> Result<Response, HubError> {
     let next = query.next.as_deref().and_then(urls::safe_next);
-    if !state.authenticator.temporary_users() {
+    if !state.authenticator().temporary_users() {
         return Ok(error_page(
             &state,
             StatusCode::NOT_FOUND,
@@ -342,7 +345,7 @@ async fn tmp_login(
     let response =
         complete_login(&state, UserInfo::named(name, Some(false)), next.as_deref()).await?;
     state
-        .settings
+        .settings()
         .metrics
         .login(started.elapsed().as_secs_f64(), true);
     Ok(response)
@@ -403,7 +406,7 @@ pub(crate) async fn landing(
     state: &AppState,
     user: Option<&hubfleet_store::User>,
 ) -> Result<String, HubError> {
-    let Some(user) = user.filter(|_| state.settings.redirect_to_server) else {
+    let Some(user) = user.filter(|_| state.settings().redirect_to_server) else {
         return Ok("/hub/home".to_owned());
     };
     let active = state
@@ -417,7 +420,7 @@ pub(crate) async fn landing(
             )
         });
     Ok(if active {
-        state.settings.server_url(&user.name, "")
+        state.settings().server_url(&user.name, "")
     } else {
         "/hub/spawn".to_owned()
     })
@@ -466,7 +469,8 @@ pub async fn complete_login(
             state.store.set_admin(user.id, admin).await?;
         }
     }
-    let options = state.authenticator.options();
+    let authenticator = state.authenticator();
+    let options = authenticator.options();
     if options.manage_groups {
         if let Some(groups) = &info.groups {
             sync_groups(state, &user, groups).await?;
@@ -490,10 +494,10 @@ pub async fn complete_login(
     state.store.touch_user(user.id, Utc::now()).await?;
     crate::auth_refresh::logged_in(state, &user);
     tracing::info!(user = %user.name, groups = ?info.groups, "logged in");
-    let hub_cookies = state.settings.cookies();
+    let hub_cookies = state.settings().cookies();
     let max_age = identity::LOGIN_DAYS * 86400;
     let next = match next {
-        Some(next) => state.settings.browser_location(next),
+        Some(next) => state.settings().browser_location(next),
         None => landing(state, Some(&user)).await?,
     };
     let mut response = found(&next);

@@ -430,7 +430,7 @@ pub async fn watch_event_loop(state: AppState) {
             );
         }
         state
-            .settings
+            .settings()
             .metrics
             .event_loop_interval
             .observe(delay.as_secs_f64());
@@ -795,7 +795,7 @@ pub async fn track_requests(
         .unwrap_or_else(|| unrouted_handler_name(&path, status));
     let seconds = started.elapsed().as_secs_f64();
     state
-        .settings
+        .settings()
         .metrics
         .request(&method, handler, status, seconds);
     // An access log as JupyterHub writes one (no query: it may carry an XSRF token).

@@ -33,15 +33,19 @@ const XSRF_FAILED: &str = "Your form expired or came from another site. Please t
 
 #[allow(clippy::result_large_err)] // the page is returned at once, never stored
 fn accounts(state: &AppState) -> Result<&NativeAccounts, Response> {
-    state.authenticator.native_accounts().ok_or_else(|| {
-        error_page(
-            state,
-            StatusCode::NOT_FOUND,
-            "Not Found",
-            "This hub does not keep its own accounts.",
-            None,
-        )
-    })
+    // Sign-up settings need a restart: the start-time authenticator's are the current ones.
+    state
+        .started_authenticator
+        .native_accounts()
+        .ok_or_else(|| {
+            error_page(
+                state,
+                StatusCode::NOT_FOUND,
+                "Not Found",
+                "This hub does not keep its own accounts.",
+                None,
+            )
+        })
 }
 
 fn render(
@@ -54,7 +58,7 @@ fn render(
 ) -> Response {
     let (xsrf, cookie) = identity::xsrf_token(state, headers, me.and_then(PageUser::session));
     let nav = me.map(crate::templates::nav).unwrap_or_default();
-    let body = state.templates.render(
+    let body = state.templates().render(
         template,
         minijinja::value::merge_maps([context! { xsrf }, extra, nav]),
     );

@@ -206,7 +206,7 @@ async fn authorize(
     // Someone else's server or a service: ask first (protocol §4.2 step 7).
     if !owns && !confirmed {
         let (xsrf, set) = identity::xsrf_token(&state, &headers, me.session());
-        let body = state.templates.render(
+        let body = state.templates().render(
             "oauth_confirm.html",
             minijinja::context! { user => me.user.name, description => client.description, scopes => client.allowed_scopes, xsrf },
         );

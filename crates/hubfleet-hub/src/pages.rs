@@ -71,9 +71,9 @@ pub fn error_page(
     message: &str,
     log: Option<String>,
 ) -> Response {
-    let body = state.templates.render(
+    let body = state.templates().render(
         "error.html",
-        context! { status => status.as_u16(), title, message, log, retry => log.as_ref().map(|_| state.settings.with_base("/hub/spawn")) },
+        context! { status => status.as_u16(), title, message, log, retry => log.as_ref().map(|_| state.settings().with_base("/hub/spawn")) },
     );
     html(status, body)
 }
@@ -100,7 +100,7 @@ async fn proxy_error(State(state): State<AppState>, Path(code): Path<String>) ->
     } else {
         ""
     };
-    let body = state.templates.render(
+    let body = state.templates().render(
         "error.html",
         context! { status => status.as_u16(), title, message, home => true },
     );
@@ -163,7 +163,7 @@ fn login_form(
     error: Option<&str>,
 ) -> Response {
     let (xsrf, set) = identity::xsrf_token(state, headers, None);
-    let hint = match state.authenticator.kind() {
+    let hint = match state.authenticator().kind() {
         "dummy" => Some("Development mode: any password is accepted unless one is configured."),
         _ => None,
     };
@@ -187,7 +187,7 @@ fn login_form(
         }
     }
     let extra = minijinja::Value::from_iter(values);
-    let body = state.templates.render(
+    let body = state.templates().render(
         "login.html",
         context! { xsrf, next, username, error, hint, ..extra },
     );
@@ -213,7 +213,7 @@ async fn login_page(
     }
     // 2i2c's `redirect_to`: the community's own page stands in for the login page (it links
     // to the login itself); a login on the way to somewhere (`next`) still shows the form.
-    if let Some(page) = state.settings.pages.homepage.redirect_to.as_deref() {
+    if let Some(page) = state.settings().pages.homepage.redirect_to.as_deref() {
         if next.is_none() {
             return Ok(found(page));
         }
@@ -277,7 +277,7 @@ async fn login_submit(
     let login_started = std::time::Instant::now();
     let failed = || {
         state
-            .settings
+            .settings()
             .metrics
             .login(login_started.elapsed().as_secs_f64(), false)
     };
@@ -317,7 +317,7 @@ async fn login_submit(
     };
     let response = crate::login::complete_login(&state, info, next.as_deref()).await?;
     state
-        .settings
+        .settings()
         .metrics
         .login(login_started.elapsed().as_secs_f64(), true);
     Ok(response)
@@ -332,8 +332,8 @@ async fn hub_root(State(state): State<AppState>, headers: HeaderMap) -> Result<R
 
 async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, HubError> {
     let started = std::time::Instant::now();
-    let hub_cookies = state.settings.cookies();
-    if state.settings.shutdown_on_logout {
+    let hub_cookies = state.settings().cookies();
+    if state.settings().shutdown_on_logout {
         if let Some(me) = identity::page_user(&state, &headers).await? {
             stop_running_servers(&state, &me.user).await;
         }
@@ -342,7 +342,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
         state.store.end_session(secret).await?;
     }
     let after = state
-        .authenticator
+        .authenticator()
         .redirect_login()
         .and_then(|r| r.logout_redirect_url())
         .unwrap_or("/hub/login")
@@ -358,7 +358,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
         cookies.append(header::SET_COOKIE, hub_cookies.clear(name, path));
     }
     state
-        .settings
+        .settings()
         .metrics
         .logout(started.elapsed().as_secs_f64());
     Ok(response)
@@ -399,7 +399,7 @@ async fn home(
         .remove(&me.user.id)
         .unwrap_or_default();
     stored.sort_by(|a, b| a.name.cmp(&b.name));
-    let named_servers = state.settings.allow_named_servers;
+    let named_servers = state.settings().allow_named_servers;
     let mut servers = Vec::new();
     if !stored.iter().any(|s| s.name.is_empty()) {
         servers.push(context! { name => "", phase => "stopped", label => "stopped" });
@@ -415,18 +415,18 @@ async fn home(
             label => match phase { "ready" => "running", other => other },
             failed => server.failed_reason.as_deref().map(first_line),
             last_activity => server.last_activity.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
-            url => state.settings.server_url(&me.user.name, &server.name),
+            url => state.settings().server_url(&me.user.name, &server.name),
         });
     }
     let named_count = stored.iter().filter(|s| !s.name.is_empty()).count();
     // Sharing needs the `shares` scope (upstream's default `user` role does not have it).
     let can_share = me.identity.scopes.parsed().get("shares").is_some();
     let (xsrf, set) = identity::xsrf_token(&state, &headers, me.session());
-    let body = state.templates.render(
+    let body = state.templates().render(
         "home.html",
         context! {
             servers, named_servers, named_count, can_share,
-            named_limit => state.settings.named_server_limit_per_user,
+            named_limit => state.settings().named_server_limit_per_user,
             xsrf, ..crate::templates::nav(&me)
         },
     );
@@ -441,7 +441,7 @@ async fn token_page(
 ) -> Result<Response, HubError> {
     let me = logged_in!(state, headers, uri);
     let (xsrf, set) = identity::xsrf_token(&state, &headers, me.session());
-    let body = state.templates.render(
+    let body = state.templates().render(
         "token.html",
         context! { xsrf, ..crate::templates::nav(&me) },
     );
@@ -582,8 +582,8 @@ pub(crate) async fn spawn_page(
     let next = next
         .as_deref()
         .and_then(urls::safe_next)
-        .map(|next| state.settings.browser_location(&next));
-    let server_url = state.settings.server_url(&user.name, server_name);
+        .map(|next| state.settings().browser_location(&next));
+    let server_url = state.settings().server_url(&user.name, server_name);
     if let Err(e) = crate::auth_refresh::before_spawn(&state, &user).await {
         return Ok(error_page(
             &state,
@@ -683,7 +683,7 @@ async fn pending_page(
         }
     };
     let next = next.as_deref().and_then(urls::safe_next);
-    let server_url = state.settings.server_url(&user.name, server_name);
+    let server_url = state.settings().server_url(&user.name, server_name);
     let server = state.store.server(user.id, server_name).await?;
     match server
         .as_ref()
@@ -692,7 +692,7 @@ async fn pending_page(
         Some((Phase::Ready, _)) => Ok(found(
             &next
                 .as_deref()
-                .map(|next| state.settings.browser_location(next))
+                .map(|next| state.settings().browser_location(next))
                 .unwrap_or(server_url),
         )
         .into_response()),
@@ -703,12 +703,12 @@ async fn pending_page(
             } else {
                 format!("servers/{}", urls::escape_path(server_name))
             };
-            let progress_url = state.settings.with_base(&format!(
+            let progress_url = state.settings().with_base(&format!(
                 "/hub/api/users/{}/{server_api}/progress?_xsrf={xsrf}",
                 urls::escape_path(&user.name)
             ));
-            let next = next.map(|next| state.settings.browser_location(&next));
-            let body = state.templates.render(
+            let next = next.map(|next| state.settings().browser_location(&next));
+            let body = state.templates().render(
                 "spawn_pending.html",
                 context! { progress_url, next, xsrf, server_name, ..crate::templates::nav(me) },
             );
@@ -744,7 +744,7 @@ async fn pending_page(
         )),
         _ => Ok(not_running(
             &state,
-            &state.settings.server_prefix(&user.name, server_name),
+            &state.settings().server_prefix(&user.name, server_name),
             &user.name,
             server_name,
         )),
@@ -754,11 +754,11 @@ async fn pending_page(
 fn not_running(state: &AppState, path: &str, user: &str, server_name: &str) -> Response {
     let spawn_url = format!(
         "{}?next={}",
-        state.settings.with_base(&spawn_path(user, server_name)),
+        state.settings().with_base(&spawn_path(user, server_name)),
         url::form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>()
     );
     let body = state
-        .templates
+        .templates()
         .render("not_running.html", context! { user, path, spawn_url });
     html(StatusCode::FAILED_DEPENDENCY, body)
 }
@@ -804,7 +804,7 @@ async fn user_url_inner(
         .and_then(|rest| rest.split_once('/'))
         .map(|(_, rest)| rest)
         .unwrap_or("");
-    let server_path = format!("{}{}", state.settings.server_prefix(&name, ""), raw_rest);
+    let server_path = format!("{}{}", state.settings().server_prefix(&name, ""), raw_rest);
     let wants_json = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -813,7 +813,7 @@ async fn user_url_inner(
     let not_running_json = |server_name: &str| {
         let message = format!(
             "JupyterHub server no longer running at {server_path}. Restart the server at {}",
-            state.settings.with_base(&spawn_path(&name, server_name))
+            state.settings().with_base(&spawn_path(&name, server_name))
         );
         crate::api::json_error(StatusCode::FAILED_DEPENDENCY, &message)
     };
@@ -821,7 +821,7 @@ async fn user_url_inner(
     let candidate = path
         .split_once('/')
         .map(|(first, _)| first)
-        .filter(|first| state.settings.allow_named_servers && !first.is_empty());
+        .filter(|first| state.settings().allow_named_servers && !first.is_empty());
     let me = match identity::identify(&state, &Method::GET, &headers, None).await? {
         Some(me) => me,
         None if method == Method::GET && !wants_json => {
@@ -885,7 +885,7 @@ async fn user_url_inner(
             ser.append_pair("redirects", &(redirects + 1).to_string());
             format!(
                 "{}?{}",
-                state.settings.browser_location(&server_path),
+                state.settings().browser_location(&server_path),
                 ser.finish()
             )
         };
@@ -949,7 +949,7 @@ async fn user_redirect(
     let me = logged_in!(state, headers, uri);
     let mut next = format!(
         "{}{}",
-        state.settings.server_prefix(&me.user.name, ""),
+        state.settings().server_prefix(&me.user.name, ""),
         urls::escape_full_path(&path)
     );
     if let Some(query) = query {
@@ -1013,7 +1013,7 @@ pub(crate) async fn keep_users_hosts_for_users(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let Some(sub) = &state.settings.subdomain_host else {
+    let Some(sub) = &state.settings().subdomain_host else {
         return next.run(request).await;
     };
     let host = request
@@ -1044,7 +1044,7 @@ pub(crate) async fn keep_users_hosts_for_users(
             &format!(
                 "The hub is at {}{}; it answers nothing on users' hosts",
                 sub.hub_origin(),
-                state.settings.with_base("/hub/")
+                state.settings().with_base("/hub/")
             ),
         );
     }
@@ -1056,7 +1056,7 @@ pub(crate) async fn keep_users_hosts_for_users(
     found(&format!(
         "{}{}",
         sub.hub_origin(),
-        state.settings.with_base(&hub_path)
+        state.settings().with_base(&hub_path)
     ))
 }
 
@@ -1072,14 +1072,14 @@ pub(crate) async fn redirects_under_base_url(
     next: axum::middleware::Next,
 ) -> Response {
     let mut response = next.run(request).await;
-    if state.settings.base_url == "/" {
+    if state.settings().base_url == "/" {
         return response;
     }
     let moved = response
         .headers()
         .get(header::LOCATION)
         .and_then(|v| v.to_str().ok())
-        .map(|location| state.settings.with_base(location));
+        .map(|location| state.settings().with_base(location));
     if let Some(location) = moved.and_then(|l| HeaderValue::from_str(&l).ok()) {
         response.headers_mut().insert(header::LOCATION, location);
     }

@@ -72,7 +72,7 @@ impl<'a> Attempt<'a> {
             return Err(Refusal::NameTooLong(problem));
         }
         if let Some(wait) = state
-            .authenticator
+            .started_authenticator
             .limiter()
             .and_then(|l| l.check(name, ip).err())
         {
@@ -90,14 +90,14 @@ impl<'a> Attempt<'a> {
     /// The password was wrong: count it, and answer a little later.
     pub async fn failed(self) {
         tracing::info!(username = %name_for_log(self.name), ip = ?self.ip, via = self.via, "failed login");
-        if let Some(limiter) = self.state.authenticator.limiter() {
+        if let Some(limiter) = self.state.started_authenticator.limiter() {
             tokio::time::sleep(limiter.failed(self.name, self.ip)).await;
         }
     }
 
     /// The password was right: the name's count starts again.
     pub fn succeeded(self) {
-        if let Some(limiter) = self.state.authenticator.limiter() {
+        if let Some(limiter) = self.state.started_authenticator.limiter() {
             limiter.succeeded(self.name);
         }
     }
@@ -124,7 +124,7 @@ pub async fn check_password(
         Ok(attempt) => attempt,
         Err(refusal) => return Ok(Outcome::Refused(refusal)),
     };
-    match state.authenticator.authenticate(credentials).await {
+    match state.authenticator().authenticate(credentials).await {
         Ok(Some(info)) => {
             attempt.succeeded();
             Ok(Outcome::Accepted(info))

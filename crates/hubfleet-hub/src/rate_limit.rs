@@ -30,6 +30,11 @@ struct Bucket {
 }
 
 impl ApiRateLimiter {
+    /// `(per_second, burst)`.
+    pub fn rates(&self) -> (f64, f64) {
+        (self.per_second, self.burst)
+    }
+
     /// A limiter refilling `per_second` up to `burst` requests; `per_second == 0` limits nothing.
     pub fn new(per_second: u32, burst: u32) -> Self {
         ApiRateLimiter {

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::{AppState, HubError};
 
 /// A service as configured (`hub.services`) or added through the API.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ServiceDefinition {
     pub name: String,
     pub admin: bool,
@@ -146,8 +146,8 @@ impl Services {
                             identifier: client_id,
                             redirect_uri: format!(
                                 "{}{}",
-                                state.settings.service_origin(&definition.name),
-                                state.settings.with_base(&format!(
+                                state.settings().service_origin(&definition.name),
+                                state.settings().with_base(&format!(
                                     "/services/{}/oauth_callback",
                                     definition.name
                                 ))
@@ -165,7 +165,7 @@ impl Services {
             }
             if let Some(target) = origin(&definition.url) {
                 state.routes.add(
-                    &state.settings.service_route_spec(&definition.name),
+                    &state.settings().service_route_spec(&definition.name),
                     &target,
                     route_data(&definition.name),
                 );
@@ -185,7 +185,7 @@ impl Services {
         self.stop(&service.name);
         state
             .routes
-            .remove(&state.settings.service_route_spec(&service.name));
+            .remove(&state.settings().service_route_spec(&service.name));
         if let Some(client) = &service.oauth_client_id {
             state.store.delete_oauth_client(client).await?;
         }
@@ -200,7 +200,7 @@ impl Services {
         let mut expected = std::collections::BTreeSet::new();
         for service in state.store.list_services().await? {
             if let Some(target) = origin(&service.url) {
-                let prefix = state.settings.service_route_spec(&service.name);
+                let prefix = state.settings().service_route_spec(&service.name);
                 expected.insert(hubfleet_proxy::normalize_route(&prefix).into_owned());
                 if state.routes.get(&prefix).is_none_or(|r| r.target != target) {
                     state
@@ -256,12 +256,12 @@ impl Services {
         );
         let env = service_env(state, definition, &token);
         let log_path = state
-            .settings
+            .settings()
             .data_dir
             .join("logs")
             .join(format!("service-{}.log", definition.name));
         let pid_file = state
-            .settings
+            .settings()
             .data_dir
             .join("services")
             .join(format!("{}.pid", definition.name));
@@ -471,17 +471,17 @@ fn service_env(
         "JUPYTERHUB_SINGLEUSER_APP",
     ] {
         // `hub.extraEnv` stands for the hub's own environment.
-        let value = state.settings.kept_env.get(key).cloned();
+        let value = state.settings().kept_env.get(key).cloned();
         if let Some(value) = value.or_else(|| std::env::var(key).ok()) {
             env.insert(key.to_string(), value);
         }
     }
-    if let Some(venv) = &state.settings.python_env {
+    if let Some(venv) = &state.settings().python_env {
         let path = env.get("PATH").cloned().unwrap_or_default();
         env.insert("PATH".into(), format!("{}/bin:{path}", venv.display()));
         env.insert("VIRTUAL_ENV".into(), venv.display().to_string());
     }
-    let api_url = state.settings.api_url();
+    let api_url = state.settings().api_url();
     let name = &definition.name;
     let mut set = |k: &str, v: String| {
         env.insert(k.to_string(), v);
@@ -489,10 +489,10 @@ fn service_env(
     set("JUPYTERHUB_API_TOKEN", token.to_string());
     set("JPY_API_TOKEN", token.to_string());
     set("JUPYTERHUB_API_URL", api_url);
-    set("JUPYTERHUB_BASE_URL", state.settings.base_url.clone());
+    set("JUPYTERHUB_BASE_URL", state.settings().base_url.clone());
     set("JUPYTERHUB_SERVICE_NAME", name.clone());
     set("JUPYTERHUB_CLIENT_ID", format!("service-{name}"));
-    set("JUPYTERHUB_HOST", state.settings.hub_origin());
+    set("JUPYTERHUB_HOST", state.settings().hub_origin());
     set("JUPYTERHUB_USER", String::new());
     set(
         "JUPYTERHUB_OAUTH_ACCESS_SCOPES",
@@ -507,15 +507,15 @@ fn service_env(
         set("JUPYTERHUB_SERVICE_URL", definition.url.clone());
         set(
             "JUPYTERHUB_SERVICE_PREFIX",
-            state.settings.with_base(&format!("/services/{name}/")),
+            state.settings().with_base(&format!("/services/{name}/")),
         );
         set(
             "JUPYTERHUB_OAUTH_CALLBACK_URL",
             format!(
                 "{}{}",
-                state.settings.service_origin(name),
+                state.settings().service_origin(name),
                 state
-                    .settings
+                    .settings()
                     .with_base(&format!("/services/{name}/oauth_callback"))
             ),
         );

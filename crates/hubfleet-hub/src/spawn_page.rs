@@ -193,7 +193,7 @@ fn render(
     status: StatusCode,
 ) -> Response {
     let (xsrf, set) = identity::xsrf_token(state, headers, me.session());
-    let body = state.templates.render(
+    let body = state.templates().render(
         "spawn_options.html",
         context! {
             target => target.name,
@@ -201,7 +201,7 @@ fn render(
             profiles => cards(profiles, groups, chosen),
             xsrf,
             error,
-            action => state.settings.with_base(&action(&target.name, &me.user.name, server_name, next)),
+            action => state.settings().with_base(&action(&target.name, &me.user.name, server_name, next)),
             ..crate::templates::nav(me)
         },
     );
@@ -224,7 +224,7 @@ pub(crate) async fn options_form(
     server_name: &str,
     next: Option<&str>,
 ) -> Result<Option<Response>, HubError> {
-    if state.settings.spawn_options.profiles.is_empty() {
+    if state.settings().spawn_options.profiles.is_empty() {
         return Ok(None);
     }
     let server = state.store.server(target.id, server_name).await?;
@@ -232,7 +232,8 @@ pub(crate) async fn options_form(
         return Ok(None);
     }
     let groups = state.store.groups_of_user(target.id).await?;
-    let visible = profiles::visible(&state.settings.spawn_options, &groups);
+    let settings = state.settings();
+    let visible = profiles::visible(&settings.spawn_options, &groups);
     let chosen = server
         .as_ref()
         .and_then(|s| s.user_options.as_object().cloned())
@@ -263,7 +264,7 @@ pub(crate) async fn confirm_start(
 ) -> Result<Response, HubError> {
     let server = state.store.server(target.id, server_name).await?;
     if server.as_ref().is_some_and(|s| s.phase == Phase::Ready) {
-        let url = state.settings.server_url(&target.name, server_name);
+        let url = state.settings().server_url(&target.name, server_name);
         return Ok(crate::pages::found(&url));
     }
     let next = next.as_deref().and_then(urls::safe_next);
@@ -378,7 +379,7 @@ async fn submit(
     let chosen = options_from_form(&form);
     let next = next.as_deref().and_then(urls::safe_next);
     let groups = state.store.groups_of_user(user.id).await?;
-    let options = &state.settings.spawn_options;
+    let options = &state.settings().spawn_options;
     if let Err(message) = profiles::resolve(options, &groups, &Value::Object(chosen.clone())) {
         tracing::info!(user = %user.name, %message, "server options refused");
         let visible = profiles::visible(options, &groups);

@@ -94,6 +94,7 @@ fn admin_role() -> Role {
             "read:hub",
             "proxy",
             "shutdown",
+            "admin:hub",
             "access:services",
             "access:servers",
             "read:roles",
@@ -193,7 +194,7 @@ mod tests {
             ["users:activity!user", "access:servers!server"]
         );
         assert_eq!(default_role("token").unwrap().scopes, ["inherit"]);
-        assert_eq!(default_role("admin").unwrap().scopes.len(), 16);
+        assert_eq!(default_role("admin").unwrap().scopes.len(), 17);
         for r in &roles {
             r.validate(&CustomScopes::default())
                 .unwrap_or_else(|e| panic!("{}: {e}", r.name));

@@ -208,7 +208,16 @@ pub const SCOPE_DEFINITIONS: &[ScopeDef] = &[
     ),
     def("shutdown", "Shutdown the hub.", &[]),
     def("read:metrics", "Read prometheus metrics.", &[]),
+    // hubfleet's own ([`HUBFLEET_SCOPES`]), after upstream's.
+    def(
+        "admin:hub",
+        "Change the hub's configuration: reload it from its files.",
+        &[],
+    ),
 ];
+
+/// Scopes hubfleet adds to JupyterHub's (at the end of [`SCOPE_DEFINITIONS`]).
+pub const HUBFLEET_SCOPES: &[&str] = &["admin:hub"];
 
 /// The table row of a built-in scope.
 pub fn scope_definition(name: &str) -> Option<&'static ScopeDef> {
@@ -800,6 +809,6 @@ mod tests {
                 assert!(is_known_scope(s), "{} -> unknown {s}", d.name);
             }
         }
-        assert_eq!(SCOPE_DEFINITIONS.len(), 48);
+        assert_eq!(SCOPE_DEFINITIONS.len(), 49);
     }
 }

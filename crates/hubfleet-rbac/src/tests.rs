@@ -159,6 +159,7 @@ const EXPANSIONS: &[(&str, &[&str])] = &[
     ("proxy", &["proxy"]),
     ("shutdown", &["shutdown"]),
     ("read:metrics", &["read:metrics"]),
+    ("admin:hub", &["admin:hub"]),
 ];
 
 #[test]

@@ -18,6 +18,8 @@ use hubfleet_store::Store;
 
 mod backup_cmd;
 mod check_cmd;
+mod config_cmd;
+mod config_watch;
 mod env_cmd;
 mod export_cmd;
 mod fleet_cmd;
@@ -86,6 +88,10 @@ enum Command {
         /// merge, lists are replaced, later files win, `null` deletes a key.
         #[arg(long, short, required = true)]
         config: Vec<PathBuf>,
+        /// Do not watch the config files (where file events do not arrive, e.g. some network
+        /// file systems): reload with SIGHUP or `POST /hub/api/config/reload` instead.
+        #[arg(long, env = "HUBFLEET_NO_WATCH")]
+        no_watch: bool,
     },
     /// Check config files and list every problem: exit 0 when clean (or with warnings only),
     /// 1 with errors, 2 with warnings only and `--strict`.
@@ -133,6 +139,11 @@ enum Command {
     Export(export_cmd::ExportArgs),
     /// Many hubs from one repository laid out as 2i2c's infrastructure: validate, render, secrets, plan, deploy, health, status, stop.
     Fleet(fleet_cmd::FleetArgs),
+    /// The config of a running hub: `diff` shows what a reload would change.
+    Config {
+        #[command(subcommand)]
+        action: config_cmd::ConfigAction,
+    },
     /// Manage the hub's users: list, add, remove, admin, approve.
     Users {
         /// The hub's config file (for the database location); before or after the action.
@@ -218,7 +229,8 @@ async fn run(ambient_cleared: Result<(), caps::errors::CapsError>) -> std::proce
     }
     let result = match cli.command {
         Command::Check { config, strict } => return check_cmd::run(&config, strict),
-        Command::Serve { config } => serve(&config).await,
+        Command::Config { action } => return config_cmd::run(action),
+        Command::Serve { config, no_watch } => serve(&config, !no_watch).await,
         Command::Demo {
             data_dir,
             listen,
@@ -338,8 +350,10 @@ fn settings(config: &HubConfig) -> Result<Settings> {
     settings.concurrent_spawn_limit = config.concurrent_spawn_limit();
     settings.active_server_limit = config.active_server_limit();
     let rate = &config.hubfleet.api_rate_limit;
-    settings.api_rate_limit =
-        hubfleet_hub::rate_limit::ApiRateLimiter::new(rate.per_second, rate.burst);
+    settings.api_rate_limit = Arc::new(hubfleet_hub::rate_limit::ApiRateLimiter::new(
+        rate.per_second,
+        rate.burst,
+    ));
     if let Some(started) = PROCESS_STARTED.get() {
         settings.process_started = *started;
     }
@@ -601,8 +615,9 @@ fn local_spawner(config: &HubConfig) -> LocalProcessSpawner {
 }
 
 /// Wait for Ctrl-C or SIGTERM, then stop serving; servers keep running. SIGHUP reads the
-/// certificate files again.
-async fn run_until_signal(hub: Hub) -> Result<()> {
+/// certificate files and the config files again; a change of the config files (`watch`)
+/// reloads them too.
+async fn run_until_signal(hub: Hub, mut watch: Option<config_watch::ConfigWatch>) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut hangup = signal(SignalKind::hangup())?;
@@ -613,7 +628,15 @@ async fn run_until_signal(hub: Hub) -> Result<()> {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
             _ = &mut api_shutdown => break,
-            _ = hangup.recv() => hub.reload_certificate(),
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reading the certificate and config files again");
+                hub.reload_certificate();
+                hub.reload_config().await;
+            }
+            _ = config_changed(&mut watch) => {
+                tracing::info!("the config files changed: reloading them");
+                hub.reload_config().await;
+            }
         }
     }
     tracing::info!(
@@ -621,6 +644,13 @@ async fn run_until_signal(hub: Hub) -> Result<()> {
     );
     hub.stop().await;
     Ok(())
+}
+
+async fn config_changed(watch: &mut Option<config_watch::ConfigWatch>) {
+    match watch {
+        Some(watch) => watch.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Where people open the hub: the subdomain host's origin, else the address it listens on,
@@ -637,11 +667,32 @@ fn hub_url(config: &HubConfig, hub: &Hub) -> String {
     }
 }
 
-async fn serve(config_paths: &[PathBuf]) -> Result<()> {
+async fn serve(config_paths: &[PathBuf], watch_files: bool) -> Result<()> {
     let config = check_cmd::load(config_paths)?;
     let hub = start_hub(&config).await?;
     tracing::info!(url = %hub_url(&config, &hub), "hub is ready");
-    run_until_signal(hub).await
+    let watch = match config_watch::ConfigWatch::start(config_paths) {
+        _ if !watch_files => None,
+        Ok(watch) => Some(watch),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "config files are not watched: reload with SIGHUP or POST /hub/api/config/reload");
+            None
+        }
+    };
+    hub.enable_config_reload(
+        config_paths.to_vec(),
+        config,
+        // As at start: the same checks, the same settings.
+        Arc::new(|config: &HubConfig| {
+            preflight::check(config)
+                .and_then(|()| settings(config))
+                .map_err(|e| format!("{e:#}"))
+        }),
+        Arc::new(|config: &HubConfig, store: &Store| {
+            authenticator(config, store).map_err(|e| format!("{e:#}"))
+        }),
+    );
+    run_until_signal(hub, watch).await
 }
 
 fn has_singleuser(venv: &Path) -> bool {
@@ -771,7 +822,7 @@ async fn demo(data_dir: &Path, listen: SocketAddr, python_env: Option<PathBuf>) 
         "\nhubfleet is running at {}\n{root_note}{login}\nAdd people with `hubfleet users add NAME`. Press Ctrl-C to stop.",
         hub_url(&config, &hub)
     );
-    run_until_signal(hub).await
+    run_until_signal(hub, None).await
 }
 
 #[cfg(test)]

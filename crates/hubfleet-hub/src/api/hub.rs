@@ -32,6 +32,7 @@ pub fn routes() -> Router<AppState> {
             get(get_proxy).post(sync_proxy).patch(patch_proxy),
         )
         .route("/hub/api/shutdown", post(shutdown))
+        .route("/hub/api/config/reload", post(reload_config))
         .route("/hub/api/metrics", get(metrics))
 }
 
@@ -50,7 +51,7 @@ async fn info(State(state): State<AppState>, Caller(me): Caller) -> Result<Respo
         "version": JUPYTERHUB_VERSION,
         "python": format!("none: hubfleet {version} is written in Rust"),
         "sys_executable": std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
-        "authenticator": { "class": format!("hubfleet.{}", state.authenticator.kind()), "version": version },
+        "authenticator": { "class": format!("hubfleet.{}", state.authenticator().kind()), "version": version },
         "spawner": { "class": "hubfleet.local", "version": version },
     }))
     .into_response())
@@ -298,7 +299,7 @@ async fn get_proxy(
             // Host routes are written as upstream's proxies write them: `host/path/`.
             let routespec = if path == "/" {
                 path
-            } else if state.settings.subdomain_host.is_some() {
+            } else if state.settings().subdomain_host.is_some() {
                 format!("{}/", path.trim_start_matches('/'))
             } else {
                 format!("{path}/")
@@ -309,7 +310,7 @@ async fn get_proxy(
                 json!(super::isoformat(route.last_activity)),
             );
             let target = if route.target == hubfleet_proxy::HUB_TARGET {
-                state.settings.internal_base_url.clone()
+                state.settings().internal_base_url.clone()
             } else {
                 route.target.clone()
             };
@@ -380,6 +381,29 @@ async fn patch_proxy(
     Ok(StatusCode::OK.into_response())
 }
 
+/// `POST /hub/api/config/reload` (scope `admin:hub`, hubfleet's own): read the config files
+/// again; the JSON summary says what applies now, what needs a restart, and why files were
+/// refused (400, with `file:line:column`).
+async fn reload_config(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+) -> Result<Response, HubError> {
+    access::check(&state, &me.scopes, &["admin:hub"], &Target::None).await?;
+    let Some(reloader) = state.config_reloader.get().cloned() else {
+        return Err(HubError::Conflict(
+            "this hub was not started from config files (`hubfleet serve --config`): nothing to reload"
+                .into(),
+        ));
+    };
+    let summary = reloader.reload(&state).await;
+    let status = if summary.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Ok((status, Json(summary)).into_response())
+}
+
 #[derive(Deserialize, Default)]
 struct ShutdownRequest {
     proxy: Option<Value>,
@@ -436,11 +460,11 @@ pub async fn metrics(
     headers: axum::http::HeaderMap,
     caller: Result<Caller, HubError>,
 ) -> Result<Response, HubError> {
-    if state.settings.authenticate_prometheus {
+    if state.settings().authenticate_prometheus {
         let Caller(me) = caller?;
         access::check(&state, &me.scopes, &["read:metrics"], &Target::None).await?;
     }
-    state.settings.metrics.refresh(&state).await?;
+    state.settings().metrics.refresh(&state).await?;
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let (format, content_type) = crate::metrics::negotiate(accept);
     Ok((
@@ -448,7 +472,7 @@ pub async fn metrics(
             (header::CONTENT_TYPE, content_type),
             (header::VARY, "Accept"),
         ],
-        state.settings.metrics.render(format),
+        state.settings().metrics.render(format),
     )
         .into_response())
 }

@@ -100,7 +100,7 @@ pub async fn caller(
     if let identity::Owner::User(user) = &me.owner {
         if !user.admin && !servers_own_token {
             state
-                .settings
+                .settings()
                 .api_rate_limit
                 .take(user.id)
                 .map_err(HubError::RateLimited)?;

@@ -117,8 +117,8 @@ async fn shared_server_model(
     Ok(json!({
         "user": { "name": server.owner },
         "name": server.name,
-        "url": state.settings.server_url(&server.owner, &server.name),
-        "full_url": state.settings.subdomain_host.as_ref().map(|_| state.settings.server_url(&server.owner, &server.name)),
+        "url": state.settings().server_url(&server.owner, &server.name),
+        "full_url": state.settings().subdomain_host.as_ref().map(|_| state.settings().server_url(&server.owner, &server.name)),
         "ready": cache.ready(state, server).await?,
     }))
 }
@@ -166,7 +166,7 @@ async fn code_model(
         map.insert(
             "accept_url".into(),
             json!(state
-                .settings
+                .settings()
                 .with_base(&format!("/hub/accept-share?{query}"))),
         );
         map.insert("full_accept_url".into(), Value::Null);
@@ -1083,18 +1083,18 @@ async fn accept_page(
         .await?;
     let (xsrf, set_cookie) = identity::xsrf_token(&state, &headers, me.session());
     let next = query.next.as_deref().and_then(urls::safe_next);
-    let body = state.templates.render(
+    let body = state.templates().render(
         "accept_share.html",
         minijinja::context! {
             user => me.user.name,
             owner => share_code.server.owner,
             server_name => share_code.server.name,
-            server_url => state.settings.server_url(&share_code.server.owner, &share_code.server.name),
+            server_url => state.settings().server_url(&share_code.server.owner, &share_code.server.name),
             ready,
             scopes => describe_scopes(&share_code.scopes),
             code,
             next,
-            next_url => state.settings.browser_location(&next_url(query.next.as_deref(), &share_code.server)),
+            next_url => state.settings().browser_location(&next_url(query.next.as_deref(), &share_code.server)),
             xsrf,
         },
     );
@@ -1164,7 +1164,7 @@ async fn accept_submit(
         return Ok(invalid());
     };
     tracing::info!(user = %me.user.name, server = %format!("{}/{}", share.server.owner, share.server.name), "accepted a share code");
-    Ok(pages::found(&state.settings.browser_location(&next_url(
+    Ok(pages::found(&state.settings().browser_location(&next_url(
         form.next.as_deref(),
         &share.server,
     ))))

@@ -351,7 +351,7 @@ async fn token_owner(
             let membership =
                 std::collections::BTreeMap::from([(parts.user.name.clone(), parts.groups.clone())]);
             Value::Object(super::users::user_model(
-                &state.settings,
+                &state.settings(),
                 &scopes,
                 &membership,
                 &parts,

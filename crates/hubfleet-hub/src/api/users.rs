@@ -253,7 +253,7 @@ async fn whoami(State(state): State<AppState>, Caller(me): Caller) -> Result<Res
         Owner::User(user) => {
             let parts = load_parts(&state, user.clone(), false).await?;
             user_model(
-                &state.settings,
+                &state.settings(),
                 &widened,
                 &membership_of(&parts),
                 &parts,
@@ -387,7 +387,7 @@ async fn list_users(
                 user,
             };
             Value::Object(user_model(
-                &state.settings,
+                &state.settings(),
                 &me.scopes,
                 &memberships,
                 &parts,
@@ -447,7 +447,7 @@ async fn create_users(
     for user in created {
         let parts = load_parts(&state, user, false).await?;
         models.push(Value::Object(user_model(
-            &state.settings,
+            &state.settings(),
             &me.scopes,
             &membership_of(&parts),
             &parts,
@@ -470,7 +470,11 @@ fn is_admin(me: &Identity) -> bool {
 /// Whether `name` is listed in `admin_users`: whoever holds it becomes an admin at the
 /// hub's next start.
 fn is_configured_admin(state: &AppState, name: &str) -> bool {
-    state.settings.admin_users.iter().any(|admin| admin == name)
+    state
+        .settings()
+        .admin_users
+        .iter()
+        .any(|admin| admin == name)
 }
 
 /// Whether `user` is an admin account: an admin now, or holding an `admin_users` name.
@@ -526,7 +530,7 @@ async fn get_user(
     let parts = parts_named(&state, &name, with_auth_state).await?;
     let include_stopped = query_flag(query.include_stopped_servers.as_deref());
     Ok(Json(Value::Object(user_model(
-        &state.settings,
+        &state.settings(),
         &me.scopes,
         &membership_of(&parts),
         &parts,
@@ -581,7 +585,7 @@ async fn create_user(
     Ok((
         StatusCode::CREATED,
         Json(Value::Object(user_model(
-            &state.settings,
+            &state.settings(),
             &me.scopes,
             &membership_of(&parts),
             &parts,
@@ -668,7 +672,7 @@ async fn edit_user(
     scopes.insert(format!("admin:auth_state!user={}", parts.user.name));
     let scopes = hubfleet_rbac::HeldScopes::new(scopes);
     Ok(Json(Value::Object(user_model(
-        &state.settings,
+        &state.settings(),
         &scopes,
         &membership_of(&parts),
         &parts,
@@ -808,14 +812,14 @@ pub(crate) async fn admit_named_server(
     user: &User,
     server_name: &str,
 ) -> Result<(), HubError> {
-    if !state.settings.allow_named_servers {
+    if !state.settings().allow_named_servers {
         return Err(HubError::BadRequest(
             "Named servers are not enabled (hub.allowNamedServers)".into(),
         ));
     }
     valid_server_name(server_name)?;
     let existing = state.store.server(user.id, server_name).await?;
-    let limit = state.settings.named_server_limit_per_user;
+    let limit = state.settings().named_server_limit_per_user;
     if existing.is_none() && limit > 0 && state.store.count_named_servers(user.id).await? >= limit {
         return Err(HubError::BadRequest(format!(
             "User {} already has the maximum of {limit} named servers. One must be deleted before a new server can be created",
@@ -1017,7 +1021,7 @@ async fn server_of(
     )
     .await
     .is_ok();
-    Ok(Json(server_model(&state.settings, &user, &server, with_state)).into_response())
+    Ok(Json(server_model(&state.settings(), &user, &server, with_state)).into_response())
 }
 
 async fn get_default_server(
@@ -1093,7 +1097,7 @@ async fn create_named(
     )
     .await?;
     let user = user_named(&state, &name).await?;
-    if !state.settings.allow_named_servers {
+    if !state.settings().allow_named_servers {
         return Err(HubError::BadRequest(
             "Named servers are not enabled (hub.allowNamedServers)".into(),
         ));
@@ -1104,7 +1108,7 @@ async fn create_named(
             "{name} already has a server named {server_name}"
         )));
     }
-    let limit = state.settings.named_server_limit_per_user;
+    let limit = state.settings().named_server_limit_per_user;
     if limit > 0 && state.store.count_named_servers(user.id).await? >= limit {
         return Err(HubError::BadRequest(format!(
             "User {name} already has the maximum of {limit} named servers"
@@ -1123,7 +1127,7 @@ async fn create_named(
         .ok_or_else(|| HubError::NotFound(server_name.clone()))?;
     Ok((
         StatusCode::CREATED,
-        Json(server_model(&state.settings, &user, &server, false)),
+        Json(server_model(&state.settings(), &user, &server, false)),
     )
         .into_response())
 }
@@ -1198,7 +1202,7 @@ async fn edit_named(
         .server(user.id, &final_name)
         .await?
         .ok_or_else(|| HubError::NotFound(final_name.clone()))?;
-    Ok(Json(server_model(&state.settings, &user, &server, false)).into_response())
+    Ok(Json(server_model(&state.settings(), &user, &server, false)).into_response())
 }
 
 fn sse_event(event: &ProgressEvent) -> Event {
@@ -1212,7 +1216,7 @@ async fn progress(
     server_name: &str,
 ) -> Result<Response, HubError> {
     let (_, server) = checked_server(state, me, &["read:servers"], name, server_name).await?;
-    let prefix = state.settings.server_url(name, server_name);
+    let prefix = state.settings().server_url(name, server_name);
     type Events = std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>>;
     let events: Events = match (server.phase, state.lifecycle.progress(name, server_name)) {
         (Phase::Ready, _) => Box::pin(stream::once(async move {

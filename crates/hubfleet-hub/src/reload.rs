@@ -1,0 +1,276 @@
+//! Live config reload (`hubfleet serve` on a file change, SIGHUP, `POST /hub/api/config/reload`).
+//!
+//! The files are loaded and checked as at start-up; nothing changes when they have a problem.
+//! Keys that apply live (`hubfleet_config::reload::LIVE_KEYS`) get new [`Settings`] swapped in,
+//! and what the hub made from them at start (admins, groups, roles, services, the culler) is
+//! made again. Keys that need a restart keep their values. Running servers are not touched.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hubfleet_config::reload::{changes, effective, is_authenticator_key, ConfigChange};
+use hubfleet_config::HubConfig;
+use serde::Serialize;
+
+use crate::services::ServiceDefinition;
+use crate::{AppState, Settings};
+
+/// Makes the hub's settings from a configuration (the binary's `settings`, as at start-up).
+pub type SettingsBuilder = Arc<dyn Fn(&HubConfig) -> Result<Settings, String> + Send + Sync>;
+
+/// Makes the authenticator from a configuration, as at start-up.
+pub type AuthenticatorBuilder = Arc<
+    dyn Fn(&HubConfig, &hubfleet_store::Store) -> Result<hubfleet_auth::DynAuthenticator, String>
+        + Send
+        + Sync,
+>;
+
+/// The file, in the data directory, holding the configuration the hub runs with (the merged
+/// values, with the keys that need a restart as at start): `hubfleet config diff` reads it.
+pub const EFFECTIVE_CONFIG_FILE: &str = "effective-config.yaml";
+
+/// What a reload did.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ReloadSummary {
+    /// The new configuration was taken (possibly with nothing to change).
+    pub ok: bool,
+    /// Keys whose new values the hub uses now.
+    pub applied: Vec<String>,
+    /// Keys that changed but keep their old values until the hub restarts.
+    pub restart_needed: Vec<String>,
+    /// Why the files were refused (`file:line:column: problem`), or what failed while applying.
+    pub errors: Vec<String>,
+}
+
+/// Reloads the configuration from its files, one reload at a time.
+pub struct ConfigReloader {
+    paths: Vec<PathBuf>,
+    /// The configuration in use (the effective one). Held during a reload.
+    current: tokio::sync::Mutex<HubConfig>,
+    build: SettingsBuilder,
+    build_authenticator: AuthenticatorBuilder,
+}
+
+impl ConfigReloader {
+    pub fn new(
+        paths: Vec<PathBuf>,
+        current: HubConfig,
+        build: SettingsBuilder,
+        build_authenticator: AuthenticatorBuilder,
+    ) -> Self {
+        ConfigReloader {
+            paths,
+            current: tokio::sync::Mutex::new(current),
+            build,
+            build_authenticator,
+        }
+    }
+
+    /// The files this hub was started with.
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
+    }
+
+    /// Read the files again and apply what changed.
+    pub async fn reload(&self, state: &AppState) -> ReloadSummary {
+        let mut current = self.current.lock().await;
+        let report = HubConfig::check_paths(&self.paths);
+        if !report.errors.is_empty() {
+            let errors: Vec<String> = report.errors.iter().map(|e| e.to_string()).collect();
+            for error in &errors {
+                tracing::error!(%error, "config reload refused; the hub keeps its configuration");
+            }
+            return refused(errors);
+        }
+        report.log_warnings();
+        let Some(new) = report.config else {
+            return refused(vec!["the configuration could not be read".into()]);
+        };
+        let found = changes(&current, &new);
+        let (applied, restart_needed) = split(&found);
+        for key in &restart_needed {
+            tracing::warn!(%key, "changed in the config, but needs a restart: the hub keeps the old value");
+        }
+        if applied.is_empty() {
+            return ReloadSummary {
+                ok: true,
+                applied,
+                restart_needed,
+                errors: Vec::new(),
+            };
+        }
+        let next = match effective(&current, &new) {
+            Ok(config) => config,
+            Err(e) => return refused(vec![e.to_string()]),
+        };
+        let old_settings = state.settings();
+        let mut settings = match (self.build)(&next) {
+            Ok(settings) => settings,
+            Err(e) => {
+                tracing::error!(error = %e, "config reload refused; the hub keeps its configuration");
+                return refused(vec![e]);
+            }
+        };
+        let templates = match crate::templates::Templates::load(&settings.pages, &settings.base_url)
+        {
+            Ok(templates) => templates,
+            Err(e) => return refused(vec![format!("hub.templatePaths: {e}")]),
+        };
+        let authenticator = if applied.iter().any(|key| is_authenticator_key(key)) {
+            match (self.build_authenticator)(&next, &state.store) {
+                Ok(authenticator) => Some(authenticator),
+                Err(e) => return refused(vec![e]),
+            }
+        } else {
+            None
+        };
+        keep_runtime_parts(&mut settings, &old_settings);
+        let settings = Arc::new(settings);
+        state.shared_settings.replace(settings.clone());
+        state.shared_templates.store(Arc::new(templates));
+        if let Some(authenticator) = authenticator {
+            state.shared_authenticator.store(Arc::new(authenticator));
+        }
+        let errors = apply(state, &old_settings, &settings, &next).await;
+        write_snapshot(&settings.data_dir, &next);
+        *current = next;
+        tracing::info!(applied = ?applied, "config reloaded");
+        ReloadSummary {
+            ok: errors.is_empty(),
+            applied,
+            restart_needed,
+            errors,
+        }
+    }
+}
+
+fn refused(errors: Vec<String>) -> ReloadSummary {
+    ReloadSummary {
+        ok: false,
+        errors,
+        ..Default::default()
+    }
+}
+
+fn split(found: &[ConfigChange]) -> (Vec<String>, Vec<String>) {
+    let (live, restart): (Vec<_>, Vec<_>) = found.iter().partition(|c| c.live);
+    (
+        live.into_iter().map(|c| c.key.clone()).collect(),
+        restart.into_iter().map(|c| c.key.clone()).collect(),
+    )
+}
+
+/// What lives as long as the process, whatever the config says: the metrics, the rate limiter's
+/// buckets (unless its rates changed), the start time; HTTPS was taken at start.
+fn keep_runtime_parts(settings: &mut Settings, old: &Settings) {
+    settings.metrics = old.metrics.clone();
+    settings.process_started = old.process_started;
+    settings.https = None;
+    if settings.api_rate_limit.rates() == old.api_rate_limit.rates() {
+        settings.api_rate_limit = old.api_rate_limit.clone();
+    }
+}
+
+/// Make again what the hub made from its config at start. Errors are collected, not fatal: the
+/// new settings are in use already.
+async fn apply(
+    state: &AppState,
+    old: &Settings,
+    new: &Settings,
+    config: &HubConfig,
+) -> Vec<String> {
+    let mut errors = Vec::new();
+    let mut check = |what: &str, result: Result<(), crate::HubError>| {
+        if let Err(e) = result {
+            tracing::error!(error = %e, "config reload: {what}");
+            errors.push(format!("{what}: {e}"));
+        }
+    };
+    check("admin_users", crate::ensure_admins(state).await);
+    check(
+        "load_groups",
+        crate::config_groups::load(state).await.map(|_| ()),
+    );
+    check("hub.loadRoles", crate::load_roles(state).await);
+    check(
+        "hub.services",
+        sync_services(state, &old.services, &new.services).await,
+    );
+    check("cull", restart_culler(state, old, new).await);
+    // Profiles: config-defined environments are applied here. With environments stored in the
+    // database (issue 19, environments), call `sync_environments_from_config(&state.store,
+    // config, …)` at this point; until then the swapped settings carry `spawn_options`.
+    let _ = config;
+    errors
+}
+
+/// Start the services that are new, restart those whose definition changed, stop those gone.
+async fn sync_services(
+    state: &AppState,
+    old: &[ServiceDefinition],
+    new: &[ServiceDefinition],
+) -> Result<(), crate::HubError> {
+    for gone in old.iter().filter(|o| !new.iter().any(|n| n.name == o.name)) {
+        if let Some(service) = state.store.service_by_name(&gone.name).await? {
+            tracing::info!(service = %gone.name, "config reload: removing service");
+            state.services.remove(state, &service).await?;
+        }
+    }
+    for definition in new {
+        match old.iter().find(|o| o.name == definition.name) {
+            Some(before) if before == definition => {}
+            before => {
+                let what = if before.is_some() {
+                    "restarting changed"
+                } else {
+                    "adding"
+                };
+                tracing::info!(service = %definition.name, "config reload: {what} service");
+                state.services.add(state, definition.clone()).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A culler whose settings changed is stopped and started with the new ones.
+async fn restart_culler(
+    state: &AppState,
+    old: &Settings,
+    new: &Settings,
+) -> Result<(), crate::HubError> {
+    if old.culler == new.culler {
+        return Ok(());
+    }
+    crate::culler::stop(state).await?;
+    if let Some(cull) = new.culler.clone() {
+        crate::culler::start(state, cull).await?;
+    }
+    Ok(())
+}
+
+/// Write the configuration in use to the data directory (0600: it holds secrets).
+pub fn write_snapshot(data_dir: &Path, config: &HubConfig) {
+    let path = data_dir.join(EFFECTIVE_CONFIG_FILE);
+    let result = serde_yaml_ng::to_string(config.values.as_value())
+        .map_err(std::io::Error::other)
+        .and_then(|text| write_private(&path, &text));
+    if let Err(e) = result {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the effective config snapshot");
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("yaml.tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
