@@ -18,6 +18,7 @@ pub mod backup;
 mod changes;
 pub mod cluster;
 mod cookie_secret;
+pub mod environments;
 pub mod groups;
 pub mod roles;
 pub mod secret;
@@ -26,6 +27,9 @@ pub mod signups;
 pub mod user_view;
 pub mod users;
 
+pub use environments::{
+    EnvChange, EnvKind, EnvironmentState, EnvironmentVersion, StoredEnvironment,
+};
 pub use auth_state::{AuthStateError, CryptKeeper, CryptKeyError, ResealReport, CRYPT_KEY_ENV};
 pub use groups::{Group, GroupError};
 pub use roles::{RoleMembers, StoredRole};
