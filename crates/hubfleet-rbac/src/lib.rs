@@ -76,7 +76,8 @@ pub use parsed::{
 pub use roles::{default_role, default_roles, roles_to_scopes, validate_role_name, Role};
 pub use scope::{
     check_scopes_exist, is_known_scope, is_valid_custom_scope_name, scope_definition, suggest,
-    CustomScopeDef, CustomScopes, Filter, FilterKind, Scope, ScopeDef, INHERIT, NO_SCOPE,
+    CustomScopeDef, CustomScopes, Filter, FilterKind, Scope, ScopeDef, HUBFLEET_SCOPES, INHERIT,
+    NO_SCOPE,
     SCOPE_DEFINITIONS, SELF,
 };
 pub use token::{

@@ -208,7 +208,15 @@ pub const SCOPE_DEFINITIONS: &[ScopeDef] = &[
     ),
     def("shutdown", "Shutdown the hub.", &[]),
     def("read:metrics", "Read prometheus metrics.", &[]),
+    def(
+        "admin:environments",
+        "Create, edit, hide, delete and restore profiles and local environments (hubfleet). With `!group=<g>`: only profiles limited to groups that are all within the filter.",
+        &[],
+    ),
 ];
+
+/// Scopes hubfleet adds to JupyterHub's table (not in upstream's REST API spec).
+pub const HUBFLEET_SCOPES: &[&str] = &["admin:environments"];
 
 /// The table row of a built-in scope.
 pub fn scope_definition(name: &str) -> Option<&'static ScopeDef> {
@@ -800,6 +808,7 @@ mod tests {
                 assert!(is_known_scope(s), "{} -> unknown {s}", d.name);
             }
         }
-        assert_eq!(SCOPE_DEFINITIONS.len(), 48);
+        // JupyterHub 6's 48, and hubfleet's `admin:environments`.
+        assert_eq!(SCOPE_DEFINITIONS.len(), 49);
     }
 }
