@@ -44,6 +44,7 @@ mod load;
 pub(crate) mod locate;
 mod model;
 pub mod pages;
+pub mod editable;
 pub mod profiles;
 pub mod suggest;
 mod validate;
@@ -57,7 +58,7 @@ pub use locate::{KeyPositions, KeySeg};
 pub use model::COOKIE_SECRET_MIN_BYTES;
 pub use model::{
     ApiRateLimit, AuthenticatorConfig, AuthenticatorKind, BaseUrl, CookieSecret, Cull, CullerKind,
-    Db, DbType, DummyAuthenticatorConfig, GroupConfig, Hub, HubEnv, HubTraitletConfig, Hubfleet,
+    Db, DbType, DummyAuthenticatorConfig, EnvironmentsConfig, GroupConfig, Hub, HubEnv, HubTraitletConfig, Hubfleet,
     JupyterHubConfig, KubernetesConfig, LocalSpawnerConfig, NativeAuthenticatorConfig, RoleConfig,
     ServiceConfig, SharedPasswordAuthenticatorConfig, Singleuser, SpawnerKind,
     DEFAULT_CULL_CONCURRENCY, DEFAULT_CULL_EVERY_SECS, DEFAULT_CULL_TIMEOUT_SECS, DEFAULT_DATA_DIR,
