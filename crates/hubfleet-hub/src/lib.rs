@@ -26,6 +26,7 @@ pub mod cluster;
 mod config_groups;
 mod cookie_secret;
 pub mod culler;
+pub mod environments;
 pub mod external_proxy;
 pub mod https;
 mod identity;
@@ -81,6 +82,8 @@ pub struct Settings {
     pub metrics: metrics::Metrics,
     /// Profiles, limits, environments and storage of user servers.
     pub spawn_options: profiles::SpawnOptions,
+    /// How profiles and environments may be edited (`hubfleet.environments`).
+    pub environments: environments::EnvironmentSettings,
     /// Template overrides and variables (branding, announcements).
     pub pages: PageSettings,
     /// `hub.cookieSecret`: keys XSRF tokens; when it changes, every login session ends at start.
@@ -158,6 +161,7 @@ impl Settings {
             culler: None,
             metrics: metrics::Metrics::default(),
             spawn_options: profiles::SpawnOptions::default(),
+            environments: environments::EnvironmentSettings::default(),
             pages: PageSettings::default(),
             cookie_secret: None,
             redirect_to_server: false,

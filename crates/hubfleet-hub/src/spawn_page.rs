@@ -224,7 +224,8 @@ pub(crate) async fn options_form(
     server_name: &str,
     next: Option<&str>,
 ) -> Result<Option<Response>, HubError> {
-    if state.settings.spawn_options.profiles.is_empty() {
+    let options = crate::environments::spawn_options(&state.store, &state.settings).await?;
+    if options.profiles.is_empty() {
         return Ok(None);
     }
     let server = state.store.server(target.id, server_name).await?;
@@ -232,7 +233,7 @@ pub(crate) async fn options_form(
         return Ok(None);
     }
     let groups = state.store.groups_of_user(target.id).await?;
-    let visible = profiles::visible(&state.settings.spawn_options, &groups);
+    let visible = profiles::visible(&options, &groups);
     let chosen = server
         .as_ref()
         .and_then(|s| s.user_options.as_object().cloned())
@@ -378,7 +379,7 @@ async fn submit(
     let chosen = options_from_form(&form);
     let next = next.as_deref().and_then(urls::safe_next);
     let groups = state.store.groups_of_user(user.id).await?;
-    let options = &state.settings.spawn_options;
+    let options = &crate::environments::spawn_options(&state.store, &state.settings).await?;
     if let Err(message) = profiles::resolve(options, &groups, &Value::Object(chosen.clone())) {
         tracing::info!(user = %user.name, %message, "server options refused");
         let visible = profiles::visible(options, &groups);

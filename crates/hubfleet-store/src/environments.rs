@@ -233,11 +233,25 @@ impl Store {
             let same = cur.data == state.data
                 && cur.hidden == state.hidden
                 && cur.deleted == state.deleted
-                && cur.source == state.source
-                && position.is_none_or(|p| p == cur.position);
+                && cur.source == state.source;
             if same {
-                tx.rollback().await?;
-                return Ok(cur.clone());
+                // Only the place may change: that is no new version.
+                let mut cur = cur.clone();
+                if let Some(p) = position.filter(|p| *p != cur.position) {
+                    sqlx::query(
+                        "UPDATE environments SET position = $1 WHERE kind = $2 AND name = $3",
+                    )
+                    .bind(p)
+                    .bind(kind.as_str())
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                    cur.position = p;
+                    tx.commit().await?;
+                } else {
+                    tx.rollback().await?;
+                }
+                return Ok(cur);
             }
         }
         let version = current.as_ref().map_or(1, |c| c.version + 1);

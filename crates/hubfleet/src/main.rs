@@ -265,6 +265,11 @@ fn settings(config: &HubConfig) -> Result<Settings> {
     settings.extra_env = config.singleuser.extra_env.clone();
     settings.start_timeout = config.singleuser.start_timeout;
     settings.spawn_options = env_cmd::spawn_options(config);
+    settings.environments = hubfleet_hub::environments::EnvironmentSettings {
+        allow_ui_overrides: config.hubfleet.environments.allow_ui_overrides,
+        gpus: config.hubfleet.local.gpus.clone(),
+        python: "python3".into(),
+    };
     settings.pages = hubfleet_hub::PageSettings {
         template_paths: config
             .hub
@@ -505,6 +510,7 @@ async fn start_hub(config: &HubConfig) -> Result<Hub> {
         config.hub_env(hubfleet_store::CRYPT_KEY_ENV).as_deref(),
     )
     .await?;
+    hubfleet_hub::environments::sync_environments_from_config(&store, config).await?;
     let auth = authenticator(config, &store)?;
     let spawner: Arc<dyn Spawner> = match config.hubfleet.spawner {
         SpawnerKind::Local => {
