@@ -214,6 +214,43 @@ fn render(
     response
 }
 
+/// The options page as members of `groups` see it, for the admin panel's preview: nothing can
+/// be started from it.
+pub(crate) async fn preview(
+    state: &AppState,
+    headers: &HeaderMap,
+    me: &PageUser,
+    groups: &[String],
+) -> Result<Response, HubError> {
+    let options = crate::environments::spawn_options(&state.store, &state.settings).await?;
+    let visible = profiles::visible(&options, groups);
+    let who = if groups.is_empty() {
+        "people in no group".to_string()
+    } else {
+        format!("members of {}", groups.join(", "))
+    };
+    let (xsrf, set) = identity::xsrf_token(state, headers, me.session());
+    let body = state.templates.render(
+        "spawn_options.html",
+        context! {
+            target => me.user.name,
+            server_name => "",
+            profiles => cards(&visible, groups, &Map::new()),
+            xsrf,
+            preview => format!("Preview: the server options {who} see now. Nothing starts from this page."),
+            action => "",
+            ..crate::templates::nav(me)
+        },
+    );
+    let mut response = (StatusCode::OK, Html(body)).into_response();
+    if let Some(cookie) = set {
+        response
+            .headers_mut()
+            .append(axum::http::header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
 /// For `GET /hub/spawn[/<user>[/<server>]]`: the options form, when profiles are configured
 /// and the server is stopped; `None` to go on with a plain start.
 pub(crate) async fn options_form(

@@ -18,6 +18,7 @@ use hubfleet_store::Store;
 
 mod backup_cmd;
 mod check_cmd;
+mod config_cmd;
 mod env_cmd;
 mod fleet_cmd;
 mod fleet_deploy;
@@ -127,6 +128,12 @@ enum Command {
     },
     /// Many hubs from one repository laid out as 2i2c's infrastructure: validate, render, secrets, plan, deploy, health, status, stop.
     Fleet(fleet_cmd::FleetArgs),
+    /// The hub's config as it is now: `dump` writes the profiles and local environments from
+    /// the database (with the admin panel's changes) back as values YAML.
+    Config {
+        #[command(subcommand)]
+        action: config_cmd::ConfigAction,
+    },
     /// Manage the hub's users: list, add, remove, admin, approve.
     Users {
         /// The hub's config file (for the database location); before or after the action.
@@ -227,6 +234,7 @@ async fn run(ambient_cleared: Result<(), caps::errors::CapsError>) -> std::proce
             data_dir,
             action,
         } => users_cmd::run(&config, &data_dir, action).await,
+        Command::Config { action } => config_cmd::run(action).await,
         Command::Render { what } => return render_cmd::run(what, None),
         Command::Fleet(args) => return fleet_cmd::run(args),
     };
