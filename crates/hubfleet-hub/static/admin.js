@@ -427,9 +427,9 @@
       tbody.append(hub.el("tr", { dataset: { profile: p.name } },
         hub.el("td", {}, hub.el("strong", {}, name), " ", hub.el("code", {}, p.name), p.hidden ? hub.el("span", { class: "badge" }, "hidden") : null,
           d.description ? hub.el("div", { class: "muted" }, d.description) : null),
-        hub.el("td", {}, (d.allowed_groups || []).join(", ") || "everyone"),
-        hub.el("td", { class: "resources" }, resources(d)),
-        hub.el("td", {}, p.source === "config" ? (p.read_only ? "values file (read-only)" : "values file") : `admin panel, version ${p.version}`),
+        hub.el("td", { "data-label": "Groups" }, (d.allowed_groups || []).join(", ") || "everyone"),
+        hub.el("td", { class: "resources", "data-label": "Resources" }, resources(d)),
+        hub.el("td", { "data-label": "Source" }, p.source === "config" ? (p.read_only ? "values file (read-only)" : "values file") : `admin panel, version ${p.version}`),
         actions));
     }
     if (!data.profiles.length) tbody.append(hub.el("tr", {}, hub.el("td", { colspan: 5 }, "No profiles: users get the default server.")));
@@ -438,8 +438,8 @@
     for (const e of data.environments) {
       const runs = e.data.path ? `Python environment ${e.data.path}` : e.data.cmd ? `command ${[].concat(e.data.cmd).join(" ")}` : "—";
       const actions = hub.el("td", { class: "actions" }, button("History", { label: `History of ${e.name}` }, () => showHistory("local", e, e.can_edit)));
-      envs.append(hub.el("tr", { dataset: { env: e.name } }, hub.el("td", {}, hub.el("code", {}, e.name)), hub.el("td", {}, runs),
-        hub.el("td", {}, e.source === "config" ? "values file" : `admin panel, version ${e.version}`), actions));
+      envs.append(hub.el("tr", { dataset: { env: e.name } }, hub.el("td", {}, hub.el("code", {}, e.name)), hub.el("td", { "data-label": "Runs" }, runs),
+        hub.el("td", { "data-label": "Source" }, e.source === "config" ? "values file" : `admin panel, version ${e.version}`), actions));
     }
     if (!data.environments.length) envs.append(hub.el("tr", {}, hub.el("td", { colspan: 4 }, "No local environments.")));
   }
