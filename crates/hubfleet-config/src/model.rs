@@ -1120,6 +1120,13 @@ pub struct EnvironmentsConfig {
     /// values file stays the truth for what it defines.
     #[serde(deserialize_with = "bool_or_default")]
     pub allow_ui_overrides: bool,
+    /// `python`: the Python that builds local environments from the admin panel (default
+    /// `python3`).
+    #[serde(deserialize_with = "opt_string")]
+    pub python: Option<String>,
+    /// `build_packages`: what every build installs before its requirements (default
+    /// `[jupyterhub, jupyterlab]`, what a server needs).
+    pub build_packages: Option<Vec<String>>,
 }
 
 /// `Chart:` as z2jh's chart gives it to its hub (in the values it reads) and as `hubfleet render

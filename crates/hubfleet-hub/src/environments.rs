@@ -35,6 +35,8 @@ pub struct EnvironmentSettings {
     pub gpus: Vec<u32>,
     /// The Python that builds local environments made in the admin panel.
     pub python: String,
+    /// What every build installs before its requirements (`jupyterhub`, `jupyterlab`).
+    pub build_packages: Vec<String>,
 }
 
 /// What [`sync_environments_from_config`] did.

@@ -26,6 +26,7 @@ pub mod cluster;
 mod config_groups;
 mod cookie_secret;
 pub mod culler;
+pub mod env_build;
 pub mod environments;
 pub mod external_proxy;
 pub mod https;
@@ -311,6 +312,8 @@ pub struct AppState {
     pub shutdown: Arc<tokio::sync::Notify>,
     /// Whether this replica runs the idle culler and managed services now.
     pub leader: cluster::Leadership,
+    /// Builds of local environments started from the admin panel (their logs).
+    pub builds: env_build::Builds,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -541,6 +544,7 @@ impl Hub {
             xsrf_key: cookie_secret::xsrf_key(&settings, &store).await?,
             shutdown: Arc::new(tokio::sync::Notify::new()),
             leader,
+            builds: env_build::Builds::default(),
         };
         ensure_admins(&state).await?;
         config_groups::load(&state).await?;

@@ -276,7 +276,23 @@ fn settings(config: &HubConfig) -> Result<Settings> {
     settings.environments = hubfleet_hub::environments::EnvironmentSettings {
         allow_ui_overrides: config.hubfleet.environments.allow_ui_overrides,
         gpus: config.hubfleet.local.gpus.clone(),
-        python: "python3".into(),
+        python: config
+            .hubfleet
+            .environments
+            .python
+            .clone()
+            .unwrap_or_else(|| "python3".into()),
+        build_packages: config
+            .hubfleet
+            .environments
+            .build_packages
+            .clone()
+            .unwrap_or_else(|| {
+                hubfleet_hub::env_build::BASE_PACKAGES
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect()
+            }),
     };
     settings.pages = hubfleet_hub::PageSettings {
         template_paths: config

@@ -38,6 +38,10 @@ pub fn routes() -> Router<AppState> {
         .route("/hub/api/environments/{kind}/{name}/hide", post(hide))
         .route("/hub/api/environments/{kind}/{name}/history", get(history))
         .route("/hub/api/environments/{kind}/{name}/restore", post(restore))
+        .route(
+            "/hub/api/environments/{kind}/{name}/build",
+            get(build_status).post(build),
+        )
 }
 
 fn kind_of(segment: &str) -> Result<EnvKind, HubError> {
@@ -688,4 +692,212 @@ async fn restore(
     )
     .await?;
     Ok(Json(model(&state, &filters, &saved)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Build {
+    /// pip requirements, one per line.
+    requirements: String,
+    #[serde(default)]
+    comment: String,
+}
+
+/// A name that is safe as a directory name and a YAML key (as `hubfleet env create`).
+fn usable_environment_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with(['.', '-'])
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
+/// `POST …/local/{name}/build`: build a new version of a local environment (a new venv with
+/// the requirements) in the background; `GET` the same path follows its log. The environment
+/// points at the new venv only once the build succeeds: running servers keep the old one.
+async fn build(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    Path((kind, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, HubError> {
+    let filters = filters(&me)?;
+    let kind = kind_of(&kind)?;
+    if kind != EnvKind::Environment {
+        return Err(HubError::NotFound(
+            "Only local environments are built: POST /hub/api/environments/local/<name>/build"
+                .into(),
+        ));
+    }
+    refuse_uncovered(&filters, kind, &name, &Value::Null)?;
+    let request = parse_body::<Build>(&body)?.ok_or_else(|| {
+        HubError::BadRequest("Give {\"requirements\": \"numpy\\npandas==2.2\"}".into())
+    })?;
+    if !usable_environment_name(&name) {
+        return Ok(validation_response(vec![json!({
+            "field": "name",
+            "message": format!("`{name}` is not a usable environment name: use letters, digits, `-`, `_`, `.` and `:` (e.g. `python-3.12`)"),
+        })]));
+    }
+    let requirements = crate::env_build::requirement_lines(&request.requirements);
+    if let Some(option) = requirements.iter().find(|r| r.starts_with('-')) {
+        return Ok(validation_response(vec![json!({
+            "field": "requirements",
+            "message": format!("`{option}`: pip options are not accepted here, only requirements such as `numpy>=1.26`"),
+        })]));
+    }
+    let existing = state
+        .store
+        .environment(kind, &name)
+        .await?
+        .filter(|e| !e.deleted);
+    if let Some(e) = &existing {
+        refuse_read_only(&state, e)?;
+        if e.data.get("cmd").is_some() {
+            return Err(HubError::Conflict(format!(
+                "`{name}` runs a command (`cmd`), not a Python environment: it cannot be built"
+            )));
+        }
+    }
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f");
+    let directory = state
+        .settings
+        .data_dir
+        .join("environments")
+        .join(&name)
+        .join(format!("build-{stamp}"));
+    let status = crate::env_build::BuildStatus {
+        state: "running",
+        directory: directory.clone(),
+        requirements: requirements.clone(),
+        log: String::new(),
+        error: None,
+        version: None,
+    };
+    if !state.builds.begin(&name, status.clone()) {
+        return Err(HubError::Conflict(format!(
+            "A build of `{name}` is running: wait for it to finish"
+        )));
+    }
+    tracing::info!(caller = %caller_name(&me), environment = %name, directory = %directory.display(), "building a local environment");
+    let author = caller_name(&me).to_string();
+    let task_state = state.clone();
+    let comment = request.comment;
+    tokio::spawn(async move {
+        let state = task_state;
+        let builds = state.builds.clone();
+        let (python, base) = (
+            state.settings.environments.python.clone(),
+            state.settings.environments.build_packages.clone(),
+        );
+        let dir = directory.clone();
+        let env_name = name.clone();
+        let reqs = requirements.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut log = |line: &str| {
+                builds.update(&env_name, |b| {
+                    b.log.push_str(line);
+                    b.log.push('\n');
+                })
+            };
+            let built = crate::env_build::build_venv(&python, &dir, &base, &reqs, &mut log);
+            if built.is_ok() {
+                std::fs::write(
+                    dir.join(crate::env_build::REQUIREMENTS_FILE),
+                    reqs.join("\n") + "\n",
+                )?;
+            }
+            built
+        })
+        .await;
+        let outcome = match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(format!("the build stopped: {e}")),
+        };
+        match outcome {
+            Ok(()) => {
+                let comment = if comment.is_empty() {
+                    format!("built with: {}", requirements.join(", "))
+                } else {
+                    comment
+                };
+                let saved = state
+                    .store
+                    .put_environment(
+                        EnvKind::Environment,
+                        &name,
+                        &EnvironmentState {
+                            source: SOURCE_UI.into(),
+                            hidden: false,
+                            deleted: false,
+                            data: json!({"path": directory.display().to_string()}),
+                        },
+                        None,
+                        None,
+                        &EnvChange {
+                            author: &author,
+                            action: "build",
+                            comment: &comment,
+                        },
+                    )
+                    .await;
+                match saved {
+                    Ok(saved) => {
+                        tracing::info!(environment = %name, version = saved.version, "local environment built");
+                        state.builds.update(&name, |b| {
+                            b.state = "succeeded";
+                            b.version = Some(saved.version);
+                            b.log.push_str(&format!("built: version {} of {name}\n", saved.version));
+                        });
+                    }
+                    Err(e) => state.builds.update(&name, |b| {
+                        b.state = "failed";
+                        b.error = Some(format!("built, but not recorded: {e}"));
+                    }),
+                }
+            }
+            Err(error) => {
+                tracing::warn!(environment = %name, %error, "building a local environment failed");
+                // Nothing points at the half-made venv.
+                let _ = std::fs::remove_dir_all(&directory);
+                state.builds.update(&name, |b| {
+                    b.state = "failed";
+                    b.log.push_str(&format!("failed: {error}\n"));
+                    b.error = Some(error);
+                });
+            }
+        }
+    });
+    Ok((StatusCode::ACCEPTED, Json(status)).into_response())
+}
+
+async fn build_status(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    Path((kind, name)): Path<(String, String)>,
+) -> Result<Response, HubError> {
+    filters(&me)?;
+    if kind_of(&kind)? != EnvKind::Environment {
+        return Err(HubError::NotFound("Only local environments are built".into()));
+    }
+    if let Some(status) = state.builds.get(&name) {
+        return Ok(Json(status).into_response());
+    }
+    // No build by this process: the requirements of the current version, if it was built.
+    let current = current(&state, EnvKind::Environment, &name).await?;
+    let requirements = current
+        .data
+        .get("path")
+        .and_then(Value::as_str)
+        .and_then(|p| {
+            std::fs::read_to_string(
+                std::path::Path::new(p).join(crate::env_build::REQUIREMENTS_FILE),
+            )
+            .ok()
+        })
+        .map(|t| crate::env_build::requirement_lines(&t))
+        .unwrap_or_default();
+    Ok(Json(json!({"state": "none", "requirements": requirements, "log": "", "version": current.version})).into_response())
 }
