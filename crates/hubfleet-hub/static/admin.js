@@ -438,9 +438,11 @@
     for (const e of data.environments) {
       const runs = e.data.path ? `Python environment ${e.data.path}` : e.data.cmd ? `command ${[].concat(e.data.cmd).join(" ")}` : "—";
       const actions = hub.el("td", { class: "actions" }, button("History", { label: `History of ${e.name}` }, () => showHistory("local", e, e.can_edit)));
+      if (e.can_edit && !e.data.cmd) actions.prepend(button("Build new version", { label: `Build a new version of ${e.name}` }, () => openBuild(e.name)));
       envs.append(hub.el("tr", { dataset: { env: e.name } }, hub.el("td", {}, hub.el("code", {}, e.name)), hub.el("td", { "data-label": "Runs" }, runs),
         hub.el("td", { "data-label": "Source" }, e.source === "config" ? "values file" : `admin panel, version ${e.version}`), actions));
     }
+    field("env-new").hidden = !data.unfiltered;
     if (!data.environments.length) envs.append(hub.el("tr", {}, hub.el("td", { colspan: 4 }, "No local environments.")));
   }
   const field = (id) => document.getElementById(id);
@@ -527,6 +529,60 @@
       }) : null)));
     field("history").showModal();
   }
+  // Builds: the log is followed until the build ends.
+  const buildDialog = field("build-dialog");
+  async function openBuild(name) {
+    field("build-name").value = name || "";
+    field("build-name").disabled = !!name;
+    field("build-title").textContent = name ? `Build a new version of ${name}` : "New environment";
+    field("build-comment").value = "";
+    field("build-state").textContent = "";
+    field("build-log").textContent = "";
+    field("build-requirements").value = "";
+    if (name) {
+      const last = await hub.api("GET", envApi("local", name, "/build"));
+      field("build-requirements").value = (last.requirements || []).join("\n");
+      showBuild(last);
+    }
+    buildDialog.returnValue = "";
+    buildDialog.showModal();
+  }
+  function showBuild(status) {
+    const words = { running: "Building…", succeeded: `Built: version ${status.version}.`, failed: "The build failed; the previous version stays in use." };
+    field("build-state").textContent = words[status.state] || "";
+    field("build-log").textContent = status.log || "";
+    field("build-log").scrollTop = field("build-log").scrollHeight;
+  }
+  async function followBuild(name) {
+    for (;;) {
+      const status = await hub.api("GET", envApi("local", name, "/build"));
+      showBuild(status);
+      if (status.state !== "running") {
+        await loadEnvironments();
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
+  field("env-new")?.addEventListener("click", () => openBuild(null).catch(showError));
+  field("build-form")?.addEventListener("submit", (e) => {
+    if (!e.submitter || e.submitter.value !== "ok") return;
+    e.preventDefault();
+    hub.act(e.submitter, async () => {
+      const name = field("build-name").value.trim();
+      try {
+        const status = await hub.api("POST", envApi("local", name, "/build"), {
+          requirements: field("build-requirements").value, comment: field("build-comment").value.trim(),
+        });
+        showBuild(status);
+      } catch (error) {
+        const problems = error.problems || [{ field: "", message: error.message }];
+        field("build-state").textContent = problems.map((p) => (p.field ? `${p.field}: ${p.message}` : p.message)).join("; ");
+        return;
+      }
+      await followBuild(name);
+    });
+  });
   if (envTab) envTab.addEventListener("click", () => loadEnvironments().catch(showError));
 
   loadUsers().catch(showError);

@@ -395,3 +395,157 @@ singleuser:
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["profiles"][1]["version"], 3, "{list}");
 }
+
+/// Wait for the build of `name` to end (bounded), and return its status.
+async fn build_finished(admin: &Browser, name: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let (status, body) = admin
+            .call(
+                Method::GET,
+                &format!("/hub/api/environments/local/{name}/build"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        if body["state"] != "running" {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build of {name} did not end: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A local environment built from the API (pip from PyPI): its log, a new version that profiles
+/// can name; a failing requirement shows pip's error and leaves the working version in place.
+#[tokio::test(flavor = "multi_thread")]
+async fn local_environments_are_built_with_their_log_and_pips_errors() {
+    let hub = TestHub::start_with(
+        &format!(
+        r#"hub:
+  config:
+    JupyterHub:
+      authenticator_class: dummy
+    Authenticator:
+      admin_users: [admin]
+  loadRoles:
+    class-a-teacher:
+      scopes: ["admin-ui", "admin:environments!group=class-a"]
+      users: [teacher]
+singleuser:
+  cmd: {}
+"#,
+            fake_singleuser()
+        ),
+        // A small build: the test checks the build, not a server in it.
+        "  environments:\n    build_packages: []\n",
+        &common::python_env(),
+    );
+    let admin = Browser::new(&hub);
+    admin.login("admin", "x").await;
+
+    // Bad input first: pip options and unusable names.
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/hub/api/environments/local/stats/build",
+            Some(json!({"requirements": "--index-url https://example.org\nsix"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["problems"][0]["field"], "requirements", "{body}");
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/hub/api/environments/local/..evil/build",
+            Some(json!({"requirements": "six"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    // Only an unfiltered admin:environments builds.
+    let teacher = Browser::new(&hub);
+    teacher.login("teacher", "x").await;
+    let (status, body) = teacher
+        .call(
+            Method::POST,
+            "/hub/api/environments/local/stats/build",
+            Some(json!({"requirements": "six"})),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/hub/api/environments/local/stats/build",
+            Some(json!({"requirements": "# tables\nsix\n", "comment": "first"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["state"], "running");
+    let built = build_finished(&admin, "stats").await;
+    assert_eq!(built["state"], "succeeded", "{built}");
+    assert_eq!(built["version"], 1, "{built}");
+    let log = built["log"].as_str().unwrap();
+    assert!(log.contains("Successfully installed six"), "{log}");
+    let first_path = built["directory"].as_str().unwrap().to_string();
+    assert!(std::path::Path::new(&first_path).join("bin/python").exists());
+    let (_, list) = admin.call(Method::GET, "/hub/api/environments", None).await;
+    assert_eq!(list["environments"][0]["name"], "stats", "{list}");
+    assert_eq!(list["environments"][0]["data"]["path"], first_path, "{list}");
+    // A profile may now name it as its image.
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/hub/api/environments/profiles",
+            Some(json!({"data": {"display_name": "Stats", "kubespawner_override": {"image": "stats"}}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/hub/api/environments/profiles",
+            Some(json!({"data": {"display_name": "Nope", "kubespawner_override": {"image": "nope"}}})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["problems"][0]["field"], "kubespawner_override.image", "{body}");
+
+    // A failing requirement: pip's own error, and the working version stays.
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/hub/api/environments/local/stats/build",
+            Some(json!({"requirements": "six\nno-such-package-hubfleet-test==1.0"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let failed = build_finished(&admin, "stats").await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("No matching distribution found for no-such-package-hubfleet-test==1.0"),
+        "{error}"
+    );
+    assert!(
+        failed["log"]
+            .as_str()
+            .unwrap()
+            .contains("No matching distribution found"),
+        "{failed}"
+    );
+    assert!(!std::path::Path::new(failed["directory"].as_str().unwrap()).exists());
+    let (_, list) = admin.call(Method::GET, "/hub/api/environments", None).await;
+    assert_eq!(list["environments"][0]["version"], 1, "{list}");
+    assert_eq!(list["environments"][0]["data"]["path"], first_path, "{list}");
+    let (_, history) = admin
+        .call(Method::GET, "/hub/api/environments/local/stats/history", None)
+        .await;
+    assert_eq!(history["versions"][0]["action"], "build", "{history}");
+    assert_eq!(history["versions"][0]["author"], "admin", "{history}");
+    assert_eq!(history["versions"][0]["comment"], "first", "{history}");
+}
