@@ -407,8 +407,9 @@ async fn environments_in_the_admin_panel() {
         common::cgroups_usable(),
         "this test needs a cgroup memory controller under /sys/fs/cgroup"
     );
-    let hub = TestHub::start(&format!(
-        r#"hub:
+    let hub = TestHub::start_with(
+        &format!(
+            r#"hub:
   config:
     JupyterHub:
       authenticator_class: dummy
@@ -426,8 +427,12 @@ singleuser:
       default: true
       kubespawner_override: {{mem_limit: 1G}}
 "#,
-        fake_singleuser()
-    ));
+            fake_singleuser()
+        ),
+        // Builds install only what they are asked (the scenario's fails in pip).
+        "  environments:\n    build_packages: []\n",
+        &common::python_env(),
+    );
     let admin = Browser::new(&hub);
     admin.login("admin", "x").await;
     let (status, body) = admin
