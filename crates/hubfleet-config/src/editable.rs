@@ -43,10 +43,7 @@ pub struct CheckedEnvironments {
 fn locate(key: &str) -> (String, String) {
     if let Some(rest) = key.strip_prefix("singleuser.profileList[") {
         if let Some((index, field)) = rest.split_once(']') {
-            return (
-                index.to_string(),
-                field.trim_start_matches('.').to_string(),
-            );
+            return (index.to_string(), field.trim_start_matches('.').to_string());
         }
     }
     if let Some(rest) = key.strip_prefix("hubfleet.local.environments.") {
@@ -148,7 +145,10 @@ mod tests {
             .find(|p| p.field == "kubespawner_override.mem_guarantee")
             .unwrap_or_else(|| panic!("{problems:?}"));
         assert_eq!(guarantee.object, "1");
-        assert!(guarantee.message.contains("above the limit"), "{guarantee:?}");
+        assert!(
+            guarantee.message.contains("above the limit"),
+            "{guarantee:?}"
+        );
         let image = problems
             .iter()
             .find(|p| p.field == "kubespawner_override.image")
@@ -158,9 +158,9 @@ mod tests {
         let typo = json!({"display_name": "T", "kubespawner_override": {"mem_limit": "lots"}});
         let problems = check(&[typo], &envs, &[]).unwrap_err();
         assert!(
-            problems
-                .iter()
-                .any(|p| p.field.starts_with("kubespawner_override") && p.message.contains("memory")),
+            problems.iter().any(
+                |p| p.field.starts_with("kubespawner_override") && p.message.contains("memory")
+            ),
             "{problems:?}"
         );
     }

@@ -50,7 +50,10 @@ pub fn build_venv(
     log: &mut dyn FnMut(&str),
 ) -> Result<(), BuildError> {
     if !venv.join("bin/python").exists() {
-        log(&format!("creating a Python environment in {}", venv.display()));
+        log(&format!(
+            "creating a Python environment in {}",
+            venv.display()
+        ));
         if let Some(parent) = venv.parent() {
             std::fs::create_dir_all(parent)?;
         }
@@ -82,7 +85,12 @@ pub fn build_venv(
     }
     log(&format!("pip install {}", wanted.join(" ")));
     let mut child = Command::new(venv.join("bin/pip"))
-        .args(["install", "--progress-bar", "off", "--disable-pip-version-check"])
+        .args([
+            "install",
+            "--progress-bar",
+            "off",
+            "--disable-pip-version-check",
+        ])
         .args(&wanted)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -9,11 +9,9 @@
 
 use std::collections::BTreeSet;
 
-use hubfleet_config::profiles::{Profile, slugify};
+use hubfleet_config::profiles::{slugify, Profile};
 use hubfleet_config::HubConfig;
-use hubfleet_store::{
-    EnvChange, EnvKind, EnvironmentState, Store, StoreError, StoredEnvironment,
-};
+use hubfleet_store::{EnvChange, EnvKind, EnvironmentState, Store, StoreError, StoredEnvironment};
 use serde_json::Value;
 
 use crate::profiles::{Environment, SpawnOptions};
@@ -148,7 +146,9 @@ pub async fn sync_environments_from_config(
                     },
                 )
                 .await?;
-            report.changed.push(format!("{}/{}", kind.as_str(), gone.name));
+            report
+                .changed
+                .push(format!("{}/{}", kind.as_str(), gone.name));
         }
     }
     if !report.changed.is_empty() {
@@ -201,7 +201,11 @@ pub async fn spawn_options(store: &Store, settings: &Settings) -> Result<SpawnOp
             cmd: env.cmd,
             env: env.env,
         };
-        match options.environments.iter_mut().find(|(n, _)| *n == stored.name) {
+        match options
+            .environments
+            .iter_mut()
+            .find(|(n, _)| *n == stored.name)
+        {
             Some((_, e)) => *e = environment,
             None => options.environments.push((stored.name, environment)),
         }
@@ -245,16 +249,22 @@ hubfleet:
             )
         };
         let config = HubConfig::from_yaml_str(&yaml("1G"), "t.yaml").unwrap();
-        let first = sync_environments_from_config(&store, &config).await.unwrap();
+        let first = sync_environments_from_config(&store, &config)
+            .await
+            .unwrap();
         assert_eq!(
             first.changed,
             vec!["profile/small", "profile/other", "environment/py"]
         );
-        let again = sync_environments_from_config(&store, &config).await.unwrap();
+        let again = sync_environments_from_config(&store, &config)
+            .await
+            .unwrap();
         assert!(again.changed.is_empty(), "{again:?}");
 
         let changed = HubConfig::from_yaml_str(&yaml("2G"), "t.yaml").unwrap();
-        let report = sync_environments_from_config(&store, &changed).await.unwrap();
+        let report = sync_environments_from_config(&store, &changed)
+            .await
+            .unwrap();
         assert_eq!(report.changed, vec!["profile/small"]);
         let history = store
             .environment_history(EnvKind::Profile, "small")

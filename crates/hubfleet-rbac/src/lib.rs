@@ -77,8 +77,7 @@ pub use roles::{default_role, default_roles, roles_to_scopes, validate_role_name
 pub use scope::{
     check_scopes_exist, is_known_scope, is_valid_custom_scope_name, scope_definition, suggest,
     CustomScopeDef, CustomScopes, Filter, FilterKind, Scope, ScopeDef, HUBFLEET_SCOPES, INHERIT,
-    NO_SCOPE,
-    SCOPE_DEFINITIONS, SELF,
+    NO_SCOPE, SCOPE_DEFINITIONS, SELF,
 };
 pub use token::{
     check_token_scopes, oauth_client_default_scopes, oauth_required_scopes, owner_scopes,

@@ -179,7 +179,11 @@ impl Store {
     }
 
     /// One object (deleted or not).
-    pub async fn environment(&self, kind: EnvKind, name: &str) -> Result<Option<StoredEnvironment>> {
+    pub async fn environment(
+        &self,
+        kind: EnvKind,
+        name: &str,
+    ) -> Result<Option<StoredEnvironment>> {
         let row = sqlx::query(
             "SELECT name, source, position, hidden, deleted, version, data FROM environments \
              WHERE kind = $1 AND name = $2",
@@ -399,7 +403,14 @@ mod tests {
         };
         let a = json!({"display_name": "A", "kubespawner_override": {"mem_limit": "1G"}});
         let s = store
-            .put_environment(EnvKind::Profile, "a", &state(a.clone()), None, None, &by("ann"))
+            .put_environment(
+                EnvKind::Profile,
+                "a",
+                &state(a.clone()),
+                None,
+                None,
+                &by("ann"),
+            )
             .await
             .unwrap();
         assert_eq!(s.version, 1);
@@ -415,7 +426,14 @@ mod tests {
             .unwrap();
         assert_eq!(s.version, 2);
         let stale = store
-            .put_environment(EnvKind::Profile, "a", &state(json!({})), None, Some(1), &by("x"))
+            .put_environment(
+                EnvKind::Profile,
+                "a",
+                &state(json!({})),
+                None,
+                Some(1),
+                &by("x"),
+            )
             .await;
         assert!(matches!(stale, Err(StoreError::Conflict { .. })));
         let history = store

@@ -27,10 +27,10 @@ pub mod signups;
 pub mod user_view;
 pub mod users;
 
+pub use auth_state::{AuthStateError, CryptKeeper, CryptKeyError, ResealReport, CRYPT_KEY_ENV};
 pub use environments::{
     EnvChange, EnvKind, EnvironmentState, EnvironmentVersion, StoredEnvironment,
 };
-pub use auth_state::{AuthStateError, CryptKeeper, CryptKeyError, ResealReport, CRYPT_KEY_ENV};
 pub use groups::{Group, GroupError};
 pub use roles::{RoleMembers, StoredRole};
 pub use secret::new_token;

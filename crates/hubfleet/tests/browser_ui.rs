@@ -469,9 +469,14 @@ singleuser:
 
     let ann = Browser::new(&hub);
     ann.login("ann", "x").await;
-    let model = ann.wait_ready("ann", std::time::Duration::from_secs(30)).await;
+    let model = ann
+        .wait_ready("ann", std::time::Duration::from_secs(30))
+        .await;
     assert_eq!(model["server"], "/user/ann/", "{model}");
-    assert_eq!(model["servers"][""]["user_options"]["profile"], "class-a", "{model}");
+    assert_eq!(
+        model["servers"][""]["user_options"]["profile"], "class-a",
+        "{model}"
+    );
     let pids = hub.server_pids("ann");
     assert!(!pids.is_empty(), "ann's server has no process");
     assert_eq!(common::cgroup_memory_limit(pids[0]), 300 << 20);

@@ -93,7 +93,10 @@ singleuser:
         .await;
     assert_eq!(status, 403, "{body}");
     assert!(
-        body["message"].as_str().unwrap().contains("allow_ui_overrides"),
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("allow_ui_overrides"),
         "{body}"
     );
 
@@ -264,20 +267,30 @@ singleuser:
         "~ kubespawner_override.mem_limit: \"300M\" → \"400M\""
     );
     assert_eq!(versions[1]["comment"], "more memory");
-    assert!(versions[0]["diff"].as_str().unwrap().contains("\"400M\" → \"300M\""));
+    assert!(versions[0]["diff"]
+        .as_str()
+        .unwrap()
+        .contains("\"400M\" → \"300M\""));
     // ann's running server was not touched by the edits.
     assert_eq!(hub.server_pids("ann"), pids);
 
     // An admin limited to class-a: their group's profile only.
     let teacher = Browser::new(&hub);
     teacher.login("teacher", "x").await;
-    let (status, list) = teacher.call(Method::GET, "/hub/api/environments", None).await;
+    let (status, list) = teacher
+        .call(Method::GET, "/hub/api/environments", None)
+        .await;
     assert_eq!(status, 200, "{list}");
     let can_edit: Vec<(&str, bool)> = list["profiles"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p["name"].as_str().unwrap(), p["can_edit"].as_bool().unwrap()))
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap(),
+                p["can_edit"].as_bool().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(can_edit, vec![("standard", false), ("class-a", true)]);
     let (status, body) = teacher
@@ -308,7 +321,10 @@ singleuser:
         let (status, body) = teacher.call(method, path, Some(data.clone())).await;
         assert_eq!(status, 403, "{data}: {body}");
         assert!(
-            body["message"].as_str().unwrap().contains("limited to groups [class-a]"),
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("limited to groups [class-a]"),
             "{body}"
         );
     }
@@ -321,7 +337,11 @@ singleuser:
         .await;
     assert_eq!(status, 201, "{body}");
     let (status, body) = teacher
-        .call(Method::DELETE, "/hub/api/environments/profiles/class-b", None)
+        .call(
+            Method::DELETE,
+            "/hub/api/environments/profiles/class-b",
+            None,
+        )
         .await;
     assert_eq!(status, 403, "{body}");
     // Someone without the scope at all.
@@ -339,7 +359,11 @@ singleuser:
 
     // The admin deletes class-b; the dump holds what the hub has now.
     let (status, body) = admin
-        .call(Method::DELETE, "/hub/api/environments/profiles/class-b", None)
+        .call(
+            Method::DELETE,
+            "/hub/api/environments/profiles/class-b",
+            None,
+        )
         .await;
     assert_eq!(status, 204, "{body}");
     let output = Command::new(env!("CARGO_BIN_EXE_hubfleet"))
@@ -357,7 +381,11 @@ singleuser:
     let profiles = values["singleuser"]["profileList"].as_array().unwrap();
     let slugs: Vec<&str> = profiles
         .iter()
-        .map(|p| p["slug"].as_str().unwrap_or(p["display_name"].as_str().unwrap()))
+        .map(|p| {
+            p["slug"]
+                .as_str()
+                .unwrap_or(p["display_name"].as_str().unwrap())
+        })
         .collect();
     assert_eq!(slugs, vec!["standard", "class-a"], "{dump}");
     assert_eq!(profiles[1]["kubespawner_override"]["mem_limit"], "300M");
@@ -389,7 +417,11 @@ singleuser:
         )
         .await;
     assert_eq!(status, 200, "{history}");
-    assert_eq!(history["versions"].as_array().unwrap().len(), 1, "{history}");
+    assert_eq!(
+        history["versions"].as_array().unwrap().len(),
+        1,
+        "{history}"
+    );
     assert_eq!(history["versions"][0]["author"], "config");
     let (status, list) = admin.call(Method::GET, "/hub/api/environments", None).await;
     assert_eq!(status, 200, "{list}");
@@ -425,7 +457,7 @@ async fn build_finished(admin: &Browser, name: &str) -> Value {
 async fn local_environments_are_built_with_their_log_and_pips_errors() {
     let hub = TestHub::start_with(
         &format!(
-        r#"hub:
+            r#"hub:
   config:
     JupyterHub:
       authenticator_class: dummy
@@ -492,10 +524,15 @@ singleuser:
     let log = built["log"].as_str().unwrap();
     assert!(log.contains("Successfully installed six"), "{log}");
     let first_path = built["directory"].as_str().unwrap().to_string();
-    assert!(std::path::Path::new(&first_path).join("bin/python").exists());
+    assert!(std::path::Path::new(&first_path)
+        .join("bin/python")
+        .exists());
     let (_, list) = admin.call(Method::GET, "/hub/api/environments", None).await;
     assert_eq!(list["environments"][0]["name"], "stats", "{list}");
-    assert_eq!(list["environments"][0]["data"]["path"], first_path, "{list}");
+    assert_eq!(
+        list["environments"][0]["data"]["path"], first_path,
+        "{list}"
+    );
     // A profile may now name it as its image.
     let (status, body) = admin
         .call(
@@ -513,7 +550,10 @@ singleuser:
         )
         .await;
     assert_eq!(status, 400, "{body}");
-    assert_eq!(body["problems"][0]["field"], "kubespawner_override.image", "{body}");
+    assert_eq!(
+        body["problems"][0]["field"], "kubespawner_override.image",
+        "{body}"
+    );
 
     // A failing requirement: pip's own error, and the working version stays.
     let (status, body) = admin
@@ -541,9 +581,16 @@ singleuser:
     assert!(!std::path::Path::new(failed["directory"].as_str().unwrap()).exists());
     let (_, list) = admin.call(Method::GET, "/hub/api/environments", None).await;
     assert_eq!(list["environments"][0]["version"], 1, "{list}");
-    assert_eq!(list["environments"][0]["data"]["path"], first_path, "{list}");
+    assert_eq!(
+        list["environments"][0]["data"]["path"], first_path,
+        "{list}"
+    );
     let (_, history) = admin
-        .call(Method::GET, "/hub/api/environments/local/stats/history", None)
+        .call(
+            Method::GET,
+            "/hub/api/environments/local/stats/history",
+            None,
+        )
         .await;
     assert_eq!(history["versions"][0]["action"], "build", "{history}");
     assert_eq!(history["versions"][0]["author"], "admin", "{history}");

@@ -64,11 +64,13 @@ fn filters(me: &Identity) -> Result<ScopeFilters, HubError> {
 }
 
 fn allowed_groups(data: &Value) -> Option<Vec<String>> {
-    data.get("allowed_groups").and_then(Value::as_array).map(|a| {
-        a.iter()
-            .filter_map(|g| g.as_str().map(str::to_string))
-            .collect()
-    })
+    data.get("allowed_groups")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|g| g.as_str().map(str::to_string))
+                .collect()
+        })
 }
 
 /// May the caller change an object whose data is `data`?
@@ -110,8 +112,7 @@ fn refuse_uncovered(
 }
 
 fn model(state: &AppState, filters: &ScopeFilters, e: &StoredEnvironment) -> Value {
-    let read_only =
-        e.source == SOURCE_CONFIG && !state.settings.environments.allow_ui_overrides;
+    let read_only = e.source == SOURCE_CONFIG && !state.settings.environments.allow_ui_overrides;
     json!({
         "kind": e.kind,
         "name": e.name,
@@ -124,7 +125,11 @@ fn model(state: &AppState, filters: &ScopeFilters, e: &StoredEnvironment) -> Val
     })
 }
 
-async fn current(state: &AppState, kind: EnvKind, name: &str) -> Result<StoredEnvironment, HubError> {
+async fn current(
+    state: &AppState,
+    kind: EnvKind,
+    name: &str,
+) -> Result<StoredEnvironment, HubError> {
     state
         .store
         .environment(kind, name)
@@ -250,7 +255,9 @@ async fn check(
                         .ok()
                         .and_then(|i| profiles.get(i).map(|(n, _)| format!("profile `{n}`")))
                         .unwrap_or_else(|| format!("environment `{}`", p.object));
-                    out.push(json!({"field": p.field, "message": format!("{other}: {}", p.message)}));
+                    out.push(
+                        json!({"field": p.field, "message": format!("{other}: {}", p.message)}),
+                    );
                 }
             }
             Ok(Err(validation_response(out)))
@@ -303,6 +310,7 @@ fn store_error(e: StoreError) -> HubError {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn save(
     state: &AppState,
     me: &Identity,
@@ -353,7 +361,11 @@ async fn create(
             return Err(HubError::Conflict(format!(
                 "A {} named `{name}` exists already: choose another {}",
                 kind.as_str(),
-                if kind == EnvKind::Profile { "slug" } else { "name" }
+                if kind == EnvKind::Profile {
+                    "slug"
+                } else {
+                    "name"
+                }
             )));
         }
     }
@@ -572,7 +584,11 @@ async fn delete(
             .environments(EnvKind::Profile)
             .await?
             .into_iter()
-            .filter(|p| p.data.to_string().contains(&format!("\"image\":\"{name}\"")))
+            .filter(|p| {
+                p.data
+                    .to_string()
+                    .contains(&format!("\"image\":\"{name}\""))
+            })
             .map(|p| p.name)
             .collect();
         if !users.is_empty() {
@@ -610,7 +626,10 @@ async fn history(
     let kind = kind_of(&kind)?;
     let versions = state.store.environment_history(kind, &name).await?;
     if versions.is_empty() {
-        return Err(HubError::NotFound(format!("No such {}: {name}", kind.as_str())));
+        return Err(HubError::NotFound(format!(
+            "No such {}: {name}",
+            kind.as_str()
+        )));
     }
     let versions: Vec<Value> = versions
         .iter()
@@ -849,7 +868,8 @@ async fn build(
                         state.builds.update(&name, |b| {
                             b.state = "succeeded";
                             b.version = Some(saved.version);
-                            b.log.push_str(&format!("built: version {} of {name}\n", saved.version));
+                            b.log
+                                .push_str(&format!("built: version {} of {name}\n", saved.version));
                         });
                     }
                     Err(e) => state.builds.update(&name, |b| {
@@ -880,7 +900,9 @@ async fn build_status(
 ) -> Result<Response, HubError> {
     filters(&me)?;
     if kind_of(&kind)? != EnvKind::Environment {
-        return Err(HubError::NotFound("Only local environments are built".into()));
+        return Err(HubError::NotFound(
+            "Only local environments are built".into(),
+        ));
     }
     if let Some(status) = state.builds.get(&name) {
         return Ok(Json(status).into_response());
