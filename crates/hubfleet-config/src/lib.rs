@@ -36,6 +36,7 @@
 use std::path::{Component, Path, PathBuf};
 
 pub mod auth;
+pub mod editable;
 mod error;
 pub mod fixtures;
 pub mod https;
@@ -58,11 +59,12 @@ pub use locate::{KeyPositions, KeySeg};
 pub use model::COOKIE_SECRET_MIN_BYTES;
 pub use model::{
     ApiRateLimit, AuthenticatorConfig, AuthenticatorKind, BaseUrl, CookieSecret, Cull, CullerKind,
-    Db, DbType, DummyAuthenticatorConfig, GroupConfig, Hub, HubEnv, HubTraitletConfig, Hubfleet,
-    JupyterHubConfig, KubernetesConfig, LocalSpawnerConfig, NativeAuthenticatorConfig, RoleConfig,
-    ServiceConfig, SharedPasswordAuthenticatorConfig, Singleuser, SpawnerKind,
-    DEFAULT_CULL_CONCURRENCY, DEFAULT_CULL_EVERY_SECS, DEFAULT_CULL_TIMEOUT_SECS, DEFAULT_DATA_DIR,
-    DEFAULT_LISTEN, DEFAULT_SINGLEUSER_CMD, DEFAULT_START_TIMEOUT_SECS, SQLITE_FILE_NAME,
+    Db, DbType, DummyAuthenticatorConfig, EnvironmentsConfig, GroupConfig, Hub, HubEnv,
+    HubTraitletConfig, Hubfleet, JupyterHubConfig, KubernetesConfig, LocalSpawnerConfig,
+    NativeAuthenticatorConfig, RoleConfig, ServiceConfig, SharedPasswordAuthenticatorConfig,
+    Singleuser, SpawnerKind, DEFAULT_CULL_CONCURRENCY, DEFAULT_CULL_EVERY_SECS,
+    DEFAULT_CULL_TIMEOUT_SECS, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_SINGLEUSER_CMD,
+    DEFAULT_START_TIMEOUT_SECS, SQLITE_FILE_NAME,
 };
 pub use model::{DEFAULT_API_RATE_BURST, DEFAULT_API_RATE_PER_SECOND};
 

@@ -1105,6 +1105,28 @@ pub struct Hubfleet {
     /// how `hubfleet render k8s` lays the hub out.
     #[serde(deserialize_with = "null_default")]
     pub kubernetes: KubernetesConfig,
+    /// `hubfleet.environments`: profiles and local environments edited in the admin panel.
+    #[serde(deserialize_with = "null_default")]
+    pub environments: EnvironmentsConfig,
+}
+
+/// `hubfleet.environments`: how profiles and local environments kept in the database (seeded
+/// from `singleuser.profileList` and `hubfleet.local.environments`) may be changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnvironmentsConfig {
+    /// `allow_ui_overrides`: admins may edit, hide and delete the profiles and environments the
+    /// config defines (a config change then leaves the edited ones alone). Off by default: the
+    /// values file stays the truth for what it defines.
+    #[serde(deserialize_with = "bool_or_default")]
+    pub allow_ui_overrides: bool,
+    /// `python`: the Python that builds local environments from the admin panel (default
+    /// `python3`).
+    #[serde(deserialize_with = "opt_string")]
+    pub python: Option<String>,
+    /// `build_packages`: what every build installs before its requirements (default
+    /// `[jupyterhub, jupyterlab]`, what a server needs).
+    pub build_packages: Option<Vec<String>>,
 }
 
 /// `Chart:` as z2jh's chart gives it to its hub (in the values it reads) and as `hubfleet render
@@ -1203,6 +1225,7 @@ impl Default for Hubfleet {
             http_redirect_listen: None,
             api_rate_limit: ApiRateLimit::default(),
             kubernetes: KubernetesConfig::default(),
+            environments: EnvironmentsConfig::default(),
         }
     }
 }

@@ -22,6 +22,49 @@ pub fn routes() -> Router<AppState> {
         .route("/hub/admin", get(admin_page))
         .route("/hub/admin/log/{user}", get(log_default))
         .route("/hub/admin/log/{user}/{server}", get(log_named))
+        .route("/hub/admin/environments/preview", get(environments_preview))
+}
+
+#[derive(serde::Deserialize, Default)]
+struct PreviewQuery {
+    #[serde(default)]
+    groups: String,
+}
+
+/// The server options page as members of `groups` see it now (Start disabled).
+async fn environments_preview(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+    axum::extract::Query(query): axum::extract::Query<PreviewQuery>,
+) -> Result<Response, HubError> {
+    let me = match admin_user(&state, &headers, &uri).await? {
+        Ok(me) => me,
+        Err(page) => return Ok(page),
+    };
+    if me
+        .identity
+        .scopes
+        .parsed()
+        .get(crate::api::environments::SCOPE)
+        .is_none()
+    {
+        return Ok(error_page(
+            &state,
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "The preview needs the `admin:environments` permission, which you do not have.",
+            None,
+        ));
+    }
+    let groups: Vec<String> = query
+        .groups
+        .split(',')
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .map(str::to_string)
+        .collect();
+    crate::spawn_page::preview(&state, &headers, &me, &groups).await
 }
 
 /// The signed-in person if they hold `admin-ui`; otherwise the page to show instead.
@@ -76,6 +119,7 @@ async fn admin_page(
             can_stop_all => unfiltered("admin:servers"),
             can_create_groups => unfiltered("admin:groups"),
             can_list_groups => parsed.get("list:groups").is_some(),
+            can_environments => parsed.get(crate::api::environments::SCOPE).is_some(),
             scopes => page_scopes(parsed),
             ..nav(&me)
         },
@@ -96,6 +140,7 @@ fn page_scopes(parsed: &hubfleet_rbac::ParsedScopes) -> String {
         "admin:groups",
         "groups",
         "delete:groups",
+        "admin:environments",
     ] {
         let value = match parsed.get(base) {
             None => continue,

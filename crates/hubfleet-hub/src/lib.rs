@@ -26,6 +26,8 @@ pub mod cluster;
 mod config_groups;
 mod cookie_secret;
 pub mod culler;
+pub mod env_build;
+pub mod environments;
 pub mod external_proxy;
 pub mod https;
 mod identity;
@@ -83,6 +85,8 @@ pub struct Settings {
     pub metrics: Arc<metrics::Metrics>,
     /// Profiles, limits, environments and storage of user servers.
     pub spawn_options: profiles::SpawnOptions,
+    /// How profiles and environments may be edited (`hubfleet.environments`).
+    pub environments: environments::EnvironmentSettings,
     /// Template overrides and variables (branding, announcements).
     pub pages: PageSettings,
     /// `hub.cookieSecret`: keys XSRF tokens; when it changes, every login session ends at start.
@@ -160,6 +164,7 @@ impl Settings {
             culler: None,
             metrics: Arc::new(metrics::Metrics::default()),
             spawn_options: profiles::SpawnOptions::default(),
+            environments: environments::EnvironmentSettings::default(),
             pages: PageSettings::default(),
             cookie_secret: None,
             redirect_to_server: false,
@@ -346,6 +351,8 @@ pub struct AppState {
     pub(crate) culler_task: Arc<std::sync::Mutex<Option<tokio::task::AbortHandle>>>,
     /// Set by `hubfleet serve` (a hub started from files): reloads them.
     pub config_reloader: Arc<std::sync::OnceLock<Arc<reload::ConfigReloader>>>,
+    /// Builds of local environments started from the admin panel (their logs).
+    pub builds: env_build::Builds,
 }
 
 impl AppState {
@@ -600,6 +607,7 @@ impl Hub {
             leader,
             culler_task: Arc::default(),
             config_reloader: Arc::default(),
+            builds: env_build::Builds::default(),
         };
         ensure_admins(&state).await?;
         config_groups::load(&state).await?;

@@ -478,7 +478,7 @@ impl Lifecycle {
         mut env: BTreeMap<String, String>,
     ) -> Result<Result<LaunchSpec, String>, HubError> {
         let settings = &self.inner.settings.current();
-        let options = &settings.spawn_options;
+        let options = &crate::environments::spawn_options(&self.inner.store, settings).await?;
         let groups = self.inner.store.groups_of_user(user.id).await?;
         let resolved = match crate::profiles::resolve(options, &groups, &server.user_options) {
             Ok(resolved) => resolved,

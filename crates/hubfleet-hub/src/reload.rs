@@ -197,10 +197,15 @@ async fn apply(
         sync_services(state, &old.services, &new.services).await,
     );
     check("cull", restart_culler(state, old, new).await);
-    // Profiles: config-defined environments are applied here. With environments stored in the
-    // database (issue 19, environments), call `sync_environments_from_config(&state.store,
-    // config, …)` at this point; until then the swapped settings carry `spawn_options`.
-    let _ = config;
+    // Config-defined profiles and local environments are versioned objects in the database: a
+    // changed one becomes a new version authored by "config"; those made in the admin panel stay.
+    check(
+        "environments",
+        crate::environments::sync_environments_from_config(&state.store, config)
+            .await
+            .map(|_| ())
+            .map_err(Into::into),
+    );
     errors
 }
 

@@ -214,6 +214,43 @@ fn render(
     response
 }
 
+/// The options page as members of `groups` see it, for the admin panel's preview: nothing can
+/// be started from it.
+pub(crate) async fn preview(
+    state: &AppState,
+    headers: &HeaderMap,
+    me: &PageUser,
+    groups: &[String],
+) -> Result<Response, HubError> {
+    let options = crate::environments::spawn_options(&state.store, &state.settings()).await?;
+    let visible = profiles::visible(&options, groups);
+    let who = if groups.is_empty() {
+        "people in no group".to_string()
+    } else {
+        format!("members of {}", groups.join(", "))
+    };
+    let (xsrf, set) = identity::xsrf_token(state, headers, me.session());
+    let body = state.templates().render(
+        "spawn_options.html",
+        context! {
+            target => me.user.name,
+            server_name => "",
+            profiles => cards(&visible, groups, &Map::new()),
+            xsrf,
+            preview => format!("Preview: the server options {who} see now. Nothing starts from this page."),
+            action => "",
+            ..crate::templates::nav(me)
+        },
+    );
+    let mut response = (StatusCode::OK, Html(body)).into_response();
+    if let Some(cookie) = set {
+        response
+            .headers_mut()
+            .append(axum::http::header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
 /// For `GET /hub/spawn[/<user>[/<server>]]`: the options form, when profiles are configured
 /// and the server is stopped; `None` to go on with a plain start.
 pub(crate) async fn options_form(
@@ -224,7 +261,9 @@ pub(crate) async fn options_form(
     server_name: &str,
     next: Option<&str>,
 ) -> Result<Option<Response>, HubError> {
-    if state.settings().spawn_options.profiles.is_empty() {
+    let settings = state.settings();
+    let options = crate::environments::spawn_options(&state.store, &settings).await?;
+    if options.profiles.is_empty() {
         return Ok(None);
     }
     let server = state.store.server(target.id, server_name).await?;
@@ -232,8 +271,7 @@ pub(crate) async fn options_form(
         return Ok(None);
     }
     let groups = state.store.groups_of_user(target.id).await?;
-    let settings = state.settings();
-    let visible = profiles::visible(&settings.spawn_options, &groups);
+    let visible = profiles::visible(&options, &groups);
     let chosen = server
         .as_ref()
         .and_then(|s| s.user_options.as_object().cloned())
@@ -379,7 +417,7 @@ async fn submit(
     let chosen = options_from_form(&form);
     let next = next.as_deref().and_then(urls::safe_next);
     let groups = state.store.groups_of_user(user.id).await?;
-    let options = &state.settings().spawn_options;
+    let options = &crate::environments::spawn_options(&state.store, &state.settings()).await?;
     if let Err(message) = profiles::resolve(options, &groups, &Value::Object(chosen.clone())) {
         tracing::info!(user = %user.name, %message, "server options refused");
         let visible = profiles::visible(options, &groups);

@@ -377,5 +377,213 @@
     }
   }
 
+  // ---- environments (profiles and local environments, versioned in the hub) ----
+  const envTab = document.getElementById("tab-environments");
+  const profileDialog = document.getElementById("profile-dialog");
+  let editingProfile = null; // null: a new profile
+  const envApi = (kind, name, rest) => "/environments/" + kind + (name === undefined ? "" : hub.path(name)) + (rest || "");
+  const text = (v) => (v === undefined || v === null ? "" : String(v));
+  const GPU = "nvidia.com/gpu";
+  function resources(data) {
+    const o = data.kubespawner_override || {};
+    const parts = [];
+    if (o.image) parts.push(`image ${o.image}`);
+    if (o.cpu_guarantee || o.cpu_limit) parts.push(`CPU ${text(o.cpu_guarantee) || "–"}/${text(o.cpu_limit) || "–"}`);
+    if (o.mem_guarantee || o.mem_limit) parts.push(`memory ${text(o.mem_guarantee) || "–"}/${text(o.mem_limit) || "–"}`);
+    const gpus = (o.extra_resource_limits || {})[GPU];
+    if (gpus) parts.push(`${gpus} GPU`);
+    return parts.join(", ") || "defaults";
+  }
+  async function loadEnvironments() {
+    const data = await hub.api("GET", "/environments");
+    const list = document.getElementById("pf-image-list");
+    list.replaceChildren(...data.environments.map((e) => hub.el("option", { value: e.name })));
+    const tbody = document.querySelector("#profiles tbody");
+    tbody.replaceChildren();
+    document.getElementById("profile-new").hidden = false;
+    for (const p of data.profiles) {
+      const d = p.data;
+      const name = d.display_name || p.name;
+      const actions = hub.el("td", { class: "actions" });
+      const act = (label, handler) => actions.append(button(label, { label: `${label} ${name}` }, handler));
+      if (p.can_edit) act("Edit", () => editProfile(p));
+      act("Duplicate", async () => {
+        await hub.api("POST", envApi("profiles", p.name, "/duplicate"), {});
+        hub.status(`Duplicated ${name}.`);
+        await loadEnvironments();
+      });
+      if (p.can_edit) act(p.hidden ? "Show" : "Hide", async () => {
+        await hub.api("POST", envApi("profiles", p.name, "/hide"), { hidden: !p.hidden });
+        hub.status(`${p.hidden ? "Shown" : "Hidden"}: ${name}.`);
+        await loadEnvironments();
+      });
+      if (p.can_edit) act("Delete", async () => {
+        if (!(await hub.confirm(`Delete the profile ${name}? Running servers keep going; its history stays.`))) return;
+        await hub.api("DELETE", envApi("profiles", p.name));
+        hub.status(`Deleted ${name}.`);
+        await loadEnvironments();
+      });
+      act("History", () => showHistory("profiles", p, p.can_edit));
+      tbody.append(hub.el("tr", { dataset: { profile: p.name } },
+        hub.el("td", {}, hub.el("strong", {}, name), " ", hub.el("code", {}, p.name), p.hidden ? hub.el("span", { class: "badge" }, "hidden") : null,
+          d.description ? hub.el("div", { class: "muted" }, d.description) : null),
+        hub.el("td", { "data-label": "Groups" }, (d.allowed_groups || []).join(", ") || "everyone"),
+        hub.el("td", { class: "resources", "data-label": "Resources" }, resources(d)),
+        hub.el("td", { "data-label": "Source" }, p.source === "config" ? (p.read_only ? "values file (read-only)" : "values file") : `admin panel, version ${p.version}`),
+        actions));
+    }
+    if (!data.profiles.length) tbody.append(hub.el("tr", {}, hub.el("td", { colspan: 5 }, "No profiles: users get the default server.")));
+    const envs = document.querySelector("#local-envs tbody");
+    envs.replaceChildren();
+    for (const e of data.environments) {
+      const runs = e.data.path ? `Python environment ${e.data.path}` : e.data.cmd ? `command ${[].concat(e.data.cmd).join(" ")}` : "—";
+      const actions = hub.el("td", { class: "actions" }, button("History", { label: `History of ${e.name}` }, () => showHistory("local", e, e.can_edit)));
+      if (e.can_edit && !e.data.cmd) actions.prepend(button("Build new version", { label: `Build a new version of ${e.name}` }, () => openBuild(e.name)));
+      envs.append(hub.el("tr", { dataset: { env: e.name } }, hub.el("td", {}, hub.el("code", {}, e.name)), hub.el("td", { "data-label": "Runs" }, runs),
+        hub.el("td", { "data-label": "Source" }, e.source === "config" ? "values file" : `admin panel, version ${e.version}`), actions));
+    }
+    field("env-new").hidden = !data.unfiltered;
+    if (!data.environments.length) envs.append(hub.el("tr", {}, hub.el("td", { colspan: 4 }, "No local environments.")));
+  }
+  const field = (id) => document.getElementById(id);
+  function editProfile(p) {
+    editingProfile = p;
+    const d = (p && p.data) || {};
+    const o = d.kubespawner_override || {};
+    field("profile-title").textContent = p ? `Edit ${d.display_name || p.name}` : "New profile";
+    field("pf-display-name").value = text(d.display_name);
+    field("pf-slug").value = p ? p.name : "";
+    field("pf-slug").disabled = !!p;
+    field("pf-description").value = text(d.description);
+    field("pf-image").value = text(o.image);
+    field("pf-cpu-guarantee").value = text(o.cpu_guarantee);
+    field("pf-cpu-limit").value = text(o.cpu_limit);
+    field("pf-mem-guarantee").value = text(o.mem_guarantee);
+    field("pf-mem-limit").value = text(o.mem_limit);
+    field("pf-gpus").value = text((o.extra_resource_limits || {})[GPU]);
+    field("pf-groups").value = (d.allowed_groups || []).join(", ");
+    field("pf-comment").value = "";
+    field("profile-errors").replaceChildren();
+    profileDialog.returnValue = "";
+    profileDialog.showModal();
+  }
+  function profileData() {
+    const base = editingProfile ? JSON.parse(JSON.stringify(editingProfile.data)) : {};
+    const o = base.kubespawner_override || {};
+    const set = (obj, key, value) => { if (value === "") delete obj[key]; else obj[key] = value; };
+    set(base, "display_name", field("pf-display-name").value.trim());
+    if (!editingProfile) set(base, "slug", field("pf-slug").value.trim());
+    set(base, "description", field("pf-description").value.trim());
+    set(o, "image", field("pf-image").value.trim());
+    set(o, "cpu_guarantee", field("pf-cpu-guarantee").value.trim());
+    set(o, "cpu_limit", field("pf-cpu-limit").value.trim());
+    set(o, "mem_guarantee", field("pf-mem-guarantee").value.trim());
+    set(o, "mem_limit", field("pf-mem-limit").value.trim());
+    const gpus = field("pf-gpus").value.trim();
+    const extra = o.extra_resource_limits || {};
+    if (gpus === "" || gpus === "0") delete extra[GPU]; else extra[GPU] = Number(gpus);
+    if (Object.keys(extra).length) o.extra_resource_limits = extra; else delete o.extra_resource_limits;
+    if (Object.keys(o).length) base.kubespawner_override = o; else delete base.kubespawner_override;
+    const groups = field("pf-groups").value.split(",").map((g) => g.trim()).filter(Boolean);
+    if (groups.length) base.allowed_groups = groups; else delete base.allowed_groups;
+    return base;
+  }
+  field("profile-new")?.addEventListener("click", () => editProfile(null));
+  field("profile-form")?.addEventListener("submit", (e) => {
+    if (!e.submitter || e.submitter.value !== "ok") return;
+    e.preventDefault();
+    hub.act(e.submitter, async () => {
+      const errors = field("profile-errors");
+      errors.replaceChildren();
+      const body = { data: profileData(), comment: field("pf-comment").value.trim() };
+      try {
+        if (editingProfile) {
+          body.version = editingProfile.version;
+          await hub.api("PUT", envApi("profiles", editingProfile.name), body);
+        } else {
+          await hub.api("POST", envApi("profiles"), body);
+        }
+      } catch (error) {
+        const problems = error.problems || [{ field: "", message: error.message }];
+        errors.replaceChildren(...problems.map((p) => hub.el("li", {}, p.field ? `${p.field}: ${p.message}` : p.message)));
+        return;
+      }
+      profileDialog.close("ok");
+      hub.status(`Saved ${body.data.display_name}.`);
+      await loadEnvironments();
+    });
+  });
+  async function showHistory(kind, object, canRestore) {
+    const data = await hub.api("GET", envApi(kind, object.name, "/history"));
+    field("history-title").textContent = `History of ${object.name}`;
+    const list = field("history-list");
+    list.replaceChildren(...data.versions.map((v) => hub.el("li", { dataset: { version: v.version } },
+      hub.el("p", {}, hub.el("strong", {}, `Version ${v.version}`), ` — ${v.action} by `, hub.el("span", { class: "author" }, v.author), `, ${hub.when(v.created)}`,
+        v.comment ? hub.el("span", { class: "comment" }, `: ${v.comment}`) : null),
+      v.diff ? hub.el("pre", { class: "log diff" }, v.diff) : null,
+      canRestore && v.version !== object.version ? button(`Restore version ${v.version}`, {}, async () => {
+        await hub.api("POST", envApi(kind, object.name, "/restore"), { version: v.version });
+        field("history").close();
+        hub.status(`Restored version ${v.version} of ${object.name}.`);
+        await loadEnvironments();
+      }) : null)));
+    field("history").showModal();
+  }
+  // Builds: the log is followed until the build ends.
+  const buildDialog = field("build-dialog");
+  async function openBuild(name) {
+    field("build-name").value = name || "";
+    field("build-name").disabled = !!name;
+    field("build-title").textContent = name ? `Build a new version of ${name}` : "New environment";
+    field("build-comment").value = "";
+    field("build-state").textContent = "";
+    field("build-log").textContent = "";
+    field("build-requirements").value = "";
+    if (name) {
+      const last = await hub.api("GET", envApi("local", name, "/build"));
+      field("build-requirements").value = (last.requirements || []).join("\n");
+      showBuild(last);
+    }
+    buildDialog.returnValue = "";
+    buildDialog.showModal();
+  }
+  function showBuild(status) {
+    const words = { running: "Building…", succeeded: `Built: version ${status.version}.`, failed: "The build failed; the previous version stays in use." };
+    field("build-state").textContent = words[status.state] || "";
+    field("build-log").textContent = status.log || "";
+    field("build-log").scrollTop = field("build-log").scrollHeight;
+  }
+  async function followBuild(name) {
+    for (;;) {
+      const status = await hub.api("GET", envApi("local", name, "/build"));
+      showBuild(status);
+      if (status.state !== "running") {
+        await loadEnvironments();
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
+  field("env-new")?.addEventListener("click", () => openBuild(null).catch(showError));
+  field("build-form")?.addEventListener("submit", (e) => {
+    if (!e.submitter || e.submitter.value !== "ok") return;
+    e.preventDefault();
+    hub.act(e.submitter, async () => {
+      const name = field("build-name").value.trim();
+      try {
+        const status = await hub.api("POST", envApi("local", name, "/build"), {
+          requirements: field("build-requirements").value, comment: field("build-comment").value.trim(),
+        });
+        showBuild(status);
+      } catch (error) {
+        const problems = error.problems || [{ field: "", message: error.message }];
+        field("build-state").textContent = problems.map((p) => (p.field ? `${p.field}: ${p.message}` : p.message)).join("; ");
+        return;
+      }
+      await followBuild(name);
+    });
+  });
+  if (envTab) envTab.addEventListener("click", () => loadEnvironments().catch(showError));
+
   loadUsers().catch(showError);
 })();

@@ -22,6 +22,7 @@ const hub = {
     if (!response.ok) {
       const error = new Error((data && data.message) || `${response.status} ${response.statusText}`);
       error.status = response.status;
+      if (data && data.problems) error.problems = data.problems;
       throw error;
     }
     return data;

@@ -117,6 +117,27 @@ impl ScopeFilters {
     }
 }
 
+impl ScopeFilters {
+    /// Whether these filters cover a profile limited to `allowed_groups` (hubfleet's
+    /// `admin:environments!group=<g>`): unfiltered covers every profile; group filters cover a
+    /// profile only when it is limited to groups (`Some`, not empty) that are all among them.
+    /// A profile open to everyone (`None`) needs the unfiltered scope.
+    pub fn covers_profile_groups(&self, allowed_groups: Option<&[String]>) -> bool {
+        match self {
+            ScopeFilters::All => true,
+            ScopeFilters::Only(filters) => {
+                let Some(held) = filters.get(&FilterKind::Group) else {
+                    return false;
+                };
+                match allowed_groups {
+                    Some(groups) if !groups.is_empty() => groups.iter().all(|g| held.contains(g)),
+                    _ => false,
+                }
+            }
+        }
+    }
+}
+
 /// Expanded scopes grouped by base (`parse_scopes`): `read:users!user=alice` becomes
 /// `{"read:users": Only({user: {"alice"}})}`.
 ///

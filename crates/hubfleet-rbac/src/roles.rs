@@ -100,6 +100,7 @@ fn admin_role() -> Role {
             "read:roles",
             "read:metrics",
             "shares",
+            "admin:environments",
         ],
     )
 }
@@ -194,7 +195,8 @@ mod tests {
             ["users:activity!user", "access:servers!server"]
         );
         assert_eq!(default_role("token").unwrap().scopes, ["inherit"]);
-        assert_eq!(default_role("admin").unwrap().scopes.len(), 17);
+        // Upstream's 16, and hubfleet's `admin:hub` and `admin:environments`.
+        assert_eq!(default_role("admin").unwrap().scopes.len(), 18);
         for r in &roles {
             r.validate(&CustomScopes::default())
                 .unwrap_or_else(|e| panic!("{}: {e}", r.name));

@@ -214,10 +214,15 @@ pub const SCOPE_DEFINITIONS: &[ScopeDef] = &[
         "Change the hub's configuration: reload it from its files.",
         &[],
     ),
+    def(
+        "admin:environments",
+        "Create, edit, hide, delete and restore profiles and local environments (hubfleet). With `!group=<g>`: only profiles limited to groups that are all within the filter.",
+        &[],
+    ),
 ];
 
-/// Scopes hubfleet adds to JupyterHub's (at the end of [`SCOPE_DEFINITIONS`]).
-pub const HUBFLEET_SCOPES: &[&str] = &["admin:hub"];
+/// Scopes hubfleet adds to JupyterHub's (at the end of [`SCOPE_DEFINITIONS`]; not in upstream's REST API spec).
+pub const HUBFLEET_SCOPES: &[&str] = &["admin:hub", "admin:environments"];
 
 /// The table row of a built-in scope.
 pub fn scope_definition(name: &str) -> Option<&'static ScopeDef> {
@@ -809,6 +814,7 @@ mod tests {
                 assert!(is_known_scope(s), "{} -> unknown {s}", d.name);
             }
         }
-        assert_eq!(SCOPE_DEFINITIONS.len(), 49);
+        // JupyterHub 6's 48, and hubfleet's `admin:hub` and `admin:environments`.
+        assert_eq!(SCOPE_DEFINITIONS.len(), 50);
     }
 }

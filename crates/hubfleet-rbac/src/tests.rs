@@ -160,6 +160,7 @@ const EXPANSIONS: &[(&str, &[&str])] = &[
     ("shutdown", &["shutdown"]),
     ("read:metrics", &["read:metrics"]),
     ("admin:hub", &["admin:hub"]),
+    ("admin:environments", &["admin:environments"]),
 ];
 
 #[test]
@@ -1001,4 +1002,21 @@ fn identify_and_access_scopes() {
             "read:users:name"
         ])
     );
+}
+
+#[test]
+fn environments_scope_filtered_by_group_covers_only_profiles_within_the_group() {
+    let parsed = crate::ParsedScopes::parse(["admin:environments!group=class-a"]);
+    let filters = parsed.get("admin:environments").unwrap();
+    let class_a = vec!["class-a".to_string()];
+    let both = vec!["class-a".to_string(), "class-b".to_string()];
+    assert!(filters.covers_profile_groups(Some(&class_a)));
+    assert!(!filters.covers_profile_groups(Some(&both)));
+    assert!(!filters.covers_profile_groups(None));
+    assert!(!filters.covers_profile_groups(Some(&[])));
+    let all = crate::ParsedScopes::parse(["admin:environments"]);
+    assert!(all
+        .get("admin:environments")
+        .unwrap()
+        .covers_profile_groups(None));
 }

@@ -18,6 +18,7 @@ pub mod backup;
 mod changes;
 pub mod cluster;
 mod cookie_secret;
+pub mod environments;
 pub mod groups;
 pub mod roles;
 pub mod secret;
@@ -27,6 +28,9 @@ pub mod user_view;
 pub mod users;
 
 pub use auth_state::{AuthStateError, CryptKeeper, CryptKeyError, ResealReport, CRYPT_KEY_ENV};
+pub use environments::{
+    EnvChange, EnvKind, EnvironmentState, EnvironmentVersion, StoredEnvironment,
+};
 pub use groups::{Group, GroupError};
 pub use roles::{RoleMembers, StoredRole};
 pub use secret::new_token;

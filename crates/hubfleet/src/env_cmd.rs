@@ -1,13 +1,10 @@
 //! `hubfleet env …`: local environments for profiles (`hubfleet.local.environments`), and the
 //! mapping of the profile/limit/environment/storage config to the hub's settings.
 
-use std::collections::BTreeSet;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Subcommand;
 use hubfleet_config::HubConfig;
 use hubfleet_hub::profiles::{Environment, SpawnOptions};
@@ -92,84 +89,20 @@ pub fn run(config: Option<&HubConfig>, data_dir: &Path, action: EnvAction) -> Re
     }
 }
 
-/// Make the venv and install into it, showing progress on one line.
+/// Make the venv and install into it (the build the admin panel uses too), showing progress
+/// on one line.
 fn create(python: &str, venv: &Path, packages: &[String]) -> Result<()> {
     let spinner = indicatif::ProgressBar::new_spinner();
     spinner.enable_steady_tick(Duration::from_millis(120));
-    if !venv.join("bin/python").exists() {
-        spinner.set_message(format!(
-            "[1/2] creating a Python environment in {}",
-            venv.display()
-        ));
-        if let Some(parent) = venv.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-        let output = std::process::Command::new(python)
-            .args(["-m", "venv"])
-            .arg(venv)
-            .output()
-            .with_context(|| format!("running `{python} -m venv`: is Python 3 installed?"))?;
-        if !output.status.success() {
-            spinner.finish_and_clear();
-            bail!(
-                "`{python} -m venv {}` failed: {}; on Debian/Ubuntu install python3-venv",
-                venv.display(),
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-    }
-    let mut wanted: Vec<String> = vec!["jupyterhub".into(), "jupyterlab".into()];
-    let mut seen = BTreeSet::new();
-    wanted.retain(|p| seen.insert(p.clone()));
-    wanted.extend(
-        packages
-            .iter()
-            .filter(|p| seen.insert((*p).clone()))
-            .cloned(),
-    );
-    spinner.set_message(format!("[2/2] installing {}", wanted.join(" ")));
-    let mut child = std::process::Command::new(venv.join("bin/pip"))
-        .args(["install", "--progress-bar", "off"])
-        .args(&wanted)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("running pip")?;
-    let stderr = child.stderr.take();
-    let errors = std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(err) = stderr {
-            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
-                text.push_str(&line);
-                text.push('\n');
-            }
-        }
-        text
+    let base: Vec<String> = hubfleet_hub::env_build::BASE_PACKAGES
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    let result = hubfleet_hub::env_build::build_venv(python, venv, &base, packages, &mut |line| {
+        spinner.set_message(line.chars().take(100).collect::<String>())
     });
-    if let Some(out) = child.stdout.take() {
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            let line = line.trim();
-            if !line.is_empty() {
-                spinner.set_message(format!(
-                    "[2/2] {}",
-                    line.chars().take(100).collect::<String>()
-                ));
-            }
-        }
-    }
-    let status = child.wait()?;
-    let errors = errors.join().unwrap_or_default();
     spinner.finish_and_clear();
-    if !status.success() {
-        bail!(
-            "pip could not install {} into {}:\n{}",
-            wanted.join(" "),
-            venv.display(),
-            errors.trim()
-        );
-    }
-    Ok(())
+    Ok(result?)
 }
 
 /// `singleuser.profileList`, `.image`, `.memory`, `.cpu`, `.storage` and

@@ -139,7 +139,8 @@ enum Command {
     Export(export_cmd::ExportArgs),
     /// Many hubs from one repository laid out as 2i2c's infrastructure: validate, render, secrets, plan, deploy, health, status, stop.
     Fleet(fleet_cmd::FleetArgs),
-    /// The config of a running hub: `diff` shows what a reload would change.
+    /// The hub's config: `diff` shows what a reload would change; `dump` writes the profiles
+    /// and local environments from the database (with the admin panel's changes) back as values.
     Config {
         #[command(subcommand)]
         action: config_cmd::ConfigAction,
@@ -229,7 +230,7 @@ async fn run(ambient_cleared: Result<(), caps::errors::CapsError>) -> std::proce
     }
     let result = match cli.command {
         Command::Check { config, strict } => return check_cmd::run(&config, strict),
-        Command::Config { action } => return config_cmd::run(action),
+        Command::Config { action } => return config_cmd::run(action).await,
         Command::Serve { config, no_watch } => serve(&config, !no_watch).await,
         Command::Demo {
             data_dir,
@@ -299,6 +300,27 @@ fn settings(config: &HubConfig) -> Result<Settings> {
     settings.extra_env = config.singleuser.extra_env.clone();
     settings.start_timeout = config.singleuser.start_timeout;
     settings.spawn_options = env_cmd::spawn_options(config);
+    settings.environments = hubfleet_hub::environments::EnvironmentSettings {
+        allow_ui_overrides: config.hubfleet.environments.allow_ui_overrides,
+        gpus: config.hubfleet.local.gpus.clone(),
+        python: config
+            .hubfleet
+            .environments
+            .python
+            .clone()
+            .unwrap_or_else(|| "python3".into()),
+        build_packages: config
+            .hubfleet
+            .environments
+            .build_packages
+            .clone()
+            .unwrap_or_else(|| {
+                hubfleet_hub::env_build::BASE_PACKAGES
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect()
+            }),
+    };
     settings.pages = hubfleet_hub::PageSettings {
         template_paths: config
             .hub
@@ -541,6 +563,7 @@ async fn start_hub(config: &HubConfig) -> Result<Hub> {
         config.hub_env(hubfleet_store::CRYPT_KEY_ENV).as_deref(),
     )
     .await?;
+    hubfleet_hub::environments::sync_environments_from_config(&store, config).await?;
     let auth = authenticator(config, &store)?;
     let spawner: Arc<dyn Spawner> = match config.hubfleet.spawner {
         SpawnerKind::Local => {

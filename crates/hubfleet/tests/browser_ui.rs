@@ -397,3 +397,101 @@ singleuser:
     let (_, pat) = client.call(Method::GET, "/hub/api/users/pat", None).await;
     assert_eq!(pat["admin"], false, "{pat}");
 }
+
+/// Issue 19: profiles changed in the admin panel's Environments tab (environments.mjs); what
+/// the browser did is checked in the hub: ann's server runs with the profile's memory limit,
+/// read from its cgroup, and bob may not start the profile through the API.
+#[tokio::test(flavor = "multi_thread")]
+async fn environments_in_the_admin_panel() {
+    assert!(
+        common::cgroups_usable(),
+        "this test needs a cgroup memory controller under /sys/fs/cgroup"
+    );
+    let hub = TestHub::start_with(
+        &format!(
+            r#"hub:
+  config:
+    JupyterHub:
+      authenticator_class: dummy
+    Authenticator:
+      admin_users: [admin]
+  loadRoles:
+    class-a-teacher:
+      scopes: ["admin-ui", "admin:environments!group=class-a"]
+      users: [teacher]
+singleuser:
+  cmd: {}
+  profileList:
+    - display_name: Standard
+      slug: standard
+      default: true
+      kubespawner_override: {{mem_limit: 1G}}
+"#,
+            fake_singleuser()
+        ),
+        // Builds install only what they are asked (the scenario's fails in pip).
+        "  environments:\n    build_packages: []\n",
+        &common::python_env(),
+    );
+    let admin = Browser::new(&hub);
+    admin.login("admin", "x").await;
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/hub/api/users",
+            Some(json!({"usernames": ["ann", "bob", "teacher"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    for (group, member) in [("class-a", "ann"), ("class-b", "bob")] {
+        let (status, body) = admin
+            .call(Method::POST, &format!("/hub/api/groups/{group}"), None)
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let (status, body) = admin
+            .call(
+                Method::POST,
+                &format!("/hub/api/groups/{group}/users"),
+                Some(json!({ "users": [member] })),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/hub/api/environments/profiles",
+            Some(json!({"data": {"display_name": "Class B", "allowed_groups": ["class-b"]}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    scenario(&hub, "environments.mjs");
+
+    let ann = Browser::new(&hub);
+    ann.login("ann", "x").await;
+    let model = ann
+        .wait_ready("ann", std::time::Duration::from_secs(30))
+        .await;
+    assert_eq!(model["server"], "/user/ann/", "{model}");
+    assert_eq!(
+        model["servers"][""]["user_options"]["profile"], "class-a",
+        "{model}"
+    );
+    let pids = hub.server_pids("ann");
+    assert!(!pids.is_empty(), "ann's server has no process");
+    assert_eq!(common::cgroup_memory_limit(pids[0]), 300 << 20);
+    let bob = Browser::new(&hub);
+    bob.login("bob", "x").await;
+    let (status, body) = bob
+        .call(
+            Method::POST,
+            "/hub/api/users/bob/server",
+            Some(json!({"profile": "class-a"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("not available"),
+        "{body}"
+    );
+}

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use crate::identity::{self, Identity};
 use crate::{AppState, HubError};
 
+pub mod environments;
 pub mod groups;
 pub mod hub;
 pub mod shares;
@@ -27,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .merge(hub::routes())
         .merge(groups::routes())
         .merge(shares::routes())
+        .merge(environments::routes())
         .route("/hub/api/{*rest}", axum::routing::any(not_found))
 }
 

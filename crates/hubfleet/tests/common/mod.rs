@@ -918,3 +918,37 @@ pub async fn fresh_postgres_database(tag: &str) -> String {
     let (root, _) = base.rsplit_once('/').expect("URL has a database part");
     format!("{root}/{name}")
 }
+
+/// Whether this machine has a cgroup memory controller the local spawner can use.
+pub fn cgroups_usable() -> bool {
+    std::path::Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists()
+        || std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
+            .is_ok_and(|c| c.contains("memory"))
+}
+
+/// The memory limit of the cgroup `pid` is in, read from the kernel (v1 or v2).
+pub fn cgroup_memory_limit(pid: i32) -> u64 {
+    let groups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for line in groups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next().unwrap_or(""), parts.next());
+        let path = path.unwrap_or("");
+        if controllers.split(',').any(|c| c == "memory") {
+            let file = format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes");
+            return std::fs::read_to_string(&file)
+                .unwrap_or_else(|e| panic!("{file}: {e}"))
+                .trim()
+                .parse()
+                .unwrap();
+        }
+        if controllers.is_empty() && path.contains("hubfleet") {
+            let file = format!("/sys/fs/cgroup{path}/memory.max");
+            return std::fs::read_to_string(&file)
+                .unwrap_or_else(|e| panic!("{file}: {e}"))
+                .trim()
+                .parse()
+                .unwrap();
+        }
+    }
+    panic!("no memory cgroup for {pid}:\n{groups}");
+}

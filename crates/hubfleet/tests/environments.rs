@@ -1,0 +1,598 @@
+//! Issue 19: profiles as versioned objects in the hub, against the real binary. An admin makes a
+//! profile for group class-a with a memory limit through `/hub/api/environments`; a member sees
+//! it on the options page and gets that limit in their server's cgroup; someone outside the
+//! group neither sees it nor may start it; edits and a restore are in the history with their
+//! author; an admin limited to class-a (`admin:environments!group=class-a`) cannot touch other
+//! profiles; the config's profile is read-only; `hubfleet config dump` writes what the hub has.
+//!
+//! Needs a cgroup memory controller (as `profiles_limits`).
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{cgroup_memory_limit, cgroups_usable, fake_singleuser, Browser, TestHub};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+async fn page(browser: &Browser, path: &str) -> (u16, String) {
+    let response = browser
+        .no_redirects()
+        .get(browser.url(path))
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admins_change_profiles_in_the_hub_with_history_and_group_limits() {
+    assert!(
+        cgroups_usable(),
+        "this test needs a cgroup memory controller under /sys/fs/cgroup"
+    );
+    let mut hub = TestHub::start(&format!(
+        r#"hub:
+  config:
+    JupyterHub:
+      authenticator_class: dummy
+    Authenticator:
+      admin_users: [admin]
+  loadRoles:
+    class-a-teacher:
+      scopes: ["admin-ui", "admin:environments!group=class-a"]
+      users: [teacher]
+singleuser:
+  cmd: {}
+  profileList:
+    - display_name: Standard
+      slug: standard
+      default: true
+      kubespawner_override: {{mem_limit: 1G}}
+"#,
+        fake_singleuser()
+    ));
+    let admin = Browser::new(&hub);
+    admin.login("admin", "x").await;
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/hub/api/users",
+            Some(json!({"usernames": ["ann", "bob", "teacher"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    for (group, users) in [("class-a", json!(["ann"])), ("class-b", json!(["bob"]))] {
+        let (status, body) = admin
+            .call(Method::POST, &format!("/hub/api/groups/{group}"), None)
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let (status, body) = admin
+            .call(
+                Method::POST,
+                &format!("/hub/api/groups/{group}/users"),
+                Some(json!({ "users": users })),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    // The config's profile is in the store, read-only.
+    let (status, list) = admin.call(Method::GET, "/hub/api/environments", None).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["profiles"][0]["name"], "standard", "{list}");
+    assert_eq!(list["profiles"][0]["source"], "config", "{list}");
+    assert_eq!(list["profiles"][0]["read_only"], true, "{list}");
+    let (status, body) = admin
+        .call(
+            Method::PUT,
+            "/hub/api/environments/profiles/standard",
+            Some(json!({"data": {"display_name": "Changed"}})),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("allow_ui_overrides"),
+        "{body}"
+    );
+
+    // Bad input: the loader's checks, naming the field.
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/hub/api/environments/profiles",
+            Some(json!({"data": {
+                "display_name": "Class A",
+                "allowed_groups": ["class-a"],
+                "kubespawner_override": {"mem_limit": "300M", "mem_guarantee": "1G"},
+            }})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["problems"][0]["field"], "kubespawner_override.mem_guarantee",
+        "{body}"
+    );
+    assert!(
+        body["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("above the limit"),
+        "{body}"
+    );
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/hub/api/environments/profiles",
+            Some(json!({"data": {"display_name": "Typo", "kubespawner_override": {"mem_limt": "1G"}}})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("mem_limt"),
+        "{body}"
+    );
+
+    // The class-a profile, made by the admin.
+    let (status, created) = admin
+        .call(
+            Method::POST,
+            "/hub/api/environments/profiles",
+            Some(json!({
+                "data": {
+                    "display_name": "Class A",
+                    "description": "For class A only.",
+                    "allowed_groups": ["class-a"],
+                    "kubespawner_override": {"mem_limit": "300M"},
+                },
+                "comment": "for the course",
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["name"], "class-a");
+    assert_eq!(created["version"], 1);
+
+    // A member sees it at once; someone outside the group does not, and may not start it.
+    let ann = Browser::new(&hub);
+    ann.login("ann", "x").await;
+    let bob = Browser::new(&hub);
+    bob.login("bob", "x").await;
+    let (status, html) = page(&ann, "/hub/spawn").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Class A"), "{html}");
+    let (_, html) = page(&bob, "/hub/spawn").await;
+    assert!(html.contains("Standard"), "{html}");
+    assert!(!html.contains("Class A"), "{html}");
+    let (status, body) = bob
+        .call(
+            Method::POST,
+            "/hub/api/users/bob/server",
+            Some(json!({"profile": "class-a"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("not available"),
+        "{body}"
+    );
+
+    // ann starts it and gets its limit, read from her server's cgroup.
+    let (status, body) = ann
+        .call(
+            Method::POST,
+            "/hub/api/users/ann/server",
+            Some(json!({"profile": "class-a"})),
+        )
+        .await;
+    assert!(status == 201 || status == 202, "{status} {body}");
+    let model = ann.wait_ready("ann", Duration::from_secs(30)).await;
+    assert_eq!(model["server"], "/user/ann/", "{model}");
+    let pids = hub.server_pids("ann");
+    assert!(!pids.is_empty());
+    assert_eq!(cgroup_memory_limit(pids[0]), 300 << 20);
+
+    // Edit, then restore: three versions by the admin, newest first.
+    let (status, body) = admin
+        .call(
+            Method::PUT,
+            "/hub/api/environments/profiles/class-a",
+            Some(json!({
+                "data": {
+                    "display_name": "Class A",
+                    "description": "For class A only.",
+                    "allowed_groups": ["class-a"],
+                    "kubespawner_override": {"mem_limit": "400M"},
+                },
+                "comment": "more memory",
+                "version": 1,
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["version"], 2);
+    // A change made on an old version is refused.
+    let (status, body) = admin
+        .call(
+            Method::PUT,
+            "/hub/api/environments/profiles/class-a",
+            Some(json!({"data": {"display_name": "Stale", "allowed_groups": ["class-a"]}, "version": 1})),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/hub/api/environments/profiles/class-a/restore",
+            Some(json!({"version": 1})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["version"], 3);
+    assert_eq!(body["data"]["kubespawner_override"]["mem_limit"], "300M");
+    let (status, history) = admin
+        .call(
+            Method::GET,
+            "/hub/api/environments/profiles/class-a/history",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{history}");
+    let versions = history["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 3, "{history}");
+    let summary: Vec<(i64, &str, &str)> = versions
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_i64().unwrap(),
+                v["action"].as_str().unwrap(),
+                v["author"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (3, "restore", "admin"),
+            (2, "update", "admin"),
+            (1, "create", "admin")
+        ]
+    );
+    assert_eq!(
+        versions[1]["diff"],
+        "~ kubespawner_override.mem_limit: \"300M\" → \"400M\""
+    );
+    assert_eq!(versions[1]["comment"], "more memory");
+    assert!(versions[0]["diff"]
+        .as_str()
+        .unwrap()
+        .contains("\"400M\" → \"300M\""));
+    // ann's running server was not touched by the edits.
+    assert_eq!(hub.server_pids("ann"), pids);
+
+    // An admin limited to class-a: their group's profile only.
+    let teacher = Browser::new(&hub);
+    teacher.login("teacher", "x").await;
+    let (status, list) = teacher
+        .call(Method::GET, "/hub/api/environments", None)
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let can_edit: Vec<(&str, bool)> = list["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap(),
+                p["can_edit"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(can_edit, vec![("standard", false), ("class-a", true)]);
+    let (status, body) = teacher
+        .call(
+            Method::POST,
+            "/hub/api/environments/profiles/class-a/hide",
+            Some(json!({"hidden": false, "comment": "checked"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for (method, path, data) in [
+        (
+            Method::POST,
+            "/hub/api/environments/profiles",
+            json!({"data": {"display_name": "Class B", "allowed_groups": ["class-b"]}}),
+        ),
+        (
+            Method::POST,
+            "/hub/api/environments/profiles",
+            json!({"data": {"display_name": "Everyone"}}),
+        ),
+        (
+            Method::PUT,
+            "/hub/api/environments/profiles/class-a",
+            json!({"data": {"display_name": "Class A", "allowed_groups": ["class-a", "class-b"]}}),
+        ),
+    ] {
+        let (status, body) = teacher.call(method, path, Some(data.clone())).await;
+        assert_eq!(status, 403, "{data}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("limited to groups [class-a]"),
+            "{body}"
+        );
+    }
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/hub/api/environments/profiles",
+            Some(json!({"data": {"display_name": "Class B", "allowed_groups": ["class-b"]}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = teacher
+        .call(
+            Method::DELETE,
+            "/hub/api/environments/profiles/class-b",
+            None,
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    // Someone without the scope at all.
+    let (status, _) = bob.call(Method::GET, "/hub/api/environments", None).await;
+    assert_eq!(status, 403);
+    // A cookie write without the XSRF token is refused.
+    let response = teacher
+        .no_redirects()
+        .post(teacher.url("/hub/api/environments/profiles/class-a/hide"))
+        .json(&json!({"hidden": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+
+    // The admin deletes class-b; the dump holds what the hub has now.
+    let (status, body) = admin
+        .call(
+            Method::DELETE,
+            "/hub/api/environments/profiles/class-b",
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let output = Command::new(env!("CARGO_BIN_EXE_hubfleet"))
+        .args(["config", "dump", "--config"])
+        .arg(&hub.config)
+        .output()
+        .unwrap();
+    let dump = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{dump}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let values: Value = serde_yaml_ng::from_str(&dump).unwrap();
+    let profiles = values["singleuser"]["profileList"].as_array().unwrap();
+    let slugs: Vec<&str> = profiles
+        .iter()
+        .map(|p| {
+            p["slug"]
+                .as_str()
+                .unwrap_or(p["display_name"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(slugs, vec!["standard", "class-a"], "{dump}");
+    assert_eq!(profiles[1]["kubespawner_override"]["mem_limit"], "300M");
+    // Layered after the hub's own config, it is a config the loader takes.
+    let layered = hub.dir.path().join("environments.yaml");
+    std::fs::write(&layered, dump.as_bytes()).unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_hubfleet"))
+        .args(["check", "--config"])
+        .arg(&hub.config)
+        .arg("--config")
+        .arg(&layered)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // A restart seeds again from the same config: nothing changes.
+    hub.kill();
+    hub.launch();
+    let (status, history) = admin
+        .call(
+            Method::GET,
+            "/hub/api/environments/profiles/standard/history",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{history}");
+    assert_eq!(
+        history["versions"].as_array().unwrap().len(),
+        1,
+        "{history}"
+    );
+    assert_eq!(history["versions"][0]["author"], "config");
+    let (status, list) = admin.call(Method::GET, "/hub/api/environments", None).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["profiles"][1]["version"], 3, "{list}");
+}
+
+/// Wait for the build of `name` to end (bounded), and return its status.
+async fn build_finished(admin: &Browser, name: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let (status, body) = admin
+            .call(
+                Method::GET,
+                &format!("/hub/api/environments/local/{name}/build"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        if body["state"] != "running" {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build of {name} did not end: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A local environment built from the API (pip from PyPI): its log, a new version that profiles
+/// can name; a failing requirement shows pip's error and leaves the working version in place.
+#[tokio::test(flavor = "multi_thread")]
+async fn local_environments_are_built_with_their_log_and_pips_errors() {
+    let hub = TestHub::start_with(
+        &format!(
+            r#"hub:
+  config:
+    JupyterHub:
+      authenticator_class: dummy
+    Authenticator:
+      admin_users: [admin]
+  loadRoles:
+    class-a-teacher:
+      scopes: ["admin-ui", "admin:environments!group=class-a"]
+      users: [teacher]
+singleuser:
+  cmd: {}
+"#,
+            fake_singleuser()
+        ),
+        // A small build: the test checks the build, not a server in it.
+        "  environments:\n    build_packages: []\n",
+        &common::python_env(),
+    );
+    let admin = Browser::new(&hub);
+    admin.login("admin", "x").await;
+
+    // Bad input first: pip options and unusable names.
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/hub/api/environments/local/stats/build",
+            Some(json!({"requirements": "--index-url https://example.org\nsix"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["problems"][0]["field"], "requirements", "{body}");
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/hub/api/environments/local/..evil/build",
+            Some(json!({"requirements": "six"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    // Only an unfiltered admin:environments builds.
+    let teacher = Browser::new(&hub);
+    teacher.login("teacher", "x").await;
+    let (status, body) = teacher
+        .call(
+            Method::POST,
+            "/hub/api/environments/local/stats/build",
+            Some(json!({"requirements": "six"})),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/hub/api/environments/local/stats/build",
+            Some(json!({"requirements": "# tables\nsix\n", "comment": "first"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["state"], "running");
+    let built = build_finished(&admin, "stats").await;
+    assert_eq!(built["state"], "succeeded", "{built}");
+    assert_eq!(built["version"], 1, "{built}");
+    let log = built["log"].as_str().unwrap();
+    assert!(log.contains("Successfully installed six"), "{log}");
+    let first_path = built["directory"].as_str().unwrap().to_string();
+    assert!(std::path::Path::new(&first_path)
+        .join("bin/python")
+        .exists());
+    let (_, list) = admin.call(Method::GET, "/hub/api/environments", None).await;
+    assert_eq!(list["environments"][0]["name"], "stats", "{list}");
+    assert_eq!(
+        list["environments"][0]["data"]["path"], first_path,
+        "{list}"
+    );
+    // A profile may now name it as its image.
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/hub/api/environments/profiles",
+            Some(json!({"data": {"display_name": "Stats", "kubespawner_override": {"image": "stats"}}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/hub/api/environments/profiles",
+            Some(json!({"data": {"display_name": "Nope", "kubespawner_override": {"image": "nope"}}})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["problems"][0]["field"], "kubespawner_override.image",
+        "{body}"
+    );
+
+    // A failing requirement: pip's own error, and the working version stays.
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/hub/api/environments/local/stats/build",
+            Some(json!({"requirements": "six\nno-such-package-hubfleet-test==1.0"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let failed = build_finished(&admin, "stats").await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("No matching distribution found for no-such-package-hubfleet-test==1.0"),
+        "{error}"
+    );
+    assert!(
+        failed["log"]
+            .as_str()
+            .unwrap()
+            .contains("No matching distribution found"),
+        "{failed}"
+    );
+    assert!(!std::path::Path::new(failed["directory"].as_str().unwrap()).exists());
+    let (_, list) = admin.call(Method::GET, "/hub/api/environments", None).await;
+    assert_eq!(list["environments"][0]["version"], 1, "{list}");
+    assert_eq!(
+        list["environments"][0]["data"]["path"], first_path,
+        "{list}"
+    );
+    let (_, history) = admin
+        .call(
+            Method::GET,
+            "/hub/api/environments/local/stats/history",
+            None,
+        )
+        .await;
+    assert_eq!(history["versions"][0]["action"], "build", "{history}");
+    assert_eq!(history["versions"][0]["author"], "admin", "{history}");
+    assert_eq!(history["versions"][0]["comment"], "first", "{history}");
+}
