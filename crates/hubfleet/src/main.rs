@@ -352,6 +352,12 @@ fn settings(config: &HubConfig) -> Result<Settings> {
             services: role.services.clone(),
         })
         .collect();
+    // The Dask hub flavour (`dask-gateway:`).
+    if let Some(gateway) = hubfleet_hub::dask::Gateway::from_config(config)? {
+        gateway.grant_access(&mut settings.roles);
+        settings.metrics.with_dask_clusters();
+        settings.dask_gateway = Some(std::sync::Arc::new(gateway));
+    }
     if config.cull.enabled {
         let python = config.python_env().map(|venv| venv.join("bin/python"));
         let has_idle_culler = python.as_ref().is_some_and(|python| {

@@ -1,0 +1,461 @@
+//! The Dask hub (`dask-gateway:` values): the real `dask-gateway-server` as a managed hub
+//! service at `/services/<name>/`, the settings users' servers get so that `Gateway()` works
+//! with no arguments, and the clusters the admin page and `/hub/metrics` show.
+//!
+//! Address layout (three local ports, see `docs/flavours.md`):
+//! - `api`: the gateway's private API (`DaskGateway.address`), for its own proxy only;
+//! - `http`: the gateway's HTTP proxy (`Proxy.address`), the service's URL: hubfleet's proxy
+//!   forwards `/services/<name>/` there (full path, so `Proxy.prefix` is that path);
+//! - `scheduler`: the gateway's TCP proxy (`Proxy.tcp_address`): schedulers speak TLS over
+//!   `gateway://`, which an HTTP proxy cannot carry, so clients connect to it directly.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hubfleet_config::dask::{BackendKind, DaskGateway};
+use hubfleet_config::HubConfig;
+use hubfleet_store::{NewToken, User};
+use serde::Serialize;
+
+use crate::services::ServiceDefinition;
+use crate::{AppState, HubError, RoleDefinition, Settings};
+
+/// How long a token the hub uses to list a user's clusters lives (it never leaves the hub).
+const LISTING_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+/// How long one question to the gateway may take.
+const GATEWAY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The gateway as this hub runs it.
+#[derive(Debug)]
+pub struct Gateway {
+    pub service_name: String,
+    pub api_address: SocketAddr,
+    pub http_address: SocketAddr,
+    pub scheduler_address: SocketAddr,
+    pub backend: BackendKind,
+    python_env: PathBuf,
+    config_path: PathBuf,
+    values: DaskGateway,
+    /// Per user: a token scoped to the gateway only, for listing their clusters.
+    listing_tokens: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+/// One cluster, as the admin page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterRow {
+    pub user: String,
+    pub name: String,
+    pub status: String,
+    /// `None` when the scheduler did not say (not running yet).
+    pub workers: Option<u64>,
+    pub threads: Option<u64>,
+    pub memory: Option<String>,
+}
+
+impl Gateway {
+    /// The gateway of `config`, or `None` when `dask-gateway.enabled` is off. Unset ports are
+    /// free ones picked now.
+    pub fn from_config(config: &HubConfig) -> Result<Option<Gateway>, HubError> {
+        let values = &config.dask_gateway;
+        if !values.enabled {
+            return Ok(None);
+        }
+        let python_env = config.python_env().ok_or_else(|| {
+            HubError::Config(
+                "dask-gateway.enabled needs hubfleet.local.python_env (a Python environment with dask-gateway-server[local])".into(),
+            )
+        })?;
+        let pick = |set: Option<SocketAddr>| -> Result<SocketAddr, HubError> {
+            match set {
+                Some(addr) => Ok(addr),
+                None => free_port(),
+            }
+        };
+        let backend = match values.local.backend {
+            BackendKind::Auto
+                if config.hubfleet.local.system_users && nix::unistd::geteuid().is_root() =>
+            {
+                BackendKind::Local
+            }
+            BackendKind::Auto => BackendKind::UnsafeLocal,
+            chosen => chosen,
+        };
+        let data_dir = config.data_dir().join("dask-gateway");
+        Ok(Some(Gateway {
+            service_name: values.service_name().to_owned(),
+            api_address: pick(values.local.api_address)?,
+            http_address: pick(values.local.http_address)?,
+            scheduler_address: pick(values.local.scheduler_address)?,
+            backend,
+            python_env,
+            config_path: data_dir.join("dask_gateway_config.py"),
+            values: values.clone(),
+            listing_tokens: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The scope a token needs for the gateway to accept it (`use_service_access_scopes`).
+    pub fn access_scope(&self) -> String {
+        format!("access:services!service={}", self.service_name)
+    }
+
+    /// Every user holds the access scope: add it to the `user` role (`hub.loadRoles.user`, or
+    /// upstream's default `self`), as daskhub setups do.
+    pub fn grant_access(&self, roles: &mut Vec<RoleDefinition>) {
+        let scope = self.access_scope();
+        match roles.iter_mut().find(|r| r.name == "user") {
+            Some(role) if !role.scopes.contains(&scope) => role.scopes.push(scope),
+            Some(_) => {}
+            None => roles.push(RoleDefinition {
+                name: "user".into(),
+                description: "Standard user privileges, and the Dask gateway".into(),
+                scopes: vec!["self".into(), scope],
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// The service path: `/services/dask-gateway` (under the base URL), without the final `/`.
+    fn prefix(&self, settings: &Settings) -> String {
+        settings
+            .with_base(&format!("/services/{}/", self.service_name))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// What users' servers get, as daskhub sets it (`daskhub-01-add-dask-gateway-values`).
+    pub fn server_env(&self, settings: &Settings) -> BTreeMap<String, String> {
+        let prefix = self.prefix(settings);
+        BTreeMap::from([
+            (
+                "DASK_GATEWAY__ADDRESS".into(),
+                format!("{}{prefix}", settings.internal_base_url),
+            ),
+            (
+                "DASK_GATEWAY__PROXY_ADDRESS".into(),
+                format!("gateway://{}", self.scheduler_address),
+            ),
+            ("DASK_GATEWAY__PUBLIC_ADDRESS".into(), format!("{prefix}/")),
+            ("DASK_GATEWAY__AUTH__TYPE".into(), "jupyterhub".into()),
+        ])
+    }
+
+    /// The gateway's config file, generated from the values.
+    pub fn config_text(&self, settings: &Settings) -> String {
+        let g = &self.values.gateway;
+        let dask = self.python_env.join("bin/dask").display().to_string();
+        let mut out = String::from(
+            "# Generated by hubfleet from the dask-gateway: values at every start; do not edit.\n",
+        );
+        let mut set = |key: &str, value: String| out.push_str(&format!("c.{key} = {value}\n"));
+        set("DaskGateway.address", py_str(&self.api_address.to_string()));
+        set("Proxy.address", py_str(&self.http_address.to_string()));
+        set(
+            "Proxy.tcp_address",
+            py_str(&self.scheduler_address.to_string()),
+        );
+        set("Proxy.prefix", py_str(&self.prefix(settings)));
+        set(
+            "DaskGateway.authenticator_class",
+            py_str("dask_gateway_server.auth.JupyterHubAuthenticator"),
+        );
+        set(
+            "JupyterHubAuthenticator.jupyterhub_service_name",
+            py_str(&self.service_name),
+        );
+        let backend = match self.backend {
+            BackendKind::Local => "HubfleetLocalBackend",
+            _ => "dask_gateway_server.backends.local.UnsafeLocalBackend",
+        };
+        set("DaskGateway.backend_class", py_str(backend));
+        set(
+            "LocalBackend.clusters_directory",
+            py_str(&self.clusters_dir().display().to_string()),
+        );
+        let level = g.loglevel.as_deref().unwrap_or("INFO").to_uppercase();
+        set("DaskGateway.log_level", py_str(&level));
+        set(
+            "ClusterConfig.scheduler_cmd",
+            format!("[{}, \"scheduler\"]", py_str(&dask)),
+        );
+        set(
+            "ClusterConfig.worker_cmd",
+            format!("[{}, \"worker\"]", py_str(&dask)),
+        );
+        let scheduler = &g.backend.scheduler;
+        let worker = &g.backend.worker;
+        // The local backend takes whole cores and one memory size: the limit, else the request.
+        let cores = |c: &hubfleet_config::dask::Cores| {
+            c.limit
+                .or(c.request)
+                .map(|m| m.div_ceil(1000).max(1).to_string())
+        };
+        let memory =
+            |m: &hubfleet_config::dask::Memory| m.limit.clone().or_else(|| m.request.clone());
+        if let Some(v) = cores(&scheduler.cores) {
+            set("ClusterConfig.scheduler_cores", v);
+        }
+        if let Some(v) = memory(&scheduler.memory) {
+            set("ClusterConfig.scheduler_memory", py_str(&v));
+        }
+        if let Some(v) = cores(&worker.cores) {
+            set("ClusterConfig.worker_cores", v);
+        }
+        if let Some(v) = memory(&worker.memory) {
+            set("ClusterConfig.worker_memory", py_str(&v));
+        }
+        if let Some(v) = worker.threads {
+            set("ClusterConfig.worker_threads", v.to_string());
+        }
+        let limits = &g.cluster_manager;
+        if let Some(v) = limits.idle_timeout {
+            set("ClusterConfig.idle_timeout", v.to_string());
+        }
+        if let Some(v) = limits.cluster_max_cores {
+            set(
+                "ClusterConfig.cluster_max_cores",
+                format!("{}", v as f64 / 1000.0),
+            );
+        }
+        if let Some(v) = &limits.cluster_max_memory {
+            set("ClusterConfig.cluster_max_memory", py_str(v));
+        }
+        if let Some(v) = limits.cluster_max_workers {
+            set("ClusterConfig.cluster_max_workers", v.to_string());
+        }
+        if self.backend == BackendKind::Local {
+            // hubfleet's system accounts are `jupyter-<name>`; LocalBackend looks up the
+            // cluster's user name as it is.
+            out.push_str(concat!(
+                "\nimport pwd\n",
+                "from dask_gateway_server.backends import local as _local\n",
+                "_local.getpwnam = lambda name: pwd.getpwnam('jupyter-' + name)\n",
+                "class HubfleetLocalBackend(_local.LocalBackend):\n",
+                "    pass\n",
+            ));
+        }
+        for (name, code) in &g.extra_config {
+            out.push_str(&format!("\n# dask-gateway.gateway.extraConfig.{name}\n{code}\n"));
+        }
+        out
+    }
+
+    fn clusters_dir(&self) -> PathBuf {
+        self.config_path
+            .parent()
+            .map(|d| d.join("clusters"))
+            .unwrap_or_default()
+    }
+
+    /// The managed service that runs the gateway.
+    pub fn service(&self) -> ServiceDefinition {
+        ServiceDefinition {
+            name: self.service_name.clone(),
+            url: format!("http://{}", self.http_address),
+            command: vec![
+                self.python_env
+                    .join("bin/dask-gateway-server")
+                    .display()
+                    .to_string(),
+                "--config".into(),
+                self.config_path.display().to_string(),
+            ],
+            display: false,
+            info: serde_json::json!({"flavour": "daskhub"}),
+            from_config: true,
+            ..Default::default()
+        }
+    }
+
+    /// Where hubfleet's proxy sends the gateway's HTTP API; what the hub itself queries.
+    fn api_base(&self, settings: &Settings) -> String {
+        format!("http://{}{}", self.http_address, self.prefix(settings))
+    }
+
+    /// A token of `user`'s that only reaches the gateway, made once an hour and kept in memory.
+    async fn listing_token(&self, state: &AppState, user: &User) -> Result<String, HubError> {
+        if let Some((token, made)) = self
+            .listing_tokens
+            .lock()
+            .expect("dask tokens lock")
+            .get(&user.name)
+        {
+            if made.elapsed() < LISTING_TOKEN_LIFETIME - Duration::from_secs(60) {
+                return Ok(token.clone());
+            }
+        }
+        let token = hubfleet_store::new_token();
+        let expires = chrono::Utc::now()
+            + chrono::Duration::from_std(LISTING_TOKEN_LIFETIME).unwrap_or_default();
+        state
+            .store
+            .insert_token(
+                &token,
+                &NewToken {
+                    user_id: Some(user.id),
+                    service_id: None,
+                    server_id: None,
+                    client_id: "jupyterhub",
+                    session_id: None,
+                    scopes: &[self.access_scope()],
+                    note: "hubfleet: the admin page's view of this user's Dask clusters",
+                    expires_at: Some(expires),
+                },
+            )
+            .await?;
+        self.listing_tokens
+            .lock()
+            .expect("dask tokens lock")
+            .insert(user.name.clone(), (token.clone(), Instant::now()));
+        Ok(token)
+    }
+
+    /// `user`'s clusters, asked of the gateway with their own identity (its API lists only the
+    /// caller's clusters).
+    pub async fn clusters_of(
+        &self,
+        state: &AppState,
+        user: &User,
+    ) -> Result<Vec<ClusterRow>, HubError> {
+        let token = self.listing_token(state, user).await?;
+        let base = self.api_base(&state.settings);
+        let client = reqwest::Client::builder()
+            .timeout(GATEWAY_TIMEOUT)
+            .build()
+            .map_err(|e| HubError::Config(e.to_string()))?;
+        let reply = client
+            .get(format!("{base}/api/v1/clusters/"))
+            .header("Authorization", format!("jupyterhub {token}"))
+            .send()
+            .await
+            .map_err(|e| gateway_error(&e))?;
+        if !reply.status().is_success() {
+            return Err(HubError::Config(format!(
+                "the Dask gateway answered {} listing {}'s clusters",
+                reply.status(),
+                user.name
+            )));
+        }
+        let clusters: BTreeMap<String, serde_json::Value> =
+            reply.json().await.map_err(|e| gateway_error(&e))?;
+        let mut rows = Vec::new();
+        for (name, cluster) in clusters {
+            let status = cluster["status"].as_str().unwrap_or("").to_owned();
+            let mut row = ClusterRow {
+                user: user.name.clone(),
+                name: name.clone(),
+                status: status.clone(),
+                workers: None,
+                threads: None,
+                memory: None,
+            };
+            if status == "RUNNING" {
+                // The scheduler's own account of its workers, through the gateway's dashboard
+                // route.
+                let identity = client
+                    .get(format!("{base}/clusters/{name}/json/identity.json"))
+                    .send()
+                    .await;
+                if let Ok(reply) = identity {
+                    if let Ok(identity) = reply.json::<serde_json::Value>().await {
+                        if let Some(workers) = identity["workers"].as_object() {
+                            row.workers = Some(workers.len() as u64);
+                            row.threads = Some(
+                                workers
+                                    .values()
+                                    .filter_map(|w| w["nthreads"].as_u64())
+                                    .sum(),
+                            );
+                            let bytes: u64 = workers
+                                .values()
+                                .filter_map(|w| w["memory_limit"].as_u64())
+                                .sum();
+                            row.memory = Some(hubfleet_config::profiles::format_bytes(bytes));
+                        }
+                    }
+                }
+            }
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+
+    /// Every user's clusters (users the gateway cannot answer for are logged and skipped).
+    pub async fn all_clusters(&self, state: &AppState) -> Result<Vec<ClusterRow>, HubError> {
+        let mut rows = Vec::new();
+        for user in state.store.list_users().await? {
+            match self.clusters_of(state, &user).await {
+                Ok(mut found) => rows.append(&mut found),
+                Err(e) => {
+                    tracing::warn!(user = %user.name, error = %e, "listing Dask clusters");
+                }
+            }
+        }
+        Ok(rows)
+    }
+}
+
+fn gateway_error(e: &reqwest::Error) -> HubError {
+    HubError::Config(format!("the Dask gateway did not answer: {e}"))
+}
+
+/// A Python string literal (JSON's escapes are Python's for these).
+fn py_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+fn free_port() -> Result<SocketAddr, HubError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| HubError::Config(format!("no free local port for the Dask gateway: {e}")))?;
+    listener
+        .local_addr()
+        .map_err(|e| HubError::Config(e.to_string()))
+}
+
+/// Write the gateway's config (0600, in a 0700 directory) and start it as a managed service.
+pub async fn start(state: &AppState, gateway: &Gateway) -> Result<(), HubError> {
+    write_private(&gateway.config_path, &gateway.config_text(&state.settings))
+        .map_err(|e| {
+            HubError::Config(format!(
+                "writing the Dask gateway's config {}: {e}",
+                gateway.config_path.display()
+            ))
+        })?;
+    std::fs::create_dir_all(gateway.clusters_dir()).map_err(|e| {
+        HubError::Config(format!(
+            "making {}: {e}",
+            gateway.clusters_dir().display()
+        ))
+    })?;
+    state.services.add(state, gateway.service()).await?;
+    tracing::info!(
+        service = %gateway.service_name,
+        http = %gateway.http_address,
+        scheduler = %gateway.scheduler_address,
+        backend = ?gateway.backend,
+        "dask-gateway-server runs as a managed service"
+    );
+    Ok(())
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(text.as_bytes())
+}
