@@ -70,8 +70,7 @@ async fn admin_page(
         |base: &str| matches!(parsed.get(base), Some(hubfleet_rbac::ScopeFilters::All));
     // Every user's Dask clusters, for admins who may see every user's servers.
     let (dask_enabled, dask_clusters, dask_error) = match &state.settings.dask_gateway {
-        Some(gateway) if unfiltered("admin:servers") => match gateway.all_clusters(&state).await
-        {
+        Some(gateway) if unfiltered("admin:servers") => match gateway.all_clusters(&state).await {
             Ok(rows) => (true, rows, None),
             Err(e) => (true, Vec::new(), Some(e.to_string())),
         },

@@ -238,7 +238,9 @@ impl Gateway {
             ));
         }
         for (name, code) in &g.extra_config {
-            out.push_str(&format!("\n# dask-gateway.gateway.extraConfig.{name}\n{code}\n"));
+            out.push_str(&format!(
+                "\n# dask-gateway.gateway.extraConfig.{name}\n{code}\n"
+            ));
         }
         out
     }
@@ -417,18 +419,14 @@ fn free_port() -> Result<SocketAddr, HubError> {
 
 /// Write the gateway's config (0600, in a 0700 directory) and start it as a managed service.
 pub async fn start(state: &AppState, gateway: &Gateway) -> Result<(), HubError> {
-    write_private(&gateway.config_path, &gateway.config_text(&state.settings))
-        .map_err(|e| {
-            HubError::Config(format!(
-                "writing the Dask gateway's config {}: {e}",
-                gateway.config_path.display()
-            ))
-        })?;
-    std::fs::create_dir_all(gateway.clusters_dir()).map_err(|e| {
+    write_private(&gateway.config_path, &gateway.config_text(&state.settings)).map_err(|e| {
         HubError::Config(format!(
-            "making {}: {e}",
-            gateway.clusters_dir().display()
+            "writing the Dask gateway's config {}: {e}",
+            gateway.config_path.display()
         ))
+    })?;
+    std::fs::create_dir_all(gateway.clusters_dir()).map_err(|e| {
+        HubError::Config(format!("making {}: {e}", gateway.clusters_dir().display()))
     })?;
     state.services.add(state, gateway.service()).await?;
     tracing::info!(

@@ -1,0 +1,410 @@
+//! The Dask hub flavour, end to end with real peers: `hubfleet serve` runs the real
+//! `dask-gateway-server` (PyPI) as a managed service; alice logs in, starts JupyterLab
+//! (jupyterhub-singleuser) and, in its kernel, `Gateway().new_cluster()` with no arguments,
+//! scales to 2 workers, computes, and shuts the cluster down. Meanwhile the admin page (in
+//! Chromium) and `/hub/metrics` see the cluster, and bob can neither see nor stop it.
+//!
+//! Needs `HUBFLEET_DASK_ENV`: a venv with `scripts/requirements-dask.txt` (`scripts/test` makes
+//! `.venv-dask`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Browser, TestHub};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+const DASK_HUB: &str = "hub:
+  config:
+    JupyterHub:
+      authenticator_class: dummy
+    Authenticator:
+      admin_users: [admin]
+singleuser:
+  defaultUrl: /lab
+dask-gateway:
+  enabled: true
+  gateway:
+    prefix: /services/dask-gateway
+    auth:
+      type: jupyterhub
+    backend:
+      worker:
+        cores: {limit: 1}
+        memory: {limit: 512M}
+    clusterManager:
+      idleTimeout: 600
+      clusterMaxWorkers: 2
+";
+
+fn dask_env() -> PathBuf {
+    let path = std::env::var_os("HUBFLEET_DASK_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            panic!("HUBFLEET_DASK_ENV is not set: point it at a venv with scripts/requirements-dask.txt installed (scripts/test makes .venv-dask)")
+        });
+    for program in ["jupyterhub-singleuser", "dask-gateway-server", "dask"] {
+        assert!(
+            path.join("bin").join(program).exists(),
+            "{} has no bin/{program}: pip install -r scripts/requirements-dask.txt into it",
+            path.display()
+        );
+    }
+    path
+}
+
+/// Run `code` in a new kernel of `user`'s server (REST to start it, then the kernel WebSocket
+/// through the hub's proxy); the `text/plain` of its last expression, or a panic with the
+/// kernel's traceback.
+async fn execute(browser: &Browser, hub: &TestHub, user: &str, code: &str) -> String {
+    let server_xsrf = browser
+        .cookie_at(&browser.user_url(user, &format!("/user/{user}/")), "_xsrf")
+        .expect("the single-user server sets its own _xsrf cookie");
+    let kernel: serde_json::Value = browser
+        .client
+        .post(browser.user_url(user, &format!("/user/{user}/api/kernels")))
+        .header("X-XSRFToken", &server_xsrf)
+        .json(&serde_json::json!({ "name": "python3" }))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kernel_id = kernel["id"].as_str().unwrap();
+    let http_url = browser.user_url(
+        user,
+        &format!("/user/{user}/api/kernels/{kernel_id}/channels"),
+    );
+    let mut request = http_url
+        .replacen("http://", "ws://", 1)
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "cookie",
+        browser.cookie_header_at(&http_url).parse().unwrap(),
+    );
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", hub.port))
+        .await
+        .unwrap();
+    let (mut socket, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap();
+    let msg_id = uuid::Uuid::new_v4().to_string();
+    let execute_request = serde_json::json!({
+        "header": {
+            "msg_id": msg_id, "username": user, "session": uuid::Uuid::new_v4().to_string(),
+            "msg_type": "execute_request", "version": "5.3", "date": "2026-01-01T00:00:00Z",
+        },
+        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+        "content": {
+            "code": code, "silent": false, "store_history": false,
+            "user_expressions": {}, "allow_stdin": false, "stop_on_error": true,
+        },
+    });
+    socket
+        .send(Message::text(execute_request.to_string()))
+        .await
+        .unwrap();
+    // Starting a cluster and its workers takes a while on a shared machine: a generous bound,
+    // only there so that a hang fails rather than blocks.
+    let result = tokio::time::timeout(Duration::from_secs(300), async {
+        while let Some(message) = socket.next().await {
+            let Ok(Message::Text(text)) = message else {
+                continue;
+            };
+            let reply: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if reply["parent_header"]["msg_id"] != msg_id {
+                continue;
+            }
+            match reply["msg_type"].as_str() {
+                Some("execute_result") => {
+                    return reply["content"]["data"]["text/plain"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                }
+                Some("error") => panic!(
+                    "the kernel raised {}: {}\n{}\n--- hub log ---\n{}\n--- gateway log ---\n{}",
+                    reply["content"]["ename"],
+                    reply["content"]["evalue"],
+                    reply["content"]["traceback"],
+                    tail(&hub.log()),
+                    tail(&gateway_log(hub))
+                ),
+                _ => {}
+            }
+        }
+        panic!("kernel WebSocket closed before an execute_result");
+    })
+    .await
+    .expect("no execute_result within 300 s");
+    let _ = socket.close(None).await;
+    result
+}
+
+fn gateway_log(hub: &TestHub) -> String {
+    std::fs::read_to_string(hub.data_dir().join("logs/service-dask-gateway.log"))
+        .unwrap_or_default()
+}
+
+fn tail(text: &str) -> String {
+    let start = text.len().saturating_sub(6000);
+    text[text.floor_char_boundary(start)..].to_string()
+}
+
+/// A Python string (the kernel's output is `repr` of the last expression).
+fn unquote(text: &str) -> String {
+    text.trim_matches('\'').to_string()
+}
+
+/// Log `user` in and start their JupyterLab; the browser then holds the server's cookies.
+async fn lab(hub: &TestHub, user: &str) -> Browser {
+    let browser = Browser::new(hub);
+    browser.login(user, "any").await;
+    browser.start_server(user, Duration::from_secs(120)).await;
+    browser.wait_ready(user, Duration::from_secs(120)).await;
+    let lab = browser
+        .client
+        .get(browser.url(&format!("/user/{user}/lab")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lab.status(), 200, "JupyterLab: {}", lab.url());
+    browser
+}
+
+/// A token of `user`'s with `scopes`, made through the API with their login.
+async fn user_token(browser: &Browser, user: &str, scopes: Option<&[&str]>) -> String {
+    let mut body = serde_json::json!({"note": "flavour_dask"});
+    if let Some(scopes) = scopes {
+        body["scopes"] = serde_json::json!(scopes);
+    }
+    let xsrf = browser.xsrf().await;
+    let reply: serde_json::Value = browser
+        .client
+        .post(browser.url(&format!("/hub/api/users/{user}/tokens")))
+        .header("X-XSRFToken", xsrf)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    reply["token"].as_str().unwrap().to_string()
+}
+
+/// The gateway's API through the hub, as the dask-gateway client calls it.
+fn gateway_call(
+    hub: &TestHub,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .request(
+            method,
+            hub.url(&format!("/services/dask-gateway/api/v1/{path}")),
+        )
+        .header("Authorization", format!("jupyterhub {token}"))
+}
+
+fn browser_scenario(hub: &TestHub, script: &str, env: &[(&str, &str)]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/browser");
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir(),
+        "{}/node_modules is missing: run `npm ci` there (scripts/test does)",
+        dir.display()
+    );
+    let chromium =
+        std::env::var("HUBFLEET_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let output = Command::new("node")
+        .arg(dir.join(script))
+        .current_dir(&dir)
+        .env("HUB_URL", hub.url(""))
+        .env("CHROMIUM", &chromium)
+        .env("SCREENSHOT_DIR", "")
+        .envs(env.iter().copied())
+        .output()
+        .expect("node is needed for the browser tests");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{stdout}\n{}\n--- hub log ---\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        tail(&hub.log())
+    );
+}
+
+/// The count of `hubfleet_dask_clusters{status="<status>"}` in the hub's metrics.
+async fn clusters_metric(admin: &Browser, status: &str) -> i64 {
+    let text = admin
+        .client
+        .get(admin.url("/hub/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!("hubfleet_dask_clusters{{status=\"{status}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .unwrap_or_else(|| panic!("no {series} in the metrics:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notebook_starts_a_dask_cluster_through_the_hubs_gateway() {
+    let hub = TestHub::start_with(DASK_HUB, "", &dask_env());
+    let alice = lab(&hub, "alice").await;
+
+    // The server got daskhub's settings; the client needs nothing else.
+    let env = execute(
+        &alice,
+        &hub,
+        "alice",
+        "import os, json; json.dumps({k: v for k, v in os.environ.items() if k.startswith('DASK_GATEWAY__')})",
+    )
+    .await;
+    let env: serde_json::Value = serde_json::from_str(&unquote(&env)).unwrap();
+    assert_eq!(env["DASK_GATEWAY__AUTH__TYPE"], "jupyterhub");
+    assert_eq!(
+        env["DASK_GATEWAY__ADDRESS"],
+        hub.url("/services/dask-gateway")
+            .replace("localhost", "127.0.0.1")
+    );
+    assert_eq!(
+        env["DASK_GATEWAY__PUBLIC_ADDRESS"],
+        "/services/dask-gateway/"
+    );
+    assert!(
+        env["DASK_GATEWAY__PROXY_ADDRESS"]
+            .as_str()
+            .unwrap()
+            .starts_with("gateway://127.0.0.1:"),
+        "{env}"
+    );
+
+    // A cluster, 2 workers, a computation; the cluster stays up for the checks below.
+    let out = execute(
+        &alice,
+        &hub,
+        "alice",
+        "import json
+from dask_gateway import Gateway
+import dask.array as da
+cluster = Gateway().new_cluster()
+cluster.scale(2)
+client = cluster.get_client()
+client.wait_for_workers(2, timeout=240)
+total = int(da.ones((1000, 1000)).sum().compute())
+json.dumps({'name': cluster.name, 'total': total, 'workers': len(client.scheduler_info()['workers'])})",
+    )
+    .await;
+    let out: serde_json::Value = serde_json::from_str(&unquote(&out)).unwrap();
+    assert_eq!(out["total"], 1_000_000);
+    assert_eq!(out["workers"], 2);
+    let cluster = out["name"].as_str().unwrap().to_string();
+
+    // The admin page (Chromium) and the metrics see it.
+    let admin = Browser::new(&hub);
+    admin.login("admin", "any").await;
+    let page = admin
+        .client
+        .get(admin.url("/hub/admin"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!("data-user=\"alice\" data-cluster=\"{cluster}\"")),
+        "the admin page lists alice's cluster:\n{page}"
+    );
+    browser_scenario(
+        &hub,
+        "dask_admin.mjs",
+        &[("CLUSTER", &cluster), ("OWNER", "alice"), ("WORKERS", "2")],
+    );
+    assert_eq!(clusters_metric(&admin, "RUNNING").await, 1);
+
+    // bob, with a token that reaches the gateway: he sees none of alice's clusters and can
+    // neither read nor stop hers.
+    let bob = Browser::new(&hub);
+    bob.login("bob", "any").await;
+    let bob_token = user_token(&bob, "bob", None).await;
+    let list = gateway_call(&hub, reqwest::Method::GET, "clusters/", &bob_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 200, "bob is a gateway user");
+    let list: serde_json::Value = list.json().await.unwrap();
+    assert_eq!(list, serde_json::json!({}), "bob sees no cluster");
+    let get = gateway_call(
+        &hub,
+        reqwest::Method::GET,
+        &format!("clusters/{cluster}"),
+        &bob_token,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(get.status(), 403, "bob cannot read alice's cluster");
+    let stop = gateway_call(
+        &hub,
+        reqwest::Method::DELETE,
+        &format!("clusters/{cluster}"),
+        &bob_token,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(stop.status(), 403, "bob cannot stop alice's cluster");
+    // A token of bob's without the gateway's scope is turned away.
+    let narrow = user_token(&bob, "bob", Some(&["read:users!user=bob"])).await;
+    let refused = gateway_call(&hub, reqwest::Method::GET, "clusters/", &narrow)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status(),
+        401,
+        "no access:services!service=dask-gateway"
+    );
+
+    // alice's cluster is still hers and running; she shuts it down.
+    let out = execute(
+        &alice,
+        &hub,
+        "alice",
+        &format!(
+            "import json
+from dask_gateway import Gateway
+g = Gateway()
+before = [c.status.name for c in g.list_clusters()]
+g.connect('{cluster}').shutdown()
+after = g.list_clusters()
+json.dumps({{'before': before, 'after': len(after)}})"
+        ),
+    )
+    .await;
+    let out: serde_json::Value = serde_json::from_str(&unquote(&out)).unwrap();
+    assert_eq!(out, serde_json::json!({"before": ["RUNNING"], "after": 0}));
+    assert_eq!(clusters_metric(&admin, "RUNNING").await, 0);
+}
