@@ -27,6 +27,7 @@ mod preflight;
 mod private_files;
 mod proxy_cmd;
 mod render_cmd;
+mod render_dask;
 mod start_checks;
 mod users_cmd;
 

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use serde::Deserialize;
+
 use common::{Browser, TestHub};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -407,4 +409,99 @@ json.dumps({{'before': before, 'after': len(after)}})"
     let out: serde_json::Value = serde_json::from_str(&unquote(&out)).unwrap();
     assert_eq!(out, serde_json::json!({"before": ["RUNNING"], "after": 0}));
     assert_eq!(clusters_metric(&admin, "RUNNING").await, 0);
+}
+
+/// On Kubernetes the gateway is the upstream chart's: `render k8s` writes that chart's values
+/// (auth through the hub, the token the hub Secret holds, the limits) and the hub's side (the
+/// service, the users' scope), and renders no gateway objects of its own.
+#[test]
+fn render_k8s_names_the_upstream_chart_and_its_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = dir.path().join("hub.yaml");
+    std::fs::write(
+        &values,
+        "dask-gateway:
+  enabled: true
+  gateway:
+    backend:
+      scheduler:
+        memory: {request: 4G, limit: 4G}
+    clusterManager:
+      clusterMaxWorkers: 10
+",
+    )
+    .unwrap();
+    let seed = dir.path().join("seed");
+    std::fs::write(&seed, "a-seed-for-the-dask-render-test-0123456789").unwrap();
+    let chart_values = dir.path().join("dask-gateway.values.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_hubfleet"))
+        .args(["render", "k8s", "--namespace", "hubs", "-f"])
+        .arg(&values)
+        .arg("--secret-seed-file")
+        .arg(&seed)
+        .arg("--dask-gateway-values")
+        .arg(&chart_values)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("helm upgrade --install jupyterhub-dask-gateway dask-gateway --repo https://helm.dask.org --version 2026.3.0 --namespace hubs"),
+        "{stderr}"
+    );
+    let chart: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(&chart_values).unwrap()).unwrap();
+    assert_eq!(chart["gateway"]["prefix"], "/services/dask-gateway");
+    assert_eq!(chart["gateway"]["auth"]["type"], "jupyterhub");
+    assert_eq!(
+        chart["gateway"]["auth"]["jupyterhub"]["apiTokenFromSecretKey"],
+        "hub.services.dask-gateway.apiToken"
+    );
+    assert_eq!(
+        chart["gateway"]["backend"]["scheduler"]["memory"]["limit"],
+        "4G"
+    );
+    assert!(chart["gateway"]["extraConfig"]["hubfleet-cluster-limits"]
+        .as_str()
+        .unwrap()
+        .contains("c.ClusterConfig.cluster_max_workers = 10"));
+    assert!(chart.get("enabled").is_none() && chart.get("local").is_none());
+
+    let manifests = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        manifests.contains("hub.services.dask-gateway.apiToken:"),
+        "the hub Secret holds the gateway's token"
+    );
+    // The hub's config, from the hub Secret's `values.yaml`.
+    let hub_values = serde_yaml_ng::Deserializer::from_str(&manifests)
+        .map(|doc| serde_yaml_ng::Value::deserialize(doc).unwrap())
+        .find_map(|doc| {
+            let data = doc.get("data")?.get("values.yaml")?.as_str()?.to_owned();
+            (doc["kind"] == "Secret").then_some(data)
+        })
+        .expect("a hub Secret with values.yaml");
+    use base64::Engine;
+    let hub_values = base64::engine::general_purpose::STANDARD
+        .decode(hub_values)
+        .unwrap();
+    let hub: serde_yaml_ng::Value = serde_yaml_ng::from_slice(&hub_values).unwrap();
+    assert_eq!(
+        hub["hub"]["services"]["dask-gateway"]["url"],
+        "http://traefik-jupyterhub-dask-gateway.hubs",
+        "the hub routes the service to the chart's traefik"
+    );
+    let user_scopes = hub["hub"]["loadRoles"]["user"]["scopes"]
+        .as_sequence()
+        .unwrap();
+    assert!(
+        user_scopes
+            .iter()
+            .any(|s| s == "access:services!service=dask-gateway")
+            && user_scopes.iter().any(|s| s == "self"),
+        "users may use the gateway: {user_scopes:?}"
+    );
+    assert!(
+        hub.get("dask-gateway").is_none(),
+        "the hub pod does not run a gateway itself"
+    );
 }
