@@ -68,12 +68,31 @@ impl Gateway {
                 "dask-gateway.enabled needs hubfleet.local.python_env (a Python environment with dask-gateway-server[local])".into(),
             )
         })?;
-        let pick = |set: Option<SocketAddr>| -> Result<SocketAddr, HubError> {
-            match set {
-                Some(addr) => Ok(addr),
-                None => free_port(),
-            }
+        let data_dir = config.data_dir().join("dask-gateway");
+        // Ports picked once are kept (schedulers call back to the gateway's API, and running
+        // servers hold the scheduler address), so a restarted hub's gateway keeps its clusters.
+        let remembered_path = data_dir.join("addresses.json");
+        let remembered: BTreeMap<String, SocketAddr> = std::fs::read_to_string(&remembered_path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let mut picked = BTreeMap::new();
+        let mut pick = |key: &str, set: Option<SocketAddr>| -> Result<SocketAddr, HubError> {
+            let addr = match set.or_else(|| remembered.get(key).copied()) {
+                Some(addr) => addr,
+                None => free_port()?,
+            };
+            picked.insert(key.to_owned(), addr);
+            Ok(addr)
         };
+        let api_address = pick("api", values.local.api_address)?;
+        let http_address = pick("http", values.local.http_address)?;
+        let scheduler_address = pick("scheduler", values.local.scheduler_address)?;
+        write_private(
+            &remembered_path,
+            &serde_json::to_string(&picked).unwrap_or_default(),
+        )
+        .map_err(|e| HubError::Config(format!("{}: {e}", remembered_path.display())))?;
         let backend = match values.local.backend {
             BackendKind::Auto
                 if config.hubfleet.local.system_users && nix::unistd::geteuid().is_root() =>
@@ -83,12 +102,11 @@ impl Gateway {
             BackendKind::Auto => BackendKind::UnsafeLocal,
             chosen => chosen,
         };
-        let data_dir = config.data_dir().join("dask-gateway");
         Ok(Some(Gateway {
             service_name: values.service_name().to_owned(),
-            api_address: pick(values.local.api_address)?,
-            http_address: pick(values.local.http_address)?,
-            scheduler_address: pick(values.local.scheduler_address)?,
+            api_address,
+            http_address,
+            scheduler_address,
             backend,
             python_env,
             config_path: data_dir.join("dask_gateway_config.py"),
@@ -171,6 +189,16 @@ impl Gateway {
             _ => "dask_gateway_server.backends.local.UnsafeLocalBackend",
         };
         set("DaskGateway.backend_class", py_str(backend));
+        // Clusters are kept in a database, so that they outlive the gateway (and the hub), as
+        // users' servers do; its secrets are encrypted with DASK_GATEWAY_ENCRYPT_KEYS.
+        set(
+            "DBBackendBase.db_url",
+            py_str(&format!(
+                "sqlite:///{}",
+                self.state_dir().join("gateway.sqlite").display()
+            )),
+        );
+        set("DBBackendBase.stop_clusters_on_shutdown", "False".into());
         set(
             "LocalBackend.clusters_directory",
             py_str(&self.clusters_dir().display().to_string()),
@@ -245,16 +273,38 @@ impl Gateway {
         out
     }
 
-    fn clusters_dir(&self) -> PathBuf {
+    fn state_dir(&self) -> PathBuf {
         self.config_path
             .parent()
-            .map(|d| d.join("clusters"))
+            .map(Path::to_path_buf)
             .unwrap_or_default()
     }
 
+    fn clusters_dir(&self) -> PathBuf {
+        self.state_dir().join("clusters")
+    }
+
+    /// The key the gateway encrypts its database's secrets with: made once (32 random bytes,
+    /// base64), kept 0600 in the data directory.
+    fn encrypt_key(&self) -> std::io::Result<String> {
+        use base64::Engine;
+        let path = self.state_dir().join("encrypt-key");
+        if let Ok(key) = std::fs::read_to_string(&path) {
+            if !key.trim().is_empty() {
+                return Ok(key.trim().to_owned());
+            }
+        }
+        let mut bytes = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
+        let key = base64::engine::general_purpose::URL_SAFE.encode(bytes);
+        write_private(&path, &key)?;
+        Ok(key)
+    }
+
     /// The managed service that runs the gateway.
-    pub fn service(&self) -> ServiceDefinition {
+    pub fn service(&self, encrypt_key: String) -> ServiceDefinition {
         ServiceDefinition {
+            environment: BTreeMap::from([("DASK_GATEWAY_ENCRYPT_KEYS".to_owned(), encrypt_key)]),
             name: self.service_name.clone(),
             url: format!("http://{}", self.http_address),
             command: vec![
@@ -428,7 +478,10 @@ pub async fn start(state: &AppState, gateway: &Gateway) -> Result<(), HubError> 
     std::fs::create_dir_all(gateway.clusters_dir()).map_err(|e| {
         HubError::Config(format!("making {}: {e}", gateway.clusters_dir().display()))
     })?;
-    state.services.add(state, gateway.service()).await?;
+    let key = gateway
+        .encrypt_key()
+        .map_err(|e| HubError::Config(format!("the Dask gateway's encryption key: {e}")))?;
+    state.services.add(state, gateway.service(key)).await?;
     tracing::info!(
         service = %gateway.service_name,
         http = %gateway.http_address,

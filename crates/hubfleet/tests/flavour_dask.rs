@@ -272,7 +272,7 @@ async fn clusters_metric(admin: &Browser, status: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notebook_starts_a_dask_cluster_through_the_hubs_gateway() {
-    let hub = TestHub::start_with(DASK_HUB, "", &dask_env());
+    let mut hub = TestHub::start_with(DASK_HUB, "", &dask_env());
     let alice = lab(&hub, "alice").await;
 
     // The server got daskhub's settings; the client needs nothing else.
@@ -390,16 +390,27 @@ json.dumps({'name': cluster.name, 'total': total, 'workers': len(client.schedule
         "no access:services!service=dask-gateway"
     );
 
-    // alice's cluster is still hers and running; she shuts it down.
+    // The hub dies and comes back: the gateway it starts again finds alice's cluster (clusters
+    // outlive the hub, as servers do).
+    hub.kill();
+    hub.launch();
+
+    // alice's cluster is still hers and running; she shuts it down. (Her request may reach
+    // the gateway before it is back: the client retries, as a person would.)
     let out = execute(
         &alice,
         &hub,
         "alice",
         &format!(
-            "import json
+            "import json, time
 from dask_gateway import Gateway
 g = Gateway()
-before = [c.status.name for c in g.list_clusters()]
+for attempt in range(120):
+    try:
+        before = [c.status.name for c in g.list_clusters()]
+        break
+    except Exception:
+        time.sleep(0.5)
 g.connect('{cluster}').shutdown()
 after = g.list_clusters()
 json.dumps({{'before': before, 'after': len(after)}})"
