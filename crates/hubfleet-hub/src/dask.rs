@@ -144,19 +144,29 @@ impl Gateway {
             .to_owned()
     }
 
-    /// What users' servers get, as daskhub sets it (`daskhub-01-add-dask-gateway-values`).
+    /// What users' servers get, as daskhub sets it (`daskhub-01-add-dask-gateway-values`):
+    /// the API through the hub's proxy, as daskhub's `proxy-public`. With subdomains the
+    /// service is on a host of its own, which servers may not resolve: they call the gateway's
+    /// HTTP proxy on this machine instead, and dashboard links take the service's host.
     pub fn server_env(&self, settings: &Settings) -> BTreeMap<String, String> {
         let prefix = self.prefix(settings);
-        BTreeMap::from([
-            (
-                "DASK_GATEWAY__ADDRESS".into(),
-                format!("{}{prefix}", settings.internal_base_url),
+        let (address, public) = match &settings.subdomain_host {
+            Some(_) => (
+                format!("http://{}{prefix}", self.http_address),
+                format!("{}{prefix}/", settings.service_origin(&self.service_name)),
             ),
+            None => (
+                format!("{}{prefix}", settings.internal_base_url),
+                format!("{prefix}/"),
+            ),
+        };
+        BTreeMap::from([
+            ("DASK_GATEWAY__ADDRESS".into(), address),
             (
                 "DASK_GATEWAY__PROXY_ADDRESS".into(),
                 format!("gateway://{}", self.scheduler_address),
             ),
-            ("DASK_GATEWAY__PUBLIC_ADDRESS".into(), format!("{prefix}/")),
+            ("DASK_GATEWAY__PUBLIC_ADDRESS".into(), public),
             ("DASK_GATEWAY__AUTH__TYPE".into(), "jupyterhub".into()),
         ])
     }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use common::{Browser, TestHub};
+use common::{Browser, Mode, TestHub};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
@@ -205,17 +205,24 @@ async fn user_token(browser: &Browser, user: &str, scopes: Option<&[&str]>) -> S
     reply["token"].as_str().unwrap().to_string()
 }
 
-/// The gateway's API through the hub, as the dask-gateway client calls it.
+/// The gateway's API through the hub's proxy (on the service's own host with subdomains), as
+/// a dask-gateway client elsewhere calls it.
 fn gateway_call(
     hub: &TestHub,
     method: reqwest::Method,
     path: &str,
     token: &str,
 ) -> reqwest::RequestBuilder {
-    reqwest::Client::new()
+    let origin = match hub.mode {
+        Mode::Paths => hub.url(""),
+        Mode::Subdomains => format!("http://dask-gateway--service.localhost:{}", hub.port),
+    };
+    common::client_builder()
+        .build()
+        .unwrap()
         .request(
             method,
-            hub.url(&format!("/services/dask-gateway/api/v1/{path}")),
+            format!("{origin}/services/dask-gateway/api/v1/{path}"),
         )
         .header("Authorization", format!("jupyterhub {token}"))
 }
@@ -272,7 +279,17 @@ async fn clusters_metric(admin: &Browser, status: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notebook_starts_a_dask_cluster_through_the_hubs_gateway() {
-    let mut hub = TestHub::start_with(DASK_HUB, "", &dask_env());
+    dask_journey(Mode::Paths).await;
+}
+
+/// The same with users (and services) on hosts of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notebook_starts_a_dask_cluster_with_subdomains() {
+    dask_journey(Mode::Subdomains).await;
+}
+
+async fn dask_journey(mode: Mode) {
+    let mut hub = TestHub::start_mode(mode, DASK_HUB, "", &dask_env(), &[]);
     let alice = lab(&hub, "alice").await;
 
     // The server got daskhub's settings; the client needs nothing else.
@@ -285,15 +302,25 @@ async fn a_notebook_starts_a_dask_cluster_through_the_hubs_gateway() {
     .await;
     let env: serde_json::Value = serde_json::from_str(&unquote(&env)).unwrap();
     assert_eq!(env["DASK_GATEWAY__AUTH__TYPE"], "jupyterhub");
-    assert_eq!(
-        env["DASK_GATEWAY__ADDRESS"],
-        hub.url("/services/dask-gateway")
-            .replace("localhost", "127.0.0.1")
+    let address = env["DASK_GATEWAY__ADDRESS"].as_str().unwrap();
+    assert!(
+        address.starts_with("http://127.0.0.1:") && address.ends_with("/services/dask-gateway"),
+        "{env}"
     );
-    assert_eq!(
-        env["DASK_GATEWAY__PUBLIC_ADDRESS"],
-        "/services/dask-gateway/"
-    );
+    let public = env["DASK_GATEWAY__PUBLIC_ADDRESS"].as_str().unwrap();
+    match mode {
+        Mode::Paths => {
+            assert_eq!(address, hub.url("/services/dask-gateway"));
+            assert_eq!(public, "/services/dask-gateway/");
+        }
+        Mode::Subdomains => assert_eq!(
+            public,
+            format!(
+                "http://dask-gateway--service.localhost:{}/services/dask-gateway/",
+                hub.port
+            )
+        ),
+    }
     assert!(
         env["DASK_GATEWAY__PROXY_ADDRESS"]
             .as_str()
