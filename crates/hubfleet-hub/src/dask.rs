@@ -25,6 +25,8 @@ use crate::{AppState, HubError, RoleDefinition, Settings};
 
 /// How long a token the hub uses to list a user's clusters lives (it never leaves the hub).
 const LISTING_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+/// Users whose clusters are asked for at once.
+const LISTING_CONCURRENCY: usize = 8;
 /// How long one question to the gateway may take.
 const GATEWAY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -445,17 +447,25 @@ impl Gateway {
         Ok(rows)
     }
 
-    /// Every user's clusters (users the gateway cannot answer for are logged and skipped).
+    /// Every user's clusters, a few users at a time (users the gateway cannot answer for are
+    /// logged and skipped). One request per user: the gateway has no listing of everyone's.
     pub async fn all_clusters(&self, state: &AppState) -> Result<Vec<ClusterRow>, HubError> {
-        let mut rows = Vec::new();
-        for user in state.store.list_users().await? {
-            match self.clusters_of(state, &user).await {
-                Ok(mut found) => rows.append(&mut found),
-                Err(e) => {
-                    tracing::warn!(user = %user.name, error = %e, "listing Dask clusters");
+        use futures_util::StreamExt;
+        let users = state.store.list_users().await?;
+        let mut rows: Vec<ClusterRow> = futures_util::stream::iter(users)
+            .map(|user| async move {
+                match self.clusters_of(state, &user).await {
+                    Ok(found) => found,
+                    Err(e) => {
+                        tracing::warn!(user = %user.name, error = %e, "listing Dask clusters");
+                        Vec::new()
+                    }
                 }
-            }
-        }
+            })
+            .buffer_unordered(LISTING_CONCURRENCY)
+            .concat()
+            .await;
+        rows.sort_by(|a, b| (&a.user, &a.name).cmp(&(&b.user, &b.name)));
         Ok(rows)
     }
 }
