@@ -45,6 +45,34 @@ pub struct Gateway {
     listing_tokens: Mutex<HashMap<String, (String, Instant)>>,
 }
 
+/// LocalBackend looks a cluster's user name up as a Unix account; hubfleet's accounts are
+/// `hubfleet_spawn::system_user::account_name` of the hub's name (`alice` → `jupyter-alice`),
+/// written again here in Python (a test in this module holds the two together).
+const LOCAL_BACKEND_ACCOUNTS: &str = r#"
+import pwd
+from dask_gateway_server.backends import local as _local
+
+def _account(name):
+    escaped = ""
+    for b in name.encode():
+        if 97 <= b <= 122 or 48 <= b <= 57 or (b == 45 and escaped):
+            escaped += chr(b)
+        else:
+            escaped += "_%02x" % b
+    room = 32 - len("jupyter-")
+    if len(escaped) > room:
+        h = 0xCBF29CE484222325
+        for b in name.encode():
+            h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+        escaped = escaped[: room - 17] + "-" + "%016x" % h
+    return "jupyter-" + escaped
+
+_local.getpwnam = lambda name: pwd.getpwnam(_account(name))
+
+class HubfleetLocalBackend(_local.LocalBackend):
+    pass
+"#;
+
 /// One cluster, as the admin page shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterRow {
@@ -70,6 +98,16 @@ impl Gateway {
                 "dask-gateway.enabled needs hubfleet.local.python_env (a Python environment with dask-gateway-server[local])".into(),
             )
         })?;
+        for program in ["dask-gateway-server", "dask"] {
+            let path = python_env.join("bin").join(program);
+            if !path.exists() {
+                return Err(HubError::Config(format!(
+                    "dask-gateway.enabled: {} is missing; install the gateway into hubfleet.local.python_env ({}): pip install 'dask-gateway-server[local]' distributed dask-gateway",
+                    path.display(),
+                    python_env.display()
+                )));
+            }
+        }
         let data_dir = config.data_dir().join("dask-gateway");
         // Ports picked once are kept (schedulers call back to the gateway's API, and running
         // servers hold the scheduler address), so a restarted hub's gateway keeps its clusters.
@@ -267,15 +305,7 @@ impl Gateway {
             set("ClusterConfig.cluster_max_workers", v.to_string());
         }
         if self.backend == BackendKind::Local {
-            // hubfleet's system accounts are `jupyter-<name>`; LocalBackend looks up the
-            // cluster's user name as it is.
-            out.push_str(concat!(
-                "\nimport pwd\n",
-                "from dask_gateway_server.backends import local as _local\n",
-                "_local.getpwnam = lambda name: pwd.getpwnam('jupyter-' + name)\n",
-                "class HubfleetLocalBackend(_local.LocalBackend):\n",
-                "    pass\n",
-            ));
+            out.push_str(LOCAL_BACKEND_ACCOUNTS);
         }
         for (name, code) in &g.extra_config {
             out.push_str(&format!(
@@ -529,4 +559,49 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
         .open(path)?;
     file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     file.write_all(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    /// The Python account mapping of LocalBackend gives the accounts the local spawner makes.
+    #[test]
+    fn local_backend_accounts_match_the_spawners() {
+        let names = [
+            "alice",
+            "Alice",
+            "-x",
+            "a.b@example.org",
+            "someone-with-a-very-long-name-indeed",
+            "é",
+        ];
+        let script = format!(
+            "{}\nimport json, sys\nprint(json.dumps([_account(n) for n in json.load(sys.stdin)]))\n",
+            super::LOCAL_BACKEND_ACCOUNTS
+                .lines()
+                .filter(|l| !l.contains("dask_gateway_server") && !l.starts_with("_local.") && !l.starts_with("class ") && !l.starts_with("    pass"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(serde_json::to_string(&names).unwrap().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let python: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+        let rust: Vec<String> = names
+            .iter()
+            .map(|n| hubfleet_spawn::system_user::account_name(n))
+            .collect();
+        assert_eq!(python, rust);
+    }
 }
