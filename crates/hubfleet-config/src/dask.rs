@@ -333,6 +333,12 @@ pub(crate) fn check(config: &HubConfig, ctx: &Ctx<'_>, f: &mut Findings) {
             }
         }
     }
+    if dask.local.backend == BackendKind::Local && !config.hubfleet.local.system_users {
+        f.error(ctx.at_key(
+            "dask-gateway.local.backend",
+            "`local` runs each cluster as its user's Unix account, which exists only with hubfleet.local.system_users: turn that on, or use `unsafe-local` (or `auto`)",
+        ));
+    }
     if config.python_env().is_none() {
         f.error(ctx.at_key(
             "dask-gateway.enabled",

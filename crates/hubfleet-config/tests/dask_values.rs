@@ -163,6 +163,14 @@ fn bad_values_are_named_at_their_line() {
 }
 
 #[test]
+fn the_local_backend_needs_system_users() {
+    let yaml = format!("{ENV}dask-gateway:\n  enabled: true\n  local:\n    backend: local\n");
+    let (line, msg) = error_at(&yaml, "dask-gateway.local.backend");
+    assert_eq!(line, 7);
+    assert!(msg.contains("system_users"), "{msg}");
+}
+
+#[test]
 fn request_above_limit_and_missing_python_env_are_errors() {
     let yaml = "dask-gateway:
   enabled: true

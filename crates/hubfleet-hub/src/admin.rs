@@ -71,7 +71,16 @@ async fn admin_page(
     // Every user's Dask clusters, for admins who may see every user's servers.
     let (dask_enabled, dask_clusters, dask_error) = match &state.settings.dask_gateway {
         Some(gateway) if unfiltered("admin:servers") => match gateway.all_clusters(&state).await {
-            Ok(rows) => (true, rows, None),
+            Ok(listing) if listing.failed.is_empty() => (true, listing.rows, None),
+            Ok(listing) => (
+                true,
+                listing.rows,
+                Some(format!(
+                    "The Dask gateway did not answer for {} user(s), whose clusters are not listed: {}",
+                    listing.failed.len(),
+                    listing.failed.first().map(String::as_str).unwrap_or_default()
+                )),
+            ),
             Err(e) => (true, Vec::new(), Some(e.to_string())),
         },
         _ => (false, Vec::new(), None),

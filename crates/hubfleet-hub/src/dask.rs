@@ -73,6 +73,13 @@ class HubfleetLocalBackend(_local.LocalBackend):
     pass
 "#;
 
+/// Every user's clusters, and the users the gateway did not answer for (`user: error`).
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub rows: Vec<ClusterRow>,
+    pub failed: Vec<String>,
+}
+
 /// One cluster, as the admin page shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterRow {
@@ -477,26 +484,34 @@ impl Gateway {
         Ok(rows)
     }
 
-    /// Every user's clusters, a few users at a time (users the gateway cannot answer for are
-    /// logged and skipped). One request per user: the gateway has no listing of everyone's.
-    pub async fn all_clusters(&self, state: &AppState) -> Result<Vec<ClusterRow>, HubError> {
+    /// Every user's clusters, a few users at a time. One request per user: the gateway has no
+    /// listing of everyone's. Users the gateway could not answer for are counted in `failed`
+    /// (and logged), so that a gateway that is down does not look like one without clusters.
+    pub async fn all_clusters(&self, state: &AppState) -> Result<Listing, HubError> {
         use futures_util::StreamExt;
         let users = state.store.list_users().await?;
-        let mut rows: Vec<ClusterRow> = futures_util::stream::iter(users)
+        let answers: Vec<Result<Vec<ClusterRow>, String>> = futures_util::stream::iter(users)
             .map(|user| async move {
-                match self.clusters_of(state, &user).await {
-                    Ok(found) => found,
-                    Err(e) => {
-                        tracing::warn!(user = %user.name, error = %e, "listing Dask clusters");
-                        Vec::new()
-                    }
-                }
+                self.clusters_of(state, &user).await.map_err(|e| {
+                    tracing::warn!(user = %user.name, error = %e, "listing Dask clusters");
+                    format!("{}: {e}", user.name)
+                })
             })
             .buffer_unordered(LISTING_CONCURRENCY)
-            .concat()
+            .collect()
             .await;
-        rows.sort_by(|a, b| (&a.user, &a.name).cmp(&(&b.user, &b.name)));
-        Ok(rows)
+        let mut listing = Listing::default();
+        for answer in answers {
+            match answer {
+                Ok(mut rows) => listing.rows.append(&mut rows),
+                Err(e) => listing.failed.push(e),
+            }
+        }
+        listing
+            .rows
+            .sort_by(|a, b| (&a.user, &a.name).cmp(&(&b.user, &b.name)));
+        listing.failed.sort();
+        Ok(listing)
     }
 }
 
