@@ -69,8 +69,22 @@ def _account(name):
 
 _local.getpwnam = lambda name: pwd.getpwnam(_account(name))
 
-class HubfleetLocalBackend(_local.LocalBackend):
-    pass
+# dask-gateway-server 2026.3.0 adds the TLS files to the paths it chowns one character at a
+# time (`paths.extend(path)`), which chowns "/" to the cluster's user. Chown only whole paths
+# under the clusters' directory, and the TLS files themselves.
+import os as _os
+
+def _set_file_permissions(self, paths, username):
+    root = _os.path.realpath(self.clusters_directory) + _os.sep
+    whole = [p for p in paths if len(p) > 1 and _os.path.realpath(p).startswith(root)]
+    for p in list(whole):
+        if _os.path.basename(p) == ".certs":
+            whole += [_os.path.join(p, f) for f in _os.listdir(p)]
+    account = _local.getpwnam(username)
+    for p in whole:
+        _os.chown(p, account.pw_uid, account.pw_gid)
+
+_local.LocalBackend.set_file_permissions = _set_file_permissions
 "#;
 
 /// Every user's clusters, and the users the gateway did not answer for (`user: error`).
@@ -242,7 +256,7 @@ impl Gateway {
             py_str(&self.service_name),
         );
         let backend = match self.backend {
-            BackendKind::Local => "HubfleetLocalBackend",
+            BackendKind::Local => "dask_gateway_server.backends.local.LocalBackend",
             _ => "dask_gateway_server.backends.local.UnsafeLocalBackend",
         };
         set("DaskGateway.backend_class", py_str(backend));
@@ -543,6 +557,15 @@ pub async fn start(state: &AppState, gateway: &Gateway) -> Result<(), HubError> 
     std::fs::create_dir_all(gateway.clusters_dir()).map_err(|e| {
         HubError::Config(format!("making {}: {e}", gateway.clusters_dir().display()))
     })?;
+    if gateway.backend == BackendKind::Local {
+        // Users' accounts pass through to their clusters' own directories (0700, theirs);
+        // they can list neither directory.
+        use std::os::unix::fs::PermissionsExt;
+        for dir in [gateway.state_dir(), gateway.clusters_dir()] {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
+                .map_err(|e| HubError::Config(format!("making {} passable: {e}", dir.display())))?;
+        }
+    }
     let key = gateway
         .encrypt_key()
         .map_err(|e| HubError::Config(format!("the Dask gateway's encryption key: {e}")))?;
@@ -593,7 +616,8 @@ mod tests {
             "{}\nimport json, sys\nprint(json.dumps([_account(n) for n in json.load(sys.stdin)]))\n",
             super::LOCAL_BACKEND_ACCOUNTS
                 .lines()
-                .filter(|l| !l.contains("dask_gateway_server") && !l.starts_with("_local.") && !l.starts_with("class ") && !l.starts_with("    pass"))
+                .take_while(|l| !l.starts_with("_local."))
+                .filter(|l| !l.contains("dask_gateway_server"))
                 .collect::<Vec<_>>()
                 .join("\n")
         );
