@@ -253,6 +253,11 @@ pub fn unsupported_keys() -> impl Iterator<Item = &'static UnsupportedKey> {
         .chain(KUBESPAWNER_TRAITS.iter())
 }
 
+/// Every key hubfleet ignores: the table above and those of the flavours' sections.
+fn ignored_keys() -> impl Iterator<Item = &'static IgnoredKey> {
+    IGNORED_KEYS.iter().chain(crate::dask::IGNORED.iter())
+}
+
 /// What the tables say about one key.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Rule {
@@ -262,8 +267,7 @@ pub(crate) enum Rule {
 
 /// The rule for exactly `dotted`.
 pub(crate) fn rule_for(dotted: &str) -> Option<Rule> {
-    IGNORED_KEYS
-        .iter()
+    ignored_keys()
         .find(|k| k.key == dotted)
         .map(Rule::Ignored)
         .or_else(|| {
@@ -277,8 +281,7 @@ pub(crate) fn rule_for(dotted: &str) -> Option<Rule> {
 /// them (`proxy` → `secretToken`, `chp`, …).
 pub(crate) fn children_with_rules(dotted: &str) -> Vec<&'static str> {
     let prefix = format!("{dotted}.");
-    let mut names: Vec<&'static str> = IGNORED_KEYS
-        .iter()
+    let mut names: Vec<&'static str> = ignored_keys()
         .map(|k| k.key)
         .chain(unsupported_keys().map(|k| k.key))
         .filter_map(|key| key.strip_prefix(prefix.as_str()))

@@ -36,6 +36,7 @@
 use std::path::{Component, Path, PathBuf};
 
 pub mod auth;
+pub mod dask;
 pub mod editable;
 mod error;
 pub mod fixtures;
@@ -105,6 +106,8 @@ pub struct HubConfig {
     pub custom: pages::Custom,
     /// `proxy:` (z2jh's; `proxy.https` is read).
     pub proxy: https::Proxy,
+    /// `dask-gateway:` (daskhub's; see [`dask`]).
+    pub dask_gateway: dask::DaskGateway,
     /// The config file this was loaded from (absolute), or `None` when it came from a string
     /// or a constructor. Relative paths are resolved against its directory.
     pub source: Option<PathBuf>,

@@ -41,6 +41,8 @@ struct RawConfig {
     custom: crate::pages::Custom,
     #[serde(deserialize_with = "null_default")]
     proxy: crate::https::Proxy,
+    #[serde(rename = "dask-gateway", deserialize_with = "null_default")]
+    dask_gateway: crate::dask::DaskGateway,
     /// Facts z2jh's chart adds for its hub; checked, read from the values where needed.
     #[serde(rename = "Chart", deserialize_with = "null_default")]
     _chart: crate::model::ChartFacts,
@@ -686,6 +688,7 @@ fn read(
         hubfleet: raw.hubfleet,
         custom: raw.custom,
         proxy: raw.proxy,
+        dask_gateway: raw.dask_gateway,
         source,
         warnings: Vec::new(),
     };

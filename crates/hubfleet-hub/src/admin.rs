@@ -111,10 +111,27 @@ async fn admin_page(
     let parsed = me.identity.scopes.parsed();
     let unfiltered =
         |base: &str| matches!(parsed.get(base), Some(hubfleet_rbac::ScopeFilters::All));
+    // Every user's Dask clusters, for admins who may see every user's servers.
+    let (dask_enabled, dask_clusters, dask_error) = match &state.settings().dask_gateway {
+        Some(gateway) if unfiltered("admin:servers") => match gateway.all_clusters(&state).await {
+            Ok(listing) if listing.failed.is_empty() => (true, listing.rows, None),
+            Ok(listing) => (
+                true,
+                listing.rows,
+                Some(format!(
+                    "The Dask gateway did not answer for {} user(s), whose clusters are not listed: {}",
+                    listing.failed.len(),
+                    listing.failed.first().map(String::as_str).unwrap_or_default()
+                )),
+            ),
+            Err(e) => (true, Vec::new(), Some(e.to_string())),
+        },
+        _ => (false, Vec::new(), None),
+    };
     let body = state.templates().render(
         "admin.html",
         context! {
-            xsrf, signups,
+            xsrf, signups, dask_enabled, dask_clusters, dask_error,
             can_add_users => unfiltered("admin:users"),
             can_stop_all => unfiltered("admin:servers"),
             can_create_groups => unfiltered("admin:groups"),

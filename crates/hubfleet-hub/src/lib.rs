@@ -26,6 +26,7 @@ pub mod cluster;
 mod config_groups;
 mod cookie_secret;
 pub mod culler;
+pub mod dask;
 pub mod env_build;
 pub mod environments;
 pub mod external_proxy;
@@ -115,6 +116,8 @@ pub struct Settings {
     /// A separate proxy the hub drives through its REST API
     /// (`hub.config.ConfigurableHTTPProxy.api_url`); `None`: the built-in proxy on `listen`.
     pub external_proxy: Option<external_proxy::ExternalProxy>,
+    /// `dask-gateway:`: the Dask gateway run as a managed service.
+    pub dask_gateway: Option<Arc<dask::Gateway>>,
 }
 
 /// A group from the config file (`hub.config.JupyterHub.load_groups`).
@@ -181,6 +184,7 @@ impl Settings {
             )),
             process_started: std::time::Instant::now(),
             external_proxy: None,
+            dask_gateway: None,
         }
     }
 
@@ -627,6 +631,9 @@ impl Hub {
             );
         }
         start_services(&state).await?;
+        if let Some(gateway) = state.settings().dask_gateway.clone() {
+            dask::start(&state, &gateway).await?;
+        }
         load_roles(&state).await?;
         if let Some(cull) = state.settings().culler.clone() {
             culler::start(&state, cull).await?;

@@ -604,10 +604,14 @@ impl Lifecycle {
         let result: Result<String, StartFailure> = async {
             // The server's own API token, which is also its OAuth client secret.
             let api_token = hubfleet_store::new_token();
-            let server_scopes = vec![
+            let mut server_scopes = vec![
                 format!("access:servers!server={}/{}", user.name, server.name),
                 format!("users:activity!user={}", user.name),
             ];
+            // The Dask gateway accepts the server's token (`Gateway()` in a notebook).
+            if let Some(gateway) = &settings.dask_gateway {
+                server_scopes.push(gateway.access_scope());
+            }
             inner
                 .store
                 .insert_token(
@@ -1538,6 +1542,11 @@ pub fn server_env(
     );
     if let Some(default_url) = &settings.default_url {
         set("JUPYTERHUB_DEFAULT_URL", default_url.clone());
+    }
+    if let Some(gateway) = &settings.dask_gateway {
+        for (k, v) in gateway.server_env(settings) {
+            set(&k, v);
+        }
     }
     // `hub.extraEnv`'s `LANG`, … stand for the hub's own (upstream's `env_keep`); its `PATH`
     // does not: a server's is its environment's and the system's.

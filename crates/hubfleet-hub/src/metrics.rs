@@ -37,6 +37,14 @@ struct PeriodLabel {
     period: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterStatusLabel {
+    status: String,
+}
+
+/// The Dask gateway's cluster statuses, each a series from the start.
+const DASK_STATUSES: [&str; 5] = ["PENDING", "RUNNING", "STOPPING", "STOPPED", "FAILED"];
+
 type GaugeI = Gauge<i64, std::sync::atomic::AtomicI64>;
 
 /// How a start ended, as upstream's `ServerSpawnStatus`: `failure` is a start refused on
@@ -87,6 +95,8 @@ pub struct Metrics {
     running_servers: GaugeI,
     total_users: GaugeI,
     active_users: Family<PeriodLabel, GaugeI>,
+    /// `hubfleet_dask_clusters{status}` (ours), on Dask hubs only.
+    dask_clusters: Option<Family<ClusterStatusLabel, GaugeI>>,
 }
 
 /// Upstream's buckets (metrics.py); `+Inf` is implied.
@@ -281,6 +291,7 @@ impl Default for Metrics {
             running_servers,
             total_users,
             active_users,
+            dask_clusters: None,
         }
     }
 }
@@ -375,8 +386,35 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// Count the Dask gateway's clusters (`hubfleet_dask_clusters{status}`; not upstream's).
+    pub fn with_dask_clusters(&mut self) {
+        let family = Family::<ClusterStatusLabel, GaugeI>::default();
+        self.registry.register(
+            "hubfleet_dask_clusters",
+            "Dask clusters of the hub's Dask gateway, by status",
+            family.clone(),
+        );
+        for status in DASK_STATUSES {
+            let _ = family.get_or_create(&ClusterStatusLabel {
+                status: status.to_owned(),
+            });
+        }
+        self.dask_clusters = Some(family);
+    }
+
     /// Gauges read from the database when scraped.
     pub async fn refresh(&self, state: &AppState) -> Result<(), HubError> {
+        if let (Some(family), Some(gateway)) = (&self.dask_clusters, &state.settings().dask_gateway) {
+            let clusters = gateway.all_clusters(state).await?.rows;
+            for status in DASK_STATUSES {
+                let n = clusters.iter().filter(|c| c.status == status).count();
+                family
+                    .get_or_create(&ClusterStatusLabel {
+                        status: status.to_owned(),
+                    })
+                    .set(n as i64);
+            }
+        }
         let counts = state.store.server_counts().await?;
         self.running_servers.set(counts.active);
         self.total_users.set(state.store.count_users().await?);

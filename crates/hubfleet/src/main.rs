@@ -32,6 +32,7 @@ mod preflight;
 mod private_files;
 mod proxy_cmd;
 mod render_cmd;
+mod render_dask;
 mod start_checks;
 mod users_cmd;
 
@@ -410,6 +411,16 @@ fn settings(config: &HubConfig) -> Result<Settings> {
             services: role.services.clone(),
         })
         .collect();
+    // The Dask hub flavour (`dask-gateway:`).
+    if let Some(gateway) = hubfleet_hub::dask::Gateway::from_config(config)? {
+        gateway.grant_access(&mut settings.roles);
+        // The settings are new here, their metrics not shared yet (a reload keeps the running
+        // hub's, and `dask-gateway` needs a restart).
+        if let Some(metrics) = std::sync::Arc::get_mut(&mut settings.metrics) {
+            metrics.with_dask_clusters();
+        }
+        settings.dask_gateway = Some(std::sync::Arc::new(gateway));
+    }
     if config.cull.enabled {
         let python = config.python_env().map(|venv| venv.join("bin/python"));
         let has_idle_culler = python.as_ref().is_some_and(|python| {

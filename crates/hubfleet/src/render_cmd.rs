@@ -117,6 +117,10 @@ pub struct K8sArgs {
     /// Write the YAML here instead of stdout.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// On a Dask hub (`dask-gateway.enabled`): write the values of the upstream `dask-gateway`
+    /// chart here (default: printed on stderr with the `helm` command).
+    #[arg(long, value_name = "FILE")]
+    dask_gateway_values: Option<PathBuf>,
 }
 
 /// Run `render …`; errors exit 2, as the reference tool's do.
@@ -333,6 +337,28 @@ fn render_pod(args: &PodArgs, matches: Option<&ArgMatches>) -> Result<()> {
 
 fn render_k8s(args: &K8sArgs, matches: Option<&ArgMatches>) -> Result<()> {
     let (merged, release) = load_values(&args.values, matches, Some(&args.namespace))?;
+    let (merged, dask) =
+        crate::render_dask::prepare(merged, &release.release_name, &args.namespace)?;
+    if let Some(chart) = &dask {
+        let text = serde_yaml_ng::to_string(&chart.values)?;
+        let file = match &args.dask_gateway_values {
+            Some(path) => {
+                std::fs::write(path, &text)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                path.display().to_string()
+            }
+            None => "dask-gateway.values.yaml".to_owned(),
+        };
+        eprintln!(
+            "note: dask-gateway: not rendered here; install the upstream chart (docs/kubernetes.md, \"Dask hub\"):\n  {}",
+            crate::render_dask::helm_command(chart, &args.namespace, &file)
+        );
+        if args.dask_gateway_values.is_none() {
+            eprintln!(
+                "note: with these values in {file} (or give --dask-gateway-values FILE):\n{text}"
+            );
+        }
+    }
     let secret_seed = match &args.secret_seed_file {
         Some(path) => {
             let bytes = std::fs::read(path).with_context(|| {
