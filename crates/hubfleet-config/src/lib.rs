@@ -36,6 +36,7 @@
 use std::path::{Component, Path, PathBuf};
 
 pub mod auth;
+pub mod binder;
 mod error;
 pub mod fixtures;
 pub mod https;
@@ -102,6 +103,8 @@ pub struct HubConfig {
     pub custom: pages::Custom,
     /// `proxy:` (z2jh's; `proxy.https` is read).
     pub proxy: https::Proxy,
+    /// `binderhub-service:` (a Binder-style hub; `binder.rs`).
+    pub binderhub_service: binder::BinderhubService,
     /// The config file this was loaded from (absolute), or `None` when it came from a string
     /// or a constructor. Relative paths are resolved against its directory.
     pub source: Option<PathBuf>,

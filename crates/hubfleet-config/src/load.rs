@@ -41,6 +41,8 @@ struct RawConfig {
     custom: crate::pages::Custom,
     #[serde(deserialize_with = "null_default")]
     proxy: crate::https::Proxy,
+    #[serde(rename = "binderhub-service", deserialize_with = "null_default")]
+    binderhub_service: crate::binder::BinderhubService,
     /// Facts z2jh's chart adds for its hub; checked, read from the values where needed.
     #[serde(rename = "Chart", deserialize_with = "null_default")]
     _chart: crate::model::ChartFacts,
@@ -686,6 +688,7 @@ fn read(
         hubfleet: raw.hubfleet,
         custom: raw.custom,
         proxy: raw.proxy,
+        binderhub_service: raw.binderhub_service,
         source,
         warnings: Vec::new(),
     };

@@ -22,6 +22,7 @@ pub(crate) fn validate(config: &HubConfig, ctx: &Ctx<'_>, f: &mut Findings) {
     check_cull(config, ctx, f);
     crate::profiles::check(config, ctx, f);
     crate::https::check(config, ctx, f);
+    crate::binder::check(config, ctx, f);
 }
 
 /// `prefix` (dotted, no user-chosen names) followed by `keys` taken literally.
