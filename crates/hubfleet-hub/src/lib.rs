@@ -38,6 +38,7 @@ mod pages;
 mod password_login;
 pub mod profiles;
 pub mod rate_limit;
+pub mod binder;
 pub mod services;
 mod spawn_page;
 mod static_files;
@@ -109,6 +110,8 @@ pub struct Settings {
     /// A separate proxy the hub drives through its REST API
     /// (`hub.config.ConfigurableHTTPProxy.api_url`); `None`: the built-in proxy on `listen`.
     pub external_proxy: Option<external_proxy::ExternalProxy>,
+    /// `binderhub-service:`: launch repositories at `/hub/binder/v2/…`.
+    pub binder: Option<binder::BinderSettings>,
 }
 
 /// A group from the config file (`hub.config.JupyterHub.load_groups`).
@@ -174,6 +177,7 @@ impl Settings {
             ),
             process_started: std::time::Instant::now(),
             external_proxy: None,
+            binder: None,
         }
     }
 
@@ -307,6 +311,8 @@ pub struct AppState {
     pub shutdown: Arc<tokio::sync::Notify>,
     /// Whether this replica runs the idle culler and managed services now.
     pub leader: cluster::Leadership,
+    /// Builds and launches of repositories, when `binderhub-service` is enabled.
+    pub binder: Option<binder::Binder>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -537,6 +543,7 @@ impl Hub {
             xsrf_key: cookie_secret::xsrf_key(&settings, &store).await?,
             shutdown: Arc::new(tokio::sync::Notify::new()),
             leader,
+            binder: settings.binder.clone().map(binder::Binder::new),
         };
         ensure_admins(&state).await?;
         config_groups::load(&state).await?;
@@ -559,6 +566,9 @@ impl Hub {
         load_roles(&state).await?;
         if let Some(cull) = state.settings.culler.clone() {
             culler::start(&state, cull).await?;
+        }
+        if state.binder.is_some() {
+            binder::start_reaper(state.clone());
         }
         let app = router(state.clone());
         // With subdomains the proxy routes on host and path (`alice.localhost/user/alice/`);
@@ -790,6 +800,7 @@ fn router(state: AppState) -> axum::Router {
         .merge(native_pages::routes())
         .merge(spawn_page::routes())
         .merge(admin::routes())
+        .merge(binder::routes())
         .merge(static_files::routes())
         .route("/hub/health", get(|| async { StatusCode::OK }))
         .route("/hub/api/health", get(|| async { StatusCode::OK }))

@@ -17,6 +17,7 @@ use hubfleet_spawn::{LocalOptions, LocalProcessSpawner, Spawner};
 use hubfleet_store::Store;
 
 mod backup_cmd;
+mod binder_settings;
 mod check_cmd;
 mod env_cmd;
 mod fleet_cmd;
@@ -265,6 +266,7 @@ fn settings(config: &HubConfig) -> Result<Settings> {
     settings.extra_env = config.singleuser.extra_env.clone();
     settings.start_timeout = config.singleuser.start_timeout;
     settings.spawn_options = env_cmd::spawn_options(config);
+    settings.binder = binder_settings::binder_settings(config)?;
     settings.pages = hubfleet_hub::PageSettings {
         template_paths: config
             .hub
