@@ -386,6 +386,7 @@ async fn build_into(
         }
     }
     relocate_scripts(&env.join("bin"), &env, &done.join("env")).await;
+    write_start_script(&env, done).await?;
     tokio::fs::write(work.join("build.log"), &log)
         .await
         .map_err(|e| io("writing build.log", e))?;
@@ -396,6 +397,26 @@ async fn build_into(
         .await
         .map_err(|e| io(&format!("moving the build to {}", done.display()), e))?;
     Ok(())
+}
+
+/// `env/bin/jupyterhub-singleuser`: copies the checkout into the home once (to
+/// `$BINDER_REPO_DIR`), then starts the server there with the environment's Python. Named as
+/// the usual program, so the spawner treats it as one (`--allow-root` where allowed).
+async fn write_start_script(env: &Path, done: &Path) -> Result<(), String> {
+    let quote = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "'\\''"));
+    let script = format!(
+        "#!/bin/sh\n# Made by hubfleet for a binder launch.\nset -e\ndest=\"$HOME/${{BINDER_REPO_DIR:-repo}}\"\nif [ ! -e \"$dest\" ]; then cp -R {} \"$dest\"; fi\ncd \"$dest\"\nexec {} -m jupyterhub.singleuser \"$@\"\n",
+        quote(&done.join("repo")),
+        quote(&done.join("env/bin/python")),
+    );
+    let path = env.join("bin/jupyterhub-singleuser");
+    tokio::fs::write(&path, script)
+        .await
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    tokio::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+        .await
+        .map_err(|e| format!("making {} executable: {e}", path.display()))
 }
 
 /// `lib/pythonX.Y/site-packages` of a venv.

@@ -479,9 +479,9 @@ async fn launch(
     Ok(())
 }
 
-/// For a server launched from a repository (its `user_options.binder`): the command that copies
-/// the checkout into the home (once) and starts jupyterhub-singleuser there, with the built
-/// environment first on `PATH` and the base environment's Jupyter data.
+/// For a server launched from a repository (its `user_options.binder`): the environment's start
+/// script (which copies the checkout into the home once and starts jupyterhub-singleuser
+/// there), with the built environment first on `PATH` and the base environment's Jupyter data.
 pub(crate) fn apply_launch(
     settings: &crate::Settings,
     user_options: &serde_json::Value,
@@ -513,21 +513,11 @@ pub(crate) fn apply_launch(
     }
     let venv = dir.join("env");
     let base = &binder.base_env;
-    // `sh -c SCRIPT NAME ARGS…`: the spawner may append arguments (`--allow-root`).
-    let script = "set -e; src=\"$1\"; dest=\"$HOME/$2\"; py=\"$3\"; shift 3; \
-                  if [ ! -e \"$dest\" ]; then cp -R \"$src\" \"$dest\"; fi; \
-                  cd \"$dest\"; exec \"$py\" -m jupyterhub.singleuser \"$@\"";
+    // The start script the build wrote; arguments a configured command had are kept.
     let extra: Vec<String> = cmd.iter().skip(1).cloned().collect();
-    *cmd = vec![
-        "/bin/sh".into(),
-        "-c".into(),
-        script.into(),
-        "binder-start".into(),
-        dir.join("repo").display().to_string(),
-        options.repo_dir.clone(),
-        venv.join("bin/python").display().to_string(),
-    ];
+    *cmd = vec![venv.join("bin/jupyterhub-singleuser").display().to_string()];
     cmd.extend(extra);
+    env.insert("BINDER_REPO_DIR".into(), options.repo_dir.clone());
     env.insert("PATH".into(), crate::profiles::server_path(Some(&venv)));
     env.insert("VIRTUAL_ENV".into(), venv.display().to_string());
     // The venv's prefix has no Jupyter data: JupyterLab's assets and the server extensions'
