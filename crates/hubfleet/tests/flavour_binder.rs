@@ -302,3 +302,62 @@ fn regex_escape(text: &str) -> String {
         })
         .collect()
 }
+
+/// An ephemeral server that goes idle is culled (z2jh's `cull:`, the built-in culler here), and
+/// its temporary user is deleted with it.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_binder_servers_are_culled_and_their_users_deleted() {
+    let repos = tempfile::tempdir().unwrap();
+    let plain = repos.path().join("plain");
+    repository(&plain, &[("README.md", "Nothing to install.\n")]);
+    let allowed = format!("^git/{}", regex_escape(&escape(&repos.path().display().to_string())));
+    let hub = TestHub::start_with(
+        &format!(
+            "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [admin]\ncull:\n  enabled: true\n  timeout: 3\n  every: 2\nbinderhub-service:\n  enabled: true\n  hubfleet:\n    allowed_specs: ['{allowed}']\n"
+        ),
+        "  culler: builtin\n",
+        &common::python_env(),
+    );
+    let launched = events(&hub.direct_url(&format!(
+        "/hub/binder/build/git/{}/main",
+        escape(&plain.display().to_string())
+    )))
+    .await;
+    let ready = launched.last().unwrap();
+    assert_eq!(ready["phase"], "ready", "{launched:#?}\n{}", hub.log());
+    let url = ready["url"].as_str().unwrap();
+    let user = url
+        .split('/')
+        .skip_while(|s| *s != "user")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert!(user.starts_with("binder-"), "{url}");
+    let (_, token) = common::admin_token(&hub, None).await;
+    let admin = TokenClient::new(&hub, &token);
+    let (status, model) = admin
+        .call(Method::GET, &format!("/hub/api/users/{user}"), None)
+        .await;
+    assert_eq!(status, 200, "{model}");
+    assert!(!model["servers"][""].is_null(), "the server runs: {model}");
+    // Culled after 3 s idle, then deleted by the next round of the reaper (every 10 s).
+    let since = std::time::Instant::now();
+    loop {
+        let (status, _) = admin
+            .call(Method::GET, &format!("/hub/api/users/{user}"), None)
+            .await;
+        if status == 404 {
+            break;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(120),
+            "{user} still exists after 120 s; hub log:\n{}",
+            hub.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let log = hub.log();
+    assert!(log.contains("culling idle server"), "{log}");
+    assert!(log.contains("temporary binder user deleted"), "{log}");
+    assert!(hub.server_pids(&user).is_empty(), "the server process is gone");
+}

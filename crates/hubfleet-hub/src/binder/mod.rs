@@ -555,8 +555,8 @@ pub fn start_reaper(state: AppState) {
     });
 }
 
-/// One round of [`start_reaper`]: temporary users older than a minute (a launch makes its
-/// server within seconds) with no server that is not stopped.
+/// One round of [`start_reaper`]: temporary users with no launch under way and no server that
+/// is not stopped (those without any server once they are a minute old).
 pub async fn reap_once(state: &AppState) -> Result<usize, HubError> {
     let mut deleted = 0;
     let Some(binder) = &state.binder else {
@@ -570,10 +570,13 @@ pub async fn reap_once(state: &AppState) -> Result<usize, HubError> {
     let (users, _) = state.store.query_users(&query).await?;
     for user in users {
         let launching = binder.launching.lock().expect("launching").contains(&user.id);
-        if !is_temporary(&user.name)
-            || launching
-            || Utc::now() - user.created < chrono::Duration::minutes(1)
-        {
+        if !is_temporary(&user.name) || launching {
+            continue;
+        }
+        // A user made by the launch page whose event stream has not begun yet has no server:
+        // give the browser a minute.
+        let young = Utc::now() - user.created < chrono::Duration::minutes(1);
+        if young && state.store.servers_of(user.id).await?.is_empty() {
             continue;
         }
         if state.store.delete_user_if_stopped(user.id).await? {
