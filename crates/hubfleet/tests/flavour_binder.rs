@@ -165,7 +165,9 @@ async fn binder_launch_build_cache_and_failure() {
             ("requirements.txt", &format!("{PACKAGE}\n")),
             (
                 NOTEBOOK,
-                &notebook("import pyjokes\nprint('imported', pyjokes.__name__, 'from', pyjokes.__file__)"),
+                &notebook(
+                    "import pyjokes\nprint('imported', pyjokes.__name__, 'from', pyjokes.__file__)",
+                ),
             ),
         ],
     );
@@ -174,7 +176,10 @@ async fn binder_launch_build_cache_and_failure() {
         &bad,
         &[("requirements.txt", "hubfleet-no-such-package-4c1d9e\n")],
     );
-    let allowed = format!("^git/{}", regex_escape(&escape(&repos.path().display().to_string())));
+    let allowed = format!(
+        "^git/{}",
+        regex_escape(&escape(&repos.path().display().to_string()))
+    );
     let hub = TestHub::start_in(
         Mode::Subdomains,
         &format!(
@@ -227,7 +232,10 @@ async fn binder_launch_build_cache_and_failure() {
         "{built}"
     );
     let ready = again.last().unwrap();
-    assert!(ready["url"].as_str().unwrap().contains("/user/binder-"), "{ready}");
+    assert!(
+        ready["url"].as_str().unwrap().contains("/user/binder-"),
+        "{ready}"
+    );
     assert!(!ready["token"].as_str().unwrap().is_empty(), "{ready}");
     assert_eq!(entries(&environments).len(), 1, "no second environment");
 
@@ -235,7 +243,10 @@ async fn binder_launch_build_cache_and_failure() {
     let refused = events(&hub.direct_url("/hub/binder/build/gh/banned/repo/main")).await;
     assert_eq!(phases(&refused), ["failed"]);
     assert!(
-        refused[0]["message"].as_str().unwrap().contains("banned_specs"),
+        refused[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("banned_specs"),
         "{refused:?}"
     );
     let conda = repos.path().join("conda");
@@ -283,7 +294,11 @@ async fn binder_launch_build_cache_and_failure() {
         serde_json::json!({}),
         "no server for the failed launch: {failed_user}"
     );
-    assert_eq!(entries(&environments).len(), 1, "no environment from the failure");
+    assert_eq!(
+        entries(&environments).len(),
+        1,
+        "no environment from the failure"
+    );
     assert!(
         entries(&hub.data_dir().join("binder/building")).is_empty(),
         "no half-made build left"
@@ -310,7 +325,10 @@ async fn idle_binder_servers_are_culled_and_their_users_deleted() {
     let repos = tempfile::tempdir().unwrap();
     let plain = repos.path().join("plain");
     repository(&plain, &[("README.md", "Nothing to install.\n")]);
-    let allowed = format!("^git/{}", regex_escape(&escape(&repos.path().display().to_string())));
+    let allowed = format!(
+        "^git/{}",
+        regex_escape(&escape(&repos.path().display().to_string()))
+    );
     let hub = TestHub::start_with(
         &format!(
             "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [admin]\ncull:\n  enabled: true\n  timeout: 3\n  every: 2\nbinderhub-service:\n  enabled: true\n  hubfleet:\n    allowed_specs: ['{allowed}']\n"
@@ -359,5 +377,8 @@ async fn idle_binder_servers_are_culled_and_their_users_deleted() {
     let log = hub.log();
     assert!(log.contains("culling idle server"), "{log}");
     assert!(log.contains("temporary binder user deleted"), "{log}");
-    assert!(hub.server_pids(&user).is_empty(), "the server process is gone");
+    assert!(
+        hub.server_pids(&user).is_empty(),
+        "the server process is gone"
+    );
 }

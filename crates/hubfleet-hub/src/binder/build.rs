@@ -60,10 +60,12 @@ impl Builder {
         spec: &RepoSpec,
         events: &mpsc::UnboundedSender<BinderEvent>,
     ) -> Result<Built, String> {
-        events.send(BinderEvent::new(
-            "fetching",
-            format!("Resolving {} in {}\n", spec.git_ref, spec.url),
-        )).ok();
+        events
+            .send(BinderEvent::new(
+                "fetching",
+                format!("Resolving {} in {}\n", spec.git_ref, spec.url),
+            ))
+            .ok();
         let commit = resolve_ref(spec).await?;
         events
             .send(BinderEvent::new(
@@ -125,10 +127,10 @@ impl Builder {
                     .map_err(|_| "the hub is shutting down".to_string())?
             }
         };
-        let work = self.settings.building_dir().join(format!(
-            "{key}.{}",
-            &hubfleet_store::new_token()[..8]
-        ));
+        let work = self
+            .settings
+            .building_dir()
+            .join(format!("{key}.{}", &hubfleet_store::new_token()[..8]));
         let timeout = self.settings.build_timeout;
         let result = match tokio::time::timeout(
             timeout,
@@ -199,10 +201,7 @@ pub async fn resolve_ref(spec: &RepoSpec) -> Result<String, String> {
         ));
     }
     let text = String::from_utf8_lossy(&output.stdout);
-    let refs: Vec<(&str, &str)> = text
-        .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .collect();
+    let refs: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once('\t')).collect();
     let preferred = [
         r.to_owned(),
         format!("refs/heads/{r}"),
@@ -249,14 +248,20 @@ async fn build_into(
         ))
         .ok();
     run_logged(
-        git().args(["clone", "--quiet", "--no-checkout", "--"]).arg(&spec.url).arg(&repo),
+        git()
+            .args(["clone", "--quiet", "--no-checkout", "--"])
+            .arg(&spec.url)
+            .arg(&repo),
         "fetching",
         events,
         &mut log,
     )
     .await?;
     run_logged(
-        git().arg("-C").arg(&repo).args(["checkout", "--quiet", commit]),
+        git()
+            .arg("-C")
+            .arg(&repo)
+            .args(["checkout", "--quiet", commit]),
         "fetching",
         events,
         &mut log,
@@ -269,14 +274,19 @@ async fn build_into(
     } else {
         repo.clone()
     };
-    if binder_dir.join("environment.yml").exists() || binder_dir.join("environment.yaml").exists()
-    {
+    if binder_dir.join("environment.yml").exists() || binder_dir.join("environment.yaml").exists() {
         return Err(
             "this repository describes its environment with environment.yml, which needs conda, and this hub has no conda: give a requirements.txt (or pyproject.toml / setup.py) instead"
                 .into(),
         );
     }
-    for ignored in ["apt.txt", "runtime.txt", "install.R", "Project.toml", "Dockerfile"] {
+    for ignored in [
+        "apt.txt",
+        "runtime.txt",
+        "install.R",
+        "Project.toml",
+        "Dockerfile",
+    ] {
         if binder_dir.join(ignored).exists() {
             say(
                 format!("Note: {ignored} is not used by this hub (pip environments only)\n"),
@@ -312,23 +322,39 @@ async fn build_into(
     let python = env.join("bin/python");
     let pip = |args: &[&str]| {
         let mut cmd = tokio::process::Command::new(&python);
-        cmd.args(["-m", "pip", "install", "--no-input", "--progress-bar", "off"])
-            .args(args)
-            .current_dir(&binder_dir)
-            .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
-            .env("VIRTUAL_ENV", &env)
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
+        cmd.args([
+            "-m",
+            "pip",
+            "install",
+            "--no-input",
+            "--progress-bar",
+            "off",
+        ])
+        .args(args)
+        .current_dir(&binder_dir)
+        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+        .env("VIRTUAL_ENV", &env)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
         cmd
     };
     let mut installed = false;
     if binder_dir.join("requirements.txt").exists() {
         say("Installing requirements.txt with pip\n".into(), &mut log);
-        run_logged(&mut pip(&["-r", "requirements.txt"]), "building", events, &mut log).await?;
+        run_logged(
+            &mut pip(&["-r", "requirements.txt"]),
+            "building",
+            events,
+            &mut log,
+        )
+        .await?;
         installed = true;
     }
     if repo.join("pyproject.toml").exists() || repo.join("setup.py").exists() {
-        say("Installing the repository itself with pip\n".into(), &mut log);
+        say(
+            "Installing the repository itself with pip\n".into(),
+            &mut log,
+        );
         let mut cmd = pip(&["."]);
         cmd.current_dir(&repo);
         run_logged(&mut cmd, "building", events, &mut log).await?;
@@ -495,8 +521,14 @@ async fn run_logged(
         .map_err(|e| format!("could not run {program}: {e}"))?;
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     for stream in [
-        child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-        child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
     ]
     .into_iter()
     .flatten()

@@ -172,7 +172,11 @@ fn safe_inner_path(path: &str) -> bool {
         && !path.chars().any(|c| c.is_control())
 }
 
-fn check_spec(binder: &Binder, provider: &str, raw: &str) -> Result<RepoSpec, (StatusCode, String)> {
+fn check_spec(
+    binder: &Binder,
+    provider: &str,
+    raw: &str,
+) -> Result<RepoSpec, (StatusCode, String)> {
     let spec = spec::parse(provider, raw).map_err(|e| (StatusCode::BAD_REQUEST, e))?;
     if let Some(refusal) = binder.settings.rules.refusal(&spec) {
         return Err((StatusCode::FORBIDDEN, refusal));
@@ -181,10 +185,11 @@ fn check_spec(binder: &Binder, provider: &str, raw: &str) -> Result<RepoSpec, (S
 }
 
 fn binder_of(state: &AppState) -> Result<&Binder, HubError> {
-    state
-        .binder
-        .as_ref()
-        .ok_or_else(|| HubError::NotFound("this hub launches no repositories (binderhub-service.enabled is off)".into()))
+    state.binder.as_ref().ok_or_else(|| {
+        HubError::NotFound(
+            "this hub launches no repositories (binderhub-service.enabled is off)".into(),
+        )
+    })
 }
 
 async fn launch_page(
@@ -199,7 +204,13 @@ async fn launch_page(
     let spec = match check_spec(binder, &provider, &raw) {
         Ok(spec) => spec,
         Err((status, message)) => {
-            return Ok(error_page(&state, status, "Cannot launch this repository", &message, None))
+            return Ok(error_page(
+                &state,
+                status,
+                "Cannot launch this repository",
+                &message,
+                None,
+            ))
         }
     };
     for path in [&query.urlpath, &query.labpath].into_iter().flatten() {
@@ -232,7 +243,9 @@ async fn launch_page(
             user
         }
     };
-    let build_url = state.settings.with_base(&format!("/hub/binder/build/{provider}/{raw}"));
+    let build_url = state
+        .settings
+        .with_base(&format!("/hub/binder/build/{provider}/{raw}"));
     let body = state.templates.render(
         "binder.html",
         context! {
@@ -259,7 +272,10 @@ fn is_temporary(name: &str) -> bool {
 
 /// A new temporary user, logged in: the user and the login cookies.
 async fn temporary_user(state: &AppState) -> Result<(User, Vec<HeaderValue>), HubError> {
-    let name = format!("{TEMPORARY_PREFIX}{}", &hex::encode(rand::random::<[u8; 8]>()));
+    let name = format!(
+        "{TEMPORARY_PREFIX}{}",
+        &hex::encode(rand::random::<[u8; 8]>())
+    );
     let user = state.store.create_user(&name, false).await?;
     let secret = hubfleet_store::new_token();
     let session_id = hubfleet_store::new_token();
@@ -450,7 +466,10 @@ async fn launch(
         return Err(format!("the server did not start: {reason}"));
     }
     let token = hubfleet_store::new_token();
-    let scopes = vec![format!("access:servers!server={}/{}", user.name, server_name)];
+    let scopes = vec![format!(
+        "access:servers!server={}/{}",
+        user.name, server_name
+    )];
     state
         .store
         .insert_token(
@@ -569,7 +588,11 @@ pub async fn reap_once(state: &AppState) -> Result<usize, HubError> {
     };
     let (users, _) = state.store.query_users(&query).await?;
     for user in users {
-        let launching = binder.launching.lock().expect("launching").contains(&user.id);
+        let launching = binder
+            .launching
+            .lock()
+            .expect("launching")
+            .contains(&user.id);
         if !is_temporary(&user.name) || launching {
             continue;
         }

@@ -191,7 +191,10 @@ mod tests {
         assert_eq!(git.url, "https://example.org/a/b.git");
         assert_eq!(git.git_ref, "v1/2");
         assert_eq!(git.dir_name(), "b");
-        assert_eq!(git.full(), "git/https%3A%2F%2Fexample.org%2Fa%2Fb.git/v1%2F2");
+        assert_eq!(
+            git.full(),
+            "git/https%3A%2F%2Fexample.org%2Fa%2Fb.git/v1%2F2"
+        );
         assert!(parse("git", "ext%3A%3Ash%20-c%20id/HEAD").is_err());
         assert!(parse("git", "https%3A%2F%2Fexample.org%2Fa/--upload-pack=x").is_err());
         assert!(parse("gh", "org/repo").is_err());
@@ -205,7 +208,9 @@ mod tests {
             .refusal(&parse("gh", "evil/x/main").unwrap())
             .unwrap()
             .contains("banned_specs"));
-        assert!(rules.refusal(&parse("gh", "good/x/main").unwrap()).is_none());
+        assert!(rules
+            .refusal(&parse("gh", "good/x/main").unwrap())
+            .is_none());
         let local = parse("git", "%2Ftmp%2Frepo/HEAD").unwrap();
         assert!(rules.refusal(&local).unwrap().contains("allowed_specs"));
         let allow = SpecRules::new(&[], &["^git/%2Ftmp%2F".into()]).unwrap();
