@@ -20,6 +20,10 @@ if (binder) {
     if (event.message) log.textContent += event.message;
     log.scrollTop = log.scrollHeight;
     phase.textContent = labels[event.phase] || event.phase;
+    if (phase.dataset.phase !== event.phase) {
+      // The phases in order, for whoever reads the page after the fact.
+      phase.dataset.history = (phase.dataset.history ? phase.dataset.history + " " : "") + event.phase;
+    }
     phase.dataset.phase = event.phase;
     if (event.phase === "failed") {
       source.close();

@@ -60,7 +60,11 @@ fn escape(s: &str) -> String {
 
 /// Read an event stream to its end (`ready` or `failed`): every event's JSON.
 async fn events(url: &str) -> Vec<serde_json::Value> {
-    let client = common::client_builder().build().unwrap();
+    events_with(&common::client_builder().build().unwrap(), url).await
+}
+
+/// [`events`] with a given client (its cookies).
+async fn events_with(client: &reqwest::Client, url: &str) -> Vec<serde_json::Value> {
     let mut response = client.get(url).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let mut buffer = String::new();
@@ -207,7 +211,11 @@ async fn binder_launch_build_cache_and_failure() {
         .find_map(|l| l.strip_prefix("PHASES "))
         .map(|l| serde_json::from_str(l).unwrap())
         .expect("the scenario reports the phases it saw");
-    assert!(seen.contains(&"building".into()), "{seen:?}");
+    assert_eq!(
+        seen,
+        ["fetching", "building", "built", "launching", "ready"],
+        "the page showed each phase in order"
+    );
     assert_eq!(seen.last().map(String::as_str), Some("ready"), "{seen:?}");
     let installed = out.contains(&format!("Successfully installed {PACKAGE}"));
     assert!(installed, "pip's output is on the page:\n{out}");
@@ -381,4 +389,59 @@ async fn idle_binder_servers_are_culled_and_their_users_deleted() {
         hub.server_pids(&user).is_empty(),
         "the server process is gone"
     );
+}
+
+/// With `auth_enabled`, only logged-in users launch, each into their own server `binder`.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_auth_the_logged_in_user_launches() {
+    let repos = tempfile::tempdir().unwrap();
+    let plain = repos.path().join("plain");
+    repository(&plain, &[("README.md", "Nothing to install.\n")]);
+    let allowed = format!(
+        "^git/{}",
+        regex_escape(&escape(&repos.path().display().to_string()))
+    );
+    let hub = TestHub::start(&format!(
+        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\nbinderhub-service:\n  enabled: true\n  config:\n    BinderHub:\n      auth_enabled: true\n  hubfleet:\n    allowed_specs: ['{allowed}']\n"
+    ));
+    let spec = format!("git/{}/main", escape(&plain.display().to_string()));
+    // Not logged in: the page sends to the login page, the stream refuses.
+    let anonymous = common::client_builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = anonymous
+        .get(hub.url(&format!("/hub/binder/v2/{spec}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 302);
+    let location = page.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.contains("/hub/login?next="), "{location}");
+    let refused = events_with(&anonymous, &hub.url(&format!("/hub/binder/build/{spec}"))).await;
+    assert_eq!(phases(&refused), ["failed"], "{refused:?}");
+    assert!(
+        refused[0]["message"].as_str().unwrap().contains("log in"),
+        "{refused:?}"
+    );
+    // Logged in: alice's own server `binder`, no temporary user.
+    let alice = common::Browser::new(&hub);
+    alice.login("alice", "x").await;
+    let launched = events_with(
+        &alice.client,
+        &hub.url(&format!("/hub/binder/build/{spec}")),
+    )
+    .await;
+    let ready = launched.last().unwrap();
+    assert_eq!(ready["phase"], "ready", "{launched:#?}\n{}", hub.log());
+    assert!(
+        ready["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/user/alice/binder/"),
+        "{ready}"
+    );
+    let model = alice.user_model("alice").await;
+    assert!(!model["servers"]["binder"].is_null(), "{model}");
+    assert!(!hub.log().contains("temporary binder user created"));
 }
