@@ -65,31 +65,55 @@ async fn events(url: &str) -> Vec<serde_json::Value> {
 
 /// [`events`] with a given client (its cookies).
 async fn events_with(client: &reqwest::Client, url: &str) -> Vec<serde_json::Value> {
-    let mut response = client.get(url).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    let mut buffer = String::new();
-    let mut events = Vec::new();
-    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(600), response.chunk())
+    let mut stream = EventStream::open(client, url).await;
+    stream
+        .until(|e| matches!(e["phase"].as_str(), Some("ready" | "failed")))
         .await
-        .expect("the event stream went quiet for 10 minutes")
-        .unwrap()
-    {
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            for line in block.lines() {
-                if let Some(data) = line.strip_prefix("data:") {
-                    let event: serde_json::Value = serde_json::from_str(data.trim()).unwrap();
-                    let last = matches!(event["phase"].as_str(), Some("ready" | "failed"));
-                    events.push(event);
-                    if last {
-                        return events;
+}
+
+/// An event stream read as far as a test needs.
+struct EventStream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl EventStream {
+    async fn open(client: &reqwest::Client, url: &str) -> EventStream {
+        let response = client.get(url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        EventStream {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The events up to and including the first that `stop` accepts (or the stream's end).
+    async fn until(&mut self, stop: impl Fn(&serde_json::Value) -> bool) -> Vec<serde_json::Value> {
+        let mut events = Vec::new();
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                for line in block.lines() {
+                    if let Some(data) = line.strip_prefix("data:") {
+                        let event: serde_json::Value = serde_json::from_str(data.trim()).unwrap();
+                        let last = stop(&event);
+                        events.push(event);
+                        if last {
+                            return events;
+                        }
                     }
                 }
             }
+            let chunk = tokio::time::timeout(Duration::from_secs(600), self.response.chunk())
+                .await
+                .expect("the event stream went quiet for 10 minutes")
+                .unwrap();
+            match chunk {
+                Some(chunk) => self.buffer.push_str(&String::from_utf8_lossy(&chunk)),
+                None => return events,
+            }
         }
     }
-    events
 }
 
 fn phases(events: &[serde_json::Value]) -> Vec<String> {
@@ -444,4 +468,103 @@ async fn with_auth_the_logged_in_user_launches() {
     let model = alice.user_model("alice").await;
     assert!(!model["servers"]["binder"].is_null(), "{model}");
     assert!(!hub.log().contains("temporary binder user created"));
+}
+
+/// Two launches of one commit at once: one builds, the other waits for that build and finds it
+/// built (one environment). `postBuild` runs, and one that outlives `postbuild_timeout` fails
+/// the build.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_launches_share_one_build_and_postbuild_is_limited() {
+    let repos = tempfile::tempdir().unwrap();
+    let gate = repos.path().join("gate");
+    let started = repos.path().join("postbuild-started");
+    let shared = repos.path().join("shared");
+    repository(
+        &shared,
+        &[(
+            "postBuild",
+            &format!(
+                "touch '{}'\nwhile [ ! -e '{}' ]; do sleep 0.1; done\necho postBuild done\n",
+                started.display(),
+                gate.display()
+            ),
+        )],
+    );
+    let slow = repos.path().join("slow");
+    repository(&slow, &[("postBuild", "echo sleeping\nsleep 600\n")]);
+    let allowed = format!(
+        "^git/{}",
+        regex_escape(&escape(&repos.path().display().to_string()))
+    );
+    let hub = TestHub::start(&format!(
+        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\nbinderhub-service:\n  enabled: true\n  hubfleet:\n    allowed_specs: ['{allowed}']\n    postbuild_timeout: 10\n"
+    ));
+    let url = hub.url(&format!(
+        "/hub/binder/build/git/{}/main",
+        escape(&shared.display().to_string())
+    ));
+    let client = || common::client_builder().build().unwrap();
+    let (first_client, second_client) = (client(), client());
+    let mut first = EventStream::open(&first_client, &url).await;
+    let mut first_events = first
+        .until(|e| {
+            e["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Running postBuild")
+        })
+        .await;
+    let mut second = EventStream::open(&second_client, &url).await;
+    let mut second_events = second.until(|e| e["phase"] == "waiting").await;
+    assert_eq!(
+        second_events.last().map(|e| e["phase"].clone()),
+        Some("waiting".into()),
+        "the second launch waits for the first build: {second_events:?}"
+    );
+    std::fs::write(&gate, "").unwrap();
+    let done = |e: &serde_json::Value| matches!(e["phase"].as_str(), Some("ready" | "failed"));
+    first_events.extend(first.until(done).await);
+    second_events.extend(second.until(done).await);
+    assert_eq!(
+        first_events.last().unwrap()["phase"],
+        "ready",
+        "{first_events:#?}"
+    );
+    assert_eq!(
+        second_events.last().unwrap()["phase"],
+        "ready",
+        "{second_events:#?}"
+    );
+    assert!(
+        first_events
+            .iter()
+            .any(|e| e["message"] == "postBuild done\n"),
+        "postBuild's output is in the log: {first_events:#?}"
+    );
+    assert!(
+        !phases(&second_events).contains(&"building".into()),
+        "{second_events:#?}"
+    );
+    let environments = entries(&hub.data_dir().join("binder/environments"));
+    assert_eq!(environments.len(), 1, "{environments:?}");
+
+    let slow_events = events(&hub.url(&format!(
+        "/hub/binder/build/git/{}/main",
+        escape(&slow.display().to_string())
+    )))
+    .await;
+    let failure = slow_events.last().unwrap();
+    assert_eq!(failure["phase"], "failed", "{slow_events:#?}");
+    assert!(
+        failure["message"]
+            .as_str()
+            .unwrap()
+            .contains("postbuild_timeout"),
+        "{failure}"
+    );
+    assert_eq!(
+        entries(&hub.data_dir().join("binder/environments")).len(),
+        1
+    );
+    assert!(entries(&hub.data_dir().join("binder/building")).is_empty());
 }

@@ -514,11 +514,15 @@ async fn run_logged(
     log: &mut String,
 ) -> Result<(), String> {
     let program = cmd.as_std().get_program().to_string_lossy().into_owned();
+    // A group of its own, so a time limit ends what it started too (pip's builds, postBuild's
+    // children), not only the process itself.
     let mut child = cmd
+        .process_group(0)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("could not run {program}: {e}"))?;
+    let _group = child.id().map(ProcessGroup);
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     for stream in [
         child
@@ -569,5 +573,20 @@ async fn run_logged(
             "{name} failed ({status}); the end of its output:\n{}",
             tail.concat()
         ))
+    }
+}
+
+/// Kills a process group when dropped: a build step stopped by a time limit (its future
+/// dropped) leaves nothing running. Harmless once the group is gone.
+struct ProcessGroup(u32);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 }
