@@ -568,3 +568,36 @@ async fn concurrent_launches_share_one_build_and_postbuild_is_limited() {
     );
     assert!(entries(&hub.data_dir().join("binder/building")).is_empty());
 }
+
+/// A build that would take the environments past `environments_disk_limit` fails, saying so,
+/// and keeps nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn environments_disk_limit_refuses_a_build() {
+    let repos = tempfile::tempdir().unwrap();
+    let plain = repos.path().join("plain");
+    repository(&plain, &[("README.md", "Nothing to install.\n")]);
+    let allowed = format!(
+        "^git/{}",
+        regex_escape(&escape(&repos.path().display().to_string()))
+    );
+    // A venv and a checkout take more than 4 KB whatever they hold.
+    let hub = TestHub::start(&format!(
+        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\nbinderhub-service:\n  enabled: true\n  hubfleet:\n    allowed_specs: ['{allowed}']\n    environments_disk_limit: 4K\n"
+    ));
+    let launched = events(&hub.url(&format!(
+        "/hub/binder/build/git/{}/main",
+        escape(&plain.display().to_string())
+    )))
+    .await;
+    let failure = launched.last().unwrap();
+    assert_eq!(failure["phase"], "failed", "{launched:#?}");
+    assert!(
+        failure["message"]
+            .as_str()
+            .unwrap()
+            .contains("environments_disk_limit"),
+        "{failure}"
+    );
+    assert!(entries(&hub.data_dir().join("binder/environments")).is_empty());
+    assert!(entries(&hub.data_dir().join("binder/building")).is_empty());
+}
