@@ -36,6 +36,7 @@
 use std::path::{Component, Path, PathBuf};
 
 pub mod auth;
+pub mod binder;
 pub mod dask;
 pub mod editable;
 mod error;
@@ -108,6 +109,8 @@ pub struct HubConfig {
     pub proxy: https::Proxy,
     /// `dask-gateway:` (daskhub's; see [`dask`]).
     pub dask_gateway: dask::DaskGateway,
+    /// `binderhub-service:` (a Binder-style hub; `binder.rs`).
+    pub binderhub_service: binder::BinderhubService,
     /// The config file this was loaded from (absolute), or `None` when it came from a string
     /// or a constructor. Relative paths are resolved against its directory.
     pub source: Option<PathBuf>,

@@ -43,6 +43,8 @@ struct RawConfig {
     proxy: crate::https::Proxy,
     #[serde(rename = "dask-gateway", deserialize_with = "null_default")]
     dask_gateway: crate::dask::DaskGateway,
+    #[serde(rename = "binderhub-service", deserialize_with = "null_default")]
+    binderhub_service: crate::binder::BinderhubService,
     /// Facts z2jh's chart adds for its hub; checked, read from the values where needed.
     #[serde(rename = "Chart", deserialize_with = "null_default")]
     _chart: crate::model::ChartFacts,
@@ -689,6 +691,7 @@ fn read(
         custom: raw.custom,
         proxy: raw.proxy,
         dask_gateway: raw.dask_gateway,
+        binderhub_service: raw.binderhub_service,
         source,
         warnings: Vec::new(),
     };

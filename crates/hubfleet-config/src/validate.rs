@@ -23,6 +23,7 @@ pub(crate) fn validate(config: &HubConfig, ctx: &Ctx<'_>, f: &mut Findings) {
     crate::profiles::check(config, ctx, f);
     crate::https::check(config, ctx, f);
     crate::dask::check(config, ctx, f);
+    crate::binder::check(config, ctx, f);
 }
 
 /// `prefix` (dotted, no user-chosen names) followed by `keys` taken literally.

@@ -103,7 +103,7 @@ fn unknown_top_level_key() {
     assert_eq!(e.line, 2);
     assert_contains(
         &e.display,
-        "unknown key `something`. Allowed top-level keys: `hub`, `singleuser`, `cull`, `hubfleet`, `custom`, `proxy`, `dask-gateway`, `Chart`, `Release`.",
+        "unknown key `something`. Allowed top-level keys: `hub`, `singleuser`, `cull`, `hubfleet`, `custom`, `proxy`, `dask-gateway`, `binderhub-service`, `Chart`, `Release`.",
     );
 }
 

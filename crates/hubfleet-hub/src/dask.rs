@@ -548,7 +548,11 @@ fn free_port() -> Result<SocketAddr, HubError> {
 
 /// Write the gateway's config (0600, in a 0700 directory) and start it as a managed service.
 pub async fn start(state: &AppState, gateway: &Gateway) -> Result<(), HubError> {
-    write_private(&gateway.config_path, &gateway.config_text(&state.settings())).map_err(|e| {
+    write_private(
+        &gateway.config_path,
+        &gateway.config_text(&state.settings()),
+    )
+    .map_err(|e| {
         HubError::Config(format!(
             "writing the Dask gateway's config {}: {e}",
             gateway.config_path.display()

@@ -22,6 +22,7 @@ mod acme;
 mod admin;
 mod api;
 mod auth_refresh;
+pub mod binder;
 pub mod cluster;
 mod config_groups;
 mod cookie_secret;
@@ -118,6 +119,8 @@ pub struct Settings {
     pub external_proxy: Option<external_proxy::ExternalProxy>,
     /// `dask-gateway:`: the Dask gateway run as a managed service.
     pub dask_gateway: Option<Arc<dask::Gateway>>,
+    /// `binderhub-service:`: launch repositories at `/hub/binder/v2/…`.
+    pub binder: Option<binder::BinderSettings>,
 }
 
 /// A group from the config file (`hub.config.JupyterHub.load_groups`).
@@ -185,6 +188,7 @@ impl Settings {
             process_started: std::time::Instant::now(),
             external_proxy: None,
             dask_gateway: None,
+            binder: None,
         }
     }
 
@@ -357,6 +361,8 @@ pub struct AppState {
     pub config_reloader: Arc<std::sync::OnceLock<Arc<reload::ConfigReloader>>>,
     /// Builds of local environments started from the admin panel (their logs).
     pub builds: env_build::Builds,
+    /// Builds and launches of repositories, when `binderhub-service` is enabled.
+    pub binder: Option<binder::Binder>,
 }
 
 impl AppState {
@@ -612,6 +618,7 @@ impl Hub {
             culler_task: Arc::default(),
             config_reloader: Arc::default(),
             builds: env_build::Builds::default(),
+            binder: settings.binder.clone().map(binder::Binder::new),
         };
         ensure_admins(&state).await?;
         config_groups::load(&state).await?;
@@ -637,6 +644,9 @@ impl Hub {
         load_roles(&state).await?;
         if let Some(cull) = state.settings().culler.clone() {
             culler::start(&state, cull).await?;
+        }
+        if state.binder.is_some() {
+            binder::start_reaper(state.clone());
         }
         let app = router(state.clone());
         // With subdomains the proxy routes on host and path (`alice.localhost/user/alice/`);
@@ -891,6 +901,7 @@ fn router(state: AppState) -> axum::Router {
         .merge(native_pages::routes())
         .merge(spawn_page::routes())
         .merge(admin::routes())
+        .merge(binder::routes())
         .merge(static_files::routes())
         .route("/hub/health", get(|| async { StatusCode::OK }))
         .route("/hub/api/health", get(|| async { StatusCode::OK }))

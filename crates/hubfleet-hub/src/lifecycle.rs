@@ -492,6 +492,11 @@ impl Lifecycle {
             &mut cmd,
             &mut env,
         );
+        if let Err(message) =
+            crate::binder::apply_launch(settings, &server.user_options, &mut cmd, &mut env)
+        {
+            return Ok(Err(message));
+        }
         let (labels, annotations) = kubespawner_metadata(&user.name, &server.name);
         let user_options = match &server.user_options {
             serde_json::Value::Null => serde_json::json!({}),

@@ -404,7 +404,8 @@ impl Metrics {
 
     /// Gauges read from the database when scraped.
     pub async fn refresh(&self, state: &AppState) -> Result<(), HubError> {
-        if let (Some(family), Some(gateway)) = (&self.dask_clusters, &state.settings().dask_gateway) {
+        if let (Some(family), Some(gateway)) = (&self.dask_clusters, &state.settings().dask_gateway)
+        {
             let clusters = gateway.all_clusters(state).await?.rows;
             for status in DASK_STATUSES {
                 let n = clusters.iter().filter(|c| c.status == status).count();

@@ -24,6 +24,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("home.js", JS, include_str!("../static/home.js")),
     ("token.js", JS, include_str!("../static/token.js")),
     ("spawn.js", JS, include_str!("../static/spawn.js")),
+    ("binder.js", JS, include_str!("../static/binder.js")),
     (
         "logo.svg",
         "image/svg+xml",

@@ -32,6 +32,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../templates/spawn_pending.html"),
     ),
     ("error.html", include_str!("../templates/error.html")),
+    ("binder.html", include_str!("../templates/binder.html")),
     (
         "accept_share.html",
         include_str!("../templates/accept_share.html"),

@@ -17,6 +17,7 @@ use hubfleet_spawn::{LocalOptions, LocalProcessSpawner, Spawner};
 use hubfleet_store::Store;
 
 mod backup_cmd;
+mod binder_settings;
 mod check_cmd;
 mod config_cmd;
 mod config_watch;
@@ -322,6 +323,7 @@ fn settings(config: &HubConfig) -> Result<Settings> {
                     .collect()
             }),
     };
+    settings.binder = binder_settings::binder_settings(config)?;
     settings.pages = hubfleet_hub::PageSettings {
         template_paths: config
             .hub

@@ -121,6 +121,10 @@ pub struct K8sArgs {
     /// chart here (default: printed on stderr with the `helm` command).
     #[arg(long, value_name = "FILE")]
     dask_gateway_values: Option<PathBuf>,
+    /// With `binderhub-service.enabled`: write the values of the upstream `binderhub-service`
+    /// chart here.
+    #[arg(long, value_name = "FILE")]
+    binderhub_values: Option<PathBuf>,
 }
 
 /// Run `render …`; errors exit 2, as the reference tool's do.
@@ -379,6 +383,19 @@ fn render_k8s(args: &K8sArgs, matches: Option<&ArgMatches>) -> Result<()> {
     }
     for problem in hub_config_problems(&manifests.hub_values, &manifests.hub_overlay)? {
         eprintln!("note: the hub will refuse its config: {problem}");
+    }
+    if let Some((notes, upstream)) = crate::binder_settings::kubernetes_binder(merged.as_value()) {
+        for note in notes {
+            eprintln!("note: {note}");
+        }
+        if let Some(path) = &args.binderhub_values {
+            let text = serde_yaml_ng::to_string(&upstream)?;
+            emit(&text, Some(path))?;
+            eprintln!(
+                "note: wrote the binderhub-service chart's values to {}",
+                path.display()
+            );
+        }
     }
     emit(&manifests.to_yaml()?, args.out.as_deref())
 }

@@ -1,0 +1,108 @@
+//! `binderhub-service:` as the hub's [`BinderSettings`].
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use hubfleet_config::{HubConfig, SpawnerKind};
+use hubfleet_hub::binder::spec::SpecRules;
+use hubfleet_hub::binder::BinderSettings;
+
+pub fn binder_settings(config: &HubConfig) -> Result<Option<BinderSettings>> {
+    let binder = &config.binderhub_service;
+    if !binder.enabled {
+        return Ok(None);
+    }
+    if config.hubfleet.spawner == SpawnerKind::Kubernetes {
+        // Pods run images: building them is repo2docker's and a registry's job, which the
+        // upstream binderhub-service chart does beside the hub (`hubfleet render k8s`).
+        tracing::warn!(
+            "binderhub-service: on Kubernetes the upstream binderhub-service chart builds images              with repo2docker and pushes them to a registry; this hub serves no /hub/binder/              launches there (see `hubfleet render k8s`)"
+        );
+        return Ok(None);
+    }
+    let Some(base_env) = config.python_env() else {
+        bail!(
+            "binderhub-service.enabled needs hubfleet.local.python_env: each repository's environment is built on that Python environment (with jupyterhub and jupyterlab); set it, e.g. to the venv `hubfleet demo` makes"
+        );
+    };
+    if !base_env.join("bin/python").exists() {
+        bail!(
+            "binderhub-service.enabled: hubfleet.local.python_env ({}) has no bin/python; builds need it",
+            base_env.display()
+        );
+    }
+    let traits = &binder.config.binder_hub;
+    let rules = SpecRules::new(&traits.banned_specs, &binder.hubfleet.allowed_specs)
+        .map_err(|e| anyhow::anyhow!("binderhub-service: {e}"))?;
+    Ok(Some(BinderSettings {
+        data_dir: config.data_dir(),
+        base_env,
+        auth_enabled: traits.auth_enabled,
+        rules,
+        concurrent_builds: traits.concurrent_build_limit as usize,
+        build_timeout: Duration::from_secs(binder.hubfleet.build_timeout),
+        postbuild_timeout: Duration::from_secs(binder.hubfleet.postbuild_timeout),
+        disk_limit: binder.hubfleet.disk_limit_bytes(),
+    }))
+}
+
+/// The notes `render k8s` prints for a `binderhub-service:` section, and the values the
+/// upstream `binderhub-service` chart takes (the section without hubfleet's own `hubfleet:`
+/// key), when the section is enabled.
+pub fn kubernetes_binder(
+    values: &serde_yaml_ng::Value,
+) -> Option<(Vec<String>, serde_yaml_ng::Value)> {
+    let section = values.get("binderhub-service")?;
+    let enabled = section.get("enabled").and_then(|e| e.as_bool()) == Some(true);
+    if !enabled {
+        return None;
+    }
+    let mut upstream = section.clone();
+    if let Some(map) = upstream.as_mapping_mut() {
+        map.remove("hubfleet");
+    }
+    let prefix = section
+        .get("config")
+        .and_then(|c| c.get("BinderHub"))
+        .and_then(|b| b.get("image_prefix"))
+        .and_then(|p| p.as_str());
+    let mut notes = vec![
+        "binderhub-service: on Kubernetes each repository becomes an image: building it needs repo2docker (BinderHub's build pods) and a container registry to push to; hubfleet's local pip builds do not run there. Install the upstream `binderhub-service` chart beside the hub with the values --binderhub-values writes (the section without `hubfleet:`).".to_owned(),
+    ];
+    match prefix {
+        Some(prefix) => notes.push(format!(
+            "binderhub-service: images will be pushed under `{prefix}` (config.BinderHub.image_prefix); give the chart the registry's credentials (buildPodsRegistryCredentials / config.DockerRegistry)"
+        )),
+        None => notes.push(
+            "binderhub-service: config.BinderHub.image_prefix is not set: the upstream chart needs a registry to push to (e.g. `quay.io/<org>/binder-`)".to_owned(),
+        ),
+    }
+    notes.push(
+        "binderhub-service: the hub needs the service `binder` (hub.services.binder with an apiToken, as 2i2c's binder hubs set it) for the chart to launch servers through the REST API".to_owned(),
+    );
+    Some((notes, upstream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_values_drop_hubfleets_keys() {
+        let values: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+            "binderhub-service:\n  enabled: true\n  config:\n    BinderHub:\n      image_prefix: quay.io/x/binder-\n  hubfleet:\n    build_timeout: 60\n",
+        )
+        .unwrap();
+        let (notes, upstream) = kubernetes_binder(&values).unwrap();
+        assert!(notes[0].contains("repo2docker"));
+        assert!(notes[1].contains("quay.io/x/binder-"));
+        assert!(upstream.get("hubfleet").is_none());
+        assert_eq!(
+            upstream["config"]["BinderHub"]["image_prefix"].as_str(),
+            Some("quay.io/x/binder-")
+        );
+        let off: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str("binderhub-service:\n  enabled: false\n").unwrap();
+        assert!(kubernetes_binder(&off).is_none());
+    }
+}
