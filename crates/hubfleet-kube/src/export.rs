@@ -789,7 +789,10 @@ pub fn readme(export: &Export, facts: &ReadmeFacts) -> String {
     p(&mut s, "");
     match &facts.hub_data {
         Some(text) => p(&mut s, text.trim_end()),
-        None => p(&mut s, "This export has no users.json or homes.tar.zst: the hub has no data on this machine (users and homes stay where the hub runs)."),
+        None => p(
+            &mut s,
+            "This export has no users.json or homes.tar.zst: the hub's data was not read.",
+        ),
     }
     s
 }

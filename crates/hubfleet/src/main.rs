@@ -244,7 +244,7 @@ async fn run(ambient_cleared: Result<(), caps::errors::CapsError>) -> std::proce
         Command::Migrate { from } => migrate_cmd::migrate(from).await,
         Command::Render { what } => return render_cmd::run(what, None),
         Command::Fleet(args) => return fleet_cmd::run(args),
-        Command::Export(args) => export_cmd::run(&args),
+        Command::Export(args) => export_cmd::run(&args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
