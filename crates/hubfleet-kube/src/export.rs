@@ -710,7 +710,7 @@ pub fn readme(export: &Export, facts: &ReadmeFacts) -> String {
         &format!("# {} on upstream Zero to JupyterHub", facts.hub),
     );
     p(&mut s, "");
-    p(&mut s, &format!("Exported by `hubfleet export`: values for the z2jh Helm chart, version **{Z2JH_CHART_VERSION}** (the values were checked against that chart's `values.schema.yaml`)."));
+    p(&mut s, &format!("Exported by `hubfleet export`: values for the z2jh Helm chart, version **{Z2JH_CHART_VERSION}** (hubfleet's tests check exports against that chart's `values.schema.yaml` and the real KubeSpawner)."));
     p(&mut s, "");
     p(
         &mut s,
