@@ -710,7 +710,7 @@ pub fn readme(export: &Export, facts: &ReadmeFacts) -> String {
         &format!("# {} on upstream Zero to JupyterHub", facts.hub),
     );
     p(&mut s, "");
-    p(&mut s, &format!("Exported by `hubfleet export`: values for the z2jh Helm chart, version **{Z2JH_CHART_VERSION}** (the values were checked against that chart's `values.schema.yaml`)."));
+    p(&mut s, &format!("Exported by `hubfleet export`: values for the z2jh Helm chart, version **{Z2JH_CHART_VERSION}** (hubfleet's tests check exports against that chart's `values.schema.yaml` and the real KubeSpawner)."));
     p(&mut s, "");
     p(
         &mut s,
@@ -789,7 +789,10 @@ pub fn readme(export: &Export, facts: &ReadmeFacts) -> String {
     p(&mut s, "");
     match &facts.hub_data {
         Some(text) => p(&mut s, text.trim_end()),
-        None => p(&mut s, "This export has no users.json or homes.tar.zst: the hub has no data on this machine (users and homes stay where the hub runs)."),
+        None => p(
+            &mut s,
+            "This export has no users.json or homes.tar.zst: the hub's data was not read.",
+        ),
     }
     s
 }

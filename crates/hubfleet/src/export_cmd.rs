@@ -35,19 +35,11 @@ pub struct ExportArgs {
     chart_values: Option<PathBuf>,
 }
 
-impl ExportArgs {
-    /// The config files and the output directory, for `users.json` and `homes.tar.zst`
-    /// (`hub_data::export_people`).
-    pub fn config_and_out(&self) -> (&[PathBuf], &Path) {
-        (&self.config, &self.out)
-    }
-}
-
 /// The user whose default server's pods are compared in the README.
 const COMPARED_USER: &str = "alice";
 
 /// Export a single hub.
-pub fn run(args: &ExportArgs) -> Result<()> {
+pub async fn run(args: &ExportArgs) -> Result<()> {
     let mut merged = Value::Null;
     for path in &args.config {
         let label = path.display().to_string();
@@ -72,6 +64,15 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(" + ");
+    // The config as a hub reads it, for its database and homes (a values file that is not a
+    // hub's config has none).
+    let hub_data = match crate::check_cmd::load(&args.config) {
+        Ok(config) => write_hub_data(&config, &args.out).await?,
+        Err(e) => HubData::None(format!(
+            "the config does not load as a hub's ({})",
+            format!("{e:#}").lines().next().unwrap_or_default()
+        )),
+    };
     write_export(
         &args.out,
         exported,
@@ -79,14 +80,100 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         ReadmeFacts {
             hub,
             release: args.release.clone(),
+            hub_data: Some(hub_data.readme()),
             ..Default::default()
         },
         args.chart_values.clone(),
     )
 }
 
-/// Export a hub of the fleet.
-pub fn run_fleet(dir: Option<&Path>, cluster: &str, hub: &str, out: &Path) -> Result<bool> {
+/// What the export says of the hub's users and homes.
+enum HubData {
+    /// Written: the README's section.
+    Written(String),
+    /// Not written, and why.
+    None(String),
+}
+
+impl HubData {
+    fn readme(&self) -> String {
+        match self {
+            HubData::Written(text) => text.clone(),
+            HubData::None(why) => format!(
+                "This export has no users.json or homes.tar.zst: {why}. Export them where the hub's data is (`hubfleet users export --config hub.yaml --out DIR`), then see docs/leaving.md."
+            ),
+        }
+    }
+}
+
+/// Write `users.json` and `homes.tar.zst` of the hub `config` describes into `out`, when its
+/// data is on this machine.
+async fn write_hub_data(config: &hubfleet_config::HubConfig, out: &Path) -> Result<HubData> {
+    if let Some(db) = config.sqlite_path() {
+        if !db.is_file() {
+            return Ok(HubData::None(format!(
+                "the hub has no database on this machine ({} does not exist)",
+                db.display()
+            )));
+        }
+    }
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot make the directory {}", out.display()))?;
+    let store = match crate::open_store(config).await {
+        Ok(store) => store,
+        Err(e) => {
+            return Ok(HubData::None(format!(
+                "the hub's database could not be opened ({e:#})"
+            )))
+        }
+    };
+    let users = crate::hub_data::write_users_json(&store, &out.join("users.json")).await;
+    store.close().await;
+    let users = users?;
+    let mut text = format!(
+        "`users.json`: {} users, {} groups, {} roles (no passwords, tokens or sessions).\n",
+        users.users.len(),
+        users.groups.len(),
+        users.roles.len()
+    );
+    let homes = crate::hub_data::homes_dir(config);
+    if homes.is_dir() {
+        let summary = crate::hub_data::write_homes_archive(&homes, &out.join("homes.tar.zst"))?;
+        text.push_str(&format!(
+            "`homes.tar.zst`: {} from {}.\n",
+            crate::hub_data::describe(&summary),
+            homes.display()
+        ));
+        for skipped in &summary.skipped {
+            text.push_str(&format!("- left out: {skipped}\n"));
+        }
+    } else {
+        text.push_str(&format!(
+            "No homes.tar.zst: the hub has no homes directory on this machine ({}).\n",
+            homes.display()
+        ));
+    }
+    text.push('\n');
+    text.push_str(&crate::hub_data::restore_instructions());
+    println!(
+        "wrote {}: {} users, {} groups, {} roles",
+        out.join("users.json").display(),
+        users.users.len(),
+        users.groups.len(),
+        users.roles.len()
+    );
+    Ok(HubData::Written(text))
+}
+
+/// Export a hub of the fleet (its users and homes too when it is deployed on this machine, in
+/// the fleet data directory `fleet`).
+pub fn run_fleet(
+    dir: Option<&Path>,
+    fleet: &crate::fleet_local::FleetDir,
+    cluster: &str,
+    hub: &str,
+    out: &Path,
+) -> Result<bool> {
     let repo = crate::fleet_cmd::repo(dir)?;
     let keys = Keyring::from_env();
     let (cluster, findings) = repo.cluster(cluster)?;
@@ -145,6 +232,33 @@ pub fn run_fleet(dir: Option<&Path>, cluster: &str, hub: &str, out: &Path) -> Re
         exported.dropped.sort();
     }
     exported.host.get_or_insert_with(|| entry.domain.clone());
+    let hub_dir = fleet.hub_dir(&cluster.name, &entry.name);
+    let hub_data = if hub_dir.join("hub.yaml").is_file() {
+        let mut configs = vec![hub_dir.join("hub.yaml")];
+        if hub_dir.join("secret.yaml").is_file() {
+            configs.push(hub_dir.join("secret.yaml"));
+        }
+        let config = crate::check_cmd::load(&configs)
+            .with_context(|| format!("the deployed config in {}", hub_dir.display()))?;
+        // The fleet commands run outside the async runtime's tasks: one of their own here.
+        let out = out.to_path_buf();
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| -> Result<HubData> {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?
+                        .block_on(write_hub_data(&config, &out))
+                })
+                .join()
+                .map_err(|_| anyhow::anyhow!("writing the hub's users and homes panicked"))?
+        })?
+    } else {
+        HubData::None(format!(
+            "the hub is not deployed on this machine (no {})",
+            hub_dir.join("hub.yaml").display()
+        ))
+    };
     write_export(
         out,
         exported,
@@ -152,6 +266,7 @@ pub fn run_fleet(dir: Option<&Path>, cluster: &str, hub: &str, out: &Path) -> Re
         ReadmeFacts {
             hub: format!("{}/{}", cluster.name, entry.name),
             release: entry.name.clone(),
+            hub_data: Some(hub_data.readme()),
             ..Default::default()
         },
         None,

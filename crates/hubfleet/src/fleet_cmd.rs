@@ -174,9 +174,13 @@ pub fn run(args: FleetArgs) -> ExitCode {
             &cluster,
             &hub,
         ),
-        FleetAction::Export { cluster, hub, out } => {
-            crate::export_cmd::run_fleet(args.repo.dir.as_deref(), &cluster, &hub, &out)
-        }
+        FleetAction::Export { cluster, hub, out } => crate::export_cmd::run_fleet(
+            args.repo.dir.as_deref(),
+            &fleet_dir(&args.repo),
+            &cluster,
+            &hub,
+            &out,
+        ),
         FleetAction::Secrets { action } => secrets(action).map(|()| true),
         FleetAction::Supervise { hub_dir, port } => crate::fleet_supervise::run(&hub_dir, port),
         FleetAction::Plan { cluster } => crate::fleet_deploy::plan_cmd(

@@ -259,13 +259,7 @@ async fn run(ambient_cleared: Result<(), caps::errors::CapsError>) -> std::proce
         Command::Migrate { from } => migrate_cmd::migrate(from).await,
         Command::Render { what } => return render_cmd::run(what, None),
         Command::Fleet(args) => return fleet_cmd::run(args),
-        Command::Export(args) => match export_cmd::run(&args) {
-            Ok(()) => {
-                let (config, out) = args.config_and_out();
-                hub_data::export_people(config, out).await
-            }
-            Err(e) => Err(e),
-        },
+        Command::Export(args) => export_cmd::run(&args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

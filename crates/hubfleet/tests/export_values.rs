@@ -585,3 +585,95 @@ fn bad_input_names_the_file_and_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no-such-hub"), "{err}");
 }
+
+#[test]
+fn a_hub_on_this_machine_exports_its_users_and_homes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hub.yaml");
+    std::fs::write(
+        &config,
+        "hubfleet:\n  data_dir: ./data\n  local: {system_users: false}\nhub:\n  config:\n    JupyterHub: {authenticator_class: dummy}\n",
+    )
+    .unwrap();
+    let cfg = config.display().to_string();
+    for args in [
+        vec![s("users"), s("add"), s("alice"), s("--admin")],
+        vec![s("users"), s("add"), s("bob")],
+    ] {
+        let out = run_hubfleet(&[args, vec![s("--config"), cfg.clone()]].concat());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let home = dir.path().join("data/homes/alice");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("notes.txt"), "kept").unwrap();
+    let out_dir = dir.path().join("out");
+    let out = run_hubfleet(&[
+        s("export"),
+        s("--config"),
+        cfg,
+        s("--out"),
+        out_dir.display().to_string(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let users: Json =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("users.json")).unwrap())
+            .unwrap();
+    let names: BTreeSet<(String, bool)> = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["name"].as_str().unwrap().to_owned(),
+                u["admin"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [(s("alice"), true), (s("bob"), false)]
+            .into_iter()
+            .collect()
+    );
+    assert!(out_dir.join("homes.tar.zst").is_file());
+    let readme = std::fs::read_to_string(out_dir.join("README.md")).unwrap();
+    let section = readme
+        .split(hubfleet_kube::export::HUB_DATA_HEADING)
+        .nth(1)
+        .unwrap();
+    assert!(
+        section.contains("2 users") && section.contains("zstd -dc homes.tar.zst | tar -x"),
+        "{section}"
+    );
+
+    // A hub whose database is elsewhere: no hub files, and the README says why.
+    let elsewhere = dir.path().join("elsewhere.yaml");
+    std::fs::write(&elsewhere, "hubfleet:\n  data_dir: ./nowhere\n").unwrap();
+    let out_dir = dir.path().join("out2");
+    let out = run_hubfleet(&[
+        s("export"),
+        s("--config"),
+        elsewhere.display().to_string(),
+        s("--out"),
+        out_dir.display().to_string(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out_dir.join("users.json").exists() && !dir.path().join("nowhere").exists());
+    let readme = std::fs::read_to_string(out_dir.join("README.md")).unwrap();
+    assert!(
+        readme.contains("has no database on this machine"),
+        "{readme}"
+    );
+}
