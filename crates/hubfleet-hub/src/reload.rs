@@ -197,9 +197,10 @@ async fn apply(
         sync_services(state, &old.services, &new.services).await,
     );
     check("cull", restart_culler(state, old, new).await);
-    // Profiles: config-defined environments are applied here. With environments stored in the
-    // database (issue 19, environments), call `sync_environments_from_config(&state.store,
-    // config, …)` at this point; until then the swapped settings carry `spawn_options`.
+    // MERGE(i19-envs): the one place config-defined profiles are applied. With environments
+    // stored in the database (branch i19-envs), call `sync_environments_from_config(&state.store,
+    // config, …)` here and record its errors like the steps above; until then the swapped
+    // settings carry the profiles (`spawn_options`).
     let _ = config;
     errors
 }
