@@ -131,8 +131,8 @@ impl ConfigReloader {
         if let Some(authenticator) = authenticator {
             state.shared_authenticator.store(Arc::new(authenticator));
         }
-        let errors = apply(state, &old_settings, &settings, &next).await;
         write_snapshot(&settings.data_dir, &next);
+        let errors = apply(state, &old_settings, &settings, &next).await;
         *current = next;
         tracing::info!(applied = ?applied, "config reloaded");
         ReloadSummary {

@@ -328,6 +328,9 @@ async fn sighup_and_the_api_reload_and_config_diff_shows_what_would_change() {
         "SIGHUP did not apply the announcement; log:\n{}",
         hub.log()
     );
+    // The announcement shows as soon as the pages are swapped; the reload ends after.
+    let finished = within(SLOW, || async { hub.log().contains("config reloaded") }).await;
+    assert!(finished, "the reload did not finish; log:\n{}", hub.log());
     let out = hubfleet(&["config", "diff", "--config", &config]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(!text.contains("hub.templateVars"), "{text}");
