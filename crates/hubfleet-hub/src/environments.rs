@@ -104,20 +104,19 @@ pub async fn sync_environments_from_config(
                 deleted: false,
                 data: data.clone(),
             };
-            let written = store
-                .put_environment(
-                    kind,
-                    name,
-                    &state,
-                    Some(position as i64),
-                    None,
-                    &EnvChange {
-                        author: CONFIG_AUTHOR,
-                        action: "config",
-                        comment: "from the values file",
-                    },
-                )
-                .await?;
+            let change = EnvChange {
+                author: CONFIG_AUTHOR,
+                action: "config",
+                comment: "from the values file",
+            };
+            let put =
+                || store.put_environment(kind, name, &state, Some(position as i64), None, &change);
+            // Replicas starting together seed together: the one that loses the race finds the
+            // same state written, which is a no-op the second time.
+            let written = match put().await {
+                Err(StoreError::Conflict { .. }) => put().await?,
+                other => other?,
+            };
             if current.is_none_or(|c| c.version != written.version) {
                 report.changed.push(format!("{}/{name}", kind.as_str()));
             }
