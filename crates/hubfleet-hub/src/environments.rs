@@ -104,20 +104,19 @@ pub async fn sync_environments_from_config(
                 deleted: false,
                 data: data.clone(),
             };
-            let written = store
-                .put_environment(
-                    kind,
-                    name,
-                    &state,
-                    Some(position as i64),
-                    None,
-                    &EnvChange {
-                        author: CONFIG_AUTHOR,
-                        action: "config",
-                        comment: "from the values file",
-                    },
-                )
-                .await?;
+            let change = EnvChange {
+                author: CONFIG_AUTHOR,
+                action: "config",
+                comment: "from the values file",
+            };
+            let put =
+                || store.put_environment(kind, name, &state, Some(position as i64), None, &change);
+            // Replicas starting together seed together: the one that loses the race finds the
+            // same state written, which is a no-op the second time.
+            let written = match put().await {
+                Err(StoreError::Conflict { .. }) => put().await?,
+                other => other?,
+            };
             if current.is_none_or(|c| c.version != written.version) {
                 report.changed.push(format!("{}/{name}", kind.as_str()));
             }
@@ -288,5 +287,51 @@ hubfleet:
         assert_eq!(report.changed, vec!["profile/small", "environment/py"]);
         let options = spawn_options(&store, &settings).await.unwrap();
         assert_eq!(options.profiles.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_profile_overridden_in_the_ui_is_left_alone_by_config_changes() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let yaml = |limit: &str| {
+            format!("singleuser:\n  profileList:\n    - {{display_name: Small, kubespawner_override: {{mem_limit: {limit}}}}}\n")
+        };
+        let config = HubConfig::from_yaml_str(&yaml("1G"), "t.yaml").unwrap();
+        sync_environments_from_config(&store, &config)
+            .await
+            .unwrap();
+        let edited = EnvironmentState {
+            source: SOURCE_UI.into(),
+            hidden: false,
+            deleted: false,
+            data: serde_json::json!({"display_name": "Small", "kubespawner_override": {"mem_limit": "3G"}}),
+        };
+        store
+            .put_environment(
+                EnvKind::Profile,
+                "small",
+                &edited,
+                None,
+                None,
+                &EnvChange {
+                    author: "admin",
+                    action: "update",
+                    comment: "",
+                },
+            )
+            .await
+            .unwrap();
+        let changed = HubConfig::from_yaml_str(&yaml("2G"), "t.yaml").unwrap();
+        let report = sync_environments_from_config(&store, &changed)
+            .await
+            .unwrap();
+        assert!(report.changed.is_empty(), "{report:?}");
+        assert_eq!(report.overridden, vec!["profile/small"]);
+        let now = store
+            .environment(EnvKind::Profile, "small")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(now.data["kubespawner_override"]["mem_limit"], "3G");
+        assert_eq!(now.version, 2);
     }
 }

@@ -159,7 +159,6 @@ singleuser:
 fn settings(data_dir: &std::path::Path) -> Settings {
     let mut settings = Settings::new("127.0.0.1:0".parse().unwrap(), data_dir.to_path_buf());
     let config = hubfleet_config::HubConfig::from_yaml_str(PROFILES, "profiles.yaml").unwrap();
-    settings.spawn_options.profiles = config.singleuser.profile_list.clone();
     settings.spawn_options.image = config.singleuser.image.spec.clone();
     settings.start_timeout = Duration::from_secs(30);
     settings
@@ -167,6 +166,11 @@ fn settings(data_dir: &std::path::Path) -> Settings {
 
 async fn start_hub(dir: &std::path::Path, store: &Store, spawner: Arc<StandIn>) -> Hub {
     let auth = Arc::new(DummyAuthenticator::new(None, AccessPolicy::default()));
+    // Starts read the profiles from the store, seeded from the config as `serve` does.
+    let config = hubfleet_config::HubConfig::from_yaml_str(PROFILES, "profiles.yaml").unwrap();
+    hubfleet_hub::environments::sync_environments_from_config(store, &config)
+        .await
+        .unwrap();
     Hub::start(settings(dir), store.clone(), auth, spawner)
         .await
         .unwrap()

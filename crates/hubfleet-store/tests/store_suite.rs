@@ -1200,3 +1200,82 @@ async fn cluster_on_postgres() {
     let store = postgres_store().await;
     cluster(&store).await;
 }
+
+/// Profiles as versioned objects: versions, no-op rewrites, stale writes, deletion, history.
+async fn environments(store: &Store) {
+    use hubfleet_store::{EnvChange, EnvKind, EnvironmentState};
+    let state = |limit: &str, deleted: bool| EnvironmentState {
+        source: "ui".into(),
+        hidden: false,
+        deleted,
+        data: serde_json::json!({"display_name": "A", "kubespawner_override": {"mem_limit": limit}}),
+    };
+    let by = |author| EnvChange {
+        author,
+        action: "update",
+        comment: "why",
+    };
+    let put = |s: EnvironmentState, expect: Option<i64>, author: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .put_environment(EnvKind::Profile, "a", &s, None, expect, &by(author))
+                .await
+        }
+    };
+    assert_eq!(
+        put(state("1G", false), None, "ann").await.unwrap().version,
+        1
+    );
+    assert_eq!(
+        put(state("1G", false), None, "ann").await.unwrap().version,
+        1
+    );
+    assert_eq!(
+        put(state("2G", false), Some(1), "bob")
+            .await
+            .unwrap()
+            .version,
+        2
+    );
+    assert!(matches!(
+        put(state("3G", false), Some(1), "cat").await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(
+        put(state("2G", true), None, "bob").await.unwrap().version,
+        3
+    );
+    assert!(store
+        .environments(EnvKind::Profile)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .all_environments(EnvKind::Profile)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let history = store
+        .environment_history(EnvKind::Profile, "a")
+        .await
+        .unwrap();
+    let authors: Vec<&str> = history.iter().map(|v| v.author.as_str()).collect();
+    assert_eq!(authors, ["bob", "bob", "ann"]);
+    assert_eq!(history[0].diff, "~ deleted: false → true");
+    assert!(history[0].deleted);
+}
+
+#[tokio::test]
+async fn environments_on_sqlite() {
+    let (store, _dir) = sqlite_store().await;
+    environments(&store).await;
+}
+
+#[tokio::test]
+async fn environments_on_postgres() {
+    environments(&postgres_store().await).await;
+}
