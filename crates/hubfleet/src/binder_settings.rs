@@ -16,7 +16,9 @@ pub fn binder_settings(config: &HubConfig) -> Result<Option<BinderSettings>> {
         // Pods run images: building them is repo2docker's and a registry's job, which the
         // upstream binderhub-service chart does beside the hub (`hubfleet render k8s`).
         tracing::warn!(
-            "binderhub-service: on Kubernetes the upstream binderhub-service chart builds images              with repo2docker and pushes them to a registry; this hub serves no /hub/binder/              launches there (see `hubfleet render k8s`)"
+            "binderhub-service: on Kubernetes the upstream binderhub-service chart builds images \
+             with repo2docker and pushes them to a registry; this hub serves no /hub/binder/ \
+             launches there (see `hubfleet render k8s`)"
         );
         return Ok(None);
     }
@@ -32,6 +34,25 @@ pub fn binder_settings(config: &HubConfig) -> Result<Option<BinderSettings>> {
         );
     }
     let traits = &binder.config.binder_hub;
+    // Builds run a repository's own code (setup.py, build backends, postBuild) as the hub's
+    // account, with no container around them as upstream has.
+    if config.hubfleet.local.system_users && nix::unistd::geteuid().is_root() {
+        bail!(
+            "binderhub-service.enabled with hubfleet.local.system_users: builds run as the hub's \
+             account, here root, so a repository's setup.py or postBuild would run as root. \
+             Binder builds are not supported with system_users yet: run the binder hub as an \
+             unprivileged account without system_users (docs/flavours.md#binder-style-hub)"
+        );
+    }
+    if !traits.auth_enabled && binder.hubfleet.allowed_specs.is_empty() {
+        bail!(
+            "binderhub-service: anonymous launches (BinderHub.auth_enabled: false) with no \
+             binderhub-service.hubfleet.allowed_specs would let anyone who reaches the hub run \
+             any repository's code as the hub's account. List the repositories you trust in \
+             allowed_specs (e.g. ['^gh/my-org/']), or set \
+             binderhub-service.config.BinderHub.auth_enabled: true"
+        );
+    }
     let rules = SpecRules::new(&traits.banned_specs, &binder.hubfleet.allowed_specs)
         .map_err(|e| anyhow::anyhow!("binderhub-service: {e}"))?;
     Ok(Some(BinderSettings {
@@ -104,5 +125,27 @@ mod tests {
         let off: serde_yaml_ng::Value =
             serde_yaml_ng::from_str("binderhub-service:\n  enabled: false\n").unwrap();
         assert!(kubernetes_binder(&off).is_none());
+    }
+
+    /// Anonymous launches of any repository would run anyone's code as the hub's account.
+    #[test]
+    fn anonymous_launches_need_an_allow_list() {
+        let venv = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(venv.path().join("bin")).unwrap();
+        std::fs::write(venv.path().join("bin/python"), "").unwrap();
+        let config = |binder: &str| {
+            let yaml = format!(
+                "hubfleet:\n  local:\n    python_env: {}\nbinderhub-service:\n  enabled: true\n{binder}",
+                venv.path().display()
+            );
+            HubConfig::from_yaml_str(&yaml, "t.yaml").unwrap()
+        };
+        let refused = binder_settings(&config("")).unwrap_err().to_string();
+        assert!(refused.contains("allowed_specs"), "{refused}");
+        assert!(refused.contains("auth_enabled: true"), "{refused}");
+        let listed = config("  hubfleet:\n    allowed_specs: ['^gh/my-org/']\n");
+        assert!(binder_settings(&listed).unwrap().is_some());
+        let logged_in = config("  config:\n    BinderHub:\n      auth_enabled: true\n");
+        assert!(binder_settings(&logged_in).unwrap().is_some());
     }
 }
