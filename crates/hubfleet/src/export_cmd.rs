@@ -144,8 +144,15 @@ async fn write_hub_data(config: &hubfleet_config::HubConfig, out: &Path) -> Resu
             crate::hub_data::describe(&summary),
             homes.display()
         ));
+        println!(
+            "wrote {} (0600): {} from {}",
+            out.join("homes.tar.zst").display(),
+            crate::hub_data::describe(&summary),
+            homes.display()
+        );
         for skipped in &summary.skipped {
             text.push_str(&format!("- left out: {skipped}\n"));
+            println!("  left out: {skipped}");
         }
     } else {
         text.push_str(&format!(
