@@ -54,6 +54,7 @@ pub const HUBFLEET_KEYS: &[(&str, Fate)] = &[
     ("local.shared_dir", Fate::Dropped("a folder on this machine; on z2jh share a volume with `singleuser.storage.extraVolumes`/`extraVolumeMounts`")),
     ("local.gpus", Fate::Translated("a note: on z2jh a profile asks for GPUs with `kubespawner_override.extra_resource_limits: {nvidia.com/gpu: N}` and the cluster's device plugin assigns them")),
     ("public_url", Fate::Translated("its host name is the one in the README's DNS and TLS steps (`ingress.hosts`, `proxy.https.hosts`)")),
+    ("environments", Fate::Dropped("how admins edit environments in hubfleet's admin panel; upstream's profiles are `singleuser.profileList` in the values: run `hubfleet config dump` and export with its output as the last `--config` to carry the panel's changes over")),
     ("culler", Fate::Dropped("z2jh always runs jupyterhub-idle-culler as a hub service when `cull.enabled`")),
     ("auth.oidc_issuer", Fate::Dropped("OAuthenticator needs the endpoints themselves: set `hub.config.GenericOAuthenticator.authorize_url`, `token_url` and `userdata_url` from the issuer's `/.well-known/openid-configuration`")),
     ("auth.login_announcement", Fate::Translated("`hub.templateVars.announcement_login`, which upstream's login page shows")),
@@ -305,6 +306,32 @@ pub fn export(values: Value, sops: &[SopsKey]) -> Export {
             out.dropped.push(Dropped {
                 key: facts.to_owned(),
                 reason: "set by Helm at install time, not by values".into(),
+            });
+        }
+    }
+    // A single hub's flavours sit beside z2jh's keys; on Kubernetes each is a chart of its own.
+    // (A fleet hub's, beside `jupyterhub:`, are basehub's outside keys, dropped below.)
+    let fleet_layout = values.get("jupyterhub").is_some() || values.get("basehub").is_some();
+    for flavour in ["dask-gateway", "binderhub-service"]
+        .into_iter()
+        .filter(|_| !fleet_layout)
+    {
+        if take_path(&mut values, &[flavour.to_owned()]).is_some() {
+            let reason = BASEHUB_OUTSIDE_KEYS
+                .iter()
+                .find(|(key, _)| *key == flavour)
+                .map(|(_, why)| *why)
+                .unwrap_or_default();
+            out.dropped.push(Dropped {
+                key: flavour.to_owned(),
+                reason: format!(
+                    "{reason} (`hubfleet render k8s --{}-values FILE` writes its values)",
+                    if flavour == "dask-gateway" {
+                        "dask-gateway"
+                    } else {
+                        "binderhub"
+                    }
+                ),
             });
         }
     }
@@ -817,15 +844,32 @@ mod tests {
     }
 
     #[test]
+    fn a_single_hubs_flavours_are_charts_of_their_own() {
+        let e = export(
+            yaml("dask-gateway: {enabled: true}\nbinderhub-service: {enabled: true}\nhub: {}\n"),
+            &[],
+        );
+        assert!(e.values.get("dask-gateway").is_none());
+        assert!(e.values.get("binderhub-service").is_none());
+        let dropped: Vec<&str> = e.dropped.iter().map(|d| d.key.as_str()).collect();
+        assert!(dropped.contains(&"dask-gateway") && dropped.contains(&"binderhub-service"));
+        assert!(e
+            .dropped
+            .iter()
+            .any(|d| d.reason.contains("--dask-gateway-values")));
+    }
+
+    #[test]
     fn every_documented_hubfleet_key_has_a_fate() {
         let doc = std::fs::read_to_string(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md"),
         )
         .unwrap();
-        let re = regex::Regex::new(r"hubfleet\.([a-z_]+(?:\.[a-z_]+)*)").unwrap();
+        // `hubfleet.` at the top of a key, not a section's own `hubfleet:` (binderhub-service's)
+        let re = regex::Regex::new(r"(^|[^.\w-])hubfleet\.([a-z_]+(?:\.[a-z_]+)*)").unwrap();
         let mut missing: Vec<String> = re
             .captures_iter(&doc)
-            .map(|c| c[1].trim_end_matches('.').to_owned())
+            .map(|c| c[2].trim_end_matches('.').to_owned())
             // `hubfleet.sqlite` is the database's file name; a section (`local`) is its keys
             .filter(|k| k != "sqlite")
             .filter(|k| {
