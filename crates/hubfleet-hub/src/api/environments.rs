@@ -138,6 +138,20 @@ async fn current(
         .ok_or_else(|| HubError::NotFound(format!("No such {}: {name}", kind.as_str())))
 }
 
+/// The current object, when the caller may change it: not config-defined (unless overrides
+/// are allowed) and within the caller's group filters.
+async fn changeable(
+    state: &AppState,
+    filters: &ScopeFilters,
+    kind: EnvKind,
+    name: &str,
+) -> Result<StoredEnvironment, HubError> {
+    let old = current(state, kind, name).await?;
+    refuse_read_only(state, &old)?;
+    refuse_uncovered(filters, kind, name, &old.data)?;
+    Ok(old)
+}
+
 /// Config-defined objects are read-only unless the config allows overrides.
 fn refuse_read_only(state: &AppState, e: &StoredEnvironment) -> Result<(), HubError> {
     if e.source == SOURCE_CONFIG && !state.settings().environments.allow_ui_overrides {
@@ -405,9 +419,7 @@ async fn update(
     let kind = kind_of(&kind)?;
     let request = parse_body::<Write>(&body)?
         .ok_or_else(|| HubError::BadRequest("Give the entry as {\"data\": {...}}".into()))?;
-    let old = current(&state, kind, &name).await?;
-    refuse_read_only(&state, &old)?;
-    refuse_uncovered(&filters, kind, &name, &old.data)?;
+    let old = changeable(&state, &filters, kind, &name).await?;
     refuse_uncovered(&filters, kind, &name, &request.data)?;
     let mut data = request.data;
     if kind == EnvKind::Profile {
@@ -538,9 +550,7 @@ async fn hide(
     let kind = kind_of(&kind)?;
     let request = parse_body::<Hide>(&body)?
         .ok_or_else(|| HubError::BadRequest("Give {\"hidden\": true} or false".into()))?;
-    let old = current(&state, kind, &name).await?;
-    refuse_read_only(&state, &old)?;
-    refuse_uncovered(&filters, kind, &name, &old.data)?;
+    let old = changeable(&state, &filters, kind, &name).await?;
     let saved = save(
         &state,
         &me,
@@ -574,9 +584,7 @@ async fn delete(
 ) -> Result<Response, HubError> {
     let filters = filters(&me)?;
     let kind = kind_of(&kind)?;
-    let old = current(&state, kind, &name).await?;
-    refuse_read_only(&state, &old)?;
-    refuse_uncovered(&filters, kind, &name, &old.data)?;
+    let old = changeable(&state, &filters, kind, &name).await?;
     if kind == EnvKind::Environment {
         // A profile that names it would no longer start.
         let users: Vec<String> = state
