@@ -415,6 +415,14 @@ pub fn check_homes_archive(archive: &Path) -> Result<HomesSummary> {
             (tar::EntryType::Char | tar::EntryType::Block, _) => {
                 Some("it is a device file, which no home holds".to_string())
             }
+            (tar::EntryType::Link, Some(target))
+                if target.components().next() != path.components().next() =>
+            {
+                Some(format!(
+                    "it is a hard link to {}, in another home",
+                    target.display()
+                ))
+            }
             (tar::EntryType::Link, Some(target)) => entry_problem(target, None, &links)
                 .map(|p| format!("it is a hard link to {} and {p}", target.display()))
                 .or_else(|| entry_problem(&path, None, &links)),
@@ -459,6 +467,8 @@ pub fn restore_homes(archive: &Path, homes_dir: &Path) -> Result<HomesSummary> {
         .with_context(|| format!("creating {}", homes_dir.display()))?;
     let mut tar = open_archive(archive)?;
     tar.set_preserve_permissions(true);
+    // Never setuid or setgid: with owners kept, an archive's file could run as its owner.
+    tar.set_mask(0o6000);
     tar.set_preserve_mtime(true);
     tar.set_preserve_ownerships(nix::unistd::geteuid().is_root());
     tar.set_overwrite(true);

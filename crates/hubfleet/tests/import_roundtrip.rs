@@ -315,6 +315,66 @@ fn device_archive(path: &Path) {
     builder.into_inner().unwrap();
 }
 
+/// A homes archive in which ada's file is a hard link to bob's.
+fn cross_home_link_archive(path: &Path) {
+    let file = std::fs::File::create(path).unwrap();
+    let encoder = zstd::Encoder::new(file, 3).unwrap().auto_finish();
+    let mut builder = tar::Builder::new(encoder);
+    let mut secret = tar::Header::new_gnu();
+    secret.set_size(6);
+    secret.set_mode(0o600);
+    builder
+        .append_data(&mut secret, "bob/secret", &b"secret"[..])
+        .unwrap();
+    let mut link = tar::Header::new_gnu();
+    link.set_entry_type(tar::EntryType::Link);
+    link.set_size(0);
+    link.set_mode(0o600);
+    builder
+        .append_link(&mut link, "ada/copy", "bob/secret")
+        .unwrap();
+    builder.into_inner().unwrap();
+}
+
+/// A homes archive with a setuid, setgid program.
+fn setuid_archive(path: &Path) {
+    let file = std::fs::File::create(path).unwrap();
+    let encoder = zstd::Encoder::new(file, 3).unwrap().auto_finish();
+    let mut builder = tar::Builder::new(encoder);
+    let mut program = tar::Header::new_gnu();
+    program.set_size(3);
+    program.set_mode(0o6755);
+    program.set_uid(0);
+    program.set_gid(0);
+    program.set_mtime(0);
+    builder
+        .append_data(&mut program, "ada/tool", &b"#!x"[..])
+        .unwrap();
+    builder.into_inner().unwrap();
+}
+
+#[test]
+fn setuid_and_setgid_bits_are_never_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hub.yaml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!("hubfleet:\n  data_dir: {}\n", data.display()),
+    )
+    .unwrap();
+    let from = dir.path().join("export");
+    std::fs::create_dir_all(&from).unwrap();
+    setuid_archive(&from.join("homes.tar.zst"));
+    let run = hubfleet(&["import"], &[("--from", &from), ("--config", &config)]);
+    assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
+    let mode = std::fs::metadata(data.join("homes/ada/tool"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o755, "mode {mode:o}");
+}
+
 #[test]
 fn an_archive_that_leaves_its_home_is_refused() {
     for (archive, refused, why) in [
@@ -324,6 +384,7 @@ fn an_archive_that_leaves_its_home_is_refused() {
             "outside the home",
         ),
         (device_archive, "ada/disk", "device file"),
+        (cross_home_link_archive, "ada/copy", "in another home"),
     ] {
         refused_import(archive, refused, why);
     }
