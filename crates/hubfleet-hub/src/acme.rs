@@ -9,8 +9,6 @@
 //! and at least daily, with jitter; the renewed one is used by new connections at once.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
@@ -455,35 +453,13 @@ fn retry_after(failures: u32) -> Duration {
         .min(RETRY_MAX)
 }
 
-/// Write `bytes` to `path` (in `dir`, made 0700) as a 0600 file: written whole, synced and
-/// renamed into place, so a crash leaves the old file or the new one, never half of one.
+/// Write `bytes` to `path` (in `dir`) as a private file ([`crate::private_file::write`]).
 fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), HttpsError> {
-    let storage = |source| HttpsError::Storage {
+    debug_assert_eq!(path.parent(), Some(dir));
+    crate::private_file::write(path, bytes).map_err(|source| HttpsError::Storage {
         path: path.to_owned(),
         source,
-    };
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(storage)?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".new");
-    let tmp = PathBuf::from(tmp);
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(storage)?;
-    file.write_all(bytes).map_err(storage)?;
-    file.sync_all().map_err(storage)?;
-    std::fs::rename(&tmp, path).map_err(storage)?;
-    if let Ok(dir) = std::fs::File::open(dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
+    })
 }
 
 #[cfg(test)]

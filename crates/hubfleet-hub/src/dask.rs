@@ -149,9 +149,11 @@ impl Gateway {
         let api_address = pick("api", values.local.api_address)?;
         let http_address = pick("http", values.local.http_address)?;
         let scheduler_address = pick("scheduler", values.local.scheduler_address)?;
-        write_private(
+        crate::private_file::write(
             &remembered_path,
-            &serde_json::to_string(&picked).unwrap_or_default(),
+            serde_json::to_string(&picked)
+                .unwrap_or_default()
+                .as_bytes(),
         )
         .map_err(|e| HubError::Config(format!("{}: {e}", remembered_path.display())))?;
         let backend = match values.local.backend {
@@ -360,7 +362,7 @@ impl Gateway {
         let mut bytes = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
         let key = base64::engine::general_purpose::URL_SAFE.encode(bytes);
-        write_private(&path, &key)?;
+        crate::private_file::write(&path, key.as_bytes())?;
         Ok(key)
     }
 
@@ -548,9 +550,9 @@ fn free_port() -> Result<SocketAddr, HubError> {
 
 /// Write the gateway's config (0600, in a 0700 directory) and start it as a managed service.
 pub async fn start(state: &AppState, gateway: &Gateway) -> Result<(), HubError> {
-    write_private(
+    crate::private_file::write(
         &gateway.config_path,
-        &gateway.config_text(&state.settings()),
+        gateway.config_text(&state.settings()).as_bytes(),
     )
     .map_err(|e| {
         HubError::Config(format!(
@@ -582,25 +584,6 @@ pub async fn start(state: &AppState, gateway: &Gateway) -> Result<(), HubError> 
         "dask-gateway-server runs as a managed service"
     );
     Ok(())
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-    if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    file.write_all(text.as_bytes())
 }
 
 #[cfg(test)]

@@ -40,6 +40,7 @@ mod native_pages;
 mod oauth;
 mod pages;
 mod password_login;
+mod private_file;
 pub mod profiles;
 pub mod rate_limit;
 pub mod reload;

@@ -259,23 +259,8 @@ pub fn write_snapshot(data_dir: &Path, config: &HubConfig) {
     let path = data_dir.join(EFFECTIVE_CONFIG_FILE);
     let result = serde_yaml_ng::to_string(config.values.as_value())
         .map_err(std::io::Error::other)
-        .and_then(|text| write_private(&path, &text));
+        .and_then(|text| crate::private_file::write(&path, text.as_bytes()));
     if let Err(e) = result {
         tracing::warn!(path = %path.display(), error = %e, "cannot write the effective config snapshot");
     }
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("yaml.tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
