@@ -76,8 +76,11 @@ impl Default for BinderHubTraits {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LocalBuilds {
-    /// Regular expressions on `<provider>/<spec>`; when set, only matching specs launch.
+    /// Regular expressions on `<provider>/<spec>`: only matching specs launch (required).
     pub allowed_specs: Vec<String>,
+    /// Let visitors who are not logged in launch (`BinderHub.auth_enabled: false`): each gets a
+    /// server that runs as the hub's account.
+    pub allow_anonymous_launches: bool,
     /// Seconds a whole build (fetch, pip, postBuild) may take.
     pub build_timeout: u64,
     /// Seconds `postBuild` may take.
@@ -90,6 +93,7 @@ impl Default for LocalBuilds {
     fn default() -> Self {
         LocalBuilds {
             allowed_specs: Vec::new(),
+            allow_anonymous_launches: false,
             build_timeout: 900,
             postbuild_timeout: 300,
             environments_disk_limit: None,

@@ -44,13 +44,22 @@ pub fn binder_settings(config: &HubConfig) -> Result<Option<BinderSettings>> {
              unprivileged account without system_users (docs/flavours.md#binder-style-hub)"
         );
     }
-    if !traits.auth_enabled && binder.hubfleet.allowed_specs.is_empty() {
+    // A launch link starts a build on a plain GET (as BinderHub's do), so a link on another
+    // site can make a logged-in visitor build it: only repositories the operator trusts build.
+    if binder.hubfleet.allowed_specs.is_empty() {
         bail!(
-            "binderhub-service: anonymous launches (BinderHub.auth_enabled: false) with no \
-             binderhub-service.hubfleet.allowed_specs would let anyone who reaches the hub run \
-             any repository's code as the hub's account. List the repositories you trust in \
-             allowed_specs (e.g. ['^gh/my-org/']), or set \
-             binderhub-service.config.BinderHub.auth_enabled: true"
+            "binderhub-service: builds run a repository's own code as the hub's account, and \
+             any link can start one: list the repositories you trust in \
+             binderhub-service.hubfleet.allowed_specs (e.g. ['^gh/my-org/'])"
+        );
+    }
+    if !traits.auth_enabled && !binder.hubfleet.allow_anonymous_launches {
+        bail!(
+            "binderhub-service: with BinderHub.auth_enabled: false anyone who reaches the hub \
+             gets a server (with a terminal) running as the hub's account, which can read the \
+             hub's database and config. Set binderhub-service.config.BinderHub.auth_enabled: \
+             true, or, on a throwaway machine only, \
+             binderhub-service.hubfleet.allow_anonymous_launches: true"
         );
     }
     let rules = SpecRules::new(&traits.banned_specs, &binder.hubfleet.allowed_specs)
@@ -127,9 +136,9 @@ mod tests {
         assert!(kubernetes_binder(&off).is_none());
     }
 
-    /// Anonymous launches of any repository would run anyone's code as the hub's account.
+    /// Builds need an allow-list; anonymous launches need the opt-in besides.
     #[test]
-    fn anonymous_launches_need_an_allow_list() {
+    fn launches_need_an_allow_list_and_anonymous_ones_an_opt_in() {
         let venv = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(venv.path().join("bin")).unwrap();
         std::fs::write(venv.path().join("bin/python"), "").unwrap();
@@ -140,12 +149,17 @@ mod tests {
             );
             HubConfig::from_yaml_str(&yaml, "t.yaml").unwrap()
         };
-        let refused = binder_settings(&config("")).unwrap_err().to_string();
+        let logged_in = "  config:\n    BinderHub:\n      auth_enabled: true\n";
+        let refused = binder_settings(&config(logged_in)).unwrap_err().to_string();
         assert!(refused.contains("allowed_specs"), "{refused}");
-        assert!(refused.contains("auth_enabled: true"), "{refused}");
-        let listed = config("  hubfleet:\n    allowed_specs: ['^gh/my-org/']\n");
-        assert!(binder_settings(&listed).unwrap().is_some());
-        let logged_in = config("  config:\n    BinderHub:\n      auth_enabled: true\n");
-        assert!(binder_settings(&logged_in).unwrap().is_some());
+        let listed = "  hubfleet:\n    allowed_specs: ['^gh/my-org/']\n";
+        let refused = binder_settings(&config(listed)).unwrap_err().to_string();
+        assert!(refused.contains("allow_anonymous_launches"), "{refused}");
+        assert!(binder_settings(&config(&format!("{logged_in}{listed}")))
+            .unwrap()
+            .is_some());
+        let anonymous =
+            "  hubfleet:\n    allowed_specs: ['^gh/my-org/']\n    allow_anonymous_launches: true\n";
+        assert!(binder_settings(&config(anonymous)).unwrap().is_some());
     }
 }

@@ -224,6 +224,17 @@ singleuser:
         )
         .await;
     assert_eq!(status, 409, "{body}");
+    // Entries that are not objects are refused with 400 (not a dropped connection).
+    for data in [json!([]), json!(1)] {
+        let (status, body) = admin
+            .call(
+                Method::PUT,
+                "/hub/api/environments/profiles/class-a",
+                Some(json!({"data": data, "version": 2})),
+            )
+            .await;
+        assert_eq!(status, 400, "{body}");
+    }
     let (status, body) = admin
         .call(
             Method::POST,

@@ -211,7 +211,7 @@ async fn binder_launch_build_cache_and_failure() {
     let hub = TestHub::start_in(
         Mode::Subdomains,
         &format!(
-            "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [admin]\nsingleuser:\n  defaultUrl: /lab\nbinderhub-service:\n  enabled: true\n  config:\n    BinderHub:\n      banned_specs: ['^gh/banned/']\n  hubfleet:\n    allowed_specs: ['{allowed}', '^gh/']\n"
+            "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [admin]\nsingleuser:\n  defaultUrl: /lab\nbinderhub-service:\n  enabled: true\n  config:\n    BinderHub:\n      banned_specs: ['^gh/banned/']\n  hubfleet:\n    allow_anonymous_launches: true\n    allowed_specs: ['{allowed}', '^gh/']\n"
         ),
     );
     let good_spec = format!("git/{}/main", escape(&good.display().to_string()));
@@ -363,7 +363,7 @@ async fn idle_binder_servers_are_culled_and_their_users_deleted() {
     );
     let hub = TestHub::start_with(
         &format!(
-            "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [admin]\ncull:\n  enabled: true\n  timeout: 3\n  every: 2\nbinderhub-service:\n  enabled: true\n  hubfleet:\n    allowed_specs: ['{allowed}']\n"
+            "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [admin]\ncull:\n  enabled: true\n  timeout: 3\n  every: 2\nbinderhub-service:\n  enabled: true\n  hubfleet:\n    allow_anonymous_launches: true\n    allowed_specs: ['{allowed}']\n"
         ),
         "  culler: builtin\n",
         &common::python_env(),
@@ -497,7 +497,7 @@ async fn concurrent_launches_share_one_build_and_postbuild_is_limited() {
         regex_escape(&escape(&repos.path().display().to_string()))
     );
     let hub = TestHub::start(&format!(
-        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\nbinderhub-service:\n  enabled: true\n  hubfleet:\n    allowed_specs: ['{allowed}']\n    postbuild_timeout: 10\n"
+        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\nbinderhub-service:\n  enabled: true\n  hubfleet:\n    allow_anonymous_launches: true\n    allowed_specs: ['{allowed}']\n    postbuild_timeout: 10\n"
     ));
     let url = hub.url(&format!(
         "/hub/binder/build/git/{}/main",
@@ -582,7 +582,7 @@ async fn environments_disk_limit_refuses_a_build() {
     );
     // A venv and a checkout take more than 4 KB whatever they hold.
     let hub = TestHub::start(&format!(
-        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\nbinderhub-service:\n  enabled: true\n  hubfleet:\n    allowed_specs: ['{allowed}']\n    environments_disk_limit: 4K\n"
+        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\nbinderhub-service:\n  enabled: true\n  hubfleet:\n    allow_anonymous_launches: true\n    allowed_specs: ['{allowed}']\n    environments_disk_limit: 4K\n"
     ));
     let launched = events(&hub.url(&format!(
         "/hub/binder/build/git/{}/main",

@@ -431,7 +431,10 @@ async fn update(
                 })]));
             }
         }
-        data["slug"] = Value::String(name.clone());
+        // Not an object: `check` answers 400 below.
+        if let Some(fields) = data.as_object_mut() {
+            fields.insert("slug".into(), Value::String(name.clone()));
+        }
     }
     if let Err(response) = check(&state, kind, &name, &data).await? {
         return Ok(response);
