@@ -339,6 +339,28 @@ singleuser:
             "{body}"
         );
     }
+    // Nor what runs in the members' servers (their code would run as each member).
+    let preload = json!({"LD_PRELOAD": "/home/teacher/evil.so"});
+    for (method, path) in [
+        (Method::POST, "/hub/api/environments/profiles"),
+        (Method::PUT, "/hub/api/environments/profiles/class-a"),
+    ] {
+        let data = json!({"data": {
+            "display_name": "Class A2",
+            "slug": if method == Method::POST { "class-a2" } else { "class-a" },
+            "allowed_groups": ["class-a"],
+            "kubespawner_override": {"environment": preload},
+        }});
+        let (status, body) = teacher.call(method, path, Some(data)).await;
+        assert_eq!(status, 403, "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("kubespawner_override.environment"),
+            "{body}"
+        );
+    }
     let (status, body) = admin
         .call(
             Method::POST,

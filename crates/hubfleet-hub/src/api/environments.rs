@@ -111,6 +111,37 @@ fn refuse_uncovered(
     )))
 }
 
+/// What a profile runs in users' servers beyond its resources: the program, its arguments and
+/// environment (`LD_PRELOAD`, `PYTHONPATH`, … would run the editor's code as every member).
+const RUNTIME_OVERRIDES: &[&str] = &["cmd", "args", "environment"];
+
+/// A group-limited admin may not change [`RUNTIME_OVERRIDES`]: `before` is the object's data
+/// before the change (`None` for a new object).
+fn refuse_runtime_changes(
+    filters: &ScopeFilters,
+    kind: EnvKind,
+    before: Option<&Value>,
+    after: &Value,
+) -> Result<(), HubError> {
+    if matches!(filters, ScopeFilters::All) || kind != EnvKind::Profile {
+        return Ok(());
+    }
+    let of = |data: Option<&Value>, key: &str| {
+        data.and_then(|d| d.get("kubespawner_override"))
+            .and_then(|o| o.get(key))
+            .cloned()
+    };
+    for key in RUNTIME_OVERRIDES {
+        if of(before, key) != of(Some(after), key) {
+            return Err(HubError::Forbidden(format!(
+                "Your admin:environments is limited to groups: kubespawner_override.{key} \
+                 (what runs in members' servers) is changed with an unfiltered admin:environments"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn model(state: &AppState, filters: &ScopeFilters, e: &StoredEnvironment) -> Value {
     let read_only = e.source == SOURCE_CONFIG && !state.settings().environments.allow_ui_overrides;
     json!({
@@ -370,6 +401,7 @@ async fn create(
         EnvKind::Environment => request.name.clone().unwrap_or_default(),
     };
     refuse_uncovered(&filters, kind, &name, &request.data)?;
+    refuse_runtime_changes(&filters, kind, None, &request.data)?;
     if let Some(existing) = state.store.environment(kind, &name).await? {
         if !existing.deleted {
             return Err(HubError::Conflict(format!(
@@ -421,6 +453,7 @@ async fn update(
         .ok_or_else(|| HubError::BadRequest("Give the entry as {\"data\": {...}}".into()))?;
     let old = changeable(&state, &filters, kind, &name).await?;
     refuse_uncovered(&filters, kind, &name, &request.data)?;
+    refuse_runtime_changes(&filters, kind, Some(&old.data), &request.data)?;
     let mut data = request.data;
     if kind == EnvKind::Profile {
         if let Some(slug) = data.get("slug").and_then(Value::as_str) {
@@ -697,6 +730,7 @@ async fn restore(
         })?;
     refuse_uncovered(&filters, kind, &name, &now.data)?;
     refuse_uncovered(&filters, kind, &name, &old.data)?;
+    refuse_runtime_changes(&filters, kind, Some(&now.data), &old.data)?;
     if let Err(response) = check(&state, kind, &name, &old.data).await? {
         return Ok(response);
     }
