@@ -98,18 +98,7 @@ async fn execute(browser: &Browser, hub: &TestHub, user: &str, code: &str) -> St
     let (mut socket, _) = tokio_tungstenite::client_async(request, stream)
         .await
         .unwrap();
-    let msg_id = uuid::Uuid::new_v4().to_string();
-    let execute_request = serde_json::json!({
-        "header": {
-            "msg_id": msg_id, "username": user, "session": uuid::Uuid::new_v4().to_string(),
-            "msg_type": "execute_request", "version": "5.3", "date": "2026-01-01T00:00:00Z",
-        },
-        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-        "content": {
-            "code": code, "silent": false, "store_history": false,
-            "user_expressions": {}, "allow_stdin": false, "stop_on_error": true,
-        },
-    });
+    let (msg_id, execute_request) = common::execute_request(user, code);
     socket
         .send(Message::text(execute_request.to_string()))
         .await

@@ -952,3 +952,21 @@ pub fn cgroup_memory_limit(pid: i32) -> u64 {
     }
     panic!("no memory cgroup for {pid}:\n{groups}");
 }
+
+/// A kernel's `execute_request` (Jupyter messaging 5.3) running `code` as `user`, and its
+/// `msg_id`, which the replies name as their parent.
+pub fn execute_request(user: &str, code: &str) -> (String, serde_json::Value) {
+    let msg_id = uuid::Uuid::new_v4().to_string();
+    let request = serde_json::json!({
+        "header": {
+            "msg_id": msg_id, "username": user, "session": uuid::Uuid::new_v4().to_string(),
+            "msg_type": "execute_request", "version": "5.3", "date": "2026-01-01T00:00:00Z",
+        },
+        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+        "content": {
+            "code": code, "silent": false, "store_history": false,
+            "user_expressions": {}, "allow_stdin": false, "stop_on_error": true,
+        },
+    });
+    (msg_id, request)
+}
