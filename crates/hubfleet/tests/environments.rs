@@ -522,6 +522,22 @@ singleuser:
         .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["problems"][0]["field"], "requirements", "{body}");
+    for source in [
+        "https://example.org/evil.tar.gz",
+        "evil @ file:///tmp/evil",
+        "git+https://example.org/evil.git",
+        "./evil",
+    ] {
+        let (status, body) = admin
+            .call(
+                Method::POST,
+                "/hub/api/environments/local/stats/build",
+                Some(json!({"requirements": format!("six\n{source}")})),
+            )
+            .await;
+        assert_eq!(status, 400, "{source}: {body}");
+        assert_eq!(body["problems"][0]["field"], "requirements", "{body}");
+    }
     let (status, body) = admin
         .call(
             Method::POST,

@@ -811,6 +811,15 @@ async fn build(
             "message": format!("`{option}`: pip options are not accepted here, only requirements such as `numpy>=1.26`"),
         })]));
     }
+    // Packages from the index only: not URLs, VCS checkouts or paths on the hub's machine.
+    if let Some(source) = requirements.iter().find(|r| {
+        r.contains("://") || r.contains('@') || r.starts_with(['.', '/', '~']) || r.contains("git+")
+    }) {
+        return Ok(validation_response(vec![json!({
+            "field": "requirements",
+            "message": format!("`{source}`: only packages from the package index are accepted here (a name and a version, such as `numpy>=1.26`), not URLs, VCS checkouts or paths"),
+        })]));
+    }
     let existing = state
         .store
         .environment(kind, &name)
