@@ -156,6 +156,28 @@ impl SystemAccounts {
     }
 }
 
+impl SystemAccounts {
+    /// The existing account `name`, if the hub may run servers as it (it made it, or the
+    /// operator lists it); `None` when there is no such account or it is someone else's.
+    /// Nothing is created or recorded.
+    pub fn usable(&self, name: &str) -> Result<Option<Account>, SpawnError> {
+        let Some(user) = User::from_name(name).map_err(|e| SpawnError::Other(e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        if user.uid.is_root() {
+            return Ok(None);
+        }
+        let listed = self.existing.iter().any(|listed| listed == name);
+        Ok(
+            (listed || self.created(name, user.uid)?).then_some(Account {
+                uid: user.uid,
+                gid: user.gid,
+            }),
+        )
+    }
+}
+
 /// An account an older hubfleet made, before it kept a record: `useradd` gave it the hub's
 /// comment and this very home, which nothing else would choose.
 fn made_by_an_older_hub(user: &User, home: &Path) -> bool {

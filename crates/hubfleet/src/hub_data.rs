@@ -458,28 +458,425 @@ fn open_archive(archive: &Path) -> Result<tar::Archive<impl Read>> {
     Ok(tar::Archive::new(decoder))
 }
 
+/// Who owns restored files when the import runs as root: the archive's numeric owners, or
+/// (with `system_users`) each home's account, by the user's name.
+pub enum RestoredOwners<'a> {
+    /// The archive's numeric uid and gid, as `tar --numeric-owner` keeps them.
+    AsArchived,
+    /// Every file of home `<user>` goes to the account this gives (uid, gid), e.g. the user's
+    /// `jupyter-<name>` account; `None`: the archive's owners.
+    ByHome(&'a dyn Fn(&str) -> Option<(u32, u32)>),
+}
+
 /// Restore `homes.tar.zst` into `homes_dir` after checking it ([`check_homes_archive`]):
-/// modes and times kept; owners (numeric) kept when run as root. Files already there are
-/// replaced by the archive's; others are left.
-pub fn restore_homes(archive: &Path, homes_dir: &Path) -> Result<HomesSummary> {
-    let summary = check_homes_archive(archive)?;
+/// modes and times kept; owners kept when run as root (see [`RestoredOwners`]). Files
+/// already there are replaced by the archive's; others are left.
+///
+/// Every path is opened below its user's home one name at a time with `openat2`
+/// (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), so a symbolic link already on disk (a home
+/// being restored over) is never followed: an entry that would go through one is not
+/// restored and is listed in [`HomesSummary::skipped`] with why. The archive's own links are
+/// made as links and never followed either.
+pub fn restore_homes(
+    archive: &Path,
+    homes_dir: &Path,
+    owners: RestoredOwners<'_>,
+) -> Result<HomesSummary> {
+    let mut summary = check_homes_archive(archive)?;
     std::fs::create_dir_all(homes_dir)
         .with_context(|| format!("creating {}", homes_dir.display()))?;
+    let homes = File::open(homes_dir)
+        .map(std::os::fd::OwnedFd::from)
+        .with_context(|| format!("opening {}", homes_dir.display()))?;
+    beneath::check_supported(&homes, homes_dir)?;
+    let keep_owners = nix::unistd::geteuid().is_root();
+    let mut owner_of_home: BTreeMap<String, Option<(u32, u32)>> = BTreeMap::new();
+    let mut folders = Vec::new();
     let mut tar = open_archive(archive)?;
-    tar.set_preserve_permissions(true);
-    // Never setuid or setgid: with owners kept, an archive's file could run as its owner.
-    tar.set_mask(0o6000);
-    tar.set_preserve_mtime(true);
-    tar.set_preserve_ownerships(nix::unistd::geteuid().is_root());
-    tar.set_overwrite(true);
-    tar.unpack(homes_dir).with_context(|| {
-        format!(
-            "restoring {} into {}",
-            archive.display(),
-            homes_dir.display()
-        )
-    })?;
+    for entry in tar
+        .entries()
+        .with_context(|| format!("reading {}", archive.display()))?
+    {
+        let mut entry = entry.with_context(|| format!("reading {}", archive.display()))?;
+        let path = entry.path()?.into_owned();
+        let parts: Vec<std::ffi::OsString> = path
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(name) => Some(name.to_owned()),
+                _ => None,
+            })
+            .collect();
+        let header = entry.header();
+        let home = parts[0].to_string_lossy().into_owned();
+        let owner = if !keep_owners {
+            None
+        } else {
+            let archived = (header.uid()? as u32, header.gid()? as u32);
+            match &owners {
+                RestoredOwners::AsArchived => Some(archived),
+                RestoredOwners::ByHome(account) => Some(
+                    owner_of_home
+                        .entry(home.clone())
+                        .or_insert_with(|| account(&home))
+                        .unwrap_or(archived),
+                ),
+            }
+        };
+        let meta = beneath::Meta {
+            // Never setuid or setgid: with owners kept, an archive's file could run as its
+            // owner.
+            mode: header.mode()? & 0o7777 & !0o6000,
+            owner,
+            mtime: header.mtime().unwrap_or(0),
+        };
+        let kind = header.entry_type();
+        let link = entry.link_name()?.map(|l| l.into_owned());
+        let outcome = match kind {
+            tar::EntryType::Directory => {
+                let made = beneath::make_folder(&homes, &parts, &meta);
+                if made.is_ok() {
+                    folders.push((parts.clone(), meta));
+                }
+                made
+            }
+            kind if kind.is_file() => beneath::write_file(&homes, &parts, &mut entry, &meta),
+            tar::EntryType::Symlink => match &link {
+                Some(target) => beneath::make_symlink(&homes, &parts, target, &meta),
+                None => Err(beneath::Blocked::Skip("a link without a target".into())),
+            },
+            tar::EntryType::Link => match &link {
+                Some(target) => {
+                    let target: Vec<std::ffi::OsString> = target
+                        .components()
+                        .filter_map(|c| match c {
+                            Component::Normal(name) => Some(name.to_owned()),
+                            _ => None,
+                        })
+                        .collect();
+                    beneath::make_hard_link(&homes, &parts, &target, &meta)
+                }
+                None => Err(beneath::Blocked::Skip(
+                    "a hard link without a target".into(),
+                )),
+            },
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => continue,
+            other => Err(beneath::Blocked::Skip(format!(
+                "it is a {other:?} entry, which a restore leaves out"
+            ))),
+        };
+        match outcome {
+            Ok(()) => {}
+            Err(beneath::Blocked::Skip(why)) => summary
+                .skipped
+                .push(format!("{} (not restored: {why})", path.display())),
+            Err(beneath::Blocked::Fail(e)) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "restoring `{}` from {} into {}",
+                        path.display(),
+                        archive.display(),
+                        homes_dir.display()
+                    )
+                })
+            }
+        }
+    }
+    // Folders' modes and times last (as tar does): a read-only folder must take its files
+    // first, and writing them changes its time.
+    for (parts, meta) in folders.iter().rev() {
+        if let Err(blocked) = beneath::set_folder_meta(&homes, parts, meta) {
+            let path: PathBuf = parts.iter().collect();
+            match blocked {
+                beneath::Blocked::Skip(why) => summary.skipped.push(format!(
+                    "{} (mode and time not restored: {why})",
+                    path.display()
+                )),
+                beneath::Blocked::Fail(e) => {
+                    return Err(e).with_context(|| format!("restoring `{}`", path.display()))
+                }
+            }
+        }
+    }
     Ok(summary)
+}
+
+/// Writing below one user's home without following symbolic links: every name is opened with
+/// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` relative to the folder above it.
+mod beneath {
+    use std::ffi::OsString;
+    use std::fs::File;
+    use std::os::fd::{AsFd, OwnedFd};
+    use std::path::{Path, PathBuf};
+
+    use anyhow::anyhow;
+    use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
+    use rustix::io::Errno;
+
+    /// Why an entry was not written.
+    pub enum Blocked {
+        /// This entry only (a link or file on disk in the way): reported, the rest goes on.
+        Skip(String),
+        /// Something wrong with the machine (permissions, a full disk): the import stops.
+        Fail(anyhow::Error),
+    }
+
+    /// What an entry's header says of it.
+    pub struct Meta {
+        pub mode: u32,
+        /// `Some` when run as root.
+        pub owner: Option<(u32, u32)>,
+        pub mtime: u64,
+    }
+
+    const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_SYMLINKS);
+
+    fn shown(parts: &[OsString]) -> String {
+        parts.iter().collect::<PathBuf>().display().to_string()
+    }
+
+    fn blocked(errno: Errno, parts: &[OsString]) -> Blocked {
+        let at = shown(parts);
+        match errno {
+            Errno::LOOP => Blocked::Skip(format!(
+                "{at} is a symbolic link on disk, which an import never follows; move it away \
+                 and import again"
+            )),
+            Errno::NOTDIR => Blocked::Skip(format!("{at} is not a folder on disk")),
+            Errno::XDEV => Blocked::Skip(format!("{at} leads out of the home")),
+            Errno::ISDIR | Errno::NOTEMPTY => {
+                Blocked::Skip(format!("{at} is a folder on disk, the archive's is not"))
+            }
+            other => Blocked::Fail(anyhow!("{at}: {}", std::io::Error::from(other))),
+        }
+    }
+
+    fn open(dir: impl AsFd, name: &OsString, flags: OFlags, mode: Mode) -> Result<OwnedFd, Errno> {
+        rustix::fs::openat2(
+            dir,
+            name.as_os_str(),
+            flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            mode,
+            RESOLVE,
+        )
+    }
+
+    /// The kernel must offer `openat2` (Linux 5.6 or later, and not filtered out by a
+    /// container's seccomp profile): without it an import would have to follow links.
+    pub fn check_supported(homes: &OwnedFd, homes_dir: &Path) -> anyhow::Result<()> {
+        match open(
+            homes,
+            &".".into(),
+            OFlags::DIRECTORY | OFlags::PATH,
+            Mode::empty(),
+        ) {
+            Ok(_) => Ok(()),
+            Err(e @ (Errno::NOSYS | Errno::PERM | Errno::INVAL | Errno::TOOBIG)) => Err(anyhow!(
+                "restoring homes into {} needs the openat2 system call (Linux 5.6 or later), \
+                 which this system refuses ({}); without it an import could follow a symbolic \
+                 link out of a home. Nothing was restored: run the import on a newer kernel \
+                 (or outside the container that filters it), or restore the homes by hand \
+                 (`zstd -dc homes.tar.zst | tar -x --numeric-owner -C {}`) into empty homes",
+                homes_dir.display(),
+                std::io::Error::from(e),
+                homes_dir.display()
+            )),
+            Err(e) => Err(anyhow!(
+                "opening {}: {}",
+                homes_dir.display(),
+                std::io::Error::from(e)
+            )),
+        }
+    }
+
+    /// The folder `parts` below the homes, one name at a time. With `create`, missing ones
+    /// are made: mode 0700 until their own entry's mode is set at the end; owned by `owner`
+    /// (the entry's) when that is given, for archives without folder entries.
+    fn folder(
+        homes: &OwnedFd,
+        parts: &[OsString],
+        create: Option<Option<(u32, u32)>>,
+    ) -> Result<OwnedFd, Blocked> {
+        let flags = OFlags::DIRECTORY | OFlags::RDONLY;
+        let mut current =
+            open(homes, &".".into(), flags, Mode::empty()).map_err(|e| blocked(e, &[]))?;
+        for (depth, name) in parts.iter().enumerate() {
+            let next = match open(&current, name, flags, Mode::empty()) {
+                Err(Errno::NOENT) if create.is_some() => {
+                    match rustix::fs::mkdirat(
+                        &current,
+                        name.as_os_str(),
+                        Mode::from_raw_mode(0o700),
+                    ) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => return Err(blocked(e, &parts[..=depth])),
+                    }
+                    let made = open(&current, name, flags, Mode::empty());
+                    if let (Ok(fd), Some(Some(owner))) = (&made, create) {
+                        let meta = Meta {
+                            mode: 0o700,
+                            owner: Some(owner),
+                            mtime: 0,
+                        };
+                        set_owner(fd, &meta, &parts[..=depth])?;
+                    }
+                    made
+                }
+                // O_DIRECTORY | O_NOFOLLOW on a link says "not a folder": say which it is.
+                Err(Errno::NOTDIR) if is_symlink(&current, name) => Err(Errno::LOOP),
+                other => other,
+            };
+            current = next.map_err(|e| blocked(e, &parts[..=depth]))?;
+        }
+        Ok(current)
+    }
+
+    fn is_symlink(dir: &OwnedFd, name: &OsString) -> bool {
+        rustix::fs::statat(dir, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|stat| {
+            rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Symlink
+        })
+    }
+
+    fn parent_and_name(
+        homes: &OwnedFd,
+        parts: &[OsString],
+        owner: Option<(u32, u32)>,
+    ) -> Result<(OwnedFd, OsString), Blocked> {
+        let (name, above) = parts.split_last().expect("checked: entries have a path");
+        if above.is_empty() {
+            return Err(Blocked::Skip("a home must be a folder".into()));
+        }
+        Ok((folder(homes, above, Some(owner))?, name.clone()))
+    }
+
+    /// Take away a file or link that is in the way (never a folder, never followed).
+    fn clear(dir: &OwnedFd, name: &OsString, parts: &[OsString]) -> Result<(), Blocked> {
+        match rustix::fs::unlinkat(dir, name.as_os_str(), AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(blocked(e, parts)),
+        }
+    }
+
+    fn times(mtime: u64) -> Timestamps {
+        let at = Timespec {
+            tv_sec: mtime.min(i64::MAX as u64) as i64,
+            tv_nsec: 0,
+        };
+        Timestamps {
+            last_access: at,
+            last_modification: at,
+        }
+    }
+
+    fn fail(parts: &[OsString]) -> impl FnOnce(Errno) -> Blocked + '_ {
+        move |e| Blocked::Fail(anyhow!("{}: {}", shown(parts), std::io::Error::from(e)))
+    }
+
+    fn set_owner(fd: &OwnedFd, meta: &Meta, parts: &[OsString]) -> Result<(), Blocked> {
+        if let Some((uid, gid)) = meta.owner {
+            rustix::fs::fchown(
+                fd,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+            )
+            .map_err(fail(parts))?;
+        }
+        Ok(())
+    }
+
+    pub fn make_folder(homes: &OwnedFd, parts: &[OsString], meta: &Meta) -> Result<(), Blocked> {
+        folder(homes, parts, Some(meta.owner)).map(drop)
+    }
+
+    /// A folder's owner, mode and time, once its contents are in.
+    pub fn set_folder_meta(
+        homes: &OwnedFd,
+        parts: &[OsString],
+        meta: &Meta,
+    ) -> Result<(), Blocked> {
+        let fd = folder(homes, parts, None)?;
+        set_owner(&fd, meta, parts)?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode)).map_err(fail(parts))?;
+        rustix::fs::futimens(&fd, &times(meta.mtime)).map_err(fail(parts))
+    }
+
+    /// A new file (what was there is unlinked first, so that a hard link on disk is never
+    /// written through) with the entry's content.
+    pub fn write_file(
+        homes: &OwnedFd,
+        parts: &[OsString],
+        content: &mut impl std::io::Read,
+        meta: &Meta,
+    ) -> Result<(), Blocked> {
+        let (dir, name) = parent_and_name(homes, parts, meta.owner)?;
+        clear(&dir, &name, parts)?;
+        let fd = open(
+            &dir,
+            &name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| blocked(e, parts))?;
+        let mut file = File::from(fd);
+        std::io::copy(content, &mut file)
+            .map_err(|e| Blocked::Fail(anyhow!("{}: {e}", shown(parts))))?;
+        let fd = OwnedFd::from(file);
+        set_owner(&fd, meta, parts)?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode)).map_err(fail(parts))?;
+        rustix::fs::futimens(&fd, &times(meta.mtime)).map_err(fail(parts))
+    }
+
+    /// The archive's symbolic link, made as a link (its target is never opened).
+    pub fn make_symlink(
+        homes: &OwnedFd,
+        parts: &[OsString],
+        target: &Path,
+        meta: &Meta,
+    ) -> Result<(), Blocked> {
+        let (dir, name) = parent_and_name(homes, parts, meta.owner)?;
+        clear(&dir, &name, parts)?;
+        rustix::fs::symlinkat(target, &dir, name.as_os_str()).map_err(|e| blocked(e, parts))?;
+        if let Some((uid, gid)) = meta.owner {
+            rustix::fs::chownat(
+                &dir,
+                name.as_os_str(),
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(fail(parts))?;
+        }
+        rustix::fs::utimensat(
+            &dir,
+            name.as_os_str(),
+            &times(meta.mtime),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(fail(parts))
+    }
+
+    /// A hard link to an entry restored before it (in the same home: checked).
+    pub fn make_hard_link(
+        homes: &OwnedFd,
+        parts: &[OsString],
+        target: &[OsString],
+        meta: &Meta,
+    ) -> Result<(), Blocked> {
+        let (dir, name) = parent_and_name(homes, parts, meta.owner)?;
+        let (target_name, target_above) = target
+            .split_last()
+            .ok_or_else(|| Blocked::Skip("a hard link without a target".into()))?;
+        let target_dir = folder(homes, target_above, None)?;
+        clear(&dir, &name, parts)?;
+        // No AT_SYMLINK_FOLLOW: a link on disk at the target is linked, not followed.
+        rustix::fs::linkat(
+            &target_dir,
+            target_name.as_os_str(),
+            &dir,
+            name.as_os_str(),
+            AtFlags::empty(),
+        )
+        .map_err(|e| blocked(e, parts))
+    }
 }
 
 /// Counts of a homes summary for people: `3 homes, 41 entries, 1.2 MB`.

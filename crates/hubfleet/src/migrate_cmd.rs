@@ -122,7 +122,26 @@ pub async fn import(args: ImportArgs) -> Result<()> {
             );
         } else {
             let spinner = spinner("restoring homes");
-            let summary = hub_data::restore_homes(&homes_path, &homes_dir)?;
+            // With system_users a home goes to its user's account on this machine (uids
+            // differ between machines); homes of users without one yet keep the archive's
+            // owners until the account is made at their first start.
+            let accounts = crate::private_files::system_accounts(&config);
+            let account_of = |home: &str| {
+                let name = hubfleet_spawn::system_user::account_name(home);
+                match accounts.usable(&name) {
+                    Ok(account) => account.map(|a| (a.uid.as_raw(), a.gid.as_raw())),
+                    Err(e) => {
+                        eprintln!("warning: looking up {name}: {e}; {home}'s files keep the archive's owners");
+                        None
+                    }
+                }
+            };
+            let owners = if config.hubfleet.local.system_users {
+                hub_data::RestoredOwners::ByHome(&account_of)
+            } else {
+                hub_data::RestoredOwners::AsArchived
+            };
+            let summary = hub_data::restore_homes(&homes_path, &homes_dir, owners)?;
             spinner.finish_and_clear();
             println!(
                 "homes: restored {} into {}{}",
@@ -134,6 +153,16 @@ pub async fn import(args: ImportArgs) -> Result<()> {
                     " (owned by you: run as root to keep owners)"
                 }
             );
+            if !summary.skipped.is_empty() {
+                for skipped in &summary.skipped {
+                    eprintln!("  {skipped}");
+                }
+                bail!(
+                    "{} of the archive's entries were not restored (listed above); the others \
+                     were. Move away what is in their way on disk and run the import again",
+                    summary.skipped.len()
+                );
+            }
         }
     } else {
         println!(

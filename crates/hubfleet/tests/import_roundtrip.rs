@@ -416,3 +416,177 @@ fn refused_import(archive: fn(&Path), refused: &str, why: &str) {
     assert!(!dir.path().join("data/homes/ada").exists());
     assert!(!dir.path().join("outside").exists());
 }
+
+/// An archive of plain files and folders, as `hubfleet export` writes them.
+fn plain_archive(path: &Path, files: &[(&str, &str)]) {
+    let file = std::fs::File::create(path).unwrap();
+    let encoder = zstd::Encoder::new(file, 3).unwrap().auto_finish();
+    let mut builder = tar::Builder::new(encoder);
+    for (name, content) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        builder
+            .append_data(&mut header, name, content.as_bytes())
+            .unwrap();
+    }
+    builder.into_inner().unwrap();
+}
+
+/// Importing over homes that exist: links already on disk in a home (to another home, out of
+/// the homes) are never followed, nor is a hard link on disk written through. Those entries
+/// are reported and the import fails naming them; the other entries are restored.
+#[test]
+fn an_import_never_follows_links_already_in_a_home() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hub.yaml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!("hubfleet:\n  data_dir: {}\n", data.display()),
+    )
+    .unwrap();
+    let homes = data.join("homes");
+    write(&homes.join("bob/secret"), "bob's", 0o600);
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::create_dir_all(homes.join("alice")).unwrap();
+    std::os::unix::fs::symlink("../bob", homes.join("alice/notes")).unwrap();
+    std::os::unix::fs::symlink(&outside, homes.join("alice/away")).unwrap();
+    std::fs::hard_link(homes.join("bob/secret"), homes.join("alice/hard")).unwrap();
+
+    let from = dir.path().join("export");
+    std::fs::create_dir_all(&from).unwrap();
+    plain_archive(
+        &from.join("homes.tar.zst"),
+        &[
+            ("alice/notes/x", "planted"),
+            ("alice/away/y", "planted"),
+            ("alice/hard", "alice's own"),
+            ("alice/work/kept.txt", "restored"),
+        ],
+    );
+    let run = hubfleet(&["import"], &[("--from", &from), ("--config", &config)]);
+    assert!(!run.ok, "{}\n{}", run.stdout, run.stderr);
+    for (entry, link) in [
+        ("alice/notes/x", "alice/notes"),
+        ("alice/away/y", "alice/away"),
+    ] {
+        assert!(
+            run.stderr.contains(&format!(
+                "{entry} (not restored: {link} is a symbolic link on disk"
+            )),
+            "{}",
+            run.stderr
+        );
+    }
+    assert!(
+        run.stderr
+            .contains("2 of the archive's entries were not restored"),
+        "{}",
+        run.stderr
+    );
+    assert!(!homes.join("bob/x").exists(), "written into bob's home");
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "written out of the homes"
+    );
+    assert_eq!(
+        std::fs::read_to_string(homes.join("bob/secret")).unwrap(),
+        "bob's",
+        "written through a hard link into bob's file"
+    );
+    assert_eq!(
+        std::fs::read_to_string(homes.join("alice/hard")).unwrap(),
+        "alice's own"
+    );
+    assert_eq!(
+        std::fs::read_to_string(homes.join("alice/work/kept.txt")).unwrap(),
+        "restored"
+    );
+    for link in ["alice/notes", "alice/away"] {
+        assert!(
+            homes.join(link).symlink_metadata().unwrap().is_symlink(),
+            "{link} is left as it was"
+        );
+    }
+}
+
+/// With `system_users`, a restored home goes to its user's account on this machine (by name:
+/// uids differ between machines), if the hub may use that account; other homes keep the
+/// archive's numeric owners. Needs root (CI runs the tests as root).
+#[test]
+fn with_system_users_homes_go_to_their_users_accounts() {
+    use std::os::unix::fs::MetadataExt;
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "system users need root (CI runs the tests as root)"
+    );
+    let user = format!("imp{}", std::process::id());
+    let stranger = format!("imq{}", std::process::id());
+    let _accounts = common::fresh_system_accounts(&[&user, &stranger]);
+    let account = hubfleet_spawn::system_user::account_name(&user);
+    let stranger_account = hubfleet_spawn::system_user::account_name(&stranger);
+    for name in [&account, &stranger_account] {
+        let made = Command::new("useradd")
+            .args(["--no-create-home", "--user-group", name])
+            .status()
+            .unwrap();
+        assert!(made.success(), "useradd {name}");
+    }
+    let uid_of = |name: &str| {
+        nix::unistd::User::from_name(name)
+            .unwrap()
+            .unwrap()
+            .uid
+            .as_raw()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hub.yaml");
+    let data = dir.path().join("data");
+    // The operator allows `account`; `stranger_account` is someone else's.
+    std::fs::write(
+        &config,
+        format!(
+            "hubfleet:\n  data_dir: {}\n  local:\n    system_users: true\n    existing_system_users: [{account}]\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let from = dir.path().join("export");
+    std::fs::create_dir_all(&from).unwrap();
+    let file = std::fs::File::create(from.join("homes.tar.zst")).unwrap();
+    let encoder = zstd::Encoder::new(file, 3).unwrap().auto_finish();
+    let mut builder = tar::Builder::new(encoder);
+    for name in [format!("{user}/notes.txt"), format!("{stranger}/notes.txt")] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(2);
+        header.set_mode(0o600);
+        header.set_uid(4321);
+        header.set_gid(4322);
+        header.set_mtime(0);
+        builder.append_data(&mut header, &name, &b"hi"[..]).unwrap();
+    }
+    builder.into_inner().unwrap();
+
+    let run = hubfleet(&["import"], &[("--from", &from), ("--config", &config)]);
+    assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
+    let homes = data.join("homes");
+    let owner = |path: &Path| {
+        let meta = path.symlink_metadata().unwrap();
+        (meta.uid(), meta.gid())
+    };
+    let expected = uid_of(&account);
+    assert_eq!(owner(&homes.join(&user).join("notes.txt")).0, expected);
+    assert_eq!(owner(&homes.join(&user)).0, expected, "the home itself");
+    assert_ne!(uid_of(&stranger_account), 4321);
+    assert_eq!(
+        owner(&homes.join(&stranger).join("notes.txt")),
+        (4321, 4322),
+        "an account the hub may not use gets nothing"
+    );
+}
