@@ -29,6 +29,14 @@ const LISTING_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 const LISTING_CONCURRENCY: usize = 8;
 /// How long one question to the gateway may take.
 const GATEWAY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long every user's clusters, once asked for, serve the admin page and metrics scrapes:
+/// a scrape every few seconds then costs one round of questions (one per user) per interval.
+const LISTING_CACHE_LIFETIME: Duration = Duration::from_secs(10);
+/// The most of a scheduler's `identity.json` the hub reads (a few workers' worth is a few
+/// KiB; anything beyond is not a scheduler's answer).
+const IDENTITY_MAX_BYTES: usize = 64 * 1024;
+/// The most of the gateway's cluster listing the hub reads for one user.
+const CLUSTERS_MAX_BYTES: usize = 4 * 1024 * 1024;
 
 /// The gateway as this hub runs it.
 #[derive(Debug)]
@@ -43,6 +51,8 @@ pub struct Gateway {
     values: DaskGateway,
     /// Per user: a token scoped to the gateway only, for listing their clusters.
     listing_tokens: Mutex<HashMap<String, (String, Instant)>>,
+    /// Every user's clusters, shared by the admin page and metrics for a few seconds.
+    listing_cache: SharedCache<Listing>,
 }
 
 /// LocalBackend looks a cluster's user name up as a Unix account; hubfleet's accounts are
@@ -88,7 +98,7 @@ _local.LocalBackend.set_file_permissions = _set_file_permissions
 "#;
 
 /// Every user's clusters, and the users the gateway did not answer for (`user: error`).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Listing {
     pub rows: Vec<ClusterRow>,
     pub failed: Vec<String>,
@@ -175,6 +185,7 @@ impl Gateway {
             config_path: data_dir.join("dask_gateway_config.py"),
             values: values.clone(),
             listing_tokens: Mutex::new(HashMap::new()),
+            listing_cache: SharedCache::new(LISTING_CACHE_LIFETIME, Box::new(Instant::now)),
         }))
     }
 
@@ -456,8 +467,16 @@ impl Gateway {
                 user.name
             )));
         }
+        let body = read_capped(reply, CLUSTERS_MAX_BYTES)
+            .await
+            .map_err(|e| HubError::Config(format!("listing {}'s Dask clusters: {e}", user.name)))?;
         let clusters: BTreeMap<String, serde_json::Value> =
-            reply.json().await.map_err(|e| gateway_error(&e))?;
+            serde_json::from_slice(&body).map_err(|e| {
+                HubError::Config(format!(
+                    "the Dask gateway's listing of {}'s clusters is not its JSON: {e}",
+                    user.name
+                ))
+            })?;
         let mut rows = Vec::new();
         for (name, cluster) in clusters {
             let status = cluster["status"].as_str().unwrap_or("").to_owned();
@@ -472,12 +491,12 @@ impl Gateway {
             if status == "RUNNING" {
                 // The scheduler's own account of its workers, through the gateway's dashboard
                 // route.
-                let identity = client
-                    .get(format!("{base}/clusters/{name}/json/identity.json"))
-                    .send()
-                    .await;
-                if let Ok(reply) = identity {
-                    if let Ok(identity) = reply.json::<serde_json::Value>().await {
+                match scheduler_identity(&client, &base, &name).await {
+                    Err(e) => tracing::warn!(
+                        user = %user.name, cluster = %name, error = %e,
+                        "reading a Dask scheduler's identity.json: its workers are not shown"
+                    ),
+                    Ok(identity) => {
                         if let Some(workers) = identity["workers"].as_object() {
                             row.workers = Some(workers.len() as u64);
                             row.threads = Some(
@@ -500,10 +519,18 @@ impl Gateway {
         Ok(rows)
     }
 
+    /// Every user's clusters, as asked of the gateway at most [`LISTING_CACHE_LIFETIME`] ago:
+    /// the admin page and every metrics scrape share one round of questions.
+    pub async fn all_clusters(&self, state: &AppState) -> Result<Listing, HubError> {
+        self.listing_cache
+            .get_or_refresh(|| self.ask_all_clusters(state))
+            .await
+    }
+
     /// Every user's clusters, a few users at a time. One request per user: the gateway has no
     /// listing of everyone's. Users the gateway could not answer for are counted in `failed`
     /// (and logged), so that a gateway that is down does not look like one without clusters.
-    pub async fn all_clusters(&self, state: &AppState) -> Result<Listing, HubError> {
+    async fn ask_all_clusters(&self, state: &AppState) -> Result<Listing, HubError> {
         use futures_util::StreamExt;
         let users = state.store.list_users().await?;
         let answers: Vec<Result<Vec<ClusterRow>, String>> = futures_util::stream::iter(users)
@@ -528,6 +555,92 @@ impl Gateway {
             .sort_by(|a, b| (&a.user, &a.name).cmp(&(&b.user, &b.name)));
         listing.failed.sort();
         Ok(listing)
+    }
+}
+
+/// A scheduler's own account of its workers, through the gateway's dashboard route.
+async fn scheduler_identity(
+    client: &reqwest::Client,
+    base: &str,
+    cluster: &str,
+) -> Result<serde_json::Value, String> {
+    let reply = client
+        .get(format!("{base}/clusters/{cluster}/json/identity.json"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !reply.status().is_success() {
+        return Err(format!("the scheduler answered {}", reply.status()));
+    }
+    let body = read_capped(reply, IDENTITY_MAX_BYTES).await?;
+    serde_json::from_slice(&body).map_err(|e| format!("not the scheduler's JSON: {e}"))
+}
+
+/// An answer's body, refused once it grows beyond `cap` bytes (never held whole in memory
+/// beyond that): what a cluster's scheduler sends is its user's to choose.
+async fn read_capped(mut reply: reqwest::Response, cap: usize) -> Result<Vec<u8>, String> {
+    if reply.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(format!(
+            "the answer of {} is larger than {} KiB; not read",
+            reply.url().path(),
+            cap / 1024
+        ));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = reply.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > cap {
+            return Err(format!(
+                "the answer of {} is larger than {} KiB; not read",
+                reply.url().path(),
+                cap / 1024
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A value every caller shares for `lifetime` after it was made: the first caller after
+/// that makes it again while the others wait for it (one refresh at a time). Failures are
+/// not kept.
+pub(crate) struct SharedCache<T> {
+    lifetime: Duration,
+    clock: Box<dyn Fn() -> Instant + Send + Sync>,
+    slot: tokio::sync::Mutex<Option<(Instant, T)>>,
+}
+
+impl<T> std::fmt::Debug for SharedCache<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedCache")
+            .field("lifetime", &self.lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Clone> SharedCache<T> {
+    pub(crate) fn new(lifetime: Duration, clock: Box<dyn Fn() -> Instant + Send + Sync>) -> Self {
+        SharedCache {
+            lifetime,
+            clock,
+            slot: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub(crate) async fn get_or_refresh<F, Fut, E>(&self, refresh: F) -> Result<T, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let mut slot = self.slot.lock().await;
+        let now = (self.clock)();
+        if let Some((made, value)) = slot.as_ref() {
+            if now.saturating_duration_since(*made) < self.lifetime {
+                return Ok(value.clone());
+            }
+        }
+        let value = refresh().await?;
+        *slot = Some(((self.clock)(), value.clone()));
+        Ok(value)
     }
 }
 
@@ -588,6 +701,91 @@ pub async fn start(state: &AppState, gateway: &Gateway) -> Result<(), HubError> 
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::SharedCache;
+
+    /// A scrape within the lifetime reuses the last listing; callers at once share one
+    /// refresh; a failure is not kept. The clock is the test's, moved by hand.
+    #[tokio::test]
+    async fn the_listing_is_asked_for_once_per_lifetime() {
+        let start = Instant::now();
+        let now = Arc::new(std::sync::Mutex::new(start));
+        let clock = {
+            let now = now.clone();
+            Box::new(move || *now.lock().unwrap())
+        };
+        let cache = SharedCache::<usize>::new(Duration::from_secs(10), clock);
+        let asked = AtomicUsize::new(0);
+        let ask = || async { Ok::<_, String>(asked.fetch_add(1, Ordering::SeqCst) + 1) };
+        assert_eq!(cache.get_or_refresh(ask).await, Ok(1));
+        *now.lock().unwrap() = start + Duration::from_secs(9);
+        assert_eq!(cache.get_or_refresh(ask).await, Ok(1), "still fresh");
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        *now.lock().unwrap() = start + Duration::from_secs(10);
+        let together =
+            futures_util::future::join_all((0..5).map(|_| cache.get_or_refresh(ask))).await;
+        assert_eq!(together, vec![Ok(2); 5], "five scrapes at once, one round");
+        assert_eq!(asked.load(Ordering::SeqCst), 2);
+        *now.lock().unwrap() = start + Duration::from_secs(25);
+        let failed = cache
+            .get_or_refresh(|| async { Err::<usize, _>("gateway down".to_string()) })
+            .await;
+        assert_eq!(failed, Err("gateway down".to_string()));
+        assert_eq!(
+            cache.get_or_refresh(ask).await,
+            Ok(3),
+            "a failure is not kept"
+        );
+    }
+
+    /// A scheduler's answer beyond the cap is refused, whether it says its length or streams.
+    #[tokio::test]
+    async fn scheduler_answers_are_read_with_a_cap() {
+        use axum::routing::get;
+        let big = vec![b' '; super::IDENTITY_MAX_BYTES + 1];
+        let streamed = big.clone();
+        let app = axum::Router::new()
+            .route("/small", get(|| async { r#"{"workers": {}}"# }))
+            .route("/big", get(move || async move { big }))
+            .route(
+                "/streamed",
+                get(move || async move {
+                    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+                        streamed.chunks(4096).map(|c| Ok(c.to_vec())).collect();
+                    axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = reqwest::Client::new();
+        let read = |path: &'static str| {
+            let client = client.clone();
+            async move {
+                let reply = client
+                    .get(format!("http://{address}{path}"))
+                    .send()
+                    .await
+                    .unwrap();
+                super::read_capped(reply, super::IDENTITY_MAX_BYTES).await
+            }
+        };
+        assert_eq!(
+            read("/small").await.unwrap(),
+            br#"{"workers": {}}"#.to_vec()
+        );
+        for path in ["/big", "/streamed"] {
+            let error = read(path).await.unwrap_err();
+            assert!(
+                error.contains(path) && error.contains("larger than 64 KiB"),
+                "{error}"
+            );
+        }
+    }
+
     /// The Python account mapping of LocalBackend gives the accounts the local spawner makes.
     #[test]
     fn local_backend_accounts_match_the_spawners() {
