@@ -53,6 +53,8 @@ pub struct Gateway {
     listing_tokens: Mutex<HashMap<String, (String, Instant)>>,
     /// Every user's clusters, shared by the admin page and metrics for a few seconds.
     listing_cache: SharedCache<Listing>,
+    /// The Unix accounts `LocalBackend` may run clusters as: the local spawner's.
+    accounts: hubfleet_spawn::system_user::SystemAccounts,
 }
 
 /// LocalBackend looks a cluster's user name up as a Unix account; hubfleet's accounts are
@@ -77,7 +79,37 @@ def _account(name):
         escaped = escaped[: room - 17] + "-" + "%016x" % h
     return "jupyter-" + escaped
 
-_local.getpwnam = lambda name: pwd.getpwnam(_account(name))
+def _usable_account(name):
+    # The local spawner's rule (hubfleet_spawn::system_user::SystemAccounts): only accounts
+    # the hub made (in its record, with their uid) or the operator listed. An existing
+    # `jupyter-<name>` is otherwise someone else's, whose files a cluster would run with.
+    account = _account(name)
+    try:
+        entry = pwd.getpwnam(account)
+    except KeyError:
+        raise PermissionError(
+            f"no Unix account {account} for hub user {name!r}: start their server once "
+            "(the hub makes the account), then start the cluster again"
+        ) from None
+    if entry.pw_uid == 0:
+        raise PermissionError(f"refusing to run {name!r}'s Dask cluster as {account}: it is root")
+    if account in _EXISTING_ACCOUNTS:
+        return entry
+    try:
+        with open(_ACCOUNTS_RECORD) as record:
+            made = [line.split() for line in record if not line.startswith('#')]
+    except FileNotFoundError:
+        made = []
+    if [account, str(entry.pw_uid)] in made:
+        return entry
+    raise PermissionError(
+        f"refusing to run {name!r}'s Dask cluster as the Unix account {account} "
+        f"(uid {entry.pw_uid}): this hub did not create it (it is not in {_ACCOUNTS_RECORD}) "
+        "and hubfleet.local.existing_system_users does not list it. If it is meant for this "
+        "user, list it there; otherwise remove or rename that account"
+    )
+
+_local.getpwnam = _usable_account
 
 # dask-gateway-server 2026.3.0 adds the TLS files to the paths it chowns one character at a
 # time (`paths.extend(path)`), which chowns "/" to the cluster's user. Chown only whole paths
@@ -186,6 +218,10 @@ impl Gateway {
             values: values.clone(),
             listing_tokens: Mutex::new(HashMap::new()),
             listing_cache: SharedCache::new(LISTING_CACHE_LIFETIME, Box::new(Instant::now)),
+            accounts: hubfleet_spawn::system_user::SystemAccounts::of_data_dir(
+                &config.data_dir(),
+                &config.hubfleet.local.existing_system_users,
+            ),
         }))
     }
 
@@ -339,6 +375,17 @@ impl Gateway {
             set("ClusterConfig.cluster_max_workers", v.to_string());
         }
         if self.backend == BackendKind::Local {
+            let record = self
+                .accounts
+                .record
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "\n_ACCOUNTS_RECORD = {}\n_EXISTING_ACCOUNTS = {}\n",
+                py_str(&record),
+                serde_json::to_string(&self.accounts.existing).unwrap_or_else(|_| "[]".into())
+            ));
             out.push_str(LOCAL_BACKEND_ACCOUNTS);
         }
         for (name, code) in &g.extra_config {
@@ -784,6 +831,81 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    /// LocalBackend runs clusters only as accounts the local spawner may use: recorded by it
+    /// (name and uid) or listed by the operator. The accounts are the script's stand-ins for
+    /// `pwd`; the record is written by the spawner's own code.
+    #[test]
+    fn local_backend_uses_only_the_hubs_accounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let accounts = hubfleet_spawn::system_user::SystemAccounts::of_data_dir(
+            dir.path(),
+            &["jupyter-dee".to_owned()],
+        );
+        accounts
+            .remember("jupyter-alice", nix::unistd::Uid::from_raw(4242))
+            .unwrap();
+        accounts
+            .remember("jupyter-carol", nix::unistd::Uid::from_raw(6000))
+            .unwrap();
+        let script = format!(
+            "_ACCOUNTS_RECORD = {}\n_EXISTING_ACCOUNTS = {}\n{}\n{}",
+            super::py_str(&accounts.record.clone().unwrap().display().to_string()),
+            serde_json::to_string(&accounts.existing).unwrap(),
+            python_before_dask_gateway(),
+            r#"
+import json, types
+uids = {"jupyter-alice": 4242, "jupyter-bob": 5000, "jupyter-carol": 6001, "jupyter-dee": 7000, "jupyter-root": 0}
+def fake(account):
+    if account not in uids:
+        raise KeyError(account)
+    return types.SimpleNamespace(pw_uid=uids[account], pw_gid=uids[account])
+pwd.getpwnam = fake
+out = {}
+for name in ["alice", "bob", "carol", "dee", "eve", "root"]:
+    try:
+        out[name] = _usable_account(name).pw_uid
+    except PermissionError as e:
+        out[name] = str(e)
+print(json.dumps(out))
+"#
+        );
+        let out = std::process::Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(out["alice"], 4242, "made by the hub");
+        assert_eq!(out["dee"], 7000, "listed by the operator");
+        for (name, why) in [
+            ("bob", "this hub did not create it"),
+            ("carol", "this hub did not create it"),
+            ("eve", "no Unix account jupyter-eve"),
+            ("root", "it is root"),
+        ] {
+            let refusal = out[name].as_str().unwrap_or_default();
+            assert!(refusal.contains(why), "{name}: {}", out[name]);
+        }
+        assert!(out["bob"]
+            .as_str()
+            .unwrap()
+            .contains("hubfleet.local.existing_system_users"));
+    }
+
+    /// The account mapping of [`super::LOCAL_BACKEND_ACCOUNTS`], without the gateway's imports.
+    fn python_before_dask_gateway() -> String {
+        super::LOCAL_BACKEND_ACCOUNTS
+            .lines()
+            .take_while(|l| !l.starts_with("_local."))
+            .filter(|l| !l.contains("dask_gateway_server"))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// The Python account mapping of LocalBackend gives the accounts the local spawner makes.

@@ -95,6 +95,20 @@ pub struct SystemAccounts {
     pub existing: Vec<String>,
 }
 
+/// The record's file name in the hub's data directory.
+pub const ACCOUNTS_RECORD: &str = "system-accounts";
+
+impl SystemAccounts {
+    /// The accounts of a hub whose data directory is `data_dir`
+    /// (`<data_dir>/system-accounts`), and those the operator lists.
+    pub fn of_data_dir(data_dir: &Path, existing: &[String]) -> SystemAccounts {
+        SystemAccounts {
+            record: Some(data_dir.join(ACCOUNTS_RECORD)),
+            existing: existing.to_vec(),
+        }
+    }
+}
+
 /// One writer of the record at a time within this process (appends of one line are atomic
 /// between processes).
 static RECORD_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -125,7 +139,7 @@ impl SystemAccounts {
     }
 
     /// Note that the hub created (or adopted, see [`made_by_an_older_hub`]) `name`.
-    fn remember(&self, name: &str, uid: Uid) -> Result<(), SpawnError> {
+    pub fn remember(&self, name: &str, uid: Uid) -> Result<(), SpawnError> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let Some(record) = &self.record else {

@@ -57,17 +57,14 @@ pub fn secure_data_dir(config: &HubConfig) -> Result<()> {
     Ok(())
 }
 
-/// The record of the Unix accounts the hub created, in the data dir.
-const SYSTEM_ACCOUNTS: &str = "system-accounts";
-
 /// Which existing Unix accounts users' servers may run as: those recorded in
 /// `<data_dir>/system-accounts` (per machine, like the accounts themselves, so it is a file and
 /// not a database row; it outlives a restored database) and `existing_system_users`.
 pub fn system_accounts(config: &HubConfig) -> hubfleet_spawn::system_user::SystemAccounts {
-    hubfleet_spawn::system_user::SystemAccounts {
-        record: Some(config.data_dir().join(SYSTEM_ACCOUNTS)),
-        existing: config.hubfleet.local.existing_system_users.clone(),
-    }
+    hubfleet_spawn::system_user::SystemAccounts::of_data_dir(
+        &config.data_dir(),
+        &config.hubfleet.local.existing_system_users,
+    )
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
