@@ -92,7 +92,7 @@ def _usable_account(name):
             "(the hub makes the account), then start the cluster again"
         ) from None
     if entry.pw_uid == 0:
-        raise PermissionError(f"refusing to run {name!r}'s Dask cluster as {account}: it is root")
+        raise PermissionError(f"refusing to run the Dask cluster of hub user {name!r} as {account}: it is root")
     if account in _EXISTING_ACCOUNTS:
         return entry
     try:
@@ -103,7 +103,7 @@ def _usable_account(name):
     if [account, str(entry.pw_uid)] in made:
         return entry
     raise PermissionError(
-        f"refusing to run {name!r}'s Dask cluster as the Unix account {account} "
+        f"refusing to run the Dask cluster of hub user {name!r} as the Unix account {account} "
         f"(uid {entry.pw_uid}): this hub did not create it (it is not in {_ACCOUNTS_RECORD}) "
         "and hubfleet.local.existing_system_users does not list it. If it is meant for this "
         "user, list it there; otherwise remove or rename that account"

@@ -50,8 +50,14 @@ pub fn secure_data_dir(config: &HubConfig) -> Result<()> {
     if let Some(database) = config.sqlite_path() {
         private_database(&database)?;
     }
-    if data_dir.join(SYSTEM_ACCOUNTS).is_file() {
-        set_mode(&data_dir.join(SYSTEM_ACCOUNTS), 0o600)?;
+    if data_dir
+        .join(hubfleet_spawn::system_user::ACCOUNTS_RECORD)
+        .is_file()
+    {
+        set_mode(
+            &data_dir.join(hubfleet_spawn::system_user::ACCOUNTS_RECORD),
+            0o600,
+        )?;
     }
     private_stderr();
     Ok(())

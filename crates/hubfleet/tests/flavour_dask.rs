@@ -663,3 +663,81 @@ async fn clusters_run_as_their_users_accounts_with_system_users() {
         "/ is still root's"
     );
 }
+
+/// With `system_users`, a `jupyter-<name>` account that the hub did not make (someone else's,
+/// made before the user ever started a server) never runs that user's cluster: the gateway
+/// refuses it as the local spawner refuses to run a server as it, and says why in its log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_never_run_as_an_account_the_hub_did_not_make() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "system users need root (CI runs the tests as root)"
+    );
+    let env = std::env::var_os("HUBFLEET_DASK_SYSTEM_ENV")
+        .map(PathBuf::from)
+        .expect("HUBFLEET_DASK_SYSTEM_ENV is not set (scripts/test makes .venv-dask-system)");
+    let user = format!("daskx{}", std::process::id());
+    let _accounts = common::fresh_system_accounts(&[&user]);
+    let account = hubfleet_spawn::system_user::account_name(&user);
+    let made = std::process::Command::new("useradd")
+        .args(["--no-create-home", "--user-group", &account])
+        .status()
+        .unwrap();
+    assert!(made.success(), "useradd {account}");
+    let stranger = nix::unistd::User::from_name(&account).unwrap().unwrap();
+    let hub = TestHub::start_with(
+        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\ndask-gateway:\n  enabled: true\n",
+        "    system_users: true\n",
+        &env,
+    );
+    let browser = Browser::new(&hub);
+    browser.login(&user, "any").await;
+    let token = user_token(&browser, &user, None).await;
+    wait_for_gateway(&hub, &token).await;
+
+    let made = gateway_call(&hub, reqwest::Method::POST, "clusters/", &token)
+        .json(&serde_json::json!({"cluster_options": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201, "{}", tail(&gateway_log(&hub)));
+    let made: serde_json::Value = made.json().await.unwrap();
+    let cluster = made["name"].as_str().unwrap().to_string();
+    let mut status = serde_json::Value::Null;
+    for _ in 0..12 {
+        let reply: serde_json::Value = gateway_call(
+            &hub,
+            reqwest::Method::GET,
+            &format!("clusters/{cluster}?wait"),
+            &token,
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        status = reply["status"].clone();
+        if !matches!(status.as_str(), Some("PENDING" | "STOPPING")) {
+            break;
+        }
+    }
+    let log = gateway_log(&hub);
+    assert_eq!(status, "FAILED", "{}", tail(&log));
+    assert!(
+        log.contains(&format!(
+            "refusing to run the Dask cluster of hub user '{user}' as the Unix account {account}"
+        )) && log.contains("this hub did not create it"),
+        "{}",
+        tail(&log)
+    );
+    for pid in common::processes_in(&hub.data_dir().join("dask-gateway/clusters")) {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        assert!(
+            !status
+                .lines()
+                .any(|l| l.starts_with("Uid:") && l.contains(&stranger.uid.to_string())),
+            "process {pid} runs as {account}"
+        );
+    }
+}
