@@ -383,12 +383,46 @@ pub fn export(values: Value, sops: &[SopsKey]) -> Export {
         };
         set_path(&mut out.secrets, &path, value);
     }
+    split_db_url(&mut values, &mut out);
     out.placeholders.sort();
     out.placeholders.dedup();
     out.dropped.sort();
     out.dropped.dedup();
     out.values = values;
     out
+}
+
+/// `hub.db.url` with a password in it (`postgresql://user:secret@host/db`): values.yaml keeps
+/// the URL without the password and secrets.values.yaml the whole URL, which Helm's later
+/// `--values` file puts in its place. Works for every `hub.db.type` (upstream reads
+/// `hub.db.password` for postgres and mysql only). A URL that does not parse but could hold
+/// a password (an `@` after a `:`) goes to the secrets whole.
+fn split_db_url(values: &mut Value, out: &mut Export) {
+    let path = path_of("hub.db.url");
+    let Some(Value::String(text)) = get_path(values, &path).cloned() else {
+        return;
+    };
+    match url::Url::parse(&text) {
+        Ok(parsed) if parsed.password().is_some() => {
+            let mut shown = parsed.clone();
+            // Only a URL that can have a password can lose it.
+            let _ = shown.set_password(None);
+            set_path(values, &path, Value::String(shown.to_string()));
+            set_path(&mut out.secrets, &path, Value::String(text));
+        }
+        Ok(_) => {}
+        Err(_) => {
+            let rest = text.split_once("://").map_or(text.as_str(), |(_, r)| r);
+            if rest
+                .find(':')
+                .zip(rest.rfind('@'))
+                .is_some_and(|(c, a)| c < a)
+            {
+                take_path(values, &path);
+                set_path(&mut out.secrets, &path, Value::String(text));
+            }
+        }
+    }
 }
 
 fn translate_hubfleet(hubfleet: &Value, values: &mut Value, out: &mut Export) {
@@ -944,6 +978,48 @@ mod tests {
                 "CHANGE-ME: singleuser.image.name is encrypted in enc-x.secret.values.yaml"
             ));
         assert_eq!(e.placeholders, ["singleuser.image.name"]);
+    }
+
+    /// A database password inside `hub.db.url` is a secret: values.yaml has the URL without
+    /// it, secrets.values.yaml the whole URL (which Helm layers over it).
+    #[test]
+    fn a_password_in_the_database_url_is_a_secret() {
+        let e = export(
+            yaml("hub:\n  db:\n    type: postgres\n    url: 'postgresql://hub:s3cr%40t@db.example.org:5432/jupyterhub?sslmode=require'\n"),
+            &[],
+        );
+        let text = serde_yaml_ng::to_string(&e.values).unwrap();
+        assert!(
+            !text.contains("s3cr"),
+            "the password left in values: {text}"
+        );
+        assert_eq!(
+            e.values["hub"]["db"]["url"].as_str(),
+            Some("postgresql://hub@db.example.org:5432/jupyterhub?sslmode=require")
+        );
+        assert_eq!(
+            e.secrets["hub"]["db"]["url"].as_str(),
+            Some("postgresql://hub:s3cr%40t@db.example.org:5432/jupyterhub?sslmode=require")
+        );
+        // Without a password nothing moves; a URL that does not parse but may hold one moves
+        // whole.
+        for (url, public) in [
+            ("postgresql://hub@db/jupyterhub", true),
+            ("sqlite:///srv/jupyterhub.sqlite", true),
+            ("mysql+pymysql://hub:pw@[bad/jupyterhub", false),
+        ] {
+            let e = export(yaml(&format!("hub:\n  db:\n    url: '{url}'\n")), &[]);
+            assert_eq!(
+                e.values["hub"]["db"]["url"].as_str().is_some(),
+                public,
+                "{url}"
+            );
+            assert_eq!(
+                e.secrets["hub"]["db"]["url"].as_str().is_some(),
+                !public,
+                "{url}"
+            );
+        }
     }
 
     #[test]

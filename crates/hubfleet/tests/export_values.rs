@@ -482,6 +482,60 @@ fn the_chart_version_is_the_one_basehub_pins_and_the_schema_is_z2jhs() {
     assert_eq!(z2jh["name"].as_str(), Some("jupyterhub"));
 }
 
+/// A password inside `hub.db.url` is a secret: values.yaml gets the URL without it,
+/// secrets.values.yaml the whole URL (Helm layers it over the other).
+#[test]
+fn a_password_in_the_database_url_goes_to_the_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hub.yaml");
+    std::fs::write(
+        &config,
+        "hub:\n  db: {type: postgres, url: 'postgresql://hub:url-pass-7@db.invalid:5432/hub'}\n",
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = run_hubfleet(&[
+        s("export"),
+        s("--config"),
+        config.display().to_string(),
+        s("--out"),
+        out_dir.display().to_string(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let values_text = std::fs::read_to_string(out_dir.join("values.yaml")).unwrap();
+    assert!(
+        !values_text.contains("url-pass-7"),
+        "the password in values.yaml:\n{values_text}"
+    );
+    let values = yaml_file(&out_dir.join("values.yaml"));
+    assert_eq!(
+        values["hub"]["db"]["url"].as_str(),
+        Some("postgresql://hub@db.invalid:5432/hub")
+    );
+    let secrets = yaml_file(&out_dir.join("secrets.values.yaml"));
+    assert_eq!(
+        secrets["hub"]["db"]["url"].as_str(),
+        Some("postgresql://hub:url-pass-7@db.invalid:5432/hub")
+    );
+    for (name, text) in [
+        (
+            "README.md",
+            std::fs::read_to_string(out_dir.join("README.md")).unwrap(),
+        ),
+        ("stdout", String::from_utf8_lossy(&out.stdout).into_owned()),
+        ("stderr", String::from_utf8_lossy(&out.stderr).into_owned()),
+    ] {
+        assert!(
+            !text.contains("url-pass-7"),
+            "the password in {name}:\n{text}"
+        );
+    }
+}
+
 #[test]
 fn secrets_of_a_single_hub_go_to_a_private_file() {
     let dir = tempfile::tempdir().unwrap();
