@@ -506,8 +506,15 @@ pub fn restore_homes(
                 _ => None,
             })
             .collect();
+        // Checked above; but the file is read twice, so never index blindly.
+        let Some(home) = parts.first().map(|h| h.to_string_lossy().into_owned()) else {
+            summary.skipped.push(format!(
+                "{} (not restored: its path is empty)",
+                path.display()
+            ));
+            continue;
+        };
         let header = entry.header();
-        let home = parts[0].to_string_lossy().into_owned();
         let owner = if !keep_owners {
             None
         } else {
