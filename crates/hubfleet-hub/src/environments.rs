@@ -179,13 +179,25 @@ pub fn profile_of(stored: &StoredEnvironment) -> Option<Profile> {
 /// made in the UI over them.
 pub async fn spawn_options(store: &Store, settings: &Settings) -> Result<SpawnOptions, StoreError> {
     let mut options = settings.spawn_options.clone();
-    options.profiles = store
-        .environments(EnvKind::Profile)
-        .await?
-        .iter()
-        .filter(|p| !p.hidden)
-        .filter_map(profile_of)
-        .collect();
+    let mut profiles = Vec::new();
+    let mut as_written = Vec::new();
+    for stored in store.environments(EnvKind::Profile).await? {
+        if stored.hidden {
+            continue;
+        }
+        let Some(profile) = profile_of(&stored) else {
+            continue;
+        };
+        profiles.push(profile);
+        // Named as the hub names it: a spawner deriving the slug again could derive another.
+        let mut data = stored.data;
+        if let Value::Object(map) = &mut data {
+            map.insert("slug".into(), Value::String(stored.name));
+        }
+        as_written.push(data);
+    }
+    options.profiles = profiles;
+    options.profiles_as_written = Some(as_written);
     for stored in store.environments(EnvKind::Environment).await? {
         if stored.source != SOURCE_UI {
             continue;

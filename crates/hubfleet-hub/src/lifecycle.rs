@@ -524,6 +524,7 @@ impl Lifecycle {
             profile: ProfileChoice {
                 user_options,
                 resolved,
+                offered: options.profiles_as_written.clone(),
             },
         }))
     }

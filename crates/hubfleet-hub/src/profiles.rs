@@ -37,6 +37,10 @@ pub struct Environment {
 #[derive(Clone, Debug, Default)]
 pub struct SpawnOptions {
     pub profiles: Vec<Profile>,
+    /// The same profiles as written in values (`slug` set to the name the hub knows them by),
+    /// for a spawner that applies them itself ([`hubfleet_spawn::ProfileChoice::offered`]).
+    /// `None` when they come from the config alone (not read from the store).
+    pub profiles_as_written: Option<Vec<Value>>,
     /// `singleuser.image`.
     pub image: Option<String>,
     /// `singleuser.memory` / `singleuser.cpu`.

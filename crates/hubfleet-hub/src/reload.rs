@@ -25,6 +25,11 @@ pub type AuthenticatorBuilder = Arc<
         + Sync,
 >;
 
+/// Told the configuration a reload took (the effective one: keys that need a restart as they
+/// were), once the hub's own settings are swapped in: for parts made outside the hub from the
+/// config (the Kubernetes spawner's values).
+pub type ReloadListener = Arc<dyn Fn(&HubConfig) + Send + Sync>;
+
 /// The file, in the data directory, holding the configuration the hub runs with (the merged
 /// values, with the keys that need a restart as at start): `hubfleet config diff` reads it.
 pub const EFFECTIVE_CONFIG_FILE: &str = "effective-config.yaml";
@@ -49,6 +54,7 @@ pub struct ConfigReloader {
     current: tokio::sync::Mutex<HubConfig>,
     build: SettingsBuilder,
     build_authenticator: AuthenticatorBuilder,
+    listeners: std::sync::Mutex<Vec<ReloadListener>>,
 }
 
 impl ConfigReloader {
@@ -63,7 +69,16 @@ impl ConfigReloader {
             current: tokio::sync::Mutex::new(current),
             build,
             build_authenticator,
+            listeners: std::sync::Mutex::default(),
         }
+    }
+
+    /// Call `listener` after each reload that applied something.
+    pub fn on_reload(&self, listener: ReloadListener) {
+        self.listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(listener);
     }
 
     /// The files this hub was started with.
@@ -133,6 +148,14 @@ impl ConfigReloader {
         }
         write_snapshot(&settings.data_dir, &next);
         let errors = apply(state, &old_settings, &settings, &next).await;
+        let listeners = self
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for listener in listeners {
+            listener(&next);
+        }
         *current = next;
         tracing::info!(applied = ?applied, "config reloaded");
         ReloadSummary {

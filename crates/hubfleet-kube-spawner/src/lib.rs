@@ -14,7 +14,8 @@
 #![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -73,8 +74,12 @@ pub struct KubeOptions {
 /// The `kubernetes` spawner. See the crate documentation.
 pub struct KubernetesSpawner {
     namespace: String,
-    values: Values,
-    start_timeout: Duration,
+    /// The values pods are built from: those of the start, then of each config reload
+    /// ([`KubernetesSpawner::set_values`]), so `singleuser.image`, `cpu`, `memory`, … reach the
+    /// next pod without a restart.
+    values: RwLock<Arc<Values>>,
+    /// `singleuser.startTimeout`, in seconds (a reload changes it for later starts).
+    start_timeout_secs: AtomicU64,
     pods: Api<Pod>,
     pvcs: Api<PersistentVolumeClaim>,
     watches: Watches,
@@ -104,12 +109,58 @@ impl KubernetesSpawner {
         tracing::info!(%namespace, %selector, "watching user pods");
         KubernetesSpawner {
             namespace: namespace.to_string(),
-            start_timeout: options.start_timeout,
+            start_timeout_secs: AtomicU64::new(options.start_timeout.as_secs()),
             pods: Api::namespaced(client.clone(), namespace),
             pvcs: Api::namespaced(client.clone(), namespace),
             watches: Watches::start(client, namespace, &selector),
-            values,
+            values: RwLock::new(Arc::new(values)),
         }
+    }
+
+    /// Build the pods of later starts from `values` (a config reload's; `Release` is added as
+    /// at start). Running pods are not touched; the pod selector stays the start's (the
+    /// release's labels need a restart, as every `Release` change).
+    pub fn set_values(&self, values: Values, start_timeout: Duration) {
+        let values = with_release(values, &self.namespace);
+        *self.values.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(values);
+        self.start_timeout_secs
+            .store(start_timeout.as_secs(), Ordering::Relaxed);
+    }
+
+    fn start_timeout(&self) -> Duration {
+        Duration::from_secs(self.start_timeout_secs.load(Ordering::Relaxed))
+    }
+
+    /// The values a start uses now, with the profiles the hub offers at this start (its
+    /// store's) as `singleuser.profileList` when it gives them.
+    fn values_for(&self, spec: &LaunchSpec) -> Result<Arc<Values>, SpawnError> {
+        let values = self
+            .values
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(offered) = &spec.profile.offered else {
+            return Ok(values);
+        };
+        let list = serde_yaml_ng::to_value(offered).map_err(|e| {
+            SpawnError::Other(format!("the hub's profiles cannot be read as values: {e}"))
+        })?;
+        let mut doc = values.as_value().clone();
+        if !doc.is_mapping() {
+            doc = Value::Mapping(Mapping::new());
+        }
+        if let Value::Mapping(root) = &mut doc {
+            let singleuser = root
+                .entry("singleuser".into())
+                .or_insert_with(|| Value::Mapping(Mapping::new()));
+            if !singleuser.is_mapping() {
+                *singleuser = Value::Mapping(Mapping::new());
+            }
+            if let Value::Mapping(singleuser) = singleuser {
+                singleuser.insert("profileList".into(), list);
+            }
+        }
+        Ok(Arc::new(Values::new(doc)))
     }
 
     pub fn namespace(&self) -> &str {
@@ -133,8 +184,9 @@ impl KubernetesSpawner {
             name: spec.server_name.clone(),
         };
         let options = UserOptions::from_json(&spec.profile.user_options).map_err(refusal)?;
+        let values = self.values_for(spec)?;
         let (mut pod, pvc) =
-            hubfleet_kube::pod_for(&self.values, &user, &server, &options, &hub_env(spec))
+            hubfleet_kube::pod_for(&values, &user, &server, &options, &hub_env(spec))
                 .map_err(refusal)?;
         pod.metadata.namespace = Some(self.namespace.clone());
         let pvc = pvc.map(|mut pvc| {
@@ -247,7 +299,8 @@ impl KubernetesSpawner {
         uid: &str,
         progress: &ProgressSender,
     ) -> Result<Arc<Pod>, String> {
-        let deadline = tokio::time::Instant::now() + self.start_timeout;
+        let start_timeout = self.start_timeout();
+        let deadline = tokio::time::Instant::now() + start_timeout;
         let mut changes = self.watches.changes();
         let mut told: HashSet<(String, i32)> = HashSet::new();
         loop {
@@ -275,7 +328,7 @@ impl KubernetesSpawner {
                 _ = tokio::time::sleep_until(deadline) => {
                     return Err(format!(
                         "the pod {name} did not start within {} s (singleuser.startTimeout): {}",
-                        self.start_timeout.as_secs(),
+                        start_timeout.as_secs(),
                         status::why_not_running(pod.as_deref(), &events)
                     ));
                 }

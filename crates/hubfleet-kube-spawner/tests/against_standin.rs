@@ -70,7 +70,7 @@ fn spec(user: &str) -> LaunchSpec {
         service_prefix: format!("/user/{user}/"),
         profile: hubfleet_spawn::ProfileChoice {
             user_options: serde_json::json!({}),
-            resolved: Default::default(),
+            ..Default::default()
         },
         ..LaunchSpec::default()
     }
@@ -295,4 +295,53 @@ async fn a_watch_that_is_too_old_lists_again() {
         "{:?}",
         standin.counts()
     );
+}
+
+/// The pod image of `user`'s server in the stand-in.
+fn pod_image(standin: &KubeStandin, user: &str) -> String {
+    let pod = standin.pod(NS, &format!("jupyter-{user}")).unwrap();
+    pod["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hubs_profiles_and_new_values_make_the_next_pod() {
+    let standin = KubeStandin::start(StandinOptions::default()).await;
+    let yaml = "singleuser:\n  image: {name: example/base, tag: '1'}\n  profileList:\n    - {display_name: From the file, slug: file}\n";
+    let spawner = spawner(&standin, yaml, Duration::from_secs(20)).await;
+
+    // The hub offers other profiles than the file's (made in its admin panel): they apply.
+    let mut spec = spec("alice");
+    spec.profile.user_options = serde_json::json!({"profile": "ui-made"});
+    spec.profile.offered = Some(vec![serde_json::json!({
+        "display_name": "Made in the UI",
+        "slug": "ui-made",
+        "kubespawner_override": {"image": "example/ui:2"},
+    })]);
+    let (progress, _events) = ProgressSender::channel();
+    let started = spawner.start(&spec, &progress).await.unwrap();
+    assert_eq!(pod_image(&standin, "alice"), "example/ui:2");
+    spawner
+        .stop(&started.state, Duration::from_secs(1))
+        .await
+        .unwrap();
+
+    // The file's profile is not among them: refused as KubeSpawner refuses an unknown one.
+    spec.profile.user_options = serde_json::json!({"profile": "file"});
+    match spawner.check(&spec).await {
+        Err(SpawnError::Refused(message)) => assert!(message.contains("file"), "{message}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+
+    // New values (a config reload's) make the next pod; without profiles from the hub, the
+    // file's apply.
+    spawner.set_values(
+        z2jh_values("singleuser:\n  image: {name: example/base, tag: '2'}\n"),
+        Duration::from_secs(20),
+    );
+    let (progress, _events) = ProgressSender::channel();
+    spawner.start(&self::spec("bob"), &progress).await.unwrap();
+    assert_eq!(pod_image(&standin, "bob"), "example/base:2");
 }

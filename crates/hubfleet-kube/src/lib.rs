@@ -231,13 +231,19 @@ pub fn hub_env(
         }
         .into(),
     );
-    put("JUPYTERHUB_HOST", setup.subdomain_host.clone());
-    let user_url = python::url_path_join(&[
-        &setup.base_url,
-        "user",
-        &python::quote(&user.name, "@~"),
-        "/",
-    ]);
+    let public = PublicUrls::of(&setup)?;
+    put("JUPYTERHUB_HOST", public.hub_host());
+    // The user's URL: a full one on a host of their own with `subdomain_host`.
+    let user_url = format!(
+        "{}{}",
+        public.user_host(&user.name),
+        python::url_path_join(&[
+            &setup.base_url,
+            "user",
+            &python::quote(&user.name, "@~"),
+            "/",
+        ])
+    );
     put(
         "JUPYTERHUB_OAUTH_CALLBACK_URL",
         python::url_path_join(&[
@@ -281,18 +287,192 @@ pub fn hub_env(
     );
     put("JUPYTERHUB_API_URL", api_url);
     put("JUPYTERHUB_BASE_URL", setup.base_url.clone());
-    let base_url = server_base_url(&setup, &user, server);
-    put("JUPYTERHUB_SERVICE_PREFIX", base_url.clone());
-    let (public_url, public_hub_url) = match url_origin(&setup.public_url) {
-        Some(origin) => (
-            format!("{origin}{base_url}"),
-            format!("{origin}{hub_prefix}"),
-        ),
-        None => (String::new(), String::new()),
+    put(
+        "JUPYTERHUB_SERVICE_PREFIX",
+        server_base_url(&setup, &user, server),
+    );
+    // `User.public_url`: the server's URL when it is a full one (subdomains), else on the
+    // public URL's host, else nothing.
+    let server_url = if server.name.is_empty() {
+        user_url
+    } else {
+        python::url_path_join(&[&user_url, &python::quote(&server.name, "@~"), "/"])
+    };
+    let public_url = if server_url.contains("://") {
+        server_url
+    } else {
+        public
+            .origin()
+            .map(|origin| format!("{origin}{server_url}"))
+            .unwrap_or_default()
     };
     put("JUPYTERHUB_PUBLIC_URL", public_url);
-    put("JUPYTERHUB_PUBLIC_HUB_URL", public_hub_url);
+    put(
+        "JUPYTERHUB_PUBLIC_HUB_URL",
+        public
+            .origin()
+            .map(|origin| format!("{origin}{hub_prefix}"))
+            .unwrap_or_default(),
+    );
     Ok(env)
+}
+
+/// The hub's public URLs as JupyterHub 5 works them out: `JupyterHub.public_url` (validated as
+/// upstream does), else `subdomain_host` + `base_url`; users' hosts under `subdomain_host`.
+struct PublicUrls {
+    /// `JupyterHub.public_url` in effect (`""`: none).
+    public_url: String,
+    /// `JupyterHub.subdomain_host` (with `https://` added when it has no scheme).
+    subdomain_host: String,
+}
+
+impl PublicUrls {
+    fn of(setup: &HubSetup) -> Result<PublicUrls, KubeError> {
+        let mut subdomain_host = setup.subdomain_host.clone();
+        if !subdomain_host.is_empty() && !subdomain_host.contains("://") {
+            subdomain_host.insert_str(0, "https://");
+        }
+        let public_url = if setup.public_url.is_empty() {
+            if subdomain_host.is_empty() {
+                String::new()
+            } else {
+                validated_public_url(
+                    &format!("{subdomain_host}{}", setup.base_url),
+                    &setup.base_url,
+                )?
+            }
+        } else {
+            validated_public_url(&setup.public_url, &setup.base_url)?
+        };
+        Ok(PublicUrls {
+            public_url,
+            subdomain_host,
+        })
+    }
+
+    /// `scheme://host[:port]` of the public URL.
+    fn origin(&self) -> Option<String> {
+        url_origin(&self.public_url)
+    }
+
+    /// `Hub.public_host` (`JUPYTERHUB_HOST`).
+    fn hub_host(&self) -> String {
+        self.origin().unwrap_or_else(|| self.subdomain_host.clone())
+    }
+
+    /// `User.host`: `scheme://<user's label>.<domain>[:port]` with `subdomain_host`, else `""`
+    /// (the user's URL is then a path).
+    fn user_host(&self, user: &str) -> String {
+        let Some((scheme, rest)) = self.subdomain_host.split_once("://") else {
+            return String::new();
+        };
+        let netloc = rest.split('/').next().unwrap_or("");
+        let (_, port) = split_port(netloc);
+        let source = if self.public_url.is_empty() {
+            netloc.to_owned()
+        } else {
+            let (_, rest) = self.public_url.split_once("://").unwrap_or(("", ""));
+            rest.split('/').next().unwrap_or("").to_owned()
+        };
+        // urlparse's `hostname`: no port, lower-cased.
+        let domain = split_port(&source).0.to_lowercase();
+        let label = dns_label(user);
+        match port {
+            Some(port) => format!("{scheme}://{label}.{domain}:{port}"),
+            None => format!("{scheme}://{label}.{domain}"),
+        }
+    }
+}
+
+/// `JupyterHub._validate_public_url`: a trailing slash, `base_url` added when there is no path
+/// (a path that is not `base_url` is an error), `https://` when there is no scheme.
+fn validated_public_url(url: &str, base_url: &str) -> Result<String, KubeError> {
+    let mut url = url.to_owned();
+    if !url.ends_with('/') {
+        url.push('/');
+    }
+    if !url.ends_with(base_url) {
+        let path = url
+            .split_once("://")
+            .map_or(url.as_str(), |(_, rest)| rest)
+            .split_once('/')
+            .map_or("", |(_, path)| path);
+        if path.trim_matches('/').is_empty() {
+            url = format!("{}{base_url}", url.trim_end_matches('/'));
+        } else {
+            return Err(KubeError::invalid(
+                "hub.config.JupyterHub.public_url",
+                format!("{url:?} must include base_url: {base_url:?}"),
+            ));
+        }
+    }
+    if !url.contains("://") {
+        url.insert_str(0, "https://");
+    }
+    Ok(url)
+}
+
+/// `host[:port]` → (host, port).
+fn split_port(netloc: &str) -> (&str, Option<&str>) {
+    if netloc.starts_with('[') {
+        return match netloc.split_once("]:") {
+            Some((host, port)) => (&netloc[..host.len() + 1], Some(port)),
+            None => (netloc, None),
+        };
+    }
+    match netloc.rsplit_once(':') {
+        Some((host, port)) if !port.is_empty() => (host, Some(port)),
+        Some((host, _)) => (host, None),
+        None => (netloc, None),
+    }
+}
+
+/// JupyterHub 5's `_strict_dns_safe_encode` (its default `subdomain_hook_idna`): the name when it
+/// is a DNS label (any case), else its IDNA form when that is one, else `u-<stub>--<hash>`.
+fn dns_label(name: &str) -> String {
+    fn safe(label: &str) -> bool {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.chars().all(|c| c.is_ascii_digit())
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    }
+    if name.contains("--") {
+        return trim_and_hash(name);
+    }
+    if safe(name) {
+        return name.to_owned();
+    }
+    // Python's `idna.encode` refuses capitals (IDNA 2008) where UTS 46 would lower-case them,
+    // and dots make several labels: both end in the hash.
+    if !name.contains('.') && name.to_lowercase() == name {
+        if let Ok(encoded) = idna::domain_to_ascii_strict(name) {
+            if encoded != name && safe(&encoded) {
+                return encoded;
+            }
+        }
+    }
+    trim_and_hash(name)
+}
+
+/// `u-` + up to 8 of the name's lower-cased `[a-z0-9]` (`x` when none) + `--` + 7 hex of its
+/// SHA-256.
+fn trim_and_hash(name: &str) -> String {
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(name.as_bytes()));
+    let stub: String = name
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        .take(8)
+        .collect();
+    let stub = if stub.is_empty() {
+        "x".to_owned()
+    } else {
+        stub
+    };
+    format!("u-{stub}--{}", &hash[..7])
 }
 
 /// `scheme://host[:port]` of a URL, if it has one.

@@ -130,6 +130,12 @@ pub struct ProfileChoice {
     /// <option>: <choice>, "<option>--unlisted-choice": <text>}`); `{}` for none.
     pub user_options: Value,
     pub resolved: ResolvedProfile,
+    /// The profiles offered at this start, each as written in `singleuser.profileList` (the
+    /// hub's store: from the values file or made in the admin panel; hidden ones left out), in
+    /// order. A backend that applies the choice itself (Kubernetes: KubeSpawner's
+    /// `profile_list`) reads them here rather than from the file it was started with. `None`:
+    /// the hub did not say (the backend's own config applies).
+    pub offered: Option<Vec<Value>>,
 }
 
 impl ProfileChoice {

@@ -134,6 +134,7 @@ pub fn spawn_options(config: &HubConfig) -> SpawnOptions {
             })
             .collect(),
         storage_capacity: config.singleuser.storage.capacity,
+        profiles_as_written: None,
     }
 }
 

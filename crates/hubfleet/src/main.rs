@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use hubfleet_auth::DynAuthenticator;
 use hubfleet_config::{CullerKind, HubConfig, SpawnerKind};
+use hubfleet_hub::reload::ReloadListener;
 use hubfleet_hub::{Hub, Settings};
 use hubfleet_kube_spawner::{KubeOptions, KubernetesSpawner};
 use hubfleet_spawn::{LocalOptions, LocalProcessSpawner, Spawner};
@@ -546,7 +547,8 @@ fn https_options(config: &HubConfig) -> Option<hubfleet_hub::https::HttpsOptions
     })
 }
 
-async fn start_hub(config: &HubConfig) -> Result<Hub> {
+/// The hub, and what must follow its config reloads (the Kubernetes spawner's values).
+async fn start_hub(config: &HubConfig) -> Result<(Hub, Vec<ReloadListener>)> {
     preflight::check(config)?;
     let mut settings = settings(config)?;
     match hub_connect_origin(config) {
@@ -572,6 +574,7 @@ async fn start_hub(config: &HubConfig) -> Result<Hub> {
     .await?;
     hubfleet_hub::environments::sync_environments_from_config(&store, config).await?;
     let auth = authenticator(config, &store)?;
+    let mut listeners: Vec<ReloadListener> = Vec::new();
     let spawner: Arc<dyn Spawner> = match config.hubfleet.spawner {
         SpawnerKind::Local => {
             let spawner = local_spawner(config);
@@ -585,18 +588,42 @@ async fn start_hub(config: &HubConfig) -> Result<Hub> {
             }
             Arc::new(spawner)
         }
-        SpawnerKind::Kubernetes => Arc::new(kubernetes_spawner(config).await?),
+        SpawnerKind::Kubernetes => {
+            let spawner = Arc::new(kubernetes_spawner(config).await?);
+            let follows = spawner.clone();
+            // A reload's `singleuser.image`, `cpu`, `memory`, … reach the next pod.
+            listeners.push(Arc::new(move |config: &HubConfig| {
+                match kubernetes_values(config) {
+                    Ok(values) => follows.set_values(values, config.singleuser.start_timeout),
+                    Err(e) => tracing::error!(error = %format!("{e:#}"), "config reload: the kubernetes spawner keeps its values"),
+                }
+            }));
+            spawner
+        }
     };
     let hub = Hub::start_on(listener, settings, store, auth, spawner).await?;
-    Ok(hub)
+    Ok((hub, listeners))
 }
 
 /// The `kubernetes` spawner: the config's values (over the chart's defaults, when
 /// `hubfleet.kubernetes.chart_values` names them), the cluster as `kube::Config::infer` finds
 /// it.
 async fn kubernetes_spawner(config: &HubConfig) -> Result<KubernetesSpawner> {
+    let spawner = KubernetesSpawner::connect(KubeOptions {
+        namespace: config.hubfleet.kubernetes.namespace.clone(),
+        values: kubernetes_values(config)?,
+        start_timeout: config.singleuser.start_timeout,
+    })
+    .await?;
+    tracing::info!(namespace = %spawner.namespace(), "users' servers run as pods");
+    Ok(spawner)
+}
+
+/// The values users' pods are built from: the config's, over the chart's defaults when
+/// `hubfleet.kubernetes.chart_values` names them.
+fn kubernetes_values(config: &HubConfig) -> Result<hubfleet_config::values::Values> {
     let kubernetes = &config.hubfleet.kubernetes;
-    let values = match &kubernetes.chart_values {
+    Ok(match &kubernetes.chart_values {
         Some(path) => {
             let path = config.resolve_path(path);
             let text = std::fs::read_to_string(&path).with_context(|| {
@@ -612,15 +639,7 @@ async fn kubernetes_spawner(config: &HubConfig) -> Result<KubernetesSpawner> {
             hubfleet_config::values::Values::new(merged)
         }
         None => config.values.clone(),
-    };
-    let spawner = KubernetesSpawner::connect(KubeOptions {
-        namespace: kubernetes.namespace.clone(),
-        values,
-        start_timeout: config.singleuser.start_timeout,
     })
-    .await?;
-    tracing::info!(namespace = %spawner.namespace(), "users' servers run as pods");
-    Ok(spawner)
 }
 
 /// The local spawner with `hubfleet.local.*`: where homes, logs and the shared folder are,
@@ -699,7 +718,7 @@ fn hub_url(config: &HubConfig, hub: &Hub) -> String {
 
 async fn serve(config_paths: &[PathBuf], watch_files: bool) -> Result<()> {
     let config = check_cmd::load(config_paths)?;
-    let hub = start_hub(&config).await?;
+    let (hub, listeners) = start_hub(&config).await?;
     tracing::info!(url = %hub_url(&config, &hub), "hub is ready");
     let watch = match config_watch::ConfigWatch::start(config_paths) {
         _ if !watch_files => None,
@@ -709,7 +728,7 @@ async fn serve(config_paths: &[PathBuf], watch_files: bool) -> Result<()> {
             None
         }
     };
-    hub.enable_config_reload(
+    let reloader = hub.enable_config_reload(
         config_paths.to_vec(),
         config,
         // As at start: the same checks, the same settings.
@@ -722,6 +741,9 @@ async fn serve(config_paths: &[PathBuf], watch_files: bool) -> Result<()> {
             authenticator(config, store).map_err(|e| format!("{e:#}"))
         }),
     );
+    for listener in listeners {
+        reloader.on_reload(listener);
+    }
     run_until_signal(hub, watch).await
 }
 
@@ -834,7 +856,7 @@ async fn demo(data_dir: &Path, listen: SocketAddr, python_env: Option<PathBuf>) 
         }
     };
     store.close().await;
-    let hub = start_hub(&config).await?;
+    let (hub, _) = start_hub(&config).await?;
     let login = match admin_password {
         Some(password) => format!(
             "Log in as `admin` with password: {password}\n(shown only now; `hubfleet users add admin` makes a new one)"

@@ -35,18 +35,12 @@ enum Why {
     /// `CHANGE-ME: …` placeholder for the operator to fill in. Checked: every differing variable
     /// is a placeholder the export lists in secrets.values.yaml. The README lists these.
     EncryptedEnv,
-    /// The example sets `hub.config.JupyterHub.subdomain_host`: the reference tool approximates
-    /// the users' public URLs (`JUPYTERHUB_PUBLIC_URL`, `JUPYTERHUB_PUBLIC_HUB_URL`; its README
-    /// says so) and hubfleet's pod builder leaves them out, for the hub's own values as for the
-    /// export's. Not a difference the export makes, so the README does not list it.
-    SubdomainPublicUrls,
 }
 
 /// (hub, field, why): pod fields that differ between KubeSpawner's pod from the export and
 /// hubfleet's from the hub's own files.
 const EXPECTED_DIFFERENCES: &[(&str, &str, Why)] = &[
     ("2i2c-uk--lis", "env", Why::EncryptedEnv),
-    ("example-hub", "env", Why::SubdomainPublicUrls),
     ("nasa-veda--prod", "env", Why::EncryptedEnv),
     ("nasa-veda--staging", "env", Why::EncryptedEnv),
     ("opensci--small-binder", "env", Why::EncryptedEnv),
@@ -401,17 +395,6 @@ fn exports_validate_against_z2jh_and_make_the_same_pods() {
                             }
                         }
                         differing.insert(field.to_string());
-                    }
-                    Some(Why::SubdomainPublicUrls) => {
-                        let vars = differing_env(value, other);
-                        let expected: BTreeSet<String> =
-                            ["JUPYTERHUB_PUBLIC_HUB_URL", "JUPYTERHUB_PUBLIC_URL"]
-                                .map(String::from)
-                                .into_iter()
-                                .collect();
-                        if vars != expected {
-                            problems.push(format!("{name}: env differs in {vars:?}"));
-                        }
                     }
                     None => {
                         differing.insert(field.to_string());

@@ -281,6 +281,90 @@ fn pods_match_kubespawner() {
     );
 }
 
+/// Hubs whose users have hosts of their own (`subdomain_host`), or a `public_url`: the URLs in
+/// the pod's env (`JUPYTERHUB_PUBLIC_URL`, `JUPYTERHUB_PUBLIC_HUB_URL`, `JUPYTERHUB_HOST`,
+/// `JUPYTERHUB_OAUTH_CALLBACK_URL`) are JupyterHub's own (the reference runs upstream's `User`
+/// URL properties), and every other field matches too.
+#[test]
+fn subdomain_hubs_match_kubespawner() {
+    let shared = shared_dir();
+    let python = reference_python();
+    let dir = tempfile::tempdir().unwrap();
+    let hubs = [
+        (
+            "subdomains-with-port",
+            "hub:\n  config:\n    JupyterHub:\n      subdomain_host: https://Hub.Example.org:8443\n",
+        ),
+        (
+            "subdomains-no-scheme-base-url",
+            "hub:\n  baseUrl: /prefix/\n  config:\n    JupyterHub:\n      subdomain_host: hub.example.org\n",
+        ),
+        (
+            "subdomains-and-public-url",
+            "hub:\n  config:\n    JupyterHub:\n      subdomain_host: https://hub.example.org\n      public_url: https://hub.example.org/\n",
+        ),
+        (
+            "public-url-only",
+            "hub:\n  baseUrl: /prefix/\n  config:\n    JupyterHub:\n      public_url: http://hub.example.org:8000\n",
+        ),
+    ];
+    let mut cases = Vec::new();
+    for (hub, yaml) in hubs {
+        let file = dir.path().join(format!("{hub}.yaml"));
+        std::fs::write(&file, yaml).unwrap();
+        for (user, server) in [
+            ("alice", ""),
+            ("jürgen", "lab 1"),
+            ("Alice.Smith@example.org", ""),
+            ("Bob", "My Server--1"),
+        ] {
+            let mut args = vec![
+                s("--values"),
+                file.display().to_string(),
+                s("--user"),
+                s(user),
+            ];
+            if !server.is_empty() {
+                args.extend([s("--server-name"), s(server)]);
+            }
+            cases.push((format!("{hub}/{user}/{server}"), args));
+        }
+    }
+    let mut problems = Vec::new();
+    for (name, args) in &cases {
+        let theirs = reference(&python, &shared, args)
+            .unwrap_or_else(|e| panic!("{name}: the reference failed: {e}"));
+        let mine = ours(args).unwrap_or_else(|e| panic!("{name}: hubfleet failed: {e}"));
+        let (a, b) = (pod_fields(&theirs), pod_fields(&mine));
+        for (field, value) in &a {
+            if b.get(field) != Some(value) {
+                problems.push(format!(
+                    "{name}: {field}: {}",
+                    describe(value, b.get(field).unwrap_or(&Json::Null))
+                ));
+            }
+        }
+        // The URLs compared are full ones: neither left them out.
+        let env = &a["env"];
+        let public = env
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["name"] == "JUPYTERHUB_PUBLIC_URL")
+            .and_then(|e| e["value"].as_str())
+            .unwrap_or_default();
+        assert!(
+            public.starts_with("https://") || public.starts_with("http://"),
+            "{name}: JUPYTERHUB_PUBLIC_URL {public:?}"
+        );
+    }
+    assert!(
+        problems.is_empty(),
+        "differences from KubeSpawner on hubs with subdomains or a public URL:\n{}",
+        problems.join("\n")
+    );
+}
+
 #[test]
 fn bad_values_are_errors_that_name_the_key() {
     let dir = tempfile::tempdir().unwrap();

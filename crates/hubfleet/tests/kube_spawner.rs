@@ -612,3 +612,233 @@ async fn a_real_singleuser_server_runs_in_a_pod() {
     until(&client, "alice", Duration::from_secs(30), stopped).await;
     assert!(standin.pod(NS, "jupyter-alice").is_none());
 }
+
+/// The server container of `user`'s pod in the stand-in: its image, its resources, its env
+/// (literal values).
+fn server_container(
+    standin: &KubeStandin,
+    user: &str,
+) -> (String, Value, BTreeMap<String, String>) {
+    let pod = standin
+        .pod(NS, &format!("jupyter-{user}"))
+        .unwrap_or_else(|| panic!("no pod for {user}"));
+    let container = pod["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "notebook")
+        .cloned()
+        .expect("the notebook container");
+    let env = container["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| {
+            Some((
+                v["name"].as_str()?.to_string(),
+                v["value"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    (
+        container["image"].as_str().unwrap_or_default().to_string(),
+        container["resources"].clone(),
+        env,
+    )
+}
+
+/// A quantity as the pod has it (a string, or a number as KubeSpawner may send it).
+fn quantity(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+async fn stop(client: &TokenClient, user: &str) {
+    let (status, body) = client
+        .call(
+            Method::DELETE,
+            &format!("/hub/api/users/{user}/server"),
+            None,
+        )
+        .await;
+    assert!(status == 204 || status == 202, "{status} {body}");
+    until(client, user, Duration::from_secs(20), stopped).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_made_and_edited_through_the_api_shape_the_next_pod() {
+    let standin = KubeStandin::start(StandinOptions::default()).await;
+    let hub = kube_hub(
+        &standin,
+        "  startTimeout: 60\n  image: {name: quay.io/example/base, tag: \"1.0\"}\n  profileList:\n    - {display_name: Standard, slug: standard, default: true}",
+    );
+    let client = TokenClient::new(&hub, TOKEN);
+
+    // A profile the values file does not have, with an option, made through the REST API.
+    let profile = |image: &str, flavour: &str| {
+        serde_json::json!({
+            "display_name": "Bigger",
+            "slug": "bigger",
+            "kubespawner_override": {
+                "image": image,
+                "mem_limit": "2G",
+                "cpu_limit": 1.5,
+                "environment": {"FLAVOUR": flavour},
+            },
+            "profile_options": {
+                "size": {
+                    "display_name": "Size",
+                    "choices": {
+                        "small": {"display_name": "Small", "kubespawner_override": {"mem_guarantee": "512M"}},
+                        "large": {"display_name": "Large", "kubespawner_override": {"mem_guarantee": "1G", "cpu_guarantee": 1}},
+                    },
+                },
+            },
+        })
+    };
+    let (status, body) = client
+        .call(
+            Method::POST,
+            "/hub/api/environments/profiles",
+            Some(serde_json::json!({"data": profile("quay.io/example/bigger:2.0", "first")})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    let options = serde_json::json!({"profile": "bigger", "size": "large"});
+    start(&client, "alice", options.clone()).await;
+    let model = until(&client, "alice", Duration::from_secs(30), |m| {
+        ready(m) || stopped(m)
+    })
+    .await;
+    assert!(ready(&model), "{model}\n{}", hub.log());
+    let (image, resources, env) = server_container(&standin, "alice");
+    assert_eq!(image, "quay.io/example/bigger:2.0");
+    assert_eq!(
+        quantity(&resources["limits"]["memory"]),
+        (2u64 << 30).to_string(),
+        "{resources}"
+    );
+    assert_eq!(quantity(&resources["limits"]["cpu"]), "1.5", "{resources}");
+    assert_eq!(
+        quantity(&resources["requests"]["memory"]),
+        (1u64 << 30).to_string(),
+        "the choice's override: {resources}"
+    );
+    assert_eq!(
+        quantity(&resources["requests"]["cpu"]),
+        "1.0",
+        "{resources}"
+    );
+    assert_eq!(env["FLAVOUR"], "first");
+    assert_eq!(env["JUPYTER_IMAGE"], "quay.io/example/bigger:2.0");
+    assert_eq!(env["MEM_LIMIT"], (2u64 << 30).to_string());
+    stop(&client, "alice").await;
+
+    // Edited: the next pod follows, with no restart.
+    let (status, body) = client
+        .call(
+            Method::PUT,
+            "/hub/api/environments/profiles/bigger",
+            Some(serde_json::json!({"data": profile("quay.io/example/bigger:3.0", "second")})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    start(&client, "alice", options).await;
+    until(&client, "alice", Duration::from_secs(30), ready).await;
+    let (image, _, env) = server_container(&standin, "alice");
+    assert_eq!(image, "quay.io/example/bigger:3.0");
+    assert_eq!(env["FLAVOUR"], "second");
+    stop(&client, "alice").await;
+
+    // Hidden: offered to no one, so a start asking for it is refused, and no pod is made.
+    let (status, body) = client
+        .call(
+            Method::POST,
+            "/hub/api/environments/profiles/bigger/hide",
+            Some(serde_json::json!({"hidden": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let creates = standin.count("create pods");
+    let (status, body) = client
+        .call(
+            Method::POST,
+            "/hub/api/users/alice/server",
+            Some(serde_json::json!({"profile": "bigger"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(standin.count("create pods"), creates);
+
+    // The config's profile still gives the values' image.
+    start(&client, "alice", serde_json::json!({"profile": "standard"})).await;
+    until(&client, "alice", Duration::from_secs(30), ready).await;
+    let (image, _, env) = server_container(&standin, "alice");
+    assert_eq!(image, "quay.io/example/base:1.0");
+    assert!(!env.contains_key("FLAVOUR"), "{env:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloads_image_and_limits_reach_the_next_pod() {
+    let standin = KubeStandin::start(StandinOptions::default()).await;
+    let singleuser = |tag: &str, memory: &str, variable: &str| {
+        format!(
+            "  startTimeout: 60\n  image: {{name: quay.io/example/base, tag: \"{tag}\"}}\n  memory: {{limit: {memory}}}\n  extraEnv: {{FROM_VALUES: {variable}}}"
+        )
+    };
+    let hub = kube_hub(&standin, &singleuser("1.0", "1G", "before"));
+    let client = TokenClient::new(&hub, TOKEN);
+    start(&client, "alice", serde_json::json!({})).await;
+    until(&client, "alice", Duration::from_secs(30), ready).await;
+    let (image, resources, env) = server_container(&standin, "alice");
+    assert_eq!(image, "quay.io/example/base:1.0");
+    assert_eq!(
+        quantity(&resources["limits"]["memory"]),
+        (1u64 << 30).to_string()
+    );
+    assert_eq!(env["FROM_VALUES"], "before");
+
+    // The file changes; a reload applies it live.
+    let text = std::fs::read_to_string(&hub.config).unwrap();
+    let changed = text.replace(
+        &singleuser("1.0", "1G", "before"),
+        &singleuser("1.1", "3G", "after"),
+    );
+    assert_ne!(text, changed);
+    std::fs::write(&hub.config, changed).unwrap();
+    let (status, summary) = client
+        .call(Method::POST, "/hub/api/config/reload", None)
+        .await;
+    assert_eq!(status, 200, "{summary}");
+    let applied: Vec<&str> = summary["applied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for key in ["singleuser.image.tag", "singleuser.memory.limit"] {
+        assert!(applied.contains(&key), "{key} not applied: {summary}");
+    }
+    assert!(
+        summary["restart_needed"].as_array().unwrap().is_empty(),
+        "{summary}"
+    );
+
+    // The running pod is left as it is; the next one gets the new values.
+    let (image, _, _) = server_container(&standin, "alice");
+    assert_eq!(image, "quay.io/example/base:1.0");
+    stop(&client, "alice").await;
+    start(&client, "alice", serde_json::json!({})).await;
+    until(&client, "alice", Duration::from_secs(30), ready).await;
+    let (image, resources, env) = server_container(&standin, "alice");
+    assert_eq!(image, "quay.io/example/base:1.1");
+    assert_eq!(
+        quantity(&resources["limits"]["memory"]),
+        (3u64 << 30).to_string()
+    );
+    assert_eq!(env["FROM_VALUES"], "after");
+    assert_eq!(env["JUPYTER_IMAGE"], "quay.io/example/base:1.1");
+}

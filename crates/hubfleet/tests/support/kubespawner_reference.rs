@@ -53,9 +53,15 @@ pub fn reference_python() -> PathBuf {
     python
 }
 
-/// What the reference printed, or its error.
+/// What the reference printed, or its error. It runs through `fixtures/kubespawner_exact_urls.py`,
+/// which gives it JupyterHub's own users' URLs with `subdomain_host` (the tool approximates
+/// them); without `subdomain_host` the tool runs as it is.
 pub fn reference(python: &Path, shared: &Path, args: &[String]) -> Result<Json, String> {
     let out = Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/kubespawner_exact_urls.py"
+        ))
         .arg(shared.join("tools/kubespawner-reference/kubespawner_reference.py"))
         .args(args)
         .arg("--pvc")
