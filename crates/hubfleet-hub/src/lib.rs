@@ -360,8 +360,6 @@ pub struct AppState {
     pub(crate) culler_task: Arc<std::sync::Mutex<Option<tokio::task::AbortHandle>>>,
     /// Set by `hubfleet serve` (a hub started from files): reloads them.
     pub config_reloader: Arc<std::sync::OnceLock<Arc<reload::ConfigReloader>>>,
-    /// Builds of local environments started from the admin panel (their logs).
-    pub builds: env_build::Builds,
     /// Builds and launches of repositories, when `binderhub-service` is enabled.
     pub binder: Option<binder::Binder>,
 }
@@ -618,11 +616,12 @@ impl Hub {
             leader,
             culler_task: Arc::default(),
             config_reloader: Arc::default(),
-            builds: env_build::Builds::default(),
             binder: settings.binder.clone().map(binder::Binder::new),
         };
         ensure_admins(&state).await?;
         config_groups::load(&state).await?;
+        // Builds this replica ran when it stopped will never finish.
+        env_build::fail_interrupted(&store, lifecycle.replica(), &settings.data_dir).await?;
         // Servers keep running while the hub is down: find them again before serving.
         let (adopted, cleaned) = lifecycle.restore().await?;
         if adopted + cleaned > 0 {

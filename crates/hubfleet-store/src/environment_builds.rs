@@ -189,7 +189,7 @@ impl Store {
     /// builds so marked.
     pub async fn fail_interrupted_builds(
         &self,
-        replica: &str,
+        replica: Option<&str>,
         silent_since: DateTime<Utc>,
     ) -> Result<Vec<EnvironmentBuild>> {
         let now = to_micros(Utc::now());

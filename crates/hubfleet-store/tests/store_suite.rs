@@ -1310,7 +1310,7 @@ async fn environment_builds(store: &Store) {
     assert_eq!(running.log, "Collecting numpy\n");
     // Another replica's running build, said alive just now, is left alone.
     let marked = store
-        .fail_interrupted_builds("b", Utc::now() - Duration::minutes(5))
+        .fail_interrupted_builds(Some("b"), Utc::now() - Duration::minutes(5))
         .await
         .unwrap();
     assert!(marked.is_empty(), "{marked:?}");
@@ -1345,7 +1345,7 @@ async fn environment_builds(store: &Store) {
         .await
         .unwrap();
     let marked = store
-        .fail_interrupted_builds("a", Utc::now() - Duration::minutes(5))
+        .fail_interrupted_builds(Some("a"), Utc::now() - Duration::minutes(5))
         .await
         .unwrap();
     assert_eq!(marked.iter().map(|b| b.id).collect::<Vec<_>>(), [second.id]);
@@ -1358,7 +1358,7 @@ async fn environment_builds(store: &Store) {
     assert_eq!(failed.error.as_deref(), Some(INTERRUPTED));
     assert!(failed.log.ends_with(&format!("failed: {INTERRUPTED}\n")));
     let marked = store
-        .fail_interrupted_builds("c", Utc::now() + Duration::seconds(1))
+        .fail_interrupted_builds(None, Utc::now() + Duration::seconds(1))
         .await
         .unwrap();
     assert_eq!(marked.iter().map(|b| b.id).collect::<Vec<_>>(), [other.id]);
