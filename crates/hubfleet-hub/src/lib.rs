@@ -360,6 +360,8 @@ pub struct AppState {
     pub(crate) culler_task: Arc<std::sync::Mutex<Option<tokio::task::AbortHandle>>>,
     /// Set by `hubfleet serve` (a hub started from files): reloads them.
     pub config_reloader: Arc<std::sync::OnceLock<Arc<reload::ConfigReloader>>>,
+    /// Other replicas' answers to reloads forwarded to them (PostgreSQL), as they come.
+    pub reload_answers: tokio::sync::broadcast::Sender<String>,
     /// Builds and launches of repositories, when `binderhub-service` is enabled.
     pub binder: Option<binder::Binder>,
 }
@@ -616,6 +618,7 @@ impl Hub {
             leader,
             culler_task: Arc::default(),
             config_reloader: Arc::default(),
+            reload_answers: tokio::sync::broadcast::channel(64).0,
             binder: settings.binder.clone().map(binder::Binder::new),
         };
         ensure_admins(&state).await?;
@@ -713,6 +716,11 @@ impl Hub {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
+        let _ = self
+            .state
+            .store
+            .say_gone(self.state.lifecycle.replica())
+            .await;
         // Another replica may lead at once (nothing if this one did not).
         let _ = self
             .state
