@@ -140,9 +140,26 @@ pub async fn forward(state: &AppState, mut summary: ReloadSummary) -> ReloadSumm
     summary
 }
 
+/// The hub's reloader. `hubfleet serve` sets it just after the hub starts listening: a request
+/// in that moment waits for it (briefly) rather than being told there is nothing to reload.
+pub async fn reloader(state: &AppState) -> Option<Arc<ConfigReloader>> {
+    const STARTING: std::time::Duration = std::time::Duration::from_secs(30);
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+    let waited = std::time::Instant::now();
+    loop {
+        if let Some(reloader) = state.config_reloader.get() {
+            return Some(reloader.clone());
+        }
+        if state.settings().process_started.elapsed() > STARTING || waited.elapsed() > WAIT {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Another replica asked: reload this replica's own files and say how it went.
 pub async fn answer_forwarded(state: &AppState, request: &ReloadRequest) {
-    let summary = match state.config_reloader.get().cloned() {
+    let summary = match reloader(state).await {
         Some(reloader) => reloader.reload(state).await,
         None => refused(vec![
             "this replica was not started from config files (`hubfleet serve --config`)".into(),
@@ -263,6 +280,10 @@ impl ConfigReloader {
         if let Some(authenticator) = authenticator {
             state.shared_authenticator.store(Arc::new(authenticator));
         }
+        // A new logo's origin may show on the pages now.
+        state
+            .page_csp
+            .store(Arc::new(crate::page_csp(&settings, &state.authenticator())));
         write_snapshot(&settings.data_dir, &next);
         let errors = apply(state, &old_settings, &settings, &next).await;
         *current = next;

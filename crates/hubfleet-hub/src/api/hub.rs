@@ -390,7 +390,7 @@ async fn reload_config(
     Caller(me): Caller,
 ) -> Result<Response, HubError> {
     access::check(&state, &me.scopes, &["admin:hub"], &Target::None).await?;
-    let Some(reloader) = state.config_reloader.get().cloned() else {
+    let Some(reloader) = crate::reload::reloader(&state).await else {
         return Err(HubError::Conflict(
             "this hub was not started from config files (`hubfleet serve --config`): nothing to reload"
                 .into(),
