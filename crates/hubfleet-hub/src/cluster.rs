@@ -7,6 +7,11 @@
 //!   holder of the `leader` lease, which it renews every [`LEADER_RENEWAL`]; when it dies, the
 //!   lease runs out and another replica takes it.
 //!
+//! - Reloads: `POST /hub/api/config/reload` on one replica asks every replica to reload its own
+//!   files (`NOTIFY`); each answers how it went, and the first one's answer lists them. Each
+//!   replica says it runs (a `replica:<name>` lease renewed every [`PRESENCE_RENEWAL`]), so the
+//!   first one knows whose answers to wait for.
+//!
 //! On SQLite (one hub) there is nobody to tell, and the hub always leads.
 
 use std::sync::Arc;
@@ -23,6 +28,23 @@ use crate::AppState;
 /// replica to run it after its replica dies (plus one renewal).
 pub const LEADER_LEASE: Duration = Duration::from_secs(15);
 pub const LEADER_RENEWAL: Duration = Duration::from_secs(5);
+
+/// How often a replica says it runs, and how long that holds.
+pub const PRESENCE_RENEWAL: Duration = Duration::from_secs(10);
+pub const PRESENCE: Duration = Duration::from_secs(30);
+
+/// Say, now and every [`PRESENCE_RENEWAL`], that this replica runs (and listens).
+fn say_alive(state: &AppState) {
+    let (store, replica) = (state.store.clone(), state.lifecycle.replica().to_string());
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = store.say_alive(&replica, Utc::now() + PRESENCE).await {
+                tracing::warn!(error = %e, "saying that this replica runs");
+            }
+            tokio::time::sleep(PRESENCE_RENEWAL).await;
+        }
+    });
+}
 
 /// Whether this replica runs the culler and managed services now.
 #[derive(Clone)]
@@ -131,7 +153,8 @@ async fn hold(
 }
 
 /// With PostgreSQL: follow the other replicas' route changes (`LISTEN`), making this
-/// replica's routes match the database after each (several at once make one pass).
+/// replica's routes match the database after each (several at once make one pass), and their
+/// reload requests and answers.
 pub fn follow_route_changes(state: AppState) {
     if state.store.backend() != Backend::Postgres {
         return;
@@ -151,32 +174,46 @@ pub fn follow_route_changes(state: AppState) {
         }
     });
     tokio::spawn(async move {
-        loop {
-            let mut listener = match state.store.listen_changes().await {
-                Ok(Some(listener)) => listener,
+        let mut listener = loop {
+            match state.store.listen_changes().await {
+                Ok(Some(listener)) => break listener,
                 Ok(None) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot listen to the other replicas' route changes; trying again");
                     tokio::time::sleep(Duration::from_secs(2)).await;
-                    continue;
                 }
-            };
-            // Whatever changed while this replica was not listening.
-            pending.notify_one();
-            loop {
-                match listener.next().await {
-                    Ok(Change::Routes(what)) => {
-                        tracing::debug!(%what, "a route changed on a replica");
-                        pending.notify_one();
+            }
+        };
+        // Whatever changed while this replica was not listening.
+        pending.notify_one();
+        // Listening: reloads asked of every replica reach this one.
+        say_alive(&state);
+        loop {
+            match listener.next().await {
+                Ok(Change::Routes(what)) => {
+                    tracing::debug!(%what, "a route changed on a replica");
+                    pending.notify_one();
+                }
+                Ok(Change::Reload(request)) => {
+                    if request.from != state.lifecycle.replica() {
+                        tracing::info!(from = %request.from, "another replica asks every replica to reload its config files");
+                        let state = state.clone();
+                        tokio::spawn(async move {
+                            crate::reload::answer_forwarded(&state, &request).await
+                        });
                     }
-                    Ok(Change::Reconnected) => {
-                        tracing::info!("listening to the other replicas again");
-                        pending.notify_one();
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "lost the other replicas' route changes; listening again");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
+                }
+                Ok(Change::Reloaded(answer)) => {
+                    // To this replica's API request waiting for it, if one is.
+                    let _ = state.reload_answers.send(answer);
+                }
+                Ok(Change::Reconnected) => {
+                    tracing::info!("listening to the other replicas again");
+                    pending.notify_one();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "lost the other replicas' route changes; listening again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
         }

@@ -1,15 +1,21 @@
 //! Building a local Python environment: a venv with the base packages (jupyterhub, jupyterlab)
 //! and the requested ones installed by pip. Used by `hubfleet env create` and by the admin
-//! panel's "Build new version", which keeps each build's log for the page to follow.
+//! panel's "Build new version", whose builds and logs are kept in the database
+//! (`environment_builds`) for the page to follow from any replica, also after a restart.
 //!
 //! Each build made from the admin panel goes into a directory of its own, so servers running on
 //! the previous version keep it until they restart.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hubfleet_store::environment_builds::{cap_build_log, BUILD_LOG_LIMIT};
+use hubfleet_store::{EnvironmentBuild, Store, StoreError};
+use serde_json::{json, Value};
 
 /// The packages every environment gets, so that it can run a server.
 pub const BASE_PACKAGES: &[&str] = &["jupyterhub", "jupyterlab"];
@@ -148,46 +154,231 @@ pub fn requirement_lines(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Where a build of environment `name` stands.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct BuildStatus {
-    /// `running`, `succeeded` or `failed`.
-    pub state: &'static str,
-    pub directory: PathBuf,
-    pub requirements: Vec<String>,
-    pub log: String,
-    /// Why it failed (pip's error).
-    pub error: Option<String>,
-    /// The environment's version that the build made.
-    pub version: Option<i64>,
+/// How long a running build may go without its replica saying it is at work before another
+/// replica takes it for interrupted (its replica died and has not started again).
+pub const BUILD_SILENCE: Duration = Duration::from_secs(120);
+
+/// How often a running build's log is written to the database (and its replica says it is
+/// alive, even when pip is quiet).
+const LOG_FLUSH: Duration = Duration::from_millis(500);
+const ALIVE_EVERY: Duration = Duration::from_secs(15);
+
+/// A build as the API shows it.
+pub fn build_model(build: &EnvironmentBuild) -> Value {
+    json!({
+        "id": build.id,
+        "state": build.status,
+        "environment": build.environment,
+        "directory": build.directory,
+        "requirements": build.requirements,
+        "log": build.log,
+        "error": build.error,
+        "version": build.version,
+        "author": build.author,
+        "replica": build.replica,
+        "started": build.started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "finished": build.finished.map(|f| f.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+    })
 }
 
-/// The builds of this hub process, by environment name (the last one of each).
-#[derive(Debug, Clone, Default)]
-pub struct Builds(Arc<Mutex<BTreeMap<String, BuildStatus>>>);
+/// The log of a running build: lines are added in memory (from pip's threads) and written to
+/// the database by [`BuildLog::follow`], so that every replica can show it as it grows.
+#[derive(Clone, Debug, Default)]
+pub struct BuildLog(Arc<Mutex<(String, bool)>>);
 
-impl Builds {
-    pub fn get(&self, name: &str) -> Option<BuildStatus> {
-        self.0.lock().ok()?.get(name).cloned()
-    }
-
-    /// Record a new build of `name`; `false` when one is still running.
-    pub fn begin(&self, name: &str, status: BuildStatus) -> bool {
-        let Ok(mut map) = self.0.lock() else {
-            return false;
-        };
-        if map.get(name).is_some_and(|b| b.state == "running") {
-            return false;
-        }
-        map.insert(name.to_string(), status);
-        true
-    }
-
-    pub fn update(&self, name: &str, change: impl FnOnce(&mut BuildStatus)) {
-        if let Ok(mut map) = self.0.lock() {
-            if let Some(b) = map.get_mut(name) {
-                change(b);
+impl BuildLog {
+    pub fn push(&self, line: &str) {
+        if let Ok(mut log) = self.0.lock() {
+            log.0.push_str(line);
+            log.0.push('\n');
+            // Keep memory bounded too: the database keeps no more.
+            if log.0.len() > 2 * BUILD_LOG_LIMIT {
+                log.0 = cap_build_log(&log.0);
             }
+            log.1 = true;
+        }
+    }
+
+    pub fn text(&self) -> String {
+        self.0.lock().map(|l| l.0.clone()).unwrap_or_default()
+    }
+
+    /// The text, when it changed since the last call.
+    fn take_changed(&self) -> Option<String> {
+        let mut log = self.0.lock().ok()?;
+        if !log.1 {
+            return None;
+        }
+        log.1 = false;
+        Some(log.0.clone())
+    }
+
+    /// Write the log of build `id` to the store as it grows, until `done` resolves.
+    pub async fn follow(&self, store: &Store, id: i64, done: tokio::sync::oneshot::Receiver<()>) {
+        let mut done = done;
+        let mut last_write = std::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = &mut done => return,
+                _ = tokio::time::sleep(LOG_FLUSH) => {}
+            }
+            let text = match self.take_changed() {
+                Some(text) => text,
+                None if last_write.elapsed() >= ALIVE_EVERY => self.text(),
+                None => continue,
+            };
+            if let Err(e) = store.write_build_log(id, &text).await {
+                tracing::warn!(build = id, error = %e, "writing a build's log");
+            }
+            last_write = std::time::Instant::now();
+        }
+    }
+}
+
+/// Where the builds of local environment `name` go: `<data_dir>/environments/<name>/`.
+pub fn builds_dir(data_dir: &Path, name: &str) -> PathBuf {
+    data_dir.join("environments").join(name)
+}
+
+/// The venv directory of environment `name` that each running server uses, as their starts
+/// recorded it. `None` when a running server's directory is not known (started by an older
+/// hub, or still starting): then no directory may be taken for unused.
+pub async fn directories_in_use(
+    store: &Store,
+    name: &str,
+) -> Result<Option<BTreeSet<PathBuf>>, StoreError> {
+    let mut used = BTreeSet::new();
+    for (_, server) in store.active_servers().await? {
+        let profile = server.spawn_state.as_ref().and_then(|s| s.get("profile"));
+        let Some(profile) = profile else {
+            return Ok(None);
+        };
+        match profile.get("environment_path").and_then(Value::as_str) {
+            Some(path) => {
+                used.insert(PathBuf::from(path));
+            }
+            None if profile.get("environment").and_then(Value::as_str) == Some(name) => {
+                return Ok(None)
+            }
+            None => {}
+        }
+    }
+    Ok(Some(used))
+}
+
+/// Remove the build directories (`build-*`) of environment `name` but those in `keep` and those
+/// that running servers use. What was removed, and what was kept because servers use it.
+pub async fn remove_old_builds(
+    store: &Store,
+    data_dir: &Path,
+    name: &str,
+    keep: &[PathBuf],
+) -> Result<OldBuilds, StoreError> {
+    let Some(used) = directories_in_use(store, name).await? else {
+        return Ok(OldBuilds {
+            unknown_use: true,
+            ..Default::default()
+        });
+    };
+    let mut old = OldBuilds::default();
+    let Ok(entries) = std::fs::read_dir(builds_dir(data_dir, name)) else {
+        return Ok(old);
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("build-"))
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        if keep.contains(&dir) {
+            continue;
+        }
+        if used.contains(&dir) {
+            old.in_use.push(dir);
+            continue;
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => old.removed.push(dir),
+            Err(e) => old.errors.push(format!("{}: {e}", dir.display())),
+        }
+    }
+    Ok(old)
+}
+
+/// What [`remove_old_builds`] did.
+#[derive(Debug, Default)]
+pub struct OldBuilds {
+    pub removed: Vec<PathBuf>,
+    /// Kept: running servers use them.
+    pub in_use: Vec<PathBuf>,
+    pub errors: Vec<String>,
+    /// Nothing was removed: a running server's directory is not known.
+    pub unknown_use: bool,
+}
+
+impl OldBuilds {
+    /// For the build's log.
+    pub fn describe(&self) -> Vec<String> {
+        let names = |dirs: &[PathBuf]| {
+            dirs.iter()
+                .map(|d| {
+                    d.file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut lines = Vec::new();
+        if self.unknown_use {
+            lines.push("old build directories kept: a running server's environment directory is not known (started before this hub version, or starting now); they are removed after a later build".to_string());
+        }
+        if !self.removed.is_empty() {
+            lines.push(format!(
+                "removed old build directories that no running server uses: {}",
+                names(&self.removed)
+            ));
+        }
+        if !self.in_use.is_empty() {
+            lines.push(format!(
+                "kept old build directories that running servers use: {}",
+                names(&self.in_use)
+            ));
+        }
+        for error in &self.errors {
+            lines.push(format!("could not remove an old build directory: {error}"));
+        }
+        lines
+    }
+}
+
+/// At start: builds that were running when this replica stopped (or on a replica silent for
+/// [`BUILD_SILENCE`]) failed; their half-made directories go.
+pub async fn fail_interrupted(
+    store: &Store,
+    replica: &str,
+    data_dir: &Path,
+) -> Result<(), StoreError> {
+    let silent_since = chrono::Utc::now() - BUILD_SILENCE;
+    for build in store
+        .fail_interrupted_builds(Some(replica), silent_since)
+        .await?
+    {
+        tracing::warn!(environment = %build.environment, build = build.id, directory = %build.directory, "a build of a local environment was interrupted by a hub restart: marked failed");
+        remove_half_made(data_dir, &build);
+    }
+    Ok(())
+}
+
+/// Remove the directory of a build that did not finish, if it is one of ours.
+pub fn remove_half_made(data_dir: &Path, build: &EnvironmentBuild) {
+    let dir = PathBuf::from(&build.directory);
+    if dir.starts_with(builds_dir(data_dir, &build.environment)) && dir.exists() {
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(directory = %dir.display(), error = %e, "removing the directory of an interrupted build");
         }
     }
 }

@@ -360,8 +360,10 @@ pub struct AppState {
     pub(crate) culler_task: Arc<std::sync::Mutex<Option<tokio::task::AbortHandle>>>,
     /// Set by `hubfleet serve` (a hub started from files): reloads them.
     pub config_reloader: Arc<std::sync::OnceLock<Arc<reload::ConfigReloader>>>,
-    /// Builds of local environments started from the admin panel (their logs).
-    pub builds: env_build::Builds,
+    /// The pages' Content-Security-Policy ([`page_csp`]), made again by config reloads.
+    pub(crate) page_csp: Arc<arc_swap::ArcSwap<axum::http::HeaderValue>>,
+    /// Other replicas' answers to reloads forwarded to them (PostgreSQL), as they come.
+    pub reload_answers: tokio::sync::broadcast::Sender<String>,
     /// Builds and launches of repositories, when `binderhub-service` is enabled.
     pub binder: Option<binder::Binder>,
 }
@@ -602,6 +604,7 @@ impl Hub {
             shared_settings.clone(),
         );
         let leader = cluster::Leadership::elect(&store, lifecycle.replica()).await;
+        let pages_csp = page_csp(&settings, &authenticator);
         let state = AppState {
             store: store.clone(),
             shared_settings,
@@ -618,11 +621,14 @@ impl Hub {
             leader,
             culler_task: Arc::default(),
             config_reloader: Arc::default(),
-            builds: env_build::Builds::default(),
+            reload_answers: tokio::sync::broadcast::channel(64).0,
+            page_csp: Arc::new(arc_swap::ArcSwap::from_pointee(pages_csp)),
             binder: settings.binder.clone().map(binder::Binder::new),
         };
         ensure_admins(&state).await?;
         config_groups::load(&state).await?;
+        // Builds this replica ran when it stopped will never finish.
+        env_build::fail_interrupted(&store, lifecycle.replica(), &settings.data_dir).await?;
         // Servers keep running while the hub is down: find them again before serving.
         let (adopted, cleaned) = lifecycle.restore().await?;
         if adopted + cleaned > 0 {
@@ -714,6 +720,11 @@ impl Hub {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
+        let _ = self
+            .state
+            .store
+            .say_gone(self.state.lifecycle.replica())
+            .await;
         // Another replica may lead at once (nothing if this one did not).
         let _ = self
             .state
@@ -874,26 +885,6 @@ fn spawn_background(state: AppState) {
 fn router(state: AppState) -> axum::Router {
     use axum::extract::State;
     use axum::routing::{get, post};
-    let login_logo = state.authenticator().options().logo_url.clone();
-    let image_origins = state
-        .settings()
-        .pages
-        .image_origins(login_logo.as_deref().as_slice());
-    // With subdomains, forms (login, spawn, OAuth confirmation) may end on users' hosts.
-    let form_targets: Vec<String> = state
-        .settings()
-        .subdomain_host
-        .iter()
-        .map(|sub| sub.any_user_origin())
-        .collect();
-    let page_csp = axum::http::HeaderValue::from_str(&static_files::page_csp(
-        &image_origins,
-        &form_targets,
-        &state.settings().with_base("/hub/security/csp-report"),
-    ))
-    .unwrap_or(axum::http::HeaderValue::from_static(
-        "default-src 'self'; frame-ancestors 'none'",
-    ));
     let app = axum::Router::new()
         .merge(api::routes())
         .merge(oauth::routes())
@@ -924,9 +915,10 @@ fn router(state: AppState) -> axum::Router {
             state.clone(),
             pages::redirects_under_base_url,
         ))
-        .layer(axum::middleware::from_fn(move |request, next| {
-            common_headers(page_csp.clone(), request, next)
-        }))
+        .layer(axum::middleware::from_fn_with_state(
+            state.page_csp.clone(),
+            common_headers,
+        ))
         .layer(axum::middleware::from_fn(api_errors_as_json))
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
         // Outermost: every request the hub answers is counted, routed or not.
@@ -961,9 +953,38 @@ fn router(state: AppState) -> axum::Router {
     }
 }
 
+/// The Content-Security-Policy of the hub's pages: images from the hub and from the origins of
+/// the configured logos (the branding's and the login page's), forms to the hub and, with
+/// subdomains, users' hosts. Made at start and again at each config reload.
+pub(crate) fn page_csp(
+    settings: &Settings,
+    authenticator: &DynAuthenticator,
+) -> axum::http::HeaderValue {
+    let login_logo = authenticator.options().logo_url.clone();
+    let image_origins = settings
+        .pages
+        .image_origins(login_logo.as_deref().as_slice());
+    // With subdomains, forms (login, spawn, OAuth confirmation) may end on users' hosts.
+    let form_targets: Vec<String> = settings
+        .subdomain_host
+        .iter()
+        .map(|sub| sub.any_user_origin())
+        .collect();
+    axum::http::HeaderValue::from_str(&static_files::page_csp(
+        &image_origins,
+        &form_targets,
+        &settings.with_base("/hub/security/csp-report"),
+    ))
+    .unwrap_or(axum::http::HeaderValue::from_static(
+        "default-src 'self'; frame-ancestors 'none'",
+    ))
+}
+
 /// Headers every hub response carries (protocol §1, §3.3).
 async fn common_headers(
-    page_csp: axum::http::HeaderValue,
+    axum::extract::State(page_csp): axum::extract::State<
+        Arc<arc_swap::ArcSwap<axum::http::HeaderValue>>,
+    >,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -981,7 +1002,7 @@ async fn common_headers(
     let csp = if is_api && !is_page {
         axum::http::HeaderValue::from_static("frame-ancestors 'none'; default-src 'none'")
     } else {
-        page_csp
+        page_csp.load().as_ref().clone()
     };
     headers.entry("content-security-policy").or_insert(csp);
     response

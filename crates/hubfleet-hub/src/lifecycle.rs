@@ -692,7 +692,15 @@ impl Lifecycle {
                 };
             if let Some(state) = started.state.as_object_mut() {
                 // For admins: the server model's `state` shows what the server got.
-                state.insert("profile".into(), spec.profile.resolved.summary());
+                let mut profile = spec.profile.resolved.summary();
+                // Which build of a local environment it runs: old builds in use are kept.
+                let prefix = ["VIRTUAL_ENV", "CONDA_PREFIX"]
+                    .iter()
+                    .find_map(|k| spec.env.get(*k));
+                if let (Some(prefix), Some(_)) = (prefix, &spec.profile.resolved.environment) {
+                    profile["environment_path"] = prefix.clone().into();
+                }
+                state.insert("profile".into(), profile);
             }
             let saved = inner
                 .store

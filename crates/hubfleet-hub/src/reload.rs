@@ -1,4 +1,5 @@
 //! Live config reload (`hubfleet serve` on a file change, SIGHUP, `POST /hub/api/config/reload`).
+//! A reload asked through the API is forwarded to the other replicas ([`forward`]).
 //!
 //! The files are loaded and checked as at start-up; nothing changes when they have a problem.
 //! Keys that apply live (`hubfleet_config::reload::LIVE_KEYS`) get new [`Settings`] swapped in,
@@ -10,7 +11,10 @@ use std::sync::Arc;
 
 use hubfleet_config::reload::{changes, effective, is_authenticator_key, ConfigChange};
 use hubfleet_config::HubConfig;
-use serde::Serialize;
+use hubfleet_store::cluster::{
+    ReloadRequest, NOTIFY_PAYLOAD_LIMIT, RELOADED_CHANNEL, RELOAD_CHANNEL,
+};
+use serde::{Deserialize, Serialize};
 
 use crate::services::ServiceDefinition;
 use crate::{AppState, Settings};
@@ -35,7 +39,7 @@ pub type ReloadListener = Arc<dyn Fn(&HubConfig) + Send + Sync>;
 pub const EFFECTIVE_CONFIG_FILE: &str = "effective-config.yaml";
 
 /// What a reload did.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ReloadSummary {
     /// The new configuration was taken (possibly with nothing to change).
     pub ok: bool,
@@ -45,6 +49,150 @@ pub struct ReloadSummary {
     pub restart_needed: Vec<String>,
     /// Why the files were refused (`file:line:column: problem`), or what failed while applying.
     pub errors: Vec<String>,
+    /// With replicas (PostgreSQL): how the reload went on each, this one first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ReplicaReload>,
+    /// Replicas that run but did not answer in time ([`FORWARD_WAIT`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unanswered: Vec<String>,
+}
+
+/// How a reload went on one replica.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReplicaReload {
+    pub replica: String,
+    pub ok: bool,
+    pub applied: Vec<String>,
+    pub restart_needed: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+/// A replica's answer to a forwarded reload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Answer {
+    request: String,
+    #[serde(flatten)]
+    reload: ReplicaReload,
+}
+
+/// How long the replica that was asked waits for the others' answers.
+pub const FORWARD_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+impl ReplicaReload {
+    fn of(replica: &str, summary: &ReloadSummary) -> Self {
+        ReplicaReload {
+            replica: replica.to_string(),
+            ok: summary.ok,
+            applied: summary.applied.clone(),
+            restart_needed: summary.restart_needed.clone(),
+            errors: summary.errors.clone(),
+        }
+    }
+}
+
+/// After this replica reloaded on request (the API): ask every other replica on the database
+/// to reload its own files, and wait (at most [`FORWARD_WAIT`]) for their answers, which are
+/// added to `summary`. Nothing on SQLite (one hub).
+pub async fn forward(state: &AppState, mut summary: ReloadSummary) -> ReloadSummary {
+    if state.store.backend() != hubfleet_store::Backend::Postgres {
+        return summary;
+    }
+    let me = state.lifecycle.replica().to_string();
+    // Before asking: no answer may come before this replica listens for it.
+    let mut answers = state.reload_answers.subscribe();
+    summary.replicas.push(ReplicaReload::of(&me, &summary));
+    let mut waiting: std::collections::BTreeSet<String> = match state.store.live_replicas().await {
+        Ok(replicas) => replicas.into_iter().filter(|r| *r != me).collect(),
+        Err(e) => {
+            summary
+                .errors
+                .push(format!("cannot tell which other replicas run: {e}"));
+            return summary;
+        }
+    };
+    let request = ReloadRequest {
+        request: hubfleet_store::new_token(),
+        from: me.clone(),
+    };
+    let payload = serde_json::to_string(&request).unwrap_or_default();
+    if let Err(e) = state.store.notify_replicas(RELOAD_CHANNEL, &payload).await {
+        summary
+            .errors
+            .push(format!("cannot ask the other replicas to reload: {e}"));
+        summary.unanswered = waiting.into_iter().collect();
+        return summary;
+    }
+    tracing::info!(replicas = ?waiting, "asked the other replicas to reload their config files");
+    let deadline = tokio::time::Instant::now() + FORWARD_WAIT;
+    while !waiting.is_empty() {
+        match tokio::time::timeout_at(deadline, answers.recv()).await {
+            Ok(Ok(text)) => {
+                let Ok(answer) = serde_json::from_str::<Answer>(&text) else {
+                    continue;
+                };
+                if answer.request == request.request && waiting.remove(&answer.reload.replica) {
+                    summary.replicas.push(answer.reload);
+                }
+            }
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) | Err(_) => break,
+        }
+    }
+    if !waiting.is_empty() {
+        tracing::warn!(replicas = ?waiting, "replicas did not say whether they reloaded");
+    }
+    summary.unanswered = waiting.into_iter().collect();
+    summary
+}
+
+/// The hub's reloader. `hubfleet serve` sets it just after the hub starts listening: a request
+/// in that moment waits for it (briefly) rather than being told there is nothing to reload.
+pub async fn reloader(state: &AppState) -> Option<Arc<ConfigReloader>> {
+    const STARTING: std::time::Duration = std::time::Duration::from_secs(30);
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+    let waited = std::time::Instant::now();
+    loop {
+        if let Some(reloader) = state.config_reloader.get() {
+            return Some(reloader.clone());
+        }
+        if state.settings().process_started.elapsed() > STARTING || waited.elapsed() > WAIT {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Another replica asked: reload this replica's own files and say how it went.
+pub async fn answer_forwarded(state: &AppState, request: &ReloadRequest) {
+    let summary = match reloader(state).await {
+        Some(reloader) => reloader.reload(state).await,
+        None => refused(vec![
+            "this replica was not started from config files (`hubfleet serve --config`)".into(),
+        ]),
+    };
+    let mut answer = Answer {
+        request: request.request.clone(),
+        reload: ReplicaReload::of(state.lifecycle.replica(), &summary),
+    };
+    let mut payload = serde_json::to_string(&answer).unwrap_or_default();
+    if payload.len() > NOTIFY_PAYLOAD_LIMIT {
+        // A notification is small: the whole story is in this replica's log.
+        let count = answer.reload.errors.len();
+        answer.reload.errors = vec![format!(
+            "{count} problem(s): see the log of replica {}",
+            answer.reload.replica
+        )];
+        answer.reload.applied.truncate(20);
+        answer.reload.restart_needed.truncate(20);
+        payload = serde_json::to_string(&answer).unwrap_or_default();
+    }
+    if let Err(e) = state
+        .store
+        .notify_replicas(RELOADED_CHANNEL, &payload)
+        .await
+    {
+        tracing::warn!(error = %e, "telling the replica that asked how the reload went");
+    }
 }
 
 /// Reloads the configuration from its files, one reload at a time.
@@ -112,6 +260,7 @@ impl ConfigReloader {
                 applied,
                 restart_needed,
                 errors: Vec::new(),
+                ..Default::default()
             };
         }
         let next = match effective(&current, &new) {
@@ -146,6 +295,10 @@ impl ConfigReloader {
         if let Some(authenticator) = authenticator {
             state.shared_authenticator.store(Arc::new(authenticator));
         }
+        // A new logo's origin may show on the pages now.
+        state
+            .page_csp
+            .store(Arc::new(crate::page_csp(&settings, &state.authenticator())));
         write_snapshot(&settings.data_dir, &next);
         let errors = apply(state, &old_settings, &settings, &next).await;
         let listeners = self
@@ -163,6 +316,7 @@ impl ConfigReloader {
             applied,
             restart_needed,
             errors,
+            ..Default::default()
         }
     }
 }

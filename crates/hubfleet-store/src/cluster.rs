@@ -18,11 +18,37 @@ pub const ROUTES_CHANNEL: &str = "hubfleet_routes";
 /// The lease of the replica that runs the idle culler and managed services.
 pub const LEADER: &str = "leader";
 
+/// The channel on which a replica asks every replica to reload its config files (payload: a
+/// JSON [`ReloadRequest`]).
+pub const RELOAD_CHANNEL: &str = "hubfleet_reload";
+
+/// The channel on which a replica says how its reload went (payload: JSON, the hub's).
+pub const RELOADED_CHANNEL: &str = "hubfleet_reloaded";
+
+/// Leases named `replica:<name>` say that a replica is running (see [`Store::say_alive`]).
+const PRESENCE_PREFIX: &str = "replica:";
+
+/// PostgreSQL's limit on a notification's payload (bytes, less one).
+pub const NOTIFY_PAYLOAD_LIMIT: usize = 7999;
+
+/// A request to reload, sent to every replica.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReloadRequest {
+    /// Names this request in the answers.
+    pub request: String,
+    /// The replica that was asked (it has reloaded already).
+    pub from: String,
+}
+
 /// A notification, or a gap in them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// A replica changed a route (payload: `<user>/<server>`).
     Routes(String),
+    /// A replica asks every replica to reload its config files.
+    Reload(ReloadRequest),
+    /// A replica reloaded for a [`ReloadRequest`] (its answer, JSON).
+    Reloaded(String),
     /// The connection to the database was lost and made again: notifications sent meanwhile
     /// are gone, so everything should be read again.
     Reconnected,
@@ -47,6 +73,18 @@ impl ChangeListener {
             Some(notification) if notification.channel() == ROUTES_CHANNEL => {
                 Ok(Change::Routes(notification.payload().to_string()))
             }
+            Some(notification) if notification.channel() == RELOAD_CHANNEL => {
+                match serde_json::from_str(notification.payload()) {
+                    Ok(request) => Ok(Change::Reload(request)),
+                    Err(e) => Err(StoreError::Corrupt {
+                        what: "reload request",
+                        detail: e.to_string(),
+                    }),
+                }
+            }
+            Some(notification) if notification.channel() == RELOADED_CHANNEL => {
+                Ok(Change::Reloaded(notification.payload().to_string()))
+            }
             Some(notification) => Ok(Change::Routes(notification.payload().to_string())),
             // The connection closed; the next call connects again (and listens again).
             None => Ok(Change::Reconnected),
@@ -70,6 +108,47 @@ impl Store {
         Ok(())
     }
 
+    /// Send `payload` on `channel` to every replica (this one too). Nothing on SQLite.
+    pub async fn notify_replicas(&self, channel: &str, payload: &str) -> Result<()> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        sqlx::query("SELECT 1 AS sent FROM pg_notify($1, $2)")
+            .bind(channel)
+            .bind(payload)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Say that replica `replica` runs, until `until` (renew it before then).
+    pub async fn say_alive(&self, replica: &str, until: DateTime<Utc>) -> Result<()> {
+        self.hold_lease(&format!("{PRESENCE_PREFIX}{replica}"), replica, until)
+            .await?;
+        Ok(())
+    }
+
+    /// Replica `replica` stops.
+    pub async fn say_gone(&self, replica: &str) -> Result<()> {
+        self.release_hub_lease(&format!("{PRESENCE_PREFIX}{replica}"), replica)
+            .await
+    }
+
+    /// The replicas that said they run, and whose word has not run out.
+    pub async fn live_replicas(&self) -> Result<Vec<String>> {
+        use sqlx::Row;
+        let rows = sqlx::query(
+            "SELECT owner FROM hub_leases WHERE name LIKE $1 AND until > $2 ORDER BY owner",
+        )
+        .bind(format!("{PRESENCE_PREFIX}%"))
+        .bind(to_micros(Utc::now()))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get("owner").map_err(Into::into))
+            .collect()
+    }
+
     /// Listen to the other replicas' route changes: `None` on SQLite, where there are none.
     pub async fn listen_changes(&self) -> Result<Option<ChangeListener>> {
         let Some(url) = &self.url else {
@@ -82,7 +161,9 @@ impl Store {
                     url: redact(url.as_str()),
                     source,
                 })?;
-        listener.listen(ROUTES_CHANNEL).await?;
+        listener
+            .listen_all([ROUTES_CHANNEL, RELOAD_CHANNEL, RELOADED_CHANNEL])
+            .await?;
         Ok(Some(ChangeListener { listener }))
     }
 

@@ -18,6 +18,7 @@ pub mod backup;
 mod changes;
 pub mod cluster;
 mod cookie_secret;
+pub mod environment_builds;
 pub mod environments;
 pub mod groups;
 pub mod roles;
@@ -28,6 +29,7 @@ pub mod user_view;
 pub mod users;
 
 pub use auth_state::{AuthStateError, CryptKeeper, CryptKeyError, ResealReport, CRYPT_KEY_ENV};
+pub use environment_builds::{EnvironmentBuild, NewBuild};
 pub use environments::{
     EnvChange, EnvKind, EnvironmentState, EnvironmentVersion, StoredEnvironment,
 };

@@ -1279,3 +1279,100 @@ async fn environments_on_sqlite() {
 async fn environments_on_postgres() {
     environments(&postgres_store().await).await;
 }
+
+async fn environment_builds(store: &Store) {
+    use hubfleet_store::environment_builds::{BUILD_LOG_CUT, BUILD_LOG_LIMIT, INTERRUPTED};
+    use hubfleet_store::NewBuild;
+    let requirements = vec!["numpy".to_string(), "pandas==2.2".to_string()];
+    let new = |replica: &'static str| NewBuild {
+        environment: "stats",
+        author: "ann",
+        replica,
+        directory: "/data/environments/stats/build-1",
+        requirements: &requirements,
+    };
+    assert_eq!(store.last_environment_build("stats").await.unwrap(), None);
+    let first = store.begin_environment_build(&new("a")).await.unwrap();
+    assert_eq!(first.status, "running");
+    assert_eq!(first.requirements, requirements);
+    // One running build of an environment at a time, whichever replica asks.
+    let again = store.begin_environment_build(&new("b")).await.unwrap_err();
+    assert!(matches!(again, StoreError::Conflict { .. }), "{again}");
+    store
+        .write_build_log(first.id, "Collecting numpy\n")
+        .await
+        .unwrap();
+    let running = store
+        .last_environment_build("stats")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(running.log, "Collecting numpy\n");
+    // Another replica's running build, said alive just now, is left alone.
+    let marked = store
+        .fail_interrupted_builds(Some("b"), Utc::now() - Duration::minutes(5))
+        .await
+        .unwrap();
+    assert!(marked.is_empty(), "{marked:?}");
+    let long: String = (0..40_000).map(|i| format!("line {i}\n")).collect();
+    store
+        .finish_environment_build(first.id, "succeeded", Some(3), None, &long)
+        .await
+        .unwrap();
+    let done = store
+        .last_environment_build("stats")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((done.status.as_str(), done.version), ("succeeded", Some(3)));
+    assert!(done.finished.is_some());
+    assert!(done.log.len() <= BUILD_LOG_LIMIT);
+    assert!(done.log.starts_with(BUILD_LOG_CUT), "{}", &done.log[..80]);
+    assert!(done.log.ends_with("line 39999\n"));
+
+    // A build running on a replica that starts again was interrupted; so is one whose replica
+    // went silent. Another environment's build on a live replica is not.
+    let second = store.begin_environment_build(&new("a")).await.unwrap();
+    let other_requirements = vec!["six".to_string()];
+    let other = store
+        .begin_environment_build(&NewBuild {
+            environment: "other",
+            author: "bob",
+            replica: "b",
+            directory: "/data/environments/other/build-1",
+            requirements: &other_requirements,
+        })
+        .await
+        .unwrap();
+    let marked = store
+        .fail_interrupted_builds(Some("a"), Utc::now() - Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(marked.iter().map(|b| b.id).collect::<Vec<_>>(), [second.id]);
+    let failed = store
+        .last_environment_build("stats")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(failed.status, "failed");
+    assert_eq!(failed.error.as_deref(), Some(INTERRUPTED));
+    assert!(failed.log.ends_with(&format!("failed: {INTERRUPTED}\n")));
+    let marked = store
+        .fail_interrupted_builds(None, Utc::now() + Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(marked.iter().map(|b| b.id).collect::<Vec<_>>(), [other.id]);
+    // Once none runs, a new build may start.
+    store.begin_environment_build(&new("b")).await.unwrap();
+}
+
+#[tokio::test]
+async fn environment_builds_on_sqlite() {
+    let (store, _dir) = sqlite_store().await;
+    environment_builds(&store).await;
+}
+
+#[tokio::test]
+async fn environment_builds_on_postgres() {
+    environment_builds(&postgres_store().await).await;
+}

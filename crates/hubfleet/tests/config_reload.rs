@@ -274,7 +274,9 @@ async fn sighup_and_the_api_reload_and_config_diff_shows_what_would_change() {
     let api = TokenClient::new(&hub, &token);
     let config = hub.config.display().to_string();
 
-    // Nothing differs yet.
+    // Nothing differs yet (once the hub, which listens first, has written what it runs with).
+    let snapshot = hub.data_dir().join("effective-config.yaml");
+    assert!(within(SLOW, || async { snapshot.exists() }).await);
     let out = hubfleet(&["config", "diff", "--config", &config]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("No changes"));
@@ -407,4 +409,58 @@ async fn sighup_and_the_api_reload_and_config_diff_shows_what_would_change() {
         .any(|l| l.contains("built-in idle culler enabled") && l.contains("timeout=1800"));
     assert!(culler_restarted, "culler not restarted:\n{}", hub.log());
     hub.kill();
+}
+
+/// The Content-Security-Policy's image origins follow the config: a changed logo URL shows
+/// without a restart, and the old logo's origin is no longer allowed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_updates_the_pages_image_origins() {
+    let branding = |origin: &str| {
+        format!("custom:\n  homepage:\n    templateVars:\n      org: {{name: Example, logo_url: '{origin}/logo.png'}}\n")
+    };
+    let (old_origin, new_origin) = ("https://old-logos.example.org", "https://logos.example.org");
+    let hub = TestHub::start_with_env(
+        &format!("{}{}", base_config(""), branding(old_origin)),
+        "",
+        &common::python_env(),
+        &[("HUBFLEET_NO_WATCH", "true")],
+    );
+    let (_, token) = admin_token(&hub, None).await;
+    let api = TokenClient::new(&hub, &token);
+    let image_sources = || async {
+        let response = reqwest::get(hub.url("/hub/login")).await.unwrap();
+        let csp = response.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        csp.split(';')
+            .map(str::trim)
+            .find_map(|d| d.strip_prefix("img-src "))
+            .unwrap_or_else(|| panic!("no img-src in {csp}"))
+            .to_string()
+    };
+    let sources = image_sources().await;
+    assert!(sources.contains(old_origin), "{sources}");
+    assert!(!sources.contains(new_origin), "{sources}");
+
+    replace_config(&hub, |old| {
+        old.replace(&branding(old_origin), &branding(new_origin))
+    });
+    let (status, summary) = reload(&api).await;
+    assert_eq!(status, 200, "{summary}");
+    assert_eq!(
+        summary["applied"],
+        json!(["custom.homepage.templateVars.org.logo_url"]),
+        "{summary}"
+    );
+    let sources = image_sources().await;
+    assert!(sources.contains(new_origin), "{sources}");
+    assert!(!sources.contains(old_origin), "{sources}");
+    let page = reqwest::get(hub.url("/hub/login"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&format!("{new_origin}/logo.png")), "{page}");
 }

@@ -645,3 +645,147 @@ singleuser:
     assert_eq!(history["versions"][0]["author"], "admin", "{history}");
     assert_eq!(history["versions"][0]["comment"], "first", "{history}");
 }
+
+/// The build directories of `name` in the hub's data directory.
+fn build_dirs(hub: &TestHub, name: &str) -> Vec<String> {
+    let mut dirs: Vec<String> = std::fs::read_dir(hub.data_dir().join("environments").join(name))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("build-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
+}
+
+async fn build(admin: &Browser, name: &str, requirements: &str) -> Value {
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            &format!("/hub/api/environments/local/{name}/build"),
+            Some(json!({ "requirements": requirements })),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    body
+}
+
+/// Builds are kept in the database: after a crash and a restart the last build's status and log
+/// are still there, a build running at the crash is failed ("interrupted by a hub restart"), and
+/// each successful build leaves only its directory and the one before it (no server running).
+#[tokio::test(flavor = "multi_thread")]
+async fn builds_survive_a_restart_and_old_build_directories_go() {
+    // A Python that waits while the test holds a file, so that a build is seen running; it
+    // gives up (making nothing) once the file is gone.
+    let tools = tempfile::tempdir().unwrap();
+    let hold = tools.path().join("hold");
+    let python = tools.path().join("slow-python");
+    std::fs::write(
+        &python,
+        format!(
+            "#!/bin/sh\nif [ -e {hold} ]; then while [ -e {hold} ]; do sleep 0.2; done; exit 1; fi\nexec python3 \"$@\"\n",
+            hold = hold.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut hub = TestHub::start_with(
+        &format!(
+            "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [admin]\nsingleuser:\n  cmd: {}\n",
+            fake_singleuser()
+        ),
+        &format!(
+            "  environments:\n    build_packages: []\n    python: {}\n",
+            python.display()
+        ),
+        &common::python_env(),
+    );
+    let admin = Browser::new(&hub);
+    admin.login("admin", "x").await;
+
+    let mut directories = Vec::new();
+    for round in 1..=3 {
+        let started = build(&admin, "stats", "six").await;
+        assert_eq!(started["state"], "running", "{started}");
+        let built = build_finished(&admin, "stats").await;
+        assert_eq!(built["state"], "succeeded", "{built}");
+        assert_eq!(built["version"], round, "{built}");
+        assert_eq!(built["author"], "admin", "{built}");
+        directories.push(built["directory"].as_str().unwrap().to_string());
+        let on_disk = build_dirs(&hub, "stats");
+        assert_eq!(on_disk.len(), round.min(2), "round {round}: {on_disk:?}");
+    }
+    let name_of = |dir: &str| dir.rsplit('/').next().unwrap().to_string();
+    assert_eq!(
+        build_dirs(&hub, "stats"),
+        [name_of(&directories[1]), name_of(&directories[2])]
+    );
+    let last = build_finished(&admin, "stats").await;
+    let log = last["log"].as_str().unwrap().to_string();
+    assert!(
+        log.contains(&format!(
+            "removed old build directories that no running server uses: {}",
+            name_of(&directories[0])
+        )),
+        "{log}"
+    );
+
+    // A crash: the last build's record is read back from the database.
+    hub.kill();
+    hub.launch();
+    let admin = Browser::new(&hub);
+    admin.login("admin", "x").await;
+    let after = build_finished(&admin, "stats").await;
+    assert_eq!(after["state"], "succeeded", "{after}");
+    assert_eq!(after["version"], 3, "{after}");
+    assert_eq!(after["log"], log.as_str(), "{after}");
+    assert!(log.contains("Successfully installed six"), "{log}");
+
+    // A build running when the hub dies never finishes: the restart says so.
+    std::fs::write(&hold, "").unwrap();
+    let running = build(&admin, "stats", "six").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body) = admin
+            .call(Method::GET, "/hub/api/environments/local/stats/build", None)
+            .await;
+        assert_eq!(body["id"], running["id"], "{body}");
+        if body["log"]
+            .as_str()
+            .is_some_and(|l| l.contains("creating a Python environment"))
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    hub.kill();
+    hub.launch();
+    std::fs::remove_file(&hold).unwrap();
+    let admin = Browser::new(&hub);
+    admin.login("admin", "x").await;
+    let (status, body) = admin
+        .call(Method::GET, "/hub/api/environments/local/stats/build", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], running["id"], "{body}");
+    assert_eq!(body["state"], "failed", "{body}");
+    assert_eq!(body["error"], "interrupted by a hub restart", "{body}");
+    assert!(body["finished"].is_string(), "{body}");
+    // The environment still points at the last good build, and a new build may start.
+    let (_, list) = admin.call(Method::GET, "/hub/api/environments", None).await;
+    assert_eq!(list["environments"][0]["version"], 3, "{list}");
+    assert_eq!(
+        list["environments"][0]["data"]["path"], directories[2],
+        "{list}"
+    );
+    assert_eq!(build_dirs(&hub, "stats").len(), 2);
+    let again = build(&admin, "stats", "six").await;
+    assert_ne!(again["id"], running["id"], "{again}");
+    assert_eq!(build_finished(&admin, "stats").await["state"], "succeeded");
+    assert_eq!(build_dirs(&hub, "stats").len(), 2);
+}

@@ -286,3 +286,136 @@ async fn starts_and_stops_through_two_replicas_never_run_a_server_twice() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// `POST /hub/api/config/reload` on one replica makes every replica reload its own files, and
+/// the answer says how each went; a build run by one replica is read, log and all, through the
+/// other (builds live in the database).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_through_one_replica_reloads_every_replica() {
+    let db_url = common::fresh_postgres_database("replicas_reload").await;
+    let config = replica_config(&db_url).replacen(
+        "hub:\n",
+        "hub:\n  templateVars:\n    announcement: Welcome to the first config\n",
+        1,
+    );
+    // Not watched: only the forwarded reload can apply the edits.
+    let no_watch = [("HUBFLEET_NO_WATCH", "true")];
+    let small_builds = "  environments:\n    build_packages: []\n";
+    let asked = TestHub::start_with_env(&config, small_builds, &python_env(), &no_watch);
+    let other = TestHub::start_with_env(&config, small_builds, &python_env(), &no_watch);
+    let api = TokenClient::new(&asked, TOKEN);
+    let other_api = TokenClient::new(&other, TOKEN);
+    let home = |hub: &TestHub| {
+        let browser = common::Browser::new(hub);
+        async move {
+            browser.login("ada", "x").await;
+            let response = browser
+                .client
+                .get(browser.url("/hub/home"))
+                .send()
+                .await
+                .unwrap();
+            response.text().await.unwrap()
+        }
+    };
+    assert!(home(&other).await.contains("Welcome to the first config"));
+
+    // Each replica has its own file; each gets its own edit.
+    for (hub, words) in [
+        (&asked, "Maintenance at noon"),
+        (&other, "Maintenance at one"),
+    ] {
+        let text = std::fs::read_to_string(&hub.config).unwrap();
+        std::fs::write(
+            &hub.config,
+            text.replace("Welcome to the first config", words),
+        )
+        .unwrap();
+    }
+    let (status, summary) = api
+        .call(reqwest::Method::POST, "/hub/api/config/reload", None)
+        .await;
+    assert_eq!(status, 200, "{summary}\nlog:\n{}", other.log());
+    let replicas = summary["replicas"].as_array().expect("replicas");
+    assert_eq!(replicas.len(), 2, "{summary}");
+    assert_eq!(summary["unanswered"], serde_json::Value::Null, "{summary}");
+    let names: Vec<&str> = replicas
+        .iter()
+        .map(|r| r["replica"].as_str().unwrap())
+        .collect();
+    assert!(names[0].ends_with(&format!(":{}", asked.port)), "{names:?}");
+    assert!(names[1].ends_with(&format!(":{}", other.port)), "{names:?}");
+    for replica in replicas {
+        assert_eq!(replica["ok"], true, "{summary}");
+        assert_eq!(
+            replica["applied"],
+            serde_json::json!(["hub.templateVars.announcement"]),
+            "{summary}"
+        );
+    }
+    assert!(home(&asked).await.contains("Maintenance at noon"));
+    assert!(
+        home(&other).await.contains("Maintenance at one"),
+        "log:\n{}",
+        other.log()
+    );
+
+    // A build on one replica, followed to its end through the other.
+    let (status, body) = api
+        .call(
+            reqwest::Method::POST,
+            "/hub/api/environments/local/stats/build",
+            Some(serde_json::json!({"requirements": "six"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    let built = loop {
+        let (status, body) = other_api
+            .call(
+                reqwest::Method::GET,
+                "/hub/api/environments/local/stats/build",
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_ne!(body["state"], "none", "{body}");
+        if body["state"] != "running" {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(built["state"], "succeeded", "{built}");
+    assert!(
+        built["replica"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(":{}", asked.port)),
+        "{built}"
+    );
+    assert!(
+        built["log"]
+            .as_str()
+            .unwrap()
+            .contains("Successfully installed six"),
+        "{built}"
+    );
+    // The other replica refuses a second build of it while one runs: the record is shared.
+    let (status, _) = api
+        .call(
+            reqwest::Method::POST,
+            "/hub/api/environments/local/stats/build",
+            Some(serde_json::json!({"requirements": "six"})),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let (status, body) = other_api
+        .call(
+            reqwest::Method::POST,
+            "/hub/api/environments/local/stats/build",
+            Some(serde_json::json!({"requirements": "six"})),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+}

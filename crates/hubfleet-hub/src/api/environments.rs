@@ -11,7 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hubfleet_rbac::ScopeFilters;
-use hubfleet_store::{EnvChange, EnvKind, EnvironmentState, StoreError, StoredEnvironment};
+use hubfleet_store::{
+    EnvChange, EnvKind, EnvironmentState, NewBuild, StoreError, StoredEnvironment,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -834,47 +836,66 @@ async fn build(
         }
     }
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f");
-    let directory = state
-        .settings()
-        .data_dir
-        .join("environments")
-        .join(&name)
-        .join(format!("build-{stamp}"));
-    let status = crate::env_build::BuildStatus {
-        state: "running",
-        directory: directory.clone(),
-        requirements: requirements.clone(),
-        log: String::new(),
-        error: None,
-        version: None,
-    };
-    if !state.builds.begin(&name, status.clone()) {
-        return Err(HubError::Conflict(format!(
-            "A build of `{name}` is running: wait for it to finish"
-        )));
+    let data_dir = state.settings().data_dir.clone();
+    let directory = crate::env_build::builds_dir(&data_dir, &name).join(format!("build-{stamp}"));
+    let previous = existing
+        .as_ref()
+        .and_then(|e| e.data.get("path"))
+        .and_then(Value::as_str)
+        .map(std::path::PathBuf::from);
+    // A build whose replica died long ago (and has not started again) no longer blocks.
+    for stale in state
+        .store
+        .fail_interrupted_builds(None, chrono::Utc::now() - crate::env_build::BUILD_SILENCE)
+        .await?
+    {
+        tracing::warn!(environment = %stale.environment, build = stale.id, replica = %stale.replica, "a build's replica went silent: marked failed");
+        crate::env_build::remove_half_made(&data_dir, &stale);
     }
-    tracing::info!(caller = %caller_name(&me), environment = %name, directory = %directory.display(), "building a local environment");
     let author = caller_name(&me).to_string();
+    let directory_text = directory.display().to_string();
+    let record = match state
+        .store
+        .begin_environment_build(&NewBuild {
+            environment: &name,
+            author: &author,
+            replica: state.lifecycle.replica(),
+            directory: &directory_text,
+            requirements: &requirements,
+        })
+        .await
+    {
+        Ok(record) => record,
+        Err(StoreError::Conflict { .. }) => {
+            return Err(HubError::Conflict(format!(
+                "A build of `{name}` is running: wait for it to finish"
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tracing::info!(caller = %author, environment = %name, build = record.id, directory = %directory.display(), "building a local environment");
     let task_state = state.clone();
     let comment = request.comment;
+    let id = record.id;
     tokio::spawn(async move {
         let state = task_state;
-        let builds = state.builds.clone();
+        let log = crate::env_build::BuildLog::default();
+        let (done, done_rx) = tokio::sync::oneshot::channel();
+        let follower = {
+            let (log, store) = (log.clone(), state.store.clone());
+            tokio::spawn(async move { log.follow(&store, id, done_rx).await })
+        };
         let (python, base) = (
             state.settings().environments.python.clone(),
             state.settings().environments.build_packages.clone(),
         );
         let dir = directory.clone();
-        let env_name = name.clone();
         let reqs = requirements.clone();
+        let pip_log = log.clone();
         let result = tokio::task::spawn_blocking(move || {
-            let mut log = |line: &str| {
-                builds.update(&env_name, |b| {
-                    b.log.push_str(line);
-                    b.log.push('\n');
-                })
-            };
-            let built = crate::env_build::build_venv(&python, &dir, &base, &reqs, &mut log);
+            let built = crate::env_build::build_venv(&python, &dir, &base, &reqs, &mut |line| {
+                pip_log.push(line)
+            });
             if built.is_ok() {
                 std::fs::write(
                     dir.join(crate::env_build::REQUIREMENTS_FILE),
@@ -889,7 +910,7 @@ async fn build(
             Ok(Err(e)) => Err(e.to_string()),
             Err(e) => Err(format!("the build stopped: {e}")),
         };
-        match outcome {
+        let (status, version, error) = match outcome {
             Ok(()) => {
                 let comment = if comment.is_empty() {
                     format!("built with: {}", requirements.join(", "))
@@ -919,32 +940,61 @@ async fn build(
                 match saved {
                     Ok(saved) => {
                         tracing::info!(environment = %name, version = saved.version, "local environment built");
-                        state.builds.update(&name, |b| {
-                            b.state = "succeeded";
-                            b.version = Some(saved.version);
-                            b.log
-                                .push_str(&format!("built: version {} of {name}\n", saved.version));
-                        });
+                        log.push(&format!("built: version {} of {name}", saved.version));
+                        // The new directory and the one before it (to go back to) stay.
+                        let keep: Vec<_> = std::iter::once(directory.clone())
+                            .chain(previous.clone())
+                            .collect();
+                        match crate::env_build::remove_old_builds(
+                            &state.store,
+                            &data_dir,
+                            &name,
+                            &keep,
+                        )
+                        .await
+                        {
+                            Ok(old) => {
+                                for line in old.describe() {
+                                    tracing::info!(environment = %name, "{line}");
+                                    log.push(&line);
+                                }
+                            }
+                            Err(e) => log.push(&format!(
+                                "old build directories kept: cannot tell which running servers use them: {e}"
+                            )),
+                        }
+                        ("succeeded", Some(saved.version), None)
                     }
-                    Err(e) => state.builds.update(&name, |b| {
-                        b.state = "failed";
-                        b.error = Some(format!("built, but not recorded: {e}"));
-                    }),
+                    Err(e) => {
+                        let error = format!("built, but not recorded: {e}");
+                        log.push(&format!("failed: {error}"));
+                        ("failed", None, Some(error))
+                    }
                 }
             }
             Err(error) => {
                 tracing::warn!(environment = %name, %error, "building a local environment failed");
                 // Nothing points at the half-made venv.
                 let _ = std::fs::remove_dir_all(&directory);
-                state.builds.update(&name, |b| {
-                    b.state = "failed";
-                    b.log.push_str(&format!("failed: {error}\n"));
-                    b.error = Some(error);
-                });
+                log.push(&format!("failed: {error}"));
+                ("failed", None, Some(error))
             }
+        };
+        let _ = done.send(());
+        let _ = follower.await;
+        if let Err(e) = state
+            .store
+            .finish_environment_build(id, status, version, error.as_deref(), &log.text())
+            .await
+        {
+            tracing::error!(environment = %name, build = id, error = %e, "recording the end of a build");
         }
     });
-    Ok((StatusCode::ACCEPTED, Json(status)).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(crate::env_build::build_model(&record)),
+    )
+        .into_response())
 }
 
 async fn build_status(
@@ -958,10 +1008,10 @@ async fn build_status(
             "Only local environments are built".into(),
         ));
     }
-    if let Some(status) = state.builds.get(&name) {
-        return Ok(Json(status).into_response());
+    if let Some(build) = state.store.last_environment_build(&name).await? {
+        return Ok(Json(crate::env_build::build_model(&build)).into_response());
     }
-    // No build by this process: the requirements of the current version, if it was built.
+    // Never built here: the requirements of the current version, if it was built.
     let current = current(&state, EnvKind::Environment, &name).await?;
     let requirements = current
         .data

@@ -382,20 +382,23 @@ async fn patch_proxy(
 }
 
 /// `POST /hub/api/config/reload` (scope `admin:hub`, hubfleet's own): read the config files
-/// again; the JSON summary says what applies now, what needs a restart, and why files were
-/// refused (400, with `file:line:column`).
+/// again, and with replicas (PostgreSQL) ask every replica to reload its own; the JSON summary
+/// says what applies now, what needs a restart, and why files were refused (400, with
+/// `file:line:column`), and `replicas` how each replica's reload went.
 async fn reload_config(
     State(state): State<AppState>,
     Caller(me): Caller,
 ) -> Result<Response, HubError> {
     access::check(&state, &me.scopes, &["admin:hub"], &Target::None).await?;
-    let Some(reloader) = state.config_reloader.get().cloned() else {
+    let Some(reloader) = crate::reload::reloader(&state).await else {
         return Err(HubError::Conflict(
             "this hub was not started from config files (`hubfleet serve --config`): nothing to reload"
                 .into(),
         ));
     };
     let summary = reloader.reload(&state).await;
+    // Every replica reloads its own files; the answer says how each went.
+    let summary = crate::reload::forward(&state, summary).await;
     let status = if summary.ok {
         StatusCode::OK
     } else {
