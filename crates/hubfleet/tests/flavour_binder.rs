@@ -731,3 +731,82 @@ async fn returning_visitors_keep_their_temporary_user_and_the_cap_holds() {
     assert_eq!(users.len(), 1, "{users:#?}");
     assert_eq!(users[0]["name"], name.as_str());
 }
+
+/// A build runs with an empty environment but for an allow-list: the hub's secrets (here
+/// `JUPYTERHUB_CRYPT_KEY`, a `HUBFLEET_*` variable and a token of no known prefix) do not
+/// reach `postBuild`, while PATH works, pip's index setting passes and HOME is the build's.
+#[tokio::test(flavor = "multi_thread")]
+async fn builds_get_only_allowed_environment_variables() {
+    let repos = tempfile::tempdir().unwrap();
+    let repo = repos.path().join("envdump");
+    repository(
+        &repo,
+        &[(
+            "postBuild",
+            "env > \"$VIRTUAL_ENV/build-env.txt\"\npython -c 'import sys; print(sys.prefix)' > \"$VIRTUAL_ENV/build-python.txt\"\n",
+        )],
+    );
+    let allowed = format!(
+        "^git/{}",
+        regex_escape(&escape(&repos.path().display().to_string()))
+    );
+    let crypt_key = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    let secrets = [
+        ("JUPYTERHUB_CRYPT_KEY", crypt_key),
+        ("HUBFLEET_BINDER_TEST_SECRET", "hub-secret-7d41"),
+        ("MY_CLOUD_TOKEN", "cloud-token-93be"),
+    ];
+    let mut env = secrets.to_vec();
+    env.push(("PIP_INDEX_URL", "https://pypi.org/simple"));
+    let hub = TestHub::start_with_env(
+        &format!(
+            "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\nbinderhub-service:\n  enabled: true\n  hubfleet:\n    allow_anonymous_launches: true\n    allowed_specs: ['{allowed}']\n"
+        ),
+        "",
+        &common::python_env(),
+        &env,
+    );
+    let launched = events(&hub.url(&format!(
+        "/hub/binder/build/git/{}/main",
+        escape(&repo.display().to_string())
+    )))
+    .await;
+    assert_eq!(
+        launched.last().unwrap()["phase"],
+        "ready",
+        "{launched:#?}\n{}",
+        hub.log()
+    );
+    let environments = hub.data_dir().join("binder/environments");
+    let built = entries(&environments);
+    assert_eq!(built.len(), 1, "{built:?}");
+    let venv = environments.join(&built[0]).join("env");
+    let dumped = std::fs::read_to_string(venv.join("build-env.txt")).unwrap();
+    let vars: std::collections::BTreeMap<&str, &str> =
+        dumped.lines().filter_map(|l| l.split_once('=')).collect();
+    for (name, value) in secrets {
+        assert!(
+            !vars.contains_key(name) && !dumped.contains(value),
+            "{name} reached postBuild:\n{dumped}"
+        );
+    }
+    assert!(!vars.keys().any(|k| k.starts_with("HUBFLEET_")), "{dumped}");
+    assert_eq!(vars.get("PIP_INDEX_URL"), Some(&"https://pypi.org/simple"));
+    let home = vars.get("HOME").expect("HOME is set");
+    assert!(
+        home.contains("/binder/building/"),
+        "HOME is the build's: {home}"
+    );
+    assert!(
+        !Path::new(&environments.join(&built[0]))
+            .join("home")
+            .exists(),
+        "the build's HOME is not kept"
+    );
+    // PATH works: `python` is the environment's own.
+    let python = std::fs::read_to_string(venv.join("build-python.txt")).unwrap();
+    assert!(
+        python.trim().ends_with("/env") && python.contains("/binder/building/"),
+        "{python}"
+    );
+}
