@@ -39,10 +39,10 @@ pub const SUPPORT_CHART_KEYS: &[&str] = &[
 ];
 
 /// basehub keys that only a Kubernetes add-on can honour on the local target: the key whose
-/// truth turns it on, and why.
+/// truth turns it on, and why. (`binderhub-service` is not one: a local hub serves its
+/// launches itself, [`LOCAL_SECTIONS`].)
 pub const KUBERNETES_ADD_ONS: &[(&str, &str)] = &[
     ("dask-gateway.enabled", "Dask Gateway starts schedulers and workers as pods; a local hub has no gateway"),
-    ("binderhub-service.enabled", "BinderHub builds images in pods and pushes them to a registry; a local hub runs the environment it has"),
     ("nfs.enabled", "home directories on an NFS PersistentVolume; on the local target homes are directories under the fleet data directory"),
     ("jupyterhub-home-nfs.enabled", "an in-cluster NFS server on a cloud disk with its quota enforcer; on the local target homes are directories under the fleet data directory"),
     ("inClusterNFS.enabled", "an in-cluster NFS server; on the local target homes are directories under the fleet data directory"),
@@ -50,6 +50,10 @@ pub const KUBERNETES_ADD_ONS: &[(&str, &str)] = &[
     ("userServiceAccount.enabled", "a Kubernetes service account bound to cloud IAM (scratch buckets); local servers run with the account of the user"),
     ("jupyterhub-groups-exporter.enabled", "a Prometheus exporter deployed beside the hub"),
 ];
+
+/// Sections beside `jupyterhub:` in basehub's values that a local hub runs itself: when
+/// enabled, the fleet's local target puts them into the hub's config as they are.
+pub const LOCAL_SECTIONS: &[&str] = &["binderhub-service"];
 
 /// Where a layer comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -294,7 +294,8 @@ fn yaml_map(pairs: Vec<(&str, Value)>) -> Value {
 }
 
 /// The config a local hub runs with: its z2jh values (basehub's `jupyterhub:`) without what the
-/// local hub cannot run, with the `hubfleet:` overlay (listen, data_dir, public_url) and the
+/// local hub cannot run, the enabled sections beside it that a local hub runs itself
+/// (`binderhub-service:`), the `hubfleet:` overlay (listen, data_dir, public_url) and the
 /// `hub-health` service.
 pub fn desired(
     repo: &Repo,
@@ -351,6 +352,21 @@ pub fn desired(
                 "not run on the local target: `{key}`: {}",
                 f.message
             )),
+        }
+    }
+    // basehub's sections beside `jupyterhub:` (for daskhub: under `basehub:` too).
+    let chart_values = jh_path[..jh_path.len() - 1]
+        .iter()
+        .try_fold(&values.merged, |node, p| node.get(*p));
+    for section in hubfleet_fleet::hub::LOCAL_SECTIONS {
+        let Some(found) = chart_values.and_then(|v| v.get(*section)) else {
+            continue;
+        };
+        if found.get("enabled").and_then(Value::as_bool) != Some(true) {
+            continue;
+        }
+        if let Some(map) = z2jh.as_mapping_mut() {
+            map.insert(Value::from(*section), found.clone());
         }
     }
     let hub_dir = dir.hub_dir(&cluster.name, &entry.name);

@@ -19,10 +19,17 @@ struct Fleet {
     repo: PathBuf,
     data: PathBuf,
     proxy_port: u16,
+    hubs: Vec<String>,
 }
 
 impl Fleet {
     fn new() -> Fleet {
+        Fleet::with_hubs(&[("staging", ""), ("prod-a", ""), ("prod-b", "")])
+    }
+
+    /// A cluster `lab` of these hubs, each with its extra top-level values.
+    fn with_hubs(hubs: &[(&str, &str)]) -> Fleet {
+        let names: Vec<&str> = hubs.iter().map(|(name, _)| *name).collect();
         let tmp = tempfile::tempdir().unwrap();
         let repo = tmp.path().join("repo");
         let data = tmp.path().join("fleet-data");
@@ -38,7 +45,7 @@ impl Fleet {
         );
         write(
             &repo.join("config/clusters/lab/cluster.yaml"),
-            &cluster_yaml(&["staging", "prod-a", "prod-b"]),
+            &cluster_yaml(&names),
         );
         let allow_root = if nix::unistd::geteuid().is_root() {
             "      allow_root: true\n"
@@ -52,10 +59,10 @@ impl Fleet {
                 python_env().display()
             ),
         );
-        for hub in ["staging", "prod-a", "prod-b"] {
+        for (hub, extra) in hubs {
             write(
                 &repo.join(format!("config/clusters/lab/{hub}.values.yaml")),
-                &hub_values(hub, ""),
+                &hub_values(hub, extra),
             );
         }
         Fleet {
@@ -63,6 +70,7 @@ impl Fleet {
             repo,
             data,
             proxy_port: free_port(),
+            hubs: names.iter().map(|n| n.to_string()).collect(),
         }
     }
 
@@ -125,7 +133,7 @@ impl Fleet {
     fn client(&self) -> reqwest::Client {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.proxy_port));
         let mut b = reqwest::Client::builder().timeout(Duration::from_secs(30));
-        for hub in ["staging", "prod-a", "prod-b"] {
+        for hub in &self.hubs {
             b = b.resolve(&format!("{hub}.lab.test"), addr);
         }
         b.build().unwrap()
@@ -218,7 +226,7 @@ impl Drop for Fleet {
                 }
             }
         }
-        for hub in ["staging", "prod-a", "prod-b"] {
+        for hub in &self.hubs {
             let path = self.data.join(format!("hubs/lab/{hub}/supervisor.json"));
             if let Ok(text) = std::fs::read_to_string(path) {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
@@ -504,4 +512,54 @@ async fn a_local_fleet_deploys_plans_restarts_only_what_changed_and_removes() {
 
     let out = fleet.ok(&["stop"]);
     assert!(out.contains("front proxy: stopped"), "{out}");
+}
+
+/// A binder hub of the fleet (2i2c's layout: `binderhub-service:` beside `jupyterhub:` in the
+/// hub's values file) runs with that section: its config has it, and the deployed hub answers
+/// BinderHub's launch URLs (a repository outside `allowed_specs` is refused by that rule; a hub
+/// without the section answers 404 there).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fleet_binder_hub_runs_its_binderhub_service_section() {
+    let binder = "binderhub-service:\n  enabled: true\n  networkPolicy:\n    enabled: true\n  config:\n    BinderHub:\n      banned_specs: ['^gh/banned/']\n  hubfleet:\n    allowed_specs: ['^gh/my-org/']\n    allow_anonymous_launches: true\n";
+    let fleet = Fleet::with_hubs(&[("binder", binder), ("plain", "")]);
+    fleet.ok(&["validate"]);
+    let plan = fleet.ok(&["plan"]);
+    assert!(plan.contains("plan: 2 to add"), "{plan}");
+    let out = fleet.deploy();
+    assert!(out.status.success(), "deploy failed");
+    let hub_yaml = std::fs::read_to_string(fleet.data.join("hubs/lab/binder/hub.yaml")).unwrap();
+    let config: serde_yaml_ng::Value = serde_yaml_ng::from_str(&hub_yaml).unwrap();
+    let section = &config["binderhub-service"];
+    assert_eq!(
+        section["enabled"],
+        serde_yaml_ng::Value::Bool(true),
+        "{hub_yaml}"
+    );
+    assert_eq!(
+        section["hubfleet"]["allowed_specs"][0].as_str(),
+        Some("^gh/my-org/"),
+        "{hub_yaml}"
+    );
+    let plain_yaml = std::fs::read_to_string(fleet.data.join("hubs/lab/plain/hub.yaml")).unwrap();
+    assert!(!plain_yaml.contains("binderhub-service"), "{plain_yaml}");
+
+    let client = fleet.client();
+    let launch = |hub: &str, spec: &str| {
+        client
+            .get(fleet.url(hub, &format!("/hub/binder/v2/{spec}")))
+            .send()
+    };
+    let refused = launch("binder", "gh/other-org/repo/main").await.unwrap();
+    assert_eq!(refused.status(), 403);
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("allowed_specs"), "{body}");
+    let banned = launch("binder", "gh/banned/repo/main").await.unwrap();
+    assert_eq!(banned.status(), 403);
+    assert!(banned.text().await.unwrap().contains("banned_specs"));
+    let none = launch("plain", "gh/my-org/repo/main").await.unwrap();
+    assert_eq!(
+        none.status(),
+        404,
+        "a hub without the section launches nothing"
+    );
 }
