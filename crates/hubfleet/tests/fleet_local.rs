@@ -2,7 +2,8 @@
 //! hubs (staging, prod-a, prod-b) deploys on this machine behind one front proxy; `fleet
 //! health` passes on each; changing one hub's values plans and restarts exactly that hub while
 //! the other hubs' users keep their servers; removing a hub stops it and keeps its data; a
-//! staging hub failing its health check blocks production.
+//! staging hub failing its health check blocks production. A binder hub's and a daskhub's
+//! sections beside `jupyterhub:` reach their hubs' configs and run.
 
 mod common;
 
@@ -562,4 +563,55 @@ async fn a_fleet_binder_hub_runs_its_binderhub_service_section() {
         404,
         "a hub without the section launches nothing"
     );
+}
+
+/// A fleet daskhub (`dask-gateway:` beside `jupyterhub:`) runs the gateway: the config has the
+/// section, the Python the chart alone sets in `gateway.extraConfig` (basehub's
+/// `optionHandler`, which needs Kubernetes) is left out with a note while the hub's own is
+/// kept, and the deployed hub's gateway answers through the front proxy. Needs
+/// `HUBFLEET_DASK_ENV` (as `flavour_dask`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fleet_dask_hub_runs_its_gateway() {
+    let dask_env = std::env::var("HUBFLEET_DASK_ENV").expect(
+        "HUBFLEET_DASK_ENV is not set: a venv with scripts/requirements-dask.txt (scripts/test makes .venv-dask)",
+    );
+    let dask = format!(
+        "  hubfleet:\n    local:\n      python_env: {dask_env}\ndask-gateway:\n  enabled: true\n  gateway:\n    extraConfig:\n      10-mine: |\n        c.ClusterConfig.idle_timeout = 1234\n"
+    );
+    let fleet = Fleet::with_hubs(&[("dask", &dask)]);
+    // basehub's defaults, as 2i2c's chart has them: a disabled section with Kubernetes Python.
+    write(
+        &fleet.repo.join("helm-charts/basehub/values.yaml"),
+        "jupyterhub:\n  hub:\n    services:\n      hub-health:\n        admin: true\ndask-gateway:\n  enabled: false\n  gateway:\n    extraConfig:\n      optionHandler: |\n        import os\n        cloud_provider = os.environ['BASEHUB_K8S_DIST']\n",
+    );
+    let render = fleet.ok(&["render", "lab", "dask"]);
+    assert!(
+        render.contains("left out `dask-gateway.gateway.extraConfig.optionHandler`"),
+        "{render}"
+    );
+    let out = fleet.deploy();
+    assert!(out.status.success(), "deploy failed");
+    let hub_yaml = std::fs::read_to_string(fleet.data.join("hubs/lab/dask/hub.yaml")).unwrap();
+    let config: serde_yaml_ng::Value = serde_yaml_ng::from_str(&hub_yaml).unwrap();
+    let extra = &config["dask-gateway"]["gateway"]["extraConfig"];
+    assert!(extra.get("10-mine").is_some(), "{hub_yaml}");
+    assert!(extra.get("optionHandler").is_none(), "{hub_yaml}");
+    let health = fleet
+        .client()
+        .get(fleet.url("dask", "/services/dask-gateway/api/health"))
+        .send()
+        .await
+        .unwrap();
+    let status = health.status();
+    let body = health.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("pass"), "{body}");
+    let generated = std::fs::read_to_string(
+        fleet
+            .data
+            .join("hubs/lab/dask/data/dask-gateway/dask_gateway_config.py"),
+    )
+    .unwrap();
+    assert!(generated.contains("idle_timeout = 1234"), "{generated}");
+    assert!(!generated.contains("BASEHUB_K8S_DIST"), "{generated}");
 }
