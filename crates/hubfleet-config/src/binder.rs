@@ -18,6 +18,10 @@ use crate::HubConfig;
 
 const SECTION: &str = "binderhub-service";
 
+/// Each temporary user has a server running a repository's code on this machine: a few dozen
+/// is what one machine serves, and the cap stops a script from making users without end.
+pub const DEFAULT_MAX_TEMPORARY_USERS: u32 = 20;
+
 /// `binderhub-service:`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(default)]
@@ -87,6 +91,9 @@ pub struct LocalBuilds {
     pub postbuild_timeout: u64,
     /// Disk all built environments together may use (`10G`, `500M`); none: no limit.
     pub environments_disk_limit: Option<String>,
+    /// Temporary users (anonymous visitors) at once; a visitor over it gets a message and
+    /// nothing is made.
+    pub max_temporary_users: u32,
 }
 
 impl Default for LocalBuilds {
@@ -97,6 +104,7 @@ impl Default for LocalBuilds {
             build_timeout: 900,
             postbuild_timeout: 300,
             environments_disk_limit: None,
+            max_temporary_users: DEFAULT_MAX_TEMPORARY_USERS,
         }
     }
 }
@@ -153,6 +161,12 @@ pub(crate) fn check(config: &HubConfig, ctx: &Ctx<'_>, f: &mut Findings) {
             ));
         }
     }
+    if binder.hubfleet.max_temporary_users == 0 {
+        f.error(ctx.at_key(
+            "binderhub-service.hubfleet.max_temporary_users",
+            "must be at least 1: with 0 no visitor could launch (for launches by logged-in users only, set config.BinderHub.auth_enabled: true)",
+        ));
+    }
     if binder.config.binder_hub.concurrent_build_limit == 0 {
         f.error(ctx.at_key(
             "binderhub-service.config.BinderHub.concurrent_build_limit",
@@ -179,13 +193,17 @@ mod tests {
         assert!(b.config.other.contains_key("DockerRegistry"));
         assert!(b.chart.contains_key("networkPolicy"));
         assert_eq!(b.hubfleet.disk_limit_bytes(), Some(2 << 30));
+        assert_eq!(
+            b.hubfleet.max_temporary_users,
+            super::DEFAULT_MAX_TEMPORARY_USERS
+        );
     }
 
     #[test]
     fn bad_patterns_and_sizes_are_located() {
         let report = HubConfig::check(vec![crate::ConfigSource::text(
             "inline.yaml",
-            "binderhub-service:\n  config:\n    BinderHub:\n      banned_specs: ['(']\n  hubfleet:\n    environments_disk_limit: lots\n    build_timout: 3\n",
+            "binderhub-service:\n  config:\n    BinderHub:\n      banned_specs: ['(']\n  hubfleet:\n    environments_disk_limit: lots\n    build_timout: 3\n    max_temporary_users: 0\n",
         )]);
         let err = report
             .errors
@@ -197,5 +215,6 @@ mod tests {
         assert!(err.contains("not a regular expression"), "{err}");
         assert!(err.contains("environments_disk_limit"), "{err}");
         assert!(err.contains("build_timout"), "{err}");
+        assert!(err.contains("max_temporary_users"), "{err}");
     }
 }

@@ -39,10 +39,9 @@ pub const SUPPORT_CHART_KEYS: &[&str] = &[
 ];
 
 /// basehub keys that only a Kubernetes add-on can honour on the local target: the key whose
-/// truth turns it on, and why.
+/// truth turns it on, and why. (`binderhub-service` and `dask-gateway` are not: a local hub
+/// runs them itself, [`LOCAL_SECTIONS`].)
 pub const KUBERNETES_ADD_ONS: &[(&str, &str)] = &[
-    ("dask-gateway.enabled", "Dask Gateway starts schedulers and workers as pods; a local hub has no gateway"),
-    ("binderhub-service.enabled", "BinderHub builds images in pods and pushes them to a registry; a local hub runs the environment it has"),
     ("nfs.enabled", "home directories on an NFS PersistentVolume; on the local target homes are directories under the fleet data directory"),
     ("jupyterhub-home-nfs.enabled", "an in-cluster NFS server on a cloud disk with its quota enforcer; on the local target homes are directories under the fleet data directory"),
     ("inClusterNFS.enabled", "an in-cluster NFS server; on the local target homes are directories under the fleet data directory"),
@@ -50,6 +49,23 @@ pub const KUBERNETES_ADD_ONS: &[(&str, &str)] = &[
     ("userServiceAccount.enabled", "a Kubernetes service account bound to cloud IAM (scratch buckets); local servers run with the account of the user"),
     ("jupyterhub-groups-exporter.enabled", "a Prometheus exporter deployed beside the hub"),
 ];
+
+/// Sections beside `jupyterhub:` in basehub's values that a local hub runs itself: when
+/// enabled, the fleet's local target puts them into the hub's config
+/// (docs/flavours.md).
+pub const LOCAL_SECTIONS: &[&str] = &["binderhub-service", "dask-gateway"];
+
+/// Python of a local section that only the chart's own layers set is the chart's
+/// Kubernetes setup (basehub's `optionHandler` offers cloud instance types through
+/// `KubeClusterConfig` and reads `BASEHUB_K8S_DIST`): the local target leaves those entries
+/// out. The section and the path of its map of entries.
+pub const CHART_ONLY_LEFT_OUT: &[(&str, &[&str])] =
+    &[("dask-gateway", &["gateway", "extraConfig"])];
+
+/// Whether a layer is the chart's own (its defaults or its jsonnet), not the cluster's files.
+pub fn is_chart_layer(layer: &Layer) -> bool {
+    layer.is_chart()
+}
 
 /// Where a layer comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -73,6 +73,7 @@ pub fn binder_settings(config: &HubConfig) -> Result<Option<BinderSettings>> {
         build_timeout: Duration::from_secs(binder.hubfleet.build_timeout),
         postbuild_timeout: Duration::from_secs(binder.hubfleet.postbuild_timeout),
         disk_limit: binder.hubfleet.disk_limit_bytes(),
+        max_temporary_users: binder.hubfleet.max_temporary_users as usize,
     }))
 }
 

@@ -294,7 +294,8 @@ fn yaml_map(pairs: Vec<(&str, Value)>) -> Value {
 }
 
 /// The config a local hub runs with: its z2jh values (basehub's `jupyterhub:`) without what the
-/// local hub cannot run, with the `hubfleet:` overlay (listen, data_dir, public_url) and the
+/// local hub cannot run, the enabled sections beside it that a local hub runs itself
+/// (`binderhub-service:`), the `hubfleet:` overlay (listen, data_dir, public_url) and the
 /// `hub-health` service.
 pub fn desired(
     repo: &Repo,
@@ -351,6 +352,41 @@ pub fn desired(
                 "not run on the local target: `{key}`: {}",
                 f.message
             )),
+        }
+    }
+    // basehub's sections beside `jupyterhub:` (for daskhub: under `basehub:` too).
+    let chart_values = jh_path[..jh_path.len() - 1]
+        .iter()
+        .try_fold(&values.merged, |node, p| node.get(*p));
+    for section in hubfleet_fleet::hub::LOCAL_SECTIONS {
+        let Some(found) = chart_values.and_then(|v| v.get(*section)) else {
+            continue;
+        };
+        if found.get("enabled").and_then(Value::as_bool) != Some(true) {
+            continue;
+        }
+        let mut found = found.clone();
+        let parent = &jh_path[..jh_path.len() - 1];
+        for (of, entries_path) in hubfleet_fleet::hub::CHART_ONLY_LEFT_OUT {
+            if of != section {
+                continue;
+            }
+            let mut full: Vec<&str> = parent.to_vec();
+            full.push(section);
+            full.extend_from_slice(entries_path);
+            for name in chart_only_entries(&values.layers, &found, entries_path, &full) {
+                let mut segs: Vec<&str> = entries_path.to_vec();
+                segs.push(&name);
+                if remove_path(&mut found, &segs) {
+                    notes.push(format!(
+                        "left out `{}.{name}`: the chart's own, for Kubernetes; set it in the hub's files to run it here",
+                        full.join(".")
+                    ));
+                }
+            }
+        }
+        if let Some(map) = z2jh.as_mapping_mut() {
+            map.insert(Value::from(*section), found);
         }
     }
     let hub_dir = dir.hub_dir(&cluster.name, &entry.name);
@@ -434,6 +470,48 @@ pub fn desired(
         port,
         notes,
     })
+}
+
+/// Names of the map at `entries_path` in `section` that no file of the cluster's sets (only
+/// the chart's layers do); `full` is that map's path in the layered values.
+fn chart_only_entries(
+    layers: &[hubfleet_fleet::hub::Layer],
+    section: &Value,
+    entries_path: &[&str],
+    full: &[&str],
+) -> Vec<String> {
+    let Some(entries) = entries_path
+        .iter()
+        .try_fold(section, |node, p| node.get(*p))
+        .and_then(Value::as_mapping)
+    else {
+        return Vec::new();
+    };
+    let set_by_cluster = |name: &str| {
+        layers
+            .iter()
+            .filter(|l| !hubfleet_fleet::hub::is_chart_layer(l))
+            .any(|l| {
+                let Some(rest) = full.strip_prefix(
+                    l.prefix
+                        .iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .as_slice(),
+                ) else {
+                    return false;
+                };
+                rest.iter()
+                    .try_fold(&l.doc, |node, p| node.get(*p))
+                    .is_some_and(|m| m.get(name).is_some())
+            })
+    };
+    entries
+        .keys()
+        .filter_map(Value::as_str)
+        .filter(|name| !set_by_cluster(name))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// What to do with one hub.

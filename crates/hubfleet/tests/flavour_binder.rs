@@ -601,3 +601,212 @@ async fn environments_disk_limit_refuses_a_build() {
     assert!(entries(&hub.data_dir().join("binder/environments")).is_empty());
     assert!(entries(&hub.data_dir().join("binder/building")).is_empty());
 }
+
+/// A visitor who comes back is the same temporary user: the same link again (a reload) opens
+/// the server it started, another repository replaces that server. Over
+/// `max_temporary_users` a new visitor is told so, on the page and in the event stream, and
+/// nothing is made. Users are counted through the REST API.
+#[tokio::test(flavor = "multi_thread")]
+async fn returning_visitors_keep_their_temporary_user_and_the_cap_holds() {
+    let repos = tempfile::tempdir().unwrap();
+    let first_repo = repos.path().join("first");
+    repository(&first_repo, &[("README.md", "The first repository.\n")]);
+    let second_repo = repos.path().join("second");
+    repository(&second_repo, &[("README.md", "The second repository.\n")]);
+    let allowed = format!(
+        "^git/{}",
+        regex_escape(&escape(&repos.path().display().to_string()))
+    );
+    let hub = TestHub::start(&format!(
+        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [admin]\nbinderhub-service:\n  enabled: true\n  hubfleet:\n    allow_anonymous_launches: true\n    allowed_specs: ['{allowed}']\n    max_temporary_users: 1\n"
+    ));
+    let (_, token) = common::admin_token(&hub, None).await;
+    let admin = TokenClient::new(&hub, &token);
+    let temporary_users = || async {
+        let (status, users) = admin.call(Method::GET, "/hub/api/users", None).await;
+        assert_eq!(status, 200, "{users}");
+        users
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| u["name"].as_str().unwrap().starts_with("binder-"))
+            .cloned()
+            .collect::<Vec<serde_json::Value>>()
+    };
+    let spec = |repo: &Path| format!("git/{}/main", escape(&repo.display().to_string()));
+    let visitor = common::Browser::new(&hub);
+    let launch = |browser: &common::Browser, repo: &Path| {
+        let (client, page, stream) = (
+            browser.client.clone(),
+            hub.url(&format!("/hub/binder/v2/{}", spec(repo))),
+            hub.url(&format!("/hub/binder/build/{}", spec(repo))),
+        );
+        async move {
+            let page = client.get(&page).send().await.unwrap();
+            let status = page.status().as_u16();
+            let body = page.text().await.unwrap();
+            (status, body, events_with(&client, &stream).await)
+        }
+    };
+
+    // The first launch makes one temporary user with one server.
+    let (status, body, first) = launch(&visitor, &first_repo).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(first.last().unwrap()["phase"], "ready", "{first:#?}");
+    let users = temporary_users().await;
+    assert_eq!(users.len(), 1, "{users:#?}");
+    let name = users[0]["name"].as_str().unwrap().to_owned();
+    let server = &users[0]["servers"][""];
+    assert_eq!(server["ready"], true, "{server}");
+    let started = server["started"].clone();
+    let mut pids = hub.server_pids(&name);
+    pids.sort();
+    assert!(!pids.is_empty(), "the server runs in the home");
+
+    // A reload: the same user, and the server already running is opened, not started again.
+    let (status, body, again) = launch(&visitor, &first_repo).await;
+    assert_eq!(status, 200, "{body}");
+    let ready = again.last().unwrap();
+    assert_eq!(ready["phase"], "ready", "{again:#?}");
+    assert!(
+        ready["url"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("/user/{name}/")),
+        "{ready}"
+    );
+    assert!(
+        again.iter().any(|e| e["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("already runs this commit")),
+        "{again:#?}"
+    );
+    let users = temporary_users().await;
+    assert_eq!(users.len(), 1, "a reload made another user: {users:#?}");
+    assert_eq!(users[0]["name"], name.as_str());
+    assert_eq!(users[0]["servers"][""]["started"], started, "not restarted");
+    let mut same = hub.server_pids(&name);
+    same.sort();
+    assert_eq!(same, pids, "the same server processes");
+
+    // Another repository: still the same user, whose server now runs the new one.
+    let (status, body, other) = launch(&visitor, &second_repo).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(other.last().unwrap()["phase"], "ready", "{other:#?}");
+    assert!(
+        other
+            .iter()
+            .any(|e| e["message"] == "Stopping your previous binder server\n"),
+        "{other:#?}"
+    );
+    let users = temporary_users().await;
+    assert_eq!(
+        users.len(),
+        1,
+        "another repository made another user: {users:#?}"
+    );
+    assert_eq!(users[0]["name"], name.as_str());
+    let new_pids = hub.server_pids(&name);
+    assert!(!new_pids.is_empty(), "the new server runs");
+    assert!(
+        new_pids.iter().all(|p| !pids.contains(p)),
+        "the old server was stopped: {pids:?} then {new_pids:?}"
+    );
+
+    // A second visitor, over max_temporary_users: 1, is told so and nothing is made.
+    let stranger = common::Browser::new(&hub);
+    let (status, body, refused) = launch(&stranger, &first_repo).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("max_temporary_users"), "{body}");
+    assert_eq!(phases(&refused), ["failed"], "{refused:#?}");
+    assert!(
+        refused[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_temporary_users"),
+        "{refused:#?}"
+    );
+    let users = temporary_users().await;
+    assert_eq!(users.len(), 1, "{users:#?}");
+    assert_eq!(users[0]["name"], name.as_str());
+}
+
+/// A build runs with an empty environment but for an allow-list: the hub's secrets (here
+/// `JUPYTERHUB_CRYPT_KEY`, a `HUBFLEET_*` variable and a token of no known prefix) do not
+/// reach `postBuild`, while PATH works, pip's index setting passes and HOME is the build's.
+#[tokio::test(flavor = "multi_thread")]
+async fn builds_get_only_allowed_environment_variables() {
+    let repos = tempfile::tempdir().unwrap();
+    let repo = repos.path().join("envdump");
+    repository(
+        &repo,
+        &[(
+            "postBuild",
+            "env > \"$VIRTUAL_ENV/build-env.txt\"\npython -c 'import sys; print(sys.prefix)' > \"$VIRTUAL_ENV/build-python.txt\"\n",
+        )],
+    );
+    let allowed = format!(
+        "^git/{}",
+        regex_escape(&escape(&repos.path().display().to_string()))
+    );
+    let crypt_key = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    let secrets = [
+        ("JUPYTERHUB_CRYPT_KEY", crypt_key),
+        ("HUBFLEET_BINDER_TEST_SECRET", "hub-secret-7d41"),
+        ("MY_CLOUD_TOKEN", "cloud-token-93be"),
+    ];
+    let mut env = secrets.to_vec();
+    env.push(("PIP_INDEX_URL", "https://pypi.org/simple"));
+    let hub = TestHub::start_with_env(
+        &format!(
+            "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\nbinderhub-service:\n  enabled: true\n  hubfleet:\n    allow_anonymous_launches: true\n    allowed_specs: ['{allowed}']\n"
+        ),
+        "",
+        &common::python_env(),
+        &env,
+    );
+    let launched = events(&hub.url(&format!(
+        "/hub/binder/build/git/{}/main",
+        escape(&repo.display().to_string())
+    )))
+    .await;
+    assert_eq!(
+        launched.last().unwrap()["phase"],
+        "ready",
+        "{launched:#?}\n{}",
+        hub.log()
+    );
+    let environments = hub.data_dir().join("binder/environments");
+    let built = entries(&environments);
+    assert_eq!(built.len(), 1, "{built:?}");
+    let venv = environments.join(&built[0]).join("env");
+    let dumped = std::fs::read_to_string(venv.join("build-env.txt")).unwrap();
+    let vars: std::collections::BTreeMap<&str, &str> =
+        dumped.lines().filter_map(|l| l.split_once('=')).collect();
+    for (name, value) in secrets {
+        assert!(
+            !vars.contains_key(name) && !dumped.contains(value),
+            "{name} reached postBuild:\n{dumped}"
+        );
+    }
+    assert!(!vars.keys().any(|k| k.starts_with("HUBFLEET_")), "{dumped}");
+    assert_eq!(vars.get("PIP_INDEX_URL"), Some(&"https://pypi.org/simple"));
+    let home = vars.get("HOME").expect("HOME is set");
+    assert!(
+        home.contains("/binder/building/"),
+        "HOME is the build's: {home}"
+    );
+    assert!(
+        !Path::new(&environments.join(&built[0]))
+            .join("home")
+            .exists(),
+        "the build's HOME is not kept"
+    );
+    // PATH works: `python` is the environment's own.
+    let python = std::fs::read_to_string(venv.join("build-python.txt")).unwrap();
+    assert!(
+        python.trim().ends_with("/env") && python.contains("/binder/building/"),
+        "{python}"
+    );
+}

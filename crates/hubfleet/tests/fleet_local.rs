@@ -2,7 +2,8 @@
 //! hubs (staging, prod-a, prod-b) deploys on this machine behind one front proxy; `fleet
 //! health` passes on each; changing one hub's values plans and restarts exactly that hub while
 //! the other hubs' users keep their servers; removing a hub stops it and keeps its data; a
-//! staging hub failing its health check blocks production.
+//! staging hub failing its health check blocks production. A binder hub's and a daskhub's
+//! sections beside `jupyterhub:` reach their hubs' configs and run.
 
 mod common;
 
@@ -19,10 +20,17 @@ struct Fleet {
     repo: PathBuf,
     data: PathBuf,
     proxy_port: u16,
+    hubs: Vec<String>,
 }
 
 impl Fleet {
     fn new() -> Fleet {
+        Fleet::with_hubs(&[("staging", ""), ("prod-a", ""), ("prod-b", "")])
+    }
+
+    /// A cluster `lab` of these hubs, each with its extra top-level values.
+    fn with_hubs(hubs: &[(&str, &str)]) -> Fleet {
+        let names: Vec<&str> = hubs.iter().map(|(name, _)| *name).collect();
         let tmp = tempfile::tempdir().unwrap();
         let repo = tmp.path().join("repo");
         let data = tmp.path().join("fleet-data");
@@ -38,7 +46,7 @@ impl Fleet {
         );
         write(
             &repo.join("config/clusters/lab/cluster.yaml"),
-            &cluster_yaml(&["staging", "prod-a", "prod-b"]),
+            &cluster_yaml(&names),
         );
         let allow_root = if nix::unistd::geteuid().is_root() {
             "      allow_root: true\n"
@@ -52,10 +60,10 @@ impl Fleet {
                 python_env().display()
             ),
         );
-        for hub in ["staging", "prod-a", "prod-b"] {
+        for (hub, extra) in hubs {
             write(
                 &repo.join(format!("config/clusters/lab/{hub}.values.yaml")),
-                &hub_values(hub, ""),
+                &hub_values(hub, extra),
             );
         }
         Fleet {
@@ -63,6 +71,7 @@ impl Fleet {
             repo,
             data,
             proxy_port: free_port(),
+            hubs: names.iter().map(|n| n.to_string()).collect(),
         }
     }
 
@@ -125,7 +134,7 @@ impl Fleet {
     fn client(&self) -> reqwest::Client {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.proxy_port));
         let mut b = reqwest::Client::builder().timeout(Duration::from_secs(30));
-        for hub in ["staging", "prod-a", "prod-b"] {
+        for hub in &self.hubs {
             b = b.resolve(&format!("{hub}.lab.test"), addr);
         }
         b.build().unwrap()
@@ -218,7 +227,7 @@ impl Drop for Fleet {
                 }
             }
         }
-        for hub in ["staging", "prod-a", "prod-b"] {
+        for hub in &self.hubs {
             let path = self.data.join(format!("hubs/lab/{hub}/supervisor.json"));
             if let Ok(text) = std::fs::read_to_string(path) {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
@@ -504,4 +513,105 @@ async fn a_local_fleet_deploys_plans_restarts_only_what_changed_and_removes() {
 
     let out = fleet.ok(&["stop"]);
     assert!(out.contains("front proxy: stopped"), "{out}");
+}
+
+/// A binder hub of the fleet (2i2c's layout: `binderhub-service:` beside `jupyterhub:` in the
+/// hub's values file) runs with that section: its config has it, and the deployed hub answers
+/// BinderHub's launch URLs (a repository outside `allowed_specs` is refused by that rule; a hub
+/// without the section answers 404 there).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fleet_binder_hub_runs_its_binderhub_service_section() {
+    let binder = "binderhub-service:\n  enabled: true\n  networkPolicy:\n    enabled: true\n  config:\n    BinderHub:\n      banned_specs: ['^gh/banned/']\n  hubfleet:\n    allowed_specs: ['^gh/my-org/']\n    allow_anonymous_launches: true\n";
+    let fleet = Fleet::with_hubs(&[("binder", binder), ("plain", "")]);
+    fleet.ok(&["validate"]);
+    let plan = fleet.ok(&["plan"]);
+    assert!(plan.contains("plan: 2 to add"), "{plan}");
+    let out = fleet.deploy();
+    assert!(out.status.success(), "deploy failed");
+    let hub_yaml = std::fs::read_to_string(fleet.data.join("hubs/lab/binder/hub.yaml")).unwrap();
+    let config: serde_yaml_ng::Value = serde_yaml_ng::from_str(&hub_yaml).unwrap();
+    let section = &config["binderhub-service"];
+    assert_eq!(
+        section["enabled"],
+        serde_yaml_ng::Value::Bool(true),
+        "{hub_yaml}"
+    );
+    assert_eq!(
+        section["hubfleet"]["allowed_specs"][0].as_str(),
+        Some("^gh/my-org/"),
+        "{hub_yaml}"
+    );
+    let plain_yaml = std::fs::read_to_string(fleet.data.join("hubs/lab/plain/hub.yaml")).unwrap();
+    assert!(!plain_yaml.contains("binderhub-service"), "{plain_yaml}");
+
+    let client = fleet.client();
+    let launch = |hub: &str, spec: &str| {
+        client
+            .get(fleet.url(hub, &format!("/hub/binder/v2/{spec}")))
+            .send()
+    };
+    let refused = launch("binder", "gh/other-org/repo/main").await.unwrap();
+    assert_eq!(refused.status(), 403);
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("allowed_specs"), "{body}");
+    let banned = launch("binder", "gh/banned/repo/main").await.unwrap();
+    assert_eq!(banned.status(), 403);
+    assert!(banned.text().await.unwrap().contains("banned_specs"));
+    let none = launch("plain", "gh/my-org/repo/main").await.unwrap();
+    assert_eq!(
+        none.status(),
+        404,
+        "a hub without the section launches nothing"
+    );
+}
+
+/// A fleet daskhub (`dask-gateway:` beside `jupyterhub:`) runs the gateway: the config has the
+/// section, the Python the chart alone sets in `gateway.extraConfig` (basehub's
+/// `optionHandler`, which needs Kubernetes) is left out with a note while the hub's own is
+/// kept, and the deployed hub's gateway answers through the front proxy. Needs
+/// `HUBFLEET_DASK_ENV` (as `flavour_dask`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fleet_dask_hub_runs_its_gateway() {
+    let dask_env = std::env::var("HUBFLEET_DASK_ENV").expect(
+        "HUBFLEET_DASK_ENV is not set: a venv with scripts/requirements-dask.txt (scripts/test makes .venv-dask)",
+    );
+    let dask = format!(
+        "  hubfleet:\n    local:\n      python_env: {dask_env}\ndask-gateway:\n  enabled: true\n  gateway:\n    extraConfig:\n      10-mine: |\n        c.ClusterConfig.idle_timeout = 1234\n"
+    );
+    let fleet = Fleet::with_hubs(&[("dask", &dask)]);
+    // basehub's defaults, as 2i2c's chart has them: a disabled section with Kubernetes Python.
+    write(
+        &fleet.repo.join("helm-charts/basehub/values.yaml"),
+        "jupyterhub:\n  hub:\n    services:\n      hub-health:\n        admin: true\ndask-gateway:\n  enabled: false\n  gateway:\n    extraConfig:\n      optionHandler: |\n        import os\n        cloud_provider = os.environ['BASEHUB_K8S_DIST']\n",
+    );
+    let render = fleet.ok(&["render", "lab", "dask"]);
+    assert!(
+        render.contains("left out `dask-gateway.gateway.extraConfig.optionHandler`"),
+        "{render}"
+    );
+    let out = fleet.deploy();
+    assert!(out.status.success(), "deploy failed");
+    let hub_yaml = std::fs::read_to_string(fleet.data.join("hubs/lab/dask/hub.yaml")).unwrap();
+    let config: serde_yaml_ng::Value = serde_yaml_ng::from_str(&hub_yaml).unwrap();
+    let extra = &config["dask-gateway"]["gateway"]["extraConfig"];
+    assert!(extra.get("10-mine").is_some(), "{hub_yaml}");
+    assert!(extra.get("optionHandler").is_none(), "{hub_yaml}");
+    let health = fleet
+        .client()
+        .get(fleet.url("dask", "/services/dask-gateway/api/health"))
+        .send()
+        .await
+        .unwrap();
+    let status = health.status();
+    let body = health.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("pass"), "{body}");
+    let generated = std::fs::read_to_string(
+        fleet
+            .data
+            .join("hubs/lab/dask/data/dask-gateway/dask_gateway_config.py"),
+    )
+    .unwrap();
+    assert!(generated.contains("idle_timeout = 1234"), "{generated}");
+    assert!(!generated.contains("BASEHUB_K8S_DIST"), "{generated}");
 }

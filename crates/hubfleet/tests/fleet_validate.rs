@@ -64,9 +64,16 @@ fn the_fixture_is_valid_and_only_encrypted_files_and_add_ons_are_reported() {
     );
     // Keys only an add-on honours on the local target, with the file and line that set them.
     assert!(
-        out.contains("needs kubernetes add-on: dask-gateway.enabled: Dask Gateway"),
+        out.contains("needs kubernetes add-on: nfs.enabled: home directories"),
         "{out}"
     );
+    // A local hub runs Dask Gateway and Binder launches itself: not add-ons.
+    for key in ["dask-gateway.enabled", "binderhub-service.enabled"] {
+        assert!(
+            !out.contains(&format!("needs kubernetes add-on: {key}")),
+            "{out}"
+        );
+    }
     assert!(out.contains("files of the support chart"), "{out}");
 }
 

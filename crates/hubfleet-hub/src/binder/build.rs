@@ -66,7 +66,7 @@ impl Builder {
                 format!("Resolving {} in {}\n", spec.git_ref, spec.url),
             ))
             .ok();
-        let commit = resolve_ref(spec).await?;
+        let commit = resolve_ref(spec, &self.settings.building_dir()).await?;
         events
             .send(BinderEvent::new(
                 "fetching",
@@ -169,26 +169,71 @@ pub fn is_built(dir: &Path) -> bool {
     dir.join("env/bin/python").exists() && dir.join("repo").is_dir()
 }
 
-fn git() -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new("git");
-    // Never ask for a password, and only transports that fetch.
-    cmd.env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_ALLOW_PROTOCOL", "https:http:git:file")
-        .env("GIT_PROTOCOL_FROM_USER", "0")
+/// Variables of the hub's environment a build keeps: what programs need to run and to find
+/// text encodings, and the package index, proxy and certificate settings operators give pip.
+/// Everything else (`HUBFLEET_*`, `JUPYTERHUB_*`, crypt keys, tokens, cloud credentials) stays
+/// out of a repository's `setup.py` and `postBuild`. `LC_*` are kept too.
+pub const BUILD_ENV_ALLOWED: &[&str] = &[
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "TMPDIR",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_TRUSTED_HOST",
+    "PIP_CERT",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+];
+
+/// A command of a build: an empty environment but for [`BUILD_ENV_ALLOWED`] (as the hub has
+/// them) and `HOME`.
+fn build_command(program: impl AsRef<std::ffi::OsStr>, home: &Path) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.env_clear();
+    for (name, value) in std::env::vars_os() {
+        let keep = name
+            .to_str()
+            .is_some_and(|name| BUILD_ENV_ALLOWED.contains(&name) || name.starts_with("LC_"));
+        if keep {
+            cmd.env(name, value);
+        }
+    }
+    if std::env::var_os("PATH").is_none() {
+        cmd.env("PATH", hubfleet_spawn::SYSTEM_PATH);
+    }
+    cmd.env("HOME", home)
         .stdin(Stdio::null())
         .kill_on_drop(true);
     cmd
 }
 
-/// The commit a ref names (`git ls-remote`); a full commit id is taken as it is.
-pub async fn resolve_ref(spec: &RepoSpec) -> Result<String, String> {
+fn git(home: &Path) -> tokio::process::Command {
+    let mut cmd = build_command("git", home);
+    // Never ask for a password, and only transports that fetch.
+    cmd.env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ALLOW_PROTOCOL", "https:http:git:file")
+        .env("GIT_PROTOCOL_FROM_USER", "0");
+    cmd
+}
+
+/// The commit a ref names (`git ls-remote`, with `home` as its `HOME`); a full commit id is
+/// taken as it is.
+pub async fn resolve_ref(spec: &RepoSpec, home: &Path) -> Result<String, String> {
     let r = spec.git_ref.as_str();
     if r.len() == 40 && r.chars().all(|c| c.is_ascii_hexdigit()) {
         return Ok(r.to_ascii_lowercase());
     }
     let output = tokio::time::timeout(
         Duration::from_secs(60),
-        git().args(["ls-remote", "--", &spec.url, r]).output(),
+        git(home).args(["ls-remote", "--", &spec.url, r]).output(),
     )
     .await
     .map_err(|_| format!("`git ls-remote {}` did not answer within 60 s", spec.url))?
@@ -236,6 +281,12 @@ async fn build_into(
         .await
         .map_err(|e| io(&format!("creating {}", work.display()), e))?;
     let repo = work.join("repo");
+    // The build's HOME: its own, so nothing reads the hub's dotfiles; removed before the
+    // environment is moved into place.
+    let home = work.join("home");
+    tokio::fs::create_dir_all(&home)
+        .await
+        .map_err(|e| io(&format!("creating {}", home.display()), e))?;
     let mut log = String::new();
     let say = |line: String, log: &mut String| {
         log.push_str(&line);
@@ -248,7 +299,7 @@ async fn build_into(
         ))
         .ok();
     run_logged(
-        git()
+        git(&home)
             .args(["clone", "--quiet", "--no-checkout", "--"])
             .arg(&spec.url)
             .arg(&repo),
@@ -258,7 +309,7 @@ async fn build_into(
     )
     .await?;
     run_logged(
-        git()
+        git(&home)
             .arg("-C")
             .arg(&repo)
             .args(["checkout", "--quiet", commit]),
@@ -303,7 +354,7 @@ async fn build_into(
         &mut log,
     );
     run_logged(
-        tokio::process::Command::new(settings.base_env.join("bin/python"))
+        build_command(settings.base_env.join("bin/python"), &home)
             .args(["-m", "venv", "--without-pip"])
             .arg(&env),
         "building",
@@ -321,7 +372,7 @@ async fn build_into(
     .map_err(|e| io("writing the base environment's .pth", e))?;
     let python = env.join("bin/python");
     let pip = |args: &[&str]| {
-        let mut cmd = tokio::process::Command::new(&python);
+        let mut cmd = build_command(&python, &home);
         cmd.args([
             "-m",
             "pip",
@@ -333,9 +384,9 @@ async fn build_into(
         .args(args)
         .current_dir(&binder_dir)
         .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
-        .env("VIRTUAL_ENV", &env)
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+        // The build's HOME goes when it ends: a cache there would only take disk meanwhile.
+        .env("PIP_NO_CACHE_DIR", "1")
+        .env("VIRTUAL_ENV", &env);
         cmd
     };
     let mut installed = false;
@@ -376,13 +427,11 @@ async fn build_into(
             ),
             &mut log,
         );
-        let mut cmd = tokio::process::Command::new("/bin/sh");
+        let mut cmd = build_command("/bin/sh", &home);
         cmd.arg(&post_build)
             .current_dir(&repo)
             .env("PATH", crate::profiles::server_path(Some(&env)))
-            .env("VIRTUAL_ENV", &env)
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
+            .env("VIRTUAL_ENV", &env);
         match tokio::time::timeout(
             settings.postbuild_timeout,
             run_logged(&mut cmd, "building", events, &mut log),
@@ -398,6 +447,9 @@ async fn build_into(
             }
         }
     }
+    tokio::fs::remove_dir_all(&home)
+        .await
+        .map_err(|e| io(&format!("removing {}", home.display()), e))?;
     if let Some(limit) = settings.disk_limit {
         let this = disk_use(work.to_path_buf()).await;
         let others = disk_use(settings.environments_dir()).await;

@@ -55,6 +55,8 @@ pub struct BinderSettings {
     pub build_timeout: Duration,
     pub postbuild_timeout: Duration,
     pub disk_limit: Option<u64>,
+    /// Temporary users at once (`binderhub-service.hubfleet.max_temporary_users`).
+    pub max_temporary_users: usize,
 }
 
 impl BinderSettings {
@@ -78,6 +80,9 @@ pub struct Binder {
     pub builder: build::Builder,
     /// Users with a launch under way (a build can take minutes): not deleted meanwhile.
     launching: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
+    /// Held while counting temporary users and making one, so two visitors at once cannot
+    /// both take the last place.
+    making_temporary: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Takes a user out of [`Binder::launching`] when the launch ends, however it ends.
@@ -96,6 +101,7 @@ impl Binder {
             builder: build::Builder::new(settings.clone()),
             settings,
             launching: Arc::default(),
+            making_temporary: Arc::default(),
         }
     }
 }
@@ -224,11 +230,14 @@ async fn launch_page(
             ));
         }
     }
-    let me = identity::page_user(&state, &headers).await?;
     let mut cookies = Vec::new();
-    let user = match me {
-        Some(me) if !is_temporary(&me.user.name) => me.user,
-        _ if binder.settings.auth_enabled => {
+    let user = match visitor(&state, binder, &headers).await? {
+        Visitor::Known(user) => user,
+        Visitor::New(user, set) => {
+            cookies = set;
+            user
+        }
+        Visitor::MustLogIn => {
             let next = state.settings().with_base(&format!(
                 "{}{}",
                 uri.path(),
@@ -236,11 +245,14 @@ async fn launch_page(
             ));
             return Ok(crate::pages::login_redirect(&next));
         }
-        // A new temporary user for each launch: the previous one's server runs its own repo.
-        _ => {
-            let (user, set) = temporary_user(&state).await?;
-            cookies = set;
-            user
+        Visitor::Full(message) => {
+            return Ok(error_page(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "This hub is full",
+                &message,
+                None,
+            ))
         }
     };
     let build_url = state
@@ -270,8 +282,68 @@ fn is_temporary(name: &str) -> bool {
         .is_some_and(|rest| rest.len() == 16 && rest.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
-/// A new temporary user, logged in: the user and the login cookies.
-async fn temporary_user(state: &AppState) -> Result<(User, Vec<HeaderValue>), HubError> {
+/// Who a launch is for.
+enum Visitor {
+    /// A logged-in user, or the temporary user this browser already has (its cookie).
+    Known(User),
+    /// A temporary user made for this visitor, and the cookies that log the browser in.
+    New(User, Vec<HeaderValue>),
+    /// `auth_enabled`, and the visitor is not logged in as a user of the hub.
+    MustLogIn,
+    /// As many temporary users as `max_temporary_users` allows exist: why nothing was made.
+    Full(String),
+}
+
+/// The user a request launches as. A temporary user who comes back (a reload, another link)
+/// is the same user, so reloading cannot make users and servers without end.
+async fn visitor(
+    state: &AppState,
+    binder: &Binder,
+    headers: &HeaderMap,
+) -> Result<Visitor, HubError> {
+    let me = identity::page_user(state, headers).await?;
+    Ok(match me {
+        Some(me) if !is_temporary(&me.user.name) => Visitor::Known(me.user),
+        _ if binder.settings.auth_enabled => Visitor::MustLogIn,
+        Some(me) => Visitor::Known(me.user),
+        None => match temporary_user(state, binder).await? {
+            Ok((user, cookies)) => Visitor::New(user, cookies),
+            Err(message) => Visitor::Full(message),
+        },
+    })
+}
+
+/// Temporary users that exist (running, launching, or stopped and not yet deleted).
+async fn temporary_users(state: &AppState, cap: usize) -> Result<usize, HubError> {
+    let query = hubfleet_store::UserQuery {
+        name_filter: Some(TEMPORARY_PREFIX.to_owned()),
+        // `name_filter` matches anywhere in the name: leave room for other names with it.
+        limit: (cap as i64).saturating_mul(4).max(1000),
+        ..Default::default()
+    };
+    let (users, _) = state.store.query_users(&query).await?;
+    Ok(users.iter().filter(|u| is_temporary(&u.name)).count())
+}
+
+/// A new temporary user, logged in (the user and the login cookies), or, when there are
+/// `max_temporary_users` already, why none was made.
+async fn temporary_user(
+    state: &AppState,
+    binder: &Binder,
+) -> Result<Result<(User, Vec<HeaderValue>), String>, HubError> {
+    let _making = binder.making_temporary.lock().await;
+    let cap = binder.settings.max_temporary_users;
+    let existing = temporary_users(state, cap).await?;
+    if existing >= cap {
+        tracing::warn!(
+            existing,
+            cap,
+            "binder launch refused: too many temporary users"
+        );
+        return Ok(Err(format!(
+            "This hub has as many visitors launching repositories as it allows ({cap}, binderhub-service.hubfleet.max_temporary_users). Try again in a few minutes: servers that are left idle are stopped and their places freed."
+        )));
+    }
     let name = format!(
         "{TEMPORARY_PREFIX}{}",
         &hex::encode(rand::random::<[u8; 8]>())
@@ -287,13 +359,13 @@ async fn temporary_user(state: &AppState) -> Result<(User, Vec<HeaderValue>), Hu
         .await?;
     tracing::info!(user = %name, "temporary binder user created");
     let cookies = state.settings().cookies();
-    Ok((
+    Ok(Ok((
         user,
         vec![
             cookies.set(identity::LOGIN_COOKIE, &secret, "/hub/", Some(86400)),
             cookies.set(identity::SESSION_COOKIE, &session_id, "/", None),
         ],
-    ))
+    )))
 }
 
 async fn event_stream(
@@ -311,20 +383,22 @@ async fn event_stream(
             tx.send(BinderEvent::failed(&message)).ok();
         }
         Ok(spec) => {
-            let me = identity::page_user(&state, &headers).await?;
-            let user = match me {
-                Some(me) => Some(me.user),
-                None if binder.settings.auth_enabled => {
+            let user = match visitor(&state, &binder, &headers).await? {
+                Visitor::Known(user) => Some(user),
+                Visitor::New(user, set) => {
+                    cookies = set;
+                    Some(user)
+                }
+                Visitor::MustLogIn => {
                     tx.send(BinderEvent::failed(
                         "this hub launches repositories for logged-in users: log in first",
                     ))
                     .ok();
                     None
                 }
-                None => {
-                    let (user, set) = temporary_user(&state).await?;
-                    cookies = set;
-                    Some(user)
+                Visitor::Full(message) => {
+                    tx.send(BinderEvent::failed(&message)).ok();
+                    None
                 }
             };
             if let Some(user) = user {
@@ -382,19 +456,55 @@ async fn launch(
         LOGGED_IN_SERVER
     };
     let db = |e: hubfleet_store::StoreError| format!("the hub's database: {e}");
+    let existing = state.store.server(user.id, server_name).await.map_err(db)?;
+    let running_this = existing.as_ref().is_some_and(|server| {
+        matches!(server.phase, Phase::Ready | Phase::Starting)
+            && runs_launch(&server.user_options, &spec.url, &built.commit)
+    });
+    if running_this {
+        // A reload, or the same link again: the server it started is the one to open.
+        tx.send(BinderEvent::new(
+            "launching",
+            "Your server already runs this commit: opening it\n",
+        ))
+        .ok();
+    } else {
+        start_server(state, spec, user, server_name, &built, existing, tx).await?;
+    }
+    send_ready(state, spec, user, server_name, built, tx).await
+}
+
+/// Whether a server's `user_options` are a launch of `url` at `commit`.
+fn runs_launch(user_options: &serde_json::Value, url: &str, commit: &str) -> bool {
+    user_options
+        .get("binder")
+        .and_then(|o| serde_json::from_value::<LaunchOptions>(o.clone()).ok())
+        .is_some_and(|o| o.repo_url == url && o.commit == commit)
+}
+
+/// Start `server_name` in the built environment; a server of another launch is stopped first
+/// (a user has one binder server, running the last repository they launched).
+async fn start_server(
+    state: &AppState,
+    spec: &RepoSpec,
+    user: &User,
+    server_name: &str,
+    built: &build::Built,
+    existing: Option<hubfleet_store::Server>,
+    tx: &mpsc::UnboundedSender<BinderEvent>,
+) -> Result<(), String> {
+    let db = |e: hubfleet_store::StoreError| format!("the hub's database: {e}");
     let lifecycle = &state.lifecycle;
-    if let Some(server) = state.store.server(user.id, server_name).await.map_err(db)? {
-        if server.phase != Phase::Stopped {
-            tx.send(BinderEvent::new(
-                "launching",
-                "Stopping your previous binder server\n",
-            ))
-            .ok();
-            lifecycle
-                .stop(user, server_name)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
+    if existing.is_some_and(|server| server.phase != Phase::Stopped) {
+        tx.send(BinderEvent::new(
+            "launching",
+            "Stopping your previous binder server\n",
+        ))
+        .ok();
+        lifecycle
+            .stop(user, server_name)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     let server = state
         .store
@@ -445,6 +555,20 @@ async fn launch(
             }
         }
     }
+    Ok(())
+}
+
+/// Wait for the server to be ready, then send `ready` with its URL and a token for it.
+async fn send_ready(
+    state: &AppState,
+    spec: &RepoSpec,
+    user: &User,
+    server_name: &str,
+    built: build::Built,
+    tx: &mpsc::UnboundedSender<BinderEvent>,
+) -> Result<(), String> {
+    let db = |e: hubfleet_store::StoreError| format!("the hub's database: {e}");
+    let lifecycle = &state.lifecycle;
     let start = lifecycle
         .wait_ready(&user.name, server_name, state.settings().start_timeout)
         .await;
