@@ -788,4 +788,55 @@ async fn builds_survive_a_restart_and_old_build_directories_go() {
     assert_ne!(again["id"], running["id"], "{again}");
     assert_eq!(build_finished(&admin, "stats").await["state"], "succeeded");
     assert_eq!(build_dirs(&hub, "stats").len(), 2);
+
+    // A running server's build directory stays, whatever builds come after, until it stops.
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/hub/api/environments/profiles",
+            Some(json!({"data": {"display_name": "Stats", "kubespawner_override": {"image": "stats"}}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = admin.call(Method::POST, "/hub/api/users/ada", None).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/hub/api/users/ada/server",
+            Some(json!({"profile": "stats"})),
+        )
+        .await;
+    assert!(status == 201 || status == 202, "{status} {body}");
+    let model = admin.wait_ready("ada", Duration::from_secs(60)).await;
+    assert!(!model["server"].is_null(), "{model}");
+    let (_, list) = admin.call(Method::GET, "/hub/api/environments", None).await;
+    let in_use = name_of(list["environments"][0]["data"]["path"].as_str().unwrap());
+    for _ in 0..2 {
+        build(&admin, "stats", "six").await;
+        let built = build_finished(&admin, "stats").await;
+        assert_eq!(built["state"], "succeeded", "{built}");
+    }
+    let on_disk = build_dirs(&hub, "stats");
+    assert_eq!(on_disk.len(), 3, "{on_disk:?}");
+    assert!(on_disk.contains(&in_use), "{on_disk:?}");
+    let built = build_finished(&admin, "stats").await;
+    let log = built["log"].as_str().unwrap();
+    assert!(
+        log.contains(&format!(
+            "kept old build directories that running servers use: {in_use}"
+        )),
+        "{log}"
+    );
+    let (status, body) = admin
+        .call(Method::DELETE, "/hub/api/users/ada/server", None)
+        .await;
+    assert!(status == 202 || status == 204, "{status} {body}");
+    let model = admin.wait_ready("ada", Duration::from_secs(60)).await;
+    assert!(model["server"].is_null(), "{model}");
+    build(&admin, "stats", "six").await;
+    assert_eq!(build_finished(&admin, "stats").await["state"], "succeeded");
+    let on_disk = build_dirs(&hub, "stats");
+    assert_eq!(on_disk.len(), 2, "{on_disk:?}");
+    assert!(!on_disk.contains(&in_use), "{on_disk:?}");
 }
