@@ -94,6 +94,9 @@ pub struct LocalBuilds {
     /// Temporary users (anonymous visitors) at once; a visitor over it gets a message and
     /// nothing is made.
     pub max_temporary_users: u32,
+    /// An unprivileged Unix account builds run as, on a hub running as root (required with
+    /// `system_users`).
+    pub build_user: Option<String>,
 }
 
 impl Default for LocalBuilds {
@@ -105,6 +108,7 @@ impl Default for LocalBuilds {
             postbuild_timeout: 300,
             environments_disk_limit: None,
             max_temporary_users: DEFAULT_MAX_TEMPORARY_USERS,
+            build_user: None,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use hubfleet_config::{HubConfig, SpawnerKind};
 use hubfleet_hub::binder::spec::SpecRules;
-use hubfleet_hub::binder::BinderSettings;
+use hubfleet_hub::binder::{BinderSettings, BuildAccount};
 
 pub fn binder_settings(config: &HubConfig) -> Result<Option<BinderSettings>> {
     let binder = &config.binderhub_service;
@@ -34,13 +34,24 @@ pub fn binder_settings(config: &HubConfig) -> Result<Option<BinderSettings>> {
         );
     }
     let traits = &binder.config.binder_hub;
-    // Builds run a repository's own code (setup.py, build backends, postBuild) as the hub's
-    // account, with no container around them as upstream has.
-    if config.hubfleet.local.system_users && nix::unistd::geteuid().is_root() {
+    // Builds run a repository's own code (setup.py, build backends, postBuild), with no
+    // container around them as upstream has: on a root hub, as an unprivileged account.
+    let root = nix::unistd::geteuid().is_root();
+    let build_account = match &binder.hubfleet.build_user {
+        Some(name) if !root => bail!(
+            "binderhub-service.hubfleet.build_user ({name}): only a hub running as root can run \
+             builds as another account; this one runs them as its own. Remove the key, or run \
+             the hub as root (with hubfleet.local.system_users)"
+        ),
+        Some(name) => Some(build_account(name)?),
+        None => None,
+    };
+    if config.hubfleet.local.system_users && root && build_account.is_none() {
         bail!(
-            "binderhub-service.enabled with hubfleet.local.system_users: builds run as the hub's \
-             account, here root, so a repository's setup.py or postBuild would run as root. \
-             Binder builds are not supported with system_users yet: run the binder hub as an \
+            "binderhub-service.enabled with hubfleet.local.system_users: the hub runs as root, \
+             and builds run a repository's setup.py and postBuild. Name an unprivileged account \
+             for them in binderhub-service.hubfleet.build_user (made e.g. with `useradd \
+             --system --no-create-home hubfleet-build`), or run the binder hub as an \
              unprivileged account without system_users (docs/flavours.md#binder-style-hub)"
         );
     }
@@ -74,7 +85,29 @@ pub fn binder_settings(config: &HubConfig) -> Result<Option<BinderSettings>> {
         postbuild_timeout: Duration::from_secs(binder.hubfleet.postbuild_timeout),
         disk_limit: binder.hubfleet.disk_limit_bytes(),
         max_temporary_users: binder.hubfleet.max_temporary_users as usize,
+        build_account,
     }))
+}
+
+/// `build_user`'s account: it must exist and not be root.
+fn build_account(name: &str) -> Result<BuildAccount> {
+    let user = nix::unistd::User::from_name(name)
+        .map_err(|e| anyhow::anyhow!("binderhub-service.hubfleet.build_user: looking up {name}: {e}"))?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "binderhub-service.hubfleet.build_user: there is no account `{name}` on this machine; make one for builds (e.g. `useradd --system --no-create-home {name}`)"
+            )
+        })?;
+    if user.uid.is_root() || user.gid.as_raw() == 0 {
+        bail!(
+            "binderhub-service.hubfleet.build_user: `{name}` is root or in root's group, which is what it is there to avoid; name an unprivileged account"
+        );
+    }
+    Ok(BuildAccount {
+        name: name.to_owned(),
+        uid: user.uid.as_raw(),
+        gid: user.gid.as_raw(),
+    })
 }
 
 /// The notes `render k8s` prints for a `binderhub-service:` section, and the values the

@@ -810,3 +810,167 @@ async fn builds_get_only_allowed_environment_variables() {
         "{python}"
     );
 }
+
+/// A Unix account made for the test, deleted when dropped.
+struct TestAccount(String);
+
+impl TestAccount {
+    fn new(name: &str) -> TestAccount {
+        let _ = Command::new("userdel").arg(name).output();
+        let made = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+            ])
+            .arg(name)
+            .status()
+            .expect("useradd is needed");
+        assert!(made.success(), "useradd {name} failed");
+        TestAccount(name.to_owned())
+    }
+
+    fn uid(&self) -> u32 {
+        nix::unistd::User::from_name(&self.0)
+            .unwrap()
+            .unwrap()
+            .uid
+            .as_raw()
+    }
+}
+
+impl Drop for TestAccount {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.0).output();
+    }
+}
+
+/// A venv of the system's Python that every account can run, borrowing the packages of the
+/// test environment (jupyterhub, JupyterLab): the same Python minor version, so the same ABI.
+fn system_base_env(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let test_env = common::python_env();
+    let base = dir.join("system-base");
+    let made = Command::new("/usr/bin/python3")
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&base)
+        .status()
+        .expect("/usr/bin/python3 is needed");
+    assert!(made.success());
+    let lib = std::fs::read_dir(base.join("lib"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .file_name();
+    let site = base.join("lib").join(&lib).join("site-packages");
+    let borrowed = test_env.join("lib").join(&lib).join("site-packages");
+    assert!(
+        borrowed.is_dir(),
+        "{} has no {}: the test environment's Python is not the system's minor version",
+        test_env.display(),
+        borrowed.display()
+    );
+    std::fs::remove_dir_all(&site).unwrap();
+    std::os::unix::fs::symlink(&borrowed, &site).unwrap();
+    for shared in ["share", "etc"] {
+        std::os::unix::fs::symlink(test_env.join(shared), base.join(shared)).unwrap();
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    base
+}
+
+/// On a root hub with `system_users`, builds run as `build_user` (an unprivileged account, not
+/// root), what they keep is root's (a later build cannot change it), and the launched server
+/// runs as the user's own account.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_system_users_builds_run_as_the_build_account() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "system users need root (CI runs the tests as root)"
+    );
+    let pid = std::process::id();
+    let user = format!("bind{pid}");
+    let _accounts = common::fresh_system_accounts(&[&user]);
+    let builder = TestAccount::new(&format!("hfbuild{pid}"));
+    let repos = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(repos.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let repo = repos.path().join("whoami");
+    repository(
+        &repo,
+        &[(
+            "postBuild",
+            "id -u > \"$VIRTUAL_ENV/build-uid.txt\"\necho built > \"$HOME/dotfile\"\n",
+        )],
+    );
+    let base = system_base_env(&repos.path().join("base"));
+    let allowed = format!(
+        "^git/{}",
+        regex_escape(&escape(&repos.path().display().to_string()))
+    );
+    let hub = TestHub::start_with(
+        &format!(
+            "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\nbinderhub-service:\n  enabled: true\n  config:\n    BinderHub:\n      auth_enabled: true\n  hubfleet:\n    allowed_specs: ['{allowed}']\n    build_user: {}\n",
+            builder.0
+        ),
+        "    system_users: true\n",
+        &base,
+    );
+    // The accounts reach their homes and the environments through the test's directory.
+    std::fs::set_permissions(hub.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let browser = common::Browser::new(&hub);
+    browser.login(&user, "x").await;
+    let launched = events_with(
+        &browser.client,
+        &hub.url(&format!(
+            "/hub/binder/build/git/{}/main",
+            escape(&repo.display().to_string())
+        )),
+    )
+    .await;
+    let log = hub.log();
+    assert_eq!(
+        launched.last().unwrap()["phase"],
+        "ready",
+        "{launched:#?}\n{}",
+        &log[log.len().saturating_sub(6000)..]
+    );
+    let environments = hub.data_dir().join("binder/environments");
+    let built = entries(&environments);
+    assert_eq!(built.len(), 1, "{built:?}");
+    let kept = environments.join(&built[0]);
+    let uid = std::fs::read_to_string(kept.join("env/build-uid.txt")).unwrap();
+    assert_eq!(
+        uid.trim(),
+        builder.uid().to_string(),
+        "postBuild ran as the build account"
+    );
+    for path in [
+        kept.clone(),
+        kept.join("env/build-uid.txt"),
+        kept.join("repo"),
+    ] {
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().uid(),
+            0,
+            "{} is root's",
+            path.display()
+        );
+    }
+    let account = nix::unistd::User::from_name(&format!("jupyter-{user}"))
+        .unwrap()
+        .expect("the hub made the user's account");
+    let pids = hub.server_pids(&user);
+    assert!(!pids.is_empty(), "the server runs");
+    for pid in pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let real_uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap();
+        assert_eq!(real_uid, account.uid.as_raw().to_string(), "{status}");
+    }
+}

@@ -22,7 +22,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{mpsc, Semaphore};
 
 use super::spec::RepoSpec;
-use super::{BinderEvent, BinderSettings};
+use super::{BinderEvent, BinderSettings, BuildAccount};
 
 /// The built environments of a hub, and what builds them.
 #[derive(Clone)]
@@ -66,7 +66,12 @@ impl Builder {
                 format!("Resolving {} in {}\n", spec.git_ref, spec.url),
             ))
             .ok();
-        let commit = resolve_ref(spec, &self.settings.building_dir()).await?;
+        let commit = resolve_ref(
+            spec,
+            &self.settings.building_dir(),
+            self.settings.build_account.as_ref(),
+        )
+        .await?;
         events
             .send(BinderEvent::new(
                 "fetching",
@@ -194,9 +199,19 @@ pub const BUILD_ENV_ALLOWED: &[&str] = &[
 ];
 
 /// A command of a build: an empty environment but for [`BUILD_ENV_ALLOWED`] (as the hub has
-/// them) and `HOME`.
-fn build_command(program: impl AsRef<std::ffi::OsStr>, home: &Path) -> tokio::process::Command {
+/// them) and `HOME`, run as the build account when there is one.
+fn build_command(
+    program: impl AsRef<std::ffi::OsStr>,
+    home: &Path,
+    account: Option<&BuildAccount>,
+) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(program);
+    if let Some(account) = account {
+        // std drops the supplementary groups when it changes the uid.
+        cmd.uid(account.uid).gid(account.gid);
+    }
+    // The hub's own working directory may be closed to the build account.
+    cmd.current_dir("/");
     cmd.env_clear();
     for (name, value) in std::env::vars_os() {
         let keep = name
@@ -215,25 +230,43 @@ fn build_command(program: impl AsRef<std::ffi::OsStr>, home: &Path) -> tokio::pr
     cmd
 }
 
-fn git(home: &Path) -> tokio::process::Command {
-    let mut cmd = build_command("git", home);
+fn git(home: &Path, account: Option<&BuildAccount>) -> tokio::process::Command {
+    let mut cmd = build_command("git", home, account);
     // Never ask for a password, and only transports that fetch.
     cmd.env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_ALLOW_PROTOCOL", "https:http:git:file")
         .env("GIT_PROTOCOL_FROM_USER", "0");
+    if account.is_some() {
+        // A repository on this machine (allowed_specs naming a path) belongs to someone else
+        // than the build account; git's ownership check guards an account against a
+        // repository's config, and this account runs the repository's code anyway. The
+        // global config (HOME's) reaches the upload-pack of a local clone, where `-c` and
+        // GIT_CONFIG_* are cleared.
+        let written = std::fs::create_dir_all(home)
+            .and_then(|()| std::fs::write(home.join(".gitconfig"), "[safe]\n\tdirectory = *\n"));
+        if let Err(e) = written {
+            tracing::warn!(home = %home.display(), error = %e, "could not write the build's git config");
+        }
+    }
     cmd
 }
 
 /// The commit a ref names (`git ls-remote`, with `home` as its `HOME`); a full commit id is
 /// taken as it is.
-pub async fn resolve_ref(spec: &RepoSpec, home: &Path) -> Result<String, String> {
+pub async fn resolve_ref(
+    spec: &RepoSpec,
+    home: &Path,
+    account: Option<&BuildAccount>,
+) -> Result<String, String> {
     let r = spec.git_ref.as_str();
     if r.len() == 40 && r.chars().all(|c| c.is_ascii_hexdigit()) {
         return Ok(r.to_ascii_lowercase());
     }
     let output = tokio::time::timeout(
         Duration::from_secs(60),
-        git(home).args(["ls-remote", "--", &spec.url, r]).output(),
+        git(home, account)
+            .args(["ls-remote", "--", &spec.url, r])
+            .output(),
     )
     .await
     .map_err(|_| format!("`git ls-remote {}` did not answer within 60 s", spec.url))?
@@ -287,6 +320,37 @@ async fn build_into(
     tokio::fs::create_dir_all(&home)
         .await
         .map_err(|e| io(&format!("creating {}", home.display()), e))?;
+    let account = settings.build_account.as_ref();
+    if let Some(account) = account {
+        use std::os::unix::fs::PermissionsExt;
+        // The build account passes through to its work directory, servers' accounts to the
+        // environments; neither lists them.
+        let passable = std::fs::Permissions::from_mode(0o711);
+        for dir in [
+            settings.data_dir.join("binder"),
+            settings.building_dir(),
+            settings.environments_dir(),
+        ] {
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::set_permissions(&dir, passable.clone()))
+                .map_err(|e| io(&format!("making {} passable", dir.display()), e))?;
+        }
+        // What is kept is read by every server's account.
+        std::fs::set_permissions(work, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| io(&format!("opening {}", work.display()), e))?;
+        for dir in [work, home.as_path()] {
+            std::os::unix::fs::chown(dir, Some(account.uid), Some(account.gid)).map_err(|e| {
+                io(
+                    &format!(
+                        "giving {} to the build account {}",
+                        dir.display(),
+                        account.name
+                    ),
+                    e,
+                )
+            })?;
+        }
+    }
     let mut log = String::new();
     let say = |line: String, log: &mut String| {
         log.push_str(&line);
@@ -299,7 +363,8 @@ async fn build_into(
         ))
         .ok();
     run_logged(
-        git(&home)
+        git(&home, account)
+            .current_dir(work)
             .args(["clone", "--quiet", "--no-checkout", "--"])
             .arg(&spec.url)
             .arg(&repo),
@@ -309,7 +374,7 @@ async fn build_into(
     )
     .await?;
     run_logged(
-        git(&home)
+        git(&home, account)
             .arg("-C")
             .arg(&repo)
             .args(["checkout", "--quiet", commit]),
@@ -354,7 +419,7 @@ async fn build_into(
         &mut log,
     );
     run_logged(
-        build_command(settings.base_env.join("bin/python"), &home)
+        build_command(settings.base_env.join("bin/python"), &home, account)
             .args(["-m", "venv", "--without-pip"])
             .arg(&env),
         "building",
@@ -372,7 +437,7 @@ async fn build_into(
     .map_err(|e| io("writing the base environment's .pth", e))?;
     let python = env.join("bin/python");
     let pip = |args: &[&str]| {
-        let mut cmd = build_command(&python, &home);
+        let mut cmd = build_command(&python, &home, account);
         cmd.args([
             "-m",
             "pip",
@@ -427,7 +492,7 @@ async fn build_into(
             ),
             &mut log,
         );
-        let mut cmd = build_command("/bin/sh", &home);
+        let mut cmd = build_command("/bin/sh", &home, account);
         cmd.arg(&post_build)
             .current_dir(&repo)
             .env("PATH", crate::profiles::server_path(Some(&env)))
@@ -462,6 +527,13 @@ async fn build_into(
                 settings.environments_dir().display()
             ));
         }
+    }
+    if account.is_some() {
+        // Kept environments are root's: a later build, run as the same account, cannot change
+        // what other users' servers run.
+        give_to_root(work.to_path_buf())
+            .await
+            .map_err(|e| io("giving the built environment to root", e))?;
     }
     relocate_scripts(&env.join("bin"), &env, &done.join("env")).await;
     write_start_script(&env, done).await?;
@@ -529,6 +601,24 @@ async fn relocate_scripts(bin: &Path, from: &Path, to: &Path) {
             }
         }
     }
+}
+
+/// `lchown` everything under `dir` (and itself) to root.
+async fn give_to_root(dir: PathBuf) -> std::io::Result<()> {
+    tokio::task::spawn_blocking(move || {
+        let mut pending = vec![dir];
+        while let Some(path) = pending.pop() {
+            std::os::unix::fs::lchown(&path, Some(0), Some(0))?;
+            if path.symlink_metadata()?.is_dir() {
+                for entry in std::fs::read_dir(&path)? {
+                    pending.push(entry?.path());
+                }
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// Bytes under `dir` (links not followed).

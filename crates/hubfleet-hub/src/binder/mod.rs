@@ -57,6 +57,17 @@ pub struct BinderSettings {
     pub disk_limit: Option<u64>,
     /// Temporary users at once (`binderhub-service.hubfleet.max_temporary_users`).
     pub max_temporary_users: usize,
+    /// The account builds run as (`binderhub-service.hubfleet.build_user`, on a root hub);
+    /// none: the hub's own.
+    pub build_account: Option<BuildAccount>,
+}
+
+/// An unprivileged Unix account that builds run as.
+#[derive(Clone, Debug)]
+pub struct BuildAccount {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 impl BinderSettings {
