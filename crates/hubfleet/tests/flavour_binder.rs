@@ -902,7 +902,7 @@ async fn with_system_users_builds_run_as_the_build_account() {
         &repo,
         &[(
             "postBuild",
-            "id -u > \"$VIRTUAL_ENV/build-uid.txt\"\necho built > \"$HOME/dotfile\"\n",
+            "id -u > \"$VIRTUAL_ENV/build-uid.txt\"\nchmod 0777 \"$VIRTUAL_ENV/build-uid.txt\"\necho built > \"$HOME/dotfile\"\n",
         )],
     );
     let base = system_base_env(&repos.path().join("base"));
@@ -952,10 +952,12 @@ async fn with_system_users_builds_run_as_the_build_account() {
         kept.join("env/build-uid.txt"),
         kept.join("repo"),
     ] {
+        let metadata = std::fs::metadata(&path).unwrap();
+        assert_eq!(metadata.uid(), 0, "{} is root's", path.display());
         assert_eq!(
-            std::fs::metadata(&path).unwrap().uid(),
+            metadata.permissions().mode() & 0o022,
             0,
-            "{} is root's",
+            "{} is writable by root only",
             path.display()
         );
     }

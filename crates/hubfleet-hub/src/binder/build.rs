@@ -603,13 +603,24 @@ async fn relocate_scripts(bin: &Path, from: &Path, to: &Path) {
     }
 }
 
-/// `lchown` everything under `dir` (and itself) to root.
+/// `lchown` everything under `dir` (and itself) to root, writable by root only: a build that
+/// left a file open to everyone cannot have it changed by a later build.
 async fn give_to_root(dir: PathBuf) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     tokio::task::spawn_blocking(move || {
         let mut pending = vec![dir];
         while let Some(path) = pending.pop() {
             std::os::unix::fs::lchown(&path, Some(0), Some(0))?;
-            if path.symlink_metadata()?.is_dir() {
+            let metadata = path.symlink_metadata()?;
+            if !metadata.file_type().is_symlink() {
+                let mode = metadata.permissions().mode();
+                // No write for group or others, no setuid, setgid or sticky bit.
+                let kept = mode & 0o755;
+                if mode & 0o7777 != kept {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(kept))?;
+                }
+            }
+            if metadata.is_dir() {
                 for entry in std::fs::read_dir(&path)? {
                     pending.push(entry?.path());
                 }
