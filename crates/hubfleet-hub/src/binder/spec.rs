@@ -10,6 +10,9 @@ pub struct RepoSpec {
     pub provider: String,
     /// What follows the provider in the URL, as sent (still escaped).
     pub spec: String,
+    /// The spec escaped one way only (each part decoded, then escaped as BinderHub's
+    /// `quote(part, safe='')`): what the rules match, so another escaping cannot dodge them.
+    pub canonical: String,
     /// What git clones.
     pub url: String,
     /// Branch, tag or commit.
@@ -17,9 +20,9 @@ pub struct RepoSpec {
 }
 
 impl RepoSpec {
-    /// `<provider>/<spec>`: what `banned_specs` and `allowed_specs` match.
+    /// `<provider>/<canonical spec>`: what `banned_specs` and `allowed_specs` match.
     pub fn full(&self) -> String {
-        format!("{}/{}", self.provider, self.spec)
+        format!("{}/{}", self.provider, self.canonical)
     }
 
     /// A local repository (a path or `file://`): readable only by the hub's account.
@@ -61,7 +64,7 @@ pub fn parse(provider: &str, spec: &str) -> Result<RepoSpec, String> {
             .map(|s| s.into_owned())
             .map_err(|_| format!("`{s}` is not valid UTF-8 once unescaped"))
     };
-    let (url, git_ref) = match provider {
+    let (url, git_ref, repo_part) = match provider {
         "gh" => {
             let parts: Vec<&str> = spec.splitn(3, '/').collect();
             let [org, repo, git_ref] = parts[..] else {
@@ -81,6 +84,7 @@ pub fn parse(provider: &str, spec: &str) -> Result<RepoSpec, String> {
             (
                 format!("https://github.com/{org}/{repo}"),
                 decode(git_ref)?,
+                format!("{org}/{repo}"),
             )
         }
         "git" => {
@@ -89,7 +93,9 @@ pub fn parse(provider: &str, spec: &str) -> Result<RepoSpec, String> {
                     "`git/{spec}` should be git/<url-encoded repository URL>/<ref>"
                 ));
             };
-            (decode(url)?, decode(git_ref)?)
+            let url = decode(url)?;
+            let escaped = escape(&url);
+            (url, decode(git_ref)?, escaped)
         }
         other => {
             return Err(format!(
@@ -103,12 +109,14 @@ pub fn parse(provider: &str, spec: &str) -> Result<RepoSpec, String> {
         git_ref
     };
     check_url(&url)?;
+    check_segments(provider, spec, &url)?;
     if git_ref.starts_with('-') || git_ref.chars().any(|c| c.is_control() || c == ' ') {
         return Err(format!("`{git_ref}` is not a git ref"));
     }
     Ok(RepoSpec {
         provider: provider.to_owned(),
         spec: spec.to_owned(),
+        canonical: format!("{repo_part}/{}", escape(&git_ref)),
         url,
         git_ref,
     })
@@ -127,6 +135,32 @@ fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Escaped as Python's `urllib.parse.quote(s, safe='')`, which BinderHub's specs use.
+fn escape(s: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, SET).to_string()
+}
+
+/// No `.` or `..` path segment (also escaped once more): git and curl resolve them, so an
+/// allowed prefix followed by `..` would name a repository outside it.
+fn check_segments(provider: &str, spec: &str, url: &str) -> Result<(), String> {
+    let path = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let dotted = path.split(['/', '?', '#']).any(|segment| {
+        let segment = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+        segment == "." || segment == ".."
+    });
+    if dotted {
+        return Err(format!(
+            "`{provider}/{spec}` names `{url}`, which has a `.` or `..` path segment: give the repository's URL without them"
+        ));
+    }
+    Ok(())
+}
+
 /// `banned_specs` and `allowed_specs`, compiled (checked at config load).
 #[derive(Clone, Debug, Default)]
 pub struct SpecRules {
@@ -136,14 +170,21 @@ pub struct SpecRules {
 
 impl SpecRules {
     pub fn new(banned: &[String], allowed: &[String]) -> Result<SpecRules, String> {
-        let compile = |list: &[String]| {
+        // Banned specs ignore case, as BinderHub's do (`DS-100/x` is `ds-100/x` on GitHub);
+        // allowed specs do not: `/SRV/x` is not `/srv/x`, and an allow-list fails closed.
+        let compile = |list: &[String], ignore_case: bool| {
             list.iter()
-                .map(|p| Regex::new(p).map_err(|e| format!("`{p}`: {e}")))
+                .map(|p| {
+                    regex::RegexBuilder::new(p)
+                        .case_insensitive(ignore_case)
+                        .build()
+                        .map_err(|e| format!("`{p}`: {e}"))
+                })
                 .collect::<Result<Vec<_>, _>>()
         };
         Ok(SpecRules {
-            banned: compile(banned)?,
-            allowed: compile(allowed)?,
+            banned: compile(banned, true)?,
+            allowed: compile(allowed, false)?,
         })
     }
 
@@ -219,5 +260,61 @@ mod tests {
             .refusal(&parse("gh", "good/x/main").unwrap())
             .unwrap()
             .contains("none of"));
+    }
+
+    #[test]
+    fn dot_segments_are_refused() {
+        for (provider, spec) in [
+            ("git", "%2Ftmp%2Fok%2F..%2Fsecret/HEAD"),
+            ("git", "%2Fsrv%2Frepos%2F..%2F..%2Fhome%2Fhub%2Fx/HEAD"),
+            ("git", "%2Ftmp%2Fok%2F.%2Fx/HEAD"),
+            ("git", "https%3A%2F%2Fgithub.com%2Fo%2F..%2Fevil%2Fr/HEAD"),
+            (
+                "git",
+                "https%3A%2F%2Fgithub.com%2Fo%2F%252e%252e%2Fevil%2Fr/HEAD",
+            ),
+            ("git", "file%3A%2F%2F%2Fsrv%2F..%2Fhome/HEAD"),
+        ] {
+            let err = parse(provider, spec).unwrap_err();
+            assert!(err.contains(spec) && err.contains("`..`"), "{err}");
+        }
+        assert!(parse("git", "https%3A%2F%2Fgithub.com%2Fo%2F..%2Fevil%2Fr").is_err());
+        assert!(parse("git", "%2Ftmp%2F..x%2Fa.b/HEAD").is_ok());
+        // Refused before any rule is asked, so an allowed prefix cannot be left.
+        assert!(parse("git", "%2Fsrv%2Frepos%2F..%2Fx/HEAD").is_err());
+    }
+
+    #[test]
+    fn rules_match_one_escaping() {
+        let rules = SpecRules::new(
+            &[
+                "^gh/evil/".into(),
+                "^git/https%3A%2F%2Fexample.org%2Fbad".into(),
+            ],
+            &[],
+        )
+        .unwrap();
+        for (provider, spec) in [
+            ("gh", "EVIL/x/main"),
+            ("gh", "Evil/x/main"),
+            ("git", "https%3a%2f%2fexample.org%2fbad/HEAD"),
+            ("git", "https:%2F%2Fexample.org%2Fbad/HEAD"),
+            ("git", "https%3A%2F%2F%65xample.org%2Fbad/HEAD"),
+            ("git", "https%3A%2F%2FEXAMPLE.org%2Fbad/HEAD"),
+        ] {
+            let refusal = rules.refusal(&parse(provider, spec).unwrap());
+            assert!(
+                refusal.is_some_and(|r| r.contains("banned_specs")),
+                "{provider}/{spec}"
+            );
+        }
+        // The allow-list matches the same form, whatever escaping the link used.
+        let allow = SpecRules::new(&[], &["^git/%2Fsrv%2Frepos%2F".into()]).unwrap();
+        assert!(allow
+            .refusal(&parse("git", "%2fsrv%2frepos%2fx/HEAD").unwrap())
+            .is_none());
+        assert!(allow
+            .refusal(&parse("git", "%2FSRV%2Frepos%2Fx/HEAD").unwrap())
+            .is_some());
     }
 }
