@@ -215,30 +215,37 @@ pub fn write_homes_archive(homes_dir: &Path, out: &Path) -> Result<HomesSummary>
         .with_context(|| format!("creating {}", out.display()))?;
     std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o600))?;
     let encoder = zstd::Encoder::new(BufWriter::new(file), 3)?;
-    let mut builder = tar::Builder::new(encoder);
-    builder.follow_symlinks(false);
-    builder.mode(tar::HeaderMode::Complete);
+    let mut builder = homes_builder(encoder);
     let mut summary = HomesSummary::default();
     if homes_dir.is_dir() {
-        let mut homes: Vec<_> = std::fs::read_dir(homes_dir)
-            .with_context(|| format!("listing {}", homes_dir.display()))?
-            .collect::<std::io::Result<_>>()?;
-        homes.sort_by_key(|e| e.file_name());
-        for home in homes {
-            let meta = home.path().symlink_metadata()?;
-            if !meta.is_dir() {
+        let homes = rustix::fs::open(
+            homes_dir,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(std::io::Error::from)
+        .with_context(|| format!("opening {}", homes_dir.display()))?;
+        for name in folder_names(&homes, homes_dir)? {
+            let home = name.to_string_lossy().into_owned();
+            let Some(seen) = entry_meta(&homes, &name, homes_dir)? else {
+                continue;
+            };
+            if !seen.is_dir() {
                 continue;
             }
-            let name = home.file_name().to_string_lossy().into_owned();
-            add_tree(
+            if add_entry(
                 &mut builder,
-                &home.path(),
-                Path::new(&name),
-                meta.dev(),
-                true,
+                &homes,
+                &name,
+                &seen,
+                Path::new(&home),
+                None,
                 &mut summary,
-            )?;
-            summary.homes.push(name);
+            )? {
+                summary.homes.push(home);
+            }
         }
     }
     builder
@@ -249,65 +256,203 @@ pub fn write_homes_archive(homes_dir: &Path, out: &Path) -> Result<HomesSummary>
     Ok(summary)
 }
 
-fn add_tree<W: Write>(
+fn homes_builder<W: Write>(out: W) -> tar::Builder<W> {
+    let mut builder = tar::Builder::new(out);
+    builder.follow_symlinks(false);
+    builder.mode(tar::HeaderMode::Complete);
+    builder
+}
+
+/// The names in an open folder, sorted (without `.` and `..`).
+fn folder_names(dir: &std::os::fd::OwnedFd, shown: &Path) -> Result<Vec<std::ffi::OsString>> {
+    use std::os::unix::ffi::OsStrExt;
+    let listing = || -> std::io::Result<Vec<std::ffi::OsString>> {
+        let mut names = Vec::new();
+        for entry in rustix::fs::Dir::read_from(dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(std::ffi::OsStr::from_bytes(name).to_owned());
+            }
+        }
+        Ok(names)
+    };
+    let mut names = listing().with_context(|| format!("listing {}", shown.display()))?;
+    names.sort();
+    Ok(names)
+}
+
+/// What `name` in `dir` is, the name itself (a link is not followed): opened `O_PATH`, never
+/// read. `None`: it went away since the folder was listed.
+fn entry_meta(
+    dir: &std::os::fd::OwnedFd,
+    name: &std::ffi::OsStr,
+    shown: &Path,
+) -> Result<Option<std::fs::Metadata>> {
+    use rustix::fs::{Mode, OFlags};
+    match rustix::fs::openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => Ok(Some(File::from(fd).metadata().with_context(|| {
+            format!("reading {}", shown.join(name).display())
+        })?)),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(std::io::Error::from(e))
+            .with_context(|| format!("reading {}", shown.join(name).display())),
+    }
+}
+
+/// Archive `name` of the open folder `dir` as `archive_name`, and what a folder holds. `seen`
+/// is what the name was when looked at; every file and folder is opened relative to `dir`
+/// with `O_NOFOLLOW` and read through that handle, so a name swapped for a symbolic link in
+/// the meantime (a running server's user pointing it at `/etc/shadow` or another home) is
+/// never followed: it is left out and listed in [`HomesSummary::skipped`]. Links are archived
+/// as links. `device`: the home's filesystem (`None`: this is the home). `Ok(false)`: left out.
+fn add_entry<W: Write>(
     builder: &mut tar::Builder<W>,
-    path: &Path,
-    name: &Path,
-    device: u64,
-    home_root: bool,
+    dir: &std::os::fd::OwnedFd,
+    name: &std::ffi::OsStr,
+    seen: &std::fs::Metadata,
+    archive_name: &Path,
+    device: Option<u64>,
     summary: &mut HomesSummary,
-) -> Result<()> {
-    let meta = path
-        .symlink_metadata()
-        .with_context(|| format!("reading {}", path.display()))?;
-    let kind = meta.file_type();
-    if std::os::unix::fs::FileTypeExt::is_socket(&kind) {
+) -> Result<bool> {
+    use rustix::fs::{Mode, OFlags};
+    use std::os::unix::fs::FileTypeExt;
+    let kind = seen.file_type();
+    let changed = |summary: &mut HomesSummary| {
+        summary.skipped.push(format!(
+            "{} (changed while it was read; not followed)",
+            archive_name.display()
+        ));
+        Ok(false)
+    };
+    let context = || format!("archiving {}", archive_name.display());
+    if kind.is_socket() {
         summary
             .skipped
-            .push(format!("{} (a socket)", name.display()));
-        return Ok(());
+            .push(format!("{} (a socket)", archive_name.display()));
+        return Ok(false);
+    }
+    if kind.is_symlink() {
+        let target = match rustix::fs::readlinkat(dir, name, Vec::new()) {
+            Ok(target) => target,
+            // No longer a link.
+            Err(rustix::io::Errno::INVAL) => return changed(summary),
+            Err(e) => return Err(std::io::Error::from(e)).with_context(context),
+        };
+        let target = {
+            use std::os::unix::ffi::OsStrExt;
+            PathBuf::from(std::ffi::OsStr::from_bytes(target.as_bytes()))
+        };
+        let mut header = header_of(seen);
+        builder
+            .append_link(&mut header, archive_name, target)
+            .with_context(context)?;
+        summary.entries += 1;
+        return Ok(true);
+    }
+    if !kind.is_file() && !kind.is_dir() {
+        // A fifo or device: its header only, nothing opened.
+        let mut header = header_of(seen);
+        let dev_id = seen.rdev();
+        let major = ((dev_id >> 32) & 0xffff_f000) | ((dev_id >> 8) & 0x0000_0fff);
+        let minor = ((dev_id >> 12) & 0xffff_ff00) | (dev_id & 0x0000_00ff);
+        header
+            .set_device_major(major as u32)
+            .with_context(context)?;
+        header
+            .set_device_minor(minor as u32)
+            .with_context(context)?;
+        builder
+            .append_data(&mut header, archive_name, std::io::empty())
+            .with_context(context)?;
+        summary.entries += 1;
+        return Ok(true);
+    }
+    // NONBLOCK: a name swapped for a fifo must not hang the export.
+    let flags = OFlags::RDONLY
+        | OFlags::NOFOLLOW
+        | OFlags::NOCTTY
+        | OFlags::NONBLOCK
+        | OFlags::CLOEXEC
+        | if kind.is_dir() {
+            OFlags::DIRECTORY
+        } else {
+            OFlags::empty()
+        };
+    let fd = match rustix::fs::openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        // A link (ELOOP), or no longer a folder (ENOTDIR): not followed.
+        Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => return changed(summary),
+        Err(e) => return Err(std::io::Error::from(e)).with_context(context),
+    };
+    let file = File::from(fd);
+    let meta = file.metadata().with_context(context)?;
+    if meta.file_type().is_file() != kind.is_file() || meta.is_dir() != kind.is_dir() {
+        return changed(summary);
+    }
+    let mut header = header_of(&meta);
+    if kind.is_file() {
+        // Exactly the size in the header, however the file grows or shrinks meanwhile.
+        let size = meta.len();
+        let content = (&file).take(size).chain(std::io::repeat(0)).take(size);
+        builder
+            .append_data(&mut header, archive_name, content)
+            .with_context(context)?;
+        summary.entries += 1;
+        summary.bytes += size;
+        return Ok(true);
     }
     builder
-        .append_path_with_name(path, name)
-        .with_context(|| format!("archiving {}", path.display()))?;
+        .append_data(&mut header, archive_name, std::io::empty())
+        .with_context(context)?;
     summary.entries += 1;
-    if kind.is_file() {
-        summary.bytes += meta.len();
-    }
-    if !kind.is_dir() {
-        return Ok(());
-    }
+    let device = device.unwrap_or(meta.dev());
     if meta.dev() != device {
         summary.skipped.push(format!(
             "{}/ contents (another filesystem mounted there)",
-            name.display()
+            archive_name.display()
         ));
-        return Ok(());
+        return Ok(true);
     }
-    let mut children: Vec<_> = std::fs::read_dir(path)
-        .with_context(|| format!("listing {}", path.display()))?
-        .collect::<std::io::Result<_>>()?;
-    children.sort_by_key(|e| e.file_name());
-    for child in children {
-        let file_name = child.file_name();
-        if home_root && MOUNTED_IN_HOMES.iter().any(|m| file_name == *m) {
+    let folder = std::os::fd::OwnedFd::from(file);
+    let home_root = archive_name.components().count() == 1;
+    for child in folder_names(&folder, archive_name)? {
+        if home_root && MOUNTED_IN_HOMES.iter().any(|m| child == *m) {
             summary.skipped.push(format!(
                 "{}/{} (the hub's shared folder, mounted into homes)",
-                name.display(),
-                file_name.to_string_lossy()
+                archive_name.display(),
+                child.to_string_lossy()
             ));
             continue;
         }
-        add_tree(
+        let child_name = archive_name.join(&child);
+        let Some(child_seen) = entry_meta(&folder, &child, &child_name)? else {
+            continue;
+        };
+        add_entry(
             builder,
-            &child.path(),
-            &name.join(&file_name),
-            device,
-            false,
+            &folder,
+            &child,
+            &child_seen,
+            &child_name,
+            Some(device),
             summary,
         )?;
     }
-    Ok(())
+    Ok(true)
+}
+
+/// A tar header for what `meta` describes: numeric owner, mode, time (as
+/// `tar::HeaderMode::Complete` keeps them).
+fn header_of(meta: &std::fs::Metadata) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_metadata_in_mode(meta, tar::HeaderMode::Complete);
+    header
 }
 
 /// The README's steps to restore `homes.tar.zst` by hand (without hubfleet), e.g. into the
@@ -942,5 +1087,135 @@ mod tests {
         assert!(entry_problem(Path::new("alice/link/passwd"), None, &links)
             .unwrap()
             .contains("below the link"));
+    }
+}
+
+#[cfg(test)]
+mod export_tests {
+    use super::*;
+    use std::os::fd::OwnedFd;
+
+    const SECRET: &[u8] = b"root:$6$not-hers:19000::::::";
+
+    /// Archive `name` of `dir` as `alice/<name>`, `seen` being what it was when looked at;
+    /// the archive's entries (path, type, content).
+    fn archive_one(
+        dir: &Path,
+        name: &str,
+        seen: &std::fs::Metadata,
+    ) -> Vec<(String, tar::EntryType, Vec<u8>)> {
+        let fd = OwnedFd::from(File::open(dir).unwrap());
+        let mut builder = homes_builder(Vec::new());
+        let mut summary = HomesSummary::default();
+        let _ = add_entry(
+            &mut builder,
+            &fd,
+            std::ffi::OsStr::new(name),
+            seen,
+            &Path::new("alice").join(name),
+            Some(seen.dev()),
+            &mut summary,
+        );
+        let bytes = builder.into_inner().unwrap();
+        entries_of(tar::Archive::new(&bytes[..]))
+    }
+
+    fn entries_of(mut archive: tar::Archive<impl Read>) -> Vec<(String, tar::EntryType, Vec<u8>)> {
+        let mut out = Vec::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let mut content = Vec::new();
+            entry.read_to_end(&mut content).unwrap();
+            out.push((
+                entry.path().unwrap().display().to_string(),
+                entry.header().entry_type(),
+                content,
+            ));
+        }
+        out
+    }
+
+    fn holds_secret(entries: &[(String, tar::EntryType, Vec<u8>)]) -> bool {
+        entries
+            .iter()
+            .any(|(_, _, content)| content.windows(SECRET.len()).any(|w| w == SECRET))
+    }
+
+    #[test]
+    fn a_file_swapped_for_a_link_is_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("shadow");
+        std::fs::write(&outside, SECRET).unwrap();
+        let home = tmp.path().join("alice");
+        std::fs::create_dir(&home).unwrap();
+        let notes = home.join("notes.txt");
+        std::fs::write(&notes, b"mine").unwrap();
+        let seen = notes.symlink_metadata().unwrap();
+        // The swap, between the look and the read.
+        std::fs::remove_file(&notes).unwrap();
+        std::os::unix::fs::symlink(&outside, &notes).unwrap();
+
+        let entries = archive_one(&home, "notes.txt", &seen);
+        assert!(!holds_secret(&entries), "{entries:?}");
+        for (_, kind, content) in &entries {
+            assert!(
+                *kind == tar::EntryType::Symlink || content.is_empty(),
+                "{entries:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_folder_swapped_for_a_link_is_not_descended() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("bob");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("id_ed25519"), SECRET).unwrap();
+        let home = tmp.path().join("alice");
+        let data = home.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let seen = data.symlink_metadata().unwrap();
+        std::fs::remove_dir(&data).unwrap();
+        std::os::unix::fs::symlink(&outside, &data).unwrap();
+
+        let entries = archive_one(&home, "data", &seen);
+        assert!(!holds_secret(&entries), "{entries:?}");
+        assert!(
+            entries
+                .iter()
+                .all(|(path, _, _)| !path.starts_with("alice/data/")),
+            "{entries:?}"
+        );
+    }
+
+    #[test]
+    fn homes_are_archived_with_links_as_links() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("shadow"), SECRET).unwrap();
+        let homes = tmp.path().join("homes");
+        std::fs::create_dir_all(homes.join("alice/data")).unwrap();
+        std::fs::write(homes.join("alice/data/run1.csv"), b"1,2\n").unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("shadow"), homes.join("alice/out")).unwrap();
+        let out = tmp.path().join("homes.tar.zst");
+
+        let summary = write_homes_archive(&homes, &out).unwrap();
+        assert_eq!(summary.homes, ["alice"]);
+        assert_eq!(summary.entries, 4);
+        assert_eq!(summary.bytes, 4);
+        let entries = entries_of(open_archive(&out).unwrap());
+        assert!(!holds_secret(&entries), "{entries:?}");
+        let kinds: Vec<_> = entries
+            .iter()
+            .map(|(path, kind, content)| (path.as_str(), *kind, content.as_slice()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("alice", tar::EntryType::Directory, &b""[..]),
+                ("alice/data", tar::EntryType::Directory, b""),
+                ("alice/data/run1.csv", tar::EntryType::Regular, b"1,2\n"),
+                ("alice/out", tar::EntryType::Symlink, b""),
+            ]
+        );
     }
 }
