@@ -732,6 +732,65 @@ async fn returning_visitors_keep_their_temporary_user_and_the_cap_holds() {
     assert_eq!(users[0]["name"], name.as_str());
 }
 
+/// Fetching the launch page makes no temporary user (crawlers and link previews fetch it):
+/// only the event stream, a launch, does. With `max_temporary_users: 1`, two visitors who only
+/// open the page leave the place to a third who launches.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_launch_page_alone_makes_no_temporary_user() {
+    let repos = tempfile::tempdir().unwrap();
+    let repo = repos.path().join("repo");
+    repository(&repo, &[("README.md", "A repository.\n")]);
+    let allowed = format!(
+        "^git/{}",
+        regex_escape(&escape(&repos.path().display().to_string()))
+    );
+    let hub = TestHub::start(&format!(
+        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [admin]\nbinderhub-service:\n  enabled: true\n  hubfleet:\n    allow_anonymous_launches: true\n    allowed_specs: ['{allowed}']\n    max_temporary_users: 1\n"
+    ));
+    let (_, token) = common::admin_token(&hub, None).await;
+    let admin = TokenClient::new(&hub, &token);
+    let spec = format!("git/{}/main", escape(&repo.display().to_string()));
+    for _ in 0..2 {
+        let previewer = common::Browser::new(&hub);
+        let page = previewer
+            .client
+            .get(hub.url(&format!("/hub/binder/v2/{spec}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status().as_u16(), 200);
+        assert!(
+            page.headers().get("set-cookie").is_none(),
+            "{:?}",
+            page.headers()
+        );
+    }
+    let (status, users) = admin.call(Method::GET, "/hub/api/users", None).await;
+    assert_eq!(status, 200, "{users}");
+    let names: Vec<&str> = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert!(names.iter().all(|n| !n.starts_with("binder-")), "{names:?}");
+
+    let visitor = common::Browser::new(&hub);
+    let page = visitor
+        .client
+        .get(hub.url(&format!("/hub/binder/v2/{spec}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let launched = events_with(
+        &visitor.client,
+        &hub.url(&format!("/hub/binder/build/{spec}")),
+    )
+    .await;
+    assert_eq!(launched.last().unwrap()["phase"], "ready", "{launched:#?}");
+}
+
 /// A build runs with an empty environment but for an allow-list: the hub's secrets (here
 /// `JUPYTERHUB_CRYPT_KEY`, a `HUBFLEET_*` variable and a token of no known prefix) do not
 /// reach `postBuild`, while PATH works, pip's index setting passes and HOME is the build's.

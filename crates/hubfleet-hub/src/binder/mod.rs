@@ -8,7 +8,7 @@
 //!   and `token`) and `failed`, as BinderHub sends them.
 //!
 //! Without `config.BinderHub.auth_enabled` a visitor who is not logged in gets a temporary user
-//! (`binder-<random>`), deleted once its server has stopped (the idle culler stops it); a
+//! (`binder-<random>`) when the event stream starts (the page alone makes none), deleted once its server has stopped (the idle culler stops it); a
 //! logged-in user launches into their server `binder`.
 
 pub mod build;
@@ -241,13 +241,11 @@ async fn launch_page(
             ));
         }
     }
-    let mut cookies = Vec::new();
-    let user = match visitor(&state, binder, &headers).await? {
-        Visitor::Known(user) => user,
-        Visitor::New(user, set) => {
-            cookies = set;
-            user
-        }
+    // The page makes no user: crawlers and link previews fetch it too. The event stream does.
+    let user = match visitor(&state, binder, &headers, false).await? {
+        Visitor::Known(user) => Some(user.name),
+        // (`New` is only made when asked.)
+        Visitor::Anonymous | Visitor::New(..) => None,
         Visitor::MustLogIn => {
             let next = state.settings().with_base(&format!(
                 "{}{}",
@@ -278,14 +276,10 @@ async fn launch_page(
             build_url,
             urlpath => query.urlpath,
             labpath => query.labpath,
-            user => user.name.clone(),
+            user,
         },
     );
-    let mut response = page_response(StatusCode::OK, body, None);
-    for cookie in cookies {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
-    }
-    Ok(response)
+    Ok(page_response(StatusCode::OK, body, None))
 }
 
 fn is_temporary(name: &str) -> bool {
@@ -299,6 +293,8 @@ enum Visitor {
     Known(User),
     /// A temporary user made for this visitor, and the cookies that log the browser in.
     New(User, Vec<HeaderValue>),
+    /// A visitor who would get a temporary user, asked without making one (there is room).
+    Anonymous,
     /// `auth_enabled`, and the visitor is not logged in as a user of the hub.
     MustLogIn,
     /// As many temporary users as `max_temporary_users` allows exist: why nothing was made.
@@ -306,17 +302,23 @@ enum Visitor {
 }
 
 /// The user a request launches as. A temporary user who comes back (a reload, another link)
-/// is the same user, so reloading cannot make users and servers without end.
+/// is the same user, so reloading cannot make users and servers without end. A new temporary
+/// user is made only when `make` (the event stream: a launch); otherwise only the cap is asked.
 async fn visitor(
     state: &AppState,
     binder: &Binder,
     headers: &HeaderMap,
+    make: bool,
 ) -> Result<Visitor, HubError> {
     let me = identity::page_user(state, headers).await?;
     Ok(match me {
         Some(me) if !is_temporary(&me.user.name) => Visitor::Known(me.user),
         _ if binder.settings.auth_enabled => Visitor::MustLogIn,
         Some(me) => Visitor::Known(me.user),
+        None if !make => match full(state, binder).await? {
+            Some(message) => Visitor::Full(message),
+            None => Visitor::Anonymous,
+        },
         None => match temporary_user(state, binder).await? {
             Ok((user, cookies)) => Visitor::New(user, cookies),
             Err(message) => Visitor::Full(message),
@@ -325,7 +327,7 @@ async fn visitor(
 }
 
 /// Temporary users that exist (running, launching, or stopped and not yet deleted).
-async fn temporary_users(state: &AppState, cap: usize) -> Result<usize, HubError> {
+async fn temporary_users(state: &AppState, cap: usize) -> Result<Vec<User>, HubError> {
     let query = hubfleet_store::UserQuery {
         name_filter: Some(TEMPORARY_PREFIX.to_owned()),
         // `name_filter` matches anywhere in the name: leave room for other names with it.
@@ -333,7 +335,27 @@ async fn temporary_users(state: &AppState, cap: usize) -> Result<usize, HubError
         ..Default::default()
     };
     let (users, _) = state.store.query_users(&query).await?;
-    Ok(users.iter().filter(|u| is_temporary(&u.name)).count())
+    Ok(users
+        .into_iter()
+        .filter(|u| is_temporary(&u.name))
+        .collect())
+}
+
+/// Why a new visitor gets no temporary user, when there are `max_temporary_users` already.
+async fn full(state: &AppState, binder: &Binder) -> Result<Option<String>, HubError> {
+    let cap = binder.settings.max_temporary_users;
+    let existing = temporary_users(state, cap).await?.len();
+    if existing < cap {
+        return Ok(None);
+    }
+    tracing::warn!(
+        existing,
+        cap,
+        "binder launch refused: too many temporary users"
+    );
+    Ok(Some(format!(
+        "This hub has as many visitors launching repositories as it allows ({cap}, binderhub-service.hubfleet.max_temporary_users). Try again in a few minutes: servers that are left idle are stopped and their places freed."
+    )))
 }
 
 /// A new temporary user, logged in (the user and the login cookies), or, when there are
@@ -343,17 +365,8 @@ async fn temporary_user(
     binder: &Binder,
 ) -> Result<Result<(User, Vec<HeaderValue>), String>, HubError> {
     let _making = binder.making_temporary.lock().await;
-    let cap = binder.settings.max_temporary_users;
-    let existing = temporary_users(state, cap).await?;
-    if existing >= cap {
-        tracing::warn!(
-            existing,
-            cap,
-            "binder launch refused: too many temporary users"
-        );
-        return Ok(Err(format!(
-            "This hub has as many visitors launching repositories as it allows ({cap}, binderhub-service.hubfleet.max_temporary_users). Try again in a few minutes: servers that are left idle are stopped and their places freed."
-        )));
+    if let Some(message) = full(state, binder).await? {
+        return Ok(Err(message));
     }
     let name = format!(
         "{TEMPORARY_PREFIX}{}",
@@ -394,8 +407,13 @@ async fn event_stream(
             tx.send(BinderEvent::failed(&message)).ok();
         }
         Ok(spec) => {
-            let user = match visitor(&state, &binder, &headers).await? {
+            let user = match visitor(&state, &binder, &headers, true).await? {
                 Visitor::Known(user) => Some(user),
+                Visitor::Anonymous => {
+                    // (Only when not asked to make a user.)
+                    tx.send(BinderEvent::failed("no user to launch as")).ok();
+                    None
+                }
                 Visitor::New(user, set) => {
                     cookies = set;
                     Some(user)
@@ -716,23 +734,18 @@ pub async fn reap_once(state: &AppState) -> Result<usize, HubError> {
     let Some(binder) = &state.binder else {
         return Ok(0);
     };
-    let query = hubfleet_store::UserQuery {
-        name_filter: Some(TEMPORARY_PREFIX.to_owned()),
-        limit: 1000,
-        ..Default::default()
-    };
-    let (users, _) = state.store.query_users(&query).await?;
+    let users = temporary_users(state, binder.settings.max_temporary_users).await?;
     for user in users {
         let launching = binder
             .launching
             .lock()
             .expect("launching")
             .contains(&user.id);
-        if !is_temporary(&user.name) || launching {
+        if launching {
             continue;
         }
-        // A user made by the launch page whose event stream has not begun yet has no server:
-        // give the browser a minute.
+        // A user just made by a launch has no server yet, and this replica cannot see launches
+        // under way on another replica (its `launching`): give such a user a minute.
         let young = Utc::now() - user.created < chrono::Duration::minutes(1);
         if young && state.store.servers_of(user.id).await?.is_empty() {
             continue;
