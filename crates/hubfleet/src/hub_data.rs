@@ -603,18 +603,20 @@ fn open_archive(archive: &Path) -> Result<tar::Archive<impl Read>> {
     Ok(tar::Archive::new(decoder))
 }
 
-/// Who owns restored files when the import runs as root: the archive's numeric owners, or
-/// (with `system_users`) each home's account, by the user's name.
+/// Who owns restored files when the import runs as root. Never the archive's numeric owners:
+/// they are another machine's uids, which here may be root or someone else's account.
 pub enum RestoredOwners<'a> {
-    /// The archive's numeric uid and gid, as `tar --numeric-owner` keeps them.
-    AsArchived,
+    /// Every file goes to the owner of the homes directory (without `system_users` servers
+    /// run as the hub's own account).
+    HomesDirOwner,
     /// Every file of home `<user>` goes to the account this gives (uid, gid), e.g. the user's
-    /// `jupyter-<name>` account; `None`: the archive's owners.
+    /// `jupyter-<name>` account; `None` (no account here yet): to the importing process's own
+    /// (root), until the user's first start makes the account and gives it the home.
     ByHome(&'a dyn Fn(&str) -> Option<(u32, u32)>),
 }
 
 /// Restore `homes.tar.zst` into `homes_dir` after checking it ([`check_homes_archive`]):
-/// modes and times kept; owners kept when run as root (see [`RestoredOwners`]). Files
+/// modes and times kept; owners set when run as root (see [`RestoredOwners`]). Files
 /// already there are replaced by the archive's; others are left.
 ///
 /// Every path is opened below its user's home one name at a time with `openat2`
@@ -635,6 +637,14 @@ pub fn restore_homes(
         .with_context(|| format!("opening {}", homes_dir.display()))?;
     beneath::check_supported(&homes, homes_dir)?;
     let keep_owners = nix::unistd::geteuid().is_root();
+    let homes_owner = File::open(homes_dir)
+        .and_then(|f| f.metadata())
+        .map(|m| (m.uid(), m.gid()))
+        .with_context(|| format!("reading {}", homes_dir.display()))?;
+    let own = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
     let mut owner_of_home: BTreeMap<String, Option<(u32, u32)>> = BTreeMap::new();
     let mut folders = Vec::new();
     let mut tar = open_archive(archive)?;
@@ -663,19 +673,18 @@ pub fn restore_homes(
         let owner = if !keep_owners {
             None
         } else {
-            let archived = (header.uid()? as u32, header.gid()? as u32);
             match &owners {
-                RestoredOwners::AsArchived => Some(archived),
+                RestoredOwners::HomesDirOwner => Some(homes_owner),
                 RestoredOwners::ByHome(account) => Some(
                     owner_of_home
                         .entry(home.clone())
                         .or_insert_with(|| account(&home))
-                        .unwrap_or(archived),
+                        .unwrap_or(own),
                 ),
             }
         };
         let meta = beneath::Meta {
-            // Never setuid or setgid: with owners kept, an archive's file could run as its
+            // Never setuid or setgid: run as root, a restored file could run as its
             // owner.
             mode: header.mode()? & 0o7777 & !0o6000,
             owner,

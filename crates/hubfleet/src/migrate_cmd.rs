@@ -123,15 +123,16 @@ pub async fn import(args: ImportArgs) -> Result<()> {
         } else {
             let spinner = spinner("restoring homes");
             // With system_users a home goes to its user's account on this machine (uids
-            // differ between machines); homes of users without one yet keep the archive's
-            // owners until the account is made at their first start.
+            // differ between machines); homes of users without one yet go to root until the
+            // account is made at their first start. Never the archive's uids: here they may
+            // be someone else's account.
             let accounts = crate::private_files::system_accounts(&config);
             let account_of = |home: &str| {
                 let name = hubfleet_spawn::system_user::account_name(home);
                 match accounts.usable(&name) {
                     Ok(account) => account.map(|a| (a.uid.as_raw(), a.gid.as_raw())),
                     Err(e) => {
-                        eprintln!("warning: looking up {name}: {e}; {home}'s files keep the archive's owners");
+                        eprintln!("warning: looking up {name}: {e}; {home}'s files go to root until {home}'s first start");
                         None
                     }
                 }
@@ -139,7 +140,7 @@ pub async fn import(args: ImportArgs) -> Result<()> {
             let owners = if config.hubfleet.local.system_users {
                 hub_data::RestoredOwners::ByHome(&account_of)
             } else {
-                hub_data::RestoredOwners::AsArchived
+                hub_data::RestoredOwners::HomesDirOwner
             };
             let summary = hub_data::restore_homes(&homes_path, &homes_dir, owners)?;
             spinner.finish_and_clear();
@@ -147,10 +148,12 @@ pub async fn import(args: ImportArgs) -> Result<()> {
                 "homes: restored {} into {}{}",
                 hub_data::describe(&summary),
                 homes_dir.display(),
-                if nix::unistd::geteuid().is_root() {
-                    " (owners kept)"
+                if !nix::unistd::geteuid().is_root() {
+                    " (owned by you: run as root to give them to their users)"
+                } else if config.hubfleet.local.system_users {
+                    " (owned by the users' accounts)"
                 } else {
-                    " (owned by you: run as root to keep owners)"
+                    " (owned by the homes directory's owner)"
                 }
             );
             if !summary.skipped.is_empty() {

@@ -3,7 +3,8 @@
 //! 0750 subfolder, a file owned by another uid, a symbolic link) writes `users.json`,
 //! `homes.tar.zst` and the README's restore steps; a fresh hub imports them with
 //! `hubfleet import --from DIR --config hub.yaml`, and then shows the same people through its
-//! REST API and has the same files, modes, owners and links. A second import changes nothing;
+//! REST API and has the same files, modes and links, owned by the homes directory's owner (never
+//! the archive's uids). A second import changes nothing;
 //! `--dry-run` changes nothing; an archive with a link out of its home or a device file is
 //! refused before anything is written. The first hub keeps its data in SQLite, the fresh one in
 //! PostgreSQL (`HUBFLEET_TEST_POSTGRES_URL`), so both stores are read and written.
@@ -265,9 +266,15 @@ async fn a_hubs_people_and_homes_move_to_a_fresh_hub() {
         0o600,
         "the files as made"
     );
-    assert_eq!(new_tree, old_tree);
+    // Without system_users every file goes to the homes directory's owner: the archive's
+    // uids are another machine's.
+    let mut expected = old_tree.clone();
     if as_root {
-        assert_eq!(
+        let homes_owner = std::fs::metadata(&fresh_homes).unwrap();
+        for (_, _, uid, gid) in expected.values_mut() {
+            (*uid, *gid) = (homes_owner.uid(), homes_owner.gid());
+        }
+        assert_ne!(
             (
                 new_tree[Path::new("bob/hello.py")].2,
                 new_tree[Path::new("bob/hello.py")].3
@@ -275,6 +282,7 @@ async fn a_hubs_people_and_homes_move_to_a_fresh_hub() {
             (4321, 4322)
         );
     }
+    assert_eq!(new_tree, expected);
 }
 
 /// A homes archive with a link out of its home, and a file written through it.
@@ -517,8 +525,9 @@ fn an_import_never_follows_links_already_in_a_home() {
 }
 
 /// With `system_users`, a restored home goes to its user's account on this machine (by name:
-/// uids differ between machines), if the hub may use that account; other homes keep the
-/// archive's numeric owners. Needs root (CI runs the tests as root).
+/// uids differ between machines), if the hub may use that account; other homes go to root
+/// (the user's first start gives the home to the account), never to the archive's numeric
+/// owner, which here may be someone else's account. Needs root (CI runs the tests as root).
 #[test]
 fn with_system_users_homes_go_to_their_users_accounts() {
     use std::os::unix::fs::MetadataExt;
@@ -562,12 +571,24 @@ fn with_system_users_homes_go_to_their_users_accounts() {
     let file = std::fs::File::create(from.join("homes.tar.zst")).unwrap();
     let encoder = zstd::Encoder::new(file, 3).unwrap().auto_finish();
     let mut builder = tar::Builder::new(encoder);
-    for name in [format!("{user}/notes.txt"), format!("{stranger}/notes.txt")] {
+    // The stranger's file says it is owned by an account of this machine that is not hers.
+    let other = (
+        uid_of(&stranger_account),
+        nix::unistd::User::from_name(&stranger_account)
+            .unwrap()
+            .unwrap()
+            .gid
+            .as_raw(),
+    );
+    for (name, (uid, gid)) in [
+        (format!("{user}/notes.txt"), (4321, 4322)),
+        (format!("{stranger}/notes.txt"), other),
+    ] {
         let mut header = tar::Header::new_gnu();
         header.set_size(2);
         header.set_mode(0o600);
-        header.set_uid(4321);
-        header.set_gid(4322);
+        header.set_uid(uid.into());
+        header.set_gid(gid.into());
         header.set_mtime(0);
         builder.append_data(&mut header, &name, &b"hi"[..]).unwrap();
     }
@@ -583,10 +604,14 @@ fn with_system_users_homes_go_to_their_users_accounts() {
     let expected = uid_of(&account);
     assert_eq!(owner(&homes.join(&user).join("notes.txt")).0, expected);
     assert_eq!(owner(&homes.join(&user)).0, expected, "the home itself");
-    assert_ne!(uid_of(&stranger_account), 4321);
+    assert_ne!(
+        owner(&homes.join(&stranger).join("notes.txt")).0,
+        other.0,
+        "the archive's uid is someone else's account here"
+    );
     assert_eq!(
         owner(&homes.join(&stranger).join("notes.txt")),
-        (4321, 4322),
-        "an account the hub may not use gets nothing"
+        (0, 0),
+        "an account the hub may not use gets nothing: root keeps it until the first start"
     );
 }
