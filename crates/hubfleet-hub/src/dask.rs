@@ -55,6 +55,9 @@ pub struct Gateway {
     listing_cache: SharedCache<Listing>,
     /// The Unix accounts `LocalBackend` may run clusters as: the local spawner's.
     accounts: hubfleet_spawn::system_user::SystemAccounts,
+    /// For the gateway's API and schedulers' pages; never follows a redirect (a scheduler is
+    /// its user's code).
+    client: reqwest::Client,
 }
 
 /// LocalBackend looks a cluster's user name up as a Unix account; hubfleet's accounts are
@@ -222,6 +225,11 @@ impl Gateway {
                 &config.data_dir(),
                 &config.hubfleet.local.existing_system_users,
             ),
+            client: reqwest::Client::builder()
+                .timeout(GATEWAY_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| HubError::Config(format!("the Dask gateway's HTTP client: {e}")))?,
         }))
     }
 
@@ -497,10 +505,7 @@ impl Gateway {
     ) -> Result<Vec<ClusterRow>, HubError> {
         let token = self.listing_token(state, user).await?;
         let base = self.api_base(&state.settings());
-        let client = reqwest::Client::builder()
-            .timeout(GATEWAY_TIMEOUT)
-            .build()
-            .map_err(|e| HubError::Config(e.to_string()))?;
+        let client = &self.client;
         let reply = client
             .get(format!("{base}/api/v1/clusters/"))
             .header("Authorization", format!("jupyterhub {token}"))
@@ -538,7 +543,7 @@ impl Gateway {
             if status == "RUNNING" {
                 // The scheduler's own account of its workers, through the gateway's dashboard
                 // route.
-                match scheduler_identity(&client, &base, &name).await {
+                match scheduler_identity(client, &base, &name).await {
                     Err(e) => tracing::warn!(
                         user = %user.name, cluster = %name, error = %e,
                         "reading a Dask scheduler's identity.json: its workers are not shown"

@@ -839,6 +839,15 @@ async fn load_roles(state: &AppState) -> Result<(), HubError> {
             .await?;
         names.push(role.name.clone());
     }
+    // The culler service's role is the hub's own (culler::start puts it), not loadRoles'.
+    if state
+        .settings()
+        .culler
+        .as_ref()
+        .is_some_and(|cull| cull.idle_culler_python.is_some())
+    {
+        names.push(culler::SERVICE_NAME.to_owned());
+    }
     state.store.delete_roles_except(&names).await?;
     Ok(())
 }

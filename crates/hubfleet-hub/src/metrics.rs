@@ -406,14 +406,10 @@ impl Metrics {
     pub async fn refresh(&self, state: &AppState) -> Result<(), HubError> {
         if let (Some(family), Some(gateway)) = (&self.dask_clusters, &state.settings().dask_gateway)
         {
-            let clusters = gateway.all_clusters(state).await?.rows;
-            for status in DASK_STATUSES {
-                let n = clusters.iter().filter(|c| c.status == status).count();
-                family
-                    .get_or_create(&ClusterStatusLabel {
-                        status: status.to_owned(),
-                    })
-                    .set(n as i64);
+            let listing = gateway.all_clusters(state).await?;
+            // A partial answer would count too few: the gauges keep their last full count.
+            if listing.failed.is_empty() {
+                set_dask_clusters(family, &listing.rows);
             }
         }
         let counts = state.store.server_counts().await?;
@@ -845,6 +841,21 @@ pub async fn track_requests(
         tracing::debug!(target: "hubfleet::access", status, "{method} {path} {ms:.1}ms");
     }
     response
+}
+
+/// `hubfleet_dask_clusters{status}` from a full listing.
+fn set_dask_clusters(
+    family: &Family<ClusterStatusLabel, GaugeI>,
+    clusters: &[crate::dask::ClusterRow],
+) {
+    for status in DASK_STATUSES {
+        let n = clusters.iter().filter(|c| c.status == status).count();
+        family
+            .get_or_create(&ClusterStatusLabel {
+                status: status.to_owned(),
+            })
+            .set(n as i64);
+    }
 }
 
 #[cfg(test)]

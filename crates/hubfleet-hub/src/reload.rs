@@ -343,6 +343,8 @@ fn keep_runtime_parts(settings: &mut Settings, old: &Settings) {
     settings.metrics = old.metrics.clone();
     settings.process_started = old.process_started;
     settings.https = None;
+    // `dask-gateway` needs a restart: the running gateway (its tokens and listing cache) stays.
+    settings.dask_gateway = old.dask_gateway.clone();
     if settings.api_rate_limit.rates() == old.api_rate_limit.rates() {
         settings.api_rate_limit = old.api_rate_limit.clone();
     }

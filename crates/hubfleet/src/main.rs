@@ -720,13 +720,16 @@ async fn serve(config_paths: &[PathBuf], watch_files: bool) -> Result<()> {
     let config = check_cmd::load(config_paths)?;
     let (hub, listeners) = start_hub(&config).await?;
     tracing::info!(url = %hub_url(&config, &hub), "hub is ready");
-    let watch = match config_watch::ConfigWatch::start(config_paths) {
-        _ if !watch_files => None,
-        Ok(watch) => Some(watch),
-        Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), "config files are not watched: reload with SIGHUP or POST /hub/api/config/reload");
-            None
+    let watch = if watch_files {
+        match config_watch::ConfigWatch::start(config_paths) {
+            Ok(watch) => Some(watch),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "config files are not watched: reload with SIGHUP or POST /hub/api/config/reload");
+                None
+            }
         }
+    } else {
+        None
     };
     let reloader = hub.enable_config_reload(
         config_paths.to_vec(),

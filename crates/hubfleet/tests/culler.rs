@@ -170,3 +170,36 @@ async fn a_restarted_hub_ends_the_culler_a_killed_hub_left() {
     assert_ne!(first, second);
     assert!(hub.log().contains("left running by a previous hub process"));
 }
+
+/// A config reload that leaves `cull` alone (here a new announcement, by SIGHUP) keeps the
+/// culler service's role: the culler still culls after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idle_culler_keeps_its_role_through_a_config_reload() {
+    let hub = culling_hub("idle-culler");
+    // serve takes reloads (and SIGHUP) once it has written what it runs with.
+    let snapshot = hub.data_dir().join("effective-config.yaml");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !snapshot.exists() {
+        assert!(Instant::now() < deadline, "no {}", snapshot.display());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = std::fs::read_to_string(&hub.config).unwrap();
+    let edited = text.replacen(
+        "hub:\n",
+        "hub:\n  templateVars:\n    announcement: Reloaded\n",
+        1,
+    );
+    assert_ne!(text, edited);
+    std::fs::write(&hub.config, edited).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(hub.pid().unwrap() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !hub.log().contains("config reloaded") {
+        assert!(Instant::now() < deadline, "no reload; log:\n{}", hub.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    culled(&hub, "after-reload").await;
+}
