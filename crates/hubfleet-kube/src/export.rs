@@ -120,7 +120,12 @@ pub const SECRET_KEYS: &[&str] = &[
     "hub.config.CryptKeeper.keys",
     "hub.config.*.client_secret",
     "hub.config.*.password",
+    "hub.config.*.user_password",
     "hub.config.*.admin_password",
+    // ConfigurableHTTPProxy's API token.
+    "hub.config.*.auth_token",
+    "hub.extraEnv.JUPYTERHUB_CRYPT_KEY",
+    "hub.extraEnv.CONFIGPROXY_AUTH_TOKEN",
     "hub.db.password",
     "hub.services.*.apiToken",
     "hub.services.*.api_token",

@@ -525,7 +525,7 @@ fn secrets_of_a_single_hub_go_to_a_private_file() {
     let config = dir.path().join("hub.yaml");
     std::fs::write(
         &config,
-        "hub:\n  cookieSecret: 0123abcd\n  config:\n    JupyterHub: {authenticator_class: github}\n    GitHubOAuthenticator: {client_id: the-id, client_secret: the-secret, oauth_callback_url: 'https://hub.example.org/hub/oauth_callback'}\n  db: {type: postgres, url: 'postgresql://hub@db/hub', password: pg-pass}\nproxy: {secretToken: proxy-token}\nhubfleet:\n  public_url: https://hub.example.org\n  local: {environments: {pangeo: {python_env: /opt/pangeo}}}\n",
+        "hub:\n  cookieSecret: 0123abcd\n  config:\n    JupyterHub: {authenticator_class: github}\n    GitHubOAuthenticator: {client_id: the-id, client_secret: the-secret, oauth_callback_url: 'https://hub.example.org/hub/oauth_callback'}\n    SharedPasswordAuthenticator: {user_password: shared-pass-1, admin_password: admin-pass-12345678901234567890}\n    ConfigurableHTTPProxy: {api_url: 'http://127.0.0.1:8001', auth_token: chp-token}\n  db: {type: postgres, url: 'postgresql://hub@db/hub', password: pg-pass}\nproxy: {secretToken: proxy-token}\nhubfleet:\n  public_url: https://hub.example.org\n  local: {environments: {pangeo: {python_env: /opt/pangeo}}}\n",
     )
     .unwrap();
     let out_dir = dir.path().join("out");
@@ -550,7 +550,15 @@ fn secrets_of_a_single_hub_go_to_a_private_file() {
         String::from_utf8_lossy(&out.stderr)
     );
     let values = std::fs::read_to_string(out_dir.join("values.yaml")).unwrap();
-    for secret in ["0123abcd", "the-secret", "pg-pass", "proxy-token"] {
+    for secret in [
+        "0123abcd",
+        "the-secret",
+        "pg-pass",
+        "proxy-token",
+        "shared-pass-1",
+        "admin-pass-1",
+        "chp-token",
+    ] {
         assert!(
             !values.contains(secret),
             "{secret} in values.yaml:\n{values}"
@@ -573,6 +581,14 @@ fn secrets_of_a_single_hub_go_to_a_private_file() {
     assert_eq!(
         secrets["hub"]["config"]["GitHubOAuthenticator"]["client_secret"].as_str(),
         Some("the-secret")
+    );
+    assert_eq!(
+        secrets["hub"]["config"]["SharedPasswordAuthenticator"]["user_password"].as_str(),
+        Some("shared-pass-1")
+    );
+    assert_eq!(
+        secrets["hub"]["config"]["ConfigurableHTTPProxy"]["auth_token"].as_str(),
+        Some("chp-token")
     );
     let readme = std::fs::read_to_string(out_dir.join("README.md")).unwrap();
     assert!(readme.contains("hub.example.org") && readme.contains("`*.hub.example.org`"));
