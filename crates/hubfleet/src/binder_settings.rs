@@ -34,6 +34,17 @@ pub fn binder_settings(config: &HubConfig) -> Result<Option<BinderSettings>> {
         );
     }
     let traits = &binder.config.binder_hub;
+    // Each temporary user would get a Unix account, which nothing removes when the user is
+    // deleted: every anonymous visitor would leave one on the machine.
+    if !traits.auth_enabled && config.hubfleet.local.system_users {
+        bail!(
+            "binderhub-service with BinderHub.auth_enabled: false and \
+             hubfleet.local.system_users: every anonymous visitor would get a Unix account \
+             (jupyter-binder-…) that is never removed. Set \
+             binderhub-service.config.BinderHub.auth_enabled: true (launches by logged-in \
+             users only), or run the binder hub without hubfleet.local.system_users"
+        );
+    }
     // Builds run a repository's own code (setup.py, build backends, postBuild), with no
     // container around them as upstream has: on a root hub, as an unprivileged account.
     let root = nix::unistd::geteuid().is_root();
@@ -195,5 +206,25 @@ mod tests {
         let anonymous =
             "  hubfleet:\n    allowed_specs: ['^gh/my-org/']\n    allow_anonymous_launches: true\n";
         assert!(binder_settings(&config(anonymous)).unwrap().is_some());
+    }
+
+    /// Anonymous launches on a hub with system_users would leave a Unix account per visitor.
+    #[test]
+    fn anonymous_launches_with_system_users_are_refused() {
+        let venv = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(venv.path().join("bin")).unwrap();
+        std::fs::write(venv.path().join("bin/python"), "").unwrap();
+        let yaml = format!(
+            "hubfleet:\n  local:\n    python_env: {}\n    system_users: true\nbinderhub-service:\n  enabled: true\n  hubfleet:\n    allowed_specs: ['^gh/my-org/']\n    allow_anonymous_launches: true\n",
+            venv.path().display()
+        );
+        let config = HubConfig::from_yaml_str(&yaml, "t.yaml").unwrap();
+        let refused = binder_settings(&config).unwrap_err().to_string();
+        assert!(
+            refused.contains("system_users")
+                && refused.contains("never removed")
+                && refused.contains("auth_enabled: true"),
+            "{refused}"
+        );
     }
 }
