@@ -32,6 +32,14 @@ pub struct CullSettings {
 /// The service and role z2jh defines for the culler.
 pub const SERVICE_NAME: &str = "idle-culler";
 
+/// Whether the culler is the `idle-culler` service (its role and service row are the hub's).
+pub fn runs_as_service(settings: &crate::Settings) -> bool {
+    settings
+        .culler
+        .as_ref()
+        .is_some_and(|cull| cull.idle_culler_python.is_some())
+}
+
 pub async fn start(state: &AppState, cull: CullSettings) -> Result<(), HubError> {
     match &cull.idle_culler_python {
         Some(python) => start_idle_culler(state, &cull, python).await,

@@ -797,13 +797,21 @@ async fn ensure_admins(state: &AppState) -> Result<(), HubError> {
 /// Register configured services (and forget those removed from the config).
 async fn start_services(state: &AppState) -> Result<(), HubError> {
     let settings = state.settings();
-    let configured: Vec<&str> = settings.services.iter().map(|s| s.name.as_str()).collect();
+    let mut configured: Vec<&str> = settings.services.iter().map(|s| s.name.as_str()).collect();
+    // The hub's own services are registered by what runs them; deleting their rows here would
+    // end their tokens, also for the copy another replica runs.
+    if culler::runs_as_service(&settings) {
+        configured.push(culler::SERVICE_NAME);
+    }
+    if let Some(gateway) = &settings.dask_gateway {
+        configured.push(&gateway.service_name);
+    }
     for stale in state.store.list_services().await? {
         if stale.from_config && !configured.contains(&stale.name.as_str()) {
             state.services.remove(state, &stale).await?;
         }
     }
-    for definition in &state.settings().services {
+    for definition in &settings.services {
         state.services.add(state, definition.clone()).await?;
     }
     Ok(())
@@ -840,12 +848,7 @@ async fn load_roles(state: &AppState) -> Result<(), HubError> {
         names.push(role.name.clone());
     }
     // The culler service's role is the hub's own (culler::start puts it), not loadRoles'.
-    if state
-        .settings()
-        .culler
-        .as_ref()
-        .is_some_and(|cull| cull.idle_culler_python.is_some())
-    {
+    if culler::runs_as_service(&state.settings()) {
         names.push(culler::SERVICE_NAME.to_owned());
     }
     state.store.delete_roles_except(&names).await?;
