@@ -236,19 +236,24 @@ fn git(home: &Path, account: Option<&BuildAccount>) -> tokio::process::Command {
     cmd.env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_ALLOW_PROTOCOL", "https:http:git:file")
         .env("GIT_PROTOCOL_FROM_USER", "0");
-    if account.is_some() {
-        // A repository on this machine (allowed_specs naming a path) belongs to someone else
-        // than the build account; git's ownership check guards an account against a
-        // repository's config, and this account runs the repository's code anyway. The
-        // global config (HOME's) reaches the upload-pack of a local clone, where `-c` and
-        // GIT_CONFIG_* are cleared.
-        let written = std::fs::create_dir_all(home)
-            .and_then(|()| std::fs::write(home.join(".gitconfig"), "[safe]\n\tdirectory = *\n"));
-        if let Err(e) = written {
-            tracing::warn!(home = %home.display(), error = %e, "could not write the build's git config");
-        }
-    }
     cmd
+}
+
+/// With a build account, the git config in `home` that [`git`] commands there need: once per
+/// home, before they run.
+fn write_git_config(home: &Path, account: Option<&BuildAccount>) {
+    if account.is_none() {
+        return;
+    }
+    // A repository on this machine (allowed_specs naming a path) belongs to someone else than
+    // the build account; git's ownership check guards an account against a repository's
+    // config, and this account runs the repository's code anyway. The global config (HOME's)
+    // reaches the upload-pack of a local clone, where `-c` and GIT_CONFIG_* are cleared.
+    let written = std::fs::create_dir_all(home)
+        .and_then(|()| std::fs::write(home.join(".gitconfig"), "[safe]\n\tdirectory = *\n"));
+    if let Err(e) = written {
+        tracing::warn!(home = %home.display(), error = %e, "could not write the build's git config");
+    }
 }
 
 /// The commit a ref names (`git ls-remote`, with `home` as its `HOME`); a full commit id is
@@ -262,6 +267,7 @@ pub async fn resolve_ref(
     if r.len() == 40 && r.chars().all(|c| c.is_ascii_hexdigit()) {
         return Ok(r.to_ascii_lowercase());
     }
+    write_git_config(home, account);
     let output = tokio::time::timeout(
         Duration::from_secs(60),
         git(home, account)
@@ -351,6 +357,7 @@ async fn build_into(
             })?;
         }
     }
+    write_git_config(&home, account);
     let mut log = String::new();
     let say = |line: String, log: &mut String| {
         log.push_str(&line);
