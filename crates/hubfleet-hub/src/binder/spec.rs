@@ -149,10 +149,12 @@ fn escape(s: &str) -> String {
 /// allowed prefix followed by `..` would name a repository outside it.
 fn check_segments(provider: &str, spec: &str, url: &str) -> Result<(), String> {
     let path = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let dotted = path.split(['/', '?', '#']).any(|segment| {
-        let segment = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
-        segment == "." || segment == ".."
-    });
+    // A server may unescape once more (`%2F..%2F`, `%2e%2e`): look at that form too.
+    let unescaped = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let dotted = [path, &unescaped]
+        .iter()
+        .flat_map(|p| p.split(['/', '?', '#']))
+        .any(|segment| segment == "." || segment == "..");
     if dotted {
         return Err(format!(
             "`{provider}/{spec}` names `{url}`, which has a `.` or `..` path segment: give the repository's URL without them"
