@@ -180,6 +180,31 @@ pub struct ClusterManager {
     pub cluster_max_workers: Option<u32>,
 }
 
+impl ClusterManager {
+    /// The limits as dask-gateway's `ClusterConfig` settings: (trait, Python literal). The
+    /// hub's generated config and the upstream chart's `extraConfig` both write these.
+    pub fn cluster_config(&self) -> Vec<(&'static str, String)> {
+        let mut settings = Vec::new();
+        if let Some(v) = self.idle_timeout {
+            settings.push(("ClusterConfig.idle_timeout", v.to_string()));
+        }
+        if let Some(v) = self.cluster_max_cores {
+            settings.push((
+                "ClusterConfig.cluster_max_cores",
+                (v as f64 / 1000.0).to_string(),
+            ));
+        }
+        if let Some(v) = &self.cluster_max_memory {
+            let quoted = serde_json::to_string(v).expect("a string serialises");
+            settings.push(("ClusterConfig.cluster_max_memory", quoted));
+        }
+        if let Some(v) = self.cluster_max_workers {
+            settings.push(("ClusterConfig.cluster_max_workers", v.to_string()));
+        }
+        settings
+    }
+}
+
 /// `dask-gateway.local`: where the gateway listens on this machine and how it runs clusters.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -366,21 +366,8 @@ impl Gateway {
         if let Some(v) = worker.threads {
             set("ClusterConfig.worker_threads", v.to_string());
         }
-        let limits = &g.cluster_manager;
-        if let Some(v) = limits.idle_timeout {
-            set("ClusterConfig.idle_timeout", v.to_string());
-        }
-        if let Some(v) = limits.cluster_max_cores {
-            set(
-                "ClusterConfig.cluster_max_cores",
-                format!("{}", v as f64 / 1000.0),
-            );
-        }
-        if let Some(v) = &limits.cluster_max_memory {
-            set("ClusterConfig.cluster_max_memory", py_str(v));
-        }
-        if let Some(v) = limits.cluster_max_workers {
-            set("ClusterConfig.cluster_max_workers", v.to_string());
+        for (key, value) in g.cluster_manager.cluster_config() {
+            set(key, value);
         }
         if self.backend == BackendKind::Local {
             let record = self

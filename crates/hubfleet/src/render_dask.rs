@@ -119,23 +119,13 @@ fn chart_values(section: &Value, typed: &DaskGateway, name: &str) -> Value {
         .as_mapping_mut()
         .expect("a mapping")
         .insert("prefix".into(), format!("/services/{name}").into());
-    let limits = &typed.gateway.cluster_manager;
-    let mut code = String::new();
-    if let Some(v) = limits.idle_timeout {
-        code.push_str(&format!("c.ClusterConfig.idle_timeout = {v}\n"));
-    }
-    if let Some(v) = limits.cluster_max_cores {
-        code.push_str(&format!(
-            "c.ClusterConfig.cluster_max_cores = {}\n",
-            v as f64 / 1000.0
-        ));
-    }
-    if let Some(v) = &limits.cluster_max_memory {
-        code.push_str(&format!("c.ClusterConfig.cluster_max_memory = {v:?}\n"));
-    }
-    if let Some(v) = limits.cluster_max_workers {
-        code.push_str(&format!("c.ClusterConfig.cluster_max_workers = {v}\n"));
-    }
+    let code: String = typed
+        .gateway
+        .cluster_manager
+        .cluster_config()
+        .into_iter()
+        .map(|(key, value)| format!("c.{key} = {value}\n"))
+        .collect();
     let gm = gateway.as_mapping_mut().expect("a mapping");
     gm.remove("clusterManager");
     if !code.is_empty() {
