@@ -692,12 +692,13 @@ fn py_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
 }
 
+/// A local port, never one handed to a server that may not listen on it yet (the spawner's
+/// reservations).
 fn free_port() -> Result<SocketAddr, HubError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| HubError::Config(format!("no free local port for the Dask gateway: {e}")))?;
-    listener
-        .local_addr()
-        .map_err(|e| HubError::Config(e.to_string()))
+    let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+    hubfleet_spawn::free_port(ip)
+        .map(|port| SocketAddr::new(ip, port))
+        .map_err(|e| HubError::Config(format!("no free local port for the Dask gateway: {e}")))
 }
 
 /// Write the gateway's config (0600, in a 0700 directory) and start it as a managed service.

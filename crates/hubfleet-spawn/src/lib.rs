@@ -21,7 +21,9 @@ pub mod quota;
 mod spec;
 pub mod system_user;
 
-pub use local::{process_alive, process_start_time, tail_log, LocalOptions, LocalProcessSpawner};
+pub use local::{
+    free_port, process_alive, process_start_time, tail_log, LocalOptions, LocalProcessSpawner,
+};
 pub use progress::{ProgressSender, SpawnProgress};
 pub use spec::{
     LaunchSpec, Limits, Owner, ProfileChoice, ResolvedProfile, Resources, ServerRef, Storage,

@@ -433,7 +433,7 @@ static HANDED_OUT: Mutex<Option<HashMap<u16, Instant>>> = Mutex::new(None);
 /// server that may not listen on it yet. The kernel may offer a port again as soon as the probe
 /// that found it closes, so with many servers starting at once two of them could get the same
 /// port, and the second would fail with "Address already in use".
-fn free_port(ip: IpAddr) -> Result<u16, SpawnError> {
+pub fn free_port(ip: IpAddr) -> Result<u16, SpawnError> {
     free_port_at(ip, Instant::now())
 }
 
