@@ -46,8 +46,57 @@ pub enum BuildError {
     Io(#[from] std::io::Error),
 }
 
+/// A home of a build's own, removed when dropped: pip's cache and config, and what a package's
+/// `setup.py` writes to `~`, stay out of the hub's home.
+struct BuildHome(PathBuf);
+
+impl BuildHome {
+    fn new() -> std::io::Result<BuildHome> {
+        use std::os::unix::fs::DirBuilderExt;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "hubfleet-build-home-{}-{stamp}",
+            std::process::id()
+        ));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        Ok(BuildHome(dir))
+    }
+}
+
+impl Drop for BuildHome {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A command of a build with an empty environment but for binder's allow-list (as the hub has
+/// them: `PATH`, locale, pip's index, proxy and certificate settings) and `HOME`: a package's
+/// `setup.py` runs in it, and must not see the hub's secrets (`JUPYTERHUB_CRYPT_KEY`, tokens,
+/// database URLs, cloud credentials).
+fn build_command(program: impl AsRef<std::ffi::OsStr>, home: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env_clear();
+    for (name, value) in std::env::vars_os() {
+        let keep = name.to_str().is_some_and(|name| {
+            crate::binder::build::BUILD_ENV_ALLOWED.contains(&name) || name.starts_with("LC_")
+        });
+        if keep {
+            cmd.env(name, value);
+        }
+    }
+    if std::env::var_os("PATH").is_none() {
+        cmd.env("PATH", hubfleet_spawn::SYSTEM_PATH);
+    }
+    cmd.env("HOME", home).stdin(Stdio::null());
+    cmd
+}
+
 /// Make (or reuse) the venv at `venv` with `python`, and pip-install the base packages and
 /// `packages` into it. Every line pip writes (stdout and stderr) goes to `log`, as it comes.
+/// Both run with [`build_command`]'s environment and a temporary `HOME`.
 pub fn build_venv(
     python: &str,
     venv: &Path,
@@ -55,6 +104,7 @@ pub fn build_venv(
     packages: &[String],
     log: &mut dyn FnMut(&str),
 ) -> Result<(), BuildError> {
+    let home = BuildHome::new()?;
     if !venv.join("bin/python").exists() {
         log(&format!(
             "creating a Python environment in {}",
@@ -63,7 +113,7 @@ pub fn build_venv(
         if let Some(parent) = venv.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        let output = Command::new(python)
+        let output = build_command(python, &home.0)
             .args(["-m", "venv"])
             .arg(venv)
             .output()
@@ -90,7 +140,7 @@ pub fn build_venv(
         return Ok(());
     }
     log(&format!("pip install {}", wanted.join(" ")));
-    let mut child = Command::new(venv.join("bin/pip"))
+    let mut child = build_command(venv.join("bin/pip"), &home.0)
         .args([
             "install",
             "--progress-bar",
@@ -362,12 +412,23 @@ pub async fn fail_interrupted(
     replica: &str,
     data_dir: &Path,
 ) -> Result<(), StoreError> {
+    fail_stale(store, Some(replica), data_dir).await
+}
+
+/// Builds running on `replica` (if given) or on a replica silent for [`BUILD_SILENCE`] are
+/// marked failed, and their half-made directories go.
+pub async fn fail_stale(
+    store: &Store,
+    replica: Option<&str>,
+    data_dir: &Path,
+) -> Result<(), StoreError> {
     let silent_since = chrono::Utc::now() - BUILD_SILENCE;
-    for build in store
-        .fail_interrupted_builds(Some(replica), silent_since)
-        .await?
-    {
-        tracing::warn!(environment = %build.environment, build = build.id, directory = %build.directory, "a build of a local environment was interrupted by a hub restart: marked failed");
+    for build in store.fail_interrupted_builds(replica, silent_since).await? {
+        if replica == Some(build.replica.as_str()) {
+            tracing::warn!(environment = %build.environment, build = build.id, directory = %build.directory, "a build of a local environment was interrupted by a hub restart: marked failed");
+        } else {
+            tracing::warn!(environment = %build.environment, build = build.id, replica = %build.replica, "a build's replica went silent: marked failed");
+        }
         remove_half_made(data_dir, &build);
     }
     Ok(())

