@@ -211,6 +211,10 @@ pub fn follow_route_changes(state: AppState) {
                     tracing::info!("listening to the other replicas again");
                     pending.notify_one();
                 }
+                // One bad message: the connection is fine.
+                Err(e @ hubfleet_store::StoreError::Corrupt { .. }) => {
+                    tracing::warn!(error = %e, "ignored a message from another replica");
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "lost the other replicas' route changes; listening again");
                     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -96,16 +96,8 @@ impl Store {
     /// Tell the other replicas that the route of `user`'s server `server` changed. Nothing on
     /// SQLite.
     pub async fn notify_route_changed(&self, user: &str, server: &str) -> Result<()> {
-        if self.backend != Backend::Postgres {
-            return Ok(());
-        }
-        // In FROM: the Any driver cannot decode the `void` that `SELECT pg_notify(…)` returns.
-        sqlx::query("SELECT 1 AS sent FROM pg_notify($1, $2)")
-            .bind(ROUTES_CHANNEL)
-            .bind(format!("{user}/{server}"))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.notify_replicas(ROUTES_CHANNEL, &format!("{user}/{server}"))
+            .await
     }
 
     /// Send `payload` on `channel` to every replica (this one too). Nothing on SQLite.
@@ -113,6 +105,7 @@ impl Store {
         if self.backend != Backend::Postgres {
             return Ok(());
         }
+        // In FROM: the Any driver cannot decode the `void` that `SELECT pg_notify(…)` returns.
         sqlx::query("SELECT 1 AS sent FROM pg_notify($1, $2)")
             .bind(channel)
             .bind(payload)
