@@ -405,18 +405,9 @@ impl OldBuilds {
     }
 }
 
-/// At start: builds that were running when this replica stopped (or on a replica silent for
-/// [`BUILD_SILENCE`]) failed; their half-made directories go.
-pub async fn fail_interrupted(
-    store: &Store,
-    replica: &str,
-    data_dir: &Path,
-) -> Result<(), StoreError> {
-    fail_stale(store, Some(replica), data_dir).await
-}
-
-/// Builds running on `replica` (if given) or on a replica silent for [`BUILD_SILENCE`] are
-/// marked failed, and their half-made directories go.
+/// Builds running on `replica` (if given: at its start, those it was running when it stopped)
+/// or on a replica silent for [`BUILD_SILENCE`] are marked failed, and their half-made
+/// directories go.
 pub async fn fail_stale(
     store: &Store,
     replica: Option<&str>,

@@ -628,7 +628,7 @@ impl Hub {
         ensure_admins(&state).await?;
         config_groups::load(&state).await?;
         // Builds this replica ran when it stopped will never finish.
-        env_build::fail_interrupted(&store, lifecycle.replica(), &settings.data_dir).await?;
+        env_build::fail_stale(&store, Some(lifecycle.replica()), &settings.data_dir).await?;
         // Servers keep running while the hub is down: find them again before serving.
         let (adopted, cleaned) = lifecycle.restore().await?;
         if adopted + cleaned > 0 {
