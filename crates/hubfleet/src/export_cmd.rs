@@ -127,48 +127,11 @@ async fn write_hub_data(config: &hubfleet_config::HubConfig, out: &Path) -> Resu
             )))
         }
     };
-    let users = crate::hub_data::write_users_json(&store, &out.join("users.json")).await;
+    let written = crate::hub_data::write_people(&store, config, out).await;
     store.close().await;
-    let users = users?;
-    let mut text = format!(
-        "`users.json`: {} users, {} groups, {} roles (no passwords, tokens or sessions).\n",
-        users.users.len(),
-        users.groups.len(),
-        users.roles.len()
-    );
-    let homes = crate::hub_data::homes_dir(config);
-    if homes.is_dir() {
-        let summary = crate::hub_data::write_homes_archive(&homes, &out.join("homes.tar.zst"))?;
-        text.push_str(&format!(
-            "`homes.tar.zst`: {} from {}.\n",
-            crate::hub_data::describe(&summary),
-            homes.display()
-        ));
-        println!(
-            "wrote {} (0600): {} from {}",
-            out.join("homes.tar.zst").display(),
-            crate::hub_data::describe(&summary),
-            homes.display()
-        );
-        for skipped in &summary.skipped {
-            text.push_str(&format!("- left out: {skipped}\n"));
-            println!("  left out: {skipped}");
-        }
-    } else {
-        text.push_str(&format!(
-            "No homes.tar.zst: the hub has no homes directory on this machine ({}).\n",
-            homes.display()
-        ));
-    }
+    let mut text = written?;
     text.push('\n');
     text.push_str(&crate::hub_data::restore_instructions());
-    println!(
-        "wrote {}: {} users, {} groups, {} roles",
-        out.join("users.json").display(),
-        users.users.len(),
-        users.groups.len(),
-        users.roles.len()
-    );
     Ok(HubData::Written(text))
 }
 

@@ -455,6 +455,53 @@ fn header_of(meta: &std::fs::Metadata) -> tar::Header {
     header
 }
 
+/// Write `users.json` and, when the hub has its homes directory here, `homes.tar.zst` into
+/// `out`, saying on stdout what was written. Returns the same, in Markdown, for a README.
+pub async fn write_people(store: &Store, config: &HubConfig, out: &Path) -> Result<String> {
+    let users = write_users_json(store, &out.join("users.json")).await?;
+    println!(
+        "wrote {}: {} users, {} groups, {} roles",
+        out.join("users.json").display(),
+        users.users.len(),
+        users.groups.len(),
+        users.roles.len()
+    );
+    let mut text = format!(
+        "`users.json`: {} users, {} groups, {} roles (no passwords, tokens or sessions).\n",
+        users.users.len(),
+        users.groups.len(),
+        users.roles.len()
+    );
+    let homes = homes_dir(config);
+    if homes.is_dir() {
+        let summary = write_homes_archive(&homes, &out.join("homes.tar.zst"))?;
+        text.push_str(&format!(
+            "`homes.tar.zst`: {} from {}.\n",
+            describe(&summary),
+            homes.display()
+        ));
+        println!(
+            "wrote {} (0600): {} from {}",
+            out.join("homes.tar.zst").display(),
+            describe(&summary),
+            homes.display()
+        );
+        for skipped in &summary.skipped {
+            text.push_str(&format!("- left out: {skipped}\n"));
+            println!("  left out: {skipped}");
+        }
+    } else {
+        let missing = format!(
+            "No homes.tar.zst: the hub has no homes directory on this machine ({}).",
+            homes.display()
+        );
+        println!("{missing}");
+        text.push_str(&missing);
+        text.push('\n');
+    }
+    Ok(text)
+}
+
 /// The README's steps to restore `homes.tar.zst` by hand (without hubfleet), e.g. into the
 /// home volume of a Zero to JupyterHub deployment.
 pub fn restore_instructions() -> String {

@@ -94,25 +94,7 @@ async fn existing_user(store: &Store, name: &str) -> Result<User> {
 
 async fn export(config: &HubConfig, store: &Store, out: &Path) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let users = crate::hub_data::write_users_json(store, &out.join("users.json")).await?;
-    println!(
-        "{}: {} users, {} groups, {} roles",
-        out.join("users.json").display(),
-        users.users.len(),
-        users.groups.len(),
-        users.roles.len()
-    );
-    let homes = crate::hub_data::homes_dir(config);
-    let summary = crate::hub_data::write_homes_archive(&homes, &out.join("homes.tar.zst"))?;
-    println!(
-        "{}: {} from {}",
-        out.join("homes.tar.zst").display(),
-        crate::hub_data::describe(&summary),
-        homes.display()
-    );
-    for skipped in &summary.skipped {
-        println!("  left out: {skipped}");
-    }
+    crate::hub_data::write_people(store, config, out).await?;
     println!("\n{}", crate::hub_data::restore_instructions());
     Ok(())
 }
