@@ -484,31 +484,38 @@ pub async fn complete_login(
                 .await?;
         }
     }
-    let secret = hubfleet_store::new_token();
-    let session_id = hubfleet_store::new_token();
-    let expires = Utc::now() + chrono::Duration::days(identity::LOGIN_DAYS);
-    state
-        .store
-        .create_session(user.id, &session_id, &secret, expires)
-        .await?;
+    let session = start_session(state, &user, identity::LOGIN_DAYS).await?;
     state.store.touch_user(user.id, Utc::now()).await?;
     crate::auth_refresh::logged_in(state, &user);
     tracing::info!(user = %user.name, groups = ?info.groups, "logged in");
-    let hub_cookies = state.settings().cookies();
-    let max_age = identity::LOGIN_DAYS * 86400;
     let next = match next {
         Some(next) => state.settings().browser_location(next),
         None => landing(state, Some(&user)).await?,
     };
     let mut response = found(&next);
-    let cookies = response.headers_mut();
-    cookies.append(
-        header::SET_COOKIE,
-        hub_cookies.set(identity::LOGIN_COOKIE, &secret, "/hub/", Some(max_age)),
-    );
-    cookies.append(
-        header::SET_COOKIE,
-        hub_cookies.set(identity::SESSION_COOKIE, &session_id, "/", None),
-    );
+    for cookie in session {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
     Ok(response.into_response())
+}
+
+/// A new login session of `days` for `user`: stored, and its two cookies (the login cookie
+/// for `/hub/`, the session cookie for the whole site) to set.
+pub async fn start_session(
+    state: &AppState,
+    user: &hubfleet_store::User,
+    days: i64,
+) -> Result<[HeaderValue; 2], HubError> {
+    let secret = hubfleet_store::new_token();
+    let session_id = hubfleet_store::new_token();
+    let expires = Utc::now() + chrono::Duration::days(days);
+    state
+        .store
+        .create_session(user.id, &session_id, &secret, expires)
+        .await?;
+    let cookies = state.settings().cookies();
+    Ok([
+        cookies.set(identity::LOGIN_COOKIE, &secret, "/hub/", Some(days * 86400)),
+        cookies.set(identity::SESSION_COOKIE, &session_id, "/", None),
+    ])
 }

@@ -373,23 +373,10 @@ async fn temporary_user(
         &hex::encode(rand::random::<[u8; 8]>())
     );
     let user = state.store.create_user(&name, false).await?;
-    let secret = hubfleet_store::new_token();
-    let session_id = hubfleet_store::new_token();
     // A temporary user lives as long as its server; a day bounds a forgotten session.
-    let expires = Utc::now() + chrono::Duration::days(1);
-    state
-        .store
-        .create_session(user.id, &session_id, &secret, expires)
-        .await?;
+    let session = crate::login::start_session(state, &user, 1).await?;
     tracing::info!(user = %name, "temporary binder user created");
-    let cookies = state.settings().cookies();
-    Ok(Ok((
-        user,
-        vec![
-            cookies.set(identity::LOGIN_COOKIE, &secret, "/hub/", Some(86400)),
-            cookies.set(identity::SESSION_COOKIE, &session_id, "/", None),
-        ],
-    )))
+    Ok(Ok((user, session.into())))
 }
 
 async fn event_stream(
