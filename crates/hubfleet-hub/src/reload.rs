@@ -345,6 +345,8 @@ fn keep_runtime_parts(settings: &mut Settings, old: &Settings) {
     settings.https = None;
     // `dask-gateway` needs a restart: the running gateway (its tokens and listing cache) stays.
     settings.dask_gateway = old.dask_gateway.clone();
+    // So does `binderhub-service`: launches keep the settings the running builder has.
+    settings.binder = old.binder.clone();
     if settings.api_rate_limit.rates() == old.api_rate_limit.rates() {
         settings.api_rate_limit = old.api_rate_limit.clone();
     }
