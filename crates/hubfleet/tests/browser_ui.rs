@@ -408,18 +408,8 @@ async fn environments_in_the_admin_panel() {
         "this test needs a cgroup memory controller under /sys/fs/cgroup"
     );
     let hub = TestHub::start_with(
-        &format!(
-            r#"hub:
-  config:
-    JupyterHub:
-      authenticator_class: dummy
-    Authenticator:
-      admin_users: [admin]
-  loadRoles:
-    class-a-teacher:
-      scopes: ["admin-ui", "admin:environments!group=class-a"]
-      users: [teacher]
-singleuser:
+        &common::admin_yaml(&format!(
+            r#"{}singleuser:
   cmd: {}
   profileList:
     - display_name: Standard
@@ -427,8 +417,9 @@ singleuser:
       default: true
       kubespawner_override: {{mem_limit: 1G}}
 "#,
+            common::CLASS_A_TEACHER,
             fake_singleuser()
-        ),
+        )),
         // Builds install only what they are asked (the scenario's fails in pip).
         "  environments:\n    build_packages: []\n",
         &common::python_env(),

@@ -12,7 +12,10 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{cgroup_memory_limit, cgroups_usable, fake_singleuser, Browser, TestHub};
+use common::{
+    admin_yaml, cgroup_memory_limit, cgroups_usable, fake_singleuser, Browser, TestHub,
+    CLASS_A_TEACHER,
+};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -32,18 +35,8 @@ async fn admins_change_profiles_in_the_hub_with_history_and_group_limits() {
         cgroups_usable(),
         "this test needs a cgroup memory controller under /sys/fs/cgroup"
     );
-    let mut hub = TestHub::start(&format!(
-        r#"hub:
-  config:
-    JupyterHub:
-      authenticator_class: dummy
-    Authenticator:
-      admin_users: [admin]
-  loadRoles:
-    class-a-teacher:
-      scopes: ["admin-ui", "admin:environments!group=class-a"]
-      users: [teacher]
-singleuser:
+    let mut hub = common::admin_hub(&format!(
+        r#"{CLASS_A_TEACHER}singleuser:
   cmd: {}
   profileList:
     - display_name: Standard
@@ -545,22 +538,10 @@ async fn build_finished(admin: &Browser, name: &str) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn local_environments_are_built_with_their_log_and_pips_errors() {
     let hub = TestHub::start_with(
-        &format!(
-            r#"hub:
-  config:
-    JupyterHub:
-      authenticator_class: dummy
-    Authenticator:
-      admin_users: [admin]
-  loadRoles:
-    class-a-teacher:
-      scopes: ["admin-ui", "admin:environments!group=class-a"]
-      users: [teacher]
-singleuser:
-  cmd: {}
-"#,
+        &admin_yaml(&format!(
+            "{CLASS_A_TEACHER}singleuser:\n  cmd: {}\n",
             fake_singleuser()
-        ),
+        )),
         // A small build: the test checks the build, not a server in it.
         "  environments:\n    build_packages: []\n",
         &common::python_env(),
@@ -750,10 +731,7 @@ async fn builds_survive_a_restart_and_old_build_directories_go() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut hub = TestHub::start_with(
-        &format!(
-            "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [admin]\nsingleuser:\n  cmd: {}\n",
-            fake_singleuser()
-        ),
+        &admin_yaml(&format!("singleuser:\n  cmd: {}\n", fake_singleuser())),
         &format!(
             "  environments:\n    build_packages: []\n    python: {}\n",
             python.display()
@@ -926,10 +904,7 @@ chmod +x "$dir/bin/pip"
     std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
     let secret = "HUBFLEET_TEST_BUILD_SECRET";
     let hub = TestHub::start_with_env(
-        &format!(
-            "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [admin]\nsingleuser:\n  cmd: {}\n",
-            fake_singleuser()
-        ),
+        &admin_yaml(&format!("singleuser:\n  cmd: {}\n", fake_singleuser())),
         &format!(
             "  environments:\n    build_packages: []\n    python: {}\n",
             python.display()

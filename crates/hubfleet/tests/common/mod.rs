@@ -792,10 +792,23 @@ impl TokenClient {
 
 /// A hub with dummy login and `admin` as admin; extra YAML is appended.
 pub fn admin_hub(extra: &str) -> TestHub {
-    TestHub::start(&format!(
-        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [admin]\n{extra}"
-    ))
+    TestHub::start(&admin_yaml(extra))
 }
+
+/// The config `admin_hub` starts: dummy login, `admin` as admin, then `extra` (which may go on
+/// under `hub:` at two spaces' indent).
+pub fn admin_yaml(extra: &str) -> String {
+    format!(
+        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [admin]\n{extra}"
+    )
+}
+
+/// `hub.loadRoles` for `admin_yaml`: teacher administers only group class-a's environments.
+pub const CLASS_A_TEACHER: &str = r#"  loadRoles:
+    class-a-teacher:
+      scopes: ["admin-ui", "admin:environments!group=class-a"]
+      users: [teacher]
+"#;
 
 /// Log `admin` in and mint an API token with the given scopes (all of admin's if `None`).
 pub async fn admin_token(hub: &TestHub, scopes: Option<&[&str]>) -> (Browser, String) {
