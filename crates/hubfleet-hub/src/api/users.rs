@@ -1309,10 +1309,17 @@ fn follow_row(
     .map(Ok)
 }
 
-/// Every event of a start, from the first, ending after the final one.
+/// Every event of a start, as server-sent events.
 fn follow(
     rx: tokio::sync::watch::Receiver<Vec<ProgressEvent>>,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send {
+    progress_events(rx).map(|e| Ok(sse_event(&e)))
+}
+
+/// Every event of a start, from the first, ending after the final one.
+pub(crate) fn progress_events(
+    rx: tokio::sync::watch::Receiver<Vec<ProgressEvent>>,
+) -> impl Stream<Item = ProgressEvent> + Send {
     stream::unfold((rx, 0usize, false), |(mut rx, sent, done)| async move {
         if done {
             return None;
@@ -1330,5 +1337,5 @@ fn follow(
             }
         }
     })
-    .flat_map(|batch| stream::iter(batch.into_iter().map(|e| Ok(sse_event(&e)))))
+    .flat_map(stream::iter)
 }

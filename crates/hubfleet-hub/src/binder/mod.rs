@@ -551,23 +551,13 @@ async fn start_server(
         .spawn(user, server_name)
         .await
         .map_err(|e| e.to_string())?;
-    let mut seen = 0;
-    if let Some(mut progress) = lifecycle.progress(&user.name, server_name) {
-        loop {
-            let (events, last) = {
-                let events = progress.borrow_and_update().clone();
-                let last = events.last().cloned();
-                (events, last)
-            };
-            for e in events.iter().skip(seen) {
-                if !e.is_final() {
-                    tx.send(BinderEvent::new("launching", format!("{}\n", e.message)))
-                        .ok();
-                }
-            }
-            seen = events.len();
-            if last.as_ref().is_some_and(|e| e.is_final()) || progress.changed().await.is_err() {
-                break;
+    if let Some(progress) = lifecycle.progress(&user.name, server_name) {
+        let mut events = std::pin::pin!(crate::api::users::progress_events(progress));
+        // The final event is `send_ready`'s to tell.
+        while let Some(e) = events.next().await {
+            if !e.is_final() {
+                tx.send(BinderEvent::new("launching", format!("{}\n", e.message)))
+                    .ok();
             }
         }
     }
@@ -588,19 +578,9 @@ async fn send_ready(
     let start = lifecycle
         .wait_ready(&user.name, server_name, state.settings().start_timeout)
         .await;
-    let ready = state
-        .store
-        .server(user.id, server_name)
-        .await
-        .map_err(db)?
-        .is_some_and(|s| s.phase == Phase::Ready);
-    if !ready {
-        let reason = state
-            .store
-            .server(user.id, server_name)
-            .await
-            .ok()
-            .flatten()
+    let server = state.store.server(user.id, server_name).await.map_err(db)?;
+    if !server.as_ref().is_some_and(|s| s.phase == Phase::Ready) {
+        let reason = server
             .and_then(|s| s.failed_reason)
             .unwrap_or_else(|| format!("{start:?}"));
         return Err(format!("the server did not start: {reason}"));
