@@ -72,25 +72,54 @@ impl Drop for BuildHome {
     }
 }
 
-/// A command of a build with an empty environment but for binder's allow-list (as the hub has
-/// them: `PATH`, locale, pip's index, proxy and certificate settings) and `HOME`: a package's
-/// `setup.py` runs in it, and must not see the hub's secrets (`JUPYTERHUB_CRYPT_KEY`, tokens,
+/// Variables of the hub's environment a build keeps: what programs need to run and to find
+/// text encodings, and the package index, proxy and certificate settings operators give pip.
+/// Everything else (`HUBFLEET_*`, `JUPYTERHUB_*`, crypt keys, tokens, cloud credentials) stays
+/// out of a repository's `setup.py` and `postBuild`. `LC_*` are kept too.
+pub const BUILD_ENV_ALLOWED: &[&str] = &[
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "TMPDIR",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_TRUSTED_HOST",
+    "PIP_CERT",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+];
+
+/// The whole environment of a build (admin-panel environments, binder repositories): the
+/// hub's [`BUILD_ENV_ALLOWED`] and `LC_*` variables, and `HOME`. A package's `setup.py` or a
+/// `postBuild` runs in it, and must not see the hub's secrets (`JUPYTERHUB_CRYPT_KEY`, tokens,
 /// database URLs, cloud credentials).
+pub fn build_environment(home: &Path) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    let mut env: Vec<_> = std::env::vars_os()
+        .filter(|(name, _)| {
+            name.to_str()
+                .is_some_and(|name| BUILD_ENV_ALLOWED.contains(&name) || name.starts_with("LC_"))
+        })
+        .collect();
+    if std::env::var_os("PATH").is_none() {
+        env.push(("PATH".into(), hubfleet_spawn::SYSTEM_PATH.into()));
+    }
+    env.push(("HOME".into(), home.into()));
+    env
+}
+
+/// A command of a build, in [`build_environment`].
 fn build_command(program: impl AsRef<std::ffi::OsStr>, home: &Path) -> Command {
     let mut cmd = Command::new(program);
-    cmd.env_clear();
-    for (name, value) in std::env::vars_os() {
-        let keep = name.to_str().is_some_and(|name| {
-            crate::binder::build::BUILD_ENV_ALLOWED.contains(&name) || name.starts_with("LC_")
-        });
-        if keep {
-            cmd.env(name, value);
-        }
-    }
-    if std::env::var_os("PATH").is_none() {
-        cmd.env("PATH", hubfleet_spawn::SYSTEM_PATH);
-    }
-    cmd.env("HOME", home).stdin(Stdio::null());
+    cmd.env_clear()
+        .envs(build_environment(home))
+        .stdin(Stdio::null());
     cmd
 }
 

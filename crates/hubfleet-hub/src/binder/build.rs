@@ -174,32 +174,8 @@ pub fn is_built(dir: &Path) -> bool {
     dir.join("env/bin/python").exists() && dir.join("repo").is_dir()
 }
 
-/// Variables of the hub's environment a build keeps: what programs need to run and to find
-/// text encodings, and the package index, proxy and certificate settings operators give pip.
-/// Everything else (`HUBFLEET_*`, `JUPYTERHUB_*`, crypt keys, tokens, cloud credentials) stays
-/// out of a repository's `setup.py` and `postBuild`. `LC_*` are kept too.
-pub const BUILD_ENV_ALLOWED: &[&str] = &[
-    "PATH",
-    "LANG",
-    "LANGUAGE",
-    "TMPDIR",
-    "PIP_INDEX_URL",
-    "PIP_EXTRA_INDEX_URL",
-    "PIP_TRUSTED_HOST",
-    "PIP_CERT",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "REQUESTS_CA_BUNDLE",
-];
-
-/// A command of a build: an empty environment but for [`BUILD_ENV_ALLOWED`] (as the hub has
-/// them) and `HOME`, run as the build account when there is one.
+/// A command of a build, in [`crate::env_build::build_environment`], run as the build account
+/// when there is one.
 fn build_command(
     program: impl AsRef<std::ffi::OsStr>,
     home: &Path,
@@ -212,19 +188,8 @@ fn build_command(
     }
     // The hub's own working directory may be closed to the build account.
     cmd.current_dir("/");
-    cmd.env_clear();
-    for (name, value) in std::env::vars_os() {
-        let keep = name
-            .to_str()
-            .is_some_and(|name| BUILD_ENV_ALLOWED.contains(&name) || name.starts_with("LC_"));
-        if keep {
-            cmd.env(name, value);
-        }
-    }
-    if std::env::var_os("PATH").is_none() {
-        cmd.env("PATH", hubfleet_spawn::SYSTEM_PATH);
-    }
-    cmd.env("HOME", home)
+    cmd.env_clear()
+        .envs(crate::env_build::build_environment(home))
         .stdin(Stdio::null())
         .kill_on_drop(true);
     cmd
