@@ -204,15 +204,12 @@ async fn binder_launch_build_cache_and_failure() {
         &bad,
         &[("requirements.txt", "hubfleet-no-such-package-4c1d9e\n")],
     );
-    let allowed = format!(
-        "^git/{}",
-        regex_escape(&escape(&repos.path().display().to_string()))
-    );
+    let allowed = allowed_spec(repos.path());
     let hub = TestHub::start_in(
         Mode::Subdomains,
-        &format!(
-            "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [admin]\nsingleuser:\n  defaultUrl: /lab\nbinderhub-service:\n  enabled: true\n  config:\n    BinderHub:\n      banned_specs: ['^gh/banned/']\n  hubfleet:\n    allow_anonymous_launches: true\n    allowed_specs: ['{allowed}', '^gh/']\n"
-        ),
+        &common::admin_yaml(&format!(
+            "singleuser:\n  defaultUrl: /lab\nbinderhub-service:\n  enabled: true\n  config:\n    BinderHub:\n      banned_specs: ['^gh/banned/']\n  hubfleet:\n    allow_anonymous_launches: true\n    allowed_specs: ['{allowed}', '^gh/']\n"
+        )),
     );
     let good_spec = format!("git/{}/main", escape(&good.display().to_string()));
     let bad_spec = format!("git/{}/main", escape(&bad.display().to_string()));
@@ -337,6 +334,21 @@ async fn binder_launch_build_cache_and_failure() {
     );
 }
 
+/// `allowed_specs` entry for the git repositories under `dir`.
+fn allowed_spec(dir: &Path) -> String {
+    format!("^git/{}", regex_escape(&escape(&dir.display().to_string())))
+}
+
+/// Dummy login, no admin.
+const DUMMY_HUB: &str = "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n";
+
+/// `binderhub-service` with anonymous launches of `allowed` specs; `extra` goes on under `hubfleet:`.
+fn anonymous_binder(allowed: &str, extra: &str) -> String {
+    format!(
+        "binderhub-service:\n  enabled: true\n  hubfleet:\n    allow_anonymous_launches: true\n    allowed_specs: ['{allowed}']\n{extra}"
+    )
+}
+
 /// `text` as a literal in a regular expression.
 fn regex_escape(text: &str) -> String {
     text.chars()
@@ -357,14 +369,12 @@ async fn idle_binder_servers_are_culled_and_their_users_deleted() {
     let repos = tempfile::tempdir().unwrap();
     let plain = repos.path().join("plain");
     repository(&plain, &[("README.md", "Nothing to install.\n")]);
-    let allowed = format!(
-        "^git/{}",
-        regex_escape(&escape(&repos.path().display().to_string()))
-    );
+    let allowed = allowed_spec(repos.path());
     let hub = TestHub::start_with(
-        &format!(
-            "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [admin]\ncull:\n  enabled: true\n  timeout: 3\n  every: 2\nbinderhub-service:\n  enabled: true\n  hubfleet:\n    allow_anonymous_launches: true\n    allowed_specs: ['{allowed}']\n"
-        ),
+        &common::admin_yaml(&format!(
+            "cull:\n  enabled: true\n  timeout: 3\n  every: 2\n{}",
+            anonymous_binder(&allowed, "")
+        )),
         "  culler: builtin\n",
         &common::python_env(),
     );
@@ -421,12 +431,9 @@ async fn with_auth_the_logged_in_user_launches() {
     let repos = tempfile::tempdir().unwrap();
     let plain = repos.path().join("plain");
     repository(&plain, &[("README.md", "Nothing to install.\n")]);
-    let allowed = format!(
-        "^git/{}",
-        regex_escape(&escape(&repos.path().display().to_string()))
-    );
+    let allowed = allowed_spec(repos.path());
     let hub = TestHub::start(&format!(
-        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\nbinderhub-service:\n  enabled: true\n  config:\n    BinderHub:\n      auth_enabled: true\n  hubfleet:\n    allowed_specs: ['{allowed}']\n"
+        "{DUMMY_HUB}binderhub-service:\n  enabled: true\n  config:\n    BinderHub:\n      auth_enabled: true\n  hubfleet:\n    allowed_specs: ['{allowed}']\n"
     ));
     let spec = format!("git/{}/main", escape(&plain.display().to_string()));
     // Not logged in: the page sends to the login page, the stream refuses.
@@ -492,12 +499,10 @@ async fn concurrent_launches_share_one_build_and_postbuild_is_limited() {
     );
     let slow = repos.path().join("slow");
     repository(&slow, &[("postBuild", "echo sleeping\nsleep 600\n")]);
-    let allowed = format!(
-        "^git/{}",
-        regex_escape(&escape(&repos.path().display().to_string()))
-    );
+    let allowed = allowed_spec(repos.path());
     let hub = TestHub::start(&format!(
-        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\nbinderhub-service:\n  enabled: true\n  hubfleet:\n    allow_anonymous_launches: true\n    allowed_specs: ['{allowed}']\n    postbuild_timeout: 10\n"
+        "{DUMMY_HUB}{}",
+        anonymous_binder(&allowed, "    postbuild_timeout: 10\n")
     ));
     let url = hub.url(&format!(
         "/hub/binder/build/git/{}/main",
@@ -576,13 +581,11 @@ async fn environments_disk_limit_refuses_a_build() {
     let repos = tempfile::tempdir().unwrap();
     let plain = repos.path().join("plain");
     repository(&plain, &[("README.md", "Nothing to install.\n")]);
-    let allowed = format!(
-        "^git/{}",
-        regex_escape(&escape(&repos.path().display().to_string()))
-    );
+    let allowed = allowed_spec(repos.path());
     // A venv and a checkout take more than 4 KB whatever they hold.
     let hub = TestHub::start(&format!(
-        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\nbinderhub-service:\n  enabled: true\n  hubfleet:\n    allow_anonymous_launches: true\n    allowed_specs: ['{allowed}']\n    environments_disk_limit: 4K\n"
+        "{DUMMY_HUB}{}",
+        anonymous_binder(&allowed, "    environments_disk_limit: 4K\n")
     ));
     let launched = events(&hub.url(&format!(
         "/hub/binder/build/git/{}/main",
@@ -613,13 +616,8 @@ async fn returning_visitors_keep_their_temporary_user_and_the_cap_holds() {
     repository(&first_repo, &[("README.md", "The first repository.\n")]);
     let second_repo = repos.path().join("second");
     repository(&second_repo, &[("README.md", "The second repository.\n")]);
-    let allowed = format!(
-        "^git/{}",
-        regex_escape(&escape(&repos.path().display().to_string()))
-    );
-    let hub = TestHub::start(&format!(
-        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [admin]\nbinderhub-service:\n  enabled: true\n  hubfleet:\n    allow_anonymous_launches: true\n    allowed_specs: ['{allowed}']\n    max_temporary_users: 1\n"
-    ));
+    let allowed = allowed_spec(repos.path());
+    let hub = common::admin_hub(&anonymous_binder(&allowed, "    max_temporary_users: 1\n"));
     let (_, token) = common::admin_token(&hub, None).await;
     let admin = TokenClient::new(&hub, &token);
     let temporary_users = || async {
@@ -740,13 +738,8 @@ async fn the_launch_page_alone_makes_no_temporary_user() {
     let repos = tempfile::tempdir().unwrap();
     let repo = repos.path().join("repo");
     repository(&repo, &[("README.md", "A repository.\n")]);
-    let allowed = format!(
-        "^git/{}",
-        regex_escape(&escape(&repos.path().display().to_string()))
-    );
-    let hub = TestHub::start(&format!(
-        "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\n    Authenticator:\n      admin_users: [admin]\nbinderhub-service:\n  enabled: true\n  hubfleet:\n    allow_anonymous_launches: true\n    allowed_specs: ['{allowed}']\n    max_temporary_users: 1\n"
-    ));
+    let allowed = allowed_spec(repos.path());
+    let hub = common::admin_hub(&anonymous_binder(&allowed, "    max_temporary_users: 1\n"));
     let (_, token) = common::admin_token(&hub, None).await;
     let admin = TokenClient::new(&hub, &token);
     let spec = format!("git/{}/main", escape(&repo.display().to_string()));
@@ -805,10 +798,7 @@ async fn builds_get_only_allowed_environment_variables() {
             "env > \"$VIRTUAL_ENV/build-env.txt\"\npython -c 'import sys; print(sys.prefix)' > \"$VIRTUAL_ENV/build-python.txt\"\n",
         )],
     );
-    let allowed = format!(
-        "^git/{}",
-        regex_escape(&escape(&repos.path().display().to_string()))
-    );
+    let allowed = allowed_spec(repos.path());
     let crypt_key = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
     let secrets = [
         ("JUPYTERHUB_CRYPT_KEY", crypt_key),
@@ -818,9 +808,7 @@ async fn builds_get_only_allowed_environment_variables() {
     let mut env = secrets.to_vec();
     env.push(("PIP_INDEX_URL", "https://pypi.org/simple"));
     let hub = TestHub::start_with_env(
-        &format!(
-            "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\nbinderhub-service:\n  enabled: true\n  hubfleet:\n    allow_anonymous_launches: true\n    allowed_specs: ['{allowed}']\n"
-        ),
+        &format!("{DUMMY_HUB}{}", anonymous_binder(&allowed, "")),
         "",
         &common::python_env(),
         &env,
@@ -965,13 +953,10 @@ async fn with_system_users_builds_run_as_the_build_account() {
         )],
     );
     let base = system_base_env(&repos.path().join("base"));
-    let allowed = format!(
-        "^git/{}",
-        regex_escape(&escape(&repos.path().display().to_string()))
-    );
+    let allowed = allowed_spec(repos.path());
     let hub = TestHub::start_with(
         &format!(
-            "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\nbinderhub-service:\n  enabled: true\n  config:\n    BinderHub:\n      auth_enabled: true\n  hubfleet:\n    allowed_specs: ['{allowed}']\n    build_user: {}\n",
+            "{DUMMY_HUB}binderhub-service:\n  enabled: true\n  config:\n    BinderHub:\n      auth_enabled: true\n  hubfleet:\n    allowed_specs: ['{allowed}']\n    build_user: {}\n",
             builder.0
         ),
         "    system_users: true\n",
