@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::{Browser, Mode, TestHub};
 use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 const DUMMY_HUB: &str = "hub:\n  config:\n    JupyterHub:\n      authenticator_class: dummy\nsingleuser:\n  defaultUrl: /lab\n";
@@ -59,41 +58,8 @@ async fn open_lab(browser: &Browser, user: &str) {
 
 /// Start a kernel and run `code` over the kernel WebSocket, through the proxy.
 async fn execute(browser: &Browser, hub: &TestHub, user: &str, code: &str) -> String {
-    let server_xsrf = browser
-        .cookie_at(&browser.user_url(user, &format!("/user/{user}/")), "_xsrf")
-        .expect("the single-user server sets its own _xsrf cookie");
-    let kernel: serde_json::Value = browser
-        .client
-        .post(browser.user_url(user, &format!("/user/{user}/api/kernels")))
-        .header("X-XSRFToken", &server_xsrf)
-        .json(&serde_json::json!({ "name": "python3" }))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let kernel_id = kernel["id"].as_str().unwrap();
-
     // To the hub's port, with the host the browser would use (its own, with subdomains).
-    let http_url = browser.user_url(
-        user,
-        &format!("/user/{user}/api/kernels/{kernel_id}/channels"),
-    );
-    let ws_url = http_url.replacen("http://", "ws://", 1);
-    let mut request = ws_url.into_client_request().unwrap();
-    request.headers_mut().insert(
-        "cookie",
-        browser.cookie_header_at(&http_url).parse().unwrap(),
-    );
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", hub.port))
-        .await
-        .unwrap();
-    let (mut socket, response) = tokio_tungstenite::client_async(request, stream)
-        .await
-        .unwrap();
+    let (mut socket, response) = common::kernel_socket(browser, hub, user).await;
     assert_eq!(response.status(), 101);
 
     let (msg_id, execute_request) = common::execute_request(user, code);

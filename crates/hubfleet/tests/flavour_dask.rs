@@ -17,7 +17,6 @@ use serde::Deserialize;
 
 use common::{Browser, Mode, TestHub};
 use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 const DASK_HUB: &str = "hub:
@@ -59,45 +58,24 @@ fn dask_env() -> PathBuf {
     path
 }
 
+/// The gateway's packages in a venv of the system's Python, which users' accounts can run.
+fn dask_system_env() -> PathBuf {
+    let env = std::env::var_os("HUBFLEET_DASK_SYSTEM_ENV")
+        .map(PathBuf::from)
+        .expect("HUBFLEET_DASK_SYSTEM_ENV is not set: a venv of /usr/bin/python3 with dask-gateway-server[local], dask-gateway and distributed (scripts/test makes .venv-dask-system)");
+    assert!(
+        env.join("bin/dask").exists(),
+        "{} has no bin/dask",
+        env.display()
+    );
+    env
+}
+
 /// Run `code` in a new kernel of `user`'s server (REST to start it, then the kernel WebSocket
 /// through the hub's proxy); the `text/plain` of its last expression, or a panic with the
 /// kernel's traceback.
 async fn execute(browser: &Browser, hub: &TestHub, user: &str, code: &str) -> String {
-    let server_xsrf = browser
-        .cookie_at(&browser.user_url(user, &format!("/user/{user}/")), "_xsrf")
-        .expect("the single-user server sets its own _xsrf cookie");
-    let kernel: serde_json::Value = browser
-        .client
-        .post(browser.user_url(user, &format!("/user/{user}/api/kernels")))
-        .header("X-XSRFToken", &server_xsrf)
-        .json(&serde_json::json!({ "name": "python3" }))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let kernel_id = kernel["id"].as_str().unwrap();
-    let http_url = browser.user_url(
-        user,
-        &format!("/user/{user}/api/kernels/{kernel_id}/channels"),
-    );
-    let mut request = http_url
-        .replacen("http://", "ws://", 1)
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert(
-        "cookie",
-        browser.cookie_header_at(&http_url).parse().unwrap(),
-    );
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", hub.port))
-        .await
-        .unwrap();
-    let (mut socket, _) = tokio_tungstenite::client_async(request, stream)
-        .await
-        .unwrap();
+    let (mut socket, _) = common::kernel_socket(browser, hub, user).await;
     let (msg_id, execute_request) = common::execute_request(user, code);
     socket
         .send(Message::text(execute_request.to_string()))
@@ -562,14 +540,7 @@ async fn clusters_run_as_their_users_accounts_with_system_users() {
         nix::unistd::geteuid().is_root(),
         "system users need root (CI runs the tests as root)"
     );
-    let env = std::env::var_os("HUBFLEET_DASK_SYSTEM_ENV")
-        .map(PathBuf::from)
-        .expect("HUBFLEET_DASK_SYSTEM_ENV is not set: a venv of /usr/bin/python3 with dask-gateway-server[local], dask-gateway and distributed (scripts/test makes .venv-dask-system)");
-    assert!(
-        env.join("bin/dask").exists(),
-        "{} has no bin/dask",
-        env.display()
-    );
+    let env = dask_system_env();
     let user = format!("dask{}", std::process::id());
     let _accounts = common::fresh_system_accounts(&[&user]);
     let stand_in = "[/bin/sh, -c, 'port=${JUPYTERHUB_SERVICE_URL##*:}; port=${port%%/*}; exec /usr/bin/python3 -m http.server --bind 127.0.0.1 $port']";
@@ -673,9 +644,7 @@ async fn clusters_never_run_as_an_account_the_hub_did_not_make() {
         nix::unistd::geteuid().is_root(),
         "system users need root (CI runs the tests as root)"
     );
-    let env = std::env::var_os("HUBFLEET_DASK_SYSTEM_ENV")
-        .map(PathBuf::from)
-        .expect("HUBFLEET_DASK_SYSTEM_ENV is not set (scripts/test makes .venv-dask-system)");
+    let env = dask_system_env();
     let user = format!("daskx{}", std::process::id());
     let _accounts = common::fresh_system_accounts(&[&user]);
     let account = hubfleet_spawn::system_user::account_name(&user);

@@ -983,3 +983,51 @@ pub fn execute_request(user: &str, code: &str) -> (String, serde_json::Value) {
     });
     (msg_id, request)
 }
+
+/// A new `python3` kernel in `user`'s server (POSTed with the server's own `_xsrf`) and its
+/// channels WebSocket, opened through the hub's port with the host a browser would use.
+pub async fn kernel_socket(
+    browser: &Browser,
+    hub: &TestHub,
+    user: &str,
+) -> (
+    tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    tokio_tungstenite::tungstenite::handshake::client::Response,
+) {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let server_xsrf = browser
+        .cookie_at(&browser.user_url(user, &format!("/user/{user}/")), "_xsrf")
+        .expect("the single-user server sets its own _xsrf cookie");
+    let kernel: serde_json::Value = browser
+        .client
+        .post(browser.user_url(user, &format!("/user/{user}/api/kernels")))
+        .header("X-XSRFToken", &server_xsrf)
+        .json(&serde_json::json!({ "name": "python3" }))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kernel_id = kernel["id"].as_str().unwrap();
+    let http_url = browser.user_url(
+        user,
+        &format!("/user/{user}/api/kernels/{kernel_id}/channels"),
+    );
+    let mut request = http_url
+        .replacen("http://", "ws://", 1)
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "cookie",
+        browser.cookie_header_at(&http_url).parse().unwrap(),
+    );
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", hub.port))
+        .await
+        .unwrap();
+    tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap()
+}
