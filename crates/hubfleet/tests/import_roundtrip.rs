@@ -285,95 +285,109 @@ async fn a_hubs_people_and_homes_move_to_a_fresh_hub() {
     assert_eq!(new_tree, expected);
 }
 
-/// A homes archive with a link out of its home, and a file written through it.
-fn escaping_archive(path: &Path) {
+/// A zstd-compressed tar at `path`, its entries added by `fill`.
+fn archive(
+    path: &Path,
+    fill: impl FnOnce(&mut tar::Builder<zstd::stream::AutoFinishEncoder<'static, std::fs::File>>),
+) {
     let file = std::fs::File::create(path).unwrap();
     let encoder = zstd::Encoder::new(file, 3).unwrap().auto_finish();
     let mut builder = tar::Builder::new(encoder);
-    let mut link = tar::Header::new_gnu();
-    link.set_entry_type(tar::EntryType::Symlink);
-    link.set_size(0);
-    link.set_mode(0o777);
-    builder
-        .append_link(&mut link, "ada/escape", "../../outside")
-        .unwrap();
-    let mut file = tar::Header::new_gnu();
-    file.set_size(5);
-    file.set_mode(0o644);
-    builder
-        .append_data(&mut file, "ada/escape/owned", &b"owned"[..])
-        .unwrap();
+    fill(&mut builder);
     builder.into_inner().unwrap();
 }
 
-/// A homes archive with a character device (as `/dev/sda` would be).
-fn device_archive(path: &Path) {
-    let file = std::fs::File::create(path).unwrap();
-    let encoder = zstd::Encoder::new(file, 3).unwrap().auto_finish();
-    let mut builder = tar::Builder::new(encoder);
-    let mut device = tar::Header::new_gnu();
-    device.set_entry_type(tar::EntryType::Char);
-    device.set_size(0);
-    device.set_mode(0o666);
-    device.set_device_major(8).unwrap();
-    device.set_device_minor(0).unwrap();
-    builder
-        .append_data(&mut device, "ada/disk", std::io::empty())
-        .unwrap();
-    builder.into_inner().unwrap();
+/// A directory to import into: `hub.yaml` with `data_dir` in it (and `extra` under
+/// `hubfleet:`), and an empty export directory.
+struct ImportDir {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    data: PathBuf,
+    from: PathBuf,
 }
 
-/// A homes archive in which ada's file is a hard link to bob's.
-fn cross_home_link_archive(path: &Path) {
-    let file = std::fs::File::create(path).unwrap();
-    let encoder = zstd::Encoder::new(file, 3).unwrap().auto_finish();
-    let mut builder = tar::Builder::new(encoder);
-    let mut secret = tar::Header::new_gnu();
-    secret.set_size(6);
-    secret.set_mode(0o600);
-    builder
-        .append_data(&mut secret, "bob/secret", &b"secret"[..])
-        .unwrap();
-    let mut link = tar::Header::new_gnu();
-    link.set_entry_type(tar::EntryType::Link);
-    link.set_size(0);
-    link.set_mode(0o600);
-    builder
-        .append_link(&mut link, "ada/copy", "bob/secret")
-        .unwrap();
-    builder.into_inner().unwrap();
-}
-
-/// A homes archive with a setuid, setgid program.
-fn setuid_archive(path: &Path) {
-    let file = std::fs::File::create(path).unwrap();
-    let encoder = zstd::Encoder::new(file, 3).unwrap().auto_finish();
-    let mut builder = tar::Builder::new(encoder);
-    let mut program = tar::Header::new_gnu();
-    program.set_size(3);
-    program.set_mode(0o6755);
-    program.set_uid(0);
-    program.set_gid(0);
-    program.set_mtime(0);
-    builder
-        .append_data(&mut program, "ada/tool", &b"#!x"[..])
-        .unwrap();
-    builder.into_inner().unwrap();
-}
-
-#[test]
-fn setuid_and_setgid_bits_are_never_restored() {
+fn import_dir(extra: &str) -> ImportDir {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("hub.yaml");
     let data = dir.path().join("data");
     std::fs::write(
         &config,
-        format!("hubfleet:\n  data_dir: {}\n", data.display()),
+        format!("hubfleet:\n  data_dir: {}\n{extra}", data.display()),
     )
     .unwrap();
     let from = dir.path().join("export");
     std::fs::create_dir_all(&from).unwrap();
-    setuid_archive(&from.join("homes.tar.zst"));
+    ImportDir {
+        dir,
+        config,
+        data,
+        from,
+    }
+}
+
+/// A homes archive with a link out of its home, and a file written through it.
+fn escaping_archive(path: &Path) {
+    archive(path, |builder| {
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(tar::EntryType::Symlink);
+        link.set_size(0);
+        link.set_mode(0o777);
+        builder
+            .append_link(&mut link, "ada/escape", "../../outside")
+            .unwrap();
+        let mut file = tar::Header::new_gnu();
+        file.set_size(5);
+        file.set_mode(0o644);
+        builder
+            .append_data(&mut file, "ada/escape/owned", &b"owned"[..])
+            .unwrap();
+    });
+}
+
+/// A homes archive with a character device (as `/dev/sda` would be).
+fn device_archive(path: &Path) {
+    archive(path, |builder| {
+        let mut device = tar::Header::new_gnu();
+        device.set_entry_type(tar::EntryType::Char);
+        device.set_size(0);
+        device.set_mode(0o666);
+        device.set_device_major(8).unwrap();
+        device.set_device_minor(0).unwrap();
+        builder
+            .append_data(&mut device, "ada/disk", std::io::empty())
+            .unwrap();
+    });
+}
+
+/// A homes archive in which ada's file is a hard link to bob's.
+fn cross_home_link_archive(path: &Path) {
+    archive(path, |builder| {
+        let mut secret = tar::Header::new_gnu();
+        secret.set_size(6);
+        secret.set_mode(0o600);
+        builder
+            .append_data(&mut secret, "bob/secret", &b"secret"[..])
+            .unwrap();
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(tar::EntryType::Link);
+        link.set_size(0);
+        link.set_mode(0o600);
+        builder
+            .append_link(&mut link, "ada/copy", "bob/secret")
+            .unwrap();
+    });
+}
+
+#[test]
+fn setuid_and_setgid_bits_are_never_restored() {
+    let ImportDir {
+        dir: _dir,
+        config,
+        data,
+        from,
+    } = import_dir("");
+    // A setuid, setgid program.
+    plain_archive(&from.join("homes.tar.zst"), 0o6755, &[("ada/tool", "#!x")]);
     let run = hubfleet(&["import"], &[("--from", &from), ("--config", &config)]);
     assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
     let mode = std::fs::metadata(data.join("homes/ada/tool"))
@@ -399,18 +413,9 @@ fn an_archive_that_leaves_its_home_is_refused() {
 }
 
 fn refused_import(archive: fn(&Path), refused: &str, why: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("hub.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "hubfleet:\n  data_dir: {}\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let from = dir.path().join("export");
-    std::fs::create_dir_all(&from).unwrap();
+    let ImportDir {
+        dir, config, from, ..
+    } = import_dir("");
     archive(&from.join("homes.tar.zst"));
     let run = hubfleet(&["import"], &[("--from", &from), ("--config", &config)]);
     assert!(!run.ok, "{}", run.stdout);
@@ -425,23 +430,21 @@ fn refused_import(archive: fn(&Path), refused: &str, why: &str) {
     assert!(!dir.path().join("outside").exists());
 }
 
-/// An archive of plain files and folders, as `hubfleet export` writes them.
-fn plain_archive(path: &Path, files: &[(&str, &str)]) {
-    let file = std::fs::File::create(path).unwrap();
-    let encoder = zstd::Encoder::new(file, 3).unwrap().auto_finish();
-    let mut builder = tar::Builder::new(encoder);
-    for (name, content) in files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(content.len() as u64);
-        header.set_mode(0o644);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_mtime(0);
-        builder
-            .append_data(&mut header, name, content.as_bytes())
-            .unwrap();
-    }
-    builder.into_inner().unwrap();
+/// An archive of plain files with `mode`, owned by root, as `hubfleet export` writes them.
+fn plain_archive(path: &Path, mode: u32, files: &[(&str, &str)]) {
+    archive(path, |builder| {
+        for (name, content) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(content.len() as u64);
+            header.set_mode(mode);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(0);
+            builder
+                .append_data(&mut header, name, content.as_bytes())
+                .unwrap();
+        }
+    });
 }
 
 /// Importing over homes that exist: links already on disk in a home (to another home, out of
@@ -449,14 +452,12 @@ fn plain_archive(path: &Path, files: &[(&str, &str)]) {
 /// are reported and the import fails naming them; the other entries are restored.
 #[test]
 fn an_import_never_follows_links_already_in_a_home() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("hub.yaml");
-    let data = dir.path().join("data");
-    std::fs::write(
-        &config,
-        format!("hubfleet:\n  data_dir: {}\n", data.display()),
-    )
-    .unwrap();
+    let ImportDir {
+        dir,
+        config,
+        data,
+        from,
+    } = import_dir("");
     let homes = data.join("homes");
     write(&homes.join("bob/secret"), "bob's", 0o600);
     let outside = dir.path().join("outside");
@@ -466,10 +467,9 @@ fn an_import_never_follows_links_already_in_a_home() {
     std::os::unix::fs::symlink(&outside, homes.join("alice/away")).unwrap();
     std::fs::hard_link(homes.join("bob/secret"), homes.join("alice/hard")).unwrap();
 
-    let from = dir.path().join("export");
-    std::fs::create_dir_all(&from).unwrap();
     plain_archive(
         &from.join("homes.tar.zst"),
+        0o644,
         &[
             ("alice/notes/x", "planted"),
             ("alice/away/y", "planted"),
@@ -554,23 +554,15 @@ fn with_system_users_homes_go_to_their_users_accounts() {
             .uid
             .as_raw()
     };
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("hub.yaml");
-    let data = dir.path().join("data");
     // The operator allows `account`; `stranger_account` is someone else's.
-    std::fs::write(
-        &config,
-        format!(
-            "hubfleet:\n  data_dir: {}\n  local:\n    system_users: true\n    existing_system_users: [{account}]\n",
-            data.display()
-        ),
-    )
-    .unwrap();
-    let from = dir.path().join("export");
-    std::fs::create_dir_all(&from).unwrap();
-    let file = std::fs::File::create(from.join("homes.tar.zst")).unwrap();
-    let encoder = zstd::Encoder::new(file, 3).unwrap().auto_finish();
-    let mut builder = tar::Builder::new(encoder);
+    let ImportDir {
+        dir: _dir,
+        config,
+        data,
+        from,
+    } = import_dir(&format!(
+        "  local:\n    system_users: true\n    existing_system_users: [{account}]\n"
+    ));
     // The stranger's file says it is owned by an account of this machine that is not hers.
     let other = (
         uid_of(&stranger_account),
@@ -580,19 +572,20 @@ fn with_system_users_homes_go_to_their_users_accounts() {
             .gid
             .as_raw(),
     );
-    for (name, (uid, gid)) in [
-        (format!("{user}/notes.txt"), (4321, 4322)),
-        (format!("{stranger}/notes.txt"), other),
-    ] {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(2);
-        header.set_mode(0o600);
-        header.set_uid(uid.into());
-        header.set_gid(gid.into());
-        header.set_mtime(0);
-        builder.append_data(&mut header, &name, &b"hi"[..]).unwrap();
-    }
-    builder.into_inner().unwrap();
+    archive(&from.join("homes.tar.zst"), |builder| {
+        for (name, (uid, gid)) in [
+            (format!("{user}/notes.txt"), (4321, 4322)),
+            (format!("{stranger}/notes.txt"), other),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(2);
+            header.set_mode(0o600);
+            header.set_uid(uid.into());
+            header.set_gid(gid.into());
+            header.set_mtime(0);
+            builder.append_data(&mut header, &name, &b"hi"[..]).unwrap();
+        }
+    });
 
     let run = hubfleet(&["import"], &[("--from", &from), ("--config", &config)]);
     assert!(run.ok, "{}\n{}", run.stdout, run.stderr);
