@@ -14,11 +14,12 @@ mod common;
 mod people_api;
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::TestHub;
+use common::{Run, TestHub};
 use people_api::Api;
 use reqwest::Method;
 use serde_json::json;
@@ -56,24 +57,12 @@ const COURSE_STAFF: &str = "    course-staff:
       users: [cy]
       groups: [staff]";
 
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
 fn hubfleet(args: &[&str], paths: &[(&str, &Path)]) -> Run {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_hubfleet"));
-    command.args(args);
+    let mut all: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
     for (flag, path) in paths {
-        command.arg(flag).arg(path);
+        all.extend([OsStr::new(flag), path.as_os_str()]);
     }
-    let output = command.env_remove("RUST_LOG").output().unwrap();
-    Run {
-        ok: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    common::run_hubfleet(all)
 }
 
 fn write(path: &Path, content: &str, mode: u32) {

@@ -11,10 +11,11 @@ mod people_api;
 #[path = "support/upstream_jupyterhub.rs"]
 mod upstream_jupyterhub;
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 
-use common::TestHub;
+use common::{Run, TestHub};
 use people_api::Api;
 use reqwest::Method;
 use serde_json::json;
@@ -184,24 +185,16 @@ impl Drop for NotAHub {
     }
 }
 
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
 fn migrate(url: &str, token: &str, configs: &[&Path], extra: &[&str]) -> Run {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_hubfleet"));
-    command.args(["migrate", "from-jupyterhub", "--url", url, "--token", token]);
+    let mut args: Vec<&OsStr> = ["migrate", "from-jupyterhub", "--url", url, "--token", token]
+        .into_iter()
+        .map(OsStr::new)
+        .collect();
     for config in configs {
-        command.arg("--config").arg(config);
+        args.extend([OsStr::new("--config"), config.as_os_str()]);
     }
-    let output = command.args(extra).env_remove("RUST_LOG").output().unwrap();
-    Run {
-        ok: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    args.extend(extra.iter().map(OsStr::new));
+    common::run_hubfleet(args)
 }
 
 fn users_list(config: &Path) -> String {

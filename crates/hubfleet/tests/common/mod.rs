@@ -1031,3 +1031,24 @@ pub async fn kernel_socket(
         .await
         .unwrap()
 }
+
+/// What a `hubfleet` command did.
+pub struct Run {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Run the `hubfleet` binary with `args`, without the test's `RUST_LOG` (so its output is its own).
+pub fn run_hubfleet<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_hubfleet"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    Run {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
