@@ -657,8 +657,7 @@ async fn returning_visitors_keep_their_temporary_user_and_the_cap_holds() {
     let server = &users[0]["servers"][""];
     assert_eq!(server["ready"], true, "{server}");
     let started = server["started"].clone();
-    let mut pids = hub.server_pids(&name);
-    pids.sort();
+    let pids = hub.server_pids(&name);
     assert!(!pids.is_empty(), "the server runs in the home");
 
     // A reload: the same user, and the server already running is opened, not started again.
@@ -684,9 +683,14 @@ async fn returning_visitors_keep_their_temporary_user_and_the_cap_holds() {
     assert_eq!(users.len(), 1, "a reload made another user: {users:#?}");
     assert_eq!(users[0]["name"], name.as_str());
     assert_eq!(users[0]["servers"][""]["started"], started, "not restarted");
-    let mut same = hub.server_pids(&name);
-    same.sort();
-    assert_eq!(same, pids, "the same server processes");
+    // The server's process (the first in its home; short-lived children it starts come and
+    // go) still runs.
+    let server_pid = pids.iter().min().unwrap();
+    let now = hub.server_pids(&name);
+    assert!(
+        now.contains(server_pid),
+        "the same server process: {pids:?} before, {now:?} now"
+    );
 
     // Another repository: still the same user, whose server now runs the new one.
     let (status, body, other) = launch(&visitor, &second_repo).await;
